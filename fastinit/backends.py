@@ -1,0 +1,58 @@
+"""Backend names and the kernel module behind each.
+
+``numpy`` -> ``kernels.reference``, ``cpu`` -> ``kernels.cpu``,
+``cuda`` -> ``kernels.cuda``. Nothing here needs a GPU until ``cuda`` is asked for.
+"""
+
+import importlib
+
+BACKENDS = ("numpy", "cpu", "cuda")
+_MODULES = {"numpy": "kernels.reference", "cpu": "kernels.cpu", "cuda": "kernels.cuda"}
+
+NO_CUDA_MESSAGE = (
+    "no CUDA device was found (numba.cuda.is_available() is False). "
+    "Use --backend cpu, or run the CUDA kernels on Numba's simulator with "
+    "NUMBA_ENABLE_CUDASIM=1 set in the environment (slow: small sizes only)."
+)
+
+
+class BackendError(RuntimeError):
+    """A backend was asked for that does not exist or cannot run here."""
+
+
+def check_backend(name):
+    """Return ``name`` if it is a known backend, else raise ``BackendError``."""
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+def cuda_available():
+    """True when Numba sees a CUDA device (or runs its simulator)."""
+    try:
+        from numba import cuda
+    except Exception:  # numba-cuda missing or broken: no CUDA here
+        return False
+    try:
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+def require_cuda():
+    """Raise ``BackendError`` with a one-line, actionable message if CUDA cannot run."""
+    if not cuda_available():
+        raise BackendError(NO_CUDA_MESSAGE)
+
+
+def available_backends():
+    """The backends that can run on this machine, in canonical order."""
+    return tuple(b for b in BACKENDS if b != "cuda" or cuda_available())
+
+
+def kernels_for(name):
+    """The kernel module for backend ``name`` (raises ``BackendError`` if it cannot run)."""
+    check_backend(name)
+    if name == "cuda":
+        require_cuda()
+    return importlib.import_module(_MODULES[name])

@@ -1,0 +1,215 @@
+"""Argument validation shared by every backend.
+
+All three kernel modules (reference, cpu, cuda) run these checks in Python
+before any compiled code, so a bad argument raises the same clear
+``TypeError``/``ValueError`` on every backend, naming the argument and what
+was expected. The checks read only ``shape``, ``dtype``, ``ndim`` and the
+contiguity flag, so they work on NumPy arrays and on Numba device arrays.
+
+Policy: arrays must be C-contiguous; a non-contiguous array is rejected (not
+silently copied) so that no kernel hides a copy or writes into a temporary.
+"""
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
+ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+
+
+def _is_array(x):
+    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "ndim")
+
+
+def _is_c_contiguous(x):
+    flags = getattr(x, "flags", None)
+    if flags is not None:
+        try:
+            return bool(flags["C_CONTIGUOUS"])
+        except (KeyError, TypeError):
+            pass
+    check = getattr(x, "is_c_contiguous", None)
+    return bool(check()) if callable(check) else True
+
+
+def _shape_str(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def float_array(name, x, ndim=None):
+    """Check that ``x`` is a C-contiguous float32/float64 array of ``ndim`` dims."""
+    if not _is_array(x):
+        raise TypeError(f"{name} must be a float32 or float64 array, got {type(x).__name__}")
+    if np.dtype(x.dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
+    if ndim is not None and x.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {x.ndim}-D with shape {_shape_str(x.shape)}")
+    if not _is_c_contiguous(x):
+        raise ValueError(f"{name} must be C-contiguous; pass numpy.ascontiguousarray({name})")
+    return x
+
+
+def same_dtype(**arrays):
+    """Check that all given arrays share one dtype; return it."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    dtype = np.dtype(items[0][1].dtype)
+    for name, arr in items[1:]:
+        if np.dtype(arr.dtype) != dtype:
+            first = items[0][0]
+            raise TypeError(
+                f"{name} has dtype {arr.dtype} but {first} has dtype {dtype}; "
+                "mixed dtypes are not supported, cast one of them"
+            )
+    return dtype
+
+
+def shape_is(name, x, shape):
+    """Check that ``x.shape == shape``."""
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {_shape_str(shape)}, got {_shape_str(x.shape)}")
+
+
+def same_shape(name, x, ref_name, ref):
+    if tuple(x.shape) != tuple(ref.shape):
+        raise ValueError(
+            f"{name} must have the same shape as {ref_name} {_shape_str(ref.shape)}, "
+            f"got {_shape_str(x.shape)}"
+        )
+
+
+def out_array(name, out, shape, dtype):
+    """Check a caller-supplied ``out`` (shape, dtype, contiguity); ``None`` passes."""
+    if out is None:
+        return None
+    float_array(name, out, len(shape))
+    shape_is(name, out, shape)
+    if np.dtype(out.dtype) != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    return out
+
+
+def activation_code(activation):
+    """Map an activation name to its integer code (used by compiled kernels)."""
+    try:
+        return ACTIVATION_CODES[activation]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}"
+        ) from None
+
+
+def matmul_shapes(a, b, trans_a, trans_b):
+    """Validate a matmul's operands; return (M, K, N)."""
+    float_array("a", a, 2)
+    float_array("b", b, 2)
+    same_dtype(a=a, b=b)
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k2:
+        la = "a.T" if trans_a else "a"
+        lb = "b.T" if trans_b else "b"
+        raise ValueError(
+            f"inner dimensions do not match: {la} is ({m}, {k}) and {lb} is ({k2}, {n}); "
+            f"{lb} must have {k} rows"
+        )
+    return m, k, n
+
+
+def dense_forward_args(x, w, b, activation, out):
+    """Validate dense_forward's arguments; return (N, fan_out, activation code)."""
+    float_array("x", x, 2)
+    float_array("w", w, 2)
+    if b is not None:
+        float_array("b", b, 1)
+    same_dtype(x=x, w=w, b=b)
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(
+            f"x has {x.shape[1]} features but w has {w.shape[0]} rows; "
+            f"w must have shape ({x.shape[1]}, fan_out)"
+        )
+    if b is not None:
+        shape_is("b", b, (w.shape[1],))
+    code = activation_code(activation)
+    out_array("out", out, (x.shape[0], w.shape[1]), x.dtype)
+    return x.shape[0], w.shape[1], code
+
+
+def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
+    """Validate dense_backward's arguments; return the activation code."""
+    for name, arr in (("x", x), ("w", w), ("y", y), ("dy", dy)):
+        float_array(name, arr, 2)
+    same_dtype(x=x, w=w, y=y, dy=dy)
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(
+            f"x has {x.shape[1]} features but w has {w.shape[0]} rows; "
+            f"w must have shape ({x.shape[1]}, fan_out)"
+        )
+    shape_is("y", y, (x.shape[0], w.shape[1]))
+    same_shape("dy", dy, "y", y)
+    code = activation_code(activation)
+    out_array("dx", dx, x.shape, x.dtype)
+    out_array("dw", dw, w.shape, x.dtype)
+    out_array("db", db, (w.shape[1],), x.dtype)
+    return code
+
+
+def labels_array(labels, n, n_classes):
+    """Check integer class labels: shape (n,), int32/int64, values in [0, n_classes)."""
+    if not _is_array(labels):
+        raise TypeError(f"labels must be an int32 or int64 array, got {type(labels).__name__}")
+    if np.dtype(labels.dtype) not in INT_DTYPES:
+        raise TypeError(f"labels must have dtype int32 or int64, got {labels.dtype}")
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels must have shape ({n},), got {_shape_str(labels.shape)}")
+    if not _is_c_contiguous(labels):
+        raise ValueError("labels must be C-contiguous; pass numpy.ascontiguousarray(labels)")
+    return labels
+
+
+def label_range(labels_host, n_classes):
+    """Check that host label values lie in [0, n_classes)."""
+    if labels_host.size and (labels_host.min() < 0 or labels_host.max() >= n_classes):
+        bad = labels_host[(labels_host < 0) | (labels_host >= n_classes)][0]
+        raise ValueError(f"labels must lie in [0, {n_classes}), found {bad}")
+
+
+def softmax_args(logits, labels, grad):
+    float_array("logits", logits, 2)
+    n, c = logits.shape
+    if n == 0:
+        raise ValueError("logits must have at least one row")
+    labels_array(labels, n, c)
+    out_array("grad", grad, logits.shape, logits.dtype)
+    return n, c
+
+
+def learning_rate(lr):
+    try:
+        lr = float(lr)
+    except (TypeError, ValueError):
+        raise TypeError(f"lr must be a real number, got {type(lr).__name__}") from None
+    if not np.isfinite(lr):
+        raise ValueError(f"lr must be finite, got {lr}")
+    return lr
+
+
+def sgd_args(param, grad, lr):
+    float_array("param", param)
+    float_array("grad", grad)
+    same_dtype(param=param, grad=grad)
+    same_shape("grad", grad, "param", param)
+    return learning_rate(lr)
+
+
+def elementwise_args(x, out, name="x"):
+    float_array(name, x)
+    out_array("out", out, x.shape, x.dtype)
+
+
+def backward_args(y, dy, out):
+    float_array("y", y)
+    float_array("dy", dy)
+    same_dtype(y=y, dy=dy)
+    same_shape("dy", dy, "y", y)
+    out_array("out", out, y.shape, y.dtype)

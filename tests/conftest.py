@@ -1,0 +1,83 @@
+"""Test configuration.
+
+CUDA kernels run on Numba's CUDA simulator unless FASTINIT_TEST_GPU=1 is set
+(then they run on the real GPU). The simulator must be switched on before
+numba is imported, which is why this happens at the top of conftest.
+"""
+
+import os
+
+if os.environ.get("FASTINIT_TEST_GPU", "0") != "1":
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ON_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+DTYPES = (np.float32, np.float64)
+# Tolerances for comparing a backend against the NumPy reference.
+RTOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-10}
+ATOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
+
+
+def tolerances(dtype, scale=1.0):
+    """(rtol, atol) for ``dtype``, with atol scaled by the result's magnitude."""
+    d = np.dtype(dtype)
+    return RTOL[d], ATOL[d] * max(1.0, scale)
+
+
+class KernelBackend:
+    """One kernel module plus how to move arrays to and from it."""
+
+    def __init__(self, name):
+        self.name = name
+        if name == "cuda":
+            from numba import cuda
+
+            import kernels.cuda as module
+
+            self.to_device = lambda x: cuda.to_device(np.ascontiguousarray(x))
+            self.to_host = lambda x: x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
+        else:
+            module = __import__(f"kernels.{'reference' if name == 'numpy' else 'cpu'}", fromlist=["_"])
+            self.to_device = lambda x: np.ascontiguousarray(x)
+            self.to_host = np.asarray
+        self.k = module
+
+    def __repr__(self):
+        return f"KernelBackend({self.name!r})"
+
+
+def _kernel_backend_names():
+    names = ["numpy", "cpu"]
+    try:
+        import kernels.cuda  # noqa: F401
+        from numba import cuda
+
+        if cuda.is_available():
+            names.append("cuda")
+    except ImportError:
+        pass
+    return names
+
+
+KERNEL_BACKENDS = _kernel_backend_names()
+
+
+@pytest.fixture(params=KERNEL_BACKENDS)
+def backend(request):
+    """Every available kernel backend (numpy, cpu, and cuda on the simulator or a GPU)."""
+    return KernelBackend(request.param)
+
+
+@pytest.fixture(params=[b for b in KERNEL_BACKENDS if b != "numpy"])
+def fast_backend(request):
+    """The compiled backends, compared against the reference."""
+    return KernelBackend(request.param)
+
+
+@pytest.fixture
+def reference():
+    import kernels.reference as module
+
+    return module
