@@ -29,7 +29,7 @@ weights on every backend.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,48 +88,46 @@ def _fan(fan_in, fan_out, mode):
 
 @dataclass(frozen=True)
 class InitScheme:
-    """A parsed initialisation scheme; ``spec`` is the string it came from."""
+    """A parsed initialisation scheme; ``spec`` is the string it came from.
+
+    ``kind`` is "zeros", "fixed" (std given by the spec), "scaling" (std from
+    gain and fan) or "orthogonal"; ``distribution`` is "normal", "uniform" or
+    "truncated" (all with the same std).
+    """
 
     spec: str
-    kind: str  # "constant_std", "uniform_limit", "truncated_std", "zeros", "scaling", "orthogonal"
+    kind: str
     distribution: str = "normal"
-    value: float = 0.0  # the sigma or limit of valued schemes
+    fixed_std: float = 0.0
     gain: float = 1.0
     mode: str = "fan_in"
-    base: str = field(default="")
 
     def std(self, fan_in, fan_out):
         """Theoretical standard deviation of the weights of a (fan_in, fan_out) layer."""
         if self.kind == "zeros":
             return 0.0
-        if self.kind in ("constant_std", "truncated_std"):
-            return self.value
-        if self.kind == "uniform_limit":
-            return self.value / math.sqrt(3.0)
+        if self.kind == "fixed":
+            return self.fixed_std
         if self.kind == "orthogonal":
-            # Orthonormal columns (or rows) of length 1 spread over fan_in (or fan_out) entries.
+            # Orthonormal columns (or rows) of length 1 spread over max(fan_in, fan_out) entries.
             return self.gain / math.sqrt(max(fan_in, fan_out))
         return self.gain / math.sqrt(_fan(fan_in, fan_out, self.mode))
 
     def sample(self, fan_in, fan_out, rng, dtype=np.float32):
-        """Draw a (fan_in, fan_out) C-contiguous weight matrix of ``dtype`` from ``rng``."""
+        """Draw a (fan_in, fan_out) C-contiguous weight matrix of ``dtype`` from ``rng``.
+
+        Raises ``TypeError`` if ``rng`` is not a ``numpy.random.Generator`` and
+        ``ValueError`` if a fan is < 1.
+        """
         if not isinstance(rng, np.random.Generator):
             raise TypeError("rng must be a numpy.random.Generator, e.g. numpy.random.default_rng(seed)")
         if int(fan_in) < 1 or int(fan_out) < 1:
             raise ValueError(f"fan_in and fan_out must be >= 1, got {fan_in} and {fan_out}")
         shape = (int(fan_in), int(fan_out))
-        if self.kind == "zeros":
-            w = np.zeros(shape)
-        elif self.kind == "orthogonal":
+        if self.kind == "orthogonal":
             w = self.gain * _orthogonal(shape, rng)
         else:
-            std = self.std(fan_in, fan_out)
-            dist = "normal" if self.kind == "constant_std" else self.distribution
-            if self.kind == "uniform_limit":
-                dist = "uniform"
-            elif self.kind == "truncated_std":
-                dist = "truncated"
-            w = _draw(dist, std, shape, rng)
+            w = _draw(self.distribution, self.std(fan_in, fan_out), shape, rng)
         return np.ascontiguousarray(w, dtype=dtype)
 
 
@@ -201,14 +199,16 @@ def parse_init(spec):
         value = _number(spec, value_text, name)
         if value < 0:
             raise _bad_spec(spec, f"{name} must be >= 0, got {value}")
-        kind = {"std": "constant_std", "uniform": "uniform_limit", "truncated": "truncated_std"}[name]
-        return InitScheme(spec=spec, kind=kind, value=value, base=name)
+        if name == "uniform":
+            return InitScheme(spec=spec, kind="fixed", distribution="uniform", fixed_std=value / math.sqrt(3.0))
+        dist = "truncated" if name == "truncated" else "normal"
+        return InitScheme(spec=spec, kind="fixed", distribution=dist, fixed_std=value)
     if value_text:
         raise _bad_spec(spec, f"{name} takes no '=<value>'")
     if name == "zeros":
         if opts:
             raise _bad_spec(spec, "zeros takes no options")
-        return InitScheme(spec=spec, kind="zeros", base="zeros")
+        return InitScheme(spec=spec, kind="zeros")
 
     base, _, dist = name.partition("_")
     base = _ALIASES.get(base, base)
@@ -216,7 +216,7 @@ def parse_init(spec):
     if name == "orthogonal":
         if "mode" in opts:
             raise _bad_spec(spec, "orthogonal takes no mode")
-        return InitScheme(spec=spec, kind="orthogonal", gain=_gain_option(spec, opts, 1.0), base="orthogonal")
+        return InitScheme(spec=spec, kind="orthogonal", gain=_gain_option(spec, opts, 1.0))
     if base not in _VARIANCE_SCALING or dist not in _DISTRIBUTIONS:
         raise _bad_spec(spec, f"unknown scheme {name!r}")
     default_gain, default_mode = _VARIANCE_SCALING[base]
@@ -229,7 +229,6 @@ def parse_init(spec):
         distribution=dist,
         gain=_gain_option(spec, opts, default_gain),
         mode=mode,
-        base=base,
     )
 
 
