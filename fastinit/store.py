@@ -1,0 +1,445 @@
+"""The HDF5 results store: the one place in fastinit that writes HDF5.
+
+Every command writes through :func:`open_results`, which makes an update
+atomic::
+
+    with open_results("fastinit-results.h5") as f:
+        g = replace_group(f, "/histogram/sigmoid/xavier")   # only this run's group
+        ds = create_appendable(g, "loss", (), "float32")    # grows as rows arrive
+        for step in ...:
+            append(ds, loss)
+
+How the atomic update works: an existing file is copied to a temporary file in
+the same folder (a new file starts empty); all writes go to the copy. When the
+``with`` block ends normally the copy is flushed, closed and moved over the
+target with ``os.replace`` (atomic on POSIX and Windows). When it ends with an
+exception the copy is deleted and the target is untouched, so a failing run
+never leaves a corrupt or half-written file, and groups written by other runs
+always stay. ``KeyboardInterrupt`` is the exception to the exception: what was
+written so far is kept (groups created with :func:`replace_group` in this
+session get ``status = "interrupted"``), the file is committed and the
+interrupt is re-raised, so a long run stopped with Ctrl-C is still readable.
+
+Groups made with :func:`replace_group` carry the attrs ``status``
+("running" while written, then "complete" or "interrupted"), ``written_utc``
+and ``command_line``. Root attrs: ``fastinit_version``, ``created_utc`` (kept
+from the original file), ``modified_utc`` and ``command_line`` (the last
+command that wrote the file).
+
+Reading: :func:`open_read` (a read-only ``h5py.File`` with clear errors) and
+:func:`describe` (the whole structure as plain Python objects, used by
+``fastinit show``). Every problem with a path or a file raises
+:class:`StoreError` with a one-line message naming the file; no h5py
+traceback reaches the user.
+"""
+
+import os
+import secrets
+import shlex
+import shutil
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import h5py
+import numpy as np
+
+__all__ = [
+    "StoreError",
+    "open_results",
+    "open_read",
+    "replace_group",
+    "mark_interrupted",
+    "create_appendable",
+    "append",
+    "describe",
+    "FileInfo",
+    "NodeInfo",
+    "utc_now",
+]
+
+#: Target size of one chunk of an appendable dataset, in bytes.
+CHUNK_BYTES = 1 << 20
+#: Datasets with at most this many elements have their values read by describe().
+SMALL_DATASET = 256
+
+# temp file name -> paths of the groups this session created with replace_group
+_SESSION_GROUPS = {}
+
+
+class StoreError(Exception):
+    """A results file cannot be read or written (missing, not HDF5, unreadable, ...)."""
+
+
+def utc_now():
+    """The current UTC time as an ISO-8601 string with a ``Z`` suffix, to the second."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+def _default_command_line():
+    argv = list(sys.argv) or ["fastinit"]
+    argv[0] = os.path.basename(argv[0]) or "fastinit"
+    if argv[0] in ("__main__.py", "-m", "-c"):
+        argv[0] = "fastinit"
+    return shlex.join(argv)
+
+
+def _check_target(path):
+    """Validate an output path; return it as a str."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise StoreError(f"results path must be a file name, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise StoreError("results path is empty")
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a directory; give a file name such as {os.path.join(path, 'results.h5')}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise StoreError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise StoreError(f"cannot write {path}: folder {parent} is not writable")
+    if os.path.exists(path):
+        if not os.access(path, os.R_OK):
+            raise StoreError(f"cannot read {path}: permission denied")
+        if not _is_hdf5(path):
+            raise StoreError(
+                f"{path} exists and is not an HDF5 file; refusing to overwrite it (choose another output file)"
+            )
+    return path
+
+
+def _is_hdf5(path):
+    try:
+        return bool(h5py.is_hdf5(path))
+    except OSError:
+        return False
+
+
+def _new_temp(path):
+    """Create an empty, uniquely named temp file beside ``path`` (mode from the umask)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StoreError(f"cannot create a temporary file beside {path}: {exc.strerror}") from None
+        os.close(fd)
+        return tmp
+    raise StoreError(f"cannot create a temporary file beside {path}")
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+@contextmanager
+def open_results(path, command_line=None):
+    """Open the results file ``path`` for an atomic update; yield a writable ``h5py.File``.
+
+    ``command_line`` (a string) is stored in the root attrs; by default it is
+    rebuilt from ``sys.argv``. On normal exit the update replaces ``path``
+    atomically; on an exception ``path`` is left exactly as it was and the
+    exception propagates; on ``KeyboardInterrupt`` what was written is kept
+    (see the module docstring) and the interrupt propagates.
+
+    Raises ``StoreError`` if ``path`` is a folder, sits in a missing or
+    read-only folder, or exists and is not a readable HDF5 file.
+    """
+    path = _check_target(path)
+    command_line = _default_command_line() if command_line is None else str(command_line)
+    tmp = _new_temp(path)
+    f = None
+    try:
+        existed = os.path.exists(path)
+        if existed:
+            try:
+                shutil.copyfile(path, tmp)
+            except OSError as exc:
+                raise StoreError(f"cannot copy {path} to update it: {exc.strerror or exc}") from None
+        try:
+            f = h5py.File(tmp, "r+" if existed else "w")
+        except OSError as exc:
+            raise StoreError(f"cannot open {path} for writing: {_h5_reason(exc)}") from None
+        now = utc_now()
+        if "created_utc" not in f.attrs:
+            f.attrs["created_utc"] = now
+        f.attrs["fastinit_version"] = _version()
+        f.attrs["modified_utc"] = now
+        f.attrs["command_line"] = command_line
+        _SESSION_GROUPS[tmp] = []
+        try:
+            yield f
+        except KeyboardInterrupt:
+            _finish_groups(f, tmp, "interrupted")
+            _commit(f, tmp, path)
+            f = None
+            raise
+        _finish_groups(f, tmp, "complete")
+        _commit(f, tmp, path)
+        f = None
+    finally:
+        _SESSION_GROUPS.pop(tmp, None)
+        if f is not None:
+            try:
+                f.close()
+            except Exception:
+                pass
+        if os.path.exists(tmp):
+            _remove(tmp)
+
+
+def _finish_groups(f, tmp, status):
+    for name in _SESSION_GROUPS.get(tmp, ()):
+        if name in f and f[name].attrs.get("status") == "running":
+            f[name].attrs["status"] = status
+
+
+def _commit(f, tmp, path):
+    f.attrs["modified_utc"] = utc_now()
+    f.flush()
+    f.close()
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _h5_reason(exc):
+    text = str(exc)
+    if "file signature not found" in text:
+        return "not an HDF5 file"
+    if "Permission denied" in text or "errno = 13" in text:
+        return "permission denied"
+    if "truncated" in text:
+        return "the file is truncated (corrupt)"
+    return text.split("(")[0].strip() or type(exc).__name__
+
+
+def replace_group(f, path, attrs=None):
+    """Create the group ``path`` in ``f``, deleting whatever was there before.
+
+    Parent groups are created as needed; sibling groups are untouched, so a
+    run replaces only its own groups. The new group gets ``attrs`` plus
+    ``status="running"`` (turned into "complete" or "interrupted" when
+    :func:`open_results` finishes), ``written_utc`` and ``command_line``.
+    Returns the new ``h5py.Group``.
+    """
+    if not isinstance(path, str) or not path.strip("/"):
+        raise ValueError(f"group path must be a non-empty string such as '/histogram/sigmoid', got {path!r}")
+    if path in f:
+        del f[path]
+    g = f.create_group(path)
+    g.attrs["status"] = "running"
+    g.attrs["written_utc"] = utc_now()
+    g.attrs["command_line"] = f.attrs.get("command_line", "")
+    for key, value in (attrs or {}).items():
+        g.attrs[key] = _attr_value(value)
+    session = _SESSION_GROUPS.get(f.filename)
+    if session is not None:
+        session.append(g.name)
+    return g
+
+
+def mark_interrupted(group, reason="interrupted by the user"):
+    """Mark ``group`` as interrupted (call it from an ``except KeyboardInterrupt``)."""
+    group.attrs["status"] = "interrupted"
+    group.attrs["interrupted_reason"] = str(reason)
+
+
+def _attr_value(value):
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return np.array(value, dtype=h5py.string_dtype())
+    return value
+
+
+def _chunk_shape(row_shape, itemsize, chunk_rows=None):
+    row_shape = tuple(int(s) for s in row_shape)
+    if chunk_rows is not None:
+        return (max(1, int(chunk_rows)),) + row_shape
+    row = list(row_shape)
+    # Shrink the largest row dimension until one row fits in a chunk.
+    while row and int(np.prod(row)) * itemsize > CHUNK_BYTES:
+        i = int(np.argmax(row))
+        row[i] = (row[i] + 1) // 2
+    rows = max(1, CHUNK_BYTES // max(1, int(np.prod(row)) * itemsize))
+    return (min(rows, 4096),) + tuple(max(1, r) for r in row)
+
+
+def create_appendable(group, name, row_shape=(), dtype="float32", *, chunk_rows=None, compression="gzip",
+                      compression_opts=4, attrs=None):
+    """Create an empty dataset ``name`` in ``group`` that grows along its first axis.
+
+    The dataset has shape ``(0,) + row_shape`` and ``maxshape (None,) + row_shape``,
+    is chunked (about 1 MiB per chunk unless ``chunk_rows`` is given), shuffled
+    and gzip-compressed, so rows can be streamed with :func:`append` using
+    constant memory. An existing dataset of that name is replaced. Returns the
+    ``h5py.Dataset``.
+    """
+    dtype = np.dtype(dtype)
+    row_shape = tuple(int(s) for s in row_shape)
+    if any(s < 1 for s in row_shape):
+        raise ValueError(f"row_shape must have positive sizes, got {row_shape}")
+    if name in group:
+        del group[name]
+    ds = group.create_dataset(
+        name,
+        shape=(0,) + row_shape,
+        maxshape=(None,) + row_shape,
+        dtype=dtype,
+        chunks=_chunk_shape(row_shape, dtype.itemsize, chunk_rows),
+        compression=compression,
+        compression_opts=compression_opts if compression == "gzip" else None,
+        shuffle=compression is not None,
+    )
+    for key, value in (attrs or {}).items():
+        ds.attrs[key] = _attr_value(value)
+    return ds
+
+
+def append(ds, rows):
+    """Append ``rows`` to an appendable dataset; return its new length.
+
+    ``rows`` has shape ``(k,) + row_shape`` (k rows) or ``row_shape`` (one row);
+    it is cast to the dataset's dtype. Raises ``ValueError`` on a shape mismatch.
+    """
+    row_shape = ds.shape[1:]
+    rows = np.asarray(rows)
+    if rows.shape == row_shape:
+        rows = rows[None, ...]
+    if rows.shape[1:] != row_shape:
+        raise ValueError(
+            f"cannot append rows of shape {rows.shape} to dataset {ds.name} of shape {ds.shape}: "
+            f"each row must have shape {row_shape}"
+        )
+    n = ds.shape[0]
+    k = rows.shape[0]
+    if k:
+        ds.resize(n + k, axis=0)
+        ds[n:n + k] = rows
+    return n + k
+
+
+@contextmanager
+def open_read(path):
+    """Open an existing results file read-only; yield the ``h5py.File``.
+
+    Raises ``StoreError`` if the file is missing, unreadable, or not HDF5.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise StoreError(f"results path must be a file name, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise StoreError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise StoreError(f"{path} is a directory, not an HDF5 file")
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read {path}: permission denied")
+    if not _is_hdf5(path):
+        raise StoreError(f"{path} is not an HDF5 file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {_h5_reason(exc)}") from None
+    try:
+        yield f
+    finally:
+        f.close()
+
+
+@dataclass
+class NodeInfo:
+    """One group or dataset of a results file, as plain Python values."""
+
+    path: str
+    kind: str  # "group" or "dataset"
+    attrs: dict = field(default_factory=dict)
+    shape: tuple = None
+    dtype: str = None
+    chunks: tuple = None
+    compression: str = None
+    value: object = None  # numpy array for small datasets (<= SMALL_DATASET elements), else None
+
+    @property
+    def depth(self):
+        return 0 if self.path == "/" else self.path.count("/")
+
+    @property
+    def name(self):
+        return self.path.rsplit("/", 1)[-1] or "/"
+
+
+@dataclass
+class FileInfo:
+    """What :func:`describe` returns: root attrs, size and every node in file order."""
+
+    path: str
+    size_bytes: int
+    attrs: dict
+    nodes: list
+
+    def node(self, path):
+        """The ``NodeInfo`` at ``path``, or ``None``."""
+        for n in self.nodes:
+            if n.path == path:
+                return n
+        return None
+
+    def children(self, path):
+        """Direct children of the group at ``path``."""
+        prefix = path.rstrip("/") + "/"
+        return [n for n in self.nodes if n.path.startswith(prefix) and "/" not in n.path[len(prefix):]]
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "OSU":
+            return [_plain(v) for v in value.tolist()]
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def describe(path):
+    """Read the structure of the results file ``path`` into a :class:`FileInfo`.
+
+    Every group and dataset in file order with attrs, shapes, dtypes, chunking
+    and compression; small datasets (per-layer statistics and the like) carry
+    their values. Raises ``StoreError`` for a missing, unreadable or non-HDF5 file.
+    """
+    with open_read(path) as f:
+        nodes = []
+
+        def visit(name, obj):
+            attrs = {k: _plain(v) for k, v in obj.attrs.items()}
+            full = "/" + name
+            if isinstance(obj, h5py.Dataset):
+                value = obj[()] if obj.size <= SMALL_DATASET and obj.dtype.kind in "fiub" else None
+                nodes.append(NodeInfo(full, "dataset", attrs, tuple(obj.shape), str(obj.dtype), obj.chunks,
+                                      obj.compression, value))
+            else:
+                nodes.append(NodeInfo(full, "group", attrs))
+
+        try:
+            f.visititems(visit)
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise StoreError(f"cannot read {path}: {_h5_reason(exc)}") from None
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    return FileInfo(os.fspath(path), os.path.getsize(path), attrs, nodes)

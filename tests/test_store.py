@@ -1,0 +1,190 @@
+"""The HDF5 store: atomic updates, other groups kept, appendable datasets, clear errors."""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from fastinit import __version__
+from fastinit.store import (
+    StoreError,
+    append,
+    create_appendable,
+    describe,
+    mark_interrupted,
+    open_read,
+    open_results,
+    replace_group,
+)
+
+
+def _leftovers(folder):
+    return [p for p in os.listdir(folder) if p.endswith(".tmp")]
+
+
+def test_round_trip_and_root_attrs(tmp_path):
+    path = tmp_path / "r.h5"
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with open_results(path, command_line="fastinit test") as f:
+        g = replace_group(f, "/a/b", attrs={"seed": 3, "inits": ["std=1", "xavier"]})
+        g.create_dataset("x", data=data)
+    with open_read(path) as f:
+        np.testing.assert_array_equal(f["/a/b/x"][()], data)
+        assert f["/a/b"].attrs["seed"] == 3
+        assert list(f["/a/b"].attrs["inits"]) == ["std=1", "xavier"]
+        assert f["/a/b"].attrs["status"] == "complete"
+        assert f.attrs["fastinit_version"] == __version__
+        assert f.attrs["command_line"] == "fastinit test"
+        assert f.attrs["created_utc"].endswith("Z")
+    assert _leftovers(tmp_path) == []
+
+
+def test_other_groups_kept_and_creation_time_kept(tmp_path):
+    path = tmp_path / "r.h5"
+    with open_results(path, command_line="first") as f:
+        replace_group(f, "/one").create_dataset("v", data=[1.0])
+        replace_group(f, "/two").create_dataset("v", data=[2.0])
+    with h5py.File(path, "r") as f:
+        created = f.attrs["created_utc"]
+    # Simulate an older file so a changed creation time would show.
+    with h5py.File(path, "r+") as f:
+        f.attrs["created_utc"] = "2000-01-01T00:00:00Z"
+    with open_results(path, command_line="second") as f:
+        replace_group(f, "/two").create_dataset("v", data=[20.0, 21.0])
+    with open_read(path) as f:
+        assert f["/one/v"][()].tolist() == [1.0]
+        assert f["/two/v"][()].tolist() == [20.0, 21.0]
+        assert f.attrs["created_utc"] == "2000-01-01T00:00:00Z"
+        assert f.attrs["command_line"] == "second"
+    assert created.endswith("Z")
+
+
+def test_failure_mid_write_leaves_original_intact(tmp_path):
+    path = tmp_path / "r.h5"
+    with open_results(path, command_line="good") as f:
+        replace_group(f, "/keep").create_dataset("v", data=np.ones(5))
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="boom"):
+        with open_results(path, command_line="bad") as f:
+            del f["/keep"]
+            replace_group(f, "/new").create_dataset("v", data=np.zeros(1000))
+            raise RuntimeError("boom")
+    assert path.read_bytes() == before
+    assert _leftovers(tmp_path) == []
+
+
+def test_failure_on_new_file_leaves_nothing(tmp_path):
+    path = tmp_path / "new.h5"
+    with pytest.raises(ValueError):
+        with open_results(path) as f:
+            replace_group(f, "/g")
+            raise ValueError("bad input")
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupted_run_is_committed_and_readable(tmp_path):
+    path = tmp_path / "r.h5"
+    with pytest.raises(KeyboardInterrupt):
+        with open_results(path) as f:
+            g = replace_group(f, "/train/run")
+            ds = create_appendable(g, "loss", (), "float32")
+            for i in range(7):
+                append(ds, np.float32(i))
+            other = replace_group(f, "/train/other")
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                mark_interrupted(other, "stopped at step 7")
+                raise
+    with open_read(path) as f:
+        assert f["/train/run/loss"][()].tolist() == list(range(7))
+        assert f["/train/run"].attrs["status"] == "interrupted"
+        assert f["/train/other"].attrs["interrupted_reason"] == "stopped at step 7"
+    assert _leftovers(tmp_path) == []
+
+
+def test_appendable_streams_rows(tmp_path):
+    path = tmp_path / "r.h5"
+    with open_results(path) as f:
+        ds = create_appendable(replace_group(f, "/g"), "acts", (6, 4), "float32", attrs={"unit": "x"})
+        assert ds.shape == (0, 6, 4)
+        assert ds.chunks is not None and ds.compression == "gzip"
+        rng = np.random.default_rng(0)
+        rows = rng.normal(size=(5, 6, 4)).astype(np.float32)
+        assert append(ds, rows[:2]) == 2
+        assert append(ds, rows[2]) == 3
+        assert append(ds, rows[3:]) == 5
+        with pytest.raises(ValueError, match="each row must have shape"):
+            append(ds, np.zeros((1, 5, 4)))
+    with open_read(path) as f:
+        np.testing.assert_array_equal(f["/g/acts"][()], rows)
+        assert f["/g/acts"].maxshape == (None, 6, 4)
+
+
+def test_big_rows_get_bounded_chunks(tmp_path):
+    with open_results(tmp_path / "r.h5") as f:
+        ds = create_appendable(f, "big", (3000, 1000), "float64")
+        assert np.prod(ds.chunks) * 8 <= 1 << 20
+
+
+def test_describe_lists_structure_and_small_values(tmp_path):
+    path = tmp_path / "r.h5"
+    with open_results(path, command_line="fastinit x") as f:
+        g = replace_group(f, "/h/s/xavier", attrs={"init": "xavier"})
+        g.create_dataset("mean", data=np.array([0.5, 0.4], dtype=np.float32))
+        g.create_dataset("big", data=np.zeros((30, 30)))
+    info = describe(path)
+    assert info.attrs["command_line"] == "fastinit x"
+    paths = [n.path for n in info.nodes]
+    assert paths == ["/h", "/h/s", "/h/s/xavier", "/h/s/xavier/big", "/h/s/xavier/mean"]
+    mean = info.node("/h/s/xavier/mean")
+    assert mean.kind == "dataset" and mean.shape == (2,) and mean.dtype == "float32"
+    np.testing.assert_allclose(mean.value, [0.5, 0.4])
+    assert info.node("/h/s/xavier/big").value is None
+    assert info.node("/h/s/xavier").attrs["init"] == "xavier"
+    assert [n.name for n in info.children("/h/s/xavier")] == ["big", "mean"]
+
+
+@pytest.mark.parametrize("reader", [describe, lambda p: open_read(p).__enter__()])
+def test_clear_errors_for_bad_files(tmp_path, reader):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(StoreError, match="not an HDF5 file"):
+        reader(text)
+    with pytest.raises(StoreError, match="no such file"):
+        reader(tmp_path / "missing.h5")
+    with pytest.raises(StoreError, match="directory"):
+        reader(tmp_path)
+
+
+def test_refuses_to_overwrite_non_hdf5(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("precious")
+    with pytest.raises(StoreError, match="refusing to overwrite"):
+        with open_results(text):
+            pass
+    assert text.read_text() == "precious"
+    with pytest.raises(StoreError, match="does not exist"):
+        with open_results(tmp_path / "nowhere" / "r.h5"):
+            pass
+    with pytest.raises(StoreError, match="is a directory"):
+        with open_results(tmp_path):
+            pass
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "r.h5"
+    with open_results(path) as f:
+        f.create_dataset("x", data=np.arange(10000.0))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(StoreError, match=r"r\.h5"):
+        describe(path)
+
+
+def test_replace_group_rejects_empty_path(tmp_path):
+    with pytest.raises(ValueError, match="group path"):
+        with open_results(tmp_path / "r.h5") as f:
+            replace_group(f, "/")
