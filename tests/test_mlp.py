@@ -1,0 +1,340 @@
+"""The MLP on every backend against an independent autograd, finite differences and each other."""
+
+import numpy as np
+import pytest
+
+import fastinit.backends
+from fastinit import MLP
+from fastinit.backends import BackendError
+
+import autograd as ag
+from conftest import KERNEL_BACKENDS, ON_SIMULATOR
+
+ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
+
+
+def _mlp(backend, *args, **kwargs):
+    """An MLP on ``backend``; skip cuda when this build has no CUDA MLP engine."""
+    try:
+        return MLP(*args, backend=backend, **kwargs)
+    except BackendError as exc:
+        if backend == "cuda" and "mlp_cuda" in str(exc):
+            pytest.skip(str(exc))
+        raise
+
+
+def _batch(rng, n, n_in, n_classes, dtype):
+    x = rng.normal(size=(n, n_in)).astype(dtype)
+    labels = rng.integers(0, n_classes, size=n).astype(np.int64)
+    return x, labels
+
+
+def _autograd_step(params, x, labels, activation, lr):
+    """(loss, [(W', b'), ...], dW norms) of one SGD step computed by tests.autograd."""
+    loss, leaves = ag.mlp_loss(x, labels, params, activation)
+    loss.backward()
+    new = [(w.value - lr * w.grad, b.value - lr * b.grad) for w, b in leaves]
+    return float(loss.value), new, np.array([np.linalg.norm(w.grad) for w, _ in leaves])
+
+
+# --------------------------------------------------------------------------- oracles
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_one_step_matches_autograd_in_float64(backend, activation):
+    rng = np.random.default_rng(1)
+    sizes = (6, 7, 5, 3)
+    mlp = _mlp(backend.name, sizes, activation=activation, init="xavier", dtype="float64", seed=3)
+    # Non-zero biases so the bias path is exercised in the forward pass too.
+    mlp.load_params([(w, rng.normal(scale=0.1, size=b.shape)) for w, b in mlp.params])
+    x, labels = _batch(rng, 9, sizes[0], sizes[-1], np.float64)
+    before = mlp.params
+    want_loss, want_params, want_norms = _autograd_step(before, x, labels, activation, lr=0.3)
+
+    loss = mlp.train_step(x, labels, 0.3)
+
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    for (w, b), (ww, wb) in zip(mlp.params, want_params):
+        np.testing.assert_allclose(w, ww, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(b, wb, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(mlp.grad_norms(), want_norms, rtol=1e-12)
+    # The step really moved every layer (guards against a no-op step passing the test).
+    assert all(not np.array_equal(w0, w1) for (w0, _), (w1, _) in zip(before, mlp.params))
+
+
+@pytest.mark.parametrize("name", [b for b in KERNEL_BACKENDS if b != "cuda"])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_gradients_match_finite_differences(name, activation):
+    rng = np.random.default_rng(7)
+    sizes = (4, 5, 3)
+    mlp = MLP(sizes, activation=activation, init="std=0.5", backend=name, dtype="float64", seed=11)
+    x, labels = _batch(rng, 6, sizes[0], sizes[-1], np.float64)
+    base = mlp.params
+    mlp.train_step(x, labels, 1.0)  # lr = 1: gradient = before - after
+    grads = [(w0 - w1, b0 - b1) for (w0, b0), (w1, b1) in zip(base, mlp.params)]
+
+    eps = 1e-6
+    for layer in range(len(base)):
+        for which in (0, 1):
+            numeric = np.zeros_like(base[layer][which])
+            for idx in np.ndindex(numeric.shape):
+                losses = []
+                for sign in (1, -1):
+                    trial = [(w.copy(), b.copy()) for w, b in base]
+                    trial[layer][which][idx] += sign * eps
+                    mlp.load_params(trial)
+                    losses.append(mlp.loss(x, labels))
+                numeric[idx] = (losses[0] - losses[1]) / (2 * eps)
+            np.testing.assert_allclose(grads[layer][which], numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_backends_agree_in_float32():
+    rng = np.random.default_rng(5)
+    sizes = (20, 16, 16, 4)
+    x, labels = _batch(rng, 12, sizes[0], sizes[-1], np.float32)
+    results = {}
+    for name in KERNEL_BACKENDS:
+        if name == "cuda":
+            try:
+                mlp = MLP(sizes, activation="tanh", init="lecun", backend=name, seed=2)
+            except BackendError:
+                continue
+        else:
+            mlp = MLP(sizes, activation="tanh", init="lecun", backend=name, seed=2)
+        losses = [mlp.train_step(x, labels, 0.1) for _ in range(3)]
+        results[name] = (losses, mlp.params, mlp.forward(x), mlp.grad_norms())
+    ref_losses, ref_params, ref_logits, ref_norms = results.pop("numpy")
+    assert results, "no compiled backend to compare"
+    for losses, params, logits, norms in results.values():
+        np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+        for (w, b), (rw, rb) in zip(params, ref_params):
+            assert w.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(w, rw, rtol=2e-4, atol=2e-6)
+            np.testing.assert_allclose(b, rb, rtol=2e-4, atol=2e-6)
+        np.testing.assert_allclose(logits, ref_logits, rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(norms, ref_norms, rtol=1e-4)
+
+
+def test_batch_size_changes_reuse_nothing_stale(backend):
+    """The cpu engine reallocates its workspace on a new batch size; results must not depend on it."""
+    rng = np.random.default_rng(8)
+    sizes = (10, 8, 3)
+    ref = MLP(sizes, activation="relu", backend="numpy", dtype="float64", seed=4)
+    mlp = _mlp(backend.name, sizes, activation="relu", dtype="float64", seed=4)
+    for n in (8, 5, 8, 1):
+        x, labels = _batch(rng, n, sizes[0], sizes[-1], np.float64)
+        assert mlp.train_step(x, labels, 0.05) == pytest.approx(ref.train_step(x, labels, 0.05), rel=1e-12)
+    for (w, b), (rw, rb) in zip(mlp.params, ref.params):
+        np.testing.assert_allclose(w, rw, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(b, rb, rtol=1e-12, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- weights and recording
+
+
+def test_same_seed_gives_identical_weights_on_every_backend(backend):
+    ref = MLP((12, 9, 4), init="he", backend="numpy", seed=42)
+    mlp = _mlp(backend.name, (12, 9, 4), init="he", seed=42)
+    for (w, b), (rw, rb) in zip(mlp.params, ref.params):
+        assert w.shape == rw.shape and w.dtype == np.float32
+        np.testing.assert_array_equal(w, rw)
+        np.testing.assert_array_equal(b, np.zeros_like(rb))
+    # Layer by layer from one generator, in order.
+    rng = np.random.default_rng(42)
+    np.testing.assert_array_equal(ref.params[0][0], rng.normal(0, np.sqrt(2 / 12), size=(12, 9)).astype(np.float32))
+
+
+def test_different_seeds_give_different_weights():
+    a = MLP((12, 9, 4), backend="numpy", seed=0).params
+    b = MLP((12, 9, 4), backend="numpy", seed=1).params
+    assert not np.array_equal(a[0][0], b[0][0])
+    assert not np.array_equal(a[1][0], b[1][0])
+
+
+def test_params_are_copies(backend):
+    mlp = _mlp(backend.name, (5, 4, 3), seed=0)
+    p = mlp.params
+    p[0][0][...] = 123.0
+    assert not np.any(mlp.params[0][0] == 123.0)
+
+
+@pytest.mark.parametrize("sizes", [(6, 3), (6, 5, 3), (6, 5, 4, 7, 3)])
+def test_forward_record_shapes_and_consistency(backend, sizes):
+    rng = np.random.default_rng(0)
+    mlp = _mlp(backend.name, sizes, activation="sigmoid", init="xavier", seed=1)
+    x, _ = _batch(rng, 7, sizes[0], sizes[-1], np.float32)
+    logits, hidden = mlp.forward(x, record=True)
+    assert logits.shape == (7, sizes[-1]) and logits.dtype == np.float32
+    assert [h.shape for h in hidden] == [(7, s) for s in sizes[1:-1]]
+    np.testing.assert_array_equal(logits, mlp.forward(x))
+    params = mlp.params
+    inp = hidden[-1] if hidden else x
+    w, b = params[-1]
+    np.testing.assert_allclose(logits, inp @ w + b, rtol=1e-5, atol=1e-5)  # last layer linear
+    for h in hidden:
+        assert np.all((h > 0) & (h < 1))  # sigmoid outputs
+    # Results are fresh arrays: a later call does not overwrite them.
+    keep = logits.copy()
+    mlp.forward(x[::-1].copy())
+    np.testing.assert_array_equal(logits, keep)
+
+
+def test_readonly_inputs_are_accepted(backend):
+    rng = np.random.default_rng(3)
+    mlp = _mlp(backend.name, (5, 4, 3), seed=0)
+    x, labels = _batch(rng, 6, 5, 3, np.float32)
+    labels = labels.astype(np.int32)
+    x.setflags(write=False)
+    labels.setflags(write=False)
+    assert np.isfinite(mlp.train_step(x, labels, 0.1))
+    assert mlp.forward(x).shape == (6, 3)
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def _blobs(rng, n, n_in, n_classes):
+    centres = rng.normal(scale=3.0, size=(n_classes, n_in))
+    labels = rng.integers(0, n_classes, size=n)
+    x = centres[labels] + rng.normal(scale=0.5, size=(n, n_in))
+    return x.astype(np.float32), labels.astype(np.int64)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_training_on_separable_blobs_lowers_the_loss(backend, activation):
+    rng = np.random.default_rng(0)
+    x, labels = _blobs(rng, 64, 8, 3)
+    mlp = _mlp(backend.name, (8, 16, 3), activation=activation, init="xavier", seed=0)
+    steps = 60 if backend.name == "cuda" and ON_SIMULATOR else 200
+    first = mlp.train_step(x, labels, 0.5)
+    for _ in range(steps):
+        last = mlp.train_step(x, labels, 0.5)
+    assert last < 0.2 * first
+    assert np.mean(mlp.predict(x) == labels) > 0.95
+
+
+def test_zero_init_does_not_learn_hidden_features():
+    """A known failure mode the toolkit is about: all-zero weights give zero hidden gradients."""
+    rng = np.random.default_rng(1)
+    x, labels = _blobs(rng, 32, 4, 3)
+    mlp = MLP((4, 6, 6, 3), activation="relu", init="zeros", backend="numpy")
+    mlp.train_step(x, labels, 0.5)
+    norms = mlp.grad_norms()
+    assert norms[0] == 0 and norms[1] == 0 and norms[2] == 0  # relu(0) = 0 everywhere
+    assert np.all(mlp.params[0][0] == 0)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(sizes=(5,)), ValueError, "sizes"),
+        (dict(sizes=(5, 0, 3)), ValueError, "sizes"),
+        (dict(sizes=(5, 2.5, 3)), ValueError, "sizes"),
+        (dict(sizes=5), ValueError, "sizes"),
+        (dict(activation="gelu"), ValueError, "activation"),
+        (dict(init="bogus"), ValueError, "init"),
+        (dict(backend="tpu"), BackendError, "backend"),
+        (dict(dtype="float16"), TypeError, "dtype"),
+        (dict(dtype="int32"), TypeError, "dtype"),
+    ],
+)
+def test_constructor_rejects_bad_arguments(kwargs, exc, match):
+    args = dict(sizes=(5, 4, 3), backend="numpy")
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        MLP(**args)
+
+
+def test_cuda_without_a_gpu_raises_backend_error(monkeypatch):
+    monkeypatch.setattr(fastinit.backends, "cuda_available", lambda: False)
+    with pytest.raises(BackendError, match="CUDA"):
+        MLP((5, 4, 3), backend="cuda")
+
+
+@pytest.fixture(params=[b for b in KERNEL_BACKENDS if b != "cuda"])
+def small(request):
+    mlp = MLP((5, 4, 3), backend=request.param, seed=0)
+    x = np.ones((6, 5), dtype=np.float32)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    return mlp, x, labels
+
+
+@pytest.mark.parametrize(
+    "make_x, exc, match",
+    [
+        (lambda x: x.tolist(), TypeError, "x must"),
+        (lambda x: x.astype(np.float64), TypeError, "x must have dtype float32"),
+        (lambda x: x.astype(np.int32), TypeError, "x must have dtype"),
+        (lambda x: x[0], ValueError, "x must be 2-D"),
+        (lambda x: x[:, :4].copy(), ValueError, r"x must have shape \(N, 5\)"),
+        (lambda x: np.asfortranarray(np.ones((6, 5), np.float32))[:, :5:1].T.copy().T, ValueError, "contiguous"),
+        (lambda x: x[:0], ValueError, "N >= 1"),
+    ],
+)
+def test_bad_x_is_rejected_by_forward_and_train_step(small, make_x, exc, match):
+    mlp, x, labels = small
+    bad = make_x(x)
+    with pytest.raises(exc, match=match):
+        mlp.forward(bad)
+    with pytest.raises(exc, match=match):
+        mlp.train_step(bad, labels[: len(bad)] if hasattr(bad, "__len__") else labels, 0.1)
+
+
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        ([0, 1, 2, 0, 1, 2], TypeError, "labels must be an int"),
+        (np.zeros(6, dtype=np.float32), TypeError, "labels must have dtype int"),
+        (np.zeros(5, dtype=np.int64), ValueError, r"labels must have shape \(6,\)"),
+        (np.zeros((6, 1), dtype=np.int64), ValueError, r"labels must have shape \(6,\)"),
+        (np.array([0, 1, 3, 0, 1, 2]), ValueError, r"labels must lie in \[0, 3\)"),
+        (np.array([0, -1, 2, 0, 1, 2]), ValueError, r"labels must lie in \[0, 3\)"),
+    ],
+)
+def test_bad_labels_are_rejected(small, bad, exc, match):
+    mlp, x, _ = small
+    before = mlp.params
+    with pytest.raises(exc, match=match):
+        mlp.train_step(x, bad, 0.1)
+    with pytest.raises(exc, match=match):
+        mlp.loss(x, bad)
+    np.testing.assert_array_equal(mlp.params[0][0], before[0][0])  # nothing was updated
+
+
+@pytest.mark.parametrize(
+    "lr, exc, match",
+    [(float("nan"), ValueError, "lr must be finite"), (float("inf"), ValueError, "lr must be finite"),
+     ("0.1", TypeError, "lr must be a real number"), (None, TypeError, "lr must be a real number")],
+)
+def test_bad_learning_rate_is_rejected(small, lr, exc, match):
+    mlp, x, labels = small
+    if isinstance(lr, str):
+        lr = [lr]  # a str would parse; a list cannot
+    with pytest.raises(exc, match=match):
+        mlp.train_step(x, labels, lr)
+
+
+def test_grad_norms_need_a_step(small):
+    mlp, x, labels = small
+    with pytest.raises(RuntimeError, match="train_step"):
+        mlp.grad_norms()
+    mlp.train_step(x, labels, 0.1)
+    norms = mlp.grad_norms()
+    assert norms.shape == (2,) and norms.dtype == np.float64 and np.all(norms > 0)
+
+
+def test_load_params_validates(small):
+    mlp, _, _ = small
+    params = mlp.params
+    with pytest.raises(ValueError, match="2 .W, b. pairs"):
+        mlp.load_params(params[:1])
+    with pytest.raises(ValueError, match=r"params\[1\]\[0\] must have shape \(4, 3\)"):
+        mlp.load_params([params[0], (params[1][0].T.copy(), params[1][1])])
+    with pytest.raises(TypeError, match=r"params\[0\]\[1\] must have dtype float32"):
+        mlp.load_params([(params[0][0], params[0][1].astype(np.float64)), params[1]])
+    mlp.load_params([(w * 2, b + 1) for w, b in params])
+    np.testing.assert_array_equal(mlp.params[0][0], params[0][0] * 2)
