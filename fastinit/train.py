@@ -1,0 +1,501 @@
+"""Train the seed article's MLP on MNIST once per init scheme; stream everything to HDF5.
+
+The classic experiment (the defaults of :class:`TrainConfig`): a 784-100-100-
+100-100-10 ReLU network, inits ``std=0.01``, ``xavier`` and ``he``, plain SGD
+with learning rate 0.01, mini-batches of 128, 2000 iterations, backend cpu,
+float32. Every run sees the same seeded sequence of mini-batches, so the init
+is the only difference between runs.
+
+A run is named by its spec, ``INIT`` or ``INIT:ACTIVATION`` (``xavier:sigmoid``
+overrides the activation for that run). Each run writes the group
+``/train/<spec>/`` of the results file:
+
+- ``loss`` (iterations,): the mini-batch loss of every step;
+- ``grad_norm`` (iterations, layers): the L2 norm of each weight gradient;
+- ``test_accuracy`` (evals,) on the full test set at ``eval_steps`` (evals,):
+  every ``eval_every`` steps, step 0 (before training) and the last step;
+- ``activations`` (snapshots, hidden layers, probe_samples, units): the hidden
+  activations of a fixed probe batch (the first ``probe_samples`` test
+  images) at ``snapshot_steps`` (every ``snapshot_every`` steps, step 0
+  included). Hidden layers narrower than the widest are padded with NaN;
+- attrs: ``status`` (complete, interrupted or diverged), ``final_train_loss``
+  (mean loss over the last ``final_window`` steps), ``final_test_accuracy``,
+  ``wall_time_s``, ``iterations_done``, ``diverged_step`` (-1 if none),
+  ``init``, ``activation``, and the full config as JSON (``config``) plus one
+  attr per config field.
+
+Datasets are chunked and appended while the run goes (memory stays flat);
+everything goes through :func:`fastinit.store.open_results`, so Ctrl-C leaves a
+readable file with the run marked ``interrupted``. A NaN or Inf loss stops
+that run with status ``diverged`` and the step recorded; the other runs go on.
+"""
+
+import json
+import math
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from kernels._checks import ACTIVATIONS
+
+from .backends import check_backend
+from .init import parse_init
+
+__all__ = [
+    "TrainConfig",
+    "RunSpec",
+    "RunResult",
+    "parse_run",
+    "batch_indices",
+    "train",
+    "train_run",
+    "read_runs",
+    "DEFAULT_INITS",
+]
+
+DEFAULT_INITS = ("std=0.01", "xavier", "he")
+DEFAULT_SIZES = (784, 100, 100, 100, 100, 10)
+_FLUSH_ROWS = 100  # loss/grad_norm rows buffered before each append
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: an init spec and the activation it trains with; ``name`` is the HDF5 group."""
+
+    name: str
+    init: str
+    activation: str
+
+
+def parse_run(spec, default_activation="relu"):
+    """Parse ``INIT`` or ``INIT:ACTIVATION`` into a :class:`RunSpec`.
+
+    The init part is validated with :func:`fastinit.init.parse_init`; the
+    activation must be one of linear, sigmoid, tanh, relu. Raises ``ValueError``
+    naming the bad part.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"run spec must be a non-empty string like 'he' or 'xavier:sigmoid', got {spec!r}")
+    spec = spec.strip()
+    init, sep, activation = spec.rpartition(":")
+    if not sep:
+        init, activation = spec, default_activation
+    init, activation = init.strip(), activation.strip().lower()
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"run spec {spec!r}: unknown activation {activation!r}; expected one of {', '.join(ACTIVATIONS)}"
+        )
+    if "/" in init:
+        raise ValueError(f"run spec {spec!r}: '/' is not allowed in an init spec")
+    parse_init(init)  # raises ValueError listing the valid names
+    return RunSpec(name=spec, init=init, activation=activation)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training study (defaults: the classic experiment).
+
+    ``runs``: run specs (``INIT`` or ``INIT:ACTIVATION``); ``activation``: the
+    default activation; ``sizes``: layer widths, input first (must match the
+    data's features) and classes last; ``eval_every``: steps between test
+    accuracy evaluations; ``snapshot_every``: steps between activation
+    snapshots; ``probe_samples``: test images in the probe batch;
+    ``final_window``: steps averaged for ``final_train_loss``;
+    ``train_limit`` / ``test_limit``: use only the first n images (for
+    quick runs and tests; ``None`` uses all).
+    """
+
+    runs: tuple = DEFAULT_INITS
+    activation: str = "relu"
+    sizes: tuple = DEFAULT_SIZES
+    lr: float = 0.01
+    batch_size: int = 128
+    iterations: int = 2000
+    seed: int = 0
+    backend: str = "cpu"
+    dtype: str = "float32"
+    eval_every: int = 100
+    snapshot_every: int = 100
+    probe_samples: int = 200
+    final_window: int = 100
+    train_limit: int = None
+    test_limit: int = None
+    data_dir: str = None
+
+    def validate(self):
+        """Check every field; raise ``ValueError``/``TypeError`` naming the bad one. Returns self."""
+        def positive_int(name, value, minimum=1):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+        if isinstance(self.runs, str) or not self.runs:
+            raise ValueError(f"runs must be a non-empty sequence of run specs, got {self.runs!r}")
+        specs = [parse_run(r, self.activation) for r in self.runs]
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"runs must be distinct, got {list(self.runs)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        if len(self.sizes) < 2:
+            raise ValueError(f"sizes must list at least input and output widths, got {self.sizes!r}")
+        for s in self.sizes:
+            positive_int("each of sizes", s)
+        if self.sizes[-1] < 2:
+            raise ValueError(f"the last size is the number of classes and must be >= 2, got {self.sizes[-1]}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        positive_int("batch_size", self.batch_size)
+        positive_int("iterations", self.iterations)
+        positive_int("eval_every", self.eval_every)
+        positive_int("snapshot_every", self.snapshot_every)
+        positive_int("probe_samples", self.probe_samples)
+        positive_int("final_window", self.final_window)
+        positive_int("seed", self.seed, minimum=0)
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None:
+                positive_int(name, getattr(self, name))
+        check_backend(self.backend)
+        if np.dtype(self.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        return self
+
+    @property
+    def run_specs(self):
+        return [parse_run(r, self.activation) for r in self.runs]
+
+    def to_json(self):
+        d = asdict(self)
+        d["runs"] = list(self.runs)
+        d["sizes"] = list(self.sizes)
+        return json.dumps(d, sort_keys=True)
+
+
+@dataclass
+class RunResult:
+    """What one run ended with (the full curves are in the HDF5 file)."""
+
+    name: str
+    init: str
+    activation: str
+    status: str  # "complete", "interrupted" or "diverged"
+    iterations_done: int
+    final_train_loss: float
+    final_test_accuracy: float
+    wall_time_s: float
+    diverged_step: int = -1
+    group: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def batch_indices(n, batch_size, iterations, seed):
+    """Yield ``iterations`` int64 index arrays of length ``batch_size`` into ``range(n)``.
+
+    Sampling without replacement within an epoch: each epoch is a fresh
+    permutation from ``numpy.random.default_rng(seed)``, cut into consecutive
+    batches (a batch straddling two epochs takes the end of one and the start
+    of the next). The same arguments always give the same sequence; memory
+    is one permutation.
+    """
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is larger than the {n} training images")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n)
+    pos = 0
+    for _ in range(iterations):
+        if pos + batch_size <= n:
+            idx = perm[pos:pos + batch_size]
+            pos += batch_size
+        else:
+            head = perm[pos:]
+            perm = rng.permutation(n)
+            pos = batch_size - head.size
+            idx = np.concatenate([head, perm[:pos]])
+        yield idx
+
+
+def _accuracy(model, x, labels, chunk=2000):
+    correct = 0
+    for start in range(0, x.shape[0], chunk):
+        logits = _forward(model, x[start:start + chunk], record=False)[0]
+        logits = np.asarray(logits)
+        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == labels[start:start + chunk]))
+    return correct / x.shape[0]
+
+
+def _forward(model, x, record):
+    out = model.forward(np.ascontiguousarray(x), record=record)
+    if isinstance(out, tuple):
+        return out
+    return out, None
+
+
+def _grad_norms(model, n_layers):
+    """Per-layer weight-gradient L2 norms of the last step, from the MLP."""
+    for attr in ("grad_norms", "last_grad_norms"):
+        value = getattr(model, attr, None)
+        if value is None:
+            continue
+        if callable(value):
+            value = value()
+        return np.asarray(value, dtype=np.float64).reshape(n_layers)
+    return np.full(n_layers, np.nan)
+
+
+def _attrs(config, spec):
+    attrs = {
+        "init": spec.init,
+        "activation": spec.activation,
+        "config": config.to_json(),
+    }
+    for key, value in asdict(config).items():
+        if key == "runs":
+            import h5py
+
+            value = np.array(list(config.runs), dtype=h5py.string_dtype())
+        elif key == "sizes":
+            value = np.asarray(config.sizes, dtype=np.int64)
+        elif value is None:
+            value = "none"
+        attrs[key] = value
+    return attrs
+
+
+def train_run(group, spec, config, dataset, *, progress=True, log=print):
+    """Train one run into the (already created) HDF5 ``group``; return a :class:`RunResult`.
+
+    ``dataset`` is a :class:`fastinit.data.MNIST`. Datasets are created in
+    ``group`` and appended as the run goes. A NaN/Inf loss ends the run with
+    status ``diverged``. On ``KeyboardInterrupt`` what was computed is
+    flushed, the group is marked ``interrupted`` and the interrupt re-raised.
+    """
+    from . import MLP
+    from .store import append, create_appendable, mark_interrupted
+
+    dtype = np.dtype(config.dtype)
+    x_train, y_train, x_test, y_test = _split(dataset, config, dtype)
+    sizes = tuple(int(s) for s in config.sizes)
+    n_layers = len(sizes) - 1
+    hidden = sizes[1:-1]
+    units = max(hidden) if hidden else 0
+    probe = np.ascontiguousarray(x_test[: config.probe_samples])
+
+    for key, value in _attrs(config, spec).items():
+        group.attrs[key] = value
+    group.attrs["diverged_step"] = -1
+
+    ds_loss = create_appendable(group, "loss", (), "float64")
+    ds_grad = create_appendable(group, "grad_norm", (n_layers,), "float64")
+    ds_acc = create_appendable(group, "test_accuracy", (), "float64")
+    ds_eval = create_appendable(group, "eval_steps", (), "int64")
+    ds_snap_steps = create_appendable(group, "snapshot_steps", (), "int64")
+    ds_act = None
+    if hidden:
+        ds_act = create_appendable(group, "activations", (len(hidden), probe.shape[0], units), config.dtype,
+                                   chunk_rows=1)
+        ds_act.attrs["layers"] = np.arange(1, len(hidden) + 1)
+        ds_act.attrs["probe"] = f"the first {probe.shape[0]} test images"
+        ds_act.attrs["padding"] = "NaN where a layer is narrower than the widest hidden layer"
+
+    t0 = time.perf_counter()
+    model = MLP(list(sizes), activation=spec.activation, init=spec.init, backend=config.backend,
+                dtype=dtype.name, seed=config.seed)
+
+    loss_rows, grad_rows = [], []
+    tail = deque(maxlen=config.final_window)
+    last_acc = float("nan")
+    status = "complete"
+    diverged_step = -1
+    done = 0
+
+    def flush():
+        if loss_rows:
+            append(ds_loss, np.asarray(loss_rows))
+            append(ds_grad, np.asarray(grad_rows))
+            loss_rows.clear()
+            grad_rows.clear()
+
+    def evaluate(step):
+        nonlocal last_acc
+        last_acc = _accuracy(model, x_test, y_test)
+        append(ds_acc, last_acc)
+        append(ds_eval, step)
+
+    def snapshot(step):
+        if ds_act is None:
+            return
+        _, acts = _forward(model, probe, record=True)
+        row = np.full((len(hidden), probe.shape[0], units), np.nan, dtype=dtype)
+        for i in range(len(hidden)):
+            a = np.asarray(acts[i])
+            row[i, :, : a.shape[1]] = a
+        append(ds_act, row)
+        append(ds_snap_steps, step)
+
+    bar = _progress_bar(config.iterations, spec.name, progress)
+    xb = np.empty((config.batch_size, x_train.shape[1]), dtype=dtype)
+    yb = np.empty(config.batch_size, dtype=y_train.dtype)
+    try:
+        evaluate(0)
+        snapshot(0)
+        batches = batch_indices(x_train.shape[0], config.batch_size, config.iterations, config.seed)
+        for step, idx in enumerate(batches, start=1):
+            np.take(x_train, idx, axis=0, out=xb)
+            np.take(y_train, idx, axis=0, out=yb)
+            loss = float(model.train_step(xb, yb, config.lr))
+            loss_rows.append(loss)
+            grad_rows.append(_grad_norms(model, n_layers))
+            done = step
+            if not math.isfinite(loss):
+                status, diverged_step = "diverged", step
+                break
+            tail.append(loss)
+            if len(loss_rows) >= _FLUSH_ROWS:
+                flush()
+            if step % config.eval_every == 0 or step == config.iterations:
+                evaluate(step)
+            if step % config.snapshot_every == 0:
+                snapshot(step)
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0 or step == config.iterations:
+                    bar.set_postfix(loss=f"{loss:.4f}", acc=f"{last_acc:.3f}", refresh=False)
+    except KeyboardInterrupt:
+        flush()
+        _finish(group, "interrupted", done, tail, last_acc, time.perf_counter() - t0, diverged_step)
+        mark_interrupted(group)
+        if bar is not None:
+            bar.close()
+        raise
+    flush()
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    _finish(group, status, done, tail, last_acc, wall, diverged_step)
+    result = RunResult(
+        name=spec.name, init=spec.init, activation=spec.activation, status=status, iterations_done=done,
+        final_train_loss=float(np.mean(tail)) if tail else float("nan"), final_test_accuracy=last_acc,
+        wall_time_s=wall, diverged_step=diverged_step, group=group.name,
+    )
+    if status == "diverged":
+        log(f"run {spec.name}: diverged at step {done} (loss {loss}); run stopped, "
+            "its last test accuracy is from before the divergence")
+    return result
+
+
+def _finish(group, status, done, tail, acc, wall, diverged_step):
+    group.attrs["status"] = status
+    group.attrs["iterations_done"] = int(done)
+    group.attrs["final_train_loss"] = float(np.mean(tail)) if tail else float("nan")
+    group.attrs["final_test_accuracy"] = float(acc)
+    group.attrs["wall_time_s"] = float(wall)
+    group.attrs["diverged_step"] = int(diverged_step)
+
+
+def _progress_bar(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=0.5)
+
+
+def _split(dataset, config, dtype):
+    x_train, y_train = dataset.train_images, dataset.train_labels
+    x_test, y_test = dataset.test_images, dataset.test_labels
+    if config.train_limit is not None:
+        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    if config.test_limit is not None:
+        x_test, y_test = x_test[: config.test_limit], y_test[: config.test_limit]
+    if x_train.dtype != dtype:
+        x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
+    if x_train.shape[1] != config.sizes[0]:
+        raise ValueError(
+            f"sizes[0] is {config.sizes[0]} but the images have {x_train.shape[1]} features; "
+            f"use sizes starting with {x_train.shape[1]}"
+        )
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    if config.sizes[-1] < n_classes:
+        raise ValueError(f"the last size is {config.sizes[-1]} but the labels need {n_classes} classes")
+    return (np.ascontiguousarray(x_train), np.ascontiguousarray(y_train),
+            np.ascontiguousarray(x_test), np.ascontiguousarray(y_test))
+
+
+def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True, log=print, **overrides):
+    """Run the training study described by ``config`` (plus keyword ``overrides``).
+
+    Writes one ``/train/<spec>/`` group per run to the HDF5 file ``out``
+    (other groups in it are kept) and returns a list of :class:`RunResult`,
+    one per run, in order. ``dataset`` defaults to
+    ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
+    ``progress`` shows a tqdm bar per run; ``log`` receives one-line messages.
+
+    Raises ``ValueError``/``TypeError`` for a bad config, ``DataError`` for bad
+    data, ``StoreError`` for an unwritable file, ``BackendError`` for a backend
+    that cannot run. ``KeyboardInterrupt`` propagates after the file is saved
+    with the current run marked interrupted.
+    """
+    from .store import open_results, replace_group
+
+    config = replace(config or TrainConfig(), **overrides).validate()
+    if config.backend == "cuda":
+        from .backends import require_cuda
+
+        require_cuda()
+    if dataset is None:
+        from .data import load_mnist
+
+        dataset = load_mnist(config.data_dir, dtype=config.dtype)
+    results = []
+    with open_results(out) as f:
+        for spec in config.run_specs:
+            group = replace_group(f, f"/train/{spec.name}")
+            results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
+    return results
+
+
+def read_runs(path, names=None):
+    """Read the ``/train`` runs of a results file into plain dicts, in file order.
+
+    Each dict has ``name``, ``loss``, ``grad_norm``, ``test_accuracy``,
+    ``eval_steps``, ``snapshot_steps`` (NumPy arrays) and ``attrs`` (dict);
+    ``activations`` is left in the file (it can be large): read it with
+    :func:`read_activations`. ``names`` selects runs. Raises ``StoreError``
+    for an unreadable file and ``KeyError`` when a named run is missing.
+    """
+    from .store import _plain, open_read
+
+    runs = []
+    with open_read(path) as f:
+        if "train" not in f:
+            if names:
+                raise KeyError(f"{path} has no /train group (run `fastinit train` first)")
+            return runs
+        group = f["train"]
+        wanted = list(names) if names else list(group.keys())
+        for name in wanted:
+            if name not in group:
+                raise KeyError(f"{path} has no run /train/{name}; runs there: {', '.join(group.keys())}")
+            g = group[name]
+            run = {"name": name, "attrs": {k: _plain(v) for k, v in g.attrs.items()}}
+            for key in ("loss", "grad_norm", "test_accuracy", "eval_steps", "snapshot_steps"):
+                run[key] = g[key][()] if key in g else np.empty(0)
+            runs.append(run)
+    return runs
+
+
+def read_activations(path, name, snapshots=None):
+    """Read ``/train/<name>/activations`` (or the snapshot indices ``snapshots``) and their steps."""
+    from .store import open_read
+
+    with open_read(path) as f:
+        key = f"train/{name}"
+        if key not in f or "activations" not in f[key]:
+            raise KeyError(f"{path} has no activations for run {name!r}")
+        ds = f[key]["activations"]
+        steps = f[key]["snapshot_steps"][()]
+        if snapshots is None:
+            return ds[()], steps
+        idx = sorted(int(i) for i in snapshots)
+        return ds[idx], steps[idx]
