@@ -1,0 +1,759 @@
+"""CUDA kernels (Numba ``@cuda.jit``) with thin host wrappers.
+
+Same public functions and signatures as ``kernels.reference`` (the NumPy
+oracle) and ``kernels.cpu``; see ``kernels.reference`` for the shared
+conventions (dtypes, C-contiguity, ``out=`` arguments, saved outputs in the
+backward passes). What is specific to this backend:
+
+Arrays
+    Inputs may be Numba device arrays (``numba.cuda.to_device``), other
+    ``__cuda_array_interface__`` arrays (e.g. CuPy, wrapped without a copy),
+    or host NumPy arrays, which are *copied to the device* on every call (a
+    convenience; keep data on the device in hot loops). Results are always
+    device arrays: call ``.copy_to_host()`` to read them.
+In place
+    ``out=``, ``grad=``, ``dx=``, ``dw=``, ``db=`` and ``sgd_update``'s
+    ``param`` must be device arrays: writing into a temporary device copy of a
+    host array would silently lose the result, so a host array there raises
+    ``TypeError`` naming the argument.
+Synchronisation
+    Launches are asynchronous on the default stream. The only function that
+    waits for the device is ``softmax_cross_entropy``, which copies the loss
+    (one 16-byte copy) to return it as a Python float.
+Labels
+    Host labels are range-checked on the host before anything is launched.
+    Device labels are checked on the device: the softmax kernel counts the
+    out-of-range labels, the count travels back with the loss, and the
+    wrapper raises ``ValueError`` (the gradient of such rows is meaningless).
+dtypes
+    float32 and float64; each kernel is compiled per dtype and float32
+    kernels compute in float32 (typed literals, shared/local buffers of the
+    array dtype). Exception: ``softmax_cross_entropy`` adds the per-row losses
+    into the batch mean in float64 (N values, a negligible cost).
+
+Nothing is compiled at import: the kernels are built by cached factories on
+first use, so ``import kernels.cuda`` needs neither a GPU nor a CUDA toolkit.
+On a machine without a GPU they run on Numba's simulator when
+``NUMBA_ENABLE_CUDASIM=1`` is set before Numba is imported (slow; small
+sizes only).
+
+The second half of the module exposes the device-level building blocks the
+wrappers are made of (``gemm_into``, ``activation_backward_colsum_into``,
+``softmax_xent_into``, ``gather_rows_into``, ...): no validation, no host
+copies, no synchronisation; used by ``fastinit.mlp_cuda`` and ``fastinit.profile``.
+"""
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from numba import cuda, float32, float64
+
+from . import _checks as chk
+from ._checks import ACTIVATIONS
+
+__all__ = [
+    "ACTIVATIONS",
+    "matmul",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "relu",
+    "relu_backward",
+    "activation_forward",
+    "activation_backward",
+    "dense_forward",
+    "dense_backward",
+    "softmax_cross_entropy",
+    "sgd_update",
+    # device-level building blocks
+    "MATMUL_CONFIGS",
+    "matmul_config",
+    "gemm_into",
+    "activation_forward_into",
+    "activation_backward_into",
+    "activation_backward_colsum_into",
+    "column_sums_into",
+    "softmax_xent_into",
+    "sgd_into",
+    "gather_rows_into",
+    "gather_into",
+    "as_device",
+    "is_device_array",
+    "synchronize",
+]
+
+_NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
+
+#: Matmul tilings: name -> (BM, BN, BK, TM, TN). A block of (BN/TN, BM/TM)
+#: threads computes a BM x BN tile of the result, each thread TM x TN outputs
+#: held in registers, stepping through K in slabs of BK staged in shared memory.
+MATMUL_CONFIGS = {
+    "64x64": (64, 64, 16, 4, 4),
+    "128x128": (128, 128, 8, 8, 8),
+}
+
+_ELEMENTWISE_TPB = 256
+_ELEMENTWISE_MAX_BLOCKS = 4096
+_ROW_TPB = 32  # threads per row in the softmax kernel
+_COL_X, _COL_Y = 32, 8  # column-sum block: 32 columns x 8 row groups
+_REDUCE_TPB = 256
+
+
+# =========================================================================== helpers
+
+
+def is_device_array(x):
+    """True for a Numba device array (real or simulated) or any ``__cuda_array_interface__`` object."""
+    return hasattr(x, "copy_to_host") or hasattr(x, "__cuda_array_interface__")
+
+
+def as_device(x):
+    """``x`` as a Numba device array: device arrays pass through, CAI objects are
+    wrapped (no copy), host arrays are copied to the device."""
+    if hasattr(x, "copy_to_host"):
+        return x
+    if hasattr(x, "__cuda_array_interface__"):
+        return cuda.as_cuda_array(x)
+    return cuda.to_device(x)
+
+
+def _device_out(name, out):
+    """A caller's in-place target as a device array; host arrays are refused."""
+    if out is None:
+        return None
+    if not is_device_array(out):
+        raise TypeError(
+            f"{name} must be a device array on the cuda backend (got {type(out).__name__}); "
+            f"an in-place result cannot be written into a host array: pass "
+            f"numba.cuda.to_device(...) or leave {name}=None"
+        )
+    return as_device(out)
+
+
+def synchronize():
+    """Wait for every launched kernel (call before stopping a timer)."""
+    cuda.synchronize()
+
+
+def _flat(x):
+    return x.reshape(x.size)
+
+
+def _blocks_1d(n):
+    return max(1, min(_ELEMENTWISE_MAX_BLOCKS, (n + _ELEMENTWISE_TPB - 1) // _ELEMENTWISE_TPB))
+
+
+def _nbtype(dtype):
+    return _NUMBA_TYPES[np.dtype(dtype)]
+
+
+def matmul_config(m, n):
+    """The tiling used for an (m, n) result: the big tile when it still gives
+    enough blocks to fill a GPU, else the 64 x 64 tile."""
+    return "128x128" if m >= 512 and n >= 512 else "64x64"
+
+
+# =========================================================================== device functions
+
+
+@lru_cache(maxsize=None)
+def _activation_fns(T):
+    """Device functions (forward, backward) of every activation for numba type ``T``."""
+    zero = T(0)
+    one = T(1)
+
+    @cuda.jit(device=True, inline=True)
+    def act_forward(v, code):
+        if code == 1:  # sigmoid, stable: exp only ever sees -|v|
+            if v >= zero:
+                return one / (one + T(math.exp(-v)))
+            e = T(math.exp(v))
+            return e / (one + e)
+        if code == 2:
+            return T(math.tanh(v))
+        if code == 3:
+            return zero if v < zero else v  # NaN propagates like numpy.maximum
+        return v
+
+    @cuda.jit(device=True, inline=True)
+    def act_backward(y, dy, code):
+        if code == 1:
+            return dy * y * (one - y)
+        if code == 2:
+            return dy * (one - y * y)
+        if code == 3:
+            return dy if y > zero else zero
+        return dy
+
+    return act_forward, act_backward
+
+
+# =========================================================================== kernel factories
+
+
+@lru_cache(maxsize=None)
+def _gemm_kernel(T, trans_a, trans_b, config):
+    """Tiled, register-blocked ``c = act(op(a) @ op(b) + bias)`` for numba type ``T``.
+
+    ``trans_a``/``trans_b`` are compile-time: each variant gets its own
+    global-to-shared load pattern, reading consecutive addresses along the
+    stored rows. Shared tiles are stored k-major (``As[k, m]``, ``Bs[k, n]``);
+    thread (tx, ty) owns rows ``ty + i*TY`` and columns ``tx + j*TX`` of the
+    tile, so a warp reads consecutive shared words (no bank conflicts) and
+    writes consecutive columns of ``c`` (coalesced). Out-of-range elements are
+    loaded as zero and never stored, so any M, N, K works.
+    """
+    BM, BN, BK, TM, TN = MATMUL_CONFIGS[config]
+    TX, TY = BN // TN, BM // TM
+    NT = TX * TY
+    LOADS_A = (BM * BK) // NT
+    LOADS_B = (BK * BN) // NT
+    assert LOADS_A * NT == BM * BK and LOADS_B * NT == BK * BN
+    PAD_A = 0 if trans_a else 4  # transposing store: pad to spread banks
+    PAD_B = 4 if trans_b else 0
+    A_SHAPE = (BK, BM + PAD_A)  # shapes must be compile-time constants
+    B_SHAPE = (BK, BN + PAD_B)
+    ACC_SHAPE = (TM, TN)
+    act_forward, _ = _activation_fns(T)
+
+    @cuda.jit
+    def gemm(a, b, c, bias, has_bias, code):
+        m_size, n_size = c.shape
+        k_size = a.shape[0] if trans_a else a.shape[1]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * TX + tx
+        m0 = cuda.blockIdx.y * BM
+        n0 = cuda.blockIdx.x * BN
+        As = cuda.shared.array(A_SHAPE, T)
+        Bs = cuda.shared.array(B_SHAPE, T)
+        acc = cuda.local.array(ACC_SHAPE, T)
+        ra = cuda.local.array(TM, T)
+        rb = cuda.local.array(TN, T)
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = T(0)
+        for k0 in range(0, k_size, BK):
+            for ld in range(LOADS_A):
+                e = tid + ld * NT
+                if trans_a:  # a stored (K, M): consecutive threads walk m
+                    kk = e // BM
+                    mm = e - kk * BM
+                    gk = k0 + kk
+                    gm = m0 + mm
+                    v = T(0)
+                    if gk < k_size and gm < m_size:
+                        v = a[gk, gm]
+                else:  # a stored (M, K): consecutive threads walk k
+                    mm = e // BK
+                    kk = e - mm * BK
+                    gk = k0 + kk
+                    gm = m0 + mm
+                    v = T(0)
+                    if gk < k_size and gm < m_size:
+                        v = a[gm, gk]
+                As[kk, mm] = v
+            for ld in range(LOADS_B):
+                e = tid + ld * NT
+                if trans_b:  # b stored (N, K)
+                    nn = e // BK
+                    kk = e - nn * BK
+                    gk = k0 + kk
+                    gn = n0 + nn
+                    v = T(0)
+                    if gk < k_size and gn < n_size:
+                        v = b[gn, gk]
+                else:  # b stored (K, N)
+                    kk = e // BN
+                    nn = e - kk * BN
+                    gk = k0 + kk
+                    gn = n0 + nn
+                    v = T(0)
+                    if gk < k_size and gn < n_size:
+                        v = b[gk, gn]
+                Bs[kk, nn] = v
+            cuda.syncthreads()
+            for kk in range(BK):
+                for i in range(TM):
+                    ra[i] = As[kk, ty + i * TY]
+                for j in range(TN):
+                    rb[j] = Bs[kk, tx + j * TX]
+                for i in range(TM):
+                    for j in range(TN):
+                        acc[i, j] += ra[i] * rb[j]
+            cuda.syncthreads()
+        for i in range(TM):
+            row = m0 + ty + i * TY
+            if row < m_size:
+                for j in range(TN):
+                    col = n0 + tx + j * TX
+                    if col < n_size:
+                        v = acc[i, j]
+                        if has_bias:
+                            v += bias[col]
+                        c[row, col] = act_forward(v, code)
+
+    return gemm, (TX, TY), (BM, BN)
+
+
+@lru_cache(maxsize=None)
+def _elementwise_kernels(T):
+    act_forward, act_backward = _activation_fns(T)
+
+    @cuda.jit
+    def forward(x, out, code):
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for i in range(start, x.size, stride):
+            out[i] = act_forward(x[i], code)
+
+    @cuda.jit
+    def backward(y, dy, out, code):
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for i in range(start, y.size, stride):
+            out[i] = act_backward(y[i], dy[i], code)
+
+    @cuda.jit
+    def sgd(param, grad, lr):
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for i in range(start, param.size, stride):
+            param[i] -= lr * grad[i]
+
+    return forward, backward, sgd
+
+
+@lru_cache(maxsize=None)
+def _column_kernels(T):
+    """Column sums without atomics: each block owns 32 columns, 8 row groups
+    accumulate strided rows, then a shared-memory tree adds the 8 partials."""
+    _, act_backward = _activation_fns(T)
+
+    @cuda.jit
+    def backward_colsum(y, dy, code, dz, db):
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        col = cuda.blockIdx.x * _COL_X + tx
+        n_rows, n_cols = y.shape
+        part = cuda.shared.array((_COL_Y, _COL_X), T)
+        acc = T(0)
+        if col < n_cols:
+            for i in range(ty, n_rows, _COL_Y):
+                g = act_backward(y[i, col], dy[i, col], code)
+                dz[i, col] = g
+                acc += g
+        part[ty, tx] = acc
+        cuda.syncthreads()
+        s = _COL_Y // 2
+        while s > 0:
+            if ty < s:
+                part[ty, tx] += part[ty + s, tx]
+            cuda.syncthreads()
+            s //= 2
+        if ty == 0 and col < n_cols:
+            db[col] = part[0, tx]
+
+    @cuda.jit
+    def colsum(x, out):
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        col = cuda.blockIdx.x * _COL_X + tx
+        n_rows, n_cols = x.shape
+        part = cuda.shared.array((_COL_Y, _COL_X), T)
+        acc = T(0)
+        if col < n_cols:
+            for i in range(ty, n_rows, _COL_Y):
+                acc += x[i, col]
+        part[ty, tx] = acc
+        cuda.syncthreads()
+        s = _COL_Y // 2
+        while s > 0:
+            if ty < s:
+                part[ty, tx] += part[ty + s, tx]
+            cuda.syncthreads()
+            s //= 2
+        if ty == 0 and col < n_cols:
+            out[col] = part[0, tx]
+
+    return backward_colsum, colsum
+
+
+@lru_cache(maxsize=None)
+def _softmax_kernels(T):
+    """One block of 32 threads per row: shared-memory max and sum reductions."""
+
+    @cuda.jit
+    def softmax_rows(logits, labels, grad, rows):
+        r = cuda.blockIdx.x
+        t = cuda.threadIdx.x
+        n_rows, n_cols = logits.shape
+        red = cuda.shared.array(_ROW_TPB, T)
+        # row max
+        mx = logits[r, 0]
+        for j in range(t, n_cols, _ROW_TPB):
+            v = logits[r, j]
+            if v > mx:
+                mx = v
+        red[t] = mx
+        cuda.syncthreads()
+        s = _ROW_TPB // 2
+        while s > 0:
+            if t < s and red[t + s] > red[t]:
+                red[t] = red[t + s]
+            cuda.syncthreads()
+            s //= 2
+        mx = red[0]
+        cuda.syncthreads()
+        # sum of exp(z - max)
+        acc = T(0)
+        for j in range(t, n_cols, _ROW_TPB):
+            acc += T(math.exp(logits[r, j] - mx))
+        red[t] = acc
+        cuda.syncthreads()
+        s = _ROW_TPB // 2
+        while s > 0:
+            if t < s:
+                red[t] += red[t + s]
+            cuda.syncthreads()
+            s //= 2
+        lse = T(math.log(red[0]))
+        lab = labels[r]
+        inside = lab >= 0 and lab < n_cols
+        if t == 0:
+            if inside:
+                rows[r, 0] = float64(lse - (logits[r, lab] - mx))
+                rows[r, 1] = float64(0)
+            else:
+                rows[r, 0] = float64(0)
+                rows[r, 1] = float64(1)
+        inv_n = T(1) / T(n_rows)
+        for j in range(t, n_cols, _ROW_TPB):
+            g = T(math.exp(logits[r, j] - mx - lse))
+            if j == lab:
+                g -= T(1)
+            grad[r, j] = g * inv_n
+
+    return softmax_rows
+
+
+@lru_cache(maxsize=None)
+def _stats_kernel():
+    """Single block: ``stats = [mean of rows[:, 0], sum of rows[:, 1]]`` in float64."""
+
+    @cuda.jit
+    def row_stats(rows, stats):
+        t = cuda.threadIdx.x
+        n_rows = rows.shape[0]
+        red = cuda.shared.array((2, _REDUCE_TPB), float64)
+        a = float64(0)
+        b = float64(0)
+        for i in range(t, n_rows, _REDUCE_TPB):
+            a += rows[i, 0]
+            b += rows[i, 1]
+        red[0, t] = a
+        red[1, t] = b
+        cuda.syncthreads()
+        s = _REDUCE_TPB // 2
+        while s > 0:
+            if t < s:
+                red[0, t] += red[0, t + s]
+                red[1, t] += red[1, t + s]
+            cuda.syncthreads()
+            s //= 2
+        if t == 0:
+            stats[0] = red[0, 0] / float64(n_rows)
+            stats[1] = red[1, 0]
+
+    return row_stats
+
+
+@lru_cache(maxsize=None)
+def _gather_kernels():
+    @cuda.jit
+    def gather_rows(src, idx, out):
+        n_rows, n_cols = out.shape
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for e in range(start, n_rows * n_cols, stride):
+            r = e // n_cols
+            out[r, e - r * n_cols] = src[idx[r], e - r * n_cols]
+
+    @cuda.jit
+    def gather(src, idx, out):
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for i in range(start, out.size, stride):
+            out[i] = src[idx[i]]
+
+    return gather_rows, gather
+
+
+# =========================================================================== building blocks
+
+
+def gemm_into(a, b, out, trans_a=False, trans_b=False, bias=None, act_code=0, config=None):
+    """Launch ``out = act(op(a) @ op(b) + bias)`` on device arrays (no checks, no sync).
+
+    ``a``, ``b``, ``out`` (M, N) and ``bias`` (N,) or ``None`` are device arrays
+    of one dtype; ``act_code`` an int of ``kernels._checks.ACTIVATION_CODES``;
+    ``config`` a key of ``MATMUL_CONFIGS`` (default ``matmul_config(M, N)``).
+    """
+    m, n = out.shape
+    if m == 0 or n == 0:
+        return out
+    config = config or matmul_config(m, n)
+    kernel, block, tile = _gemm_kernel(_nbtype(out.dtype), bool(trans_a), bool(trans_b), config)
+    grid = ((n + tile[1] - 1) // tile[1], (m + tile[0] - 1) // tile[0])
+    if bias is None:
+        bias, has_bias = out.reshape(out.size), False  # placeholder, never read
+    else:
+        has_bias = True
+    kernel[grid, block](a, b, out, bias, has_bias, int(act_code))
+    return out
+
+
+def activation_forward_into(x, act_code, out):
+    """Launch ``out = act(x)`` elementwise (any shape, C-contiguous device arrays)."""
+    if x.size:
+        forward, _, _ = _elementwise_kernels(_nbtype(x.dtype))
+        forward[_blocks_1d(x.size), _ELEMENTWISE_TPB](_flat(x), _flat(out), int(act_code))
+    return out
+
+
+def activation_backward_into(y, dy, act_code, out):
+    """Launch ``out = act'(y) * dy`` from the saved output ``y`` (``out`` may alias ``dy``)."""
+    if y.size:
+        _, backward, _ = _elementwise_kernels(_nbtype(y.dtype))
+        backward[_blocks_1d(y.size), _ELEMENTWISE_TPB](_flat(y), _flat(dy), _flat(out), int(act_code))
+    return out
+
+
+def activation_backward_colsum_into(y, dy, act_code, dz, db):
+    """Launch ``dz = act'(y) * dy`` (N, F) and ``db = dz.sum(axis=0)`` (F,) in one pass."""
+    n, f = y.shape
+    if f:
+        kernel, _ = _column_kernels(_nbtype(y.dtype))
+        kernel[(f + _COL_X - 1) // _COL_X, (_COL_X, _COL_Y)](y, dy, int(act_code), dz, db)
+    return dz, db
+
+
+def column_sums_into(x, out):
+    """Launch ``out = x.sum(axis=0)`` for a 2-D device array (deterministic, no atomics)."""
+    n, f = x.shape
+    if f:
+        _, kernel = _column_kernels(_nbtype(x.dtype))
+        kernel[(f + _COL_X - 1) // _COL_X, (_COL_X, _COL_Y)](x, out)
+    return out
+
+
+def softmax_xent_into(logits, labels, grad, rows, stats):
+    """Launch softmax cross-entropy on the device, without synchronising.
+
+    ``logits`` (N, C) with N, C >= 1, ``labels`` (N,) int32/int64, ``grad``
+    (N, C) receives ``(softmax - onehot) / N``; ``rows`` (N, 2) float64 is
+    scratch (per-row loss, out-of-range flag); ``stats`` (2,) float64
+    receives ``[mean loss, number of out-of-range labels]``.
+    """
+    n, _ = logits.shape
+    _softmax_kernels(_nbtype(logits.dtype))[n, _ROW_TPB](logits, labels, grad, rows)
+    _stats_kernel()[1, _REDUCE_TPB](rows, stats)
+    return stats
+
+
+def sgd_into(param, grad, lr):
+    """Launch ``param -= lr * grad`` (any shape; ``lr`` cast to the array dtype)."""
+    if param.size:
+        _, _, sgd = _elementwise_kernels(_nbtype(param.dtype))
+        sgd[_blocks_1d(param.size), _ELEMENTWISE_TPB](_flat(param), _flat(grad), np.dtype(param.dtype).type(lr))
+    return param
+
+
+def gather_rows_into(src, idx, out):
+    """Launch ``out[i, :] = src[idx[i], :]`` (``idx`` an int device array, not bounds-checked)."""
+    if out.size:
+        kernel, _ = _gather_kernels()
+        kernel[_blocks_1d(out.size), _ELEMENTWISE_TPB](src, idx, out)
+    return out
+
+
+def gather_into(src, idx, out):
+    """Launch ``out[i] = src[idx[i]]`` for 1-D device arrays (``idx`` not bounds-checked)."""
+    if out.size:
+        _, kernel = _gather_kernels()
+        kernel[_blocks_1d(out.size), _ELEMENTWISE_TPB](src, idx, out)
+    return out
+
+
+def read_stats(stats):
+    """Copy a ``softmax_xent_into`` stats buffer to the host (synchronises); return
+    the loss, raising ``ValueError`` if labels were out of range."""
+    host = stats.copy_to_host()
+    if host[1] > 0:
+        raise ValueError(f"labels must lie in [0, n_classes): {int(host[1])} device label(s) out of range")
+    return float(host[0])
+
+
+# =========================================================================== public API
+
+
+def _empty(shape, dtype):
+    return cuda.device_array(shape, dtype=dtype)
+
+
+def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
+    """Matrix product ``op(a) @ op(b)`` on the GPU.
+
+    ``a`` (M, K), or (K, M) when ``trans_a``; ``b`` (K, N), or (N, K) when
+    ``trans_b``; same float dtype. Host arrays are copied to the device.
+    Returns ``out`` (M, N), a device array (``out`` must be one if given).
+    Raises ``ValueError`` on mismatched inner dimensions, ``TypeError`` on
+    dtype problems or a host ``out``.
+    """
+    m, _, n = chk.matmul_shapes(a, b, trans_a, trans_b)
+    chk.out_array("out", out, (m, n), a.dtype)
+    out = _device_out("out", out)
+    a, b = as_device(a), as_device(b)
+    if out is None:
+        out = _empty((m, n), a.dtype)
+    return gemm_into(a, b, out, trans_a, trans_b)
+
+
+def _elementwise(x, out, code):
+    chk.elementwise_args(x, out)
+    out = _device_out("out", out)
+    x = as_device(x)
+    if out is None:
+        out = _empty(x.shape, x.dtype)
+    return activation_forward_into(x, code, out)
+
+
+def _backward(y, dy, out, code):
+    chk.backward_args(y, dy, out)
+    out = _device_out("out", out)
+    y, dy = as_device(y), as_device(dy)
+    if out is None:
+        out = _empty(y.shape, y.dtype)
+    return activation_backward_into(y, dy, code, out)
+
+
+def sigmoid(x, out=None):
+    """Logistic sigmoid, numerically stable for any finite input. Any shape; returns a device array."""
+    return _elementwise(x, out, 1)
+
+
+def sigmoid_backward(y, dy, out=None):
+    """``dy * y * (1 - y)`` from the saved sigmoid output ``y``; returns a device array."""
+    return _backward(y, dy, out, 1)
+
+
+def tanh(x, out=None):
+    """Hyperbolic tangent. Any shape; returns a device array."""
+    return _elementwise(x, out, 2)
+
+
+def tanh_backward(y, dy, out=None):
+    """``dy * (1 - y**2)`` from the saved tanh output ``y``; returns a device array."""
+    return _backward(y, dy, out, 2)
+
+
+def relu(x, out=None):
+    """``max(x, 0)``. Any shape; returns a device array."""
+    return _elementwise(x, out, 3)
+
+
+def relu_backward(y, dy, out=None):
+    """``dy`` where ``y > 0``, else 0, from the saved ReLU output; returns a device array."""
+    return _backward(y, dy, out, 3)
+
+
+def activation_forward(x, activation, out=None):
+    """Apply the named activation (one of ``ACTIVATIONS``); returns a device array."""
+    chk.elementwise_args(x, out)
+    return _elementwise(x, out, chk.activation_code(activation))
+
+
+def activation_backward(y, dy, activation, out=None):
+    """Gradient through the named activation from its saved output ``y``; returns a device array."""
+    chk.backward_args(y, dy, out)
+    return _backward(y, dy, out, chk.activation_code(activation))
+
+
+def dense_forward(x, w, b=None, activation="linear", out=None):
+    """Fused dense layer ``act(x @ w + b)``: bias and activation are applied in
+    the matmul kernel's epilogue (one launch, ``x @ w`` never stored).
+
+    ``x`` (N, fan_in), ``w`` (fan_in, fan_out), ``b`` (fan_out,) or ``None``.
+    Returns ``out`` (N, fan_out), a device array.
+    """
+    n, fan_out, code = chk.dense_forward_args(x, w, b, activation, out)
+    out = _device_out("out", out)
+    x, w = as_device(x), as_device(w)
+    b = None if b is None else as_device(b)
+    if out is None:
+        out = _empty((n, fan_out), x.dtype)
+    return gemm_into(x, w, out, False, False, b, code)
+
+
+def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, *, compute_dx=True):
+    """Backward pass of ``y = act(x @ w + b)`` on the GPU.
+
+    One kernel computes ``dz = act'(y) * dy`` and ``db = dz.sum(0)`` (column
+    sums without atomics); then ``dw = x.T @ dz`` and ``dx = dz @ w.T`` are
+    tiled matmuls reading the transposes in place. Returns device arrays
+    ``(dx, dw, db)`` (``dx`` is ``None`` when ``compute_dx`` is false); a
+    temporary ``dz`` (N, fan_out) is allocated per call.
+    """
+    code = chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
+    dx, dw, db = _device_out("dx", dx), _device_out("dw", dw), _device_out("db", db)
+    x, w, y, dy = as_device(x), as_device(w), as_device(y), as_device(dy)
+    dtype = x.dtype
+    dz = _empty(y.shape, dtype)
+    dw = _empty(w.shape, dtype) if dw is None else dw
+    db = _empty((w.shape[1],), dtype) if db is None else db
+    activation_backward_colsum_into(y, dy, code, dz, db)
+    gemm_into(x, dz, dw, True, False)
+    if compute_dx:
+        dx = _empty(x.shape, dtype) if dx is None else dx
+        gemm_into(dz, w, dx, False, True)
+    else:
+        dx = None
+    return dx, dw, db
+
+
+def softmax_cross_entropy(logits, labels, grad=None):
+    """Mean softmax cross-entropy over a batch, and its gradient, on the GPU.
+
+    ``logits`` (N, C) float, ``labels`` (N,) int32/int64 in [0, C), host or
+    device. Returns ``(loss, grad)``: ``loss`` a Python float (copying it is
+    the one synchronisation), ``grad`` (N, C) device array
+    ``(softmax(logits) - onehot(labels)) / N``. Host labels are range-checked
+    before launching; device labels on the device (``ValueError`` either way).
+    """
+    n, c = chk.softmax_args(logits, labels, grad)
+    if c == 0:
+        raise ValueError("logits must have at least one column (class)")
+    if not is_device_array(labels):
+        chk.label_range(np.asarray(labels), c)
+    grad = _device_out("grad", grad)
+    logits, labels = as_device(logits), as_device(labels)
+    if grad is None:
+        grad = _empty((n, c), logits.dtype)
+    rows = _empty((n, 2), np.float64)
+    stats = _empty(2, np.float64)
+    softmax_xent_into(logits, labels, grad, rows, stats)
+    return read_stats(stats), grad
+
+
+def sgd_update(param, grad, lr):
+    """In place ``param -= lr * grad`` on the device; returns ``param``.
+
+    ``param`` must be a device array (``TypeError`` otherwise); ``grad`` may be
+    a host array (copied). ``lr`` is cast to the arrays' dtype.
+    """
+    lr = chk.sgd_args(param, grad, lr)
+    param = _device_out("param", param)
+    grad = as_device(grad)
+    return sgd_into(param, grad, lr)
