@@ -244,11 +244,7 @@ def _grad_norms(model, n_layers):
 
 
 def _attrs(config, spec):
-    attrs = {
-        "init": spec.init,
-        "activation": spec.activation,
-        "config": config.to_json(),
-    }
+    attrs = {}
     for key, value in asdict(config).items():
         if key == "runs":
             import h5py
@@ -258,7 +254,8 @@ def _attrs(config, spec):
             value = np.asarray(config.sizes, dtype=np.int64)
         elif value is None:
             value = "none"
-        attrs[key] = value
+        attrs["default_activation" if key == "activation" else key] = value
+    attrs.update(init=spec.init, activation=spec.activation, config=config.to_json())
     return attrs
 
 
@@ -336,31 +333,33 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
     bar = _progress_bar(config.iterations, spec.name, progress)
     xb = np.empty((config.batch_size, x_train.shape[1]), dtype=dtype)
     yb = np.empty(config.batch_size, dtype=y_train.dtype)
+    # Overflow is expected when a run diverges (std=10): it is detected from the loss, not warned about.
     try:
-        evaluate(0)
-        snapshot(0)
-        batches = batch_indices(x_train.shape[0], config.batch_size, config.iterations, config.seed)
-        for step, idx in enumerate(batches, start=1):
-            np.take(x_train, idx, axis=0, out=xb)
-            np.take(y_train, idx, axis=0, out=yb)
-            loss = float(model.train_step(xb, yb, config.lr))
-            loss_rows.append(loss)
-            grad_rows.append(_grad_norms(model, n_layers))
-            done = step
-            if not math.isfinite(loss):
-                status, diverged_step = "diverged", step
-                break
-            tail.append(loss)
-            if len(loss_rows) >= _FLUSH_ROWS:
-                flush()
-            if step % config.eval_every == 0 or step == config.iterations:
-                evaluate(step)
-            if step % config.snapshot_every == 0:
-                snapshot(step)
-            if bar is not None:
-                bar.update(1)
-                if step % 10 == 0 or step == config.iterations:
-                    bar.set_postfix(loss=f"{loss:.4f}", acc=f"{last_acc:.3f}", refresh=False)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            evaluate(0)
+            snapshot(0)
+            batches = batch_indices(x_train.shape[0], config.batch_size, config.iterations, config.seed)
+            for step, idx in enumerate(batches, start=1):
+                np.take(x_train, idx, axis=0, out=xb)
+                np.take(y_train, idx, axis=0, out=yb)
+                loss = float(model.train_step(xb, yb, config.lr))
+                loss_rows.append(loss)
+                grad_rows.append(_grad_norms(model, n_layers))
+                done = step
+                if not math.isfinite(loss):
+                    status, diverged_step = "diverged", step
+                    break
+                tail.append(loss)
+                if len(loss_rows) >= _FLUSH_ROWS:
+                    flush()
+                if step % config.eval_every == 0 or step == config.iterations:
+                    evaluate(step)
+                if step % config.snapshot_every == 0:
+                    snapshot(step)
+                if bar is not None:
+                    bar.update(1)
+                    if step % 10 == 0 or step == config.iterations:
+                        bar.set_postfix(loss=f"{loss:.4f}", acc=f"{last_acc:.3f}", refresh=False)
     except KeyboardInterrupt:
         flush()
         _finish(group, "interrupted", done, tail, last_acc, time.perf_counter() - t0, diverged_step)

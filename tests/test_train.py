@@ -1,0 +1,292 @@
+"""`fastinit.train`: run specs, seeded batches, the HDF5 layout, divergence, Ctrl-C.
+
+Most tests train a tiny network on a small synthetic data set (fast); one
+trains the default network on a slice of the shipped MNIST.
+"""
+
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+
+from fastinit.data import MNIST
+from fastinit.store import open_results, replace_group
+from fastinit.train import (
+    TrainConfig,
+    batch_indices,
+    parse_run,
+    read_activations,
+    read_runs,
+    train,
+)
+
+FEATURES, CLASSES = 12, 3
+
+
+def synthetic(n_train=240, n_test=60, seed=0):
+    """Three Gaussian blobs in [0, 1]^12: learnable in a few dozen steps."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.2, 0.8, (CLASSES, FEATURES))
+
+    def make(n):
+        y = rng.integers(0, CLASSES, n)
+        x = np.clip(centres[y] + rng.normal(0, 0.08, (n, FEATURES)), 0, 1).astype(np.float32)
+        return x, y.astype(np.int64)
+
+    xtr, ytr = make(n_train)
+    xte, yte = make(n_test)
+    return MNIST(xtr, ytr, xte, yte, source="synthetic", image_shape=(3, 4))
+
+
+SMALL = dict(sizes=(FEATURES, 16, 16, CLASSES), iterations=60, batch_size=16, lr=0.1, eval_every=20,
+             snapshot_every=25, probe_samples=10, final_window=10, backend="numpy")
+
+
+def small_train(tmp_path, backend="numpy", **kw):
+    cfg = dict(SMALL, backend=backend)
+    cfg.update(kw)
+    out = tmp_path / "t.h5"
+    return train(TrainConfig(**cfg), out, dataset=synthetic(), progress=False, log=lambda m: None), out
+
+
+def backends():
+    names = ["numpy"]
+    try:
+        import kernels.cpu  # noqa: F401
+
+        names.append("cpu")
+    except ImportError:
+        pass
+    return names
+
+
+# --- run specs and batches -----------------------------------------------------------
+
+
+def test_parse_run():
+    assert parse_run("he") == parse_run("he", "relu")
+    r = parse_run("xavier:sigmoid")
+    assert (r.name, r.init, r.activation) == ("xavier:sigmoid", "xavier", "sigmoid")
+    assert parse_run("std=0.01", "tanh").activation == "tanh"
+    assert parse_run("he,mode=fan_out:TANH").init == "he,mode=fan_out"
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("xavier:swish", "unknown activation 'swish'"),
+    ("bogus", "invalid init"),
+    ("", "non-empty"),
+    (":relu", "invalid init"),
+])
+def test_parse_run_errors(spec, match):
+    with pytest.raises(ValueError, match=match):
+        parse_run(spec)
+
+
+def test_batch_indices_are_seeded_and_cover_each_epoch():
+    a = list(batch_indices(50, 8, 20, seed=3))
+    b = list(batch_indices(50, 8, 20, seed=3))
+    c = list(batch_indices(50, 8, 20, seed=4))
+    assert len(a) == 20 and all(len(i) == 8 for i in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    flat = np.concatenate(a)
+    assert np.array_equal(np.sort(flat[:50]), np.arange(50))  # first epoch: each image once
+    assert flat.min() >= 0 and flat.max() < 50
+    with pytest.raises(ValueError, match="batch_size 60 is larger"):
+        next(batch_indices(50, 60, 1, seed=0))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(batch_size=0), "batch_size"),
+    (dict(iterations=-1), "iterations"),
+    (dict(lr=float("nan")), "lr"),
+    (dict(runs=("he", "he")), "distinct"),
+    (dict(runs=()), "runs"),
+    (dict(runs=("he:gelu",)), "unknown activation"),
+    (dict(sizes=(784,)), "sizes"),
+    (dict(activation="swish"), "activation"),
+])
+def test_bad_config(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kw).validate()
+
+
+def test_bad_backend_and_dtype():
+    from fastinit.backends import BackendError
+
+    with pytest.raises(BackendError, match="unknown backend"):
+        TrainConfig(backend="tpu").validate()
+    with pytest.raises(TypeError, match="dtype"):
+        TrainConfig(dtype="int8").validate()
+
+
+def test_sizes_must_match_data(tmp_path):
+    with pytest.raises(ValueError, match="sizes\\[0\\] is 784 but the images have 12 features"):
+        train(TrainConfig(**dict(SMALL, sizes=(784, 10, 3))), tmp_path / "x.h5", dataset=synthetic(),
+              progress=False)
+
+
+# --- the HDF5 layout ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_layout_and_attrs(tmp_path, backend):
+    results, out = small_train(tmp_path, backend, runs=("he", "xavier:tanh"))
+    assert [r.status for r in results] == ["complete", "complete"]
+    with h5py.File(out, "r") as f:
+        assert set(f["train"]) == {"he", "xavier:tanh"}
+        g = f["train/xavier:tanh"]
+        assert g["loss"].shape == (60,)
+        assert g["grad_norm"].shape == (60, 3)
+        assert g["eval_steps"][()].tolist() == [0, 20, 40, 60]
+        assert g["test_accuracy"].shape == (4,)
+        assert g["snapshot_steps"][()].tolist() == [0, 25, 50]
+        assert g["activations"].shape == (3, 2, 10, 16)
+        assert g["loss"].chunks is not None and g["activations"].maxshape[0] is None
+        a = g.attrs
+        assert a["status"] == "complete" and a["init"] == "xavier" and a["activation"] == "tanh"
+        assert a["iterations_done"] == 60 and a["diverged_step"] == -1
+        assert a["final_train_loss"] == pytest.approx(np.mean(g["loss"][-10:]))
+        assert a["final_test_accuracy"] == pytest.approx(g["test_accuracy"][-1])
+        assert a["wall_time_s"] > 0
+        cfg = json.loads(a["config"])
+        assert cfg["lr"] == 0.1 and cfg["batch_size"] == 16 and cfg["runs"] == ["he", "xavier:tanh"]
+        assert np.all(g["grad_norm"][()] > 0)
+        acts = g["activations"][()]
+        assert np.all(np.abs(acts) <= 1)  # tanh
+        # Step-0 snapshot is the untrained network: changes once it trains.
+        assert not np.allclose(acts[0], acts[-1])
+
+
+def test_runs_see_the_same_batches(tmp_path):
+    # "he" and "he:relu" are the same network on the same batch sequence: identical curves.
+    results, out = small_train(tmp_path, runs=("he", "he:relu", "xavier"))
+    runs = read_runs(out)
+    assert [r["name"] for r in runs] == ["he", "he:relu", "xavier"]
+    np.testing.assert_array_equal(runs[0]["loss"], runs[1]["loss"])
+    assert not np.array_equal(runs[0]["loss"], runs[2]["loss"])
+
+
+def test_training_learns_and_init_matters(tmp_path):
+    results, out = small_train(tmp_path, runs=("std=0.01", "he"), iterations=150)
+    by = {r.name: r for r in results}
+    he = read_runs(out, ["he"])[0]
+    assert he["loss"][-10:].mean() < 0.5 * he["loss"][:10].mean()
+    assert by["he"].final_test_accuracy > 0.9
+    assert by["std=0.01"].final_train_loss > by["he"].final_train_loss + 0.5
+    assert abs(by["std=0.01"].final_train_loss - math.log(CLASSES)) < 0.05  # stuck at ln(classes)
+
+
+def test_float64_training(tmp_path):
+    results, out = small_train(tmp_path, runs=("he",), dtype="float64")
+    with h5py.File(out, "r") as f:
+        assert f["train/he/activations"].dtype == np.float64
+    assert results[0].status == "complete"
+
+
+def test_other_groups_are_kept(tmp_path):
+    out = tmp_path / "t.h5"
+    with open_results(out) as f:
+        replace_group(f, "/histogram/sigmoid/xavier").create_dataset("std", data=np.ones(5))
+    train(TrainConfig(**dict(SMALL, runs=("he",))), out, dataset=synthetic(), progress=False)
+    train(TrainConfig(**dict(SMALL, runs=("xavier",))), out, dataset=synthetic(), progress=False)
+    with h5py.File(out, "r") as f:
+        assert "histogram/sigmoid/xavier/std" in f
+        assert set(f["train"]) == {"he", "xavier"}
+
+
+def test_read_activations_selects_snapshots(tmp_path):
+    _, out = small_train(tmp_path, runs=("he",))
+    acts, steps = read_activations(out, "he", [0, 2])
+    assert acts.shape == (2, 2, 10, 16) and steps.tolist() == [0, 50]
+    with pytest.raises(KeyError, match="no run /train/nope"):
+        read_runs(out, ["nope"])
+
+
+def test_uneven_hidden_layers_are_padded_with_nan(tmp_path):
+    _, out = small_train(tmp_path, runs=("he",), sizes=(FEATURES, 16, 8, CLASSES))
+    acts, _ = read_activations(out, "he")
+    assert acts.shape == (3, 2, 10, 16)
+    assert np.isnan(acts[:, 1, :, 8:]).all() and not np.isnan(acts[:, 1, :, :8]).any()
+
+
+# --- divergence and interruption -------------------------------------------------------
+
+
+def test_divergence_stops_that_run_only(tmp_path, monkeypatch):
+    # Deterministic: the first run's loss turns NaN at step 7.
+    from fastinit import mlp
+
+    real = mlp.MLP.train_step
+    count = {"n": 0}
+
+    def poisoned(self, x, labels, lr):
+        count["n"] += 1
+        loss = real(self, x, labels, lr)
+        return float("nan") if count["n"] == 7 else loss
+
+    monkeypatch.setattr(mlp.MLP, "train_step", poisoned)
+    messages = []
+    cfg = TrainConfig(**dict(SMALL, runs=("std=10", "he")))
+    results = train(cfg, tmp_path / "t.h5", dataset=synthetic(), progress=False, log=messages.append)
+    bad, good = results
+    assert bad.status == "diverged" and bad.diverged_step == 7 and bad.iterations_done == 7
+    assert good.status == "complete" and good.iterations_done == 60
+    assert any("std=10" in m and "diverged at step 7" in m for m in messages)
+    with h5py.File(tmp_path / "t.h5", "r") as f:
+        g = f["train/std=10"]
+        assert g.attrs["status"] == "diverged" and g.attrs["diverged_step"] == 7
+        loss = g["loss"][()]
+        assert loss.shape == (7,) and np.isnan(loss[-1]) and np.isfinite(loss[:-1]).all()
+        assert g["grad_norm"].shape == (7, 3)
+        assert f["train/he"].attrs["status"] == "complete"
+
+
+def test_std10_diverges_on_mnist(tmp_path):
+    # The real thing: a std=10 ReLU network on MNIST overflows within a few steps.
+    cfg = TrainConfig(runs=("std=10",), iterations=50, train_limit=1000, test_limit=200, probe_samples=10,
+                      backend="numpy")
+    (res,) = train(cfg, tmp_path / "d.h5", progress=False, log=lambda m: None)
+    assert res.status == "diverged" and 1 <= res.diverged_step < 50
+
+
+def test_ctrl_c_leaves_a_readable_file(tmp_path, monkeypatch):
+    from fastinit import mlp
+
+    calls = {"n": 0}
+    real = mlp.MLP.train_step
+
+    def flaky(self, x, labels, lr):
+        calls["n"] += 1
+        if calls["n"] == 37:
+            raise KeyboardInterrupt
+        return real(self, x, labels, lr)
+
+    monkeypatch.setattr(mlp.MLP, "train_step", flaky)
+    out = tmp_path / "t.h5"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(**dict(SMALL, runs=("he", "xavier"))), out, dataset=synthetic(), progress=False)
+    runs = read_runs(out)
+    assert [r["name"] for r in runs] == ["he"]
+    he = runs[0]
+    assert he["attrs"]["status"] == "interrupted"
+    assert he["attrs"]["iterations_done"] == 36
+    assert he["loss"].shape == (36,) and he["grad_norm"].shape == (36, 3)
+    assert he["eval_steps"].tolist() == [0, 20]
+
+
+# --- the real data ---------------------------------------------------------------------------
+
+
+def test_default_network_on_mnist_subset(tmp_path):
+    cfg = TrainConfig(runs=("he",), iterations=30, train_limit=1000, test_limit=300, eval_every=15,
+                      snapshot_every=15, probe_samples=20, backend="numpy")
+    (res,) = train(cfg, tmp_path / "m.h5", progress=False)
+    assert res.status == "complete"
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        g = f["train/he"]
+        assert g["grad_norm"].shape == (30, 5)
+        assert g["activations"].shape == (3, 4, 20, 100)
+        assert g["loss"][-5:].mean() < g["loss"][:5].mean()
