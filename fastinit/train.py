@@ -52,6 +52,10 @@ __all__ = [
     "train",
     "train_run",
     "read_runs",
+    "read_activations",
+    "write_figures",
+    "format_results",
+    "snapshot_choice",
     "DEFAULT_INITS",
 ]
 
@@ -498,3 +502,66 @@ def read_activations(path, name, snapshots=None):
             return ds[()], steps
         idx = sorted(int(i) for i in snapshots)
         return ds[idx], steps[idx]
+
+
+def snapshot_choice(path, name, count=4):
+    """Indices of up to ``count`` snapshots of run ``name``, spread from the first to the last."""
+    from .store import open_read
+
+    with open_read(path) as f:
+        key = f"train/{name}/snapshot_steps"
+        n = f[key].shape[0] if key in f else 0
+    if n <= count:
+        return list(range(n))
+    return sorted(set(int(round(i)) for i in np.linspace(0, n - 1, count)))
+
+
+def _file_safe(name):
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+
+
+def write_figures(path, plot, names=None):
+    """Draw the training figures of the runs ``names`` (default all) stored in ``path``.
+
+    ``plot`` is the loss figure's file (``.png``, ``.pdf`` or ``.svg``); beside
+    it go ``<stem>-accuracy<ext>`` (test accuracy) and
+    ``<stem>-activations-<run><ext>`` (activation histograms at up to four
+    snapshots) for each run, where ``<stem>`` is ``plot`` without its
+    extension and without a trailing ``-loss`` (``mnist-loss.png`` ->
+    ``mnist-accuracy.png``). Returns the list of files written.
+    Raises ``PlotError`` for a bad path, ``StoreError`` for a bad file.
+    """
+    import os
+
+    from . import plots
+
+    plots.check_figure_path(plot)
+    stem, ext = os.path.splitext(os.fspath(plot))
+    stem = stem[: -len("-loss")] if stem.endswith("-loss") else stem
+    runs = read_runs(path, names)
+    written = [plots.plot_train_loss(runs, plot), plots.plot_train_accuracy(runs, f"{stem}-accuracy{ext}")]
+    for run in runs:
+        chosen = snapshot_choice(path, run["name"])
+        if not chosen:
+            continue
+        acts, steps = read_activations(path, run["name"], chosen)
+        target = f"{stem}-activations-{_file_safe(run['name'])}{ext}"
+        written.append(plots.plot_train_activations(acts, steps, run["name"], run["attrs"]["activation"], target))
+    return written
+
+
+def format_results(results):
+    """A plain-text table of :class:`RunResult` (status, final loss, test accuracy, wall time)."""
+    head = f"{'run':<18} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
+        loss = r.final_train_loss
+        loss = f"{loss:>10.4f}" if abs(loss) < 1e4 else f"{loss:>10.3g}"
+        lines.append(f"{r.name:<18} {status:<22} {loss} {100 * r.final_test_accuracy:>8.2f}% "
+                     f"{r.wall_time_s:>8.1f}")
+    lines.append("final loss: mean mini-batch loss over the last iterations (final_window); "
+                 "test acc: full test set after the last step")
+    return "\n".join(lines)
