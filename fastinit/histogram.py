@@ -314,7 +314,8 @@ def write_histogram(f, results):
     for run in results.runs.values():
         attrs = _attrs(results, run)
         g = replace_group(f, group_path(results.activation, run.init), attrs=attrs)
-        ds = create_appendable(g, "activations", run.activations.shape[1:], run.activations.dtype, attrs=attrs)
+        ds = create_appendable(g, "activations", run.activations.shape[1:], run.activations.dtype,
+                               chunk_rows=1, attrs=attrs)  # one layer per chunk: the natural read
         append(ds, run.activations)
         for name in ("mean", "std", "saturated", "weight_std", "theory_std"):
             g.create_dataset(name, data=np.asarray(getattr(run, name), dtype=np.float64))

@@ -14,7 +14,7 @@ Conventions (please keep them when adding a section):
   :class:`PlotError` (a ``ValueError``) with a one-line message on bad paths.
 
 Sections: activation histograms (``fastinit histogram``); benchmark report
-(``fastinit bench-report``).
+(``fastinit bench-report``); MNIST training (``fastinit train``, ``fastinit reproduce``).
 """
 
 import os
@@ -28,6 +28,13 @@ __all__ = [
     "save_figure",
     "histogram_figure",
     "plot_histogram",
+    "smooth",
+    "train_loss_figure",
+    "plot_train_loss",
+    "train_accuracy_figure",
+    "plot_train_accuracy",
+    "train_activations_figure",
+    "plot_train_activations",
 ]
 
 FORMATS = ("png", "pdf", "svg")
@@ -163,3 +170,157 @@ def plot_histogram(results, path):
     """Build :func:`histogram_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(histogram_figure(results), path)
+
+
+# --------------------------------------------------------------------------- MNIST training
+# Section added by the train/reproduce engineer (``fastinit train --plot``, ``fastinit reproduce``).
+# Input: the run dicts of :func:`fastinit.train.read_runs` (``name``, ``loss``,
+# ``eval_steps``, ``test_accuracy``, ``attrs``) and, for the activation
+# figure, the arrays of :func:`fastinit.train.read_activations`.
+
+
+def smooth(values, window=25):
+    """Centred moving average of a 1-D series (edges use the points available).
+
+    Non-finite values (a diverged run's last loss) are dropped from the
+    windows that would contain them. Returns float64 of the same length.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0 or window <= 1:
+        return v.copy()
+    ok = np.isfinite(v)
+    filled = np.where(ok, v, 0.0)
+    kernel = np.ones(min(int(window), v.size))
+    num = np.convolve(filled, kernel, mode="same")
+    den = np.convolve(ok.astype(np.float64), kernel, mode="same")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    out[~ok] = np.nan
+    return out
+
+
+def _run_label(run):
+    status = run.get("attrs", {}).get("status", "")
+    if status == "diverged":
+        return f"{run['name']} (diverged at step {run['attrs'].get('diverged_step')})"
+    if status == "interrupted":
+        return f"{run['name']} (interrupted)"
+    return run["name"]
+
+
+def train_loss_figure(runs, window=None):
+    """Smoothed training-loss curves, one line per run, like the classic MNIST figure.
+
+    ``runs``: dicts from :func:`fastinit.train.read_runs`. The raw mini-batch
+    loss is drawn faintly behind the moving average (``window`` steps,
+    default about 1/80 of the run, at least 5). Returns a ``Figure``.
+    """
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    top = 0.0
+    for i, run in enumerate(runs):
+        loss = np.asarray(run["loss"], dtype=np.float64)
+        if loss.size == 0:
+            continue
+        steps = np.arange(1, loss.size + 1)
+        w = window or max(5, loss.size // 80)
+        color = f"C{i % 10}"
+        ax.plot(steps, np.where(np.isfinite(loss), loss, np.nan), color=color, alpha=0.18, lw=0.7)
+        ax.plot(steps, smooth(loss, w), color=color, lw=1.8, label=_run_label(run))
+        finite = loss[np.isfinite(loss)]
+        if finite.size:
+            top = max(top, float(np.percentile(finite, 99)))
+    ax.axhline(np.log(10.0), color="0.5", ls=":", lw=1)
+    ax.text(1, np.log(10.0), " ln 10 (uniform guess)", va="bottom", fontsize=7, color="0.4")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss (softmax cross-entropy)")
+    ax.set_ylim(0, max(2.6, min(top, 10.0)) if top > 0 else None)
+    ax.set_title("MNIST training loss per init (smoothed)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_train_loss(runs, path, window=None):
+    """Build :func:`train_loss_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(train_loss_figure(runs, window), path)
+
+
+def train_accuracy_figure(runs):
+    """Test accuracy against iteration, one line per run. Returns a ``Figure``."""
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for i, run in enumerate(runs):
+        steps = np.asarray(run["eval_steps"])
+        acc = np.asarray(run["test_accuracy"], dtype=np.float64)
+        if steps.size:
+            ax.plot(steps, 100 * acc, marker="o", ms=3, color=f"C{i % 10}", label=_run_label(run))
+    ax.axhline(10, color="0.5", ls=":", lw=1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("MNIST test accuracy per init")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_train_accuracy(runs, path):
+    """Build :func:`train_accuracy_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(train_accuracy_figure(runs), path)
+
+
+def train_activations_figure(activations, steps, name, activation):
+    """Histograms of a run's hidden activations at several training snapshots.
+
+    ``activations`` (snapshots, layers, probe_samples, units) as stored in
+    ``/train/<run>/activations`` (NaN padding ignored), ``steps`` the matching
+    ``snapshot_steps``. One row per snapshot, one column per hidden layer;
+    ranges as in :func:`histogram_figure` (ReLU zeros left out and reported).
+    Returns a ``Figure``.
+    """
+    acts = np.asarray(activations)
+    if acts.ndim != 4 or acts.shape[0] == 0:
+        raise ValueError(f"activations must be (snapshots, layers, samples, units) with snapshots >= 1, "
+                         f"got shape {acts.shape}")
+    rows, cols = acts.shape[:2]
+    relu = activation == "relu"
+    fig = Figure(figsize=(1.9 * cols + 1.4, 1.45 * rows + 1.0), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    for c in range(cols):
+        layer = acts[:, c]
+        layer = layer[np.isfinite(layer)]
+        if relu:
+            rng = (0.0, _relu_top(layer))
+        else:
+            rng = _HIST_RANGE.get(activation, (float(layer.min()), float(layer.max())) if layer.size else (0, 1))
+        for r in range(rows):
+            ax = axes[r, c]
+            values = acts[r, c].ravel()
+            values = values[np.isfinite(values)]
+            total = max(1, values.size)
+            dead = np.count_nonzero(values == 0) if relu else 0
+            shown = values[values > 0] if relu else values
+            ax.hist(shown, bins=_HIST_BINS, range=rng, weights=np.full(shown.shape, 1.0 / total),
+                    color="C2" if relu else "C0")
+            ax.set_xlim(*rng)
+            ax.tick_params(labelsize=7)
+            note = f"std {values.std():.3g}" if values.size else "empty"
+            if relu:
+                note += f"\ndead {100 * dead / total:.0f}%"
+            ax.text(0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
+            if r == 0:
+                ax.set_title(f"layer {c + 1}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"step {int(steps[r])}\nfraction", fontsize=8)
+    fig.suptitle(f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10)
+    return fig
+
+
+def plot_train_activations(activations, steps, name, activation, path):
+    """Build :func:`train_activations_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(train_activations_figure(activations, steps, name, activation), path)

@@ -48,6 +48,7 @@ import numpy as np
 __all__ = [
     "StoreError",
     "open_results",
+    "check_output_path",
     "open_read",
     "replace_group",
     "mark_interrupted",
@@ -57,6 +58,7 @@ __all__ = [
     "FileInfo",
     "NodeInfo",
     "utc_now",
+    "format_info",
 ]
 
 #: Target size of one chunk of an appendable dataset, in bytes.
@@ -91,8 +93,13 @@ def _default_command_line():
     return shlex.join(argv)
 
 
-def _check_target(path):
-    """Validate an output path; return it as a str."""
+def check_output_path(path):
+    """Validate a results path before a run starts; return it as a str.
+
+    Raises ``StoreError`` if ``path`` is a folder, sits in a missing or
+    read-only folder, or exists and is not a readable HDF5 file. Commands call
+    it first so that a bad ``--out`` fails before any work is done.
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise StoreError(f"results path must be a file name, got {type(path).__name__}")
     path = os.fspath(path)
@@ -158,7 +165,7 @@ def open_results(path, command_line=None):
     Raises ``StoreError`` if ``path`` is a folder, sits in a missing or
     read-only folder, or exists and is not a readable HDF5 file.
     """
-    path = _check_target(path)
+    path = check_output_path(path)
     command_line = _default_command_line() if command_line is None else str(command_line)
     tmp = _new_temp(path)
     f = None
@@ -268,16 +275,14 @@ def _attr_value(value):
 
 
 def _chunk_shape(row_shape, itemsize, chunk_rows=None):
-    row_shape = tuple(int(s) for s in row_shape)
-    if chunk_rows is not None:
-        return (max(1, int(chunk_rows)),) + row_shape
-    row = list(row_shape)
+    row = [int(s) for s in row_shape]
     # Shrink the largest row dimension until one row fits in a chunk.
     while row and int(np.prod(row)) * itemsize > CHUNK_BYTES:
         i = int(np.argmax(row))
         row[i] = (row[i] + 1) // 2
     rows = max(1, CHUNK_BYTES // max(1, int(np.prod(row)) * itemsize))
-    return (min(rows, 4096),) + tuple(max(1, r) for r in row)
+    rows = min(rows, 4096 if chunk_rows is None else max(1, int(chunk_rows)))
+    return (rows,) + tuple(max(1, r) for r in row)
 
 
 def create_appendable(group, name, row_shape=(), dtype="float32", *, chunk_rows=None, compression="gzip",
@@ -285,7 +290,7 @@ def create_appendable(group, name, row_shape=(), dtype="float32", *, chunk_rows=
     """Create an empty dataset ``name`` in ``group`` that grows along its first axis.
 
     The dataset has shape ``(0,) + row_shape`` and ``maxshape (None,) + row_shape``,
-    is chunked (about 1 MiB per chunk unless ``chunk_rows`` is given), shuffled
+    is chunked (at most about 1 MiB and ``chunk_rows`` rows per chunk), shuffled
     and gzip-compressed, so rows can be streamed with :func:`append` using
     constant memory. An existing dataset of that name is replaced. Returns the
     ``h5py.Dataset``.
@@ -443,3 +448,120 @@ def describe(path):
             raise StoreError(f"cannot read {path}: {_h5_reason(exc)}") from None
         attrs = {k: _plain(v) for k, v in f.attrs.items()}
     return FileInfo(os.fspath(path), os.path.getsize(path), attrs, nodes)
+
+
+# --------------------------------------------------------------------------- text view (fastinit show)
+
+#: Attrs hidden by format_info unless all_attrs (bookkeeping, or long).
+QUIET_ATTRS = ("command_line", "written_utc", "saturation", "weight_std")
+#: Preferred column order of per-layer tables; other columns follow alphabetically.
+STAT_ORDER = ("mean", "std", "saturated", "theory_std", "weight_std", "weight_std_measured")
+
+
+def _fmt_value(value, limit=6):
+    if isinstance(value, np.ndarray) or isinstance(value, list):
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fiub" and arr.ndim == 1 and arr.size <= limit:
+            return "[" + ", ".join(f"{v:.4g}" for v in arr.tolist()) + "]"
+        if arr.dtype.kind in "OSU" and arr.ndim == 1 and arr.size <= limit:
+            return "[" + ", ".join(str(v) for v in arr.tolist()) + "]"
+        return f"<{arr.dtype} array {tuple(arr.shape)}>"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    return repr(text) if (" " in text or not text) and isinstance(value, str) else text
+
+
+def _fmt_size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+
+
+def _stat_columns(info, group_path):
+    """Small 1-D numeric datasets of one common length (>= 2 of them) directly in a group."""
+    cols = {}
+    for n in info.children(group_path):
+        if n.kind == "dataset" and n.value is not None and len(n.shape) == 1 and n.shape[0] >= 1:
+            cols[n.name] = np.asarray(n.value)
+    if len(cols) < 2:
+        return None
+    lengths = {len(v) for v in cols.values()}
+    if len(lengths) != 1:
+        common = max(lengths, key=lambda L: sum(len(v) == L for v in cols.values()))
+        cols = {k: v for k, v in cols.items() if len(v) == common}
+        if len(cols) < 2:
+            return None
+    order = [k for k in STAT_ORDER if k in cols] + sorted(k for k in cols if k not in STAT_ORDER)
+    return {k: cols[k] for k in order}
+
+
+def format_info(info, group="/", *, all_attrs=False, stats=True):
+    """Render a :class:`FileInfo` (from :func:`describe`) as readable text.
+
+    A header (size, version, times, last command), the tree of groups and
+    datasets under ``group`` (shape, dtype, compression, the informative attrs
+    or all of them with ``all_attrs``), then, with ``stats``, one table per
+    group that holds per-layer statistics (two or more short 1-D numeric
+    datasets of the same length). Raises ``StoreError`` if ``group`` is not in
+    the file.
+    """
+    group = "/" + group.strip("/") if group.strip("/") else "/"
+    if group != "/" and info.node(group) is None:
+        top = [n.path for n in info.nodes if n.depth == 1]
+        raise StoreError(f"{info.path} has no group {group}; top-level groups: {', '.join(top) or 'none'}")
+    a = info.attrs
+    lines = [f"{info.path}  ({_fmt_size(info.size_bytes)})"]
+    meta = [f"fastinit {a['fastinit_version']}" if "fastinit_version" in a else "not written by fastinit"]
+    meta += [f"{k.replace('_utc', '')} {a[k]}" for k in ("created_utc", "modified_utc") if k in a]
+    lines.append("  " + ", ".join(meta))
+    if "command_line" in a:
+        lines.append(f"  last command: {a['command_line']}")
+    for k in sorted(a):
+        if all_attrs and k not in ("fastinit_version", "created_utc", "modified_utc", "command_line"):
+            lines.append(f"  {k} = {_fmt_value(a[k])}")
+    lines.append("")
+
+    prefix = "" if group == "/" else group
+    nodes = [n for n in info.nodes if group == "/" or n.path == group or n.path.startswith(prefix + "/")]
+    if not nodes:
+        lines.append("(empty file)")
+    base_depth = 1 if group == "/" else info.node(group).depth
+    name_width = min(28, max((2 * (n.depth - base_depth) + len(n.name) + 1 for n in nodes), default=10))
+    for n in nodes:
+        indent = "  " * (n.depth - base_depth)
+        if n.kind == "group":
+            label = f"{indent}{n.name if n.depth > base_depth or group == '/' else n.path}/"
+            shown = {k: v for k, v in n.attrs.items() if all_attrs or (k not in QUIET_ATTRS and k != "status")}
+            status = n.attrs.get("status")
+            extra = (f"[{status}] " if status else "") + " ".join(f"{k}={_fmt_value(v)}" for k, v in shown.items())
+            lines.append(f"{label:<{name_width}}  {extra}".rstrip())
+        else:
+            label = f"{indent}{n.name}"
+            shape = "(" + ", ".join(str(s) for s in n.shape) + ("," if len(n.shape) == 1 else "") + ")"
+            detail = f"{shape:<18} {n.dtype:<8}"
+            if n.compression:
+                detail += f" {n.compression}, chunks {n.chunks}"
+            lines.append(f"{label:<{name_width}}  {detail}".rstrip())
+            if all_attrs:
+                for k, v in n.attrs.items():
+                    lines.append(f"{'':<{name_width}}    {k} = {_fmt_value(v)}")
+
+    if stats:
+        groups = [n for n in nodes if n.kind == "group"]
+        if group != "/" and info.node(group).kind == "group" and info.node(group) not in groups:
+            groups.insert(0, info.node(group))
+        for g in groups:
+            cols = _stat_columns(info, g.path)
+            if cols is None:
+                continue
+            length = len(next(iter(cols.values())))
+            widths = {k: max(10, len(k)) for k in cols}
+            lines.append("")
+            lines.append(f"{g.path}  per-layer")
+            lines.append("  " + f"{'layer':>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in cols))
+            for i in range(length):
+                cells = "  ".join(f"{float(v[i]):>{widths[k]}.4g}" for k, v in cols.items())
+                lines.append("  " + f"{i + 1:>5}  " + cells)
+    return "\n".join(lines)

@@ -1,0 +1,515 @@
+"""The ``fastinit`` command line: a thin layer over functions you can also call from Python.
+
+Adding a command: write ``_add_<cmd>(subparsers)`` (declares the subparser
+and its options, with help text and examples) and ``_run_<cmd>(args) -> int``
+(validates what argparse cannot, calls the library, prints), then append
+``(_add_<cmd>, _run_<cmd>)`` to ``COMMANDS``. Raise ``UsageError`` for a bad
+option value; let library errors (``ValueError``, ``BackendError``,
+``StoreError``, ``DataError``, ...) propagate: :func:`main` turns every known
+error into one line ``fastinit: error: ...`` on stderr and an exit status
+(2 for bad usage, 1 when the run itself failed, 130 on Ctrl-C). Set
+``FASTINIT_DEBUG=1`` to get the full traceback instead.
+
+Validate every path (``--out``, ``--plot``) before the expensive work starts,
+so a typo fails in a second and never leaves a half-written file.
+"""
+
+import argparse
+import os
+import sys
+
+from . import __version__
+
+__all__ = ["main", "build_parser", "UsageError"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_OUT = "fastinit-results.h5"
+
+
+class UsageError(Exception):
+    """A bad command-line argument (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _init_spec(text):
+    from .init import parse_init
+
+    try:
+        parse_init(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _progress_wanted(args):
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def _say(args, text):
+    if not getattr(args, "quiet", False):
+        print(text)
+
+
+# --------------------------------------------------------------------------- histogram
+
+HISTOGRAM_EPILOG = """\
+examples:
+  fastinit histogram
+      the classic experiment: sigmoid, 5 layers of 100 units, 1000 samples,
+      inits std=10 std=1 std=0.01 std=0 xavier he; writes fastinit-results.h5
+      and the figure fastinit-results-histogram-sigmoid.png beside it
+  fastinit histogram --activation relu --init xavier he --plot relu.png
+  fastinit histogram --activation tanh --init "xavier,gain=tanh" lecun --backend numpy --no-plot
+  fastinit show fastinit-results.h5
+
+init names: std=<sigma>, uniform=<a>, truncated=<sigma>, zeros, orthogonal,
+xavier|glorot, he|kaiming, lecun, each also as <name>_uniform or
+<name>_truncated; options after commas: gain=<number|activation>,
+mode=fan_in|fan_out|fan_avg (e.g. he,mode=fan_out).
+
+Each run replaces /histogram/<activation>/<init> in --out and keeps every
+other group in the file. The update is atomic: a failed or interrupted run
+leaves the previous file as it was.
+"""
+
+
+def _add_histogram(sub):
+    from .histogram import ACTIVATIONS, DEFAULT_INITS
+
+    p = sub.add_parser(
+        "histogram",
+        help="activation histograms per layer for several init schemes (the classic figure)",
+        description="Push N(0,1) samples through a deep MLP with no bias and record every layer's "
+                    "activations for each init scheme: per-layer mean, std, saturated fraction, "
+                    "a mean-field theory std, the activations in HDF5 and the figure.",
+        epilog=HISTOGRAM_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid", help="hidden-layer activation")
+    p.add_argument("--init", nargs="+", type=_init_spec, default=list(DEFAULT_INITS), metavar="NAME",
+                   help="init schemes to compare, one figure row each")
+    p.add_argument("--layers", type=_positive_int, default=5, help="number of layers")
+    p.add_argument("--units", type=_positive_int, default=100, help="units per layer (and input features)")
+    p.add_argument("--samples", type=_positive_int, default=1000, help="input samples drawn from N(0, 1)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (same seed, same numbers on every backend)")
+    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--plot", metavar="FILE.png",
+                       help="figure file (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png")
+    group.add_argument("--no-plot", action="store_true", help="do not write a figure")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
+
+
+def _default_plot_path(out, activation):
+    stem = out[:-3] if out.endswith(".h5") else (out[:-5] if out.endswith(".hdf5") else out)
+    return f"{stem}-histogram-{activation}.png"
+
+
+def _run_histogram(args):
+    from .backends import check_backend, require_cuda
+    from .histogram import format_table, run_histogram, write_histogram
+    from .plots import check_figure_path, plot_histogram
+    from .store import check_output_path, open_results
+
+    if len(set(args.init)) != len(args.init):
+        dup = next(i for i in args.init if args.init.count(i) > 1)
+        raise UsageError(f"argument --init: {dup!r} is given twice")
+    check_backend(args.backend)
+    if args.backend == "cuda":
+        require_cuda()
+    out = check_output_path(args.out)
+    plot = None if args.no_plot else (args.plot or _default_plot_path(out, args.activation))
+    if plot is not None:
+        check_figure_path(plot)
+
+    results = run_histogram(args.activation, args.init, args.layers, args.units, args.samples, args.seed,
+                            args.backend, args.dtype, progress=_progress_wanted(args))
+    with open_results(out) as f:
+        groups = write_histogram(f, results)
+    _say(args, format_table(results))
+    _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
+    if plot is not None:
+        plot_histogram(results, plot)
+        _say(args, f"wrote figure {plot}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- show
+
+SHOW_EPILOG = """\
+examples:
+  fastinit show fastinit-results.h5
+  fastinit show fastinit-results.h5 /histogram/sigmoid
+  fastinit show results.h5 --all-attrs
+
+Groups holding per-layer statistics (several short 1-D datasets of the same
+length, e.g. mean, std, saturated) are also printed as a table.
+"""
+
+
+def _add_show(sub):
+    p = sub.add_parser("show", help="print what a results file holds: groups, shapes, per-layer stats",
+                       description="Print the contents of a fastinit HDF5 results file as a readable tree, "
+                                   "with per-layer statistics as tables.",
+                       epilog=SHOW_EPILOG, formatter_class=_Formatter)
+    p.add_argument("file", metavar="FILE.h5", help="results file")
+    p.add_argument("group", nargs="?", default="/", help="only show this group and what it holds")
+    p.add_argument("--all-attrs", action="store_true", help="show every attribute (default: the informative ones)")
+    p.add_argument("--no-stats", action="store_true", help="tree only, no per-layer tables")
+
+
+def _run_show(args):
+    from .store import describe, format_info
+
+    print(format_info(describe(args.file), args.group, all_attrs=args.all_attrs, stats=not args.no_stats))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- bench-report
+
+BENCH_EPILOG = """\
+examples:
+  pytest bench --benchmark-only --benchmark-json bench.json
+  fastinit bench-report bench.json
+  fastinit bench-report bench.json --md BENCH.md --plot bench.png
+"""
+
+
+def _add_bench_report(sub):
+    p = sub.add_parser("bench-report", help="turn a pytest-benchmark JSON file into a markdown table and a figure",
+                       description="Summarise a saved pytest-benchmark run (--benchmark-json or "
+                                   "--benchmark-autosave): per group, each backend's mean and median time, "
+                                   "ops/s, GFLOP/s or GB/s and the speed-up over numpy from the same file.",
+                       epilog=BENCH_EPILOG, formatter_class=_Formatter)
+    p.add_argument("json", metavar="BENCH.json", help="pytest-benchmark JSON file")
+    p.add_argument("--md", metavar="FILE.md", help="also write the markdown table to this file")
+    p.add_argument("--plot", metavar="FILE.png", help="write a figure of speed-ups over numpy per group")
+
+
+def _run_bench_report(args):
+    from .benchreport import format_markdown, load_benchmarks, plot_benchmarks
+    from .plots import check_figure_path
+
+    if args.plot:
+        check_figure_path(args.plot)
+    if args.md:
+        _check_text_path(args.md)
+    report = load_benchmarks(args.json)
+    text = format_markdown(report)
+    print(text)
+    if args.md:
+        _write_text(args.md, text + "\n")
+        print(f"wrote {args.md}", file=sys.stderr)
+    if args.plot:
+        plot_benchmarks(report, args.plot)
+        print(f"wrote figure {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _check_text_path(path):
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"cannot write {path}: folder {parent} does not exist")
+
+
+def _write_text(path, text):
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# --------------------------------------------------------------------------- train
+
+TRAIN_EPILOG = """\
+examples:
+  fastinit train
+      the classic experiment: 784-100-100-100-100-10 ReLU on MNIST, inits
+      std=0.01 xavier he, SGD lr 0.01, batch 128, 2000 iterations, backend cpu
+  fastinit train --init he xavier:sigmoid --iterations 500 --plot mnist-loss.png
+  fastinit train --init std=10 he          (std=10 diverges: reported, exit status 3)
+  fastinit train --data-dir ~/fashion-mnist (same IDX file names; or FASTINIT_DATA_DIR)
+
+Each run is INIT or INIT:ACTIVATION and writes /train/<run>/ in --out (loss,
+grad_norm, test_accuracy with eval_steps, activations of a fixed probe batch
+with snapshot_steps, attrs status/final_train_loss/final_test_accuracy/
+wall_time_s/config). Other groups in the file stay. Ctrl-C keeps what was done,
+with the run marked interrupted. Exit status 3 when a run diverged.
+"""
+
+EXIT_DIVERGED = 3
+
+
+def _run_spec(text):
+    from .train import parse_run
+
+    try:
+        parse_run(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_train(sub):
+    from kernels._checks import ACTIVATIONS
+
+    from .train import DEFAULT_INITS, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train the 5-layer MLP on MNIST once per init scheme (loss curves)",
+                       description="Train the same MLP on MNIST once per init scheme, every run on the same "
+                                   "seeded mini-batches; stream loss, gradient norms, test accuracy and "
+                                   "activations to HDF5.",
+                       epilog=TRAIN_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--init", nargs="+", type=_run_spec, default=list(DEFAULT_INITS), metavar="RUN",
+                   help="runs: INIT or INIT:ACTIVATION (e.g. xavier:sigmoid)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="default hidden activation")
+    p.add_argument("--iterations", type=_positive_int, default=d.iterations, help="SGD steps per run")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="mini-batch size")
+    p.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate")
+    p.add_argument("--seed", type=_seed, default=d.seed, help="seed of the weights and of the batch sequence")
+    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default=d.backend, help="kernel backend")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype, help="floating-point type")
+    p.add_argument("--eval-every", type=_positive_int, default=d.eval_every,
+                   help="steps between test-accuracy evaluations")
+    p.add_argument("--snapshot-every", type=_positive_int, default=d.snapshot_every,
+                   help="steps between activation snapshots")
+    p.add_argument("--probe-samples", type=_positive_int, default=d.probe_samples,
+                   help="test images in the activation probe batch")
+    p.add_argument("--train-limit", type=_positive_int, metavar="N", help="use only the first N training images")
+    p.add_argument("--test-limit", type=_positive_int, metavar="N", help="use only the first N test images")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="read the four MNIST-format IDX files from DIR (default: $FASTINIT_DATA_DIR or the "
+                        "shipped MNIST)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="loss figure; FILE-accuracy.png and FILE-activations-<run>.png go beside it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no table")
+
+
+def _run_train(args):
+    from .plots import check_figure_path
+    from .store import check_output_path
+    from .train import TrainConfig, format_results, train, write_figures
+
+    if len(set(args.init)) != len(args.init):
+        dup = next(i for i in args.init if args.init.count(i) > 1)
+        raise UsageError(f"argument --init: {dup!r} is given twice")
+    out = check_output_path(args.out)
+    if args.plot:
+        check_figure_path(args.plot)
+    config = TrainConfig(runs=tuple(args.init), activation=args.activation, iterations=args.iterations,
+                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, backend=args.backend,
+                         dtype=args.dtype, eval_every=args.eval_every, snapshot_every=args.snapshot_every,
+                         probe_samples=args.probe_samples, train_limit=args.train_limit,
+                         test_limit=args.test_limit, data_dir=args.data_dir)
+    results = train(config, out, progress=_progress_wanted(args),
+                    log=lambda m: print(f"fastinit: {m}", file=sys.stderr))
+    _say(args, format_results(results))
+    _say(args, f"wrote {len(results)} run(s) under /train to {out}")
+    if args.plot:
+        for path in write_figures(out, args.plot, [r.name for r in results]):
+            _say(args, f"wrote figure {path}")
+    diverged = [r.name for r in results if r.status == "diverged"]
+    if diverged:
+        print(f"fastinit: {len(diverged)} run(s) diverged (NaN/Inf loss): {', '.join(diverged)}", file=sys.stderr)
+        return EXIT_DIVERGED
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- reproduce
+
+REPRODUCE_EPILOG = """\
+examples:
+  fastinit reproduce                      the whole study into fastinit-results/ (a few minutes)
+  fastinit reproduce --out study --quick  a smoke run in seconds (numbers mean little)
+
+Writes DIR/fastinit.h5 (/histogram/... and /train/...), the figures as PNG and
+DIR/summary.md: per-layer activation std and saturation per init, final loss
+and test accuracy per MNIST run (std=0.01, xavier, he and the literal
+xavier:sigmoid), wall times, backend and versions, and what the numbers show.
+"""
+
+
+def _add_reproduce(sub):
+    from .reproduce import DEFAULT_OUT as REPRODUCE_OUT
+
+    p = sub.add_parser("reproduce", help="the whole study: histograms, MNIST runs, figures and summary.md",
+                       description="Run the activation histograms (sigmoid, tanh, relu) and the MNIST "
+                                   "comparison, then write the HDF5 file, the figures and summary.md.",
+                       epilog=REPRODUCE_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--out", default=REPRODUCE_OUT, metavar="DIR", help="output directory (created if needed)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
+    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST-format IDX files to use instead of the shipped MNIST")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _run_reproduce(args):
+    from .reproduce import main_exit_code, reproduce
+
+    result = reproduce(args.out, quick=args.quick, backend=args.backend, dtype=args.dtype, seed=args.seed,
+                       data_dir=args.data_dir, progress=_progress_wanted(args),
+                       log=lambda m: print(f"fastinit: {m}", file=sys.stderr))
+    _say(args, f"summary: {result.summary_path}")
+    return EXIT_DIVERGED if main_exit_code(result) else EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+COMMANDS = [
+    (_add_histogram, _run_histogram),
+    (_add_show, _run_show),
+    (_add_bench_report, _run_bench_report),
+    (_add_train, _run_train),
+    (_add_reproduce, _run_reproduce),
+]
+
+MAIN_EPILOG = """\
+examples:
+  fastinit reproduce                          the whole study: histograms, MNIST runs, figures, summary.md
+  fastinit histogram                          the classic sigmoid figure and fastinit-results.h5
+  fastinit histogram --activation relu --init xavier he
+  fastinit show fastinit-results.h5
+  fastinit <command> --help                   options of one command
+"""
+
+
+def build_parser():
+    """The top-level parser with one subparser per entry of ``COMMANDS``."""
+    parser = _Parser(
+        prog="fastinit",
+        description="Numba kernels that train and probe MLPs to show how weight initialisation "
+                    "decides whether a network learns.",
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"fastinit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    runners = {}
+    for add, run in COMMANDS:
+        before = set(sub.choices)
+        add(sub)
+        for name in set(sub.choices) - before:
+            runners[name] = run
+    parser.set_defaults(_runners=runners)
+    return parser
+
+
+def _error(exc, status):
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        message = f"{exc.filename}: {exc.strerror}"
+    message = " ".join(str(message).split())  # one line, whatever the exception text held
+    print(f"fastinit: error: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv=None):
+    """Run the ``fastinit`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    from .backends import BackendError
+
+    debug = os.environ.get("FASTINIT_DEBUG", "") not in ("", "0")
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version
+            return exc.code if isinstance(exc.code, int) else EXIT_OK
+        if not args.command:
+            parser.print_help()
+            return EXIT_USAGE
+        return args._runners[args.command](args)
+    except KeyboardInterrupt:
+        print("fastinit: interrupted (Ctrl-C); results files were left valid", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if debug:
+            raise
+        status = _classify(exc, BackendError)
+        if status is None:
+            raise
+        return _error(exc, status)
+
+
+def _classify(exc, backend_error):
+    """Exit status for a known user-facing error, or None for a bug (which keeps its traceback)."""
+    from .plots import PlotError
+    from .store import StoreError
+
+    known_failures = [backend_error, StoreError, PlotError, OSError]
+    try:
+        from .data import DataError
+
+        known_failures.insert(0, DataError)
+    except ImportError:
+        pass
+    try:
+        from .benchreport import BenchReportError
+
+        known_failures.insert(0, BenchReportError)
+    except ImportError:
+        pass
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, tuple(known_failures)):
+        return EXIT_FAILED
+    if isinstance(exc, (ValueError, TypeError)):
+        return EXIT_USAGE  # a bad value that reached the library's own checks
+    if isinstance(exc, KeyError):
+        return EXIT_FAILED
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

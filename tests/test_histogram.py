@@ -1,0 +1,251 @@
+"""The activation-histogram experiment: known findings, backends agree, seeds, HDF5, figure."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from fastinit.backends import BackendError
+from fastinit.histogram import (
+    ACTIVATIONS,
+    read_histogram,
+    run_histogram,
+    saturated_fraction,
+    theory_std,
+    write_histogram,
+)
+from fastinit.plots import PlotError, histogram_figure, plot_histogram
+from fastinit.store import open_read, open_results
+
+HAVE_CPU = importlib.util.find_spec("kernels.cpu") is not None
+HAVE_CUDA = importlib.util.find_spec("kernels.cuda") is not None
+needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason="kernels.cpu not available")
+
+SMALL = dict(layers=3, units=16, samples=32)
+
+
+def _defaults(activation, backend):
+    return run_histogram(activation, backend=backend, progress=False)
+
+
+@pytest.fixture(scope="module", params=["numpy", pytest.param("cpu", marks=needs_cpu)])
+def sigmoid_defaults(request):
+    return _defaults("sigmoid", request.param)
+
+
+def test_sigmoid_std1_saturates(sigmoid_defaults):
+    run = sigmoid_defaults.runs["std=1"]
+    assert np.all(run.saturated > 0.40), run.saturated
+
+
+def test_sigmoid_small_std_collapses_to_half(sigmoid_defaults):
+    run = sigmoid_defaults.runs["std=0.01"]
+    assert np.all(run.std < 0.03), run.std
+    np.testing.assert_allclose(run.mean, 0.5, atol=0.01)
+    zero = sigmoid_defaults.runs["std=0"]
+    assert np.all(zero.activations == 0.5) and np.all(zero.std == 0)
+
+
+def test_sigmoid_xavier_keeps_spread(sigmoid_defaults):
+    run = sigmoid_defaults.runs["xavier"]
+    assert np.all((run.std >= 0.08) & (run.std <= 0.3)), run.std
+    # "Nothing saturated": layer 1 sees N(0, 1) pre-activations, so |z| > 4.6 (sigmoid < 0.01)
+    # happens about 4 times in a million; with the default seed 1 value in 100,000 does.
+    assert np.all(run.saturated < 1e-4), run.saturated
+    assert np.all(run.saturated[1:] == 0), run.saturated
+
+
+def test_default_shapes_and_attrs(sigmoid_defaults):
+    res = sigmoid_defaults
+    assert res.inits == ["std=10", "std=1", "std=0.01", "std=0", "xavier", "he"]
+    assert (res.layers, res.units, res.samples, res.seed, res.dtype) == (5, 100, 1000, 0, "float32")
+    for run in res.runs.values():
+        assert run.activations.shape == (5, 1000, 100) and run.activations.dtype == np.float32
+        for name in ("mean", "std", "saturated", "weight_std", "weight_std_measured", "theory_std"):
+            assert getattr(run, name).shape == (5,)
+    np.testing.assert_allclose(res.runs["xavier"].weight_std, 0.1)
+    np.testing.assert_allclose(res.runs["xavier"].weight_std_measured, 0.1, rtol=0.03)
+
+
+def test_stats_match_activations(sigmoid_defaults):
+    run = sigmoid_defaults.runs["he"]
+    layer = run.activations[2].astype(np.float64)
+    assert run.mean[2] == pytest.approx(layer.mean())
+    assert run.std[2] == pytest.approx(layer.std())
+    assert run.saturated[2] == pytest.approx(np.mean((layer < 0.01) | (layer > 0.99)))
+
+
+def test_relu_xavier_shrinks_he_keeps():
+    res = run_histogram("relu", inits=("xavier", "he"), backend="numpy", progress=False)
+    xavier, he = res.runs["xavier"], res.runs["he"]
+    assert xavier.std[-1] < 0.5 * xavier.std[0]
+    assert 0.7 < he.std[-1] / he.std[0] < 1.5
+    # Variance recursion: Xavier halves the ReLU variance per layer, He keeps it.
+    np.testing.assert_allclose(xavier.theory_std[1:] / xavier.theory_std[:-1], np.sqrt(0.5))
+    np.testing.assert_allclose(he.theory_std, he.theory_std[0])
+    assert he.theory_std[0] == pytest.approx(np.sqrt(2 * (0.5 - 0.5 / np.pi)))
+    assert np.all(np.abs(he.saturated - 0.5) < 0.06)  # about half the units dead
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_theory_tracks_measurement(activation):
+    res = run_histogram(activation, inits=("xavier", "he", "std=0.01"), backend="numpy", progress=False)
+    for run in res.runs.values():
+        # 100 units: finite-width fluctuations of a few percent per layer, compounding.
+        np.testing.assert_allclose(run.std, run.theory_std, rtol=0.15, err_msg=run.init)
+
+
+def test_theory_std_simple_cases():
+    np.testing.assert_allclose(theory_std("relu", [0.0, 1.0], 10), [0.0, 0.0])
+    # One sigmoid layer with zero weights outputs 0.5 exactly: std 0.
+    assert theory_std("sigmoid", [0.0], 100)[0] == 0.0
+    # A tiny tanh layer is nearly linear: std ~ sqrt(units) * s.
+    assert theory_std("tanh", [1e-4], 100)[0] == pytest.approx(1e-3, rel=1e-4)
+
+
+def test_saturated_fraction_rules():
+    y = np.array([0.0, 0.005, 0.5, 0.995, 1.0, -0.995])
+    assert saturated_fraction(y, "sigmoid") == pytest.approx(5 / 6)  # -0.995 < 0.01 too
+    assert saturated_fraction(y, "tanh") == pytest.approx(3 / 6)
+    assert saturated_fraction(y, "relu") == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="activation"):
+        saturated_fraction(y, "softmax")
+
+
+def test_seed_reproducible_and_independent_of_other_inits():
+    a = run_histogram("tanh", inits=("std=1", "xavier"), backend="numpy", progress=False, **SMALL)
+    b = run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, **SMALL)
+    c = run_histogram("tanh", inits=("xavier",), seed=1, backend="numpy", progress=False, **SMALL)
+    np.testing.assert_array_equal(a.runs["xavier"].activations, b.runs["xavier"].activations)
+    assert not np.allclose(b.runs["xavier"].activations, c.runs["xavier"].activations)
+
+
+def test_float64():
+    res = run_histogram("sigmoid", inits=("xavier",), dtype="float64", backend="numpy", progress=False, **SMALL)
+    assert res.runs["xavier"].activations.dtype == np.float64
+
+
+def _agree(activation, backend, **sizes):
+    inits = ("std=1", "xavier", "he", "std=0.01")
+    ref = run_histogram(activation, inits=inits, backend="numpy", progress=False, **sizes)
+    got = run_histogram(activation, inits=inits, backend=backend, progress=False, **sizes)
+    for spec in inits:
+        r, g = ref.runs[spec], got.runs[spec]
+        scale = float(np.abs(r.activations).max()) or 1.0
+        np.testing.assert_allclose(g.activations, r.activations, rtol=2e-4, atol=2e-5 * scale, err_msg=spec)
+        np.testing.assert_allclose(g.std, r.std, rtol=1e-3, atol=1e-6, err_msg=spec)
+        np.testing.assert_array_equal(g.weight_std_measured, r.weight_std_measured)
+
+
+@needs_cpu
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_cpu_agrees_with_numpy(activation):
+    _agree(activation, "cpu", layers=4, units=50, samples=100)
+
+
+@pytest.mark.skipif(not HAVE_CUDA, reason="kernels.cuda not available")
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_cuda_agrees_with_numpy(activation):
+    from fastinit.backends import cuda_available
+
+    if not cuda_available():
+        pytest.skip("no CUDA device or simulator")
+    _agree(activation, "cuda", layers=2, units=16, samples=24)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(activation="softmax"), ValueError, "activation must be one of"),
+        (dict(inits=("bogus",)), ValueError, "Valid names"),
+        (dict(inits=()), ValueError, "at least one"),
+        (dict(inits=("xavier", "xavier")), ValueError, "twice"),
+        (dict(layers=0), ValueError, "layers must be >= 1"),
+        (dict(units=2.5), TypeError, "units must be an integer"),
+        (dict(samples=True), TypeError, "samples must be an integer"),
+        (dict(seed=-1), ValueError, "seed must be >= 0"),
+        (dict(dtype="int32"), ValueError, "dtype must be float32 or float64"),
+        (dict(dtype="nonsense"), ValueError, "dtype must be float32 or float64"),
+        (dict(backend="tpu"), BackendError, "unknown backend"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    args = dict(SMALL, backend="numpy", progress=False)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        run_histogram(**args)
+
+
+def test_hdf5_round_trip_and_layout(tmp_path):
+    path = tmp_path / "r.h5"
+    res = run_histogram("sigmoid", inits=("std=1", "xavier"), backend="numpy", progress=False, **SMALL)
+    with open_results(path, command_line="test") as f:
+        written = write_histogram(f, res)
+    assert written == ["/histogram/sigmoid/std=1", "/histogram/sigmoid/xavier"]
+    back = read_histogram(path, "sigmoid")
+    assert back.inits == ["std=1", "xavier"]
+    assert (back.layers, back.units, back.samples, back.seed, back.backend, back.dtype) == (
+        3, 16, 32, 0, "numpy", "float32")
+    for spec, run in res.runs.items():
+        other = back.runs[spec]
+        np.testing.assert_array_equal(other.activations, run.activations)
+        for name in ("mean", "std", "saturated", "weight_std", "weight_std_measured", "theory_std"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(run, name))
+    with open_read(path) as f:
+        ds = f["/histogram/sigmoid/xavier/activations"]
+        assert ds.shape == (3, 32, 16) and ds.dtype == np.float32
+        assert ds.chunks is not None and ds.compression == "gzip"
+        g = f["/histogram/sigmoid/xavier"]
+        for key in ("init", "activation", "seed", "backend", "dtype", "weight_std"):
+            assert key in g.attrs and key in ds.attrs
+        assert g.attrs["init"] == "xavier" and g.attrs["status"] == "complete"
+        np.testing.assert_allclose(g.attrs["weight_std"], 16 ** -0.5)
+
+
+def test_rerun_replaces_only_its_groups(tmp_path):
+    path = tmp_path / "r.h5"
+    first = run_histogram("sigmoid", inits=("std=1", "xavier"), backend="numpy", progress=False, **SMALL)
+    second = run_histogram("sigmoid", inits=("xavier",), seed=5, backend="numpy", progress=False, **SMALL)
+    relu = run_histogram("relu", inits=("he",), backend="numpy", progress=False, **SMALL)
+    with open_results(path) as f:
+        write_histogram(f, first)
+    with open_results(path) as f:
+        write_histogram(f, second)
+        write_histogram(f, relu)
+    back = read_histogram(path, "sigmoid")
+    np.testing.assert_array_equal(back.runs["std=1"].activations, first.runs["std=1"].activations)
+    np.testing.assert_array_equal(back.runs["xavier"].activations, second.runs["xavier"].activations)
+    assert read_histogram(path, "relu").inits == ["he"]
+    with pytest.raises(KeyError, match="no histogram for 'tanh'"):
+        read_histogram(path, "tanh")
+    with pytest.raises(KeyError, match="'lecun'"):
+        read_histogram(path, "sigmoid", inits=["lecun"])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_figure_has_a_panel_per_init_and_layer(tmp_path, activation):
+    res = run_histogram(activation, inits=("std=1", "xavier", "std=0"), backend="numpy", progress=False, **SMALL)
+    fig = histogram_figure(res)
+    axes = fig.get_axes()
+    assert len(axes) == 3 * 3
+    assert axes[0].get_title() == "layer 1"
+    assert "std=1" in axes[0].get_ylabel() and "std=0" in axes[6].get_ylabel()
+    lo, hi = axes[0].get_xlim()
+    expected = {"sigmoid": (0, 1), "tanh": (-1, 1)}.get(activation)
+    if expected:
+        assert (lo, hi) == expected
+    else:
+        assert lo == 0 and hi > 0
+    if activation == "relu":  # rendering is slow on 2 cores: write one of them
+        path = tmp_path / f"{activation}.png"
+        plot_histogram(res, path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_bad_paths(tmp_path):
+    res = run_histogram("sigmoid", inits=("xavier",), backend="numpy", progress=False, layers=1, units=4, samples=4)
+    with pytest.raises(PlotError, match="must end in"):
+        plot_histogram(res, tmp_path / "fig.gif")
+    with pytest.raises(PlotError, match="does not exist"):
+        plot_histogram(res, tmp_path / "missing" / "fig.png")
+    assert list(tmp_path.iterdir()) == []
