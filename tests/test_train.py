@@ -290,3 +290,81 @@ def test_default_network_on_mnist_subset(tmp_path):
         assert g["grad_norm"].shape == (30, 5)
         assert g["activations"].shape == (3, 4, 20, 100)
         assert g["loss"][-5:].mean() < g["loss"][:5].mean()
+
+
+# --- the command line --------------------------------------------------------------------------
+
+CLI_SMALL = ["--backend", "numpy", "--iterations", "20", "--train-limit", "600", "--test-limit", "200",
+             "--eval-every", "10", "--snapshot-every", "10", "--probe-samples", "8", "-q"]
+
+
+def test_cli_train_writes_runs_and_figures(tmp_path, capsys):
+    from fastinit.cli import main
+
+    out, plot = tmp_path / "r.h5", tmp_path / "mnist-loss.png"
+    status = main(["train", "--init", "he", "xavier:sigmoid", "--out", str(out), "--plot", str(plot), *CLI_SMALL])
+    assert status == 0
+    runs = read_runs(out)
+    assert [r["name"] for r in runs] == ["he", "xavier:sigmoid"]
+    assert runs[1]["attrs"]["activation"] == "sigmoid" and runs[0]["loss"].shape == (20,)
+    for name in ("mnist-loss.png", "mnist-accuracy.png", "mnist-activations-he.png",
+                 "mnist-activations-xavier-sigmoid.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_cli_train_reports_divergence(tmp_path, capsys):
+    from fastinit.cli import main
+
+    status = main(["train", "--init", "std=10", "he", "--out", str(tmp_path / "d.h5"), *CLI_SMALL])
+    err = capsys.readouterr().err
+    assert status == 3
+    assert "diverged" in err and "std=10" in err
+    runs = {r["name"]: r["attrs"]["status"] for r in read_runs(tmp_path / "d.h5")}
+    assert runs == {"std=10": "diverged", "he": "complete"}
+
+
+@pytest.mark.parametrize("args, status, match", [
+    (["--init", "bogus"], 2, "invalid init"),
+    (["--init", "he:gelu"], 2, "unknown activation"),
+    (["--init", "he", "he"], 2, "given twice"),
+    (["--lr", "-1"], 2, "positive number"),
+    (["--data-dir", "does-not-exist"], 1, "data directory not found"),
+    (["--plot", "x.txt"], 1, "must end in"),
+])
+def test_cli_train_errors(tmp_path, capsys, monkeypatch, args, status, match):
+    from fastinit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--out", "r.h5", *CLI_SMALL, *args]) == status
+    err = capsys.readouterr().err
+    assert err.startswith("fastinit: error:") and match in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r.h5").exists()
+
+
+def test_cli_train_corrupt_data_dir(tmp_path, capsys):
+    from fastinit.cli import main
+
+    from test_data import write_set  # the IDX writer of the data tests
+
+    d = tmp_path / "data"
+    write_set(d, rows=28, cols=28, n_train=200, n_test=50)
+    (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    assert main(["train", "--data-dir", str(d), "--out", str(tmp_path / "r.h5"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "t10k-labels-idx1-ubyte.gz" in err and "gzip" in err
+
+
+def test_cli_train_other_data_dir(tmp_path):
+    # Fashion-MNIST has the same format: any directory with the four names works.
+    from fastinit.cli import main
+
+    from test_data import write_set
+
+    d = tmp_path / "data"
+    write_set(d, rows=28, cols=28, n_train=200, n_test=50)
+    out = tmp_path / "r.h5"
+    assert main(["train", "--data-dir", str(d), "--out", str(out), "--init", "he", "--backend", "numpy",
+                 "--iterations", "5", "--batch-size", "32", "-q"]) == 0
+    cfg = json.loads(read_runs(out)[0]["attrs"]["config"])
+    assert cfg["data_dir"] == str(d)

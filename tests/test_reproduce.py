@@ -1,0 +1,78 @@
+"""`fastinit reproduce --quick`: the whole pipeline end to end on tiny sizes."""
+
+import h5py
+import pytest
+
+from fastinit.cli import main
+from fastinit.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("repro") / "results"
+    status = main(["reproduce", "--out", str(out), "--quick", "--backend", "numpy", "-q"])
+    return status, out
+
+
+def test_exit_status_and_files(quick_run):
+    status, out = quick_run
+    assert status == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"fastinit.h5", "summary.md", "mnist-loss.png", "mnist-accuracy.png"} <= names
+    for act in HISTOGRAM_ACTIVATIONS:
+        assert f"histogram-{act}.png" in names
+    for run in ("std-0.01", "xavier", "he", "xavier-sigmoid"):
+        assert f"mnist-activations-{run}.png" in names
+    assert all((out / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
+    assert not [n for n in names if n.endswith(".tmp")]
+
+
+def test_hdf5_holds_histograms_and_runs(quick_run):
+    _, out = quick_run
+    with h5py.File(out / "fastinit.h5", "r") as f:
+        for act in HISTOGRAM_ACTIVATIONS:
+            assert {"xavier", "he", "std=0.01"} <= set(f[f"histogram/{act}"])
+        assert set(f["train"]) == set(REPRODUCE_RUNS)
+        assert f["train/xavier:sigmoid"].attrs["activation"] == "sigmoid"
+        for run in REPRODUCE_RUNS:
+            assert f[f"train/{run}"].attrs["status"] == "complete"
+
+
+def test_summary_states_numbers_and_setup(quick_run):
+    _, out = quick_run
+    text = (out / "summary.md").read_text()
+    assert "QUICK" in text and "Backend numpy" in text and "Numba" in text and "NumPy" in text
+    for act in HISTOGRAM_ACTIVATIONS:
+        assert f"### {act}" in text
+    for run in REPRODUCE_RUNS:
+        assert f"| {run} |" in text
+    assert "test accuracy" in text and "Wall times" in text
+    assert "xavier:sigmoid" in text and "ln 10" in text
+
+
+def test_findings_follow_the_numbers():
+    # The summary's sentences come from the numbers, not from a script.
+    from types import SimpleNamespace
+
+    from fastinit.reproduce import _train_findings
+
+    def run(name, loss, acc, status="complete"):
+        return SimpleNamespace(name=name, init=name.split(":")[0], activation="relu", status=status,
+                               final_train_loss=loss, final_test_accuracy=acc, iterations_done=2000,
+                               diverged_step=-1, wall_time_s=1.0)
+
+    good = _train_findings([run("std=0.01", 2.302, 0.11), run("xavier", 0.4, 0.88), run("he", 0.2, 0.94),
+                            run("xavier:sigmoid", 2.29, 0.11)], quick=False)
+    text = "\n".join(good)
+    assert "as in the classic figure" in text and "does not learn" in text
+    assert "(at least 90%)" in text and "barely moves" in text
+    bad = "\n".join(_train_findings([run("std=0.01", 0.3, 0.9), run("xavier", 0.4, 0.88), run("he", 0.5, 0.85),
+                                     run("xavier:sigmoid", 0.6, 0.8)], quick=False))
+    assert "NOT the classic" in bad and "does not learn" not in bad and "barely moves" not in bad
+
+
+def test_out_must_be_a_directory(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["reproduce", "--out", str(target), "--quick", "-q"]) == 1
+    assert "not a directory" in capsys.readouterr().err
