@@ -16,6 +16,7 @@ so a typo fails in a second and never leaves a half-written file.
 
 import argparse
 import os
+import shlex
 import sys
 
 from . import __version__
@@ -458,6 +459,7 @@ def _error(exc, status):
 def main(argv=None):
     """Run the ``fastinit`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     from .backends import BackendError
+    from .store import command_line_scope
 
     debug = os.environ.get("FASTINIT_DEBUG", "") not in ("", "0")
     try:
@@ -469,7 +471,9 @@ def main(argv=None):
         if not args.command:
             parser.print_help()
             return EXIT_USAGE
-        return args._runners[args.command](args)
+        words = sys.argv[1:] if argv is None else [str(a) for a in argv]
+        with command_line_scope(shlex.join(["fastinit", *words])):
+            return args._runners[args.command](args)
     except KeyboardInterrupt:
         print("fastinit: interrupted (Ctrl-C); results files were left valid", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -49,6 +49,7 @@ __all__ = [
     "StoreError",
     "open_results",
     "check_output_path",
+    "command_line_scope",
     "open_read",
     "replace_group",
     "mark_interrupted",
@@ -85,7 +86,24 @@ def _version():
     return __version__
 
 
+# Set by command_line_scope (the CLI's main) so every write in that scope records the command.
+_COMMAND_LINE = None
+
+
+@contextmanager
+def command_line_scope(text):
+    """Within the ``with`` block, :func:`open_results` records ``text`` as the default command line."""
+    global _COMMAND_LINE
+    previous, _COMMAND_LINE = _COMMAND_LINE, str(text)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE = previous
+
+
 def _default_command_line():
+    if _COMMAND_LINE is not None:
+        return _COMMAND_LINE
     argv = list(sys.argv) or ["fastinit"]
     argv[0] = os.path.basename(argv[0]) or "fastinit"
     if argv[0] in ("__main__.py", "-m", "-c"):
@@ -156,8 +174,8 @@ def _remove(path):
 def open_results(path, command_line=None):
     """Open the results file ``path`` for an atomic update; yield a writable ``h5py.File``.
 
-    ``command_line`` (a string) is stored in the root attrs; by default it is
-    rebuilt from ``sys.argv``. On normal exit the update replaces ``path``
+    ``command_line`` (a string) is stored in the root attrs; by default the
+    one set by :func:`command_line_scope`, else rebuilt from ``sys.argv``. On normal exit the update replaces ``path``
     atomically; on an exception ``path`` is left exactly as it was and the
     exception propagates; on ``KeyboardInterrupt`` what was written is kept
     (see the module docstring) and the interrupt propagates.
