@@ -474,6 +474,13 @@ def main(argv=None):
         words = sys.argv[1:] if argv is None else [str(a) for a in argv]
         with command_line_scope(shlex.join(["fastinit", *words])):
             return args._runners[args.command](args)
+    except BrokenPipeError:  # e.g. `fastinit show f.h5 | head`: stop quietly like other tools
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("fastinit: interrupted (Ctrl-C); results files were left valid", file=sys.stderr)
         return EXIT_INTERRUPTED

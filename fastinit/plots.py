@@ -28,6 +28,7 @@ __all__ = [
     "save_figure",
     "histogram_figure",
     "plot_histogram",
+    "benchmark_figure",
     "smooth",
     "train_loss_figure",
     "plot_train_loss",
@@ -324,3 +325,128 @@ def plot_train_activations(activations, steps, name, activation, path):
     """Build :func:`train_activations_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(train_activations_figure(activations, steps, name, activation), path)
+
+
+# --------------------------------------------------------------------------- benchmark report
+
+
+def benchmark_figure(report):
+    """The figure of a :class:`fastinit.benchreport.BenchReport`: horizontal bars per group and backend.
+
+    When at least one group has a numpy row: each other backend's speed-up
+    over numpy, as a bar from the 1x line (numpy itself) on a log scale, so
+    faster goes right and slower goes left; groups without a numpy row are
+    left out. Otherwise: the median time per call of every row (log scale).
+    Returns a ``Figure``.
+    """
+    from .benchreport import format_time
+
+    use_speedup = any(r.speedup is not None for r in report.rows)
+    groups = [g for g in report.groups
+              if not use_speedup or any(r.speedup is not None for r in report.group_rows(g))]
+    backends = []
+    for r in report.rows:
+        if r.group in groups and r.backend not in backends and not (use_speedup and r.backend == "numpy"):
+            backends.append(r.backend)
+    height = 0.8 / max(1, len(backends))
+    fig = Figure(figsize=(8.5, 1.2 + 0.22 * max(4, len(groups) * len(backends))), layout="constrained")
+    ax = fig.subplots()
+    for b, backend in enumerate(backends):
+        ys, values = [], []
+        for g, group in enumerate(groups):
+            for r in report.group_rows(group):
+                value = r.speedup if use_speedup else r.median
+                if r.backend == backend and value is not None and value > 0:
+                    ys.append(g + (b - (len(backends) - 1) / 2) * height)
+                    values.append(value)
+                    break
+        values = np.asarray(values, dtype=float)
+        if use_speedup:
+            ax.barh(ys, values - 1.0, left=1.0, height=height * 0.9, label=backend, color=f"C{b + 1}")
+        else:
+            ax.barh(ys, values, height=height * 0.9, label=backend, color=f"C{b}")
+        for y, v in zip(ys, values):
+            text = f"{v:.3g}x" if use_speedup else format_time(v)
+            right = not use_speedup or v >= 1.0
+            ax.annotate(text, (v, y), xytext=(3 if right else -3, 0), textcoords="offset points", va="center",
+                        ha="left" if right else "right", fontsize=7)
+    ax.set_yticks(range(len(groups)), groups, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    if use_speedup:
+        ax.axvline(1.0, color="0.2", lw=1.0)
+        ax.set_xlabel("speed-up over numpy (numpy median / median, same run); right of 1 is faster")
+    else:
+        ax.set_xlabel("median time per call (s)")
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(lo / 2, hi * 2)  # room for the labels
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{os.path.basename(report.path)}: {report.machine}", fontsize=9)
+    return fig
+
+
+# --------------------------------------------------------------------------- kernel profile (fastinit profile)
+
+_PROFILE_PANELS = (
+    ("matmul", "matmul n x n x n", "n", "GFLOP/s"),
+    ("elementwise", "activations and SGD update", "elements", "GB/s"),
+    ("softmax_xent", "softmax cross-entropy", "logits (rows x classes)", "GB/s"),
+)
+_ELEMENTWISE_KERNELS = ("sigmoid", "tanh", "relu", "sgd_update")
+
+
+def profile_figure(records):
+    """Throughput against size per backend, log-log, one panel per kernel family.
+
+    ``records``: ``fastinit.profile.ProfileRecord`` objects (or anything with
+    ``kernel``, ``case``, ``backend``, ``size``, ``throughput``, ``time_s``,
+    ``time_xfer_s``, ``work``). Only the size sweeps are drawn (the MLP-shape
+    matmuls and the training step are in the table); CUDA with host<->device
+    copies is drawn dashed beside its kernel-only line.
+    """
+    fig = Figure(figsize=(14, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(_PROFILE_PANELS))
+    backends = sorted({r.backend for r in records}, key=lambda b: ("numpy", "cpu", "cuda").index(b)
+                      if b in ("numpy", "cpu", "cuda") else 9)
+    markers = {"sigmoid": "o", "tanh": "s", "relu": "^", "sgd_update": "x"}
+    for ax, (family, title, xlabel, unit) in zip(axes, _PROFILE_PANELS):
+        drawn = False
+        for b, backend in enumerate(backends):
+            if family == "matmul":
+                groups = [("matmul", [r for r in records if r.kernel == "matmul" and r.case.endswith("^2")])]
+            elif family == "elementwise":
+                groups = [(k, [r for r in records if r.kernel == k and r.case.endswith("elements")])
+                          for k in _ELEMENTWISE_KERNELS]
+            else:
+                groups = [(family, [r for r in records if r.kernel == family])]
+            for kernel, rows in groups:
+                rows = sorted((r for r in rows if r.backend == backend), key=lambda r: r.size)
+                if not rows:
+                    continue
+                xs = [r.size for r in rows]
+                label = backend if family != "elementwise" else f"{backend} {kernel}"
+                ax.plot(xs, [r.throughput for r in rows], color=f"C{b}", marker=markers.get(kernel, "o"),
+                        label=label)
+                xfer = [(r.size, r.work / r.time_xfer_s / 1e9) for r in rows if np.isfinite(r.time_xfer_s)]
+                if xfer and family != "elementwise":
+                    ax.plot(*zip(*xfer), color=f"C{b}", ls="--", marker=".", label=f"{backend} w/ transfers")
+                drawn = True
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(unit)
+        if drawn:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle("fastinit profile: throughput against size (higher is better)", fontsize=11)
+    return fig
+
+
+def plot_profile(records, path):
+    """Build :func:`profile_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(profile_figure(records), path)
+
+
+__all__ += ["profile_figure", "plot_profile"]

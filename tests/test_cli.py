@@ -216,3 +216,116 @@ def test_console_script_subprocess(tmp_path):
                          text=True, env=env, timeout=300)
     assert bad.returncode == 1
     _assert_one_line_error(bad.stderr)
+
+
+# --------------------------------------------------------------------------- bench-report
+
+TINY_BENCH = '''
+import numpy as np
+import pytest
+
+X = np.random.default_rng(0).random(2000)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+@pytest.mark.benchmark(group="sum-2000")
+def test_sum(benchmark, backend):
+    f = np.sum if backend == "numpy" else (lambda a: sum(a.tolist()))
+    benchmark.extra_info["gbs"] = 16e-6 / 1e-6 if backend == "numpy" else 0.25
+    benchmark(f, X)
+
+
+@pytest.mark.benchmark(group="square-2000")
+def test_square_numpy(benchmark):
+    benchmark.extra_info.update(backend="numpy", gflops=0.5)
+    benchmark(np.square, X)
+
+
+@pytest.mark.benchmark(group="square-2000")
+def test_square_cpu(benchmark):
+    benchmark.extra_info.update(backend="cpu")
+    benchmark(lambda a: [v * v for v in a.tolist()], X)
+
+
+@pytest.mark.benchmark(group="alone")
+def test_alone(benchmark):
+    benchmark(len, X)
+'''
+
+
+@pytest.fixture(scope="module")
+def bench_json(tmp_path_factory):
+    """A real pytest-benchmark JSON file from a tiny, fast benchmark run."""
+    folder = tmp_path_factory.mktemp("bench")
+    (folder / "test_tiny_bench.py").write_text(TINY_BENCH)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tiny_bench.py",
+         "--benchmark-json=bench.json", "--benchmark-max-time=0.01", "--benchmark-min-rounds=3",
+         "--benchmark-warmup=off"],
+        cwd=folder, capture_output=True, text=True, timeout=300)
+    if run.returncode != 0:
+        pytest.fail(f"tiny benchmark run failed:\n{run.stdout}\n{run.stderr}")
+    return folder / "bench.json"
+
+
+def test_bench_report_numbers_come_from_the_file(bench_json):
+    import json
+
+    from fastinit.benchreport import load_benchmarks
+
+    raw = {b["fullname"].split("::")[-1]: b for b in json.loads(bench_json.read_text())["benchmarks"]}
+    report = load_benchmarks(bench_json)
+    assert report.groups == ["sum-2000", "square-2000", "alone"]
+    assert [r.backend for r in report.group_rows("sum-2000")] == ["numpy", "cpu"]
+    assert [r.backend for r in report.group_rows("square-2000")] == ["numpy", "cpu"]
+    numpy_sum, cpu_sum = report.group_rows("sum-2000")
+    assert cpu_sum.median == raw["test_sum[cpu]"]["stats"]["median"]
+    assert cpu_sum.speedup == pytest.approx(raw["test_sum[numpy]"]["stats"]["median"] /
+                                            raw["test_sum[cpu]"]["stats"]["median"])
+    assert numpy_sum.speedup == pytest.approx(1.0)
+    assert numpy_sum.gbs == pytest.approx(16.0) and cpu_sum.gbs == pytest.approx(0.25)
+    assert report.group_rows("square-2000")[0].gflops == pytest.approx(0.5)
+    assert report.group_rows("alone")[0].speedup is None
+    assert cpu_sum.ops == pytest.approx(1 / raw["test_sum[cpu]"]["stats"]["mean"])
+
+
+def test_bench_report_command(bench_json, tmp_path, capsys):
+    md, png = tmp_path / "BENCH.md", tmp_path / "bench.png"
+    code, out, err = _run(capsys, "bench-report", str(bench_json), "--md", str(md), "--plot", str(png))
+    assert code == 0, err
+    assert md.read_text().strip() == out.strip()
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| group | backend | mean | median | ops/s | GFLOP/s | GB/s | speed-up vs numpy")
+    assert len(table) == 1 + 5
+    assert any(line.startswith("| sum-2000 | numpy |") and "| 1x |" in line for line in table)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (None, "no such file"),
+        ("not json at all", "not a JSON file"),
+        ('{"hello": 1}', "not a pytest-benchmark JSON file"),
+        ('{"benchmarks": []}', "no timed benchmarks"),
+    ],
+)
+def test_bench_report_bad_files(tmp_path, capsys, content, needle):
+    path = tmp_path / "bench.json"
+    if content is not None:
+        path.write_text(content)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, _, err = _run(capsys, "bench-report", str(path), "--md", str(tmp_path / "o.md"),
+                        "--plot", str(tmp_path / "o.png"))
+    assert code == 1
+    _assert_one_line_error(err)
+    assert needle in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_bench_report_bad_output_paths(bench_json, tmp_path, capsys):
+    code, _, err = _run(capsys, "bench-report", str(bench_json), "--plot", str(tmp_path / "x.bmp"))
+    assert code == 1 and "must end in" in err
+    code, _, err = _run(capsys, "bench-report", str(bench_json), "--md", str(tmp_path / "no" / "x.md"))
+    assert code == 2 and "does not exist" in err
+    assert list(tmp_path.iterdir()) == []
