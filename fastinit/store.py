@@ -497,6 +497,10 @@ def _fmt_size(n):
         n /= 1024.0
 
 
+def _shape_text(shape):
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
 def _stat_columns(info, group_path):
     """Small 1-D numeric datasets of one common length (>= 2 of them) directly in a group."""
     cols = {}
@@ -547,6 +551,7 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
         lines.append("(empty file)")
     base_depth = 1 if group == "/" else info.node(group).depth
     name_width = min(28, max((2 * (n.depth - base_depth) + len(n.name) + 1 for n in nodes), default=10))
+    tabled = {}  # group path -> its per-layer columns (listed on one line) or None
     for n in nodes:
         indent = "  " * (n.depth - base_depth)
         if n.kind == "group":
@@ -556,9 +561,16 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
             extra = (f"[{status}] " if status else "") + " ".join(f"{k}={_fmt_value(v)}" for k, v in shown.items())
             lines.append(f"{label:<{name_width}}  {extra}".rstrip())
         else:
+            parent = n.path.rsplit("/", 1)[0] or "/"
+            cols = tabled.setdefault(parent, _stat_columns(info, parent) if stats and not all_attrs else None)
+            if cols is not None and n.name in cols:
+                if n.name != min(cols):  # the whole table is listed on the line of its first dataset
+                    continue
+                label = f"{indent}{', '.join(sorted(cols))}"
+                lines.append(f"{label}  {_shape_text(n.shape)} {n.dtype}  (per-layer table below)")
+                continue
             label = f"{indent}{n.name}"
-            shape = "(" + ", ".join(str(s) for s in n.shape) + ("," if len(n.shape) == 1 else "") + ")"
-            detail = f"{shape:<18} {n.dtype:<8}"
+            detail = f"{_shape_text(n.shape):<18} {n.dtype:<8}"
             if n.compression:
                 detail += f" {n.compression}, chunks {n.chunks}"
             lines.append(f"{label:<{name_width}}  {detail}".rstrip())
@@ -568,18 +580,42 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
 
     if stats:
         groups = [n for n in nodes if n.kind == "group"]
-        if group != "/" and info.node(group).kind == "group" and info.node(group) not in groups:
-            groups.insert(0, info.node(group))
+        # Sibling groups with the same per-layer columns (e.g. one per init) share one table.
+        tables = []  # (title, [(row label, columns)])
+        by_parent = {}
         for g in groups:
             cols = _stat_columns(info, g.path)
             if cols is None:
                 continue
-            length = len(next(iter(cols.values())))
-            widths = {k: max(10, len(k)) for k in cols}
+            parent = g.path.rsplit("/", 1)[0] or "/"
+            key = (parent, tuple(cols), len(next(iter(cols.values()))))
+            if key not in by_parent:
+                by_parent[key] = []
+                tables.append(key)
+            by_parent[key].append((g.name, g.path, cols))
+        for key in tables:
+            members = by_parent[key]
             lines.append("")
-            lines.append(f"{g.path}  per-layer")
-            lines.append("  " + f"{'layer':>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in cols))
-            for i in range(length):
-                cells = "  ".join(f"{float(v[i]):>{widths[k]}.4g}" for k, v in cols.items())
-                lines.append("  " + f"{i + 1:>5}  " + cells)
+            lines += _stat_table(key[0], members) if len(members) > 1 else _stat_table(None, members)
     return "\n".join(lines)
+
+
+def _stat_table(parent, members):
+    """Lines of one per-layer table; with ``parent``, one block of rows per member group."""
+    names = list(members[0][2])
+    widths = {k: max(10, len(k)) for k in names}
+    if parent is None:
+        _, path, cols = members[0]
+        out = [f"{path}  per-layer", "  " + f"{'layer':>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
+        label_width = 0
+    else:
+        label_width = max(len("group"), max(len(m[0]) for m in members))
+        out = [f"{parent}/*  per-layer",
+               "  " + f"{'group':<{label_width}}  {'layer':>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
+    for name, _, cols in members:
+        length = len(next(iter(cols.values())))
+        for i in range(length):
+            cells = "  ".join(f"{float(cols[k][i]):>{widths[k]}.4g}" for k in names)
+            label = "" if parent is None else f"{(name if i == 0 else ''):<{label_width}}  "
+            out.append("  " + label + f"{i + 1:>5}  " + cells)
+    return out
