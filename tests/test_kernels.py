@@ -1,0 +1,516 @@
+"""Kernel conformance: every public kernel, on every backend, against kernels.reference.
+
+The ``backend`` fixture gives numpy (the reference against itself: checks the
+harness), cpu, and cuda (on Numba's simulator unless FASTINIT_TEST_GPU=1).
+The simulator is slow, so cuda cases are capped at 64 along every axis.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kernels.reference as ref
+from conftest import DTYPES, ON_SIMULATOR, tolerances
+
+ACTS = ("linear", "sigmoid", "tanh", "relu")
+FORWARD = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu"}
+BACKWARD = {"sigmoid": "sigmoid_backward", "tanh": "tanh_backward", "relu": "relu_backward"}
+CUDA_MAX = 64  # largest extent of any cuda test array (the simulator is slow)
+CUDA_ELEMS = 1024  # largest elementwise/softmax array on the simulator
+
+HYP = settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _rng(*key):
+    """A generator seeded from the test's parameters (stable across processes)."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def _rand(rng, shape, dtype, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def _fits(backend, *shapes, elems=None):
+    """False when a cuda case is too big for the simulator: an axis over
+    CUDA_MAX, or more than ``elems`` elements in one array."""
+    if backend.name != "cuda" or not ON_SIMULATOR:
+        return True
+    if elems is not None and any(int(np.prod(s)) > elems for s in shapes):
+        return False
+    return all(max(s, default=0) <= CUDA_MAX for s in shapes)
+
+
+def _skip_big(backend, *shapes, elems=None):
+    if not _fits(backend, *shapes, elems=elems):
+        pytest.skip("shape too large for the CUDA simulator")
+
+
+def _host(backend, x):
+    return None if x is None else np.asarray(backend.to_host(x))
+
+
+def _close(got, want, dtype, scale=1.0):
+    rtol, atol = tolerances(dtype, scale)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def _empty_on(backend, shape, dtype):
+    return backend.to_device(np.full(shape, np.nan, dtype))
+
+
+# ------------------------------------------------------------------ matmul
+
+MATMUL_SHAPES = [
+    (1, 1, 1),
+    (1, 7, 1),
+    (2, 3, 5),
+    (4, 4, 4),
+    (5, 1, 9),
+    (7, 13, 3),
+    (17, 33, 31),
+    (64, 64, 64),
+    (128, 100, 10),
+    (128, 784, 100),
+    (301, 257, 65),
+    (97, 1030, 45),  # depth over one cache block
+]
+
+
+def _matmul_operands(rng, m, k, n, dtype, trans_a, trans_b):
+    a = _rand(rng, (k, m) if trans_a else (m, k), dtype)
+    b = _rand(rng, (n, k) if trans_b else (k, n), dtype)
+    return a, b
+
+
+@pytest.mark.parametrize("trans_b", [False, True], ids=["b", "bT"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["a", "aT"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("mkn", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matmul_matches_reference(backend, mkn, dtype, trans_a, trans_b):
+    m, k, n = mkn
+    _skip_big(backend, mkn)
+    a, b = _matmul_operands(_rng("mm", mkn, trans_a, trans_b), m, k, n, dtype, trans_a, trans_b)
+    want = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    got = backend.k.matmul(backend.to_device(a), backend.to_device(b), trans_a=trans_a, trans_b=trans_b)
+    got = _host(backend, got)
+    assert got.shape == (m, n) and got.dtype == np.dtype(dtype)
+    _close(got, want, dtype, scale=k)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_matmul_out_is_written_in_place(backend, dtype, trans_a, trans_b):
+    m, k, n = 9, 21, 14
+    a, b = _matmul_operands(_rng("mmout", trans_a, trans_b), m, k, n, dtype, trans_a, trans_b)
+    out = _empty_on(backend, (m, n), dtype)
+    got = backend.k.matmul(backend.to_device(a), backend.to_device(b), out, trans_a=trans_a, trans_b=trans_b)
+    assert got is out
+    _close(_host(backend, out), ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, scale=k)
+
+
+@HYP
+@given(
+    m=st.integers(1, 200),
+    k=st.integers(1, 200),
+    n=st.integers(1, 200),
+    trans_a=st.booleans(),
+    trans_b=st.booleans(),
+    f64=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_matmul_random_shapes(backend, m, k, n, trans_a, trans_b, f64, seed):
+    if not _fits(backend, (m, k, n)):
+        m, k, n = (min(v, 16) for v in (m, k, n))
+    dtype = np.float64 if f64 else np.float32
+    a, b = _matmul_operands(np.random.default_rng(seed), m, k, n, dtype, trans_a, trans_b)
+    got = _host(backend, backend.k.matmul(backend.to_device(a), backend.to_device(b), trans_a=trans_a, trans_b=trans_b))
+    _close(got, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, scale=k)
+
+
+def test_matmul_empty_depth_gives_zeros(backend):
+    a = np.zeros((3, 0), np.float32)
+    b = np.zeros((0, 4), np.float32)
+    got = _host(backend, backend.k.matmul(backend.to_device(a), backend.to_device(b)))
+    np.testing.assert_array_equal(got, np.zeros((3, 4), np.float32))
+
+
+def test_matmul_out_overlapping_input_cpu():
+    # A square product written over its own left operand still gives a @ b.
+    import kernels.cpu as cpu
+
+    rng = _rng("alias")
+    a = _rand(rng, (8, 8), np.float32)
+    b = _rand(rng, (8, 8), np.float32)
+    want = a @ b
+    got = cpu.matmul(a, b, out=a)
+    assert got is a
+    _close(a, want, np.float32, scale=8)
+
+
+# ------------------------------------------------------- elementwise kernels
+
+ELEM_SHAPES = [(1,), (7,), (3, 5), (64, 33), (2, 3, 4), (1000,), (40000,), (300, 301)]
+
+
+def _elem_input(rng, shape, dtype, act):
+    x = _rand(rng, shape, dtype, scale=4.0)
+    if act != "linear" and x.size >= 4:
+        flat = x.reshape(-1)
+        flat[:4] = [0.0, -0.0, 1e-7, -1e-7]  # exercise the branch points
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", ELEM_SHAPES, ids=str)
+@pytest.mark.parametrize("act", ACTS)
+def test_activation_forward_and_backward(backend, act, shape, dtype):
+    _skip_big(backend, shape, elems=CUDA_ELEMS)
+    rng = _rng("elem", act, shape)
+    x = _elem_input(rng, shape, dtype, act)
+    dy = _rand(rng, shape, dtype)
+    y_ref = ref.activation_forward(x, act)
+    y = _host(backend, backend.k.activation_forward(backend.to_device(x), act))
+    assert y.shape == x.shape and y.dtype == np.dtype(dtype)
+    _close(y, y_ref, dtype)
+    dx = _host(backend, backend.k.activation_backward(backend.to_device(y_ref), backend.to_device(dy), act))
+    _close(dx, ref.activation_backward(y_ref, dy, act), dtype)
+    if act in FORWARD:  # the named functions agree with the generic ones
+        y2 = _host(backend, getattr(backend.k, FORWARD[act])(backend.to_device(x)))
+        _close(y2, y_ref, dtype)
+        dx2 = getattr(backend.k, BACKWARD[act])(backend.to_device(y_ref), backend.to_device(dy))
+        _close(_host(backend, dx2), ref.activation_backward(y_ref, dy, act), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("act", ("sigmoid", "tanh", "relu"))
+def test_activation_out_given(backend, act, dtype):
+    rng = _rng("elemout", act)
+    x = _rand(rng, (13, 7), dtype, scale=3.0)
+    dy = _rand(rng, (13, 7), dtype)
+    out = _empty_on(backend, x.shape, dtype)
+    got = getattr(backend.k, FORWARD[act])(backend.to_device(x), out)
+    assert got is out
+    _close(_host(backend, out), ref.activation_forward(x, act), dtype)
+    y = ref.activation_forward(x, act)
+    out2 = _empty_on(backend, x.shape, dtype)
+    got2 = backend.k.activation_backward(backend.to_device(y), backend.to_device(dy), act, out2)
+    assert got2 is out2
+    _close(_host(backend, out2), ref.activation_backward(y, dy, act), dtype)
+
+
+@pytest.mark.parametrize("act", ("sigmoid", "tanh", "relu", "linear"))
+def test_activation_in_place(act):
+    import kernels.cpu as cpu
+
+    rng = _rng("inplace", act)
+    x = _rand(rng, (50, 9), np.float32, scale=3.0)
+    want = ref.activation_forward(x, act)
+    assert cpu.activation_forward(x, act, out=x) is x
+    _close(x, want, np.float32)
+    y = ref.activation_forward(_rand(rng, (50, 9), np.float32), act)
+    dy = _rand(rng, (50, 9), np.float32)
+    want = ref.activation_backward(y, dy, act)
+    assert cpu.activation_backward(y, dy, act, out=dy) is dy  # out may alias dy
+    _close(dy, want, np.float32)
+
+
+@HYP
+@given(n=st.integers(1, 5000), act=st.sampled_from(ACTS), f64=st.booleans(), seed=st.integers(0, 2**16))
+def test_activation_random_sizes(backend, n, act, f64, seed):
+    if not _fits(backend, (n,), elems=CUDA_ELEMS):
+        n = n % CUDA_ELEMS + 1
+    dtype = np.float64 if f64 else np.float32
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, (n,), dtype, scale=10.0)
+    _close(_host(backend, backend.k.activation_forward(backend.to_device(x), act)), ref.activation_forward(x, act), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_sigmoid_tanh_extremes_are_finite_and_exact(backend, dtype):
+    x = np.array([-1000.0, -100.0, -30.0, 0.0, 30.0, 100.0, 1000.0], dtype)
+    s = _host(backend, backend.k.sigmoid(backend.to_device(x)))
+    t = _host(backend, backend.k.tanh(backend.to_device(x)))
+    assert np.all(np.isfinite(s)) and np.all(np.isfinite(t))
+    assert s[0] == 0.0 and s[-1] == 1.0 and s[3] == 0.5
+    assert t[0] == -1.0 and t[-1] == 1.0 and t[3] == 0.0
+    _close(s, ref.sigmoid(x), dtype)
+    _close(t, ref.tanh(x), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_sigmoid_tanh_accurate_to_a_few_ulp(dtype):
+    # Tighter than the cross-backend tolerance: the cpu's own exp must be good.
+    import kernels.cpu as cpu
+
+    x = np.concatenate([np.linspace(-40, 40, 20001), np.geomspace(1e-8, 1.0, 2001)]).astype(dtype)
+    eps = np.finfo(dtype).eps
+    for fn, want in ((cpu.sigmoid, ref.sigmoid(x)), (cpu.tanh, np.tanh(x))):
+        got = fn(x)
+        err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        assert np.all(err <= 8 * eps * np.abs(want.astype(np.float64)) + np.finfo(dtype).tiny)
+
+
+@pytest.mark.parametrize("act", ("sigmoid", "tanh", "relu", "linear"))
+def test_activation_backward_matches_finite_differences(backend, act):
+    """d/dx of sum(w * act(x)) from the backward pass (saved output) vs central differences, float64."""
+    rng = _rng("fd", act)
+    x = rng.uniform(-3, 3, size=(6, 5))
+    if act == "relu":
+        x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink
+    w = rng.standard_normal(x.shape)
+    y = _host(backend, backend.k.activation_forward(backend.to_device(x), act))
+    grad = _host(backend, backend.k.activation_backward(backend.to_device(y), backend.to_device(w), act))
+    h = 1e-6
+    fwd = lambda v: ref.activation_forward(v, act)  # noqa: E731
+    numeric = w * (fwd(x + h) - fwd(x - h)) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+# ------------------------------------------------------------- dense layers
+
+
+DENSE_SHAPES = [(1, 1, 1), (3, 5, 2), (16, 33, 17), (128, 784, 100), (200, 100, 10)]
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_dense_forward_backward(backend, shape, act, dtype, bias):
+    n, fan_in, fan_out = shape
+    _skip_big(backend, shape)
+    rng = _rng("dense", shape, act, bias)
+    x = _rand(rng, (n, fan_in), dtype)
+    w = _rand(rng, (fan_in, fan_out), dtype, scale=1 / np.sqrt(fan_in))
+    b = _rand(rng, (fan_out,), dtype) if bias else None
+    dy = _rand(rng, (n, fan_out), dtype)
+    dev = backend.to_device
+    y_ref = ref.dense_forward(x, w, b, act)
+    y = _host(backend, backend.k.dense_forward(dev(x), dev(w), None if b is None else dev(b), act))
+    _close(y, y_ref, dtype, scale=fan_in)
+    want = ref.dense_backward(x, w, y_ref, dy, act)
+    got = backend.k.dense_backward(dev(x), dev(w), dev(y_ref), dev(dy), act)
+    for name, g, r, s in zip(("dx", "dw", "db"), got, want, (fan_out, n, n)):
+        g = _host(backend, g)
+        assert g.shape == r.shape, name
+        _close(g, r, dtype, scale=s)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_dense_outputs_given_and_compute_dx_false(backend, dtype):
+    rng = _rng("denseout")
+    x, w, b = _rand(rng, (11, 6), dtype), _rand(rng, (6, 4), dtype), _rand(rng, (4,), dtype)
+    dy = _rand(rng, (11, 4), dtype)
+    dev = backend.to_device
+    out = _empty_on(backend, (11, 4), dtype)
+    assert backend.k.dense_forward(dev(x), dev(w), dev(b), "tanh", out) is out
+    y = ref.dense_forward(x, w, b, "tanh")
+    _close(_host(backend, out), y, dtype, scale=6)
+    dx, dw, db = (_empty_on(backend, s, dtype) for s in ((11, 6), (6, 4), (4,)))
+    res = backend.k.dense_backward(dev(x), dev(w), dev(y), dev(dy), "tanh", dx, dw, db)
+    assert res[0] is dx and res[1] is dw and res[2] is db
+    for g, r in zip(res, ref.dense_backward(x, w, y, dy, "tanh")):
+        _close(_host(backend, g), r, dtype, scale=11)
+    dx2, dw2, db2 = backend.k.dense_backward(dev(x), dev(w), dev(y), dev(dy), "tanh", compute_dx=False)
+    assert dx2 is None
+    _close(_host(backend, dw2), ref.dense_backward(x, w, y, dy, "tanh")[1], dtype, scale=11)
+
+
+# ------------------------------------------------ softmax cross-entropy, sgd
+
+SOFTMAX_SHAPES = [(1, 1), (1, 10), (7, 3), (33, 17), (128, 10), (300, 257)]
+
+
+@pytest.mark.parametrize("label_dtype", [np.int32, np.int64], ids=["i32", "i64"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_softmax_cross_entropy(backend, shape, dtype, label_dtype):
+    _skip_big(backend, shape, elems=CUDA_ELEMS)
+    n, c = shape
+    rng = _rng("sm", shape)
+    logits = _rand(rng, shape, dtype, scale=5.0)
+    labels = rng.integers(0, c, size=n).astype(label_dtype)
+    loss_ref, grad_ref = ref.softmax_cross_entropy(logits, labels)
+    loss, grad = backend.k.softmax_cross_entropy(backend.to_device(logits), backend.to_device(labels))
+    assert isinstance(loss, float)
+    rtol, atol = tolerances(dtype, abs(loss_ref))
+    assert loss == pytest.approx(loss_ref, rel=rtol, abs=atol)
+    _close(_host(backend, grad), grad_ref, dtype)
+    out = _empty_on(backend, shape, dtype)
+    loss2, grad2 = backend.k.softmax_cross_entropy(backend.to_device(logits), backend.to_device(labels), out)
+    assert grad2 is out and loss2 == pytest.approx(loss_ref, rel=rtol, abs=atol)
+    _close(_host(backend, out), grad_ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_softmax_extreme_logits_finite_and_exact(backend, dtype):
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0], [0.0, 0.0, 1000.0]], dtype)
+    labels = np.array([0, 2, 1], np.int64)
+    loss, grad = backend.k.softmax_cross_entropy(backend.to_device(logits), backend.to_device(labels))
+    grad = _host(backend, grad)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    # Row 0 is certain and right (loss 0), row 1 uniform (log 3), row 2 certain and wrong (1000).
+    assert loss == pytest.approx((0.0 + np.log(3.0) + 1000.0) / 3, rel=1e-6)
+    want = np.array([[0, 0, 0], [1 / 3, 1 / 3, -2 / 3], [0, -1, 1]]) / 3
+    np.testing.assert_allclose(grad, want, atol=np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", [(1,), (5, 3), (100, 10), (784, 100), (2, 3, 4)], ids=str)
+def test_sgd_update(backend, shape, dtype):
+    _skip_big(backend, shape)
+    rng = _rng("sgd", shape)
+    p = _rand(rng, shape, dtype)
+    g = _rand(rng, shape, dtype)
+    want = ref.sgd_update(p.copy(), g, 0.05)
+    dev_p = backend.to_device(p)
+    got = backend.k.sgd_update(dev_p, backend.to_device(g), 0.05)
+    assert got is dev_p  # in place
+    _close(_host(backend, got), want, dtype)
+
+
+# ----------------------------------------------------------- bad inputs
+
+def _bad_cases():
+    """(id, call(k), error type, message fragment): one per bad-input path."""
+    f32 = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+    f64 = lambda *s: np.zeros(s, np.float64)  # noqa: E731
+    noncontig = np.zeros((4, 6), np.float32)[:, ::2]
+    labels = np.zeros(4, np.int64)
+    return [
+        ("matmul-1d", lambda k: k.matmul(f32(3), f32(3, 2)), ValueError, "a must be 2-D"),
+        ("matmul-3d-b", lambda k: k.matmul(f32(2, 3), f32(3, 2, 1)), ValueError, "b must be 2-D"),
+        ("matmul-inner", lambda k: k.matmul(f32(2, 3), f32(4, 2)), ValueError, "inner dimensions"),
+        ("matmul-inner-T", lambda k: k.matmul(f32(2, 3), f32(3, 2), trans_a=True), ValueError, "a.T"),
+        ("matmul-mixed", lambda k: k.matmul(f32(2, 3), f64(3, 2)), TypeError, "mixed dtypes"),
+        ("matmul-int", lambda k: k.matmul(np.zeros((2, 3), np.int64), f32(3, 2)), TypeError, "float32 or float64"),
+        ("matmul-list", lambda k: k.matmul([[1.0]], f32(1, 1)), TypeError, "a must be"),
+        ("matmul-noncontig", lambda k: k.matmul(noncontig, f32(3, 2)), ValueError, "C-contiguous"),
+        ("matmul-out-shape", lambda k: k.matmul(f32(2, 3), f32(3, 2), f32(3, 3)), ValueError, "out must have shape"),
+        ("matmul-out-dtype", lambda k: k.matmul(f32(2, 3), f32(3, 2), f64(2, 2)), TypeError, "out must have dtype"),
+        ("sigmoid-int", lambda k: k.sigmoid(np.zeros(3, np.int32)), TypeError, "x must have dtype"),
+        ("tanh-noncontig", lambda k: k.tanh(noncontig), ValueError, "C-contiguous"),
+        ("relu-out-shape", lambda k: k.relu(f32(3), f32(4)), ValueError, "out must have shape"),
+        ("relu-out-dtype", lambda k: k.relu(f32(3), f64(3)), TypeError, "out must have dtype"),
+        ("act-unknown", lambda k: k.activation_forward(f32(3), "softplus"), ValueError, "unknown activation"),
+        ("actb-unknown", lambda k: k.activation_backward(f32(3), f32(3), "gelu"), ValueError, "unknown activation"),
+        ("bwd-shape", lambda k: k.sigmoid_backward(f32(3), f32(4)), ValueError, "dy must have the same shape"),
+        ("bwd-mixed", lambda k: k.tanh_backward(f32(3), f64(3)), TypeError, "mixed dtypes"),
+        ("bwd-noncontig", lambda k: k.relu_backward(noncontig, f32(4, 3)), ValueError, "y must be C-contiguous"),
+        ("dense-ndim", lambda k: k.dense_forward(f32(4), f32(4, 2)), ValueError, "x must be 2-D"),
+        ("dense-inner", lambda k: k.dense_forward(f32(4, 3), f32(2, 2)), ValueError, "features"),
+        ("dense-bias", lambda k: k.dense_forward(f32(4, 3), f32(3, 2), f32(3)), ValueError, "b must have shape"),
+        ("dense-mixed", lambda k: k.dense_forward(f32(4, 3), f64(3, 2)), TypeError, "mixed dtypes"),
+        ("dense-act", lambda k: k.dense_forward(f32(4, 3), f32(3, 2), None, "swish"), ValueError, "unknown activation"),
+        ("dense-out", lambda k: k.dense_forward(f32(4, 3), f32(3, 2), out=f32(2, 4)), ValueError, "out must have shape"),
+        (
+            "dense-bwd-y",
+            lambda k: k.dense_backward(f32(4, 3), f32(3, 2), f32(4, 3), f32(4, 2)),
+            ValueError,
+            "y must have shape",
+        ),
+        (
+            "dense-bwd-dy",
+            lambda k: k.dense_backward(f32(4, 3), f32(3, 2), f32(4, 2), f32(4, 3)),
+            ValueError,
+            "dy must have the same shape",
+        ),
+        (
+            "dense-bwd-dw",
+            lambda k: k.dense_backward(f32(4, 3), f32(3, 2), f32(4, 2), f32(4, 2), dw=f32(2, 3)),
+            ValueError,
+            "dw must have shape",
+        ),
+        ("sm-label-range", lambda k: k.softmax_cross_entropy(f32(4, 3), np.array([0, 1, 3, 0])), ValueError, "[0, 3)"),
+        ("sm-label-neg", lambda k: k.softmax_cross_entropy(f32(4, 3), np.array([0, -1, 2, 0])), ValueError, "[0, 3)"),
+        (
+            "sm-label-dtype",
+            lambda k: k.softmax_cross_entropy(f32(4, 3), np.zeros(4, np.float32)),
+            TypeError,
+            "labels must have dtype",
+        ),
+        ("sm-label-shape", lambda k: k.softmax_cross_entropy(f32(4, 3), labels[:3]), ValueError, "labels must have shape"),
+        ("sm-label-2d", lambda k: k.softmax_cross_entropy(f32(4, 3), labels.reshape(4, 1)), ValueError, "labels must have shape"),
+        ("sm-logits-1d", lambda k: k.softmax_cross_entropy(f32(4), labels), ValueError, "logits must be 2-D"),
+        ("sm-logits-int", lambda k: k.softmax_cross_entropy(labels.reshape(2, 2), labels[:2]), TypeError, "logits must"),
+        ("sm-grad", lambda k: k.softmax_cross_entropy(f32(4, 3), labels, f32(3, 4)), ValueError, "grad must have shape"),
+        ("sgd-shape", lambda k: k.sgd_update(f32(4), f32(5), 0.1), ValueError, "grad must have the same shape"),
+        ("sgd-mixed", lambda k: k.sgd_update(f32(4), f64(4), 0.1), TypeError, "mixed dtypes"),
+        ("sgd-lr-type", lambda k: k.sgd_update(f32(4), f32(4), "fast"), TypeError, "lr must be a real number"),
+        ("sgd-lr-nan", lambda k: k.sgd_update(f32(4), f32(4), float("nan")), ValueError, "lr must be finite"),
+        ("sgd-noncontig", lambda k: k.sgd_update(noncontig, f32(4, 3), 0.1), ValueError, "param must be C-contiguous"),
+    ]
+
+
+BAD = _bad_cases()
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_input_raises_clear_error(backend, case):
+    _, call, exc, fragment = case
+    with pytest.raises(exc) as info:
+        call(backend.k)
+    assert fragment in str(info.value)
+
+
+# ------------------------------------------------- NUMBA_DISABLE_JIT path
+
+PURE_PYTHON_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    import numba
+    assert numba.config.DISABLE_JIT
+    import kernels.cpu as cpu
+    import kernels.reference as ref
+
+    for dt in (np.float32, np.float64):
+        x = np.array([-1000.0, -3.0, 0.0, 0.05, 2.0, 1000.0], dt)
+        s = cpu.sigmoid(x)
+        assert np.all(np.isfinite(s)) and s[0] == 0 and s[-1] == 1 and s[2] == 0.5, s
+        np.testing.assert_allclose(s, ref.sigmoid(x), rtol=1e-6)
+        t = cpu.tanh(x)
+        assert t[0] == -1 and t[-1] == 1, t
+        np.testing.assert_allclose(t, np.tanh(x), rtol=1e-6)
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((5, 7)).astype(dt)
+        b = rng.standard_normal((7, 6)).astype(dt)
+        for ta, tb in ((False, False), (True, False), (False, True)):
+            aa = np.ascontiguousarray(a.T) if ta else a
+            bb = np.ascontiguousarray(b.T) if tb else b
+            np.testing.assert_allclose(cpu.matmul(aa, bb, trans_a=ta, trans_b=tb), a @ b, rtol=1e-5, atol=1e-5)
+        logits = np.array([[1000.0, -1000.0, 0.0], [0.5, 0.1, -0.2]], dt)
+        labels = np.array([2, 0])
+        loss, grad = cpu.softmax_cross_entropy(logits, labels)
+        loss_r, grad_r = ref.softmax_cross_entropy(logits, labels)
+        assert np.isfinite(loss) and abs(loss - loss_r) < 1e-4 * abs(loss_r), (loss, loss_r)
+        np.testing.assert_allclose(grad, grad_r, atol=1e-6)
+    print("pure-python ok")
+    """
+)
+
+
+def test_cpu_kernels_run_without_jit():
+    """The cpu module also works as plain Python (NUMBA_DISABLE_JIT=1): same stable results."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", PURE_PYTHON_SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pure-python ok" in proc.stdout
