@@ -64,9 +64,16 @@ def test_show_tree_and_stats(tmp_path, capsys):
     assert "last command: " in stdout and "fastinit 0.1.0" in stdout
     assert "activations" in stdout and "(2, 16, 8)" in stdout and "gzip" in stdout
     assert "[complete]" in stdout
-    assert "/histogram/sigmoid/xavier  per-layer" in stdout
-    header = next(line for line in stdout.splitlines() if line.strip().startswith("layer"))
-    assert header.split()[:4] == ["layer", "mean", "std", "saturated"]
+    assert "mean, saturated, std, theory_std, weight_std, weight_std_measured  (2,) float64" in stdout
+    assert "/histogram/sigmoid/*  per-layer" in stdout  # one table for the sibling inits
+    header = next(line for line in stdout.splitlines() if line.strip().startswith("group"))
+    assert header.split()[:5] == ["group", "layer", "mean", "std", "saturated"]
+    rows = [line.split() for line in stdout.splitlines()[stdout.splitlines().index(header) + 1:]]
+    assert rows[0][:2] == ["std=0.01", "1"] and rows[2][:2] == ["xavier", "1"] and len(rows) == 4
+    info = describe(out)
+    assert float(rows[2][3]) == pytest.approx(info.node("/histogram/sigmoid/xavier/std").value[0], rel=1e-3)
+    code, one, _ = _run(capsys, "show", str(out), "/histogram/sigmoid/xavier")
+    assert "/histogram/sigmoid/xavier  per-layer" in one
     code, sub, _ = _run(capsys, "show", str(out), "/histogram/sigmoid/xavier", "--no-stats")
     assert code == 0 and "std=0.01/" not in sub and "per-layer" not in sub and "xavier/" in sub
     code, full, _ = _run(capsys, "show", str(out), "--all-attrs")
@@ -211,7 +218,7 @@ def test_console_script_subprocess(tmp_path):
         acts = f["/histogram/sigmoid/he/activations"][()]
     assert acts.shape == (2, 16, 8) and np.all((acts > 0) & (acts < 1))
     show = subprocess.run([exe, "show", str(out)], capture_output=True, text=True, env=env, timeout=300)
-    assert show.returncode == 0 and "/histogram/sigmoid/he  per-layer" in show.stdout
+    assert show.returncode == 0 and "/histogram/sigmoid/*  per-layer" in show.stdout
     bad = subprocess.run([exe, "show", str(tmp_path / "r-histogram-sigmoid.png")], capture_output=True,
                          text=True, env=env, timeout=300)
     assert bad.returncode == 1
