@@ -1,0 +1,559 @@
+"""``fastinit profile``: time every kernel and the training step on each backend.
+
+What is measured, per backend (``numpy`` = ``kernels.reference``, ``cpu`` =
+``kernels.cpu``, ``cuda`` = ``kernels.cuda``):
+
+- ``matmul`` at the MLP's shapes (784-100-100-100-100-10, batch 128: the
+  forward product, the weight gradient ``x.T @ dz`` and the back-propagated
+  ``dz @ W.T``) and at 1024, 2048 and 4096 squares: GFLOP/s (2 M N K flops);
+- ``sigmoid``, ``tanh``, ``relu`` forward, ``softmax_xent`` and
+  ``sgd_update``: GB/s (bytes read + written once);
+- ``train_step``: one SGD step of that MLP (samples/s and GFLOP/s, about 6
+  flops per weight per sample).
+
+How: every case first runs once on each backend and its result is checked
+against the NumPy reference (``ProfileError`` if it disagrees: a wrong kernel
+is never timed); that run is also the warm-up (JIT compilation excluded).
+Then ``inner`` calls are timed together, ``repeats`` times, and the median per
+call is reported. CUDA launches are asynchronous: the device is synchronised
+before each clock stop. For CUDA two times are reported: ``time_s`` with
+inputs and outputs resident on the device (kernel time, plus launch overhead),
+and ``time_xfer_s`` including the host-to-device copies of the inputs and the
+copy of the result back (what a caller holding NumPy arrays pays). For the
+training step, the kernel-only time uses the device-resident data set
+(``CudaEngine.set_dataset`` + ``train_step_indices``, loss left on the device)
+and the with-transfers time is ``MLP.train_step`` on host arrays (batch in,
+loss out).
+
+The CUDA backend is never profiled by default on Numba's simulator
+(``NUMBA_ENABLE_CUDASIM=1``): simulator timings are meaningless. Ask for it
+explicitly (``--backends cuda``) to exercise the code path.
+
+Results: :func:`run_profile` returns a :class:`ProfileResult`; it can be
+printed (:func:`format_table`), written to HDF5 under
+``/profile/<dtype>/<backend>`` (:func:`write_profile`), to JSON
+(:func:`write_json`) and drawn (``fastinit.plots.plot_profile``).
+"""
+
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .backends import BACKENDS, available_backends, check_backend, kernels_for
+
+__all__ = [
+    "ProfileError",
+    "ProfileRecord",
+    "ProfileResult",
+    "default_backends",
+    "run_profile",
+    "format_table",
+    "write_profile",
+    "write_json",
+    "read_profile",
+    "KERNELS",
+    "MLP_SIZES",
+]
+
+#: The MNIST network of the experiments and its mini-batch.
+MLP_SIZES = (784, 100, 100, 100, 100, 10)
+MLP_BATCH = 128
+SQUARES = (1024, 2048, 4096)
+ELEMENTS = (1 << 16, 1 << 20, 1 << 22)
+SOFTMAX_SHAPES = ((128, 10), (4096, 10), (1024, 1000))
+
+QUICK_MLP_SIZES = (64, 32, 10)
+QUICK_BATCH = 16
+QUICK_SQUARES = (32, 64)
+QUICK_ELEMENTS = (1024, 4096)
+QUICK_SOFTMAX_SHAPES = ((16, 10),)
+
+
+class ProfileError(RuntimeError):
+    """A backend's result disagreed with the NumPy reference, so it was not timed."""
+
+
+@dataclass
+class ProfileRecord:
+    """One timed case on one backend (times in seconds per call, medians)."""
+
+    kernel: str
+    case: str
+    backend: str
+    size: float  # x-axis of the figure: n of an n^3 matmul, elements, batch size
+    time_s: float
+    time_xfer_s: float  # CUDA: with host<->device copies; NaN elsewhere
+    work: float  # flops (unit GFLOP/s) or bytes (unit GB/s) per call
+    unit: str
+    throughput: float  # work / time_s / 1e9
+    speedup: float = math.nan  # numpy time / this time (NaN when numpy was not run)
+    inner: int = 1
+    repeats: int = 1
+
+
+@dataclass
+class ProfileResult:
+    records: list
+    dtype: str
+    backends: tuple
+    quick: bool
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        return {
+            "dtype": self.dtype,
+            "backends": list(self.backends),
+            "quick": self.quick,
+            "info": self.info,
+            "records": [_jsonable(asdict(r)) for r in self.records],
+        }
+
+
+def _jsonable(d):
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def default_backends():
+    """Every available backend, leaving out cuda when it would run on the simulator."""
+    sim = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    return tuple(b for b in available_backends() if not (b == "cuda" and sim))
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class _Backend:
+    """How to put arrays on a backend, synchronise it and read results back."""
+
+    def __init__(self, name):
+        self.name = name
+        self.k = kernels_for(name)  # raises BackendError for cuda without a device
+        if name == "cuda":
+            from numba import cuda
+
+            self._cuda = cuda
+            self.to_dev = lambda x: cuda.to_device(np.ascontiguousarray(x))
+            self.empty = lambda shape, dtype: cuda.device_array(shape, dtype=dtype)
+            self.host = lambda x: x.copy_to_host()
+            self.sync = cuda.synchronize
+        else:
+            self.to_dev = lambda x: np.array(x, copy=True, order="C")
+            self.empty = lambda shape, dtype: np.empty(shape, dtype=dtype)
+            self.host = np.asarray
+            self.sync = lambda: None
+
+    @property
+    def is_cuda(self):
+        return self.name == "cuda"
+
+
+def _timeit(fn, sync, budget, repeats):
+    """Median seconds per call of ``fn`` (already warmed up), synchronised per batch."""
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    one = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, min(10000, int(budget / repeats / one)))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        sync()
+        samples.append((time.perf_counter() - t0) / inner)
+    return statistics.median(samples), inner
+
+
+def _check(name, backend, got, want, dtype, k_dim=1):
+    """Raise ``ProfileError`` unless ``got`` matches ``want`` within the dtype's tolerance.
+
+    rtol 1e-3 (float32) or 1e-9 (float64), atol rtol * max|want| * sqrt(K / 1024 + 1):
+    far below any error a wrong index or a race would make."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    rtol = 1e-3 if np.dtype(dtype) == np.float32 else 1e-9
+    scale = float(np.abs(want).max()) if want.size else 1.0
+    atol = rtol * max(scale, 1e-30) * math.sqrt(k_dim / 1024 + 1)
+    ok = got.shape == want.shape and bool(np.all(np.abs(got - want) <= atol + rtol * np.abs(want)))
+    if not ok:
+        bad = float(np.nanmax(np.abs(got - want))) if got.shape == want.shape else math.nan
+        raise ProfileError(
+            f"{name} on {backend}: result differs from the NumPy reference (max abs error {bad:.3g}, "
+            f"atol {atol:.3g}); not timed"
+        )
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass
+class _Case:
+    kernel: str
+    case: str
+    size: float
+    work: float
+    unit: str
+    make: object  # rng, dtype -> dict of host inputs
+    run: object  # (backend, inputs on backend, outputs) -> None; result in outputs
+    outputs: object  # (backend, host inputs) -> dict of outputs on backend
+    result: object  # outputs -> the array to check
+    reference: object  # host inputs -> expected array
+    k_dim: int = 1
+    to_host_keys: tuple = ()  # outputs copied back in the with-transfers timing
+
+
+def _matmul_case(label, m, k, n, trans_a=False, trans_b=False, size=None):
+    def make(rng, dtype):
+        a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+        b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+        return {"a": a, "b": b}
+
+    def run(be, x, out):
+        be.k.matmul(x["a"], x["b"], out=out["c"], trans_a=trans_a, trans_b=trans_b)
+
+    def ref(x):
+        from kernels import reference
+
+        return reference.matmul(x["a"], x["b"], trans_a=trans_a, trans_b=trans_b)
+
+    return _Case("matmul", label, size or round((m * k * n) ** (1 / 3), 1), 2.0 * m * k * n, "GFLOP/s", make, run,
+                 lambda be, x: {"c": be.empty((m, n), x["a"].dtype)}, lambda out: out["c"], ref, k_dim=k,
+                 to_host_keys=("c",))
+
+
+def _activation_case(name, n):
+    def make(rng, dtype):
+        return {"x": (rng.standard_normal(n) * 3).astype(dtype)}
+
+    def run(be, x, out):
+        getattr(be.k, name)(x["x"], out=out["y"])
+
+    def ref(x):
+        from kernels import reference
+
+        return getattr(reference, name)(x["x"])
+
+    return _Case(name, f"{n} elements", n, 2.0 * n, "GB/s", make, run,
+                 lambda be, x: {"y": be.empty(x["x"].shape, x["x"].dtype)}, lambda out: out["y"], ref,
+                 to_host_keys=("y",))
+
+
+def _softmax_case(rows, cols):
+    def make(rng, dtype):
+        return {"logits": (rng.standard_normal((rows, cols)) * 5).astype(dtype),
+                "labels": rng.integers(0, cols, rows).astype(np.int64)}
+
+    def outputs(be, x):
+        out = {"grad": be.empty((rows, cols), x["logits"].dtype)}
+        if be.is_cuda:
+            out["rows"] = be.empty((rows, 2), np.float64)
+            out["stats"] = be.empty(2, np.float64)
+        return out
+
+    def run(be, x, out):
+        if be.is_cuda:  # the device-level call: no per-call allocation, loss stays on the device
+            be.k.softmax_xent_into(x["logits"], x["labels"], out["grad"], out["rows"], out["stats"])
+        else:
+            be.k.softmax_cross_entropy(x["logits"], x["labels"], grad=out["grad"])
+
+    def ref(x):
+        from kernels import reference
+
+        return reference.softmax_cross_entropy(x["logits"], x["labels"])[1]
+
+    return _Case("softmax_xent", f"{rows}x{cols}", rows * cols, 2.0 * rows * cols, "GB/s", make, run, outputs,
+                 lambda out: out["grad"], ref, to_host_keys=("grad", "stats"))
+
+
+def _sgd_case(n, label=None):
+    lr = 1e-3
+
+    def make(rng, dtype):
+        return {"param": rng.standard_normal(n).astype(dtype), "grad": rng.standard_normal(n).astype(dtype)}
+
+    def outputs(be, x):
+        return {"p": be.to_dev(x["param"])}
+
+    def run(be, x, out):
+        be.k.sgd_update(out["p"], x["grad"], lr)
+
+    def ref(x):
+        return x["param"] - x["param"].dtype.type(lr) * x["grad"]
+
+    return _Case("sgd_update", label or f"{n} elements", n, 3.0 * n, "GB/s", make, run, outputs,
+                 lambda out: out["p"], ref, to_host_keys=("p",))
+
+
+def _element_bytes(case, dtype):
+    """Scale the element counts of GB/s cases into bytes for ``dtype``."""
+    if case.unit == "GB/s":
+        case.work *= np.dtype(dtype).itemsize
+    return case
+
+
+def _cases(quick, sizes, dtype):
+    mlp, batch = (QUICK_MLP_SIZES, QUICK_BATCH) if quick else (MLP_SIZES, MLP_BATCH)
+    squares = sizes or (QUICK_SQUARES if quick else SQUARES)
+    elements = QUICK_ELEMENTS if quick else ELEMENTS
+    softmax = QUICK_SOFTMAX_SHAPES if quick else SOFTMAX_SHAPES
+    h = mlp[1]
+    cases = [
+        _matmul_case(f"mlp forward {batch}x{mlp[0]} @ {mlp[0]}x{h}", batch, mlp[0], h),
+        _matmul_case(f"mlp dW x.T @ dz {mlp[0]}x{batch} @ {batch}x{h}", mlp[0], batch, h, trans_a=True),
+        _matmul_case(f"mlp dx dz @ W.T {batch}x{h} @ {h}x{h}", batch, h, h, trans_b=True),
+    ]
+    cases += [_matmul_case(f"{n}^2", n, n, n, size=n) for n in squares]
+    for name in ("sigmoid", "tanh", "relu"):
+        cases += [_activation_case(name, n) for n in elements]
+    cases += [_softmax_case(r, c) for r, c in softmax]
+    n_params = sum(fi * fo + fo for fi, fo in zip(mlp[:-1], mlp[1:]))
+    cases += [_sgd_case(n_params, f"mlp params ({n_params})")] + [_sgd_case(n) for n in elements]
+    return [_element_bytes(c, dtype) for c in cases]
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _measure_case(case, be, host_inputs, dtype, budget, repeats):
+    inputs = {k: be.to_dev(v) for k, v in host_inputs.items()}
+    outputs = case.outputs(be, host_inputs)
+    case.run(be, inputs, outputs)  # warm-up (compiles) and the checked result
+    be.sync()
+    _check(f"{case.kernel} {case.case}", be.name, be.host(case.result(outputs)), case.reference(host_inputs), dtype,
+           case.k_dim)
+    t, inner = _timeit(lambda: case.run(be, inputs, outputs), be.sync, budget, repeats)
+    t_xfer = math.nan
+    if be.is_cuda:
+        def with_transfers():
+            dev = {k: be.to_dev(v) for k, v in host_inputs.items()}
+            case.run(be, dev, outputs)
+            for key in case.to_host_keys:
+                if key in outputs:
+                    be.host(outputs[key])
+
+        t_xfer, _ = _timeit(with_transfers, be.sync, budget, repeats)
+    return ProfileRecord(case.kernel, case.case, be.name, float(case.size), t, t_xfer, float(case.work), case.unit,
+                         case.work / t / 1e9, inner=inner, repeats=repeats)
+
+
+def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
+    from .mlp import MLP
+
+    sizes, batch = (QUICK_MLP_SIZES, QUICK_BATCH) if quick else (MLP_SIZES, MLP_BATCH)
+    rng = np.random.default_rng(7)
+    x = rng.random((batch, sizes[0])).astype(dtype)
+    labels = rng.integers(0, sizes[-1], batch).astype(np.int64)
+    lr = 0.01
+    flops = 6.0 * batch * sum(fi * fo for fi, fo in zip(sizes[:-1], sizes[1:]))
+    case = f"MLP {'-'.join(map(str, sizes))} relu, batch {batch}"
+    if "loss" not in ref_loss_cache:
+        ref_loss_cache["loss"] = MLP(sizes, "relu", "he", backend="numpy", dtype=dtype, seed=0).train_step(x, labels, lr)
+    model = MLP(sizes, "relu", "he", backend=be.name, dtype=dtype, seed=0)
+    loss = model.train_step(x, labels, lr)  # warm-up and check
+    want = ref_loss_cache["loss"]
+    if not abs(loss - want) <= (1e-4 if np.dtype(dtype) == np.float32 else 1e-10) * max(1.0, abs(want)):
+        raise ProfileError(f"train_step on {be.name}: loss {loss} differs from the NumPy reference {want}; not timed")
+    t_xfer = math.nan
+    if be.is_cuda:
+        engine = model._engine
+        engine.set_dataset(x, labels)
+        idx = np.arange(batch)
+        engine.train_step_indices(idx, lr, return_loss=False)
+        be.sync()
+        t, inner = _timeit(lambda: engine.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats)
+        t_xfer, _ = _timeit(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
+    else:
+        t, inner = _timeit(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
+    return ProfileRecord("train_step", case, be.name, float(batch), t, t_xfer, flops, "GFLOP/s", flops / t / 1e9,
+                         inner=inner, repeats=repeats)
+
+
+def _device_info(backends):
+    info = {"python": platform.python_version(), "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+    except ImportError:
+        pass
+    if "cuda" in backends:
+        from numba import cuda
+
+        try:
+            name = cuda.get_current_device().name
+            info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        except Exception as exc:  # the simulator has a fake device
+            info["gpu"] = f"unknown ({type(exc).__name__})"
+        info["cuda_simulator"] = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    return info
+
+
+KERNELS = ("matmul", "sigmoid", "tanh", "relu", "softmax_xent", "sgd_update", "train_step")
+
+
+def run_profile(backends=None, *, quick=False, dtype="float32", sizes=None, budget=None, repeats=None,
+                kernels=None, seed=0, log=None):
+    """Profile each backend; return a :class:`ProfileResult`.
+
+    ``backends``: names from ``numpy``, ``cpu``, ``cuda`` (default
+    :func:`default_backends`); ``quick``: small sizes, short timings (tests);
+    ``dtype``: ``float32`` or ``float64``; ``sizes``: the matmul squares
+    (default 1024 2048 4096, quick 32 64); ``budget``: seconds of timing per
+    case and backend (default 0.5, quick 0.02); ``repeats``: timed batches
+    per case (median taken; default 5, quick 3); ``kernels``: only these
+    names of ``KERNELS`` (default all). ``log`` is called with a
+    progress line per case. Raises ``BackendError`` for an unknown or
+    unusable backend and ``ProfileError`` if a result disagrees with the
+    reference.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    backends = tuple(default_backends() if not backends else backends)
+    for name in backends:
+        check_backend(name)
+    if len(set(backends)) != len(backends):
+        raise ValueError(f"backends must not repeat, got {' '.join(backends)}")
+    if sizes is not None and (not sizes or any(int(s) < 1 for s in sizes)):
+        raise ValueError(f"sizes must be positive integers, got {sizes!r}")
+    kernels = tuple(KERNELS if not kernels else kernels)
+    unknown = [k for k in kernels if k not in KERNELS]
+    if unknown:
+        raise ValueError(f"unknown kernel {unknown[0]!r}; expected some of {', '.join(KERNELS)}")
+    budget = budget if budget is not None else (0.02 if quick else 0.5)
+    repeats = repeats if repeats is not None else (3 if quick else 5)
+    order = sorted(backends, key=BACKENDS.index)
+    bes = [_Backend(name) for name in order]  # BackendError before any work
+    rng = np.random.default_rng(seed)
+    records = []
+    cases = [c for c in _cases(quick, tuple(int(s) for s in sizes) if sizes else None, dtype) if c.kernel in kernels]
+    for case in cases:
+        host_inputs = case.make(rng, dtype)
+        for be in bes:
+            if log:
+                log(f"{case.kernel} {case.case} on {be.name}")
+            records.append(_measure_case(case, be, host_inputs, dtype, budget, repeats))
+    train_cache = {}
+    for be in bes if "train_step" in kernels else ():
+        if log:
+            log(f"train_step on {be.name}")
+        records.append(_train_records(be, quick, dtype, budget, repeats, train_cache))
+    _fill_speedups(records)
+    return ProfileResult(records, dtype.name, tuple(order), bool(quick), _device_info(order))
+
+
+def _fill_speedups(records):
+    base = {(r.kernel, r.case): r.time_s for r in records if r.backend == "numpy"}
+    for r in records:
+        t = base.get((r.kernel, r.case))
+        r.speedup = t / r.time_s if t else math.nan
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt_time(t):
+    if not math.isfinite(t):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t / 1e-9:.3g} ns"
+
+
+def format_table(result):
+    """The profile as an aligned text table (one row per case and backend)."""
+    head = ("kernel", "case", "backend", "time", "w/ transfers", "throughput", "vs numpy")
+    rows = [head]
+    for r in result.records:
+        rows.append((
+            r.kernel, r.case, r.backend, _fmt_time(r.time_s), _fmt_time(r.time_xfer_s),
+            f"{r.throughput:.3g} {r.unit}", "-" if not math.isfinite(r.speedup) else f"{r.speedup:.2f}x",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    info = ", ".join(f"{k}={v}" for k, v in result.info.items())
+    lines.append(f"dtype {result.dtype}; {info}")
+    lines.append("time: median per call, warm-up excluded, device synchronised; "
+                 "w/ transfers: CUDA including host<->device copies")
+    return "\n".join(lines)
+
+
+_COLUMNS = ("kernel", "case", "size", "time_s", "time_xfer_s", "work", "unit", "throughput", "speedup", "inner",
+            "repeats")
+
+
+def write_profile(f, result):
+    """Write ``result`` into an open results file under ``/profile/<dtype>/<backend>``.
+
+    Each group holds one column per record field (``kernel``, ``case``,
+    ``unit`` as UTF-8 strings; ``size``, ``time_s``, ``time_xfer_s``,
+    ``work``, ``throughput``, ``speedup`` float64; ``inner``, ``repeats``
+    int64) and the attrs ``quick`` and the device info. Returns the group
+    paths written; other backends' groups are kept.
+    """
+    import h5py
+
+    from .store import replace_group
+
+    paths = []
+    for backend in result.backends:
+        rows = [r for r in result.records if r.backend == backend]
+        path = f"/profile/{result.dtype}/{backend}"
+        attrs = {"quick": result.quick, "dtype": result.dtype, "backend": backend}
+        attrs.update({k: v for k, v in result.info.items() if v is not None})
+        g = replace_group(f, path, attrs)
+        text = h5py.string_dtype("utf-8")
+        for col in _COLUMNS:
+            values = [getattr(r, col) for r in rows]
+            if col in ("kernel", "case", "unit"):
+                g.create_dataset(col, data=np.array(values, dtype=object), dtype=text)
+            elif col in ("inner", "repeats"):
+                g.create_dataset(col, data=np.array(values, dtype=np.int64))
+            else:
+                g.create_dataset(col, data=np.array(values, dtype=np.float64))
+        paths.append(path)
+    return paths
+
+
+def write_json(path, result):
+    """Write ``result`` as JSON (NaN as null) atomically; return the path."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write {path}: folder {folder} does not exist")
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(result.to_dict(), fh, indent=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_profile(f, dtype="float32"):
+    """Read ``/profile/<dtype>/*`` back from an open results file as a list of :class:`ProfileRecord`."""
+    records = []
+    group = f[f"/profile/{dtype}"]
+    for backend in group:
+        g = group[backend]
+        cols = {c: g[c][()] for c in _COLUMNS}
+        for i in range(len(cols["kernel"])):
+            vals = {c: cols[c][i] for c in _COLUMNS}
+            for c in ("kernel", "case", "unit"):
+                v = vals[c]
+                vals[c] = v.decode() if isinstance(v, bytes) else str(v)
+            for c in ("size", "time_s", "time_xfer_s", "work", "throughput", "speedup"):
+                vals[c] = float(vals[c])
+            vals["inner"], vals["repeats"] = int(vals["inner"]), int(vals["repeats"])
+            records.append(ProfileRecord(backend=backend, **vals))
+    return records
+
