@@ -1,0 +1,132 @@
+"""Tests of ``fastinit profile`` (quick sizes; timings themselves are not asserted)."""
+
+import json
+import math
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ON_SIMULATOR
+
+from fastinit import profile as prof
+
+
+def _fast(**kw):
+    """A tiny profile: quick sizes, one timed batch, no timing budget."""
+    kw.setdefault("quick", True)
+    kw.setdefault("budget", 0.0)
+    kw.setdefault("repeats", 1)
+    return prof.run_profile(**kw)
+
+
+def test_records_cover_every_case_with_speedups_against_numpy():
+    result = _fast(backends=("cpu", "numpy"), kernels=("matmul", "relu", "softmax_xent", "sgd_update"))
+    assert result.backends == ("numpy", "cpu")  # canonical order
+    kinds = {(r.kernel, r.backend) for r in result.records}
+    for kernel in ("matmul", "relu", "softmax_xent", "sgd_update"):
+        assert {(kernel, "numpy"), (kernel, "cpu")} <= kinds
+    cases = {r.case for r in result.records if r.kernel == "matmul"}
+    assert {"32^2", "64^2"} <= cases and any(c.startswith("mlp dW") for c in cases)
+    for r in result.records:
+        assert r.time_s > 0 and r.throughput > 0 and math.isnan(r.time_xfer_s)
+        assert r.unit == ("GFLOP/s" if r.kernel == "matmul" else "GB/s")
+        if r.backend == "numpy":
+            assert r.speedup == pytest.approx(1.0)
+        else:
+            assert r.speedup > 0
+    mm = next(r for r in result.records if r.case == "64^2" and r.backend == "numpy")
+    assert mm.work == 2 * 64**3
+    relu = next(r for r in result.records if r.kernel == "relu" and r.backend == "numpy" and r.size == 1024)
+    assert relu.work == 2 * 1024 * 4  # float32: read + write
+
+
+def test_wrong_results_are_refused_before_timing(monkeypatch):
+    import kernels.cpu as cpu
+
+    def bad_relu(x, out=None):
+        out[...] = 1.0
+        return out
+
+    monkeypatch.setattr(cpu, "relu", bad_relu)
+    with pytest.raises(prof.ProfileError, match="relu .* on cpu: result differs"):
+        _fast(backends=("cpu",), kernels=("relu",))
+
+
+def test_argument_errors():
+    from fastinit.backends import BackendError
+
+    with pytest.raises(BackendError, match="unknown backend"):
+        _fast(backends=("gpu",))
+    with pytest.raises(ValueError, match="unknown kernel"):
+        _fast(backends=("numpy",), kernels=("conv",))
+    with pytest.raises(ValueError, match="must not repeat"):
+        _fast(backends=("numpy", "numpy"))
+    with pytest.raises(ValueError, match="dtype"):
+        _fast(backends=("numpy",), dtype="int32")
+
+
+def test_default_backends_skip_the_simulator(monkeypatch):
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    assert "cuda" not in prof.default_backends()
+    assert prof.default_backends()[:2] == ("numpy", "cpu")
+
+
+def test_hdf5_and_json_round_trip(tmp_path):
+    from fastinit.store import open_results
+
+    result = _fast(backends=("numpy",), kernels=("sigmoid", "train_step"))
+    path = tmp_path / "r.h5"
+    with open_results(str(path)) as f:
+        paths = prof.write_profile(f, result)
+    assert paths == ["/profile/float32/numpy"]
+    with h5py.File(path, "r") as f:
+        back = prof.read_profile(f)
+        assert f["/profile/float32/numpy"].attrs["quick"]
+    assert [(r.kernel, r.case) for r in back] == [(r.kernel, r.case) for r in result.records]
+    np.testing.assert_allclose([r.time_s for r in back], [r.time_s for r in result.records])
+    train = [r for r in back if r.kernel == "train_step"]
+    assert len(train) == 1 and train[0].unit == "GFLOP/s"
+    jpath = tmp_path / "r.json"
+    prof.write_json(str(jpath), result)
+    data = json.loads(jpath.read_text())
+    assert data["dtype"] == "float32" and len(data["records"]) == len(result.records)
+    assert data["records"][0]["time_xfer_s"] is None  # NaN becomes null
+    assert "kernel" in prof.format_table(result).splitlines()[0]
+
+
+@pytest.mark.skipif(not ON_SIMULATOR, reason="exercises the cuda path on the simulator only")
+def test_cuda_path_on_the_simulator_when_asked_explicitly():
+    from fastinit.backends import cuda_available
+
+    if not cuda_available():
+        pytest.skip("numba.cuda unavailable")
+    result = _fast(backends=("numpy", "cuda"), kernels=("softmax_xent",))
+    cuda_rows = [r for r in result.records if r.backend == "cuda"]
+    assert cuda_rows and all(r.time_xfer_s > 0 for r in cuda_rows)
+    assert result.info.get("cuda_simulator") is True
+
+
+def test_cli_quick_profile_writes_h5_json_and_figure(tmp_path, capsys):
+    from fastinit.cli import main
+
+    out, js, png = tmp_path / "p.h5", tmp_path / "p.json", tmp_path / "p.png"
+    status = main(["profile", "--quick", "--backends", "numpy", "--kernels", "matmul", "sgd_update", "train_step",
+                   "--budget", "0.001", "--out", str(out), "--json", str(js), "--plot", str(png), "-q"])
+    assert status == 0
+    assert out.exists() and js.exists() and png.stat().st_size > 1000
+    with h5py.File(out, "r") as f:
+        kernels = {k.decode() if isinstance(k, bytes) else k for k in f["/profile/float32/numpy/kernel"][()]}
+    assert kernels == {"matmul", "sgd_update", "train_step"}
+    captured = capsys.readouterr()
+    assert captured.out == ""  # -q
+
+
+def test_cli_bad_path_fails_before_work(tmp_path, capsys):
+    from fastinit.cli import main
+
+    status = main(["profile", "--quick", "--backends", "numpy", "--plot", str(tmp_path / "missing" / "p.png"),
+                   "--out", str(tmp_path / "p.h5")])
+    assert status != 0
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "p.h5").exists()
