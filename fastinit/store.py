@@ -66,6 +66,8 @@ __all__ = [
 CHUNK_BYTES = 1 << 20
 #: Datasets with at most this many elements have their values read by describe().
 SMALL_DATASET = 256
+#: 1-D numeric datasets with at most this many elements get a summary (first, last, min, max).
+SUMMARY_DATASET = 1_000_000
 
 # temp file name -> paths of the groups this session created with replace_group
 _SESSION_GROUPS = {}
@@ -396,6 +398,7 @@ class NodeInfo:
     chunks: tuple = None
     compression: str = None
     value: object = None  # numpy array for small datasets (<= SMALL_DATASET elements), else None
+    summary: dict = None  # 1-D numeric datasets up to SUMMARY_DATASET elements: first, last, min, max, nonfinite
 
     @property
     def depth(self):
@@ -454,9 +457,18 @@ def describe(path):
             attrs = {k: _plain(v) for k, v in obj.attrs.items()}
             full = "/" + name
             if isinstance(obj, h5py.Dataset):
-                value = obj[()] if obj.size <= SMALL_DATASET and obj.dtype.kind in "fiub" else None
+                numeric = obj.dtype.kind in "fiub"
+                value = obj[()] if obj.size <= SMALL_DATASET and numeric else None
+                summary = None
+                if numeric and obj.ndim == 1 and 0 < obj.size <= SUMMARY_DATASET:
+                    data = np.asarray(value if value is not None else obj[()], dtype=np.float64)
+                    finite = data[np.isfinite(data)]
+                    summary = {"first": data[0], "last": data[-1],
+                               "min": finite.min() if finite.size else np.nan,
+                               "max": finite.max() if finite.size else np.nan,
+                               "nonfinite": int(data.size - finite.size)}
                 nodes.append(NodeInfo(full, "dataset", attrs, tuple(obj.shape), str(obj.dtype), obj.chunks,
-                                      obj.compression, value))
+                                      obj.compression, value, summary))
             else:
                 nodes.append(NodeInfo(full, "group", attrs))
 
@@ -497,6 +509,13 @@ def _fmt_size(n):
         n /= 1024.0
 
 
+def _int_attr(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _shape_text(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -524,9 +543,11 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
 
     A header (size, version, times, last command), the tree of groups and
     datasets under ``group`` (shape, dtype, compression, the informative attrs
-    or all of them with ``all_attrs``), then, with ``stats``, one table per
-    group that holds per-layer statistics (two or more short 1-D numeric
-    datasets of the same length). Raises ``StoreError`` if ``group`` is not in
+    or all of them with ``all_attrs``; first/last/min/max of 1-D series such
+    as losses), then, with ``stats``, a table for every group that holds two
+    or more short 1-D numeric datasets of the same length (per-layer
+    statistics when the group's ``layers`` attr matches), one table for all
+    sibling groups with the same columns. Raises ``StoreError`` if ``group`` is not in
     the file.
     """
     group = "/" + group.strip("/") if group.strip("/") else "/"
@@ -558,8 +579,9 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
             label = f"{indent}{n.name if n.depth > base_depth or group == '/' else n.path}/"
             shown = {k: v for k, v in n.attrs.items() if all_attrs or (k not in QUIET_ATTRS and k != "status")}
             status = n.attrs.get("status")
-            extra = (f"[{status}] " if status else "") + " ".join(f"{k}={_fmt_value(v)}" for k, v in shown.items())
-            lines.append(f"{label:<{name_width}}  {extra}".rstrip())
+            words = ([f"[{status}]"] if status else []) + [
+                f"{k}={_fmt_value(v) if all_attrs else _short(_fmt_value(v))}" for k, v in shown.items()]
+            lines += _wrap(f"{label:<{name_width}}  ", words, " " * (len(indent) + 4))
         else:
             parent = n.path.rsplit("/", 1)[0] or "/"
             cols = tabled.setdefault(parent, _stat_columns(info, parent) if stats and not all_attrs else None)
@@ -567,13 +589,20 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
                 if n.name != min(cols):  # the whole table is listed on the line of its first dataset
                     continue
                 label = f"{indent}{', '.join(sorted(cols))}"
-                lines.append(f"{label}  {_shape_text(n.shape)} {n.dtype}  (per-layer table below)")
+                lines.append(f"{label}  {_shape_text(n.shape)} each  (table below)")
                 continue
             label = f"{indent}{n.name}"
             detail = f"{_shape_text(n.shape):<18} {n.dtype:<8}"
             if n.compression:
                 detail += f" {n.compression}, chunks {n.chunks}"
             lines.append(f"{label:<{name_width}}  {detail}".rstrip())
+            if n.summary is not None:
+                sm = n.summary
+                text = (f"first {sm['first']:.4g}, last {sm['last']:.4g}, min {sm['min']:.4g}, "
+                        f"max {sm['max']:.4g}")
+                if sm["nonfinite"]:
+                    text += f", {sm['nonfinite']} NaN/Inf"
+                lines.append(f"{'':<{name_width}}    {text}")
             if all_attrs:
                 for k, v in n.attrs.items():
                     lines.append(f"{'':<{name_width}}    {k} = {_fmt_value(v)}")
@@ -595,27 +624,57 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
             by_parent[key].append((g.name, g.path, cols))
         for key in tables:
             members = by_parent[key]
+            length = key[2]
+            per_layer = all(_int_attr(info.node(path).attrs.get("layers")) == length for _, path, _ in members)
             lines.append("")
-            lines += _stat_table(key[0], members) if len(members) > 1 else _stat_table(None, members)
+            lines += _stat_table(key[0] if len(members) > 1 else None, members, per_layer)
     return "\n".join(lines)
 
 
-def _stat_table(parent, members):
-    """Lines of one per-layer table; with ``parent``, one block of rows per member group."""
+def _stat_table(parent, members, per_layer):
+    """Lines of one table; with ``parent``, one block of rows per member group.
+
+    ``per_layer``: rows are layers (numbered from 1); otherwise rows are
+    plain indices (from 0) and the table is titled as side-by-side datasets.
+    """
     names = list(members[0][2])
     widths = {k: max(10, len(k)) for k in names}
+    index = "layer" if per_layer else "index"
+    title = "per-layer" if per_layer else "short datasets side by side"
     if parent is None:
         _, path, cols = members[0]
-        out = [f"{path}  per-layer", "  " + f"{'layer':>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
+        out = [f"{path}  {title}", "  " + f"{index:>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
         label_width = 0
     else:
         label_width = max(len("group"), max(len(m[0]) for m in members))
-        out = [f"{parent}/*  per-layer",
-               "  " + f"{'group':<{label_width}}  {'layer':>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
+        out = [f"{parent}/*  {title}",
+               "  " + f"{'group':<{label_width}}  {index:>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
     for name, _, cols in members:
         length = len(next(iter(cols.values())))
         for i in range(length):
-            cells = "  ".join(f"{float(cols[k][i]):>{widths[k]}.4g}" for k in names)
+            cells = "  ".join(_cell(cols[k][i], widths[k]) for k in names)
             label = "" if parent is None else f"{(name if i == 0 else ''):<{label_width}}  "
-            out.append("  " + label + f"{i + 1:>5}  " + cells)
+            out.append("  " + label + f"{i + 1 if per_layer else i:>5}  " + cells)
     return out
+
+
+def _cell(value, width):
+    if np.issubdtype(np.asarray(value).dtype, np.integer):
+        return f"{int(value):>{width}d}"
+    return f"{float(value):>{width}.4g}"
+
+
+def _short(text, limit=48):
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _wrap(first, words, indent, width=110):
+    """Lay ``words`` out after ``first``, continuing on lines starting with ``indent``."""
+    lines, line = [], first
+    for w in words:
+        if line.strip() and len(line) + len(w) + 1 > width and line not in (first,):
+            lines.append(line.rstrip())
+            line = indent + "  "
+        line += w + " "
+    lines.append(line.rstrip())
+    return lines

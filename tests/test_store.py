@@ -188,3 +188,33 @@ def test_replace_group_rejects_empty_path(tmp_path):
     with pytest.raises(ValueError, match="group path"):
         with open_results(tmp_path / "r.h5") as f:
             replace_group(f, "/")
+
+
+def test_format_info_tables_and_series(tmp_path):
+    from fastinit.store import format_info
+
+    path = tmp_path / "r.h5"
+    with open_results(path, command_line="fastinit x") as f:
+        for name, scale in (("a", 1.0), ("b", 2.0)):
+            g = replace_group(f, f"/exp/{name}", attrs={"layers": 3, "note": "x" * 200})
+            g.create_dataset("mean", data=scale * np.array([0.1, 0.2, 0.3]))
+            g.create_dataset("std", data=scale * np.array([1.0, 2.0, 3.0]))
+        t = replace_group(f, "/run")
+        t.create_dataset("step", data=np.array([0, 10]))
+        t.create_dataset("acc", data=np.array([0.5, 0.75]))
+        loss = create_appendable(t, "loss", (), "float64")
+        append(loss, np.array([3.0, np.nan, 1.5, 2.0]))
+    text = format_info(describe(path))
+    lines = text.splitlines()
+    assert "/exp/*  per-layer" in text and "/run  short datasets side by side" in text
+    header = lines.index(next(line for line in lines if line.split()[:2] == ["group", "layer"]))
+    assert lines[header].split() == ["group", "layer", "mean", "std"]
+    assert lines[header + 4].split() == ["b", "1", "0.2", "2"]
+    assert "mean, std  (3,) each  (table below)" in text
+    assert "first 3, last 2, min 1.5, max 3, 1 NaN/Inf" in text
+    assert "x" * 60 not in text and "..." in text  # long attrs are cut
+    assert "x" * 200 in format_info(describe(path), all_attrs=True)
+    run_table = lines[lines.index("/run  short datasets side by side") + 1:]
+    assert run_table[0].split() == ["index", "acc", "step"] and run_table[2].split() == ["1", "0.75", "10"]
+    with pytest.raises(StoreError, match="has no group /nope; top-level groups: /exp, /run"):
+        format_info(describe(path), "/nope")
