@@ -130,3 +130,23 @@ def test_cli_bad_path_fails_before_work(tmp_path, capsys):
     assert status != 0
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_cli_cuda_without_a_device_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
+    env.pop("FASTINIT_TEST_GPU", None)
+    probe = subprocess.run([sys.executable, "-c", "from numba import cuda; print(int(cuda.is_available()))"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    if probe.stdout.strip().endswith("1"):
+        pytest.skip("a real GPU is present")
+    from fastinit.backends import NO_CUDA_MESSAGE
+
+    res = subprocess.run([sys.executable, "-m", "fastinit", "profile", "--backends", "cuda", "--quick",
+                          "--out", str(tmp_path / "p.h5")], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"fastinit: error: {NO_CUDA_MESSAGE}"
+    assert not (tmp_path / "p.h5").exists()
