@@ -284,40 +284,47 @@ def _tanh1_impl(v):
 
 @njit(**_OPTS)
 def _fwd_range(x, out, code, lo, hi):
+    # Loops run over slices from 0 so LLVM can prove indices are non-negative
+    # (no wraparound selects) and vectorise.
+    xs = x[lo:hi]
+    os = out[lo:hi]
     if code == SIGMOID:
-        for i in range(lo, hi):
-            out[i] = _sigmoid1(x[i])
+        for i in range(xs.size):
+            os[i] = _sigmoid1(xs[i])
     elif code == TANH:
-        for i in range(lo, hi):
-            out[i] = _tanh1(x[i])
+        for i in range(xs.size):
+            os[i] = _tanh1(xs[i])
     elif code == RELU:
         zero = x.dtype.type(0)
-        for i in range(lo, hi):
-            v = x[i]
-            out[i] = zero if v < zero else v  # NaN passes through, like np.maximum
+        for i in range(xs.size):
+            v = xs[i]
+            os[i] = zero if v < zero else v  # NaN passes through, like np.maximum
     else:
-        for i in range(lo, hi):
-            out[i] = x[i]
+        for i in range(xs.size):
+            os[i] = xs[i]
 
 
 @njit(**_OPTS)
 def _bwd_range(y, dy, code, out, lo, hi):
     one = y.dtype.type(1)
     zero = y.dtype.type(0)
+    ys = y[lo:hi]
+    ds = dy[lo:hi]
+    os = out[lo:hi]
     if code == SIGMOID:
-        for i in range(lo, hi):
-            v = y[i]
-            out[i] = dy[i] * v * (one - v)
+        for i in range(ys.size):
+            v = ys[i]
+            os[i] = ds[i] * v * (one - v)
     elif code == TANH:
-        for i in range(lo, hi):
-            v = y[i]
-            out[i] = dy[i] * (one - v * v)
+        for i in range(ys.size):
+            v = ys[i]
+            os[i] = ds[i] * (one - v * v)
     elif code == RELU:
-        for i in range(lo, hi):
-            out[i] = dy[i] if y[i] > zero else zero
+        for i in range(ys.size):
+            os[i] = ds[i] if ys[i] > zero else zero
     else:
-        for i in range(lo, hi):
-            out[i] = dy[i]
+        for i in range(ys.size):
+            os[i] = ds[i]
 
 
 @njit(parallel=True, **_OPTS)
@@ -397,12 +404,12 @@ def bias_activation_into(z, b, has_bias, code):
 @njit(**_OPTS)
 def _colsum_cols(x, out, j0, j1):
     n = x.shape[0]
-    for j in range(j0, j1):
-        out[j] = 0
+    o = out[j0:j1]
+    o[:] = 0
     for i in range(n):
-        row = x[i]
-        for j in range(j0, j1):
-            out[j] += row[j]
+        row = x[i, j0:j1]
+        for j in range(o.size):
+            o[j] += row[j]
 
 
 @njit(parallel=True, **_OPTS)
@@ -425,8 +432,10 @@ def column_sum_into(x, out):
 
 @njit(**_OPTS)
 def _sgd_range(p, g, lr, lo, hi):
-    for i in range(lo, hi):
-        p[i] -= lr * g[i]
+    ps = p[lo:hi]
+    gs = g[lo:hi]
+    for i in range(ps.size):
+        ps[i] -= lr * gs[i]
 
 
 @njit(parallel=True, **_OPTS)
@@ -520,15 +529,15 @@ def _k44(A, Bt, C, i, j, p0, p1, acc):
     z = A.dtype.type(0)
     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
     s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-    a0 = A[i]
-    a1 = A[i + 1]
-    a2 = A[i + 2]
-    a3 = A[i + 3]
-    b0 = Bt[j]
-    b1 = Bt[j + 1]
-    b2 = Bt[j + 2]
-    b3 = Bt[j + 3]
-    for p in range(p0, p1):
+    a0 = A[i, p0:p1]
+    a1 = A[i + 1, p0:p1]
+    a2 = A[i + 2, p0:p1]
+    a3 = A[i + 3, p0:p1]
+    b0 = Bt[j, p0:p1]
+    b1 = Bt[j + 1, p0:p1]
+    b2 = Bt[j + 2, p0:p1]
+    b3 = Bt[j + 3, p0:p1]
+    for p in range(a0.size):
         x0 = a0[p]
         x1 = a1[p]
         x2 = a2[p]
@@ -593,12 +602,12 @@ def _k14(A, Bt, C, i, j, p0, p1, acc):
     """C[i, j:j+4] (+)= A[i, p0:p1] @ Bt[j:j+4, p0:p1].T (leftover rows)."""
     z = A.dtype.type(0)
     s0 = s1 = s2 = s3 = z
-    a = A[i]
-    b0 = Bt[j]
-    b1 = Bt[j + 1]
-    b2 = Bt[j + 2]
-    b3 = Bt[j + 3]
-    for p in range(p0, p1):
+    a = A[i, p0:p1]
+    b0 = Bt[j, p0:p1]
+    b1 = Bt[j + 1, p0:p1]
+    b2 = Bt[j + 2, p0:p1]
+    b3 = Bt[j + 3, p0:p1]
+    for p in range(a.size):
         x = a[p]
         s0 += x * b0[p]
         s1 += x * b1[p]
@@ -620,12 +629,12 @@ def _k41(A, Bt, C, i, j, p0, p1, acc):
     """C[i:i+4, j] (+)= A[i:i+4, p0:p1] @ Bt[j, p0:p1] (leftover columns)."""
     z = A.dtype.type(0)
     s0 = s1 = s2 = s3 = z
-    b = Bt[j]
-    a0 = A[i]
-    a1 = A[i + 1]
-    a2 = A[i + 2]
-    a3 = A[i + 3]
-    for p in range(p0, p1):
+    b = Bt[j, p0:p1]
+    a0 = A[i, p0:p1]
+    a1 = A[i + 1, p0:p1]
+    a2 = A[i + 2, p0:p1]
+    a3 = A[i + 3, p0:p1]
+    for p in range(b.size):
         y = b[p]
         s0 += a0[p] * y
         s1 += a1[p] * y
@@ -646,9 +655,9 @@ def _k41(A, Bt, C, i, j, p0, p1, acc):
 def _k11(A, Bt, C, i, j, p0, p1, acc):
     """C[i, j] (+)= A[i, p0:p1] . Bt[j, p0:p1]."""
     s = A.dtype.type(0)
-    a = A[i]
-    b = Bt[j]
-    for p in range(p0, p1):
+    a = A[i, p0:p1]
+    b = Bt[j, p0:p1]
+    for p in range(a.size):
         s += a[p] * b[p]
     if acc:
         s += C[i, j]

@@ -1,0 +1,212 @@
+"""Shared helpers for the pytest-benchmark suite (``pytest bench --benchmark-only``).
+
+- ``--bench-large``: also run the large sizes (e.g. 2048^3 matmul, 1e7 elements);
+- ``--bench-assert-targets``: fail a benchmark that misses its performance
+  target (by default targets are only recorded in ``extra_info``, because a
+  shared or busy machine makes single timings noisy);
+- ``bench_backend`` fixture: numpy, cpu, and cuda only when a real GPU is
+  present (never the simulator: its timings mean nothing);
+- ``check_then_time(benchmark, fn, expected, ...)``: check the result against
+  the NumPy reference, warm up (JIT compilation excluded), then time with the
+  device synchronised, and record GFLOP/s or GB/s and the speed-up over numpy
+  measured in the same process.
+"""
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+LARGE_OPTION = "--bench-large"
+ASSERT_OPTION = "--bench-assert-targets"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("fastinit benchmarks")
+    group.addoption(LARGE_OPTION, action="store_true", default=False, help="also run the large benchmark sizes")
+    group.addoption(
+        ASSERT_OPTION,
+        action="store_true",
+        default=False,
+        help="fail benchmarks that miss their speed-up target (default: record it in extra_info only)",
+    )
+
+
+_SETTINGS = {"assert_targets": False}
+
+
+def pytest_configure(config):
+    _SETTINGS["assert_targets"] = bool(config.getoption(ASSERT_OPTION))
+    config.addinivalue_line("markers", "large: a large benchmark size, run only with --bench-large")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption(LARGE_OPTION):
+        return
+    skip = pytest.mark.skip(reason=f"large size: pass {LARGE_OPTION} to run it")
+    for item in items:
+        if "large" in item.keywords:
+            item.add_marker(skip)
+
+
+def real_gpu_available():
+    """True only for a real CUDA device (the simulator does not count)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1":
+        return False
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:
+        return False
+
+
+class BenchBackend:
+    """A kernel module plus host/device moves and a synchronise for timing."""
+
+    def __init__(self, name):
+        self.name = name
+        if name == "cuda":
+            from numba import cuda
+
+            import kernels.cuda as module
+
+            self.to_device = lambda x: cuda.to_device(np.ascontiguousarray(x))
+            self.to_host = lambda x: x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
+            self.sync = cuda.synchronize
+        else:
+            import importlib
+
+            module = importlib.import_module("kernels.reference" if name == "numpy" else "kernels.cpu")
+            self.to_device = np.ascontiguousarray
+            self.to_host = np.asarray
+            self.sync = lambda: None
+        self.k = module
+
+    def __repr__(self):
+        return f"BenchBackend({self.name!r})"
+
+
+BENCH_BACKENDS = ["numpy", "cpu"] + (["cuda"] if real_gpu_available() else [])
+
+
+@pytest.fixture(params=BENCH_BACKENDS, scope="session")
+def bench_backend(request):
+    """numpy, cpu, and cuda when a real GPU is present."""
+    return BenchBackend(request.param)
+
+
+# Median seconds of each group's numpy variant, measured once per process.
+_NUMPY_TIMES = {}
+
+
+def median_time(fn, sync=lambda: None, min_time=0.2, min_runs=5, max_runs=1000):
+    """Median wall time of ``fn()`` (synchronised), after one warm-up call."""
+    fn()
+    sync()
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def numpy_time(group, numpy_fn):
+    """The numpy variant's median time for ``group`` (measured on first use, then cached)."""
+    if group not in _NUMPY_TIMES:
+        _NUMPY_TIMES[group] = median_time(numpy_fn)
+    return _NUMPY_TIMES[group]
+
+
+def _as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def assert_matches(got, expected, rtol, atol, what="result"):
+    """Assert each array of ``got`` matches ``expected`` (tuples compared pairwise; ``None`` must match ``None``)."""
+    for i, (g, e) in enumerate(zip(_as_tuple(got), _as_tuple(expected))):
+        if e is None:
+            assert g is None, f"{what}[{i}]: expected None"
+            continue
+        g = np.asarray(g)
+        e = np.asarray(e)
+        assert g.shape == e.shape, f"{what}[{i}]: shape {g.shape}, expected {e.shape}"
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=f"{what}[{i}] differs from the reference")
+
+
+def check_then_time(
+    benchmark,
+    fn,
+    expected,
+    *,
+    group,
+    to_host=np.asarray,
+    sync=lambda: None,
+    rtol=2e-4,
+    atol=1e-5,
+    flops=None,
+    nbytes=None,
+    numpy_fn=None,
+    target=None,
+    backend=None,
+    **extra,
+):
+    """Check ``fn()`` against ``expected``, then time ``fn`` with pytest-benchmark.
+
+    ``fn`` runs the kernel and returns its result (an array or a tuple of
+    arrays, on the device for cuda); ``to_host`` converts one array; ``sync``
+    waits for the device and is inside the timed call. The first call (JIT
+    compilation or cache load) is the check; a second warm-up call follows,
+    so compilation never lands in the timing.
+
+    ``group`` names the kernel and size so each group compares the backends.
+    ``flops`` or ``nbytes`` (per call) give ``gflops``/``gbs`` in
+    ``benchmark.extra_info``; ``numpy_fn`` (the same work on the NumPy
+    reference) gives ``speedup_vs_numpy``. ``target`` is the required
+    speed-up over numpy for ``backend`` (a name): recorded as
+    ``target_vs_numpy`` and ``meets_target``, and asserted when pytest runs
+    with ``--bench-assert-targets``. Other keywords go into ``extra_info``.
+    Returns the median time in seconds (``None`` when timing is disabled).
+    """
+    benchmark.group = group
+    result = fn()
+    sync()
+    got = tuple(None if r is None else to_host(r) for r in _as_tuple(result))
+    assert_matches(got if isinstance(result, tuple) else got[0], expected, rtol, atol, what=group)
+    fn()
+    sync()
+
+    def timed():
+        fn()
+        sync()
+
+    benchmark(timed)
+    info = benchmark.extra_info
+    info.update(extra)
+    if backend is not None:
+        info["backend"] = backend
+    stats = getattr(benchmark, "stats", None)
+    if stats is None or getattr(benchmark, "disabled", False):
+        return None
+    median = stats.stats.median
+    if flops:
+        info["gflops"] = round(flops / median / 1e9, 3)
+    if nbytes:
+        info["gbs"] = round(nbytes / median / 1e9, 3)
+    if numpy_fn is not None:
+        ref = numpy_time(group, numpy_fn)
+        info["numpy_median_s"] = ref
+        info["speedup_vs_numpy"] = round(ref / median, 3)
+        if target is not None:
+            info["target_vs_numpy"] = target
+            info["meets_target"] = bool(ref / median >= target)
+            if _SETTINGS["assert_targets"]:
+                assert ref / median >= target, (
+                    f"{group} on {backend}: {ref / median:.2f}x numpy, target {target}x "
+                    f"(median {median * 1e3:.3f} ms vs numpy {ref * 1e3:.3f} ms)"
+                )
+    return median
