@@ -33,6 +33,7 @@ HDF5 layout written by :func:`write_histogram`, one group per init::
     /histogram/<activation>/<init>/saturated     (layers,) float64, fraction in [0, 1]
     /histogram/<activation>/<init>/weight_std    (layers,) float64, nominal std of each W
     /histogram/<activation>/<init>/theory_std    (layers,) float64, mean-field prediction
+    /histogram/<activation>/<init>/nonfinite     (layers,) float64, fraction of NaN/Inf (overflow)
 
 with attrs ``init``, ``activation``, ``seed``, ``backend``, ``dtype``,
 ``layers``, ``units``, ``samples``, ``weight_std``, ``saturation`` (the rule)
@@ -84,6 +85,16 @@ class InitRun:
     std: np.ndarray
     saturated: np.ndarray  # fraction of saturated (or dead) values per layer
     theory_std: np.ndarray  # mean-field (infinite-width) prediction of ``std``
+    nonfinite: np.ndarray = None  # fraction of NaN/Inf values per layer (overflow); mean/std skip them
+
+    def __post_init__(self):
+        if self.nonfinite is None:
+            self.nonfinite = np.zeros(len(self.mean))
+
+    def overflow_layer(self):
+        """The first layer (1-based) with NaN/Inf values, or None."""
+        bad = np.flatnonzero(self.nonfinite > 0)
+        return int(bad[0]) + 1 if bad.size else None
 
 
 @dataclass
@@ -235,32 +246,41 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     x0 = np.ascontiguousarray(np.random.default_rng(seed).standard_normal((samples, units)), dtype=dtype)
     results = HistogramResults(activation, layers, units, samples, seed, backend, dtype)
     bar = _progress(len(inits) * layers, progress, f"histogram {activation}")
+    # Overflow (e.g. ReLU with std=10 through many layers) is expected here: it is
+    # counted per layer (InitRun.nonfinite) and reported, not warned about.
     try:
-        for spec, scheme in zip(inits, schemes):
-            acts = np.empty((layers, samples, units), dtype=dtype)
-            w_nominal = np.empty(layers)
-            w_measured = np.empty(layers)
-            x = dev.put(x0)
-            for layer in range(layers):
-                bar.set_postfix_str(f"{spec} layer {layer + 1}", refresh=False)
-                w = scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype)
-                w_nominal[layer] = scheme.std(units, units)
-                w_measured[layer] = float(np.std(w, dtype=np.float64))
-                x = dev.k.dense_forward(x, dev.put(w), None, activation)
-                acts[layer] = dev.get(x)
-                bar.update(1)
-            results.runs[spec] = _summarise(spec, acts, w_nominal, w_measured, activation, units)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for spec, scheme in zip(inits, schemes):
+                acts = np.empty((layers, samples, units), dtype=dtype)
+                w_nominal = np.empty(layers)
+                w_measured = np.empty(layers)
+                x = dev.put(x0)
+                for layer in range(layers):
+                    bar.set_postfix_str(f"{spec} layer {layer + 1}", refresh=False)
+                    w = scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype)
+                    w_nominal[layer] = scheme.std(units, units)
+                    w_measured[layer] = float(np.std(w, dtype=np.float64))
+                    x = dev.k.dense_forward(x, dev.put(w), None, activation)
+                    acts[layer] = dev.get(x)
+                    bar.update(1)
+                results.runs[spec] = _summarise(spec, acts, w_nominal, w_measured, activation, units)
     finally:
         bar.close()
     return results
 
 
 def _summarise(spec, acts, w_nominal, w_measured, activation, units):
-    flat = acts.reshape(acts.shape[0], -1)
-    mean = flat.mean(axis=1, dtype=np.float64)
-    std = flat.std(axis=1, dtype=np.float64)
-    sat = np.array([saturated_fraction(row, activation) for row in flat])
-    return InitRun(spec, acts, w_nominal, w_measured, mean, std, sat, theory_std(activation, w_nominal, units))
+    layers = acts.shape[0]
+    mean, std, sat, nonfinite = (np.empty(layers) for _ in range(4))
+    for i, row in enumerate(acts.reshape(layers, -1)):
+        finite = np.isfinite(row)
+        ok = row if finite.all() else row[finite]
+        nonfinite[i] = 1.0 - ok.size / row.size
+        mean[i] = ok.mean(dtype=np.float64) if ok.size else np.nan
+        std[i] = ok.std(dtype=np.float64) if ok.size else np.nan
+        sat[i] = saturated_fraction(row, activation)
+    return InitRun(spec, acts, w_nominal, w_measured, mean, std, sat, theory_std(activation, w_nominal, units),
+                   nonfinite)
 
 
 class _NoBar:
@@ -317,7 +337,7 @@ def write_histogram(f, results):
         ds = create_appendable(g, "activations", run.activations.shape[1:], run.activations.dtype,
                                chunk_rows=1, attrs=attrs)  # one layer per chunk: the natural read
         append(ds, run.activations)
-        for name in ("mean", "std", "saturated", "weight_std", "theory_std"):
+        for name in ("mean", "std", "saturated", "weight_std", "theory_std", "nonfinite"):
             g.create_dataset(name, data=np.asarray(getattr(run, name), dtype=np.float64))
         g["weight_std_measured"] = np.asarray(run.weight_std_measured, dtype=np.float64)
         written.append(g.name)
@@ -352,7 +372,8 @@ def read_histogram(path, activation="sigmoid", inits=None):
                                            int(a["seed"]), str(a["backend"]), str(a["dtype"]))
             results.runs[name] = InitRun(
                 name, g["activations"][()], g["weight_std"][()], g["weight_std_measured"][()],
-                g["mean"][()], g["std"][()], g["saturated"][()], g["theory_std"][()])
+                g["mean"][()], g["std"][()], g["saturated"][()], g["theory_std"][()],
+                g["nonfinite"][()] if "nonfinite" in g else None)
     return results
 
 
@@ -377,4 +398,10 @@ def format_table(results):
                          f"{_num(run.std[layer])} {_num(run.theory_std[layer])} {100 * run.saturated[layer]:>7.1f}")
     lines.append(f"theory: mean-field variance recursion (infinite width); {sat_name}: "
                  f"{SATURATION_RULES[results.activation]}")
+    for run in results.runs.values():
+        layer = run.overflow_layer()
+        if layer is not None:
+            lines.append(f"warning: {run.init}: activations overflowed {results.dtype} from layer {layer} "
+                         f"({100 * run.nonfinite[layer - 1]:.0f}% NaN/Inf there; mean and std skip them)"
+                         + ("; try --dtype float64" if results.dtype == "float32" else ""))
     return "\n".join(lines)

@@ -92,7 +92,7 @@ _HIST_BINS = 30
 
 def _relu_top(values):
     """The 99.5th percentile of the positive values (1 when there are none)."""
-    pos = values[values > 0]
+    pos = values[(values > 0) & np.isfinite(values)]
     if pos.size == 0:
         return 1.0
     hi = float(np.percentile(pos, 99.5))
@@ -137,8 +137,7 @@ def histogram_figure(results):
             ax = axes[r, c]
             lo, hi = ranges[c]
             values = run.activations[c].ravel()
-            if relu:
-                values = values[values > 0]
+            values = values[(values > 0) & np.isfinite(values)] if relu else values[np.isfinite(values)]
             weights = np.full(values.shape, 1.0 / max(1, run.activations[c].size))
             ax.hist(values, bins=_HIST_BINS, range=(lo, hi), weights=weights, color="C0" if not relu else "C2")
             ax.set_xlim(lo, hi)
@@ -146,8 +145,10 @@ def histogram_figure(results):
             if relu:
                 ax.xaxis.set_major_locator(MaxNLocator(4))
                 ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-            ax.text(0.97, 0.95,
-                    f"std {run.std[c]:.3g}\ntheory {run.theory_std[c]:.3g}\n{sat_label} {100 * run.saturated[c]:.0f}%",
+            note = f"std {run.std[c]:.3g}\ntheory {run.theory_std[c]:.3g}\n{sat_label} {100 * run.saturated[c]:.0f}%"
+            if run.nonfinite[c] > 0:
+                note += f"\nNaN/Inf {100 * run.nonfinite[c]:.0f}%"
+            ax.text(0.97, 0.95, note,
                     transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
             if c == cols - 1:

@@ -485,7 +485,7 @@ def describe(path):
 #: Attrs hidden by format_info unless all_attrs (bookkeeping, or long).
 QUIET_ATTRS = ("command_line", "written_utc", "saturation", "weight_std")
 #: Preferred column order of per-layer tables; other columns follow alphabetically.
-STAT_ORDER = ("mean", "std", "saturated", "theory_std", "weight_std", "weight_std_measured")
+STAT_ORDER = ("mean", "std", "saturated", "theory_std", "weight_std", "weight_std_measured", "nonfinite")
 
 
 def _fmt_value(value, limit=6):

@@ -64,7 +64,7 @@ def test_show_tree_and_stats(tmp_path, capsys):
     assert "last command: " in stdout and "fastinit 0.1.0" in stdout
     assert "activations" in stdout and "(2, 16, 8)" in stdout and "gzip" in stdout
     assert "[complete]" in stdout
-    assert "mean, saturated, std, theory_std, weight_std, weight_std_measured  (2,) each" in stdout
+    assert "mean, nonfinite, saturated, std, theory_std, weight_std, weight_std_measured  (2,) each" in stdout
     assert "/histogram/sigmoid/*  per-layer" in stdout  # one table for the sibling inits
     header = next(line for line in stdout.splitlines() if line.strip().startswith("group"))
     assert header.split()[:5] == ["group", "layer", "mean", "std", "saturated"]

@@ -120,6 +120,21 @@ def test_seed_reproducible_and_independent_of_other_inits():
     assert not np.allclose(b.runs["xavier"].activations, c.runs["xavier"].activations)
 
 
+def test_overflow_is_counted_and_reported():
+    from fastinit.histogram import format_table
+
+    res = run_histogram("relu", inits=("std=10", "he"), layers=40, units=16, samples=8, backend="numpy",
+                        progress=False)
+    blown, fine = res.runs["std=10"], res.runs["he"]
+    first = blown.overflow_layer()
+    assert first is not None and 10 < first <= 40
+    assert blown.nonfinite[first - 1] > 0 and np.all(blown.nonfinite[: first - 1] == 0)
+    assert np.isfinite(blown.std[first - 2])
+    assert fine.overflow_layer() is None and np.all(fine.nonfinite == 0)
+    assert f"std=10: activations overflowed float32 from layer {first}" in format_table(res)
+    histogram_figure(res)  # NaN/Inf values are left out of the bars, no error
+
+
 def test_float64():
     res = run_histogram("sigmoid", inits=("xavier",), dtype="float64", backend="numpy", progress=False, **SMALL)
     assert res.runs["xavier"].activations.dtype == np.float64
@@ -189,7 +204,7 @@ def test_hdf5_round_trip_and_layout(tmp_path):
     for spec, run in res.runs.items():
         other = back.runs[spec]
         np.testing.assert_array_equal(other.activations, run.activations)
-        for name in ("mean", "std", "saturated", "weight_std", "weight_std_measured", "theory_std"):
+        for name in ("mean", "std", "saturated", "weight_std", "weight_std_measured", "theory_std", "nonfinite"):
             np.testing.assert_array_equal(getattr(other, name), getattr(run, name))
     with open_read(path) as f:
         ds = f["/histogram/sigmoid/xavier/activations"]
