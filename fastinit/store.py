@@ -185,7 +185,7 @@ def open_results(path, command_line=None):
     Raises ``StoreError`` if ``path`` is a folder, sits in a missing or
     read-only folder, or exists and is not a readable HDF5 file.
     """
-    path = check_output_path(path)
+    path = os.path.realpath(check_output_path(path))  # a symlink keeps pointing at the updated file
     command_line = _default_command_line() if command_line is None else str(command_line)
     tmp = _new_temp(path)
     f = None
@@ -194,6 +194,7 @@ def open_results(path, command_line=None):
         if existed:
             try:
                 shutil.copyfile(path, tmp)
+                shutil.copymode(path, tmp)
             except OSError as exc:
                 raise StoreError(f"cannot copy {path} to update it: {exc.strerror or exc}") from None
         try:

@@ -218,3 +218,18 @@ def test_format_info_tables_and_series(tmp_path):
     assert run_table[0].split() == ["index", "acc", "step"] and run_table[2].split() == ["1", "0.75", "10"]
     with pytest.raises(StoreError, match="has no group /nope; top-level groups: /exp, /run"):
         format_info(describe(path), "/nope")
+
+
+def test_update_keeps_mode_and_symlink(tmp_path):
+    real = tmp_path / "real.h5"
+    with open_results(real) as f:
+        replace_group(f, "/a")
+    os.chmod(real, 0o600)
+    link = tmp_path / "link.h5"
+    link.symlink_to(real)
+    with open_results(link) as f:
+        replace_group(f, "/b")
+    assert link.is_symlink()
+    assert os.stat(real).st_mode & 0o777 == 0o600
+    with open_read(real) as f:
+        assert sorted(f) == ["a", "b"]
