@@ -88,8 +88,10 @@ def test_every_tiling_handles_partial_tiles(config, trans):
 
 
 def test_matmul_config_choice():
-    assert kc.matmul_config(100, 100) == "64x64"
+    assert kc.matmul_config(128, 100) == "32x32"
+    assert kc.matmul_config(256, 300) == "64x64"
     assert kc.matmul_config(4096, 4096) == "128x128"
+    assert set(kc.MATMUL_CONFIGS) == {"32x32", "64x64", "128x128"}
 
 
 def test_matmul_with_zero_inner_dimension_gives_zeros():
