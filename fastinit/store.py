@@ -38,6 +38,7 @@ import secrets
 import shlex
 import shutil
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -62,6 +63,8 @@ __all__ = [
     "format_info",
 ]
 
+#: Seconds open_results waits for another process's update of the same file to finish.
+LOCK_WAIT = 10.0
 #: Target size of one chunk of an appendable dataset, in bytes.
 CHUNK_BYTES = 1 << 20
 #: Datasets with at most this many elements have their values read by describe().
@@ -173,20 +176,97 @@ def _remove(path):
 
 
 @contextmanager
-def open_results(path, command_line=None):
+def open_results(path, command_line=None, *, wait=None):
     """Open the results file ``path`` for an atomic update; yield a writable ``h5py.File``.
 
     ``command_line`` (a string) is stored in the root attrs; by default the
-    one set by :func:`command_line_scope`, else rebuilt from ``sys.argv``. On normal exit the update replaces ``path``
-    atomically; on an exception ``path`` is left exactly as it was and the
-    exception propagates; on ``KeyboardInterrupt`` what was written is kept
-    (see the module docstring) and the interrupt propagates.
+    one set by :func:`command_line_scope`, else rebuilt from ``sys.argv``.
+    On normal exit the update replaces ``path`` atomically; on an exception
+    ``path`` is left exactly as it was and the exception propagates; on
+    ``KeyboardInterrupt`` what was written is kept (see the module
+    docstring) and the interrupt propagates.
+
+    Updates of one file are serialised: while one is open (in any process),
+    another waits up to ``wait`` seconds (default ``LOCK_WAIT``) and then
+    raises ``StoreError`` naming the holder, so two commands writing the same
+    file never silently drop each other's groups. (Uses ``fcntl.flock`` and a
+    hidden ``.<name>.lock`` file, removed afterwards; no locking on Windows.)
 
     Raises ``StoreError`` if ``path`` is a folder, sits in a missing or
-    read-only folder, or exists and is not a readable HDF5 file.
+    read-only folder, exists and is not a readable HDF5 file, or stays busy.
     """
     path = os.path.realpath(check_output_path(path))  # a symlink keeps pointing at the updated file
     command_line = _default_command_line() if command_line is None else str(command_line)
+    lock = _UpdateLock(path, command_line, LOCK_WAIT if wait is None else float(wait))
+    with lock:
+        # Re-check under the lock: another process may have just written the file.
+        check_output_path(path)
+        yield from _update(path, command_line)
+
+
+class _UpdateLock:
+    """An exclusive advisory lock on ``.<name>.lock`` beside a results file (POSIX only)."""
+
+    def __init__(self, path, command_line, wait):
+        folder, name = os.path.split(path)
+        self.path = path
+        self.lock_path = os.path.join(folder, f".{name}.lock")
+        self.note = f"pid {os.getpid()}: {command_line}"
+        self.wait = wait
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks, updates are still atomic
+            return self
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise StoreError(f"cannot lock {self.path} for updating: {exc.strerror or exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _read_note(fd)
+                os.close(fd)
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"{self.path} is being updated by another fastinit process ({holder or 'unknown'}); "
+                        "wait for it to finish or write to another file") from None
+                time.sleep(0.1)
+                continue
+            try:
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed this lock file as we opened it: start again
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, self.note.encode("utf-8", "replace"))
+            self.fd = fd
+            return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            _remove(self.lock_path)
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+        return False
+
+
+def _read_note(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 500).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _update(path, command_line):
+    """The body of open_results: copy, yield the open copy, commit or discard (a generator)."""
     tmp = _new_temp(path)
     f = None
     try:

@@ -233,3 +233,19 @@ def test_update_keeps_mode_and_symlink(tmp_path):
     assert os.stat(real).st_mode & 0o777 == 0o600
     with open_read(real) as f:
         assert sorted(f) == ["a", "b"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="advisory locks are POSIX only")
+def test_concurrent_update_of_one_file_is_refused_not_lost(tmp_path):
+    path = tmp_path / "r.h5"
+    with open_results(path, command_line="fastinit first") as f:
+        replace_group(f, "/first")
+        with pytest.raises(StoreError, match=r"being updated by another fastinit process \(pid \d+: fastinit first\)"):
+            with open_results(path, command_line="fastinit second", wait=0.3) as g:
+                replace_group(g, "/second")
+        replace_group(f, "/first_again")
+    with open_read(path) as f:
+        assert sorted(f) == ["first", "first_again"]
+    assert sorted(os.listdir(tmp_path)) == ["r.h5"]  # no lock or temp file left
+    with open_results(path, wait=0) as f:  # free again
+        replace_group(f, "/third")
