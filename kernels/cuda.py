@@ -79,6 +79,7 @@ __all__ = [
     "sgd_into",
     "gather_rows_into",
     "gather_into",
+    "read_stats",
     "as_device",
     "is_device_array",
     "synchronize",
