@@ -38,8 +38,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and appends "(default: ...)" where a default says something."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or not action.option_strings or default is None or default is False \
+                or default == argparse.SUPPRESS:
+            return text
+        if isinstance(default, (list, tuple)):
+            default = " ".join(str(d) for d in default)
+        return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
 def _positive_int(text):
@@ -406,6 +416,72 @@ def _run_reproduce(args):
     return EXIT_DIVERGED if main_exit_code(result) else EXIT_OK
 
 
+# --------------------------------------------------------------------------- profile
+
+PROFILE_EPILOG = """\
+examples:
+  fastinit profile                           every available backend (cuda only on a real GPU)
+  fastinit profile --backends numpy cpu --sizes 256 512 --json prof.json --plot prof.png
+  fastinit profile --backends cuda --quick   exercise the cuda path (on the simulator: timings meaningless)
+
+Times matmul (MLP shapes and squares), sigmoid/tanh/relu, softmax
+cross-entropy, the SGD update and the full training step; each result is
+checked against the NumPy reference before it is timed, warm-up excluded,
+the GPU synchronised. Writes /profile/<dtype>/<backend> into --out.
+"""
+
+
+def _add_profile(sub):
+    p = sub.add_parser("profile", help="time every kernel and the training step on numpy, cpu and cuda",
+                       description="Profile the kernels and the MLP training step per backend: median time, "
+                                   "GFLOP/s or GB/s, speed-up over numpy; for CUDA kernel time and time with "
+                                   "host<->device transfers.",
+                       epilog=PROFILE_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--backends", nargs="+", choices=("numpy", "cpu", "cuda"), metavar="NAME",
+                   help="backends to profile (default: all available; cuda never on the simulator unless named)")
+    p.add_argument("--kernels", nargs="+", metavar="NAME",
+                   choices=("matmul", "sigmoid", "tanh", "relu", "softmax_xent", "sgd_update", "train_step"),
+                   help="only these kernels (default: all)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and short timings (tests, smoke runs)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
+    p.add_argument("--sizes", nargs="+", type=_positive_int, metavar="N",
+                   help="matmul square sizes (default 1024 2048 4096; --quick 32 64)")
+    p.add_argument("--budget", type=_positive_float, metavar="SECONDS",
+                   help="timing seconds per case and backend (default 0.5; --quick 0.02)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
+    p.add_argument("--json", metavar="FILE.json", help="also write the records as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="figure: throughput against size per backend")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines and no table")
+
+
+def _run_profile(args):
+    from .plots import check_figure_path, plot_profile
+    from .profile import format_table, run_profile, write_json, write_profile
+    from .store import check_output_path, open_results
+
+    if args.backends and len(set(args.backends)) != len(args.backends):
+        raise UsageError("argument --backends: a backend is given twice")
+    out = check_output_path(args.out)
+    if args.plot:
+        check_figure_path(args.plot)
+    if args.json:
+        _check_text_path(args.json)
+    log = None if args.quiet else (lambda m: print(f"fastinit: profiling {m}", file=sys.stderr))
+    result = run_profile(args.backends, quick=args.quick, dtype=args.dtype, sizes=args.sizes, budget=args.budget,
+                         kernels=args.kernels, log=log)
+    with open_results(out) as f:
+        paths = write_profile(f, result)
+    _say(args, format_table(result))
+    _say(args, f"wrote {', '.join(paths)} to {out}")
+    if args.json:
+        write_json(args.json, result)
+        _say(args, f"wrote {args.json}")
+    if args.plot:
+        plot_profile(result.records, args.plot)
+        _say(args, f"wrote figure {args.plot}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS = [
@@ -414,6 +490,7 @@ COMMANDS = [
     (_add_bench_report, _run_bench_report),
     (_add_train, _run_train),
     (_add_reproduce, _run_reproduce),
+    (_add_profile, _run_profile),
 ]
 
 MAIN_EPILOG = """\
