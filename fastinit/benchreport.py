@@ -106,21 +106,34 @@ def _extra_number(extra, keys):
     return None
 
 
+def newest_json(folder):
+    """The most recently modified ``.json`` file under ``folder`` (e.g. ``.benchmarks``), or None."""
+    found = []
+    for root, _, files in os.walk(folder):
+        found += [os.path.join(root, name) for name in files if name.endswith(".json")]
+    return max(found, key=os.path.getmtime) if found else None
+
+
 def load_benchmarks(path):
     """Read a pytest-benchmark JSON file into a :class:`BenchReport`.
 
+    ``path`` may also be a folder such as ``.benchmarks`` (what
+    ``--benchmark-autosave`` writes): its newest ``.json`` file is read.
     Raises :class:`BenchReportError` with a one-line message if the file is
     missing, unreadable, not JSON, not a pytest-benchmark file, or holds no
     timed benchmark (e.g. a run with ``--benchmark-disable``).
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        newest = newest_json(path)
+        if newest is None:
+            raise BenchReportError(f"{path} is a folder with no .json benchmark files")
+        path = newest
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except FileNotFoundError:
         raise BenchReportError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BenchReportError(f"{path} is a directory, not a benchmark JSON file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BenchReportError(f"{path} is not a JSON file ({exc.__class__.__name__})") from None
     except OSError as exc:

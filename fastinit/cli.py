@@ -215,6 +215,7 @@ examples:
   pytest bench --benchmark-only --benchmark-json bench.json
   fastinit bench-report bench.json
   fastinit bench-report bench.json --md BENCH.md --plot bench.png
+  pytest bench --benchmark-only --benchmark-autosave && fastinit bench-report .benchmarks
 """
 
 
@@ -224,7 +225,8 @@ def _add_bench_report(sub):
                                    "--benchmark-autosave): per group, each backend's mean and median time, "
                                    "ops/s, GFLOP/s or GB/s and the speed-up over numpy from the same file.",
                        epilog=BENCH_EPILOG, formatter_class=_Formatter)
-    p.add_argument("json", metavar="BENCH.json", help="pytest-benchmark JSON file")
+    p.add_argument("json", metavar="BENCH.json",
+                   help="pytest-benchmark JSON file, or a folder such as .benchmarks (its newest .json)")
     p.add_argument("--md", metavar="FILE.md", help="also write the markdown table to this file")
     p.add_argument("--plot", metavar="FILE.png", help="write a figure of speed-ups over numpy per group")
 

@@ -330,6 +330,26 @@ def test_bench_report_bad_files(tmp_path, capsys, content, needle):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_bench_report_reads_the_newest_file_of_a_folder(bench_json, tmp_path, capsys):
+    import json
+    import time
+
+    folder = tmp_path / ".benchmarks" / "Linux-CPython-3.11-64bit"
+    folder.mkdir(parents=True)
+    old = json.loads(bench_json.read_text())
+    old["benchmarks"] = old["benchmarks"][:1]
+    (folder / "0001_old.json").write_text(json.dumps(old))
+    (folder / "0002_new.json").write_text(bench_json.read_text())
+    past = time.time() - 3600
+    os.utime(folder / "0001_old.json", (past, past))
+    code, out, _ = _run(capsys, "bench-report", str(tmp_path / ".benchmarks"))
+    assert code == 0 and "0002_new.json" in out and out.count("| sum-2000 |") == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = _run(capsys, "bench-report", str(empty))
+    assert code == 1 and "no .json benchmark files" in err
+
+
 def test_bench_report_bad_output_paths(bench_json, tmp_path, capsys):
     code, _, err = _run(capsys, "bench-report", str(bench_json), "--plot", str(tmp_path / "x.bmp"))
     assert code == 1 and "must end in" in err
