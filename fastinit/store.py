@@ -201,7 +201,18 @@ def open_results(path, command_line=None, *, wait=None):
     with lock:
         # Re-check under the lock: another process may have just written the file.
         check_output_path(path)
+        if lock.fd is not None:
+            _remove_stale_temps(path)
         yield from _update(path, command_line)
+
+
+def _remove_stale_temps(path):
+    """Delete temp copies of ``path`` left by killed processes (safe only while holding the lock)."""
+    folder, name = os.path.split(path)
+    prefix = f".{name}."
+    for entry in os.listdir(folder):
+        if entry.startswith(prefix) and entry.endswith(".tmp"):
+            _remove(os.path.join(folder, entry))
 
 
 class _UpdateLock:

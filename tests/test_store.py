@@ -249,3 +249,15 @@ def test_concurrent_update_of_one_file_is_refused_not_lost(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["r.h5"]  # no lock or temp file left
     with open_results(path, wait=0) as f:  # free again
         replace_group(f, "/third")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="advisory locks are POSIX only")
+def test_temp_copies_of_killed_runs_are_cleaned_up(tmp_path):
+    path = tmp_path / "r.h5"
+    stale = tmp_path / ".r.h5.99999.deadbeef.tmp"
+    stale.write_bytes(b"half a file")
+    other = tmp_path / ".other.h5.1.cafe.tmp"  # belongs to another results file: left alone
+    other.write_bytes(b"x")
+    with open_results(path) as f:
+        replace_group(f, "/a")
+    assert sorted(os.listdir(tmp_path)) == [".other.h5.1.cafe.tmp", "r.h5"]
