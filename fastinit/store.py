@@ -19,6 +19,12 @@ always stay. ``KeyboardInterrupt`` is the exception to the exception: what was
 written so far is kept (groups created with :func:`replace_group` in this
 session get ``status = "interrupted"``), the file is committed and the
 interrupt is re-raised, so a long run stopped with Ctrl-C is still readable.
+Updates of one file are serialised by an advisory lock (POSIX), so two
+commands writing the same file at once wait for each other (or the second
+fails with a clear error) instead of one silently dropping the other's groups;
+temp copies left by a killed process are removed by the next update.
+The price of atomicity: every update copies the existing file once (and needs
+that much free disk), so give very large experiments their own file.
 
 Groups made with :func:`replace_group` carry the attrs ``status``
 ("running" while written, then "complete" or "interrupted"), ``written_utc``
@@ -27,8 +33,8 @@ from the original file), ``modified_utc`` and ``command_line`` (the last
 command that wrote the file).
 
 Reading: :func:`open_read` (a read-only ``h5py.File`` with clear errors) and
-:func:`describe` (the whole structure as plain Python objects, used by
-``fastinit show``). Every problem with a path or a file raises
+:func:`describe` (the whole structure as plain Python objects) and
+:func:`format_info` (its text view, ``fastinit show``). Every problem with a path or a file raises
 :class:`StoreError` with a one-line message naming the file; no h5py
 traceback reaches the user.
 """
