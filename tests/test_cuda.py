@@ -131,7 +131,7 @@ def test_float32_kernels_contain_no_float64_arithmetic():
         assert ".f64" not in ptx, disp.py_func.__name__
     ptx, _ = cuda.compile_ptx(kc._softmax_kernels(float32).py_func,
                               (a2, Array(int64, 1, "C"), a2, Array(float64, 2, "C")))
-    f64_lines = [ln for ln in ptx.splitlines() if ".f64" in ln]
+    f64_lines = [ln for ln in ptx.splitlines() if ".f64" in ln and not ln.strip().startswith(".reg")]
     assert all("cvt.f64.f32" in ln or "st.global.f64" in ln for ln in f64_lines), f64_lines
 
 
