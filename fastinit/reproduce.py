@@ -50,6 +50,7 @@ class ReproduceResult:
     histograms: dict  # activation -> fastinit.histogram.HistogramResults
     runs: list  # fastinit.train.RunResult per run
     wall_times: dict = field(default_factory=dict)  # phase -> seconds
+    activation_stats: dict = field(default_factory=dict)  # run -> {"steps", "std", "saturated"} (first, last)
 
     @property
     def diverged(self):
@@ -114,16 +115,38 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
         path = os.path.join(out_dir, f"histogram-{activation}.png")
         plots.plot_histogram(res, path)
         figures.append(path)
+    activation_stats = {r.name: _activation_stats(h5_path, r) for r in runs}
     figures += write_figures(h5_path, os.path.join(out_dir, "mnist-loss.png"), [r.name for r in runs])
     times["figures"] = time.perf_counter() - t0
     times["total"] = time.perf_counter() - t_all
 
     result = ReproduceResult(out_dir, h5_path, os.path.join(out_dir, "summary.md"), figures, histograms, runs,
-                             times)
+                             times, activation_stats)
     with open(result.summary_path, "w", encoding="utf-8") as fh:
         fh.write(summary_markdown(result, config, quick=quick))
     log(f"wrote {h5_path}, {len(figures)} figures and {result.summary_path} ({times['total']:.1f} s)")
     return result
+
+
+def _activation_stats(h5_path, run):
+    """Per-layer std and saturated (dead) fraction of a run's probe activations, first and last snapshot."""
+    from .histogram import saturated_fraction
+    from .train import read_activations, snapshot_choice
+
+    chosen = snapshot_choice(h5_path, run.name, count=2)
+    if not chosen:
+        return None
+    acts, steps = read_activations(h5_path, run.name, chosen)
+    std = np.empty(acts.shape[:2])
+    sat = np.empty(acts.shape[:2])
+    for i in range(acts.shape[0]):
+        for layer in range(acts.shape[1]):
+            values = acts[i, layer]
+            values = values[np.isfinite(values)]
+            std[i, layer] = float(values.std()) if values.size else float("nan")
+            sat[i, layer] = saturated_fraction(values, run.activation) if run.activation in (
+                "sigmoid", "tanh", "relu") else float("nan")
+    return {"steps": [int(s) for s in steps], "std": std, "saturated": sat}
 
 
 # --------------------------------------------------------------------------- summary
@@ -226,6 +249,30 @@ def _train_section(runs, config, quick):
     return lines
 
 
+def _train_activation_section(runs, stats):
+    rows = [(r, stats.get(r.name)) for r in runs if stats.get(r.name)]
+    if not rows:
+        return []
+    n_layers = max(s["std"].shape[1] for _, s in rows)
+    lines = [
+        "### Hidden activations of the probe batch during training",
+        "",
+        "Per-layer std of the activations of a fixed batch of test images before training and at the last "
+        "snapshot, and the saturated fraction at the last snapshot (ReLU: dead, exactly 0; sigmoid: < 0.01 "
+        "or > 0.99; tanh: |y| > 0.99).",
+        "",
+        "| run | steps | " + " | ".join(f"layer {i + 1} std" for i in range(n_layers)) + " | saturated/dead % by layer |",
+        "|---|---|" + "---|" * n_layers + "---|",
+    ]
+    for r, s in rows:
+        first, last = 0, len(s["steps"]) - 1
+        cells = [f"{_f(s['std'][first, i], 3)} -> {_f(s['std'][last, i], 3)}" for i in range(s["std"].shape[1])]
+        sat = " / ".join(f"{100 * v:.0f}" for v in s["saturated"][last])
+        lines.append(f"| {r.name} | {s['steps'][first]} -> {s['steps'][last]} | " + " | ".join(cells)
+                     + f" | {sat} |")
+    return lines + [""]
+
+
 def _train_findings(runs, quick):
     by = {r.name: r for r in runs}
     out = []
@@ -287,6 +334,7 @@ def summary_markdown(result, config, quick=False):
         "",
         *_histogram_section(result.histograms),
         *_train_section(result.runs, config, quick),
+        *_train_activation_section(result.runs, result.activation_stats),
     ]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -48,6 +48,7 @@ def test_summary_states_numbers_and_setup(quick_run):
         assert f"| {run} |" in text
     assert "test accuracy" in text and "Wall times" in text
     assert "xavier:sigmoid" in text and "ln 10" in text
+    assert "Hidden activations of the probe batch" in text
 
 
 def test_findings_follow_the_numbers():
