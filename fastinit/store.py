@@ -556,7 +556,12 @@ def describe(path):
             full = "/" + name
             if isinstance(obj, h5py.Dataset):
                 numeric = obj.dtype.kind in "fiub"
-                value = obj[()] if obj.size <= SMALL_DATASET and numeric else None
+                text = h5py.check_string_dtype(obj.dtype) is not None
+                value = None
+                if obj.size <= SMALL_DATASET and numeric:
+                    value = obj[()]
+                elif obj.size <= SMALL_DATASET and text and obj.ndim == 1:
+                    value = np.array(obj.asstr(errors="replace")[()], dtype=object)
                 summary = None
                 if numeric and obj.ndim == 1 and 0 < obj.size <= SUMMARY_DATASET:
                     data = np.asarray(value if value is not None else obj[()], dtype=np.float64)
@@ -618,21 +623,31 @@ def _shape_text(shape):
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _is_text(column):
+    return column.dtype == object
+
+
 def _stat_columns(info, group_path):
-    """Small 1-D numeric datasets of one common length (>= 2 of them) directly in a group."""
+    """Short 1-D datasets of one common length directly in a group, as table columns.
+
+    Needs two or more numeric ones; short text datasets of the same length
+    (names of cases, units, ...) come first as label columns. None if the
+    group has no such table.
+    """
     cols = {}
     for n in info.children(group_path):
         if n.kind == "dataset" and n.value is not None and len(n.shape) == 1 and n.shape[0] >= 1:
             cols[n.name] = np.asarray(n.value)
-    if len(cols) < 2:
+    numeric_lengths = [len(v) for v in cols.values() if not _is_text(v)]
+    if len(numeric_lengths) < 2:
         return None
-    lengths = {len(v) for v in cols.values()}
-    if len(lengths) != 1:
-        common = max(lengths, key=lambda L: sum(len(v) == L for v in cols.values()))
-        cols = {k: v for k, v in cols.items() if len(v) == common}
-        if len(cols) < 2:
-            return None
-    order = [k for k in STAT_ORDER if k in cols] + sorted(k for k in cols if k not in STAT_ORDER)
+    common = max(set(numeric_lengths), key=numeric_lengths.count)
+    cols = {k: v for k, v in cols.items() if len(v) == common}
+    if sum(not _is_text(v) for v in cols.values()) < 2:
+        return None
+    text = sorted(k for k, v in cols.items() if _is_text(v))
+    order = text + [k for k in STAT_ORDER if k in cols] + sorted(k for k in cols if k not in STAT_ORDER
+                                                                   and k not in text)
     return {k: cols[k] for k in order}
 
 
@@ -737,16 +752,21 @@ def _stat_table(parent, members, per_layer):
     """
     names = list(members[0][2])
     widths = {k: max(10, len(k)) for k in names}
+    align = {k: ">" for k in names}
+    for k in names:
+        if _is_text(members[0][2][k]):
+            widths[k] = min(28, max([len(k)] + [len(str(v)) for _, _, cols in members for v in cols[k]]))
+            align[k] = "<"
     index = "layer" if per_layer else "index"
     title = "per-layer" if per_layer else "short datasets side by side"
     if parent is None:
         _, path, cols = members[0]
-        out = [f"{path}  {title}", "  " + f"{index:>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
+        out = [f"{path}  {title}", "  " + f"{index:>5}  " + "  ".join(f"{k:{align[k]}{widths[k]}}" for k in names)]
         label_width = 0
     else:
         label_width = max(len("group"), max(len(m[0]) for m in members))
         out = [f"{parent}/*  {title}",
-               "  " + f"{'group':<{label_width}}  {index:>5}  " + "  ".join(f"{k:>{widths[k]}}" for k in names)]
+               "  " + f"{'group':<{label_width}}  {index:>5}  " + "  ".join(f"{k:{align[k]}{widths[k]}}" for k in names)]
     for name, _, cols in members:
         length = len(next(iter(cols.values())))
         for i in range(length):
@@ -757,6 +777,8 @@ def _stat_table(parent, members, per_layer):
 
 
 def _cell(value, width):
+    if isinstance(value, str):
+        return f"{_short(value, width):<{width}}"
     if np.issubdtype(np.asarray(value).dtype, np.integer):
         return f"{int(value):>{width}d}"
     return f"{float(value):>{width}.4g}"

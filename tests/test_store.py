@@ -202,6 +202,7 @@ def test_format_info_tables_and_series(tmp_path):
         t = replace_group(f, "/run")
         t.create_dataset("step", data=np.array([0, 10]))
         t.create_dataset("acc", data=np.array([0.5, 0.75]))
+        t.create_dataset("case", data=np.array(["first case", "second"], dtype=h5py.string_dtype()))
         loss = create_appendable(t, "loss", (), "float64")
         append(loss, np.array([3.0, np.nan, 1.5, 2.0]))
     text = format_info(describe(path))
@@ -215,7 +216,9 @@ def test_format_info_tables_and_series(tmp_path):
     assert "x" * 60 not in text and "..." in text  # long attrs are cut
     assert "x" * 200 in format_info(describe(path), all_attrs=True)
     run_table = lines[lines.index("/run  short datasets side by side") + 1:]
-    assert run_table[0].split() == ["index", "acc", "step"] and run_table[2].split() == ["1", "0.75", "10"]
+    assert run_table[0].split() == ["index", "case", "acc", "step"]
+    assert run_table[1].split() == ["0", "first", "case", "0.5", "0"]
+    assert run_table[2].split() == ["1", "second", "0.75", "10"]
     with pytest.raises(StoreError, match="has no group /nope; top-level groups: /exp, /run"):
         format_info(describe(path), "/nope")
 
