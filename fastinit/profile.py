@@ -16,8 +16,11 @@ against the NumPy reference (``ProfileError`` if it disagrees: a wrong kernel
 is never timed); that run is also the warm-up (JIT compilation excluded).
 Then ``inner`` calls are timed together, ``repeats`` times, and the median per
 call is reported. CUDA launches are asynchronous: the device is synchronised
-before each clock stop. For CUDA two times are reported: ``time_s`` with
-inputs and outputs resident on the device (kernel time, plus launch overhead),
+before each clock stop. Times are those of the public call a user makes
+(argument checks and launch overhead included, which dominate the smallest
+cases). For CUDA two times are reported: ``time_s`` with inputs and outputs
+resident on the device (kernel time plus launch overhead; softmax uses the
+device-level ``softmax_xent_into`` so that the loss is not copied back),
 and ``time_xfer_s`` including the host-to-device copies of the inputs and the
 copy of the result back (what a caller holding NumPy arrays pays). For the
 training step, the kernel-only time uses the device-resident data set
