@@ -209,8 +209,10 @@ def _gemm_kernel(T, trans_a, trans_b, config):
     stored rows. Shared tiles are stored k-major (``As[k, m]``, ``Bs[k, n]``);
     thread (tx, ty) owns rows ``ty + i*TY`` and columns ``tx + j*TX`` of the
     tile, so a warp reads consecutive shared words (no bank conflicts) and
-    writes consecutive columns of ``c`` (coalesced). Out-of-range elements are
-    loaded as zero and never stored, so any M, N, K works.
+    writes consecutive columns of ``c`` (coalesced). The next K slab is loaded
+    from global memory into registers while the current one is multiplied, so
+    the loads' latency hides behind the FMAs. Out-of-range elements are loaded
+    as zero and never stored, so any M, N, K works.
     """
     BM, BN, BK, TM, TN = MATMUL_CONFIGS[config]
     TX, TY = BN // TN, BM // TM
@@ -224,6 +226,65 @@ def _gemm_kernel(T, trans_a, trans_b, config):
     B_SHAPE = (BK, BN + PAD_B)
     ACC_SHAPE = (TM, TN)
     act_forward, _ = _activation_fns(T)
+
+    @cuda.jit(device=True, inline=True)
+    def load_a(a, pa, tid, k0, m0, k_size, m_size):
+        """Slab k0 of op(a) into registers: element e of the tile is thread tid's ld-th load."""
+        for ld in range(LOADS_A):
+            e = tid + ld * NT
+            if trans_a:  # a stored (K, M): consecutive threads walk m
+                kk = e // BM
+                mm = e - kk * BM
+            else:  # a stored (M, K): consecutive threads walk k
+                mm = e // BK
+                kk = e - mm * BK
+            gk = k0 + kk
+            gm = m0 + mm
+            v = T(0)
+            if gk < k_size and gm < m_size:
+                v = a[gk, gm] if trans_a else a[gm, gk]
+            pa[ld] = v
+
+    @cuda.jit(device=True, inline=True)
+    def store_a(As, pa, tid):
+        for ld in range(LOADS_A):
+            e = tid + ld * NT
+            if trans_a:
+                kk = e // BM
+                mm = e - kk * BM
+            else:
+                mm = e // BK
+                kk = e - mm * BK
+            As[kk, mm] = pa[ld]
+
+    @cuda.jit(device=True, inline=True)
+    def load_b(b, pb, tid, k0, n0, k_size, n_size):
+        for ld in range(LOADS_B):
+            e = tid + ld * NT
+            if trans_b:  # b stored (N, K)
+                nn = e // BK
+                kk = e - nn * BK
+            else:  # b stored (K, N)
+                kk = e // BN
+                nn = e - kk * BN
+            gk = k0 + kk
+            gn = n0 + nn
+            v = T(0)
+            if gk < k_size and gn < n_size:
+                v = b[gn, gk] if trans_b else b[gk, gn]
+            pb[ld] = v
+
+    @cuda.jit(device=True, inline=True)
+    def store_b(Bs, pb, tid):
+        for ld in range(LOADS_B):
+            e = tid + ld * NT
+            if trans_b:
+                nn = e // BK
+                kk = e - nn * BK
+            else:
+                kk = e // BN
+                nn = e - kk * BN
+            Bs[kk, nn] = pb[ld]
 
     @cuda.jit
     def gemm(a, b, c, bias, has_bias, code):
@@ -239,49 +300,20 @@ def _gemm_kernel(T, trans_a, trans_b, config):
         acc = cuda.local.array(ACC_SHAPE, T)
         ra = cuda.local.array(TM, T)
         rb = cuda.local.array(TN, T)
+        pa = cuda.local.array(LOADS_A, T)  # the next slab, staged in registers
+        pb = cuda.local.array(LOADS_B, T)
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = T(0)
+        load_a(a, pa, tid, 0, m0, k_size, m_size)
+        load_b(b, pb, tid, 0, n0, k_size, n_size)
         for k0 in range(0, k_size, BK):
-            for ld in range(LOADS_A):
-                e = tid + ld * NT
-                if trans_a:  # a stored (K, M): consecutive threads walk m
-                    kk = e // BM
-                    mm = e - kk * BM
-                    gk = k0 + kk
-                    gm = m0 + mm
-                    v = T(0)
-                    if gk < k_size and gm < m_size:
-                        v = a[gk, gm]
-                else:  # a stored (M, K): consecutive threads walk k
-                    mm = e // BK
-                    kk = e - mm * BK
-                    gk = k0 + kk
-                    gm = m0 + mm
-                    v = T(0)
-                    if gk < k_size and gm < m_size:
-                        v = a[gm, gk]
-                As[kk, mm] = v
-            for ld in range(LOADS_B):
-                e = tid + ld * NT
-                if trans_b:  # b stored (N, K)
-                    nn = e // BK
-                    kk = e - nn * BK
-                    gk = k0 + kk
-                    gn = n0 + nn
-                    v = T(0)
-                    if gk < k_size and gn < n_size:
-                        v = b[gn, gk]
-                else:  # b stored (K, N)
-                    kk = e // BN
-                    nn = e - kk * BN
-                    gk = k0 + kk
-                    gn = n0 + nn
-                    v = T(0)
-                    if gk < k_size and gn < n_size:
-                        v = b[gk, gn]
-                Bs[kk, nn] = v
+            store_a(As, pa, tid)
+            store_b(Bs, pb, tid)
             cuda.syncthreads()
+            if k0 + BK < k_size:  # issue the next slab's global loads before computing this one
+                load_a(a, pa, tid, k0 + BK, m0, k_size, m_size)
+                load_b(b, pb, tid, k0 + BK, n0, k_size, n_size)
             for kk in range(BK):
                 for i in range(TM):
                     ra[i] = As[kk, ty + i * TY]
