@@ -517,246 +517,245 @@ def softmax_xent_into(logits, labels, grad):
 
 
 # ------------------------------------------------------------------ matmul
-# C (M, N) = A (M, K) @ Bt (N, K).T, both operands contiguous along K.
+# GotoBLAS-style: C (M, N) = op(A) @ op(B). The output is cut into tiles that
+# ``prange`` hands to the cores (each tile is written by one thread only).
+# Within a tile, for each depth block of KC: op(A)'s rows are packed into
+# MR-row slivers (depth-major), then for each NR-column sliver of op(B)
+# (packed depth-major, it stays in L1) a register-blocked micro-kernel
+# accumulates the MR x NR block of C in vector registers.
 
-_KC = 512  # depth block: 4 rows of A and of Bt (16 KiB float32) stay in L1
-_TM = 64  # output tile rows: the tile's rows of A (<= 128 KiB) stay in L2
-_TN = 64  # output tile columns
-_TB = 32  # transpose block
-
-
-@njit(fastmath=_FAST, **_OPTS)
-def _k44(A, Bt, C, i, j, p0, p1, acc):
-    """C[i:i+4, j:j+4] (+)= A[i:i+4, p0:p1] @ Bt[j:j+4, p0:p1].T: 16 dot products in one loop."""
-    z = A.dtype.type(0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-    a0 = A[i, p0:p1]
-    a1 = A[i + 1, p0:p1]
-    a2 = A[i + 2, p0:p1]
-    a3 = A[i + 3, p0:p1]
-    b0 = Bt[j, p0:p1]
-    b1 = Bt[j + 1, p0:p1]
-    b2 = Bt[j + 2, p0:p1]
-    b3 = Bt[j + 3, p0:p1]
-    for p in range(a0.size):
-        x0 = a0[p]
-        x1 = a1[p]
-        x2 = a2[p]
-        x3 = a3[p]
-        y0 = b0[p]
-        y1 = b1[p]
-        y2 = b2[p]
-        y3 = b3[p]
-        s00 += x0 * y0
-        s01 += x0 * y1
-        s02 += x0 * y2
-        s03 += x0 * y3
-        s10 += x1 * y0
-        s11 += x1 * y1
-        s12 += x1 * y2
-        s13 += x1 * y3
-        s20 += x2 * y0
-        s21 += x2 * y1
-        s22 += x2 * y2
-        s23 += x2 * y3
-        s30 += x3 * y0
-        s31 += x3 * y1
-        s32 += x3 * y2
-        s33 += x3 * y3
-    if acc:
-        s00 += C[i, j]
-        s01 += C[i, j + 1]
-        s02 += C[i, j + 2]
-        s03 += C[i, j + 3]
-        s10 += C[i + 1, j]
-        s11 += C[i + 1, j + 1]
-        s12 += C[i + 1, j + 2]
-        s13 += C[i + 1, j + 3]
-        s20 += C[i + 2, j]
-        s21 += C[i + 2, j + 1]
-        s22 += C[i + 2, j + 2]
-        s23 += C[i + 2, j + 3]
-        s30 += C[i + 3, j]
-        s31 += C[i + 3, j + 1]
-        s32 += C[i + 3, j + 2]
-        s33 += C[i + 3, j + 3]
-    C[i, j] = s00
-    C[i, j + 1] = s01
-    C[i, j + 2] = s02
-    C[i, j + 3] = s03
-    C[i + 1, j] = s10
-    C[i + 1, j + 1] = s11
-    C[i + 1, j + 2] = s12
-    C[i + 1, j + 3] = s13
-    C[i + 2, j] = s20
-    C[i + 2, j + 1] = s21
-    C[i + 2, j + 2] = s22
-    C[i + 2, j + 3] = s23
-    C[i + 3, j] = s30
-    C[i + 3, j + 1] = s31
-    C[i + 3, j + 2] = s32
-    C[i + 3, j + 3] = s33
+_MR = 8  # micro-kernel rows
+_KC_BYTES = 1024  # depth block: KC = 1024 / itemsize (256 float32, 128 float64)
+_TM_MAX = 256  # tile rows: a tile's packed A (TM x KC) stays in L2
+# Tiles are planned for Numba's thread pool size (a compile-time constant, so
+# the kernels stay cacheable; numba.set_num_threads(1) still works).
+_NTHREADS = max(1, config.NUMBA_NUM_THREADS)
 
 
-@njit(fastmath=_FAST, **_OPTS)
-def _k14(A, Bt, C, i, j, p0, p1, acc):
-    """C[i, j:j+4] (+)= A[i, p0:p1] @ Bt[j:j+4, p0:p1].T (leftover rows)."""
-    z = A.dtype.type(0)
-    s0 = s1 = s2 = s3 = z
-    a = A[i, p0:p1]
-    b0 = Bt[j, p0:p1]
-    b1 = Bt[j + 1, p0:p1]
-    b2 = Bt[j + 2, p0:p1]
-    b3 = Bt[j + 3, p0:p1]
-    for p in range(a.size):
-        x = a[p]
-        s0 += x * b0[p]
-        s1 += x * b1[p]
-        s2 += x * b2[p]
-        s3 += x * b3[p]
-    if acc:
-        s0 += C[i, j]
-        s1 += C[i, j + 1]
-        s2 += C[i, j + 2]
-        s3 += C[i, j + 3]
-    C[i, j] = s0
-    C[i, j + 1] = s1
-    C[i, j + 2] = s2
-    C[i, j + 3] = s3
+def _ukernel(ap, bp, ct, kc):
+    """``ct = sum_p outer(ap[p*MR:(p+1)*MR], bp[p*NR:(p+1)*NR])`` (row-major MR x NR).
+
+    Python fallback (NUMBA_DISABLE_JIT); compiled code uses the intrinsic below.
+    """
+    nr = ct.size // _MR
+    acc = np.zeros((_MR, nr), ct.dtype)
+    for p in range(kc):
+        acc += np.multiply.outer(ap[p * _MR : (p + 1) * _MR], bp[p * nr : (p + 1) * nr])
+    ct[:] = acc.reshape(-1)
 
 
-@njit(fastmath=_FAST, **_OPTS)
-def _k41(A, Bt, C, i, j, p0, p1, acc):
-    """C[i:i+4, j] (+)= A[i:i+4, p0:p1] @ Bt[j, p0:p1] (leftover columns)."""
-    z = A.dtype.type(0)
-    s0 = s1 = s2 = s3 = z
-    b = Bt[j, p0:p1]
-    a0 = A[i, p0:p1]
-    a1 = A[i + 1, p0:p1]
-    a2 = A[i + 2, p0:p1]
-    a3 = A[i + 3, p0:p1]
-    for p in range(b.size):
-        y = b[p]
-        s0 += a0[p] * y
-        s1 += a1[p] * y
-        s2 += a2[p] * y
-        s3 += a3[p] * y
-    if acc:
-        s0 += C[i, j]
-        s1 += C[i + 1, j]
-        s2 += C[i + 2, j]
-        s3 += C[i + 3, j]
-    C[i, j] = s0
-    C[i + 1, j] = s1
-    C[i + 2, j] = s2
-    C[i + 3, j] = s3
+def _ukernel_codegen(dt, mr):
+    """LLVM IR for the micro-kernel: MR x 2 vectors of accumulators kept in
+    registers across the depth loop; one broadcast per row, two vector loads
+    and 2 * MR FMAs per step. 512-bit vectors (float32 x 16, float64 x 8) are
+    requested for the function that holds it; LLVM splits them where the CPU
+    has no AVX-512."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    is32 = dt == types.float32
+    vl = 16 if is32 else 8
+    nv = 2
+    nr = nv * vl
+    esz = 4 if is32 else 8
+
+    def codegen(context, builder, signature, args):
+        attrs = builder.function.attributes
+        set.add(attrs, '"min-legal-vector-width"="512"')  # llvmlite knows no string attributes
+        set.add(attrs, '"prefer-vector-width"="512"')
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        elt = context.get_value_type(dt)
+        vty = ir.VectorType(elt, vl)
+        a_ = context.make_array(signature.args[0])(context, builder, args[0]).data
+        b_ = context.make_array(signature.args[1])(context, builder, args[1]).data
+        c_ = context.make_array(signature.args[2])(context, builder, args[2]).data
+        kc = args[3]
+        fname = "llvm.fma.v%d%s" % (vl, "f32" if is32 else "f64")
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), fname)
+        zero = ir.Constant(vty, None)
+        undef = ir.Constant(vty, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, vl), [0] * vl)
+        pre = builder.block
+        loop = builder.append_basic_block("uk.loop")
+        done = builder.append_basic_block("uk.done")
+        builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(i64, 0)), loop, done)
+
+        builder.position_at_end(loop)
+        p = builder.phi(i64)
+        p.add_incoming(ir.Constant(i64, 0), pre)
+        accs = []
+        for _ in range(mr * nv):
+            phi = builder.phi(vty)
+            phi.add_incoming(zero, pre)
+            accs.append(phi)
+        boff = builder.mul(p, ir.Constant(i64, nr))
+        bvs = []
+        for v in range(nv):
+            ptr = builder.gep(b_, [builder.add(boff, ir.Constant(i64, v * vl))], inbounds=True)
+            bvs.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=esz, typ=vty))
+        aoff = builder.mul(p, ir.Constant(i64, mr))
+        new = []
+        for r in range(mr):
+            ptr = builder.gep(a_, [builder.add(aoff, ir.Constant(i64, r))], inbounds=True)
+            a = builder.load(ptr, typ=elt)
+            av = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
+            for v in range(nv):
+                new.append(builder.call(fma, [av, bvs[v], accs[r * nv + v]]))
+        pn = builder.add(p, ir.Constant(i64, 1))
+        end = builder.block
+        p.add_incoming(pn, end)
+        for phi, val in zip(accs, new):
+            phi.add_incoming(val, end)
+        builder.cbranch(builder.icmp_signed("<", pn, kc), loop, done)
+
+        builder.position_at_end(done)
+        results = []
+        for val in new:
+            phi = builder.phi(vty)
+            phi.add_incoming(zero, pre)
+            phi.add_incoming(val, end)
+            results.append(phi)
+        for idx, val in enumerate(results):
+            ptr = builder.gep(c_, [ir.Constant(i64, idx * vl)], inbounds=True)
+            builder.store(val, builder.bitcast(ptr, vty.as_pointer()), align=esz)
+        return context.get_dummy_value()
+
+    return codegen
 
 
-@njit(fastmath=_FAST, **_OPTS)
-def _k11(A, Bt, C, i, j, p0, p1, acc):
-    """C[i, j] (+)= A[i, p0:p1] . Bt[j, p0:p1]."""
-    s = A.dtype.type(0)
-    a = A[i, p0:p1]
-    b = Bt[j, p0:p1]
-    for p in range(a.size):
-        s += a[p] * b[p]
-    if acc:
-        s += C[i, j]
-    C[i, j] = s
+@intrinsic
+def _ukernel_ir(typingctx, ap, bp, ct, kc):
+    """The compiled micro-kernel (see ``_ukernel``): 1-D C-contiguous ``ap``
+    (kc * MR), ``bp`` (kc * NR), ``ct`` (MR * NR) of one float dtype, NR being
+    32 for float32 and 16 for float64."""
+    if not (isinstance(ap, types.Array) and ap.dtype in (types.float32, types.float64)):
+        return None
+    return types.none(ap, bp, ct, types.intp), _ukernel_codegen(ap.dtype, _MR)
+
+
+if not config.DISABLE_JIT:
+
+    @overload(_ukernel, inline="never", jit_options=dict(error_model="numpy"))
+    def _ukernel_impl(ap, bp, ct, kc):
+        def impl(ap, bp, ct, kc):
+            _ukernel_ir(ap, bp, ct, kc)
+
+        return impl
 
 
 @njit(**_OPTS)
-def _nt_tile(A, Bt, C, i0, i1, j0, j1):
-    """C[i0:i1, j0:j1] = A[i0:i1] @ Bt[j0:j1].T, depth in blocks of _KC."""
-    k = A.shape[1]
-    for p0 in range(0, k, _KC):
-        p1 = min(k, p0 + _KC)
+def _nr(x):
+    """Micro-kernel columns: two 512-bit vectors (32 float32, 16 float64)."""
+    return 128 // x.itemsize
+
+
+@njit(**_OPTS)
+def _pack_a(a, trans_a, i0, i1, p0, kc, ap):
+    """Pack op(a)[i0:i1, p0:p0+kc] into MR-row slivers, depth-major, zero-padded:
+    ap[s*kc*MR + p*MR + r] = op(a)[i0 + s*MR + r, p0 + p]."""
+    zero = ap.dtype.type(0)
+    nsl = (i1 - i0 + _MR - 1) // _MR
+    for s in range(nsl):
+        dst = ap[s * kc * _MR : (s + 1) * kc * _MR]
+        rows = min(_MR, i1 - i0 - s * _MR)
+        if trans_a:  # a is (K, M): the MR values of one depth are contiguous
+            for p in range(kc):
+                src = a[p0 + p, i0 + s * _MR : i0 + s * _MR + rows]
+                d = dst[p * _MR : (p + 1) * _MR]
+                for r in range(rows):
+                    d[r] = src[r]
+                for r in range(rows, _MR):
+                    d[r] = zero
+        else:  # a is (M, K): rows are contiguous along the depth
+            for r in range(rows):
+                src = a[i0 + s * _MR + r, p0 : p0 + kc]
+                for p in range(kc):
+                    dst[p * _MR + r] = src[p]
+            for r in range(rows, _MR):
+                for p in range(kc):
+                    dst[p * _MR + r] = zero
+
+
+@njit(**_OPTS)
+def _pack_b(b, trans_b, j0, nr, p0, kc, bp):
+    """Pack op(b)[p0:p0+kc, j0:j0+NR] depth-major, zero-padded past column j0+nr:
+    bp[p*NR + j] = op(b)[p0 + p, j0 + j]."""
+    zero = bp.dtype.type(0)
+    NR = _nr(bp)
+    if trans_b:  # b is (N, K): column j of op(b) is row j of b
+        for j in range(nr):
+            src = b[j0 + j, p0 : p0 + kc]
+            for p in range(kc):
+                bp[p * NR + j] = src[p]
+        for j in range(nr, NR):
+            for p in range(kc):
+                bp[p * NR + j] = zero
+    else:  # b is (K, N): rows are contiguous along the columns
+        for p in range(kc):
+            src = b[p0 + p, j0 : j0 + nr]
+            d = bp[p * NR : (p + 1) * NR]
+            for j in range(nr):
+                d[j] = src[j]
+            for j in range(nr, NR):
+                d[j] = zero
+
+
+@njit(**_OPTS)
+def _store_block(ct, c, i, j, rows, cols, acc):
+    """c[i:i+rows, j:j+cols] (+)= the top-left of the MR x NR block ``ct``."""
+    NR = _nr(ct)
+    for r in range(rows):
+        src = ct[r * NR : r * NR + cols]
+        dst = c[i + r, j : j + cols]
+        if acc:
+            for q in range(cols):
+                dst[q] += src[q]
+        else:
+            for q in range(cols):
+                dst[q] = src[q]
+
+
+@njit(**_OPTS)
+def _gemm_tile(a, trans_a, b, trans_b, c, i0, i1, j0, j1):
+    """c[i0:i1, j0:j1] = op(a)[i0:i1] @ op(b)[:, j0:j1] (single thread)."""
+    k = a.shape[0] if trans_a else a.shape[1]
+    NR = _nr(c)
+    kcmax = min(k, _KC_BYTES // c.itemsize)
+    nsl = (i1 - i0 + _MR - 1) // _MR
+    ap = np.empty(nsl * kcmax * _MR, c.dtype)
+    bp = np.empty(kcmax * NR, c.dtype)
+    ct = np.empty(_MR * NR, c.dtype)
+    for p0 in range(0, k, kcmax):
+        kc = min(kcmax, k - p0)
         acc = p0 > 0
-        j = j0
-        while j + 4 <= j1:
-            i = i0
-            while i + 4 <= i1:
-                _k44(A, Bt, C, i, j, p0, p1, acc)
-                i += 4
-            while i < i1:
-                _k14(A, Bt, C, i, j, p0, p1, acc)
-                i += 1
-            j += 4
-        while j < j1:
-            i = i0
-            while i + 4 <= i1:
-                _k41(A, Bt, C, i, j, p0, p1, acc)
-                i += 4
-            while i < i1:
-                _k11(A, Bt, C, i, j, p0, p1, acc)
-                i += 1
-            j += 1
+        _pack_a(a, trans_a, i0, i1, p0, kc, ap)
+        for j in range(j0, j1, NR):
+            cols = min(NR, j1 - j)
+            _pack_b(b, trans_b, j, cols, p0, kc, bp)
+            for s in range(nsl):
+                _ukernel(ap[s * kc * _MR : (s + 1) * kc * _MR], bp, ct, kc)
+                _store_block(ct, c, i0 + s * _MR, j, min(_MR, i1 - i0 - s * _MR), cols, acc)
 
 
 @njit(parallel=True, **_OPTS)
-def _nt_par(A, Bt, C, tm, tn):
-    m, n = C.shape
+def _gemm_par(a, trans_a, b, trans_b, c, tm, tn):
+    m, n = c.shape
     ntm = (m + tm - 1) // tm
     ntn = (n + tn - 1) // tn
-    for t in prange(ntm * ntn):  # each tile of C belongs to one thread
+    for t in prange(ntm * ntn):  # each tile of c belongs to one thread
         bi = t // ntn
         bj = t - bi * ntn
-        _nt_tile(A, Bt, C, bi * tm, min(m, (bi + 1) * tm), bj * tn, min(n, (bj + 1) * tn))
-
-
-@njit(**_OPTS)
-def _matmul_nt(A, Bt, C):
-    m, n = C.shape
-    k = A.shape[1]
-    if m * n * k >= _PAR_FLOPS and (m > 4 or n > 4):
-        # Tiles of at most _TM x _TN, but at least two along the longer side.
-        tm = min(_TM, max(4, (m + 7) // 8 * 4)) if m >= n else _TM
-        tn = min(_TN, max(4, (n + 7) // 8 * 4)) if n > m else _TN
-        _nt_par(A, Bt, C, tm, tn)
-    else:
-        _nt_tile(A, Bt, C, 0, m, 0, n)
-
-
-@njit(**_OPTS)
-def _transpose_rows(src, dst, r0, r1):
-    """dst[r0:r1, :] = src[:, r0:r1].T in _TB x _TB blocks."""
-    m = src.shape[0]
-    for c0 in range(0, m, _TB):
-        c1 = min(m, c0 + _TB)
-        for r in range(r0, r1):
-            d = dst[r]
-            for c in range(c0, c1):
-                d[c] = src[c, r]
-
-
-@njit(parallel=True, **_OPTS)
-def _transpose_par(src, dst):
-    n = dst.shape[0]
-    nb = (n + _TB - 1) // _TB
-    for t in prange(nb):
-        _transpose_rows(src, dst, t * _TB, min(n, (t + 1) * _TB))
-
-
-@njit(**_OPTS)
-def _transpose(src):
-    """A new C-contiguous array holding ``src.T`` (2-D)."""
-    m, n = src.shape
-    dst = np.empty((n, m), src.dtype)
-    if m * n >= _PAR_ELEMS:
-        _transpose_par(src, dst)
-    else:
-        _transpose_rows(src, dst, 0, n)
-    return dst
+        _gemm_tile(a, trans_a, b, trans_b, c, bi * tm, min(m, (bi + 1) * tm), bj * tn, min(n, (bj + 1) * tn))
 
 
 @njit(**_OPTS)
 def matmul_into(a, b, out, trans_a, trans_b):
     """``out[:] = op(a) @ op(b)`` with ``op(x) = x.T`` when its flag is set.
 
-    2-D C-contiguous arrays of one float dtype; ``out`` (M, N) must not overlap
-    ``a`` or ``b``. ``op(b)`` (and ``op(a)`` when ``trans_a``) is first packed
-    into a transposed copy unless already laid out along the depth.
+    2-D C-contiguous arrays of one float dtype; ``out`` (M, N) must not
+    overlap ``a`` or ``b``. The transposes are read in place (packing handles
+    the layout); a few small packing buffers are allocated per tile.
     """
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
@@ -765,9 +764,22 @@ def matmul_into(a, b, out, trans_a, trans_b):
     if k == 0:
         out[:] = 0
         return
-    A = _transpose(a) if trans_a else a
-    Bt = b if trans_b else _transpose(b)
-    _matmul_nt(A, Bt, out)
+    nthreads = _NTHREADS
+    if nthreads < 2 or m * n * k < _PAR_FLOPS:
+        _gemm_tile(a, trans_a, b, trans_b, out, 0, m, 0, n)
+        return
+    NR = _nr(out)
+    # Row tiles of at most _TM_MAX, a multiple of the thread count in number;
+    # split the columns too when there are too few rows to go round.
+    ntm = max(1, (m + _TM_MAX - 1) // _TM_MAX)
+    ntm = min((ntm + nthreads - 1) // nthreads * nthreads, (m + _MR - 1) // _MR)
+    tm = ((m + ntm - 1) // ntm + _MR - 1) // _MR * _MR
+    ntm = (m + tm - 1) // tm
+    ntn = 1
+    if ntm < nthreads:
+        ntn = min((nthreads + ntm - 1) // ntm, (n + NR - 1) // NR)
+    tn = ((n + ntn - 1) // ntn + NR - 1) // NR * NR
+    _gemm_par(a, trans_a, b, trans_b, out, tm, tn)
 
 
 # ------------------------------------------------------------- public API
