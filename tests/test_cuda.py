@@ -87,6 +87,22 @@ def test_every_tiling_handles_partial_tiles(config, trans):
     _close(_host(out), want, np.float32)
 
 
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=8, deadline=None)
+@given(m=st.integers(1, 24), k=st.integers(0, 24), n=st.integers(1, 24), ta=st.booleans(), tb=st.booleans(),
+       config=st.sampled_from(sorted(kc.MATMUL_CONFIGS)))
+def test_matmul_random_shapes_every_tiling(m, k, n, ta, tb, config):
+    rng = np.random.default_rng(m * 10007 + k * 101 + n)
+    a = rng.standard_normal((k, m) if ta else (m, k))
+    b = rng.standard_normal((n, k) if tb else (k, n))
+    out = cuda.device_array((m, n), np.float64)
+    kc.gemm_into(cuda.to_device(a), cuda.to_device(b), out, ta, tb, config=config)
+    _close(_host(out), kr.matmul(a, b, trans_a=ta, trans_b=tb), np.float64)
+
+
 def test_matmul_config_choice():
     assert kc.matmul_config(128, 100) == "32x32"
     assert kc.matmul_config(256, 300) == "64x64"
