@@ -67,6 +67,8 @@ class CudaEngine:
         self._gw = [self._view(self._grads, i) for i in range(len(layout))]
         self._width_max = max(fo for _, fo, _, _ in layout)
         self._stats = cuda.to_device(np.zeros(2, dtype=np.float64))
+        self._wsegments = cuda.to_device(np.array([(wo, fi * fo) for fi, fo, wo, _ in layout], dtype=np.int64))
+        self._sumsq = cuda.device_array(len(layout), dtype=np.float64)
         self._n = -1
         self._data = None
         self._stepped = False
@@ -169,10 +171,9 @@ class CudaEngine:
         return kc.read_stats(self._stats)
 
     def grad_norms(self):
-        host = self._grads.copy_to_host()
-        return np.array(
-            [np.linalg.norm(host[wo : wo + fi * fo].astype(np.float64)) for fi, fo, wo, _ in self._layout]
-        )
+        """Per-layer Frobenius norms of dL/dW, reduced on the device (only L floats come back)."""
+        kc.segment_sumsq_into(self._grads, self._wsegments, self._sumsq)
+        return np.sqrt(self._sumsq.copy_to_host())
 
     # -- device-resident data set ---------------------------------------------
 

@@ -79,6 +79,7 @@ __all__ = [
     "sgd_into",
     "gather_rows_into",
     "gather_into",
+    "segment_sumsq_into",
     "read_stats",
     "as_device",
     "is_device_array",
@@ -530,6 +531,34 @@ def _gather_kernels():
     return gather_rows, gather
 
 
+@lru_cache(maxsize=None)
+def _segment_kernels():
+    @cuda.jit
+    def segment_sumsq(flat, segments, out):
+        """Block s: out[s] = sum of flat[start:start+size]**2 in float64 (segments[s] = start, size)."""
+        sidx = cuda.blockIdx.x
+        t = cuda.threadIdx.x
+        start = segments[sidx, 0]
+        size = segments[sidx, 1]
+        red = cuda.shared.array(_REDUCE_TPB, float64)
+        acc = float64(0)
+        for i in range(t, size, _REDUCE_TPB):
+            v = float64(flat[start + i])
+            acc += v * v
+        red[t] = acc
+        cuda.syncthreads()
+        s = _REDUCE_TPB // 2
+        while s > 0:
+            if t < s:
+                red[t] += red[t + s]
+            cuda.syncthreads()
+            s //= 2
+        if t == 0:
+            out[sidx] = red[0]
+
+    return segment_sumsq
+
+
 # =========================================================================== building blocks
 
 
@@ -623,6 +652,15 @@ def gather_into(src, idx, out):
     if out.size:
         _, kernel = _gather_kernels()
         kernel[_blocks_1d(out.size), _ELEMENTWISE_TPB](src, idx, out)
+    return out
+
+
+def segment_sumsq_into(flat, segments, out):
+    """Launch ``out[s] = sum(flat[start:start + size] ** 2)`` (float64) for each row
+    ``(start, size)`` of the int64 device array ``segments`` (S, 2); one block per
+    segment, deterministic. Used for per-layer gradient norms."""
+    if segments.shape[0]:
+        _segment_kernels()[segments.shape[0], _REDUCE_TPB](flat, segments, out)
     return out
 
 

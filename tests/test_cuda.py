@@ -247,6 +247,15 @@ def test_out_of_range_labels_raise_for_host_and_device_labels():
     assert loss == pytest.approx(kr.softmax_cross_entropy(logits, ok)[0], rel=1e-5)
 
 
+def test_segment_sums_of_squares():
+    flat = RNG.standard_normal(50).astype(np.float32)
+    segments = np.array([[0, 10], [10, 0], [12, 38]], np.int64)
+    out = cuda.device_array(3, np.float64)
+    kc.segment_sumsq_into(cuda.to_device(flat), cuda.to_device(segments), out)
+    f = flat.astype(np.float64)
+    np.testing.assert_allclose(_host(out), [np.sum(f[:10] ** 2), 0.0, np.sum(f[12:] ** 2)], rtol=1e-12)
+
+
 def test_gather_building_blocks():
     src = _rand((10, 4), np.float32)
     idx = np.array([9, 0, 3, 3], np.int64)
