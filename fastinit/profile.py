@@ -388,12 +388,12 @@ def _device_info(backends):
     if "cuda" in backends:
         from numba import cuda
 
+        info["cuda_simulator"] = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
         try:
             name = cuda.get_current_device().name
             info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
-        except Exception as exc:  # the simulator has a fake device
-            info["gpu"] = f"unknown ({type(exc).__name__})"
-        info["cuda_simulator"] = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+        except Exception as exc:  # the simulator's fake device has no name
+            info["gpu"] = "Numba CUDA simulator" if info["cuda_simulator"] else f"unknown ({type(exc).__name__})"
     return info
 
 
@@ -486,6 +486,8 @@ def format_table(result):
     lines.append(f"dtype {result.dtype}; {info}")
     lines.append("time: median per call, warm-up excluded, device synchronised; "
                  "w/ transfers: CUDA including host<->device copies")
+    if result.info.get("cuda_simulator"):
+        lines.append("WARNING: cuda ran on Numba's CUDA simulator: its timings are meaningless")
     return "\n".join(lines)
 
 
