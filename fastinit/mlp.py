@@ -50,6 +50,7 @@ Engine interface (what ``fastinit.mlp_cuda.CudaEngine`` implements)
 Non-goals: no momentum, no regularisation, no mixed dtypes.
 """
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -120,95 +121,394 @@ class NumpyEngine:
 
 
 # --------------------------------------------------------------------------- cpu
+#
+# The cpu engine's compiled code. It is written as plain Python functions,
+# marked with ``_jit``, and handed to ``numba.njit`` on first use
+# (``_cpu_kernels``), so ``import fastinit.mlp`` and the numpy backend never
+# import Numba. Once compiled, the module globals name the dispatchers, so the
+# functions call each other as compiled code (and are cached on disk).
+#
+# Layout. Weights are stored TRANSPOSED, ``Wt`` (fan_out, fan_in), so that every
+# product of the step streams along contiguous rows with no transposed copy:
+#
+#   forward   z  = x @ W    = x . Wt^T  -> _dot_rows   (row-by-row dot products)
+#   backward  dx = dz @ W^T = dz @ Wt   -> _axpy_rows  (rows of Wt scaled and summed)
+#             dWt = dz^T @ x            -> _axpy_rows  (trans_a: rows of x scaled and summed)
+#
+# Threads. The step is two parallel regions, each split into disjoint pieces:
+# 1. forward, softmax cross-entropy and every layer's delta (dz) for a slice of
+#    the batch rows per thread (rows never interact until the weight gradient);
+# 2. per layer, a slice of the rows of dWt (output features) per thread: the
+#    gradient over the whole batch, the bias gradient, and the SGD update of
+#    those rows of Wt and b, fused.
+# All buffers come from the engine, so the step allocates nothing.
 
-# The compiled step is plain Python here and handed to ``numba.njit`` on first
-# use (``_cpu_kernels``), so ``import fastinit.mlp`` and the numpy backend never
-# import Numba or ``kernels.cpu``. ``_kc`` is bound to ``kernels.cpu`` then.
-_kc = None
+_JITTED = []
 _CPU = None
+prange = range  # rebound to numba.prange before compiling
 
 
-def _layer(flat, layout, i):
-    """Views of layer ``i``'s W (fan_in, fan_out) and b (fan_out,) in a flat buffer."""
-    fi, fo, wo, bo = layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 3]
-    return flat[wo : wo + fi * fo].reshape((fi, fo)), flat[bo : bo + fo]
+def numba_threads():
+    """Number of threads the parallel regions use (``numba.get_num_threads()`` once compiled)."""
+    return 1
+_FASTMATH = {"reassoc", "contract"}  # no nnan/ninf: NaN and Inf still propagate
 
 
-def _act_view(acts, layout, i, n):
-    """View of layer ``i``'s output (n, fan_out) in the flat activation workspace."""
-    fo, col = layout[i, 1], layout[i, 4]
-    return acts[n * col : n * (col + fo)].reshape((n, fo))
+def _jit(**options):
+    """Mark a function for ``numba.njit(cache=True, error_model='numpy', **options)``."""
 
+    def mark(func):
+        _JITTED.append((func.__name__, options))
+        return func
 
-def _forward_py(x, params, layout, code, acts):
-    """Forward pass of every layer into ``acts``; hidden layers use ``code``, the last is linear."""
-    n = x.shape[0]
-    last = layout.shape[0] - 1
-    w, b = _layer(params, layout, 0)
-    out = _act_view(acts, layout, 0, n)
-    _kc.matmul_into(x, w, out, False, False)
-    _kc.bias_activation_into(out, b, True, code if last > 0 else 0)
-    for i in range(1, last + 1):
-        w, b = _layer(params, layout, i)
-        inp = _act_view(acts, layout, i - 1, n)
-        out = _act_view(acts, layout, i, n)
-        _kc.matmul_into(inp, w, out, False, False)
-        _kc.bias_activation_into(out, b, True, code if i < last else 0)
-
-
-def _delta_view(delta, k, n, width):
-    return delta[k, : n * width].reshape((n, width))
-
-
-def _train_step_py(x, labels, lr, params, grads, layout, code, acts, delta):
-    """Forward, softmax cross-entropy, backward and SGD of every layer; returns the loss."""
-    n = x.shape[0]
-    last = layout.shape[0] - 1
-    _forward_py(x, params, layout, code, acts)
-    dz = _delta_view(delta, last % 2, n, layout[last, 1])
-    loss = _kc.softmax_xent_into(_act_view(acts, layout, last, n), labels, dz)
-    for i in range(last, 0, -1):
-        w, _ = _layer(params, layout, i)
-        gw, gb = _layer(grads, layout, i)
-        inp = _act_view(acts, layout, i - 1, n)
-        _kc.matmul_into(inp, dz, gw, True, False)
-        _kc.column_sum_into(dz, gb)
-        dprev = _delta_view(delta, (i - 1) % 2, n, layout[i, 0])
-        _kc.matmul_into(dz, w, dprev, False, True)
-        _kc.activation_backward_into(inp, dprev, code, dprev)
-        dz = dprev
-    gw, gb = _layer(grads, layout, 0)
-    _kc.matmul_into(x, dz, gw, True, False)
-    _kc.column_sum_into(dz, gb)
-    _kc.sgd_into(params, grads, lr)
-    return loss
+    return mark
 
 
 def _cpu_kernels():
     """Compile (on first use; cached on disk) the Numba functions of the cpu engine."""
-    global _kc, _CPU
+    global _CPU
     if _CPU is None:
         import numba
 
-        from kernels import cpu
-
-        _kc = cpu
-        jit = numba.njit(cache=True)
         g = globals()
-        for name in ("_layer", "_act_view", "_delta_view", "_forward_py", "_train_step_py"):
-            g[name] = jit(g[name])
-        _CPU = SimpleNamespace(forward=g["_forward_py"], train_step=g["_train_step_py"])
+        g["prange"] = numba.prange
+        g["numba_threads"] = numba.get_num_threads
+        for name, options in _JITTED:
+            g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
+        _CPU = SimpleNamespace(forward=g["_cpu_forward"], train_step=g["_cpu_train_step"])
     return _CPU
 
 
-class CpuEngine:
-    """Numba engine: one compiled call per training step, no allocation inside it.
+@_jit(inline="always")
+def _act1(v, code, one):
+    """One activation value: 0 linear, 1 sigmoid (stable), 2 tanh, 3 relu (NaN passes).
 
-    Storage: ``_params`` (flat, every layer's W then b), ``_grads`` (same
-    layout), ``_layout`` int64 (layers, 5) rows of (fan_in, fan_out, W
-    offset, b offset, activation column offset). Per batch size N:
-    ``_acts`` (N * sum(fan_out)) holding every layer's output and ``_delta``
-    (2, N * max(fan_out)) for the back-propagated gradients.
+    ``one`` is 1 in the data's dtype (a bare ``1`` would promote float32 to float64)."""
+    if code == 3:
+        zero = v - v
+        return zero if v < zero else v
+    if code == 1:
+        if v >= 0:
+            return one / (one + math.exp(-v))
+        e = math.exp(v)
+        return e / (one + e)
+    if code == 2:
+        return math.tanh(v)
+    return v
+
+
+@_jit(fastmath=_FASTMATH)
+def _dot_rows(A, Bt, bias, C, i0, i1, code):
+    """Rows [i0, i1) of ``C = act(A @ Bt.T + bias)``; A (N, K), Bt (M, K), C (N, M).
+
+    4 x 4 blocks of dot products along the contiguous K, accumulated in
+    registers (LLVM vectorises the K loop), bias and activation applied on
+    the way out.
+    """
+    n = Bt.shape[0]
+    k = A.shape[1]
+    one = A.dtype.type(1)
+    i = i0
+    while i + 4 <= i1:
+        a0 = A[i]
+        a1 = A[i + 1]
+        a2 = A[i + 2]
+        a3 = A[i + 3]
+        j = 0
+        while j + 4 <= n:
+            b0 = Bt[j]
+            b1 = Bt[j + 1]
+            b2 = Bt[j + 2]
+            b3 = Bt[j + 3]
+            z = A.dtype.type(0)
+            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
+            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
+            for p in range(k):
+                x0 = a0[p]
+                x1 = a1[p]
+                x2 = a2[p]
+                x3 = a3[p]
+                y0 = b0[p]
+                y1 = b1[p]
+                y2 = b2[p]
+                y3 = b3[p]
+                s00 += x0 * y0
+                s01 += x0 * y1
+                s02 += x0 * y2
+                s03 += x0 * y3
+                s10 += x1 * y0
+                s11 += x1 * y1
+                s12 += x1 * y2
+                s13 += x1 * y3
+                s20 += x2 * y0
+                s21 += x2 * y1
+                s22 += x2 * y2
+                s23 += x2 * y3
+                s30 += x3 * y0
+                s31 += x3 * y1
+                s32 += x3 * y2
+                s33 += x3 * y3
+            c0 = bias[j]
+            c1 = bias[j + 1]
+            c2 = bias[j + 2]
+            c3 = bias[j + 3]
+            C[i, j] = _act1(s00 + c0, code, one)
+            C[i, j + 1] = _act1(s01 + c1, code, one)
+            C[i, j + 2] = _act1(s02 + c2, code, one)
+            C[i, j + 3] = _act1(s03 + c3, code, one)
+            C[i + 1, j] = _act1(s10 + c0, code, one)
+            C[i + 1, j + 1] = _act1(s11 + c1, code, one)
+            C[i + 1, j + 2] = _act1(s12 + c2, code, one)
+            C[i + 1, j + 3] = _act1(s13 + c3, code, one)
+            C[i + 2, j] = _act1(s20 + c0, code, one)
+            C[i + 2, j + 1] = _act1(s21 + c1, code, one)
+            C[i + 2, j + 2] = _act1(s22 + c2, code, one)
+            C[i + 2, j + 3] = _act1(s23 + c3, code, one)
+            C[i + 3, j] = _act1(s30 + c0, code, one)
+            C[i + 3, j + 1] = _act1(s31 + c1, code, one)
+            C[i + 3, j + 2] = _act1(s32 + c2, code, one)
+            C[i + 3, j + 3] = _act1(s33 + c3, code, one)
+            j += 4
+        while j < n:
+            b0 = Bt[j]
+            z = A.dtype.type(0)
+            s0 = s1 = s2 = s3 = z
+            for p in range(k):
+                y = b0[p]
+                s0 += a0[p] * y
+                s1 += a1[p] * y
+                s2 += a2[p] * y
+                s3 += a3[p] * y
+            c0 = bias[j]
+            C[i, j] = _act1(s0 + c0, code, one)
+            C[i + 1, j] = _act1(s1 + c0, code, one)
+            C[i + 2, j] = _act1(s2 + c0, code, one)
+            C[i + 3, j] = _act1(s3 + c0, code, one)
+            j += 1
+        i += 4
+    while i < i1:
+        a = A[i]
+        for j in range(n):
+            b = Bt[j]
+            s = A.dtype.type(0)
+            for p in range(k):
+                s += a[p] * b[p]
+            C[i, j] = _act1(s + bias[j], code, one)
+        i += 1
+
+
+@_jit(fastmath=_FASTMATH)
+def _axpy_rows(A, trans_a, B, C, i0, i1):
+    """Rows [i0, i1) of ``C = op(A) @ B``; op(A) = A.T if ``trans_a`` else A.
+
+    B (K, L), C (M, L): each output row is a sum of rows of B scaled by
+    scalars of A, 4 output rows and 4 rows of B per sweep along L (16 FMAs
+    per 4 loads of B), which LLVM vectorises along the contiguous L.
+    """
+    k = B.shape[0]
+    width = B.shape[1]
+    for i in range(i0, i1):
+        for q in range(width):
+            C[i, q] = 0
+    i = i0
+    while i + 4 <= i1:
+        p = 0
+        while p + 4 <= k:
+            if trans_a:
+                a00, a01, a02, a03 = A[p, i], A[p + 1, i], A[p + 2, i], A[p + 3, i]
+                a10, a11, a12, a13 = A[p, i + 1], A[p + 1, i + 1], A[p + 2, i + 1], A[p + 3, i + 1]
+                a20, a21, a22, a23 = A[p, i + 2], A[p + 1, i + 2], A[p + 2, i + 2], A[p + 3, i + 2]
+                a30, a31, a32, a33 = A[p, i + 3], A[p + 1, i + 3], A[p + 2, i + 3], A[p + 3, i + 3]
+            else:
+                a00, a01, a02, a03 = A[i, p], A[i, p + 1], A[i, p + 2], A[i, p + 3]
+                a10, a11, a12, a13 = A[i + 1, p], A[i + 1, p + 1], A[i + 1, p + 2], A[i + 1, p + 3]
+                a20, a21, a22, a23 = A[i + 2, p], A[i + 2, p + 1], A[i + 2, p + 2], A[i + 2, p + 3]
+                a30, a31, a32, a33 = A[i + 3, p], A[i + 3, p + 1], A[i + 3, p + 2], A[i + 3, p + 3]
+            for q in range(width):
+                y0 = B[p, q]
+                y1 = B[p + 1, q]
+                y2 = B[p + 2, q]
+                y3 = B[p + 3, q]
+                C[i, q] += a00 * y0 + a01 * y1 + a02 * y2 + a03 * y3
+                C[i + 1, q] += a10 * y0 + a11 * y1 + a12 * y2 + a13 * y3
+                C[i + 2, q] += a20 * y0 + a21 * y1 + a22 * y2 + a23 * y3
+                C[i + 3, q] += a30 * y0 + a31 * y1 + a32 * y2 + a33 * y3
+            p += 4
+        while p < k:
+            for r in range(4):
+                x = A[p, i + r] if trans_a else A[i + r, p]
+                for q in range(width):
+                    C[i + r, q] += x * B[p, q]
+            p += 1
+        i += 4
+    while i < i1:
+        for p in range(k):
+            x = A[p, i] if trans_a else A[i, p]
+            for q in range(width):
+                C[i, q] += x * B[p, q]
+        i += 1
+
+
+@_jit()
+def _act_backward_rows(y, d, code, i0, i1):
+    """In place ``d *= act'(.)`` from the saved output ``y``, rows [i0, i1)."""
+    if code == 0:
+        return
+    width = y.shape[1]
+    one = y.dtype.type(1)
+    for i in range(i0, i1):
+        yr = y[i]
+        dr = d[i]
+        for q in range(width):
+            v = yr[q]
+            if code == 3:
+                dr[q] = dr[q] if v > 0 else v - v
+            elif code == 1:
+                dr[q] = dr[q] * v * (one - v)
+            else:
+                dr[q] = dr[q] * (one - v * v)
+
+
+@_jit()
+def _softmax_xent_rows(logits, labels, grad, i0, i1, n_total):
+    """Rows [i0, i1) of ``grad = (softmax - onehot) / n_total``; returns their summed loss (float64)."""
+    c = logits.shape[1]
+    inv_n = 1.0 / n_total
+    total = 0.0
+    for i in range(i0, i1):
+        z = logits[i]
+        g = grad[i]
+        m = z[0]
+        for j in range(1, c):
+            if z[j] > m:
+                m = z[j]
+        s = 0.0
+        for j in range(c):
+            e = math.exp(float(z[j]) - float(m))
+            g[j] = e
+            s += e
+        scale = inv_n / s
+        for j in range(c):
+            g[j] = g[j] * scale
+        lab = labels[i]
+        g[lab] -= inv_n
+        total += math.log(s) - (float(z[lab]) - float(m))
+    return total
+
+
+@_jit(inline="always")
+def _wt(flat, layout, i):
+    """Layer ``i``'s Wt (fan_out, fan_in) and b (fan_out,) as views of a flat buffer."""
+    fi, fo, wo, bo = layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 3]
+    return flat[wo : wo + fi * fo].reshape((fo, fi)), flat[bo : bo + fo]
+
+
+@_jit(inline="always")
+def _rows(buf, layout, i, n):
+    """Layer ``i``'s (n, fan_out) slab of a flat per-layer activation/delta buffer."""
+    fo, col = layout[i, 1], layout[i, 4]
+    return buf[n * col : n * (col + fo)].reshape((n, fo))
+
+
+@_jit(inline="always")
+def _split(n, parts, t):
+    """[lo, hi) of piece ``t`` of ``range(n)`` cut in ``parts``, boundaries on multiples of 4."""
+    step = ((n + parts - 1) // parts + 3) // 4 * 4
+    return min(n, t * step), min(n, (t + 1) * step)
+
+
+@_jit()
+def _forward_rows(x, params, layout, code, acts, r0, r1):
+    """Forward pass of rows [r0, r1) through every layer into ``acts``."""
+    n = x.shape[0]
+    last = layout.shape[0] - 1
+    wt, b = _wt(params, layout, 0)
+    _dot_rows(x, wt, b, _rows(acts, layout, 0, n), r0, r1, code if last > 0 else 0)
+    for i in range(1, last + 1):
+        wt, b = _wt(params, layout, i)
+        _dot_rows(_rows(acts, layout, i - 1, n), wt, b, _rows(acts, layout, i, n), r0, r1, code if i < last else 0)
+
+
+@_jit(parallel=True)
+def _cpu_forward(x, params, layout, code, acts):
+    """Forward pass of the whole batch, slices of rows in parallel."""
+    n = x.shape[0]
+    parts = max(1, min(numba_threads(), n // 8))
+    for t in prange(parts):
+        r0, r1 = _split(n, parts, t)
+        _forward_rows(x, params, layout, code, acts, r0, r1)
+
+
+@_jit()
+def _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1):
+    """Forward, loss and every layer's delta for rows [r0, r1); returns their summed loss."""
+    n = x.shape[0]
+    last = layout.shape[0] - 1
+    _forward_rows(x, params, layout, code, acts, r0, r1)
+    dz = _rows(deltas, layout, last, n)
+    loss = _softmax_xent_rows(_rows(acts, layout, last, n), labels, dz, r0, r1, n)
+    for i in range(last, 0, -1):
+        wt, _ = _wt(params, layout, i)
+        dprev = _rows(deltas, layout, i - 1, n)
+        _axpy_rows(dz, False, wt, dprev, r0, r1)
+        _act_backward_rows(_rows(acts, layout, i - 1, n), dprev, code, r0, r1)
+        dz = dprev
+    return loss
+
+
+@_jit()
+def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
+    """Rows [j0, j1) of one layer: gWt = dz^T @ inp, gb = column sums of dz, then SGD on Wt and b."""
+    _axpy_rows(dz, True, inp, gwt, j0, j1)
+    n = dz.shape[0]
+    fi = wt.shape[1]
+    for j in range(j0, j1):
+        s = dz.dtype.type(0)
+        for r in range(n):
+            s += dz[r, j]
+        gb[j] = s
+        b[j] -= lr * s
+        w = wt[j]
+        g = gwt[j]
+        for q in range(fi):
+            w[q] -= lr * g[q]
+
+
+@_jit(parallel=True)
+def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts):
+    """One SGD step of the whole MLP (see the section comment); returns the mean loss."""
+    n = x.shape[0]
+    n_layers = layout.shape[0]
+    parts = max(1, min(numba_threads(), loss_parts.shape[0], n // 8))
+    for t in prange(parts):
+        r0, r1 = _split(n, parts, t)
+        loss_parts[t] = _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1)
+    loss = 0.0
+    for t in range(parts):
+        loss += loss_parts[t]
+    threads = max(1, min(numba_threads(), loss_parts.shape[0]))
+    for t in prange(threads):
+        wt, b = _wt(params, layout, 0)
+        gwt, gb = _wt(grads, layout, 0)
+        j0, j1 = _split(layout[0, 1], threads, t)
+        _update_rows(x, _rows(deltas, layout, 0, n), wt, b, gwt, gb, lr, j0, j1)
+        for i in range(1, n_layers):
+            wt, b = _wt(params, layout, i)
+            gwt, gb = _wt(grads, layout, i)
+            j0, j1 = _split(layout[i, 1], threads, t)
+            _update_rows(_rows(acts, layout, i - 1, n), _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1)
+    return loss / n
+
+
+class CpuEngine:
+    """Numba engine: one compiled call per training step that allocates nothing.
+
+    Storage: ``_params`` (flat: every layer's Wt (fan_out, fan_in), i.e. W
+    transposed, then b), ``_grads`` (same layout), ``_layout`` int64
+    (layers, 5) rows of (fan_in, fan_out, Wt offset, b offset, column offset
+    of the layer in the per-row activation buffers). Per batch size N:
+    ``_acts`` and ``_deltas`` (N * sum(fan_out)) hold every layer's output
+    and back-propagated gradient; they are reallocated only when N changes.
     """
 
     def __init__(self, weights, biases, activation, dtype):
@@ -226,27 +526,21 @@ class CpuEngine:
         self._params = np.empty(off, dtype=self.dtype)
         self._grads = np.zeros(off, dtype=self.dtype)
         self._width_sum = col
-        self._width_max = int(self._layout[:, 1].max())
-        for (fi, fo, wo, bo, _), w, b in zip(rows, weights, biases):
-            self._params[wo : wo + fi * fo] = np.asarray(w, dtype=self.dtype).ravel()
-            self._params[bo : bo + fo] = np.asarray(b, dtype=self.dtype)
+        for i, (w, b) in enumerate(zip(weights, biases)):
+            wt, bv = self._views(self._params, i)
+            wt[...] = np.asarray(w, dtype=self.dtype).T
+            bv[...] = b
+        self._loss_parts = np.zeros(64, dtype=np.float64)
         self._n = -1
-        self._acts = self._delta = None
+        self._acts = self._deltas = None
         self._norms = None
 
     def _views(self, flat, i):
         fi, fo, wo, bo, _ = (int(v) for v in self._layout[i])
-        return flat[wo : wo + fi * fo].reshape(fi, fo), flat[bo : bo + fo]
+        return flat[wo : wo + fi * fo].reshape(fo, fi), flat[bo : bo + fo]
 
     def params(self):
-        return [tuple(a.copy() for a in self._views(self._params, i)) for i in range(len(self._layout))]
-
-    def _workspace(self, n):
-        if n != self._n:
-            self._acts = np.empty(n * self._width_sum, dtype=self.dtype)
-            self._delta = np.empty((2, n * self._width_max), dtype=self.dtype)
-            self._n = n
-        return self._acts, self._delta
+        return [(wt.T.copy(), b.copy()) for wt, b in (self._views(self._params, i) for i in range(len(self._layout)))]
 
     def forward(self, x, record):
         n = x.shape[0]
@@ -256,9 +550,22 @@ class CpuEngine:
         return (outs[-1], outs[:-1]) if record else outs[-1]
 
     def train_step(self, x, labels, lr):
-        acts, delta = self._workspace(x.shape[0])
+        n = x.shape[0]
+        if n != self._n:
+            self._acts = np.empty(n * self._width_sum, dtype=self.dtype)
+            self._deltas = np.empty(n * self._width_sum, dtype=self.dtype)
+            self._n = n
         loss = self._kern.train_step(
-            x, labels, self.dtype.type(lr), self._params, self._grads, self._layout, self.code, acts, delta
+            x,
+            labels,
+            self.dtype.type(lr),
+            self._params,
+            self._grads,
+            self._layout,
+            self.code,
+            self._acts,
+            self._deltas,
+            self._loss_parts,
         )
         self._norms = None
         return float(loss)
