@@ -525,26 +525,31 @@ def softmax_xent_into(logits, labels, grad):
 # accumulates the MR x NR block of C in vector registers.
 
 _MR = 8  # micro-kernel rows
-_KC_BYTES = 1024  # depth block: KC = 1024 / itemsize (256 float32, 128 float64)
+_KC_BYTES = 4096  # depth block: KC = 4096 / itemsize (1024 float32, 512 float64)
 _TM_MAX = 256  # tile rows: a tile's packed A (TM x KC) stays in L2
+_DIRECT_COLS = 4  # tiles this many column slivers wide or less read A in place
 # Tiles are planned for Numba's thread pool size (a compile-time constant, so
 # the kernels stay cacheable; numba.set_num_threads(1) still works).
 _NTHREADS = max(1, config.NUMBA_NUM_THREADS)
 
 
-def _ukernel(ap, bp, ct, kc):
-    """``ct = sum_p outer(ap[p*MR:(p+1)*MR], bp[p*NR:(p+1)*NR])`` (row-major MR x NR).
+def _ukernel(ap, off, rs, ps, bp, ct, kc):
+    """``ct[r, j] = sum_p ap[off + r*rs + p*ps] * bp[p*NR + j]`` (ct row-major MR x NR).
 
-    Python fallback (NUMBA_DISABLE_JIT); compiled code uses the intrinsic below.
+    ``ap`` is a flat array holding op(A)'s MR rows at stride ``rs`` along the
+    rows and ``ps`` along the depth (a packed sliver: rs=1, ps=MR; rows read in
+    place: rs=lda, ps=1). Python fallback (NUMBA_DISABLE_JIT); compiled code
+    uses the intrinsic below.
     """
     nr = ct.size // _MR
     acc = np.zeros((_MR, nr), ct.dtype)
+    rows = off + rs * np.arange(_MR)
     for p in range(kc):
-        acc += np.multiply.outer(ap[p * _MR : (p + 1) * _MR], bp[p * nr : (p + 1) * nr])
+        acc += np.multiply.outer(ap[rows + p * ps], bp[p * nr : (p + 1) * nr])
     ct[:] = acc.reshape(-1)
 
 
-def _ukernel_codegen(dt, mr):
+def _ukernel_codegen(dt, mr, nv):
     """LLVM IR for the micro-kernel: MR x 2 vectors of accumulators kept in
     registers across the depth loop; one broadcast per row, two vector loads
     and 2 * MR FMAs per step. 512-bit vectors (float32 x 16, float64 x 8) are
@@ -555,7 +560,6 @@ def _ukernel_codegen(dt, mr):
 
     is32 = dt == types.float32
     vl = 16 if is32 else 8
-    nv = 2
     nr = nv * vl
     esz = 4 if is32 else 8
 
@@ -568,9 +572,11 @@ def _ukernel_codegen(dt, mr):
         elt = context.get_value_type(dt)
         vty = ir.VectorType(elt, vl)
         a_ = context.make_array(signature.args[0])(context, builder, args[0]).data
-        b_ = context.make_array(signature.args[1])(context, builder, args[1]).data
-        c_ = context.make_array(signature.args[2])(context, builder, args[2]).data
-        kc = args[3]
+        off, rs, ps = args[1], args[2], args[3]
+        b_ = context.make_array(signature.args[4])(context, builder, args[4]).data
+        c_ = context.make_array(signature.args[5])(context, builder, args[5]).data
+        kc = args[6]
+        rowoff = [builder.add(off, builder.mul(rs, ir.Constant(i64, r))) for r in range(mr)]
         fname = "llvm.fma.v%d%s" % (vl, "f32" if is32 else "f64")
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), fname)
         zero = ir.Constant(vty, None)
@@ -594,10 +600,10 @@ def _ukernel_codegen(dt, mr):
         for v in range(nv):
             ptr = builder.gep(b_, [builder.add(boff, ir.Constant(i64, v * vl))], inbounds=True)
             bvs.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=esz, typ=vty))
-        aoff = builder.mul(p, ir.Constant(i64, mr))
+        aoff = builder.mul(p, ps)
         new = []
         for r in range(mr):
-            ptr = builder.gep(a_, [builder.add(aoff, ir.Constant(i64, r))], inbounds=True)
+            ptr = builder.gep(a_, [builder.add(aoff, rowoff[r])], inbounds=True)
             a = builder.load(ptr, typ=elt)
             av = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
             for v in range(nv):
@@ -625,21 +631,32 @@ def _ukernel_codegen(dt, mr):
 
 
 @intrinsic
-def _ukernel_ir(typingctx, ap, bp, ct, kc):
-    """The compiled micro-kernel (see ``_ukernel``): 1-D C-contiguous ``ap``
-    (kc * MR), ``bp`` (kc * NR), ``ct`` (MR * NR) of one float dtype, NR being
-    32 for float32 and 16 for float64."""
+def _ukernel_ir(typingctx, ap, off, rs, ps, bp, ct, kc):
+    """The compiled micro-kernel (see ``_ukernel``): 1-D C-contiguous ``ap``,
+    ``bp`` (kc * NR), ``ct`` (MR * NR) of one float dtype, NR being 32 for
+    float32 and 16 for float64; integer offset and strides."""
     if not (isinstance(ap, types.Array) and ap.dtype in (types.float32, types.float64)):
         return None
-    return types.none(ap, bp, ct, types.intp), _ukernel_codegen(ap.dtype, _MR)
+    return types.none(ap, types.intp, types.intp, types.intp, bp, ct, types.intp), _ukernel_codegen(ap.dtype, _MR, 2)
+
+
+@intrinsic
+def _ukernel_half_ir(typingctx, ap, off, rs, ps, bp, ct, kc):
+    """The micro-kernel for a last, narrow column sliver: NR / 2 columns (one vector)."""
+    if not (isinstance(ap, types.Array) and ap.dtype in (types.float32, types.float64)):
+        return None
+    return types.none(ap, types.intp, types.intp, types.intp, bp, ct, types.intp), _ukernel_codegen(ap.dtype, _MR, 1)
 
 
 if not config.DISABLE_JIT:
 
     @overload(_ukernel, inline="never", jit_options=dict(error_model="numpy"))
-    def _ukernel_impl(ap, bp, ct, kc):
-        def impl(ap, bp, ct, kc):
-            _ukernel_ir(ap, bp, ct, kc)
+    def _ukernel_impl(ap, off, rs, ps, bp, ct, kc):
+        def impl(ap, off, rs, ps, bp, ct, kc):
+            if ct.size == _MR * _nr(ct):
+                _ukernel_ir(ap, off, rs, ps, bp, ct, kc)
+            else:
+                _ukernel_half_ir(ap, off, rs, ps, bp, ct, kc)
 
         return impl
 
@@ -678,11 +695,10 @@ def _pack_a(a, trans_a, i0, i1, p0, kc, ap):
 
 
 @njit(**_OPTS)
-def _pack_b(b, trans_b, j0, nr, p0, kc, bp):
+def _pack_b(b, trans_b, j0, nr, p0, kc, bp, NR):
     """Pack op(b)[p0:p0+kc, j0:j0+NR] depth-major, zero-padded past column j0+nr:
     bp[p*NR + j] = op(b)[p0 + p, j0 + j]."""
     zero = bp.dtype.type(0)
-    NR = _nr(bp)
     if trans_b:  # b is (N, K): column j of op(b) is row j of b
         for j in range(nr):
             src = b[j0 + j, p0 : p0 + kc]
@@ -703,8 +719,8 @@ def _pack_b(b, trans_b, j0, nr, p0, kc, bp):
 
 @njit(**_OPTS)
 def _store_block(ct, c, i, j, rows, cols, acc):
-    """c[i:i+rows, j:j+cols] (+)= the top-left of the MR x NR block ``ct``."""
-    NR = _nr(ct)
+    """c[i:i+rows, j:j+cols] (+)= the top-left of the MR x (ct.size / MR) block ``ct``."""
+    NR = ct.size // _MR
     for r in range(rows):
         src = ct[r * NR : r * NR + cols]
         dst = c[i + r, j : j + cols]
@@ -718,23 +734,39 @@ def _store_block(ct, c, i, j, rows, cols, acc):
 
 @njit(**_OPTS)
 def _gemm_tile(a, trans_a, b, trans_b, c, i0, i1, j0, j1):
-    """c[i0:i1, j0:j1] = op(a)[i0:i1] @ op(b)[:, j0:j1] (single thread)."""
+    """c[i0:i1, j0:j1] = op(a)[i0:i1] @ op(b)[:, j0:j1] (single thread).
+
+    op(a)'s rows are packed into MR-row slivers (zero-padded), except when
+    the tile is narrow (few column slivers to amortise the packing over) and
+    ``a`` is not transposed: then full slivers are read in place.
+    """
     k = a.shape[0] if trans_a else a.shape[1]
     NR = _nr(c)
     kcmax = min(k, _KC_BYTES // c.itemsize)
     nsl = (i1 - i0 + _MR - 1) // _MR
-    ap = np.empty(nsl * kcmax * _MR, c.dtype)
+    pack = trans_a or j1 - j0 > _DIRECT_COLS * NR
+    full = 0 if pack else (i1 - i0) // _MR
+    ap = np.empty((nsl - full) * kcmax * _MR, c.dtype)
     bp = np.empty(kcmax * NR, c.dtype)
-    ct = np.empty(_MR * NR, c.dtype)
+    ct_full = np.empty(_MR * NR, c.dtype)
+    ct_half = np.empty(_MR * (NR // 2), c.dtype)
+    af = a.reshape(a.size)
+    lda = a.shape[1]
     for p0 in range(0, k, kcmax):
         kc = min(kcmax, k - p0)
         acc = p0 > 0
-        _pack_a(a, trans_a, i0, i1, p0, kc, ap)
+        if full < nsl:
+            _pack_a(a, trans_a, i0 + full * _MR, i1, p0, kc, ap)
         for j in range(j0, j1, NR):
             cols = min(NR, j1 - j)
-            _pack_b(b, trans_b, j, cols, p0, kc, bp)
+            # A last sliver of at most half width runs the one-vector kernel.
+            ct = ct_half if cols <= NR // 2 else ct_full
+            _pack_b(b, trans_b, j, cols, p0, kc, bp, ct.size // _MR)
             for s in range(nsl):
-                _ukernel(ap[s * kc * _MR : (s + 1) * kc * _MR], bp, ct, kc)
+                if s < full:
+                    _ukernel(af, (i0 + s * _MR) * lda + p0, lda, 1, bp, ct, kc)
+                else:
+                    _ukernel(ap, (s - full) * kc * _MR, 1, _MR, bp, ct, kc)
                 _store_block(ct, c, i0 + s * _MR, j, min(_MR, i1 - i0 - s * _MR), cols, acc)
 
 
@@ -769,15 +801,20 @@ def matmul_into(a, b, out, trans_a, trans_b):
         _gemm_tile(a, trans_a, b, trans_b, out, 0, m, 0, n)
         return
     NR = _nr(out)
-    # Row tiles of at most _TM_MAX, a multiple of the thread count in number;
-    # split the columns too when there are too few rows to go round.
-    ntm = max(1, (m + _TM_MAX - 1) // _TM_MAX)
-    ntm = min((ntm + nthreads - 1) // nthreads * nthreads, (m + _MR - 1) // _MR)
-    tm = ((m + ntm - 1) // ntm + _MR - 1) // _MR * _MR
-    ntm = (m + tm - 1) // tm
+    # Tiles: at most _TM_MAX rows; a multiple of the thread count in number.
+    # Split along the longer side of the output (each tile packs its own
+    # panels, so this keeps the repeated packing small).
+    msl = (m + _MR - 1) // _MR
+    nsl = (n + NR - 1) // NR
+    ntm = (m + _TM_MAX - 1) // _TM_MAX
     ntn = 1
-    if ntm < nthreads:
-        ntn = min((nthreads + ntm - 1) // ntm, (n + NR - 1) // NR)
+    if n > m and nsl >= nthreads:
+        ntn = min(nsl, nthreads)
+    else:
+        ntm = min(msl, (ntm + nthreads - 1) // nthreads * nthreads)
+        if ntm < nthreads:
+            ntn = min(nsl, (nthreads + ntm - 1) // ntm)
+    tm = ((m + ntm - 1) // ntm + _MR - 1) // _MR * _MR
     tn = ((n + ntn - 1) // ntn + NR - 1) // NR * NR
     _gemm_par(a, trans_a, b, trans_b, out, tm, tn)
 
