@@ -677,6 +677,13 @@ def _pack_a(a, trans_a, i0, i1, p0, kc, ap):
         dst = ap[s * kc * _MR : (s + 1) * kc * _MR]
         rows = min(_MR, i1 - i0 - s * _MR)
         if trans_a:  # a is (K, M): the MR values of one depth are contiguous
+            if rows == _MR:  # constant trip count: one vector move per depth
+                for p in range(kc):
+                    src = a[p0 + p, i0 + s * _MR : i0 + s * _MR + _MR]
+                    d = dst[p * _MR : (p + 1) * _MR]
+                    for r in range(_MR):
+                        d[r] = src[r]
+                continue
             for p in range(kc):
                 src = a[p0 + p, i0 + s * _MR : i0 + s * _MR + rows]
                 d = dst[p * _MR : (p + 1) * _MR]
