@@ -15,11 +15,13 @@ per-backend *engine*:
 - ``"numpy"``: ``NumpyEngine``, a Python loop over the ``kernels.reference``
   layer kernels (the readable oracle);
 - ``"cpu"``: ``CpuEngine``, the whole training step (forward, loss, backward,
-  SGD update of every layer) is ONE compiled Numba call. All parameters live
-  in one flat contiguous buffer (per-layer W and b are views into it), the
-  gradients in a second buffer with the same layout, activations and deltas
-  in workspaces sized for the batch (reallocated only when the batch size
-  changes), so the step allocates nothing;
+  SGD update of every layer) is ONE compiled Numba call with two parallel
+  regions. All parameters live in one flat contiguous buffer (per-layer
+  weights, stored transposed, and biases are views into it), the gradients
+  in a second buffer with the same layout, activations and deltas in
+  workspaces sized for the batch (reallocated only when the batch size
+  changes), so the step allocates nothing. Its kernels live in this module
+  (see the "cpu" section below for why they are not ``kernels.cpu``'s);
 - ``"cuda"``: ``fastinit.mlp_cuda.CudaEngine``, imported lazily after
   ``fastinit.backends.require_cuda()``.
 
@@ -142,15 +144,17 @@ class NumpyEngine:
 #    gradient over the whole batch, the bias gradient, and the SGD update of
 #    those rows of Wt and b, fused.
 # All buffers come from the engine, so the step allocates nothing.
+#
+# Why not compose ``kernels.cpu``'s ``matmul_into`` & co.: those are parallel
+# inside (a prange inside this step's prange would nest parallel regions, which
+# the workqueue threading layer refuses) and ``matmul_into`` packs a transposed
+# copy of an operand (an allocation) for three of the four transpose variants.
+# The step needs serial, row-range kernels on fixed layouts, fused with the bias,
+# activation and SGD update, which is what the functions below are.
 
 _JITTED = []
 _CPU = None
 prange = range  # rebound to numba.prange before compiling
-
-
-def numba_threads():
-    """Number of threads the parallel regions use (``numba.get_num_threads()`` once compiled)."""
-    return 1
 _FASTMATH = {"reassoc", "contract"}  # no nnan/ninf: NaN and Inf still propagate
 
 
@@ -172,10 +176,11 @@ def _cpu_kernels():
 
         g = globals()
         g["prange"] = numba.prange
-        g["numba_threads"] = numba.get_num_threads
         for name, options in _JITTED:
             g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
-        _CPU = SimpleNamespace(forward=g["_cpu_forward"], train_step=g["_cpu_train_step"])
+        _CPU = SimpleNamespace(
+            forward=g["_cpu_forward"], train_step=g["_cpu_train_step"], threads=numba.get_num_threads
+        )
     return _CPU
 
 
@@ -370,9 +375,9 @@ def _act_backward_rows(y, d, code, i0, i1):
 
 
 @_jit()
-def _softmax_xent_rows(logits, labels, grad, i0, i1, n_total):
-    """Rows [i0, i1) of ``grad = (softmax - onehot) / n_total``; returns their summed loss (float64)."""
-    c = logits.shape[1]
+def _softmax_xent_rows(logits, labels, grad, c, i0, i1, n_total):
+    """Rows [i0, i1) of ``grad = (softmax - onehot) / n_total`` over the first ``c`` columns;
+    returns their summed loss (float64)."""
     inv_n = 1.0 / n_total
     total = 0.0
     for i in range(i0, i1):
@@ -398,16 +403,16 @@ def _softmax_xent_rows(logits, labels, grad, i0, i1, n_total):
 
 @_jit(inline="always")
 def _wt(flat, layout, i):
-    """Layer ``i``'s Wt (fan_out, fan_in) and b (fan_out,) as views of a flat buffer."""
-    fi, fo, wo, bo = layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 3]
-    return flat[wo : wo + fi * fo].reshape((fo, fi)), flat[bo : bo + fo]
+    """Layer ``i``'s Wt (fan_out, in_stride) and b (fan_out,) as views of a flat buffer."""
+    fo, wo, bo, stride = layout[i, 1], layout[i, 2], layout[i, 3], layout[i, 5]
+    return flat[wo : wo + fo * stride].reshape((fo, stride)), flat[bo : bo + fo]
 
 
 @_jit(inline="always")
 def _rows(buf, layout, i, n):
-    """Layer ``i``'s (n, fan_out) slab of a flat per-layer activation/delta buffer."""
-    fo, col = layout[i, 1], layout[i, 4]
-    return buf[n * col : n * (col + fo)].reshape((n, fo))
+    """Layer ``i``'s (n, out_stride) slab of a flat per-layer activation/delta buffer."""
+    stride, col = layout[i, 6], layout[i, 4]
+    return buf[n * col : n * (col + stride)].reshape((n, stride))
 
 
 @_jit(inline="always")
@@ -430,10 +435,10 @@ def _forward_rows(x, params, layout, code, acts, r0, r1):
 
 
 @_jit(parallel=True)
-def _cpu_forward(x, params, layout, code, acts):
-    """Forward pass of the whole batch, slices of rows in parallel."""
+def _cpu_forward(x, params, layout, code, acts, threads):
+    """Forward pass of the whole batch, ``threads`` slices of rows in parallel."""
     n = x.shape[0]
-    parts = max(1, min(numba_threads(), n // 8))
+    parts = max(1, min(threads, n // 8))
     for t in prange(parts):
         r0, r1 = _split(n, parts, t)
         _forward_rows(x, params, layout, code, acts, r0, r1)
@@ -446,7 +451,7 @@ def _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1):
     last = layout.shape[0] - 1
     _forward_rows(x, params, layout, code, acts, r0, r1)
     dz = _rows(deltas, layout, last, n)
-    loss = _softmax_xent_rows(_rows(acts, layout, last, n), labels, dz, r0, r1, n)
+    loss = _softmax_xent_rows(_rows(acts, layout, last, n), labels, dz, layout[last, 1], r0, r1, n)
     for i in range(last, 0, -1):
         wt, _ = _wt(params, layout, i)
         dprev = _rows(deltas, layout, i - 1, n)
@@ -475,19 +480,23 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
 
 
 @_jit(parallel=True)
-def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts):
-    """One SGD step of the whole MLP (see the section comment); returns the mean loss."""
+def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts, threads):
+    """One SGD step of the whole MLP (see the section comment) on ``threads`` threads; returns the mean loss.
+
+    ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice loss sums."""
     n = x.shape[0]
     n_layers = layout.shape[0]
-    parts = max(1, min(numba_threads(), loss_parts.shape[0], n // 8))
+    threads = max(1, min(threads, loss_parts.shape[0]))
+    parts = max(1, min(threads, n // 8))
     for t in prange(parts):
         r0, r1 = _split(n, parts, t)
         loss_parts[t] = _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1)
     loss = 0.0
     for t in range(parts):
         loss += loss_parts[t]
-    threads = max(1, min(numba_threads(), loss_parts.shape[0]))
     for t in prange(threads):
+        # Piece t of layer i goes to thread (t + i) % threads: a split of fan_out on
+        # multiples of 4 is uneven (100 -> 52 + 48); rotating evens it out over layers.
         wt, b = _wt(params, layout, 0)
         gwt, gb = _wt(grads, layout, 0)
         j0, j1 = _split(layout[0, 1], threads, t)
@@ -495,20 +504,30 @@ def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, lo
         for i in range(1, n_layers):
             wt, b = _wt(params, layout, i)
             gwt, gb = _wt(grads, layout, i)
-            j0, j1 = _split(layout[i, 1], threads, t)
+            j0, j1 = _split(layout[i, 1], threads, (t + i) % threads)
             _update_rows(_rows(acts, layout, i - 1, n), _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1)
     return loss / n
+
+
+def _padded(width):
+    """Row stride for a layer of ``width`` features: a multiple of 16 (64 bytes in float32)."""
+    return (width + 15) // 16 * 16
 
 
 class CpuEngine:
     """Numba engine: one compiled call per training step that allocates nothing.
 
-    Storage: ``_params`` (flat: every layer's Wt (fan_out, fan_in), i.e. W
-    transposed, then b), ``_grads`` (same layout), ``_layout`` int64
-    (layers, 5) rows of (fan_in, fan_out, Wt offset, b offset, column offset
-    of the layer in the per-row activation buffers). Per batch size N:
-    ``_acts`` and ``_deltas`` (N * sum(fan_out)) hold every layer's output
-    and back-propagated gradient; they are reallocated only when N changes.
+    Storage: ``_params`` (flat: every layer's Wt, i.e. W transposed, then b),
+    ``_grads`` (same layout), ``_layout`` int64 (layers, 7) rows of
+    (fan_in, fan_out, Wt offset, b offset, column offset of the layer in the
+    activation buffers, in_stride, out_stride). Rows are padded with zeros to
+    a multiple of 16 (``_padded``) so the vector loops run without scalar
+    remainders: Wt is (fan_out, in_stride) with in_stride = sizes[0] for the
+    first layer (the caller's x is not padded) and the previous out_stride
+    after. Per batch size N: ``_acts`` and ``_deltas`` hold every layer's
+    output and back-propagated gradient as (N, out_stride) slabs, zeroed once
+    and reallocated only when N changes. The padding stays exactly zero:
+    zero weights give zero outputs and zero gradients.
     """
 
     def __init__(self, weights, biases, activation, dtype):
@@ -517,18 +536,21 @@ class CpuEngine:
         self.activation = activation
         self.code = chk.activation_code(activation)
         rows, off, col = [], 0, 0
+        in_stride = weights[0].shape[0]
         for w in weights:
             fi, fo = w.shape
-            rows.append((fi, fo, off, off + fi * fo, col))
-            off += fi * fo + fo
-            col += fo
+            out_stride = _padded(fo)
+            rows.append((fi, fo, off, off + fo * in_stride, col, in_stride, out_stride))
+            off += fo * in_stride + fo
+            col += out_stride
+            in_stride = out_stride
         self._layout = np.array(rows, dtype=np.int64)
-        self._params = np.empty(off, dtype=self.dtype)
+        self._params = np.zeros(off, dtype=self.dtype)
         self._grads = np.zeros(off, dtype=self.dtype)
         self._width_sum = col
         for i, (w, b) in enumerate(zip(weights, biases)):
             wt, bv = self._views(self._params, i)
-            wt[...] = np.asarray(w, dtype=self.dtype).T
+            wt[:, : w.shape[0]] = np.asarray(w, dtype=self.dtype).T
             bv[...] = b
         self._loss_parts = np.zeros(64, dtype=np.float64)
         self._n = -1
@@ -536,24 +558,35 @@ class CpuEngine:
         self._norms = None
 
     def _views(self, flat, i):
-        fi, fo, wo, bo, _ = (int(v) for v in self._layout[i])
-        return flat[wo : wo + fi * fo].reshape(fo, fi), flat[bo : bo + fo]
+        """Layer ``i``'s Wt (fan_out, in_stride) and b (fan_out,) views of ``flat``."""
+        _, fo, wo, bo, _, stride, _ = (int(v) for v in self._layout[i])
+        return flat[wo : wo + fo * stride].reshape(fo, stride), flat[bo : bo + fo]
 
     def params(self):
-        return [(wt.T.copy(), b.copy()) for wt, b in (self._views(self._params, i) for i in range(len(self._layout)))]
+        out = []
+        for i, fi in enumerate(self._layout[:, 0].tolist()):
+            wt, b = self._views(self._params, i)
+            out.append((np.ascontiguousarray(wt[:, :fi].T), b.copy()))
+        return out
+
+    def _slabs(self, buf, n):
+        return [
+            buf[n * col : n * (col + stride)].reshape(n, stride)[:, :fo]
+            for _, fo, _, _, col, _, stride in self._layout.tolist()
+        ]
 
     def forward(self, x, record):
         n = x.shape[0]
-        acts = np.empty(n * self._width_sum, dtype=self.dtype)  # fresh: the caller keeps the results
-        self._kern.forward(x, self._params, self._layout, self.code, acts)
-        outs = [acts[n * col : n * (col + fo)].reshape(n, fo) for _, fo, _, _, col in self._layout.tolist()]
+        acts = np.zeros(n * self._width_sum, dtype=self.dtype)
+        self._kern.forward(x, self._params, self._layout, self.code, acts, self._kern.threads())
+        outs = [np.ascontiguousarray(a) for a in self._slabs(acts, n)]
         return (outs[-1], outs[:-1]) if record else outs[-1]
 
     def train_step(self, x, labels, lr):
         n = x.shape[0]
         if n != self._n:
-            self._acts = np.empty(n * self._width_sum, dtype=self.dtype)
-            self._deltas = np.empty(n * self._width_sum, dtype=self.dtype)
+            self._acts = np.zeros(n * self._width_sum, dtype=self.dtype)
+            self._deltas = np.zeros(n * self._width_sum, dtype=self.dtype)
             self._n = n
         loss = self._kern.train_step(
             x,
@@ -566,6 +599,7 @@ class CpuEngine:
             self._acts,
             self._deltas,
             self._loss_parts,
+            self._kern.threads(),
         )
         self._norms = None
         return float(loss)
@@ -573,7 +607,10 @@ class CpuEngine:
     def grad_norms(self):
         if self._norms is None:
             self._norms = np.array(
-                [np.linalg.norm(self._views(self._grads, i)[0].astype(np.float64)) for i in range(len(self._layout))]
+                [
+                    np.linalg.norm(self._views(self._grads, i)[0].astype(np.float64))
+                    for i in range(len(self._layout))
+                ]
             )
         return self._norms.copy()
 
