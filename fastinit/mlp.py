@@ -463,20 +463,24 @@ def _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1):
 
 @_jit()
 def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
-    """Rows [j0, j1) of one layer: gWt = dz^T @ inp, gb = column sums of dz, then SGD on Wt and b."""
-    _axpy_rows(dz, True, inp, gwt, j0, j1)
+    """Rows [j0, j1) of one layer: gWt = dz^T @ inp, gb = column sums of dz, then SGD on Wt and b.
+
+    Four rows at a time, so each block of gWt is still in L1 when it is applied."""
     n = dz.shape[0]
-    fi = wt.shape[1]
-    for j in range(j0, j1):
-        s = dz.dtype.type(0)
-        for r in range(n):
-            s += dz[r, j]
-        gb[j] = s
-        b[j] -= lr * s
-        w = wt[j]
-        g = gwt[j]
-        for q in range(fi):
-            w[q] -= lr * g[q]
+    width = wt.shape[1]
+    for jb in range(j0, j1, 4):
+        je = min(j1, jb + 4)
+        _axpy_rows(dz, True, inp, gwt, jb, je)
+        for j in range(jb, je):
+            s = dz.dtype.type(0)
+            for r in range(n):
+                s += dz[r, j]
+            gb[j] = s
+            b[j] -= lr * s
+            w = wt[j]
+            g = gwt[j]
+            for q in range(width):
+                w[q] -= lr * g[q]
 
 
 @_jit(parallel=True)
