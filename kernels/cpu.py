@@ -91,7 +91,7 @@ _FAST = {"reassoc", "contract"}
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
 
 # Work sizes (elements or multiply-adds) above which a kernel uses both cores.
-_PAR_ELEMS = 1 << 15
+_PAR_ELEMS = 1 << 17
 _PAR_FLOPS = 1 << 17
 _CHUNK = 1 << 14  # elements per parallel chunk
 
