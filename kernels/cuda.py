@@ -99,7 +99,9 @@ MATMUL_CONFIGS = {
 
 _ELEMENTWISE_TPB = 256
 _ELEMENTWISE_MAX_BLOCKS = 4096
-_ROW_TPB = 32  # threads per row in the softmax kernel
+_ROW_TPB = 32  # threads per row in the softmax kernel for many classes
+_NARROW_CLASSES = 64  # up to this many classes: one thread per row
+_NARROW_TPB = 128
 _COL_X, _COL_Y = 32, 8  # column-sum block: 32 columns x 8 row groups
 _REDUCE_TPB = 256
 
@@ -423,7 +425,9 @@ def _column_kernels(T):
 
 @lru_cache(maxsize=None)
 def _softmax_kernels(T):
-    """One block of 32 threads per row: shared-memory max and sum reductions."""
+    """Softmax cross-entropy rows: for many classes one block of 32 threads per
+    row (shared-memory max and sum reductions), for few classes (MNIST's 10)
+    one thread per row, which wastes no lanes and needs no barriers."""
 
     @cuda.jit
     def softmax_rows(logits, labels, grad, rows):
@@ -476,7 +480,37 @@ def _softmax_kernels(T):
                 g -= T(1)
             grad[r, j] = g * inv_n
 
-    return softmax_rows
+    @cuda.jit
+    def softmax_rows_narrow(logits, labels, grad, rows):
+        """One thread per row, for few classes: no shared memory, no barriers."""
+        r = cuda.grid(1)
+        n_rows, n_cols = logits.shape
+        if r >= n_rows:
+            return
+        mx = logits[r, 0]
+        for j in range(1, n_cols):
+            v = logits[r, j]
+            if v > mx:
+                mx = v
+        acc = T(0)
+        for j in range(n_cols):
+            acc += T(math.exp(logits[r, j] - mx))
+        lse = T(math.log(acc))
+        lab = labels[r]
+        if lab >= 0 and lab < n_cols:
+            rows[r, 0] = float64(lse - (logits[r, lab] - mx))
+            rows[r, 1] = float64(0)
+        else:
+            rows[r, 0] = float64(0)
+            rows[r, 1] = float64(1)
+        inv_n = T(1) / T(n_rows)
+        for j in range(n_cols):
+            g = T(math.exp(logits[r, j] - mx - lse))
+            if j == lab:
+                g -= T(1)
+            grad[r, j] = g * inv_n
+
+    return softmax_rows, softmax_rows_narrow
 
 
 @lru_cache(maxsize=None)
@@ -620,13 +654,19 @@ def column_sums_into(x, out):
 def softmax_xent_into(logits, labels, grad, rows, stats):
     """Launch softmax cross-entropy on the device, without synchronising.
 
+    Up to 64 classes one thread handles a row; beyond, a block of 32 threads.
+
     ``logits`` (N, C) with N, C >= 1, ``labels`` (N,) int32/int64, ``grad``
     (N, C) receives ``(softmax - onehot) / N``; ``rows`` (N, 2) float64 is
     scratch (per-row loss, out-of-range flag); ``stats`` (2,) float64
     receives ``[mean loss, number of out-of-range labels]``.
     """
-    n, _ = logits.shape
-    _softmax_kernels(_nbtype(logits.dtype))[n, _ROW_TPB](logits, labels, grad, rows)
+    n, c = logits.shape
+    wide, narrow = _softmax_kernels(_nbtype(logits.dtype))
+    if c <= _NARROW_CLASSES:
+        narrow[(n + _NARROW_TPB - 1) // _NARROW_TPB, _NARROW_TPB](logits, labels, grad, rows)
+    else:
+        wide[n, _ROW_TPB](logits, labels, grad, rows)
     _stats_kernel()[1, _REDUCE_TPB](rows, stats)
     return stats
 
