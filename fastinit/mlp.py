@@ -514,8 +514,8 @@ def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, lo
 
 
 def _padded(width):
-    """Row stride for a layer of ``width`` features: a multiple of 16 (64 bytes in float32)."""
-    return (width + 15) // 16 * 16
+    """Row stride for a layer of ``width`` features: a multiple of 8 (one AVX2 vector of float32)."""
+    return (width + 7) // 8 * 8
 
 
 class CpuEngine:
@@ -525,7 +525,7 @@ class CpuEngine:
     ``_grads`` (same layout), ``_layout`` int64 (layers, 7) rows of
     (fan_in, fan_out, Wt offset, b offset, column offset of the layer in the
     activation buffers, in_stride, out_stride). Rows are padded with zeros to
-    a multiple of 16 (``_padded``) so the vector loops run without scalar
+    a multiple of 8 (``_padded``) so the vector loops run without scalar
     remainders: Wt is (fan_out, in_stride) with in_stride = sizes[0] for the
     first layer (the caller's x is not padded) and the previous out_stride
     after. Per batch size N: ``_acts`` and ``_deltas`` hold every layer's
