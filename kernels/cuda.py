@@ -92,6 +92,7 @@ _NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
 #: threads computes a BM x BN tile of the result, each thread TM x TN outputs
 #: held in registers, stepping through K in slabs of BK staged in shared memory.
 MATMUL_CONFIGS = {
+    "16x16": (16, 16, 8, 2, 2),
     "32x32": (32, 32, 16, 2, 2),
     "64x64": (64, 64, 16, 4, 4),
     "128x128": (128, 128, 8, 8, 8),
@@ -154,15 +155,20 @@ def _nbtype(dtype):
     return _NUMBA_TYPES[np.dtype(dtype)]
 
 
+_MIN_BLOCKS = 100  # about one block per multiprocessor of a large GPU
+
+
 def matmul_config(m, n):
     """The tiling used for an (m, n) result: the biggest tile that still gives
-    a GPU enough blocks (the MLP's 128 x 100 products get 16 blocks of 32 x 32
-    rather than 4 of 64 x 64)."""
-    if m >= 512 and n >= 512:
-        return "128x128"
-    if m * n >= 256 * 256:
-        return "64x64"
-    return "32x32"
+    at least ``_MIN_BLOCKS`` blocks, else the smallest. Bigger tiles reuse each
+    loaded element more (8 x 8 outputs per thread at 128 x 128) but small
+    results would leave most of a GPU idle: the MLP's 128 x 100 product makes
+    4 blocks of 64 x 64 but 56 of 16 x 16; 784 x 100 makes 100 of 32 x 32."""
+    for config in ("128x128", "64x64", "32x32"):
+        bm, bn = MATMUL_CONFIGS[config][:2]
+        if ((m + bm - 1) // bm) * ((n + bn - 1) // bn) >= _MIN_BLOCKS:
+            return config
+    return "16x16"
 
 
 # =========================================================================== device functions

@@ -105,10 +105,11 @@ def test_matmul_random_shapes_every_tiling(m, k, n, ta, tb, config):
 
 
 def test_matmul_config_choice():
-    assert kc.matmul_config(128, 100) == "32x32"
-    assert kc.matmul_config(256, 300) == "64x64"
+    assert kc.matmul_config(128, 100) == "16x16"
+    assert kc.matmul_config(784, 100) == "32x32"
+    assert kc.matmul_config(1024, 1024) == "64x64"
     assert kc.matmul_config(4096, 4096) == "128x128"
-    assert set(kc.MATMUL_CONFIGS) == {"32x32", "64x64", "128x128"}
+    assert set(kc.MATMUL_CONFIGS) == {"16x16", "32x32", "64x64", "128x128"}
 
 
 def test_matmul_with_zero_inner_dimension_gives_zeros():
