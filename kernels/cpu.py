@@ -707,13 +707,17 @@ def _pack_b(b, trans_b, j0, nr, p0, kc, bp, NR):
     bp[p*NR + j] = op(b)[p0 + p, j0 + j]."""
     zero = bp.dtype.type(0)
     if trans_b:  # b is (N, K): column j of op(b) is row j of b
-        for j in range(nr):
-            src = b[j0 + j, p0 : p0 + kc]
-            for p in range(kc):
-                bp[p * NR + j] = src[p]
-        for j in range(nr, NR):
-            for p in range(kc):
-                bp[p * NR + j] = zero
+        # In depth chunks of 64 so the strided writes stay within L1.
+        for q0 in range(0, kc, 64):
+            q1 = min(kc, q0 + 64)
+            for j in range(nr):
+                src = b[j0 + j, p0 + q0 : p0 + q1]
+                dst = bp[q0 * NR + j : q1 * NR]
+                for p in range(q1 - q0):
+                    dst[p * NR] = src[p]
+            for j in range(nr, NR):
+                for p in range(q0, q1):
+                    bp[p * NR + j] = zero
     else:  # b is (K, N): rows are contiguous along the columns
         for p in range(kc):
             src = b[p0 + p, j0 : j0 + nr]
