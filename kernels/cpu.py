@@ -30,19 +30,25 @@ Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu
 
 How it is fast:
 
-- ``matmul`` uses the dot-product form ``C[i, j] = sum_p A[i, p] * Bt[j, p]``
-  with both operands contiguous along ``p``: a 4x4 register block of dot
-  products is one loop of sixteen reductions, which LLVM vectorises (8 or 16
-  lanes) with the accumulators in registers, and only eight vector loads per
-  sixteen FMAs. ``op(b)`` is packed transposed (and ``op(a)`` when
-  ``trans_a``) into a contiguous buffer first; the output is cut into tiles
-  that ``prange`` hands to the cores (each tile is written by one thread
-  only), the depth into cache-sized blocks. Small products run serially.
+- ``matmul`` is GotoBLAS-shaped: the output is cut into tiles that
+  ``prange`` hands to the cores (each tile written by one thread only; split
+  along the output's longer side), the depth into 4 KiB blocks. Per depth
+  block, op(b) is packed one 2-vector-wide column sliver at a time
+  (depth-major, it stays in L1) and op(a) into 8-row slivers (or read in
+  place when the tile is narrow); a micro-kernel written in LLVM IR keeps an
+  8 x (2 x 512-bit) block of C in 16 vector registers across the depth loop:
+  per step two vector loads, eight broadcasts and sixteen FMAs. It asks LLVM
+  for 512-bit vectors on that one function (Numba's default prefers 256-bit
+  on AVX-512 CPUs); CPUs without AVX-512 get the same code split in halves.
+  Transposed operands are read in place by the packing, so nothing the size
+  of an operand is allocated. Small products run on one thread.
 - exp, sigmoid and tanh use a vectorisable exp (Cody-Waite range reduction,
   a polynomial, and the power of two built from its exponent bits) in the
   data's own precision, accurate to a few ulp, so elementwise loops run on
   SIMD lanes instead of calling libm once per element.
-- Elementwise kernels split large arrays into chunks over both cores.
+- Elementwise kernels split large arrays into chunks over both cores; loops
+  run over slices from index 0 so LLVM can prove indices non-negative and
+  vectorise (a loop from a runtime start keeps Numba's wraparound selects).
 
 Under ``NUMBA_DISABLE_JIT=1`` everything runs as plain Python (slowly) and
 gives the same results; the exp falls back to ``numpy.exp``.
@@ -84,9 +90,6 @@ __all__ = [
 _OPTS = dict(cache=True, error_model="numpy")
 # Scalar exp/sigmoid/tanh bodies: FMA contraction only (more accurate, faster).
 _SCALAR_JIT = dict(error_model="numpy", fastmath={"contract"})
-# Reassociation and contraction (FMA) only: no "nnan"/"ninf", so NaN and Inf
-# still propagate through the products and sums.
-_FAST = {"reassoc", "contract"}
 
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
 
