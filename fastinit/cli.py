@@ -590,6 +590,12 @@ def _classify(exc, backend_error):
         known_failures.insert(0, BenchReportError)
     except ImportError:
         pass
+    try:
+        from .profile import ProfileError
+
+        known_failures.insert(0, ProfileError)
+    except ImportError:
+        pass
     if isinstance(exc, UsageError):
         return EXIT_USAGE
     if isinstance(exc, tuple(known_failures)):
