@@ -179,7 +179,10 @@ def _cpu_kernels():
         for name, options in _JITTED:
             g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
         _CPU = SimpleNamespace(
-            forward=g["_cpu_forward"], train_step=g["_cpu_train_step"], threads=numba.get_num_threads
+            forward=g["_cpu_forward"],
+            train_step=g["_cpu_train_step"],
+            grad_norms=g["_cpu_grad_norms"],
+            threads=numba.get_num_threads,
         )
     return _CPU
 
@@ -518,6 +521,20 @@ def _padded(width):
     return (width + 7) // 8 * 8
 
 
+@_jit()
+def _cpu_grad_norms(grads, layout, out):
+    """``out[i]`` = Frobenius norm of layer i's weight gradient (float64 sums; padding skipped)."""
+    for i in range(layout.shape[0]):
+        fan_in, fan_out, w_off, stride = layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 5]
+        total = 0.0
+        for r in range(fan_out):
+            base = w_off + r * stride
+            for c in range(fan_in):
+                v = np.float64(grads[base + c])
+                total += v * v
+        out[i] = math.sqrt(total)
+
+
 class CpuEngine:
     """Numba engine: one compiled call per training step that allocates nothing.
 
@@ -610,12 +627,10 @@ class CpuEngine:
 
     def grad_norms(self):
         if self._norms is None:
-            self._norms = np.array(
-                [
-                    np.linalg.norm(self._views(self._grads, i)[0].astype(np.float64))
-                    for i in range(len(self._layout))
-                ]
-            )
+            # Compiled and serial: np.linalg.norm would wake OpenBLAS's threads,
+            # which then spin against the step's own threads on a small machine.
+            self._norms = np.zeros(len(self._layout), dtype=np.float64)
+            self._kern.grad_norms(self._grads, self._layout, self._norms)
         return self._norms.copy()
 
 
