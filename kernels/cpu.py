@@ -571,8 +571,11 @@ def _ukernel_codegen(dt, mr, nv):
 
     def codegen(context, builder, signature, args):
         attrs = builder.function.attributes
-        set.add(attrs, '"min-legal-vector-width"="512"')  # llvmlite knows no string attributes
-        set.add(attrs, '"prefer-vector-width"="512"')
+        try:  # llvmlite validates attribute names and knows no string attributes: bypass it
+            set.add(attrs, '"min-legal-vector-width"="512"')
+            set.add(attrs, '"prefer-vector-width"="512"')
+        except TypeError:  # a future llvmlite without a set underneath: LLVM picks the width
+            pass
         i64 = ir.IntType(64)
         i32 = ir.IntType(32)
         elt = context.get_value_type(dt)
