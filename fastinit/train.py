@@ -220,31 +220,12 @@ def batch_indices(n, batch_size, iterations, seed):
 
 
 def _accuracy(model, x, labels, chunk=2000):
+    """Fraction of ``x``'s rows whose argmax logit equals the label, ``chunk`` rows at a time."""
     correct = 0
     for start in range(0, x.shape[0], chunk):
-        logits = _forward(model, x[start:start + chunk], record=False)[0]
-        logits = np.asarray(logits)
+        logits = model.forward(np.ascontiguousarray(x[start:start + chunk]))
         correct += int(np.count_nonzero(np.argmax(logits, axis=1) == labels[start:start + chunk]))
     return correct / x.shape[0]
-
-
-def _forward(model, x, record):
-    out = model.forward(np.ascontiguousarray(x), record=record)
-    if isinstance(out, tuple):
-        return out
-    return out, None
-
-
-def _grad_norms(model, n_layers):
-    """Per-layer weight-gradient L2 norms of the last step, from the MLP."""
-    for attr in ("grad_norms", "last_grad_norms"):
-        value = getattr(model, attr, None)
-        if value is None:
-            continue
-        if callable(value):
-            value = value()
-        return np.asarray(value, dtype=np.float64).reshape(n_layers)
-    return np.full(n_layers, np.nan)
 
 
 def _attrs(config, spec):
@@ -326,7 +307,7 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
     def snapshot(step):
         if ds_act is None:
             return
-        _, acts = _forward(model, probe, record=True)
+        _, acts = model.forward(np.ascontiguousarray(probe), record=True)
         row = np.full((len(hidden), probe.shape[0], units), np.nan, dtype=dtype)
         for i in range(len(hidden)):
             a = np.asarray(acts[i])
@@ -348,7 +329,7 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
                 np.take(y_train, idx, axis=0, out=yb)
                 loss = float(model.train_step(xb, yb, config.lr))
                 loss_rows.append(loss)
-                grad_rows.append(_grad_norms(model, n_layers))
+                grad_rows.append(model.grad_norms())
                 done = step
                 if not math.isfinite(loss):
                     status, diverged_step = "diverged", step
