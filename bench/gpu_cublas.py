@@ -12,27 +12,16 @@ results disagree.
 """
 
 import json
-import statistics
 import sys
-import time
 
 
 def _time(fn, sync, repeats=5, budget=1.0):
+    """Median seconds per call after one warm-up call (cuBLAS handle, kernel caches)."""
+    from fastinit.profile import _timeit
+
     fn()
     sync()
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    one = max(time.perf_counter() - t0, 1e-6)
-    inner = max(1, min(200, int(budget / repeats / one)))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples)
+    return _timeit(fn, sync, budget, repeats)[0]
 
 
 def main(argv):
