@@ -187,7 +187,7 @@ def _cpu_kernels():
     return _CPU
 
 
-@_jit(inline="always")
+@_jit()
 def _act1(v, code, one):
     """One activation value: 0 linear, 1 sigmoid (stable), 2 tanh, 3 relu (NaN passes).
 
@@ -260,22 +260,22 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
             c1 = bias[j + 1]
             c2 = bias[j + 2]
             c3 = bias[j + 3]
-            C[i, j] = _act1(s00 + c0, code, one)
-            C[i, j + 1] = _act1(s01 + c1, code, one)
-            C[i, j + 2] = _act1(s02 + c2, code, one)
-            C[i, j + 3] = _act1(s03 + c3, code, one)
-            C[i + 1, j] = _act1(s10 + c0, code, one)
-            C[i + 1, j + 1] = _act1(s11 + c1, code, one)
-            C[i + 1, j + 2] = _act1(s12 + c2, code, one)
-            C[i + 1, j + 3] = _act1(s13 + c3, code, one)
-            C[i + 2, j] = _act1(s20 + c0, code, one)
-            C[i + 2, j + 1] = _act1(s21 + c1, code, one)
-            C[i + 2, j + 2] = _act1(s22 + c2, code, one)
-            C[i + 2, j + 3] = _act1(s23 + c3, code, one)
-            C[i + 3, j] = _act1(s30 + c0, code, one)
-            C[i + 3, j + 1] = _act1(s31 + c1, code, one)
-            C[i + 3, j + 2] = _act1(s32 + c2, code, one)
-            C[i + 3, j + 3] = _act1(s33 + c3, code, one)
+            C[i, j] = s00 + c0
+            C[i, j + 1] = s01 + c1
+            C[i, j + 2] = s02 + c2
+            C[i, j + 3] = s03 + c3
+            C[i + 1, j] = s10 + c0
+            C[i + 1, j + 1] = s11 + c1
+            C[i + 1, j + 2] = s12 + c2
+            C[i + 1, j + 3] = s13 + c3
+            C[i + 2, j] = s20 + c0
+            C[i + 2, j + 1] = s21 + c1
+            C[i + 2, j + 2] = s22 + c2
+            C[i + 2, j + 3] = s23 + c3
+            C[i + 3, j] = s30 + c0
+            C[i + 3, j + 1] = s31 + c1
+            C[i + 3, j + 2] = s32 + c2
+            C[i + 3, j + 3] = s33 + c3
             j += 4
         while j < n:
             b0 = Bt[j]
@@ -288,10 +288,10 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
                 s2 += a2[p] * y
                 s3 += a3[p] * y
             c0 = bias[j]
-            C[i, j] = _act1(s0 + c0, code, one)
-            C[i + 1, j] = _act1(s1 + c0, code, one)
-            C[i + 2, j] = _act1(s2 + c0, code, one)
-            C[i + 3, j] = _act1(s3 + c0, code, one)
+            C[i, j] = s0 + c0
+            C[i + 1, j] = s1 + c0
+            C[i + 2, j] = s2 + c0
+            C[i + 3, j] = s3 + c0
             j += 1
         i += 4
     while i < i1:
@@ -301,8 +301,13 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
             s = A.dtype.type(0)
             for p in range(k):
                 s += a[p] * b[p]
-            C[i, j] = _act1(s + bias[j], code, one)
+            C[i, j] = s + bias[j]
         i += 1
+    if code != 0:
+        for r in range(i0, i1):
+            c = C[r]
+            for j in range(n):
+                c[j] = _act1(c[j], code, one)
 
 
 @_jit(fastmath=_FASTMATH)
@@ -404,21 +409,21 @@ def _softmax_xent_rows(logits, labels, grad, c, i0, i1, n_total):
     return total
 
 
-@_jit(inline="always")
+@_jit()
 def _wt(flat, layout, i):
     """Layer ``i``'s Wt (fan_out, in_stride) and b (fan_out,) as views of a flat buffer."""
     fo, wo, bo, stride = layout[i, 1], layout[i, 2], layout[i, 3], layout[i, 5]
     return flat[wo : wo + fo * stride].reshape((fo, stride)), flat[bo : bo + fo]
 
 
-@_jit(inline="always")
+@_jit()
 def _rows(buf, layout, i, n):
     """Layer ``i``'s (n, out_stride) slab of a flat per-layer activation/delta buffer."""
     stride, col = layout[i, 6], layout[i, 4]
     return buf[n * col : n * (col + stride)].reshape((n, stride))
 
 
-@_jit(inline="always")
+@_jit()
 def _split(n, parts, t):
     """[lo, hi) of piece ``t`` of ``range(n)`` cut in ``parts``, boundaries on multiples of 4."""
     step = ((n + parts - 1) // parts + 3) // 4 * 4
@@ -443,7 +448,7 @@ def _cpu_forward(x, params, layout, code, acts, threads):
     n = x.shape[0]
     parts = max(1, min(threads, n // 8))
     for t in prange(parts):
-        r0, r1 = _split(n, parts, t)
+        r0, r1 = _split(n, parts, np.int64(t))
         _forward_rows(x, params, layout, code, acts, r0, r1)
 
 
@@ -492,11 +497,10 @@ def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, lo
 
     ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice loss sums."""
     n = x.shape[0]
-    n_layers = layout.shape[0]
     threads = max(1, min(threads, loss_parts.shape[0]))
     parts = max(1, min(threads, n // 8))
     for t in prange(parts):
-        r0, r1 = _split(n, parts, t)
+        r0, r1 = _split(n, parts, np.int64(t))
         loss_parts[t] = _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1)
     loss = 0.0
     for t in range(parts):
@@ -504,14 +508,15 @@ def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, lo
     for t in prange(threads):
         # Piece t of layer i goes to thread (t + i) % threads: a split of fan_out on
         # multiples of 4 is uneven (100 -> 52 + 48); rotating evens it out over layers.
+        ti = np.int64(t)
         wt, b = _wt(params, layout, 0)
         gwt, gb = _wt(grads, layout, 0)
-        j0, j1 = _split(layout[0, 1], threads, t)
+        j0, j1 = _split(layout[0, 1], threads, ti)
         _update_rows(x, _rows(deltas, layout, 0, n), wt, b, gwt, gb, lr, j0, j1)
-        for i in range(1, n_layers):
+        for i in range(1, layout.shape[0]):
             wt, b = _wt(params, layout, i)
             gwt, gb = _wt(grads, layout, i)
-            j0, j1 = _split(layout[i, 1], threads, (t + i) % threads)
+            j0, j1 = _split(layout[i, 1], threads, (ti + i) % threads)
             _update_rows(_rows(acts, layout, i - 1, n), _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1)
     return loss / n
 
