@@ -17,6 +17,23 @@ INT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
 ACTIVATION_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
+#: The public functions every backend module (reference, cpu, cuda) defines, same signatures.
+KERNEL_API = (
+    "matmul",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+    "relu",
+    "relu_backward",
+    "activation_forward",
+    "activation_backward",
+    "dense_forward",
+    "dense_backward",
+    "softmax_cross_entropy",
+    "sgd_update",
+)
+
 
 def _is_array(x):
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "ndim")

@@ -61,30 +61,13 @@ from numba import config, njit, prange, types
 from numba.extending import intrinsic, overload
 
 from . import _checks as chk
-from ._checks import ACTIVATIONS
+from ._checks import ACTIVATIONS, KERNEL_API
 
 __all__ = [
-    "ACTIVATIONS",
-    "matmul",
-    "sigmoid",
-    "sigmoid_backward",
-    "tanh",
-    "tanh_backward",
-    "relu",
-    "relu_backward",
-    "activation_forward",
-    "activation_backward",
-    "dense_forward",
-    "dense_backward",
-    "softmax_cross_entropy",
-    "sgd_update",
-    # compiled internals (no validation)
-    "matmul_into",
-    "bias_activation_into",
-    "activation_backward_into",
-    "column_sum_into",
-    "softmax_xent_into",
-    "sgd_into",
+    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels._checks.KERNEL_API)
+    # njit/device building blocks for other compiled code:
+    "matmul_into", "bias_activation_into", "activation_backward_into", "column_sum_into",
+    "softmax_xent_into", "sgd_into",
 ]
 
 _OPTS = dict(cache=True, error_model="numpy")

@@ -50,40 +50,15 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from . import _checks as chk
-from ._checks import ACTIVATIONS
+from ._checks import ACTIVATIONS, KERNEL_API
 
 __all__ = [
-    "ACTIVATIONS",
-    "matmul",
-    "sigmoid",
-    "sigmoid_backward",
-    "tanh",
-    "tanh_backward",
-    "relu",
-    "relu_backward",
-    "activation_forward",
-    "activation_backward",
-    "dense_forward",
-    "dense_backward",
-    "softmax_cross_entropy",
-    "sgd_update",
-    # device-level building blocks
-    "MATMUL_CONFIGS",
-    "matmul_config",
-    "gemm_into",
-    "activation_forward_into",
-    "activation_backward_into",
-    "activation_backward_colsum_into",
-    "column_sums_into",
-    "softmax_xent_into",
-    "sgd_into",
-    "gather_rows_into",
-    "gather_into",
-    "segment_sumsq_into",
-    "read_stats",
-    "as_device",
-    "is_device_array",
-    "synchronize",
+    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels._checks.KERNEL_API)
+    # njit/device building blocks for other compiled code:
+    "MATMUL_CONFIGS", "matmul_config", "gemm_into", "activation_forward_into",
+    "activation_backward_into", "activation_backward_colsum_into", "column_sums_into",
+    "softmax_xent_into", "sgd_into", "gather_rows_into", "gather_into",
+    "segment_sumsq_into", "read_stats", "as_device", "is_device_array", "synchronize",
 ]
 
 _NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}

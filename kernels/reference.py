@@ -16,24 +16,9 @@ Conventions, shared by all backends:
 import numpy as np
 
 from . import _checks as chk
-from ._checks import ACTIVATIONS
+from ._checks import ACTIVATIONS, KERNEL_API
 
-__all__ = [
-    "ACTIVATIONS",
-    "matmul",
-    "sigmoid",
-    "sigmoid_backward",
-    "tanh",
-    "tanh_backward",
-    "relu",
-    "relu_backward",
-    "activation_forward",
-    "activation_backward",
-    "dense_forward",
-    "dense_backward",
-    "softmax_cross_entropy",
-    "sgd_update",
-]
+__all__ = ["ACTIVATIONS", *KERNEL_API]
 
 
 def _result(out, value):

@@ -524,3 +524,15 @@ def test_cpu_kernels_run_without_jit():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pure-python ok" in proc.stdout
+
+
+def test_every_backend_defines_the_shared_api_with_the_reference_signatures(backend, reference):
+    import inspect
+
+    from kernels._checks import KERNEL_API
+
+    for name in KERNEL_API:
+        assert name in backend.k.__all__, f"{backend.name} does not export {name}"
+        want = inspect.signature(getattr(reference, name))
+        got = inspect.signature(getattr(backend.k, name))
+        assert got == want, f"{backend.name}.{name}{got} differs from reference.{name}{want}"
