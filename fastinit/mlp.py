@@ -53,6 +53,7 @@ Non-goals: no momentum, no regularisation, no mixed dtypes.
 """
 
 import math
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -153,8 +154,11 @@ class NumpyEngine:
 # activation and SGD update, which is what the functions below are.
 
 _JITTED = []
+_PER_THREAD = {}
 _CPU = None
+_CPU_LOCK = threading.Lock()
 prange = range  # rebound to numba.prange before compiling
+_call_cfunc = None  # bound to fastinit._cfunc_call.call_cfunc before compiling
 _FASTMATH = {"reassoc", "contract"}  # no nnan/ninf: NaN and Inf still propagate
 
 
@@ -168,23 +172,58 @@ def _jit(**options):
     return mark
 
 
-def _cpu_kernels():
-    """Compile (on first use; cached on disk) the Numba functions of the cpu engine."""
+def _per_thread(func):
+    """Mark a per-thread body: a ``numba.cfunc`` per dtype, returning float64 (see ``_cpu_kernels``)."""
+    _PER_THREAD[func.__name__.lstrip("_")] = func
+    return func
+
+
+def _cpu_kernels(dtype):
+    """The cpu engine's compiled functions for ``dtype`` (float32 or float64).
+
+    Compiled on first use and cached on disk. The per-thread bodies
+    (``_per_thread``) are ``numba.cfunc``s with one explicit signature, which
+    ``_parallel_for`` calls through a pointer: the engine passes their
+    addresses. Each body's code is then compiled once, instead of being linked
+    into, and re-optimised by, every layer of a parallel region (the prange
+    body, its two gufunc wrappers, the caller), and one parallel loop serves
+    every phase: this halves the cold compile.
+    """
+    with _CPU_LOCK:  # a background warm-up (``compile_backend``) may be compiling too
+        return _compile_cpu_kernels(dtype)
+
+
+def _compile_cpu_kernels(dtype):
     global _CPU
+    import numba
+
     if _CPU is None:
-        import numba
+        from ._cfunc_call import call_cfunc
 
         g = globals()
         g["prange"] = numba.prange
+        g["_call_cfunc"] = call_cfunc
         for name, options in _JITTED:
             g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
-        _CPU = SimpleNamespace(
-            forward=g["_cpu_forward"],
-            train_step=g["_cpu_train_step"],
-            grad_norms=g["_cpu_grad_norms"],
+        _CPU = {}
+    key = np.dtype(dtype).name
+    if key not in _CPU:
+        t = numba.types
+        real = getattr(t, key)
+        vec, mat = t.Array(real, 1, "C"), t.Array(real, 2, "C")
+        ints, table, i64 = t.Array(t.int64, 1, "C"), t.Array(t.int64, 2, "C"), t.int64
+        # (x, labels, params, grads, layout, code, acts, deltas, lr, t, parts) -> float64
+        sig = t.float64(mat, ints, vec, vec, table, i64, vec, vec, real, i64, i64)
+        bodies = {name: numba.cfunc(sig, cache=True, error_model="numpy")(f) for name, f in _PER_THREAD.items()}
+        _CPU[key] = SimpleNamespace(
+            parallel_for=_parallel_for,
+            train_step=_cpu_train_step,
+            grad_norms=_cpu_grad_norms,
             threads=numba.get_num_threads,
+            bodies=bodies,  # keeps the cfuncs, hence their addresses, alive
+            **{name: body.address for name, body in bodies.items()},
         )
-    return _CPU
+    return _CPU[key]
 
 
 @_jit()
@@ -311,13 +350,16 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
 
 
 @_jit(fastmath=_FASTMATH)
-def _axpy_rows(A, trans_a, B, C, i0, i1):
-    """Rows [i0, i1) of ``C = op(A) @ B``; op(A) = A.T if ``trans_a`` else A.
+def _axpy_rows(A, si, sp, B, C, i0, i1):
+    """Rows [i0, i1) of ``C = op(A) @ B``, op(A)[i, p] = ``A.flat[i * si + p * sp]``.
 
-    B (K, L), C (M, L): each output row is a sum of rows of B scaled by
-    scalars of A, 4 output rows and 4 rows of B per sweep along L (16 FMAs
-    per 4 loads of B), which LLVM vectorises along the contiguous L.
+    A C-contiguous (r, c): ``si, sp = c, 1`` is A itself, ``1, c`` its
+    transpose; the steps are run-time values so both cases share one compiled
+    function. B (K, L), C (M, L): each output row is a sum of rows of B scaled
+    by scalars of op(A), 4 output rows and 4 rows of B per sweep along L (16
+    FMAs per 4 loads of B), which LLVM vectorises along the contiguous L.
     """
+    a = A.reshape(A.size)
     k = B.shape[0]
     width = B.shape[1]
     for i in range(i0, i1):
@@ -327,16 +369,11 @@ def _axpy_rows(A, trans_a, B, C, i0, i1):
     while i + 4 <= i1:
         p = 0
         while p + 4 <= k:
-            if trans_a:
-                a00, a01, a02, a03 = A[p, i], A[p + 1, i], A[p + 2, i], A[p + 3, i]
-                a10, a11, a12, a13 = A[p, i + 1], A[p + 1, i + 1], A[p + 2, i + 1], A[p + 3, i + 1]
-                a20, a21, a22, a23 = A[p, i + 2], A[p + 1, i + 2], A[p + 2, i + 2], A[p + 3, i + 2]
-                a30, a31, a32, a33 = A[p, i + 3], A[p + 1, i + 3], A[p + 2, i + 3], A[p + 3, i + 3]
-            else:
-                a00, a01, a02, a03 = A[i, p], A[i, p + 1], A[i, p + 2], A[i, p + 3]
-                a10, a11, a12, a13 = A[i + 1, p], A[i + 1, p + 1], A[i + 1, p + 2], A[i + 1, p + 3]
-                a20, a21, a22, a23 = A[i + 2, p], A[i + 2, p + 1], A[i + 2, p + 2], A[i + 2, p + 3]
-                a30, a31, a32, a33 = A[i + 3, p], A[i + 3, p + 1], A[i + 3, p + 2], A[i + 3, p + 3]
+            r0, r1, r2, r3 = i * si + p * sp, (i + 1) * si + p * sp, (i + 2) * si + p * sp, (i + 3) * si + p * sp
+            a00, a01, a02, a03 = a[r0], a[r0 + sp], a[r0 + 2 * sp], a[r0 + 3 * sp]
+            a10, a11, a12, a13 = a[r1], a[r1 + sp], a[r1 + 2 * sp], a[r1 + 3 * sp]
+            a20, a21, a22, a23 = a[r2], a[r2 + sp], a[r2 + 2 * sp], a[r2 + 3 * sp]
+            a30, a31, a32, a33 = a[r3], a[r3 + sp], a[r3 + 2 * sp], a[r3 + 3 * sp]
             for q in range(width):
                 y0 = B[p, q]
                 y1 = B[p + 1, q]
@@ -349,14 +386,14 @@ def _axpy_rows(A, trans_a, B, C, i0, i1):
             p += 4
         while p < k:
             for r in range(4):
-                x = A[p, i + r] if trans_a else A[i + r, p]
+                x = a[(i + r) * si + p * sp]
                 for q in range(width):
                     C[i + r, q] += x * B[p, q]
             p += 1
         i += 4
     while i < i1:
         for p in range(k):
-            x = A[p, i] if trans_a else A[i, p]
+            x = a[i * si + p * sp]
             for q in range(width):
                 C[i, q] += x * B[p, q]
         i += 1
@@ -435,27 +472,31 @@ def _forward_rows(x, params, layout, code, acts, r0, r1):
     """Forward pass of rows [r0, r1) through every layer into ``acts``."""
     n = x.shape[0]
     last = layout.shape[0] - 1
-    wt, b = _wt(params, layout, 0)
-    _dot_rows(x, wt, b, _rows(acts, layout, 0, n), r0, r1, code if last > 0 else 0)
-    for i in range(1, last + 1):
+    inp = x
+    for i in range(last + 1):
         wt, b = _wt(params, layout, i)
-        _dot_rows(_rows(acts, layout, i - 1, n), wt, b, _rows(acts, layout, i, n), r0, r1, code if i < last else 0)
+        out = _rows(acts, layout, i, n)
+        _dot_rows(inp, wt, b, out, r0, r1, code if i < last else 0)
+        inp = out
 
 
-@_jit(parallel=True)
-def _cpu_forward(x, params, layout, code, acts, threads):
-    """Forward pass of the whole batch, ``threads`` slices of rows in parallel."""
+# Per-thread bodies: piece ``t`` of ``parts`` of one parallel phase. They share
+# one signature so that one parallel loop (``_parallel_for``) runs them all.
+
+
+@_per_thread
+def _forward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
+    """Forward pass of piece ``t`` of the batch rows; returns 0.0."""
+    r0, r1 = _split(x.shape[0], parts, t)
+    _forward_rows(x, params, layout, code, acts, r0, r1)
+    return 0.0
+
+
+@_per_thread
+def _backward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
+    """Forward, loss and every layer's delta for piece ``t`` of the batch rows; returns their summed loss."""
     n = x.shape[0]
-    parts = max(1, min(threads, n // 8))
-    for t in prange(parts):
-        r0, r1 = _split(n, parts, np.int64(t))
-        _forward_rows(x, params, layout, code, acts, r0, r1)
-
-
-@_jit()
-def _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1):
-    """Forward, loss and every layer's delta for rows [r0, r1); returns their summed loss."""
-    n = x.shape[0]
+    r0, r1 = _split(n, parts, t)
     last = layout.shape[0] - 1
     _forward_rows(x, params, layout, code, acts, r0, r1)
     dz = _rows(deltas, layout, last, n)
@@ -463,10 +504,27 @@ def _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1):
     for i in range(last, 0, -1):
         wt, _ = _wt(params, layout, i)
         dprev = _rows(deltas, layout, i - 1, n)
-        _axpy_rows(dz, False, wt, dprev, r0, r1)
+        _axpy_rows(dz, dz.shape[1], np.int64(1), wt, dprev, r0, r1)
         _act_backward_rows(_rows(acts, layout, i - 1, n), dprev, code, r0, r1)
         dz = dprev
     return loss
+
+
+@_per_thread
+def _update_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
+    """Piece ``t`` of every layer's weight gradient and SGD update; returns 0.0.
+
+    Piece t of layer i is (t + i) % parts: a split of fan_out on multiples of 4
+    is uneven (100 -> 52 + 48); rotating evens it out over the layers."""
+    n = x.shape[0]
+    inp = x
+    for i in range(layout.shape[0]):
+        wt, b = _wt(params, layout, i)
+        gwt, gb = _wt(grads, layout, i)
+        j0, j1 = _split(layout[i, 1], parts, (t + i) % parts)
+        _update_rows(inp, _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1)
+        inp = _rows(acts, layout, i, n)
+    return 0.0
 
 
 @_jit()
@@ -478,7 +536,7 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
     width = wt.shape[1]
     for jb in range(j0, j1, 4):
         je = min(j1, jb + 4)
-        _axpy_rows(dz, True, inp, gwt, jb, je)
+        _axpy_rows(dz, np.int64(1), dz.shape[1], inp, gwt, jb, je)
         for j in range(jb, je):
             s = dz.dtype.type(0)
             for r in range(n):
@@ -492,33 +550,47 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
 
 
 @_jit(parallel=True)
-def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts, threads):
+def _parallel_for(body, parts, x, labels, params, grads, layout, code, acts, deltas, lr, out):
+    """``out[t] = body(..., t, parts)`` for t in range(parts), in parallel.
+
+    ``body``: the address of a per-thread body's cfunc for this dtype (``_cpu_kernels``)."""
+    for t in prange(parts):
+        out[t] = _call_cfunc(body, x, labels, params, grads, layout, code, acts, deltas, lr, np.int64(t), parts)
+
+
+@_jit()
+def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts, threads, backward, update):
     """One SGD step of the whole MLP (see the section comment) on ``threads`` threads; returns the mean loss.
 
-    ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice loss sums."""
+    ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice
+    loss sums; ``backward`` and ``update`` are the addresses of ``_backward_slice``
+    and ``_update_slice``'s cfuncs."""
     n = x.shape[0]
     threads = max(1, min(threads, loss_parts.shape[0]))
     parts = max(1, min(threads, n // 8))
-    for t in prange(parts):
-        r0, r1 = _split(n, parts, np.int64(t))
-        loss_parts[t] = _backward_rows(x, labels, params, layout, code, acts, deltas, r0, r1)
+    _parallel_for(backward, parts, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
     loss = 0.0
     for t in range(parts):
         loss += loss_parts[t]
-    for t in prange(threads):
-        # Piece t of layer i goes to thread (t + i) % threads: a split of fan_out on
-        # multiples of 4 is uneven (100 -> 52 + 48); rotating evens it out over layers.
-        ti = np.int64(t)
-        wt, b = _wt(params, layout, 0)
-        gwt, gb = _wt(grads, layout, 0)
-        j0, j1 = _split(layout[0, 1], threads, ti)
-        _update_rows(x, _rows(deltas, layout, 0, n), wt, b, gwt, gb, lr, j0, j1)
-        for i in range(1, layout.shape[0]):
-            wt, b = _wt(params, layout, i)
-            gwt, gb = _wt(grads, layout, i)
-            j0, j1 = _split(layout[i, 1], threads, (ti + i) % threads)
-            _update_rows(_rows(acts, layout, i - 1, n), _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1)
+    _parallel_for(update, threads, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
     return loss / n
+
+
+def _frozen(a, dtype):
+    """A read-only C-contiguous view of ``a`` as ``dtype`` (a copy only if ``a`` is not one already).
+
+    The parallel entry points are compiled once, for read-only inputs, and pass
+    them on to per-thread bodies declared with writeable arrays of the same
+    layout that only read them (see ``fastinit._cfunc_call``)."""
+    a = np.asarray(a)
+    if a.dtype != dtype or not a.flags.c_contiguous:
+        a = np.array(a, dtype=dtype, order="C")
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+_NO_LABELS = _frozen(np.zeros(0, dtype=np.int64), np.int64)  # forward passes have none
 
 
 def _padded(width):
@@ -526,7 +598,7 @@ def _padded(width):
     return (width + 7) // 8 * 8
 
 
-@_jit()
+@_jit(fastmath=_FASTMATH)
 def _cpu_grad_norms(grads, layout, out):
     """``out[i]`` = Frobenius norm of layer i's weight gradient (float64 sums; padding skipped)."""
     for i in range(layout.shape[0]):
@@ -557,8 +629,8 @@ class CpuEngine:
     """
 
     def __init__(self, weights, biases, activation, dtype):
-        self._kern = _cpu_kernels()
         self.dtype = np.dtype(dtype)
+        self._kern = _cpu_kernels(self.dtype)
         self.activation = activation
         self.code = chk.activation_code(activation)
         rows, off, col = [], 0, 0
@@ -602,13 +674,20 @@ class CpuEngine:
         ]
 
     def forward(self, x, record):
+        x = _frozen(x, self.dtype)
         n = x.shape[0]
         acts = np.zeros(n * self._width_sum, dtype=self.dtype)
-        self._kern.forward(x, self._params, self._layout, self.code, acts, self._kern.threads())
+        k = self._kern
+        parts = max(1, min(k.threads(), n // 8))
+        out = np.empty(parts)
+        zero = self.dtype.type(0)
+        k.parallel_for(k.forward_slice, parts, x, _NO_LABELS, self._params, self._grads, self._layout, self.code,
+                       acts, acts, zero, out)
         outs = [np.ascontiguousarray(a) for a in self._slabs(acts, n)]
         return (outs[-1], outs[:-1]) if record else outs[-1]
 
     def train_step(self, x, labels, lr):
+        x, labels = _frozen(x, self.dtype), _frozen(labels, np.int64)
         n = x.shape[0]
         if n != self._n:
             self._acts = np.zeros(n * self._width_sum, dtype=self.dtype)
@@ -626,6 +705,8 @@ class CpuEngine:
             self._deltas,
             self._loss_parts,
             self._kern.threads(),
+            self._kern.backward_slice,
+            self._kern.update_slice,
         )
         self._norms = None
         return float(loss)
@@ -640,6 +721,22 @@ class CpuEngine:
 
 
 # --------------------------------------------------------------------------- MLP
+
+
+def compile_backend(backend, dtype="float32"):
+    """Compile (or load from the on-disk cache) what an MLP on ``backend`` runs, ahead of use.
+
+    Only the cpu backend compiles on the host; for the others this does
+    nothing. Safe to call from a background thread, to overlap the
+    compilation with other start-up work (as ``fastinit.train.train`` does).
+    """
+    if backend != "cpu":
+        return
+    mlp = MLP([8, 8, 2], backend="cpu", dtype=dtype)
+    x = np.zeros((8, 8), dtype=mlp.dtype)
+    mlp.train_step(x, np.zeros(8, dtype=np.int64), 0.0)
+    mlp.forward(x, record=True)
+    mlp.grad_norms()
 
 
 def _engine_class(backend):

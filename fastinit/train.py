@@ -406,6 +406,28 @@ def _split(dataset, config, dtype):
             np.ascontiguousarray(x_test), np.ascontiguousarray(y_test))
 
 
+def _compile_in_background(config):
+    """Start compiling the backend's kernels on a daemon thread, to overlap the data loading; return it.
+
+    Numba releases the GIL while LLVM optimises, so on a cold cache this hides
+    part of the compile time. Join the thread before training: it runs a tiny
+    parallel step, and two threads must not run parallel regions at once.
+    Errors are left to the first real use, which compiles (and raises) again."""
+    import threading
+
+    from .mlp import compile_backend
+
+    def work():
+        try:
+            compile_backend(config.backend, config.dtype)
+        except Exception:  # noqa: BLE001 - re-raised by the run that needs the backend
+            pass
+
+    thread = threading.Thread(target=work, name="fastinit-compile", daemon=True)
+    thread.start()
+    return thread
+
+
 def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True, log=print, **overrides):
     """Run the training study described by ``config`` (plus keyword ``overrides``).
 
@@ -427,10 +449,12 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True
         from .backends import require_cuda
 
         require_cuda()
+    compiling = _compile_in_background(config)
     if dataset is None:
         from .data import load_mnist
 
         dataset = load_mnist(config.data_dir, dtype=config.dtype)
+    compiling.join()
     results = []
     with open_results(out) as f:
         for spec in config.run_specs:
