@@ -126,10 +126,18 @@ class NumpyEngine:
 # --------------------------------------------------------------------------- cpu
 #
 # The cpu engine's compiled code. It is written as plain Python functions,
-# marked with ``_jit``, and handed to ``numba.njit`` on first use
+# marked with ``_jit`` or ``_per_thread``, and compiled on first use
 # (``_cpu_kernels``), so ``import fastinit.mlp`` and the numpy backend never
 # import Numba. Once compiled, the module globals name the dispatchers, so the
 # functions call each other as compiled code (and are cached on disk).
+#
+# Compile time. Numba links a callee's code into every caller and optimises it
+# again there; a parallel region adds three such layers (the prange body, two
+# gufunc wrappers). So the work of a step lives in three per-thread bodies,
+# ``numba.cfunc``s that inline their small helpers (``inline="always"``) and
+# are called through a pointer from one parallel loop, ``_parallel_for``: each
+# is compiled once (only ``_axpy_rows``, shared by two bodies, is linked into
+# both). This took the cold compile from about 14 s to about 4 s.
 #
 # Layout. Weights are stored TRANSPOSED, ``Wt`` (fan_out, fan_in), so that every
 # product of the step streams along contiguous rows with no transposed copy:
@@ -139,11 +147,12 @@ class NumpyEngine:
 #             dWt = dz^T @ x            -> _axpy_rows  (trans_a: rows of x scaled and summed)
 #
 # Threads. The step is two parallel regions, each split into disjoint pieces:
-# 1. forward, softmax cross-entropy and every layer's delta (dz) for a slice of
-#    the batch rows per thread (rows never interact until the weight gradient);
-# 2. per layer, a slice of the rows of dWt (output features) per thread: the
-#    gradient over the whole batch, the bias gradient, and the SGD update of
-#    those rows of Wt and b, fused.
+# 1. forward (``_forward_slice``), then softmax cross-entropy and every layer's
+#    delta dz (``_backward_slice``) for a slice of the batch rows per thread
+#    (rows never interact until the weight gradient);
+# 2. per layer, a slice of the rows of dWt (output features) per thread
+#    (``_update_slice``): the gradient over the whole batch, the bias gradient,
+#    and the SGD update of those rows of Wt and b, fused.
 # All buffers come from the engine, so the step allocates nothing.
 #
 # Why not compose ``kernels.cpu``'s ``matmul_into`` & co.: those are parallel
@@ -181,13 +190,10 @@ def _per_thread(func):
 def _cpu_kernels(dtype):
     """The cpu engine's compiled functions for ``dtype`` (float32 or float64).
 
-    Compiled on first use and cached on disk. The per-thread bodies
-    (``_per_thread``) are ``numba.cfunc``s with one explicit signature, which
-    ``_parallel_for`` calls through a pointer: the engine passes their
-    addresses. Each body's code is then compiled once, instead of being linked
-    into, and re-optimised by, every layer of a parallel region (the prange
-    body, its two gufunc wrappers, the caller), and one parallel loop serves
-    every phase: this halves the cold compile.
+    Compiled on first use and cached on disk (see "Compile time" above). The
+    per-thread bodies (``_per_thread``) become ``numba.cfunc``s with one
+    explicit signature; the namespace holds their addresses, which the engine
+    passes to ``_parallel_for``, and keeps the cfuncs alive.
     """
     with _CPU_LOCK:  # a background warm-up (``compile_backend``) may be compiling too
         return _compile_cpu_kernels(dtype)
@@ -214,19 +220,20 @@ def _compile_cpu_kernels(dtype):
         ints, table, i64 = t.Array(t.int64, 1, "C"), t.Array(t.int64, 2, "C"), t.int64
         # (x, labels, params, grads, layout, code, acts, deltas, lr, t, parts) -> float64
         sig = t.float64(mat, ints, vec, vec, table, i64, vec, vec, real, i64, i64)
-        bodies = {name: numba.cfunc(sig, cache=True, error_model="numpy")(f) for name, f in _PER_THREAD.items()}
+        options = dict(cache=True, error_model="numpy", fastmath=_FASTMATH)
+        bodies = {name: numba.cfunc(sig, **options)(f) for name, f in _PER_THREAD.items()}
         _CPU[key] = SimpleNamespace(
             parallel_for=_parallel_for,
             train_step=_cpu_train_step,
             grad_norms=_cpu_grad_norms,
             threads=numba.get_num_threads,
-            bodies=bodies,  # keeps the cfuncs, hence their addresses, alive
+            bodies=bodies,
             **{name: body.address for name, body in bodies.items()},
         )
     return _CPU[key]
 
 
-@_jit()
+@_jit(inline="always")
 def _act1(v, code, one):
     """One activation value: 0 linear, 1 sigmoid (stable), 2 tanh, 3 relu (NaN passes).
 
@@ -244,7 +251,7 @@ def _act1(v, code, one):
     return v
 
 
-@_jit(fastmath=_FASTMATH)
+@_jit(inline="always", fastmath=_FASTMATH)
 def _dot_rows(A, Bt, bias, C, i0, i1, code):
     """Rows [i0, i1) of ``C = act(A @ Bt.T + bias)``; A (N, K), Bt (M, K), C (N, M).
 
@@ -399,7 +406,7 @@ def _axpy_rows(A, si, sp, B, C, i0, i1):
         i += 1
 
 
-@_jit()
+@_jit(inline="always")
 def _act_backward_rows(y, d, code, i0, i1):
     """In place ``d *= act'(.)`` from the saved output ``y``, rows [i0, i1)."""
     if code == 0:
@@ -419,7 +426,7 @@ def _act_backward_rows(y, d, code, i0, i1):
                 dr[q] = dr[q] * (one - v * v)
 
 
-@_jit()
+@_jit(inline="always")
 def _softmax_xent_rows(logits, labels, grad, c, i0, i1, n_total):
     """Rows [i0, i1) of ``grad = (softmax - onehot) / n_total`` over the first ``c`` columns;
     returns their summed loss (float64)."""
@@ -446,38 +453,25 @@ def _softmax_xent_rows(logits, labels, grad, c, i0, i1, n_total):
     return total
 
 
-@_jit()
+@_jit(inline="always")
 def _wt(flat, layout, i):
     """Layer ``i``'s Wt (fan_out, in_stride) and b (fan_out,) as views of a flat buffer."""
     fo, wo, bo, stride = layout[i, 1], layout[i, 2], layout[i, 3], layout[i, 5]
     return flat[wo : wo + fo * stride].reshape((fo, stride)), flat[bo : bo + fo]
 
 
-@_jit()
+@_jit(inline="always")
 def _rows(buf, layout, i, n):
     """Layer ``i``'s (n, out_stride) slab of a flat per-layer activation/delta buffer."""
     stride, col = layout[i, 6], layout[i, 4]
     return buf[n * col : n * (col + stride)].reshape((n, stride))
 
 
-@_jit()
+@_jit(inline="always")
 def _split(n, parts, t):
     """[lo, hi) of piece ``t`` of ``range(n)`` cut in ``parts``, boundaries on multiples of 4."""
     step = ((n + parts - 1) // parts + 3) // 4 * 4
     return min(n, t * step), min(n, (t + 1) * step)
-
-
-@_jit()
-def _forward_rows(x, params, layout, code, acts, r0, r1):
-    """Forward pass of rows [r0, r1) through every layer into ``acts``."""
-    n = x.shape[0]
-    last = layout.shape[0] - 1
-    inp = x
-    for i in range(last + 1):
-        wt, b = _wt(params, layout, i)
-        out = _rows(acts, layout, i, n)
-        _dot_rows(inp, wt, b, out, r0, r1, code if i < last else 0)
-        inp = out
 
 
 # Per-thread bodies: piece ``t`` of ``parts`` of one parallel phase. They share
@@ -486,19 +480,25 @@ def _forward_rows(x, params, layout, code, acts, r0, r1):
 
 @_per_thread
 def _forward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
-    """Forward pass of piece ``t`` of the batch rows; returns 0.0."""
-    r0, r1 = _split(x.shape[0], parts, t)
-    _forward_rows(x, params, layout, code, acts, r0, r1)
+    """Forward pass of piece ``t`` of the batch rows through every layer into ``acts``; returns 0.0."""
+    n = x.shape[0]
+    r0, r1 = _split(n, parts, t)
+    last = layout.shape[0] - 1
+    inp = x
+    for i in range(last + 1):
+        wt, b = _wt(params, layout, i)
+        out = _rows(acts, layout, i, n)
+        _dot_rows(inp, wt, b, out, r0, r1, code if i < last else 0)
+        inp = out
     return 0.0
 
 
 @_per_thread
 def _backward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
-    """Forward, loss and every layer's delta for piece ``t`` of the batch rows; returns their summed loss."""
+    """Loss and every layer's delta for piece ``t`` of the batch rows, after ``_forward_slice``; returns their summed loss."""
     n = x.shape[0]
     r0, r1 = _split(n, parts, t)
     last = layout.shape[0] - 1
-    _forward_rows(x, params, layout, code, acts, r0, r1)
     dz = _rows(deltas, layout, last, n)
     loss = _softmax_xent_rows(_rows(acts, layout, last, n), labels, dz, layout[last, 1], r0, r1, n)
     for i in range(last, 0, -1):
@@ -527,7 +527,7 @@ def _update_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, p
     return 0.0
 
 
-@_jit()
+@_jit(inline="always")
 def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
     """Rows [j0, j1) of one layer: gWt = dz^T @ inp, gb = column sums of dz, then SGD on Wt and b.
 
@@ -550,29 +550,34 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
 
 
 @_jit(parallel=True)
-def _parallel_for(body, parts, x, labels, params, grads, layout, code, acts, deltas, lr, out):
-    """``out[t] = body(..., t, parts)`` for t in range(parts), in parallel.
+def _parallel_for(first, body, parts, x, labels, params, grads, layout, code, acts, deltas, lr, out):
+    """For t in range(parts), in parallel: ``first(..., t, parts)`` unless ``first`` is 0, then ``out[t] = body(..., t, parts)``.
 
-    ``body``: the address of a per-thread body's cfunc for this dtype (``_cpu_kernels``)."""
+    ``first``, ``body``: addresses of per-thread bodies' cfuncs for this dtype (``_cpu_kernels``)."""
     for t in prange(parts):
-        out[t] = _call_cfunc(body, x, labels, params, grads, layout, code, acts, deltas, lr, np.int64(t), parts)
+        ti = np.int64(t)
+        if first != 0:
+            _call_cfunc(first, x, labels, params, grads, layout, code, acts, deltas, lr, ti, parts)
+        out[t] = _call_cfunc(body, x, labels, params, grads, layout, code, acts, deltas, lr, ti, parts)
 
 
 @_jit()
-def _cpu_train_step(x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts, threads, backward, update):
+def _cpu_train_step(
+    x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts, threads, forward, backward, update
+):
     """One SGD step of the whole MLP (see the section comment) on ``threads`` threads; returns the mean loss.
 
     ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice
-    loss sums; ``backward`` and ``update`` are the addresses of ``_backward_slice``
-    and ``_update_slice``'s cfuncs."""
+    loss sums; ``forward``, ``backward`` and ``update`` are the addresses of the
+    ``_forward_slice``, ``_backward_slice`` and ``_update_slice`` cfuncs."""
     n = x.shape[0]
     threads = max(1, min(threads, loss_parts.shape[0]))
     parts = max(1, min(threads, n // 8))
-    _parallel_for(backward, parts, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
+    _parallel_for(forward, backward, parts, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
     loss = 0.0
     for t in range(parts):
         loss += loss_parts[t]
-    _parallel_for(update, threads, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
+    _parallel_for(np.int64(0), update, threads, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
     return loss / n
 
 
@@ -681,7 +686,7 @@ class CpuEngine:
         parts = max(1, min(k.threads(), n // 8))
         out = np.empty(parts)
         zero = self.dtype.type(0)
-        k.parallel_for(k.forward_slice, parts, x, _NO_LABELS, self._params, self._grads, self._layout, self.code,
+        k.parallel_for(0, k.forward_slice, parts, x, _NO_LABELS, self._params, self._grads, self._layout, self.code,
                        acts, acts, zero, out)
         outs = [np.ascontiguousarray(a) for a in self._slabs(acts, n)]
         return (outs[-1], outs[:-1]) if record else outs[-1]
@@ -705,6 +710,7 @@ class CpuEngine:
             self._deltas,
             self._loss_parts,
             self._kern.threads(),
+            self._kern.forward_slice,
             self._kern.backward_slice,
             self._kern.update_slice,
         )
