@@ -218,14 +218,13 @@ def _compile_cpu_kernels(dtype):
         real = getattr(t, key)
         vec, mat = t.Array(real, 1, "C"), t.Array(real, 2, "C")
         ints, table, i64 = t.Array(t.int64, 1, "C"), t.Array(t.int64, 2, "C"), t.int64
-        # (x, labels, params, grads, layout, code, acts, deltas, lr, t, parts) -> float64
-        sig = t.float64(mat, ints, vec, vec, table, i64, vec, vec, real, i64, i64)
+        # (x, labels, params, grads, layout, code, acts, deltas, lr, sq, t, parts) -> float64
+        sig = t.float64(mat, ints, vec, vec, table, i64, vec, vec, real, t.Array(t.float64, 1, "C"), i64, i64)
         options = dict(cache=True, error_model="numpy", fastmath=_FASTMATH)
         bodies = {name: numba.cfunc(sig, **options)(f) for name, f in _PER_THREAD.items()}
         _CPU[key] = SimpleNamespace(
             parallel_for=_parallel_for,
             train_step=_cpu_train_step,
-            grad_norms=_cpu_grad_norms,
             threads=numba.get_num_threads,
             bodies=bodies,
             **{name: body.address for name, body in bodies.items()},
@@ -479,7 +478,7 @@ def _split(n, parts, t):
 
 
 @_per_thread
-def _forward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
+def _forward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, sq, t, parts):
     """Forward pass of piece ``t`` of the batch rows through every layer into ``acts``; returns 0.0."""
     n = x.shape[0]
     r0, r1 = _split(n, parts, t)
@@ -494,7 +493,7 @@ def _forward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, 
 
 
 @_per_thread
-def _backward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
+def _backward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, sq, t, parts):
     """Loss and every layer's delta for piece ``t`` of the batch rows, after ``_forward_slice``; returns their summed loss."""
     n = x.shape[0]
     r0, r1 = _split(n, parts, t)
@@ -511,18 +510,21 @@ def _backward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t,
 
 
 @_per_thread
-def _update_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, parts):
+def _update_slice(x, labels, params, grads, layout, code, acts, deltas, lr, sq, t, parts):
     """Piece ``t`` of every layer's weight gradient and SGD update; returns 0.0.
 
-    Piece t of layer i is (t + i) % parts: a split of fan_out on multiples of 4
-    is uneven (100 -> 52 + 48); rotating evens it out over the layers."""
+    ``sq[t * layers + i]`` receives the sum of squares of the piece's gradient
+    rows of layer i (the engine's ``grad_norms`` adds the pieces up). Piece t
+    of layer i is (t + i) % parts: a split of fan_out on multiples of 4 is
+    uneven (100 -> 52 + 48); rotating evens it out over the layers."""
     n = x.shape[0]
+    layers = layout.shape[0]
     inp = x
-    for i in range(layout.shape[0]):
+    for i in range(layers):
         wt, b = _wt(params, layout, i)
         gwt, gb = _wt(grads, layout, i)
         j0, j1 = _split(layout[i, 1], parts, (t + i) % parts)
-        _update_rows(inp, _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1)
+        sq[t * layers + i] = _update_rows(inp, _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1)
         inp = _rows(acts, layout, i, n)
     return 0.0
 
@@ -531,9 +533,11 @@ def _update_slice(x, labels, params, grads, layout, code, acts, deltas, lr, t, p
 def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
     """Rows [j0, j1) of one layer: gWt = dz^T @ inp, gb = column sums of dz, then SGD on Wt and b.
 
-    Four rows at a time, so each block of gWt is still in L1 when it is applied."""
+    Four rows at a time, so each block of gWt is still in L1 when it is applied.
+    Returns the sum of squares of those rows of gWt (float64; padding columns are 0)."""
     n = dz.shape[0]
     width = wt.shape[1]
+    total = 0.0
     for jb in range(j0, j1, 4):
         je = min(j1, jb + 4)
         _axpy_rows(dz, np.int64(1), dz.shape[1], inp, gwt, jb, je)
@@ -545,39 +549,45 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
             b[j] -= lr * s
             w = wt[j]
             g = gwt[j]
+            ss = s - s
             for q in range(width):
                 w[q] -= lr * g[q]
+                ss += g[q] * g[q]
+            total += ss
+    return total
 
 
 @_jit(parallel=True)
-def _parallel_for(first, body, parts, x, labels, params, grads, layout, code, acts, deltas, lr, out):
+def _parallel_for(first, body, parts, x, labels, params, grads, layout, code, acts, deltas, lr, sq, out):
     """For t in range(parts), in parallel: ``first(..., t, parts)`` unless ``first`` is 0, then ``out[t] = body(..., t, parts)``.
 
     ``first``, ``body``: addresses of per-thread bodies' cfuncs for this dtype (``_cpu_kernels``)."""
     for t in prange(parts):
         ti = np.int64(t)
         if first != 0:
-            _call_cfunc(first, x, labels, params, grads, layout, code, acts, deltas, lr, ti, parts)
-        out[t] = _call_cfunc(body, x, labels, params, grads, layout, code, acts, deltas, lr, ti, parts)
+            _call_cfunc(first, x, labels, params, grads, layout, code, acts, deltas, lr, sq, ti, parts)
+        out[t] = _call_cfunc(body, x, labels, params, grads, layout, code, acts, deltas, lr, sq, ti, parts)
 
 
 @_jit()
 def _cpu_train_step(
-    x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts, threads, forward, backward, update
+    x, labels, lr, params, grads, layout, code, acts, deltas, loss_parts, sq, threads, forward, backward, update
 ):
     """One SGD step of the whole MLP (see the section comment) on ``threads`` threads; returns the mean loss.
 
     ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice
-    loss sums; ``forward``, ``backward`` and ``update`` are the addresses of the
+    loss sums, ``sq`` (float64, at least ``threads * layers`` long) the pieces'
+    sums of squares of the weight gradients (``_update_slice``); ``forward``, ``backward`` and ``update`` are the addresses of the
     ``_forward_slice``, ``_backward_slice`` and ``_update_slice`` cfuncs."""
     n = x.shape[0]
-    threads = max(1, min(threads, loss_parts.shape[0]))
+    threads = max(1, min(threads, loss_parts.shape[0], sq.shape[0] // layout.shape[0]))
     parts = max(1, min(threads, n // 8))
-    _parallel_for(forward, backward, parts, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
+    _parallel_for(forward, backward, parts, x, labels, params, grads, layout, code, acts, deltas, lr, sq, loss_parts)
     loss = 0.0
     for t in range(parts):
         loss += loss_parts[t]
-    _parallel_for(np.int64(0), update, threads, x, labels, params, grads, layout, code, acts, deltas, lr, loss_parts)
+    _parallel_for(np.int64(0), update, threads, x, labels, params, grads, layout, code, acts, deltas, lr, sq,
+                  loss_parts)
     return loss / n
 
 
@@ -595,26 +605,13 @@ def _frozen(a, dtype):
     return view
 
 
+_MAX_PIECES = 64  # most threads the cpu engine splits a step over
 _NO_LABELS = _frozen(np.zeros(0, dtype=np.int64), np.int64)  # forward passes have none
 
 
 def _padded(width):
     """Row stride for a layer of ``width`` features: a multiple of 8 (one AVX2 vector of float32)."""
     return (width + 7) // 8 * 8
-
-
-@_jit(fastmath=_FASTMATH)
-def _cpu_grad_norms(grads, layout, out):
-    """``out[i]`` = Frobenius norm of layer i's weight gradient (float64 sums; padding skipped)."""
-    for i in range(layout.shape[0]):
-        fan_in, fan_out, w_off, stride = layout[i, 0], layout[i, 1], layout[i, 2], layout[i, 5]
-        total = 0.0
-        for r in range(fan_out):
-            base = w_off + r * stride
-            for c in range(fan_in):
-                v = np.float64(grads[base + c])
-                total += v * v
-        out[i] = math.sqrt(total)
 
 
 class CpuEngine:
@@ -655,10 +652,11 @@ class CpuEngine:
             wt, bv = self._views(self._params, i)
             wt[:, : w.shape[0]] = np.asarray(w, dtype=self.dtype).T
             bv[...] = b
-        self._loss_parts = np.zeros(64, dtype=np.float64)
+        self._loss_parts = np.zeros(_MAX_PIECES, dtype=np.float64)
+        self._sq = np.zeros(_MAX_PIECES * len(rows), dtype=np.float64)
+        self._pieces = 0  # update pieces of the last step (their sums of squares are in _sq)
         self._n = -1
         self._acts = self._deltas = None
-        self._norms = None
 
     def _views(self, flat, i):
         """Layer ``i``'s Wt (fan_out, in_stride) and b (fan_out,) views of ``flat``."""
@@ -687,13 +685,14 @@ class CpuEngine:
         out = np.empty(parts)
         zero = self.dtype.type(0)
         k.parallel_for(0, k.forward_slice, parts, x, _NO_LABELS, self._params, self._grads, self._layout, self.code,
-                       acts, acts, zero, out)
+                       acts, acts, zero, self._sq, out)
         outs = [np.ascontiguousarray(a) for a in self._slabs(acts, n)]
         return (outs[-1], outs[:-1]) if record else outs[-1]
 
     def train_step(self, x, labels, lr):
         x, labels = _frozen(x, self.dtype), _frozen(labels, np.int64)
         n = x.shape[0]
+        threads = max(1, min(self._kern.threads(), _MAX_PIECES))
         if n != self._n:
             self._acts = np.zeros(n * self._width_sum, dtype=self.dtype)
             self._deltas = np.zeros(n * self._width_sum, dtype=self.dtype)
@@ -709,21 +708,21 @@ class CpuEngine:
             self._acts,
             self._deltas,
             self._loss_parts,
-            self._kern.threads(),
+            self._sq,
+            threads,
             self._kern.forward_slice,
             self._kern.backward_slice,
             self._kern.update_slice,
         )
-        self._norms = None
+        self._pieces = threads
         return float(loss)
 
     def grad_norms(self):
-        if self._norms is None:
-            # Compiled and serial: np.linalg.norm would wake OpenBLAS's threads,
-            # which then spin against the step's own threads on a small machine.
-            self._norms = np.zeros(len(self._layout), dtype=np.float64)
-            self._kern.grad_norms(self._grads, self._layout, self._norms)
-        return self._norms.copy()
+        # The step's update pieces summed the squares as they went (no pass over
+        # the gradients here, and no np.linalg.norm, whose OpenBLAS threads would
+        # spin against the step's own on a small machine).
+        pieces = self._sq[: self._pieces * len(self._layout)].reshape(self._pieces, -1)
+        return np.sqrt(pieces.sum(axis=0))
 
 
 # --------------------------------------------------------------------------- MLP
