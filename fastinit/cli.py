@@ -348,7 +348,6 @@ def _add_train(sub):
 
 
 def _run_train(args):
-    from .plots import check_figure_path
     from .store import check_output_path
     from .train import TrainConfig, format_results, train, write_figures
 
@@ -357,6 +356,8 @@ def _run_train(args):
         raise UsageError(f"argument --init: {dup!r} is given twice")
     out = check_output_path(args.out)
     if args.plot:
+        from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
+
         check_figure_path(args.plot)
     config = TrainConfig(runs=tuple(args.init), activation=args.activation, iterations=args.iterations,
                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, backend=args.backend,
