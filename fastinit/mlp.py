@@ -48,6 +48,11 @@ Engine interface (what ``fastinit.mlp_cuda.CudaEngine`` implements)
 ``grad_norms() -> ndarray``
     (layers,) float64: the Frobenius norm of each layer's weight gradient
     dL/dW of the last ``train_step`` (biases not included).
+``set_dataset(x, labels)``, ``train_step_indices(idx, lr) -> float``
+    A training set kept by the engine (validated by the MLP), and a step on
+    its rows ``idx`` (a validated int64 array). The host engines gather the
+    batch with ``np.take`` into reused buffers (``_HostDataset``); cuda keeps
+    the set on the device and gathers there, so only ``idx`` goes in.
 
 Non-goals: no momentum, no regularisation, no mixed dtypes.
 """
@@ -69,7 +74,27 @@ __all__ = ["MLP", "NumpyEngine", "CpuEngine"]
 # --------------------------------------------------------------------------- numpy
 
 
-class NumpyEngine:
+class _HostDataset:
+    """``set_dataset``/``train_step_indices`` for the host engines (see the engine interface)."""
+
+    _data = None
+    _batch = None
+
+    def set_dataset(self, x, labels):
+        self._data = (x, labels)
+        self._batch = None
+
+    def train_step_indices(self, idx, lr):
+        x, labels = self._data
+        if self._batch is None or self._batch[0].shape[0] != idx.size:
+            self._batch = (np.empty((idx.size, x.shape[1]), dtype=x.dtype), np.empty(idx.size, dtype=labels.dtype))
+        xb, lb = self._batch
+        np.take(x, idx, axis=0, out=xb)
+        np.take(labels, idx, out=lb)
+        return self.train_step(xb, lb, lr)
+
+
+class NumpyEngine(_HostDataset):
     """Reference engine: a Python loop over ``kernels.reference`` layer kernels."""
 
     def __init__(self, weights, biases, activation, dtype):
@@ -614,7 +639,7 @@ def _padded(width):
     return (width + 7) // 8 * 8
 
 
-class CpuEngine:
+class CpuEngine(_HostDataset):
     """Numba engine: one compiled call per training step that allocates nothing.
 
     Storage: ``_params`` (flat: every layer's Wt, i.e. W transposed, then b),
@@ -825,6 +850,7 @@ class MLP:
         ]
         biases = [np.zeros(fo, dtype=self.dtype) for fo in self.sizes[1:]]
         self._engine = engine_cls(weights, biases, activation, self.dtype)
+        self._dataset_rows = None
         self._stepped = False
 
     def __repr__(self):
@@ -846,7 +872,7 @@ class MLP:
         return self._engine.params()
 
     def load_params(self, params):
-        """Replace every layer's (W, b) with host arrays of the MLP's shapes and dtype."""
+        """Replace every layer's (W, b) with host arrays of the MLP's shapes and dtype (forgets any ``set_dataset``)."""
         if len(params) != self.n_layers:
             raise ValueError(f"params must hold {self.n_layers} (W, b) pairs, got {len(params)}")
         ws, bs = [], []
@@ -859,6 +885,7 @@ class MLP:
             ws.append(np.asarray(w))
             bs.append(np.asarray(b))
         self._engine = type(self._engine)(ws, bs, self.activation, self.dtype)
+        self._dataset_rows = None
         self._stepped = False
 
     # -- validation -----------------------------------------------------------
@@ -917,11 +944,44 @@ class MLP:
         self._stepped = True
         return loss
 
+    def set_dataset(self, x, labels):
+        """Keep a training set for ``train_step_indices``: ``x`` (N, sizes[0]) of the MLP's dtype,
+        ``labels`` (N,) int32/int64 in [0, sizes[-1]).
+
+        The host backends keep references (do not modify the arrays while
+        training on them); cuda copies the set to the device once.
+        """
+        self._check_x(x)
+        self._check_labels(labels, x.shape[0])
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self._engine.set_dataset(x, labels)
+        self._dataset_rows = x.shape[0]
+
+    def train_step_indices(self, idx, lr):
+        """``train_step`` on the rows ``idx`` ((B,) integers in [0, N)) of the ``set_dataset`` set.
+
+        The same arithmetic as ``train_step(x[idx], labels[idx], lr)``; on cuda
+        only ``idx`` is copied to the device. Raises ``RuntimeError`` before
+        ``set_dataset``, ``ValueError`` for a bad ``idx``.
+        """
+        rows = self._dataset_rows
+        if rows is None:
+            raise RuntimeError("train_step_indices needs set_dataset(x, labels) first")
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+            raise ValueError(f"idx must be a non-empty 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
+        if idx.min() < 0 or idx.max() >= rows:
+            raise ValueError(f"idx must lie in [0, {rows}), found {idx.min()}..{idx.max()}")
+        lr = chk.learning_rate(lr)
+        loss = self._engine.train_step_indices(np.ascontiguousarray(idx, dtype=np.int64), lr)
+        self._stepped = True
+        return loss
+
     def grad_norms(self):
         """(n_layers,) float64: Frobenius norm of each layer's dL/dW in the last ``train_step``.
 
-        Computed on demand from the gradients the step kept (the step itself
-        pays nothing). Raises ``RuntimeError`` before the first step.
+        From the gradients the step kept (the cpu step sums their squares as
+        it goes). Raises ``RuntimeError`` before the first step.
         """
         if not self._stepped:
             raise RuntimeError("grad_norms() needs a train_step first")

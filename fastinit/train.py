@@ -316,8 +316,7 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
         append(ds_snap_steps, step)
 
     bar = _progress_bar(config.iterations, spec.name, progress)
-    xb = np.empty((config.batch_size, x_train.shape[1]), dtype=dtype)
-    yb = np.empty(config.batch_size, dtype=y_train.dtype)
+    model.set_dataset(x_train, y_train)  # on cuda: copied to the device once, then only indices go in
     # Overflow is expected when a run diverges (std=10): it is detected from the loss, not warned about.
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -325,9 +324,7 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
             snapshot(0)
             batches = batch_indices(x_train.shape[0], config.batch_size, config.iterations, config.seed)
             for step, idx in enumerate(batches, start=1):
-                np.take(x_train, idx, axis=0, out=xb)
-                np.take(y_train, idx, axis=0, out=yb)
-                loss = float(model.train_step(xb, yb, config.lr))
+                loss = float(model.train_step_indices(idx, config.lr))
                 loss_rows.append(loss)
                 grad_rows.append(model.grad_norms())
                 done = step

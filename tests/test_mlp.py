@@ -130,6 +130,39 @@ def test_batch_size_changes_reuse_nothing_stale(backend):
         np.testing.assert_allclose(b, rb, rtol=1e-12, atol=1e-15)
 
 
+def test_steps_on_indices_equal_steps_on_gathered_batches(backend):
+    """``set_dataset`` + ``train_step_indices`` is ``train_step(x[idx], labels[idx])``, bit for bit."""
+    rng = np.random.default_rng(11)
+    sizes = (7, 6, 4)
+    x, labels = _batch(rng, 30, sizes[0], sizes[-1], np.float64)
+    by_rows = _mlp(backend.name, sizes, activation="tanh", dtype="float64", seed=2)
+    by_idx = _mlp(backend.name, sizes, activation="tanh", dtype="float64", seed=2)
+    by_idx.set_dataset(x, labels.astype(np.int32))
+    for idx in (rng.integers(0, 30, 8), np.arange(29, 20, -1), np.array([5], dtype=np.int32)):
+        assert by_idx.train_step_indices(idx, 0.1) == by_rows.train_step(x[idx], labels[idx], 0.1)
+        np.testing.assert_array_equal(by_idx.grad_norms(), by_rows.grad_norms())
+    for (w, b), (rw, rb) in zip(by_idx.params, by_rows.params):
+        np.testing.assert_array_equal(w, rw)
+        np.testing.assert_array_equal(b, rb)
+
+
+@pytest.mark.parametrize(
+    "idx, match",
+    [(np.array([0, 6]), r"idx must lie in \[0, 6\)"), (np.array([-1]), r"idx must lie in \[0, 6\)"),
+     (np.array([], dtype=np.int64), "non-empty 1-D integer"), (np.array([0.0]), "non-empty 1-D integer"),
+     (np.zeros((2, 1), dtype=np.int64), "non-empty 1-D integer")],
+)
+def test_bad_indices_are_rejected(small, idx, match):
+    mlp, x, labels = small
+    with pytest.raises(RuntimeError, match="set_dataset"):
+        mlp.train_step_indices(np.array([0]), 0.1)
+    mlp.set_dataset(x, labels)
+    with pytest.raises(ValueError, match=match):
+        mlp.train_step_indices(idx, 0.1)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        mlp.set_dataset(x, labels + 1)
+
+
 # --------------------------------------------------------------------------- weights and recording
 
 

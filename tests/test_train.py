@@ -219,15 +219,15 @@ def test_divergence_stops_that_run_only(tmp_path, monkeypatch):
     # Deterministic: the first run's loss turns NaN at step 7.
     from fastinit import mlp
 
-    real = mlp.MLP.train_step
+    real = mlp.MLP.train_step_indices
     count = {"n": 0}
 
-    def poisoned(self, x, labels, lr):
+    def poisoned(self, idx, lr):
         count["n"] += 1
-        loss = real(self, x, labels, lr)
+        loss = real(self, idx, lr)
         return float("nan") if count["n"] == 7 else loss
 
-    monkeypatch.setattr(mlp.MLP, "train_step", poisoned)
+    monkeypatch.setattr(mlp.MLP, "train_step_indices", poisoned)
     messages = []
     cfg = TrainConfig(**dict(SMALL, runs=("std=10", "he")))
     results = train(cfg, tmp_path / "t.h5", dataset=synthetic(), progress=False, log=messages.append)
@@ -256,15 +256,15 @@ def test_ctrl_c_leaves_a_readable_file(tmp_path, monkeypatch):
     from fastinit import mlp
 
     calls = {"n": 0}
-    real = mlp.MLP.train_step
+    real = mlp.MLP.train_step_indices
 
-    def flaky(self, x, labels, lr):
+    def flaky(self, idx, lr):
         calls["n"] += 1
         if calls["n"] == 37:
             raise KeyboardInterrupt
-        return real(self, x, labels, lr)
+        return real(self, idx, lr)
 
-    monkeypatch.setattr(mlp.MLP, "train_step", flaky)
+    monkeypatch.setattr(mlp.MLP, "train_step_indices", flaky)
     out = tmp_path / "t.h5"
     with pytest.raises(KeyboardInterrupt):
         train(TrainConfig(**dict(SMALL, runs=("he", "xavier"))), out, dataset=synthetic(), progress=False)
