@@ -169,7 +169,7 @@ class NumpyEngine(_HostDataset):
 #
 #   forward   z  = x @ W    = x . Wt^T  -> _dot_rows   (row-by-row dot products)
 #   backward  dx = dz @ W^T = dz @ Wt   -> _axpy_rows  (rows of Wt scaled and summed)
-#             dWt = dz^T @ x            -> _axpy_rows  (trans_a: rows of x scaled and summed)
+#             dWt = dz^T @ x            -> _axpy_rows  (op(A) = dz^T: rows of x scaled and summed)
 #
 # Threads. The step is two parallel regions, each split into disjoint pieces:
 # 1. forward (``_forward_slice``), then softmax cross-entropy and every layer's
@@ -238,6 +238,12 @@ def _compile_cpu_kernels(dtype):
             g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
         _CPU = {}
     key = np.dtype(dtype).name
+    if key not in _CPU and numba.config.DISABLE_JIT:  # plain Python, for debugging: call the bodies directly
+        g = globals()
+        g["_call_cfunc"] = lambda body, *args: body(*args)
+        _CPU[key] = SimpleNamespace(
+            parallel_for=_parallel_for, train_step=_cpu_train_step, threads=numba.get_num_threads, **_PER_THREAD
+        )
     if key not in _CPU:
         t = numba.types
         real = getattr(t, key)

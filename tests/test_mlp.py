@@ -1,5 +1,10 @@
 """The MLP on every backend against an independent autograd, finite differences and each other."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -373,3 +378,30 @@ def test_load_params_validates(small):
         mlp.load_params([(params[0][0], params[0][1].astype(np.float64)), params[1]])
     mlp.load_params([(w * 2, b + 1) for w, b in params])
     np.testing.assert_array_equal(mlp.params[0][0], params[0][0] * 2)
+
+
+def test_cpu_engine_runs_without_jit():
+    """Under NUMBA_DISABLE_JIT=1 the cpu engine runs as plain Python and matches numpy."""
+    script = textwrap.dedent(
+        """
+        import numba
+        import numpy as np
+        from fastinit import MLP
+        assert numba.config.DISABLE_JIT
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(10, 6)).astype(np.float64)
+        labels = rng.integers(0, 3, size=10)
+        cpu, ref = (MLP((6, 5, 3), activation="sigmoid", backend=b, dtype="float64", seed=2) for b in ("cpu", "numpy"))
+        for _ in range(2):
+            assert abs(cpu.train_step(x, labels, 0.1) - ref.train_step(x, labels, 0.1)) < 1e-12
+        np.testing.assert_allclose(cpu.grad_norms(), ref.grad_norms(), rtol=1e-12)
+        np.testing.assert_allclose(cpu.forward(x), ref.forward(x), rtol=1e-12, atol=1e-14)
+        print("pure-python ok")
+        """
+    )
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pure-python ok" in proc.stdout
