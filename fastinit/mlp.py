@@ -68,7 +68,7 @@ from kernels import _checks as chk
 from .backends import BackendError, check_backend, require_cuda
 from .init import init_weights, parse_init
 
-__all__ = ["MLP", "NumpyEngine", "CpuEngine"]
+__all__ = ["MLP", "NumpyEngine", "CpuEngine", "compile_backend"]
 
 
 # --------------------------------------------------------------------------- numpy
