@@ -217,8 +217,9 @@ def _cpu_kernels(dtype):
 
     Compiled on first use and cached on disk (see "Compile time" above). The
     per-thread bodies (``_per_thread``) become ``numba.cfunc``s with one
-    explicit signature; the namespace holds their addresses, which the engine
-    passes to ``_parallel_for``, and keeps the cfuncs alive.
+    explicit signature; the namespace holds their addresses (under
+    ``NUMBA_DISABLE_JIT``, the plain functions), which the engine passes to
+    ``_parallel_for``, and keeps the cfuncs alive (``bodies``).
     """
     with _CPU_LOCK:  # a background warm-up (``compile_backend``) may be compiling too
         return _compile_cpu_kernels(dtype)
@@ -228,37 +229,34 @@ def _compile_cpu_kernels(dtype):
     global _CPU
     import numba
 
+    plain_python = numba.config.DISABLE_JIT  # debugging: the bodies are called directly
     if _CPU is None:
         from ._cfunc_call import call_cfunc
 
         g = globals()
         g["prange"] = numba.prange
-        g["_call_cfunc"] = call_cfunc
+        g["_call_cfunc"] = (lambda body, *args: body(*args)) if plain_python else call_cfunc
         for name, options in _JITTED:
             g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
         _CPU = {}
     key = np.dtype(dtype).name
-    if key not in _CPU and numba.config.DISABLE_JIT:  # plain Python, for debugging: call the bodies directly
-        g = globals()
-        g["_call_cfunc"] = lambda body, *args: body(*args)
-        _CPU[key] = SimpleNamespace(
-            parallel_for=_parallel_for, train_step=_cpu_train_step, threads=numba.get_num_threads, **_PER_THREAD
-        )
     if key not in _CPU:
-        t = numba.types
-        real = getattr(t, key)
-        vec, mat = t.Array(real, 1, "C"), t.Array(real, 2, "C")
-        ints, table, i64 = t.Array(t.int64, 1, "C"), t.Array(t.int64, 2, "C"), t.int64
-        # (x, labels, params, grads, layout, code, acts, deltas, lr, sq, t, parts) -> float64
-        sig = t.float64(mat, ints, vec, vec, table, i64, vec, vec, real, t.Array(t.float64, 1, "C"), i64, i64)
-        options = dict(cache=True, error_model="numpy", fastmath=_FASTMATH)
-        bodies = {name: numba.cfunc(sig, **options)(f) for name, f in _PER_THREAD.items()}
+        if plain_python:
+            bodies = dict(_PER_THREAD)
+            handles = bodies
+        else:
+            t = numba.types
+            real = getattr(t, key)
+            vec, mat = t.Array(real, 1, "C"), t.Array(real, 2, "C")
+            ints, table, i64 = t.Array(t.int64, 1, "C"), t.Array(t.int64, 2, "C"), t.int64
+            # (x, labels, params, grads, layout, code, acts, deltas, lr, sq, t, parts) -> float64
+            sig = t.float64(mat, ints, vec, vec, table, i64, vec, vec, real, t.Array(t.float64, 1, "C"), i64, i64)
+            options = dict(cache=True, error_model="numpy", fastmath=_FASTMATH)
+            bodies = {name: numba.cfunc(sig, **options)(f) for name, f in _PER_THREAD.items()}
+            handles = {name: body.address for name, body in bodies.items()}
         _CPU[key] = SimpleNamespace(
-            parallel_for=_parallel_for,
-            train_step=_cpu_train_step,
-            threads=numba.get_num_threads,
-            bodies=bodies,
-            **{name: body.address for name, body in bodies.items()},
+            parallel_for=_parallel_for, train_step=_cpu_train_step, threads=numba.get_num_threads, bodies=bodies,
+            **handles,
         )
     return _CPU[key]
 
@@ -525,7 +523,9 @@ def _forward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, sq,
 
 @_per_thread
 def _backward_slice(x, labels, params, grads, layout, code, acts, deltas, lr, sq, t, parts):
-    """Loss and every layer's delta for piece ``t`` of the batch rows, after ``_forward_slice``; returns their summed loss."""
+    """Loss and every layer's delta for piece ``t`` of the batch rows (after ``_forward_slice``).
+
+    Returns the pieces' summed loss."""
     n = x.shape[0]
     r0, r1 = _split(n, parts, t)
     last = layout.shape[0] - 1
@@ -580,7 +580,7 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
             b[j] -= lr * s
             w = wt[j]
             g = gwt[j]
-            ss = s - s
+            ss = dz.dtype.type(0)
             for q in range(width):
                 w[q] -= lr * g[q]
                 ss += g[q] * g[q]
@@ -590,7 +590,8 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1):
 
 @_jit(parallel=True)
 def _parallel_for(first, body, parts, x, labels, params, grads, layout, code, acts, deltas, lr, sq, out):
-    """For t in range(parts), in parallel: ``first(..., t, parts)`` unless ``first`` is 0, then ``out[t] = body(..., t, parts)``.
+    """For t in range(parts), in parallel: ``first(..., t, parts)`` (unless ``first`` is 0),
+    then ``out[t] = body(..., t, parts)``.
 
     ``first``, ``body``: addresses of per-thread bodies' cfuncs for this dtype (``_cpu_kernels``)."""
     for t in prange(parts):
@@ -608,8 +609,9 @@ def _cpu_train_step(
 
     ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice
     loss sums, ``sq`` (float64, at least ``threads * layers`` long) the pieces'
-    sums of squares of the weight gradients (``_update_slice``); ``forward``, ``backward`` and ``update`` are the addresses of the
-    ``_forward_slice``, ``_backward_slice`` and ``_update_slice`` cfuncs."""
+    sums of squares of the weight gradients (``_update_slice``); ``forward``,
+    ``backward`` and ``update`` are the addresses of the ``_forward_slice``,
+    ``_backward_slice`` and ``_update_slice`` cfuncs."""
     n = x.shape[0]
     threads = max(1, min(threads, loss_parts.shape[0], sq.shape[0] // layout.shape[0]))
     parts = max(1, min(threads, n // 8))
