@@ -975,13 +975,9 @@ class MLP:
         rows = self._dataset_rows
         if rows is None:
             raise RuntimeError("train_step_indices needs set_dataset(x, labels) first")
-        idx = np.asarray(idx)
-        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
-            raise ValueError(f"idx must be a non-empty 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
-        if idx.min() < 0 or idx.max() >= rows:
-            raise ValueError(f"idx must lie in [0, {rows}), found {idx.min()}..{idx.max()}")
+        idx = chk.row_indices(idx, rows)
         lr = chk.learning_rate(lr)
-        loss = self._engine.train_step_indices(np.ascontiguousarray(idx, dtype=np.int64), lr)
+        loss = self._engine.train_step_indices(idx, lr)
         self._stepped = True
         return loss
 

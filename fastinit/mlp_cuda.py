@@ -207,15 +207,11 @@ class CudaEngine:
         if self._data is None:
             raise RuntimeError("train_step_indices needs set_dataset(x, labels) first")
         xs, ls = self._data
-        idx = np.asarray(idx)
-        if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
-            raise ValueError(f"idx must be a non-empty 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
-        if idx.min() < 0 or idx.max() >= xs.shape[0]:
-            raise ValueError(f"idx must lie in [0, {xs.shape[0]}), found {idx.min()}..{idx.max()}")
+        idx = chk.row_indices(idx, xs.shape[0])
         lr = chk.learning_rate(lr)
         n = idx.size
         self._workspace(n)
-        self._ibuf.copy_to_device(np.ascontiguousarray(idx, dtype=np.int64))
+        self._ibuf.copy_to_device(idx)
         xb, lb = self._xbuf, self._labels_buffer(np.int64)
         kc.gather_rows_into(xs, self._ibuf, xb)
         kc.gather_into(ls, self._ibuf, lb)

@@ -191,6 +191,16 @@ def label_range(labels_host, n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}), found {bad}")
 
 
+def row_indices(idx, n_rows):
+    """Check a non-empty 1-D host integer array of row numbers in [0, n_rows); return it as int64."""
+    idx = np.asarray(idx)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
+        raise ValueError(f"idx must be a non-empty 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
+    if idx.min() < 0 or idx.max() >= n_rows:
+        raise ValueError(f"idx must lie in [0, {n_rows}), found {idx.min()}..{idx.max()}")
+    return np.ascontiguousarray(idx, dtype=np.int64)
+
+
 def softmax_args(logits, labels, grad):
     float_array("logits", logits, 2)
     n, c = logits.shape
