@@ -8,8 +8,8 @@ float32 or float64, one dtype per call; C-contiguous arrays (non-contiguous
 ones are rejected, never copied); ``out=`` style arguments are written in
 place and returned, and allocated when ``None``.
 
-Compiled internals, for other ``@njit`` code (the MLP's fused training step
-composes them). They do **no** validation: the caller guarantees
+Compiled internals, for your own ``@njit`` code (the MLP's training step
+has its own fused kernels: see ``fastinit.mlp``). They do **no** validation: the caller guarantees
 C-contiguous arrays of one float dtype and matching shapes. Names and
 argument order are stable:
 
