@@ -9,9 +9,9 @@ ones are rejected, never copied); ``out=`` style arguments are written in
 place and returned, and allocated when ``None``.
 
 Compiled internals, for your own ``@njit`` code (the MLP's training step
-has its own fused kernels: see ``fastinit.mlp``). They do **no** validation: the caller guarantees
-C-contiguous arrays of one float dtype and matching shapes. Names and
-argument order are stable:
+has its own fused kernels: see ``fastinit.mlp``). They do **no**
+validation: the caller guarantees C-contiguous arrays of one float dtype
+and matching shapes. Names and argument order are stable:
 
 - ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
   (2-D; ``out`` must not overlap ``a`` or ``b``);
