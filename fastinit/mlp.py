@@ -814,6 +814,7 @@ class CpuEngine:
         self._n = -1
         self._acts = self._deltas = None
         self._no_batch = (np.zeros((0, 1), dtype=self.dtype), np.zeros(0, dtype=np.int64))  # no gather buffers
+        self._fwd_acts = np.zeros(0, dtype=self.dtype)  # forward()'s workspace, grown to the largest N seen
 
     def _views(self, flat, i):
         """Layer ``i``'s Wt (fan_out, in_stride) and b (fan_out,) views of ``flat``."""
@@ -836,7 +837,9 @@ class CpuEngine:
     def forward(self, x, record):
         x = _frozen(x, self.dtype)
         n = x.shape[0]
-        acts = np.zeros(n * self._width_sum, dtype=self.dtype)
+        if self._fwd_acts.size < n * self._width_sum:  # zeroed once: the padding columns must stay zero
+            self._fwd_acts = np.zeros(n * self._width_sum, dtype=self.dtype)
+        acts = self._fwd_acts
         k = self._kern
         parts = max(1, min(k.threads(), n // 8))
         out = np.empty(parts)
@@ -844,8 +847,11 @@ class CpuEngine:
         xb, lb = self._no_batch
         k.parallel_for(0, k.forward_slice, parts, k.axpy_rows, x, _NO_INTS, _NO_INTS, xb, lb, self._params,
                        self._grads, self._layout, self.code, acts, acts, zero, self._sq, out)
-        outs = [np.ascontiguousarray(a) for a in self._slabs(acts, n)]
-        return (outs[-1], outs[:-1]) if record else outs[-1]
+        slabs = self._slabs(acts, n)
+        if not record:
+            return np.ascontiguousarray(slabs[-1])
+        outs = [np.ascontiguousarray(a) for a in slabs]
+        return outs[-1], outs[:-1]
 
     def train_step(self, x, labels, lr):
         x, labels = _frozen(x, self.dtype), _frozen(labels, np.int64)
