@@ -190,6 +190,7 @@ _CPU = None
 _CPU_LOCK = threading.Lock()
 prange = range  # rebound to numba.prange before compiling
 _call_cfunc = None  # bound to fastinit._cfunc_call.call_cfunc before compiling
+_outer_tile = None  # bound to fastinit._tile.outer_tile before compiling
 _FASTMATH = {"reassoc", "contract"}  # no nnan/ninf: NaN and Inf still propagate
 
 
@@ -272,10 +273,12 @@ def _bind_compiled():
     import numba
 
     from ._cfunc_call import call_cfunc
+    from ._tile import outer_tile, outer_tile_py
 
     g = globals()
     g["prange"] = numba.prange
     g["_call_cfunc"] = (lambda func, *args: func(*args)) if numba.config.DISABLE_JIT else call_cfunc
+    g["_outer_tile"] = outer_tile_py if numba.config.DISABLE_JIT else outer_tile
     for name, options in _JITTED:
         g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
     _CPU = {}
@@ -670,14 +673,34 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1, axpy):
     """Rows [j0, j1) of one layer: gWt = dz^T @ inp, gb = column sums of dz, then SGD on Wt and b
     (``axpy``: the ``_axpy_rows`` cfunc).
 
-    Four rows at a time, so each block of gWt is still in L1 when it is applied.
+    Four rows at a time, so each block of gWt is still in L1 when it is applied:
+    in register tiles (``fastinit._tile``) of 4 rows by 4 or 1 vectors, the
+    last columns (width not a multiple of the vector) and a last block of
+    fewer than 4 rows by ``axpy``-style loops.
     Returns the sum of squares of those rows of gWt (float64; padding columns are 0)."""
     n = dz.shape[0]
     width = wt.shape[1]
+    dzs = dz.shape[1]
+    vl = 64 // dz.itemsize
     total = 0.0
     for jb in range(j0, j1, 4):
         je = min(j1, jb + 4)
-        _call_cfunc(axpy, dz, np.int64(1), dz.shape[1], inp, gwt, jb, je)
+        if je - jb < 4:
+            _call_cfunc(axpy, dz, np.int64(1), dzs, inp, gwt, jb, je)
+        else:
+            q = 0
+            while q + 4 * vl <= width:
+                _outer_tile(4, dz, jb, dzs, inp, q, width, gwt, jb * width + q, width, n)
+                q += 4 * vl
+            while q + vl <= width:
+                _outer_tile(1, dz, jb, dzs, inp, q, width, gwt, jb * width + q, width, n)
+                q += vl
+            for j in range(jb, je):
+                for c in range(q, width):
+                    s = dz.dtype.type(0)
+                    for r in range(n):
+                        s += dz[r, j] * inp[r, c]
+                    gwt[j, c] = s
         for j in range(jb, je):
             s = dz.dtype.type(0)
             for r in range(n):

@@ -94,6 +94,25 @@ def test_gradients_match_finite_differences(name, activation):
             np.testing.assert_allclose(grads[layer][which], numeric, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cpu_weight_gradient_tiles_match_autograd(dtype):
+    """Widths that take every path of the cpu update (``fastinit._tile``): 4- and 1-vector tiles,
+    a scalar remainder of columns, and a last block of fewer than 4 rows."""
+    rng = np.random.default_rng(7)
+    sizes = (70, 37, 21, 5)
+    mlp = MLP(sizes, activation="tanh", init="xavier", backend="cpu", dtype=dtype, seed=1)
+    x, labels = _batch(rng, 11, sizes[0], sizes[-1], np.dtype(dtype))
+    before = [(w.astype(np.float64), b.astype(np.float64)) for w, b in mlp.params]
+    want_loss, want_params, want_norms = _autograd_step(before, x.astype(np.float64), labels, "tanh", lr=0.3)
+    loss = mlp.train_step(x, labels, 0.3)
+    rtol, atol = (1e-12, 1e-14) if dtype == "float64" else (1e-4, 1e-6)
+    assert loss == pytest.approx(want_loss, rel=rtol)
+    for (w, b), (ww, wb) in zip(mlp.params, want_params):
+        np.testing.assert_allclose(w, ww, rtol=rtol, atol=atol)
+        np.testing.assert_allclose(b, wb, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(mlp.grad_norms(), want_norms, rtol=max(rtol, 1e-12) * 10)
+
+
 def test_backends_agree_in_float32():
     rng = np.random.default_rng(5)
     sizes = (20, 16, 16, 4)
@@ -389,9 +408,9 @@ def test_cpu_engine_runs_without_jit():
         from fastinit import MLP
         assert numba.config.DISABLE_JIT
         rng = np.random.default_rng(0)
-        x = rng.normal(size=(10, 6)).astype(np.float64)
+        x = rng.normal(size=(10, 40)).astype(np.float64)  # 40 wide: the update's register tiles (fastinit._tile)
         labels = rng.integers(0, 3, size=10)
-        cpu, ref = (MLP((6, 5, 3), activation="sigmoid", backend=b, dtype="float64", seed=2) for b in ("cpu", "numpy"))
+        cpu, ref = (MLP((40, 9, 3), activation="sigmoid", backend=b, dtype="float64", seed=2) for b in ("cpu", "numpy"))
         for _ in range(2):
             assert abs(cpu.train_step(x, labels, 0.1) - ref.train_step(x, labels, 0.1)) < 1e-12
         np.testing.assert_allclose(cpu.grad_norms(), ref.grad_norms(), rtol=1e-12)
