@@ -1,6 +1,6 @@
 """A register-blocked tile of an outer-product sum, in LLVM IR: ``outer_tile(nv, ...)``.
 
-``c[coff + r*crs + q] = sum_p a[aoff + r + p*aps] * b[boff + p*bps + q]`` for
+``c[coff + r*crs + q] = sum_p a[aoff + r*ars + p*aps] * b[boff + p*bps + q]`` for
 r < 4 and q < nv * VL (VL = 16 float32 or 8 float64 lanes), all arrays
 C-contiguous of one float dtype and indexed as flat. The 4 x nv vectors of
 the tile stay in registers across the whole sum over p: one broadcast per row
@@ -28,10 +28,10 @@ def _codegen(nv):
         elt = context.get_value_type(dt)
         vty = ir.VectorType(elt, vl)
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        _, a, aoff, aps, b, boff, bps, c, coff, crs, k = args
+        _, a, aoff, ars, aps, b, boff, bps, c, coff, crs, k = args
         a_ = context.make_array(signature.args[1])(context, builder, a).data
-        b_ = context.make_array(signature.args[4])(context, builder, b).data
-        c_ = context.make_array(signature.args[7])(context, builder, c).data
+        b_ = context.make_array(signature.args[5])(context, builder, b).data
+        c_ = context.make_array(signature.args[8])(context, builder, c).data
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vty, [vty] * 3), "llvm.fma.v%d%s" % (vl, "f32" if vl == 16 else "f64")
         )
@@ -60,7 +60,7 @@ def _codegen(nv):
         arow = builder.add(aoff, builder.mul(p, aps))
         new = []
         for r in range(MR):
-            ptr = builder.gep(a_, [builder.add(arow, ir.Constant(i64, r))], inbounds=True)
+            ptr = builder.gep(a_, [builder.add(arow, builder.mul(ars, ir.Constant(i64, r)))], inbounds=True)
             av = builder.shuffle_vector(builder.insert_element(undef, builder.load(ptr, typ=elt), ir.Constant(i32, 0)),
                                         undef, splat)
             for v in range(nv):
@@ -90,7 +90,7 @@ def _codegen(nv):
 
 
 @intrinsic
-def outer_tile(typingctx, nv, a, aoff, aps, b, boff, bps, c, coff, crs, k):
+def outer_tile(typingctx, nv, a, aoff, ars, aps, b, boff, bps, c, coff, crs, k):
     """The tile (see the module docstring); ``nv`` a literal int (1 to 4) of vectors per row."""
     arrays = (a, b, c)
     if not isinstance(nv, types.IntegerLiteral) or not 1 <= nv.literal_value <= 4:
@@ -100,7 +100,7 @@ def outer_tile(typingctx, nv, a, aoff, aps, b, boff, bps, c, coff, crs, k):
     if len({x.dtype for x in arrays}) != 1:
         return None
     i64 = types.int64
-    return types.none(nv, a, i64, i64, b, i64, i64, c, i64, i64, i64), _codegen(nv.literal_value)
+    return types.none(nv, a, i64, i64, i64, b, i64, i64, c, i64, i64, i64), _codegen(nv.literal_value)
 
 
 def lanes(dtype):
@@ -108,7 +108,7 @@ def lanes(dtype):
     return 16 if dtype.itemsize == 4 else 8
 
 
-def outer_tile_py(nv, a, aoff, aps, b, boff, bps, c, coff, crs, k):
+def outer_tile_py(nv, a, aoff, ars, aps, b, boff, bps, c, coff, crs, k):
     """``outer_tile`` in NumPy, for ``NUMBA_DISABLE_JIT`` (same arguments; arrays any shape, used flat)."""
     import numpy as np
 
@@ -117,5 +117,5 @@ def outer_tile_py(nv, a, aoff, aps, b, boff, bps, c, coff, crs, k):
     for r in range(MR):
         acc = np.zeros(width, dtype=a.dtype)
         for p in range(k):
-            acc += af[aoff + r + p * aps] * bf[boff + p * bps : boff + p * bps + width]
+            acc += af[aoff + r * ars + p * aps] * bf[boff + p * bps : boff + p * bps + width]
         cf[coff + r * crs : coff + r * crs + width] = acc

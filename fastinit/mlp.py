@@ -156,8 +156,8 @@ class NumpyEngine:
 # gufunc wrappers). So the work of a step lives in three per-thread bodies,
 # ``numba.cfunc``s that inline their small helpers (``inline="always"``) and
 # are called through a pointer from one parallel loop, ``_parallel_for``; the
-# product both the backward and the update bodies need, ``_axpy_rows``, is a
-# cfunc of its own that they call through a pointer too. Each is compiled once,
+# matrix product both the backward and the update bodies need, ``_product_rows``,
+# is a cfunc of its own that they call through a pointer too. Each is compiled once,
 # and on a cold cache a helper process compiles part of them at the same time
 # (``_compile_cfuncs``). This took the cold compile from about 14 s to about 3 s.
 #
@@ -165,8 +165,8 @@ class NumpyEngine:
 # product of the step streams along contiguous rows with no transposed copy:
 #
 #   forward   z  = x @ W    = x . Wt^T  -> _dot_rows   (row-by-row dot products)
-#   backward  dx = dz @ W^T = dz @ Wt   -> _axpy_rows  (rows of Wt scaled and summed)
-#             dWt = dz^T @ x            -> _axpy_rows  (op(A) = dz^T: rows of x scaled and summed)
+#   backward  dx = dz @ W^T = dz @ Wt   -> _product_rows  (rows of Wt scaled and summed)
+#             dWt = dz^T @ x            -> _product_rows  (op(A) = dz^T: rows of x scaled and summed)
 #
 # Threads. The step is two parallel regions, each split into disjoint pieces:
 # 1. forward (``_forward_slice``), then softmax cross-entropy and every layer's
@@ -212,7 +212,7 @@ def _types(key):
 
 
 def _body_signature(key):
-    """(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, axpy) -> float64."""
+    """(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, product) -> float64."""
     t = __import__("numba").types
     real, vec, mat = _types(key)
     ints, table, i64 = t.Array(t.int64, 1, "C"), t.Array(t.int64, 2, "C"), t.int64
@@ -220,7 +220,7 @@ def _body_signature(key):
     return t.float64(mat, ints, ints, mat, ints, vec, vec, table, i64, vec, vec, real, f64, i64, i64, i64)
 
 
-def _axpy_signature(key):
+def _product_signature(key):
     """(A, si, sp, B, C, i0, i1) -> float64 (always 0.0)."""
     t = __import__("numba").types
     _, _, mat = _types(key)
@@ -237,7 +237,7 @@ def _cpu_kernels(dtype):
     """The cpu engine's compiled functions for ``dtype`` (float32 or float64).
 
     Compiled on first use and cached on disk (see "Compile time" above). The
-    per-thread bodies (``_per_thread``) and ``_axpy_rows`` become
+    per-thread bodies (``_per_thread``) and ``_product_rows`` become
     ``numba.cfunc``s with explicit signatures; the namespace holds their
     addresses (under ``NUMBA_DISABLE_JIT``, the plain functions), which the
     engine passes to ``_parallel_for``, and keeps the cfuncs alive (``cfuncs``).
@@ -295,7 +295,7 @@ def _cfunc(name, key):
 # On a cold cache a helper process compiles these (a little over half of the
 # compile time) while this one compiles the forward body and the parallel
 # entry points; see ``fastinit._compile_helper``.
-_HELPER_CFUNCS = ("axpy_rows", "backward_slice", "update_slice")
+_HELPER_CFUNCS = ("backward_slice", "update_slice")
 
 
 def compile_cfuncs(key, *names):
@@ -466,8 +466,9 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
                 c[j] = _act1(c[j], code, one)
 
 
+@_jit(inline="always")
 def _axpy_rows(A, si, sp, B, C, i0, i1):
-    """Rows [i0, i1) of ``C = op(A) @ B``, op(A)[i, p] = ``A.flat[i * si + p * sp]``; returns 0.0.
+    """Rows [i0, i1) of ``C = op(A) @ B``, op(A)[i, p] = ``A.flat[i * si + p * sp]``.
 
     A C-contiguous (r, c): ``si, sp = c, 1`` is A itself, ``1, c`` its
     transpose; the steps are run-time values so both cases share one compiled
@@ -513,10 +514,40 @@ def _axpy_rows(A, si, sp, B, C, i0, i1):
             for q in range(width):
                 C[i, q] += x * B[p, q]
         i += 1
+
+
+def _product_rows(A, si, sp, B, C, i0, i1):
+    """Rows [i0, i1) of ``C = op(A) @ B`` (as ``_axpy_rows``); returns 0.0.
+
+    Blocks of 4 rows in register tiles (``fastinit._tile``): 4 or 1 vectors
+    wide, then a scalar loop over the last columns (C's width not a multiple
+    of the vector). A last block of fewer than 4 rows goes to ``_axpy_rows``."""
+    k = B.shape[0]
+    width = C.shape[1]
+    vl = 64 // C.itemsize
+    a = A.reshape(A.size)
+    for ib in range(i0, i1, 4):
+        ie = min(i1, ib + 4)
+        if ie - ib < 4:
+            _axpy_rows(A, si, sp, B, C, ib, ie)
+            continue
+        q = 0
+        while q + 4 * vl <= width:
+            _outer_tile(4, A, ib * si, si, sp, B, q, width, C, ib * width + q, width, k)
+            q += 4 * vl
+        while q + vl <= width:
+            _outer_tile(1, A, ib * si, si, sp, B, q, width, C, ib * width + q, width, k)
+            q += vl
+        for i in range(ib, ie):
+            for c in range(q, width):
+                s = C.dtype.type(0)
+                for p in range(k):
+                    s += a[i * si + p * sp] * B[p, c]
+                C[i, c] = s
     return 0.0
 
 
-_CFUNCS["axpy_rows"] = (_axpy_rows, _axpy_signature)  # shared by two bodies: compiled once, called by address
+_CFUNCS["product_rows"] = (_product_rows, _product_signature)  # shared by two bodies: compiled once
 
 
 @_jit(inline="always")
@@ -604,7 +635,7 @@ def _gather_rows(x, labels, idx, xb, lb, r0, r1):
 
 
 @_per_thread
-def _forward_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, axpy):
+def _forward_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, product):
     """Forward pass of piece ``t`` of the batch rows through every layer into ``acts``; returns 0.0.
 
     With indices (``idx`` not empty) it first gathers its rows of the batch into ``xb``, ``lb``."""
@@ -626,7 +657,7 @@ def _forward_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, de
 
 
 @_per_thread
-def _backward_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, axpy):
+def _backward_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, product):
     """Loss and every layer's delta for piece ``t`` of the batch rows (after ``_forward_slice``).
 
     Returns the pieces' summed loss."""
@@ -640,14 +671,14 @@ def _backward_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, d
     for i in range(last, 0, -1):
         wt, _ = _wt(params, layout, i)
         dprev = _rows(deltas, layout, i - 1, n)
-        _call_cfunc(axpy, dz, dz.shape[1], np.int64(1), wt, dprev, r0, r1)
+        _call_cfunc(product, dz, dz.shape[1], np.int64(1), wt, dprev, r0, r1)
         _act_backward_rows(_rows(acts, layout, i - 1, n), dprev, code, r0, r1)
         dz = dprev
     return loss
 
 
 @_per_thread
-def _update_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, axpy):
+def _update_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, t, parts, product):
     """Piece ``t`` of every layer's weight gradient and SGD update; returns 0.0.
 
     ``sq[t * layers + i]`` receives the sum of squares of the piece's gradient
@@ -663,44 +694,24 @@ def _update_slice(x, labels, idx, xb, lb, params, grads, layout, code, acts, del
         wt, b = _wt(params, layout, i)
         gwt, gb = _wt(grads, layout, i)
         j0, j1 = _split(layout[i, 1], parts, (t + i) % parts)
-        sq[t * layers + i] = _update_rows(inp, _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1, axpy)
+        sq[t * layers + i] = _update_rows(inp, _rows(deltas, layout, i, n), wt, b, gwt, gb, lr, j0, j1, product)
         inp = _rows(acts, layout, i, n)
     return 0.0
 
 
 @_jit(inline="always")
-def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1, axpy):
+def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1, product):
     """Rows [j0, j1) of one layer: gWt = dz^T @ inp, gb = column sums of dz, then SGD on Wt and b
-    (``axpy``: the ``_axpy_rows`` cfunc).
+    (``product``: the ``_product_rows`` cfunc).
 
-    Four rows at a time, so each block of gWt is still in L1 when it is applied:
-    in register tiles (``fastinit._tile``) of 4 rows by 4 or 1 vectors, the
-    last columns (width not a multiple of the vector) and a last block of
-    fewer than 4 rows by ``axpy``-style loops.
+    Four rows at a time, so each block of gWt is still in L1 when it is applied.
     Returns the sum of squares of those rows of gWt (float64; padding columns are 0)."""
     n = dz.shape[0]
     width = wt.shape[1]
-    dzs = dz.shape[1]
-    vl = 64 // dz.itemsize
     total = 0.0
     for jb in range(j0, j1, 4):
         je = min(j1, jb + 4)
-        if je - jb < 4:
-            _call_cfunc(axpy, dz, np.int64(1), dzs, inp, gwt, jb, je)
-        else:
-            q = 0
-            while q + 4 * vl <= width:
-                _outer_tile(4, dz, jb, dzs, inp, q, width, gwt, jb * width + q, width, n)
-                q += 4 * vl
-            while q + vl <= width:
-                _outer_tile(1, dz, jb, dzs, inp, q, width, gwt, jb * width + q, width, n)
-                q += vl
-            for j in range(jb, je):
-                for c in range(q, width):
-                    s = dz.dtype.type(0)
-                    for r in range(n):
-                        s += dz[r, j] * inp[r, c]
-                    gwt[j, c] = s
+        _call_cfunc(product, dz, np.int64(1), dz.shape[1], inp, gwt, jb, je)
         for j in range(jb, je):
             s = dz.dtype.type(0)
             for r in range(n):
@@ -718,26 +729,27 @@ def _update_rows(inp, dz, wt, b, gwt, gb, lr, j0, j1, axpy):
 
 
 @_jit(parallel=True)
-def _parallel_for(first, body, parts, axpy, x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq,
-                  out):
-    """For t in range(parts), in parallel: ``first(..., t, parts, axpy)`` (unless ``first`` is 0),
-    then ``out[t] = body(..., t, parts, axpy)``.
+def _parallel_for(
+    first, body, parts, product, x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, out
+):
+    """For t in range(parts), in parallel: ``first(..., t, parts, product)`` (unless ``first`` is 0),
+    then ``out[t] = body(..., t, parts, product)``.
 
-    ``first``, ``body``: addresses of per-thread bodies' cfuncs for this dtype, ``axpy``:
-    of the ``_axpy_rows`` cfunc that they call (``_cpu_kernels``)."""
+    ``first``, ``body``: addresses of per-thread bodies' cfuncs for this dtype, ``product``:
+    of the ``_product_rows`` cfunc that they call (``_cpu_kernels``)."""
     for t in prange(parts):
         ti = np.int64(t)
         if first != 0:
             _call_cfunc(first, x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, ti, parts,
-                        axpy)
+                        product)
         out[t] = _call_cfunc(body, x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, ti,
-                             parts, axpy)
+                             parts, product)
 
 
 @_jit()
 def _cpu_train_step(
     x, labels, idx, xb, lb, lr, params, grads, layout, code, acts, deltas, loss_parts, sq, threads, forward, backward,
-    update, axpy
+    update, product
 ):
     """One SGD step of the whole MLP (see the section comment) on ``threads`` threads; returns the mean loss.
 
@@ -747,18 +759,17 @@ def _cpu_train_step(
     ``loss_parts`` (float64, at least ``threads`` long) receives the per-slice
     loss sums, ``sq`` (float64, at least ``threads * layers`` long) the pieces'
     sums of squares of the weight gradients (``_update_slice``); ``forward``,
-    ``backward``, ``update`` and ``axpy`` are the addresses of the
-    ``_forward_slice``, ``_backward_slice``, ``_update_slice`` and ``_axpy_rows`` cfuncs."""
+    ``backward``, ``update`` and ``product`` are the addresses of the
+    ``_forward_slice``, ``_backward_slice``, ``_update_slice`` and ``_product_rows`` cfuncs."""
     n = idx.shape[0] if idx.shape[0] > 0 else x.shape[0]
     threads = max(1, min(threads, loss_parts.shape[0], sq.shape[0] // layout.shape[0]))
     parts = max(1, min(threads, n // 8))
-    _parallel_for(forward, backward, parts, axpy, x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr,
-                  sq, loss_parts)
+    args = (x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas, lr, sq, loss_parts)
+    _parallel_for(forward, backward, parts, product, *args)
     loss = 0.0
     for t in range(parts):
         loss += loss_parts[t]
-    _parallel_for(np.int64(0), update, threads, axpy, x, labels, idx, xb, lb, params, grads, layout, code, acts, deltas,
-                  lr, sq, loss_parts)
+    _parallel_for(np.int64(0), update, threads, product, *args)
     return loss / n
 
 
@@ -868,7 +879,7 @@ class CpuEngine:
         out = np.empty(parts)
         zero = self.dtype.type(0)
         xb, lb = self._no_batch
-        k.parallel_for(0, k.forward_slice, parts, k.axpy_rows, x, _NO_INTS, _NO_INTS, xb, lb, self._params,
+        k.parallel_for(0, k.forward_slice, parts, k.product_rows, x, _NO_INTS, _NO_INTS, xb, lb, self._params,
                        self._grads, self._layout, self.code, acts, acts, zero, self._sq, out)
         slabs = self._slabs(acts, n)
         if not record:
@@ -902,7 +913,7 @@ class CpuEngine:
         loss = k.train_step(
             x, labels, idx, xb, lb, self.dtype.type(lr), self._params, self._grads, self._layout, self.code,
             self._acts, self._deltas, self._loss_parts, self._sq, threads,
-            k.forward_slice, k.backward_slice, k.update_slice, k.axpy_rows,
+            k.forward_slice, k.backward_slice, k.update_slice, k.product_rows,
         )
         self._pieces = threads
         return float(loss)
