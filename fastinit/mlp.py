@@ -190,7 +190,7 @@ _CPU = None
 _CPU_LOCK = threading.Lock()
 prange = range  # rebound to numba.prange before compiling
 _call_cfunc = None  # bound to fastinit._cfunc_call.call_cfunc before compiling
-_outer_tile = None  # bound to fastinit._tile.outer_tile before compiling
+_outer_tile = None  # bound to kernels._tile.outer_tile before compiling
 _FASTMATH = {"reassoc", "contract"}  # no nnan/ninf: NaN and Inf still propagate
 
 
@@ -273,7 +273,7 @@ def _bind_compiled():
     import numba
 
     from ._cfunc_call import call_cfunc
-    from ._tile import outer_tile, outer_tile_py
+    from kernels._tile import outer_tile, outer_tile_py
 
     g = globals()
     g["prange"] = numba.prange
@@ -519,7 +519,7 @@ def _axpy_rows(A, si, sp, B, C, i0, i1):
 def _product_rows(A, si, sp, B, C, i0, i1):
     """Rows [i0, i1) of ``C = op(A) @ B`` (as ``_axpy_rows``); returns 0.0.
 
-    Blocks of 4 rows in register tiles (``fastinit._tile``): 4 or 1 vectors
+    Blocks of 4 rows in register tiles (``kernels._tile``): 4 or 1 vectors
     wide, then a scalar loop over the last columns (C's width not a multiple
     of the vector). A last block of fewer than 4 rows goes to ``_axpy_rows``."""
     k = B.shape[0]

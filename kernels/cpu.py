@@ -539,84 +539,19 @@ def _ukernel(ap, off, rs, ps, bp, ct, kc):
 
 
 def _ukernel_codegen(dt, mr, nv):
-    """LLVM IR for the micro-kernel: MR x 2 vectors of accumulators kept in
-    registers across the depth loop; one broadcast per row, two vector loads
-    and 2 * MR FMAs per step. 512-bit vectors (float32 x 16, float64 x 8) are
-    requested for the function that holds it; LLVM splits them where the CPU
-    has no AVX-512."""
+    """LLVM IR for the micro-kernel (``kernels._tile.emit_tile``): MR x nv vectors of
+    accumulators kept in registers across the depth loop; one broadcast per row,
+    nv vector loads of the packed B sliver and nv * MR FMAs per step."""
     from llvmlite import ir
-    from numba.core import cgutils
 
-    is32 = dt == types.float32
-    vl = 16 if is32 else 8
-    nr = nv * vl
-    esz = 4 if is32 else 8
+    from ._tile import emit_tile
 
     def codegen(context, builder, signature, args):
-        attrs = builder.function.attributes
-        try:  # llvmlite validates attribute names and knows no string attributes: bypass it
-            set.add(attrs, '"min-legal-vector-width"="512"')
-            set.add(attrs, '"prefer-vector-width"="512"')
-        except TypeError:  # a future llvmlite without a set underneath: LLVM picks the width
-            pass
         i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
-        elt = context.get_value_type(dt)
-        vty = ir.VectorType(elt, vl)
-        a_ = context.make_array(signature.args[0])(context, builder, args[0]).data
-        off, rs, ps = args[1], args[2], args[3]
-        b_ = context.make_array(signature.args[4])(context, builder, args[4]).data
-        c_ = context.make_array(signature.args[5])(context, builder, args[5]).data
-        kc = args[6]
-        rowoff = [builder.add(off, builder.mul(rs, ir.Constant(i64, r))) for r in range(mr)]
-        fname = "llvm.fma.v%d%s" % (vl, "f32" if is32 else "f64")
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), fname)
-        zero = ir.Constant(vty, None)
-        undef = ir.Constant(vty, ir.Undefined)
-        splat = ir.Constant(ir.VectorType(i32, vl), [0] * vl)
-        pre = builder.block
-        loop = builder.append_basic_block("uk.loop")
-        done = builder.append_basic_block("uk.done")
-        builder.cbranch(builder.icmp_signed(">", kc, ir.Constant(i64, 0)), loop, done)
-
-        builder.position_at_end(loop)
-        p = builder.phi(i64)
-        p.add_incoming(ir.Constant(i64, 0), pre)
-        accs = []
-        for _ in range(mr * nv):
-            phi = builder.phi(vty)
-            phi.add_incoming(zero, pre)
-            accs.append(phi)
-        boff = builder.mul(p, ir.Constant(i64, nr))
-        bvs = []
-        for v in range(nv):
-            ptr = builder.gep(b_, [builder.add(boff, ir.Constant(i64, v * vl))], inbounds=True)
-            bvs.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=esz, typ=vty))
-        aoff = builder.mul(p, ps)
-        new = []
-        for r in range(mr):
-            ptr = builder.gep(a_, [builder.add(aoff, rowoff[r])], inbounds=True)
-            a = builder.load(ptr, typ=elt)
-            av = builder.shuffle_vector(builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat)
-            for v in range(nv):
-                new.append(builder.call(fma, [av, bvs[v], accs[r * nv + v]]))
-        pn = builder.add(p, ir.Constant(i64, 1))
-        end = builder.block
-        p.add_incoming(pn, end)
-        for phi, val in zip(accs, new):
-            phi.add_incoming(val, end)
-        builder.cbranch(builder.icmp_signed("<", pn, kc), loop, done)
-
-        builder.position_at_end(done)
-        results = []
-        for val in new:
-            phi = builder.phi(vty)
-            phi.add_incoming(zero, pre)
-            phi.add_incoming(val, end)
-            results.append(phi)
-        for idx, val in enumerate(results):
-            ptr = builder.gep(c_, [ir.Constant(i64, idx * vl)], inbounds=True)
-            builder.store(val, builder.bitcast(ptr, vty.as_pointer()), align=esz)
+        nr = ir.Constant(i64, nv * (16 if dt == types.float32 else 8))
+        a_, b_, c_ = (context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 4, 5))
+        zero = ir.Constant(i64, 0)
+        emit_tile(context, builder, dt, mr, nv, a_, args[1], args[2], args[3], b_, zero, nr, c_, zero, nr, args[6])
         return context.get_dummy_value()
 
     return codegen

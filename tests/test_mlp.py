@@ -96,7 +96,7 @@ def test_gradients_match_finite_differences(name, activation):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cpu_weight_gradient_tiles_match_autograd(dtype):
-    """Widths that take every path of the cpu update (``fastinit._tile``): 4- and 1-vector tiles,
+    """Widths that take every path of the cpu update (``kernels._tile``): 4- and 1-vector tiles,
     a scalar remainder of columns, and a last block of fewer than 4 rows."""
     rng = np.random.default_rng(7)
     sizes = (70, 37, 21, 5)
@@ -408,7 +408,7 @@ def test_cpu_engine_runs_without_jit():
         from fastinit import MLP
         assert numba.config.DISABLE_JIT
         rng = np.random.default_rng(0)
-        x = rng.normal(size=(10, 40)).astype(np.float64)  # 40 wide: the update's register tiles (fastinit._tile)
+        x = rng.normal(size=(10, 40)).astype(np.float64)  # 40 wide: register tiles (kernels._tile)
         labels = rng.integers(0, 3, size=10)
         cpu, ref = (MLP((40, 9, 3), activation="sigmoid", backend=b, dtype="float64", seed=2) for b in ("cpu", "numpy"))
         for _ in range(2):
