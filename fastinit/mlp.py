@@ -292,8 +292,8 @@ def _cfunc(name, key):
     return numba.cfunc(signature(key), cache=True, error_model="numpy", fastmath=_FASTMATH)(func)
 
 
-# On a cold cache a helper process compiles these (a little over half of the
-# compile time) while this one compiles the forward body and the parallel
+# On a cold cache a helper process compiles these (about half of the compile
+# time) while this one compiles the product, the forward body and the parallel
 # entry points; see ``fastinit._compile_helper``.
 _HELPER_CFUNCS = ("backward_slice", "update_slice")
 
