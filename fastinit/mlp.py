@@ -519,9 +519,10 @@ def _axpy_rows(A, si, sp, B, C, i0, i1):
 def _product_rows(A, si, sp, B, C, i0, i1):
     """Rows [i0, i1) of ``C = op(A) @ B`` (as ``_axpy_rows``); returns 0.0.
 
-    Blocks of 4 rows in register tiles (``kernels._tile``): 4 or 1 vectors
-    wide, then a scalar loop over the last columns (C's width not a multiple
-    of the vector). A last block of fewer than 4 rows goes to ``_axpy_rows``."""
+    Blocks of 4 rows in register tiles (``kernels._tile``): 4 vectors wide,
+    then one tile of the 1 to 3 vectors left, then a scalar loop over the last
+    columns (C's width not a multiple of the vector). A last block of fewer
+    than 4 rows goes to ``_axpy_rows``."""
     k = B.shape[0]
     width = C.shape[1]
     vl = 64 // C.itemsize
@@ -535,9 +536,14 @@ def _product_rows(A, si, sp, B, C, i0, i1):
         while q + 4 * vl <= width:
             _outer_tile(4, A, ib * si, si, sp, B, q, width, C, ib * width + q, width, k)
             q += 4 * vl
-        while q + vl <= width:
+        rest = (width - q) // vl
+        if rest == 3:
+            _outer_tile(3, A, ib * si, si, sp, B, q, width, C, ib * width + q, width, k)
+        elif rest == 2:
+            _outer_tile(2, A, ib * si, si, sp, B, q, width, C, ib * width + q, width, k)
+        elif rest == 1:
             _outer_tile(1, A, ib * si, si, sp, B, q, width, C, ib * width + q, width, k)
-            q += vl
+        q += rest * vl
         for i in range(ib, ie):
             for c in range(q, width):
                 s = C.dtype.type(0)

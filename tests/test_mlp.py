@@ -96,10 +96,10 @@ def test_gradients_match_finite_differences(name, activation):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cpu_weight_gradient_tiles_match_autograd(dtype):
-    """Widths that take every path of the cpu update (``kernels._tile``): 4- and 1-vector tiles,
-    a scalar remainder of columns, and a last block of fewer than 4 rows."""
+    """Widths that take every path of the cpu products (``kernels._tile``): tiles of 4 vectors
+    and of the 1, 2 or 3 left, a scalar remainder of columns, a last block of fewer than 4 rows."""
     rng = np.random.default_rng(7)
-    sizes = (70, 37, 21, 5)
+    sizes = (78, 37, 21, 13, 5)  # padded widths 48, 32, 16; float32 vectors of 16, float64 of 8
     mlp = MLP(sizes, activation="tanh", init="xavier", backend="cpu", dtype=dtype, seed=1)
     x, labels = _batch(rng, 11, sizes[0], sizes[-1], np.dtype(dtype))
     before = [(w.astype(np.float64), b.astype(np.float64)) for w, b in mlp.params]
