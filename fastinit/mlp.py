@@ -191,6 +191,7 @@ _CPU_LOCK = threading.Lock()
 prange = range  # rebound to numba.prange before compiling
 _call_cfunc = None  # bound to fastinit._cfunc_call.call_cfunc before compiling
 _outer_tile = None  # bound to kernels._tile.outer_tile before compiling
+_dot_tile = None  # bound to kernels._tile.dot_tile before compiling
 _FASTMATH = {"reassoc", "contract"}  # no nnan/ninf: NaN and Inf still propagate
 
 
@@ -273,12 +274,13 @@ def _bind_compiled():
     import numba
 
     from ._cfunc_call import call_cfunc
-    from kernels._tile import outer_tile, outer_tile_py
+    from kernels._tile import dot_tile, dot_tile_py, outer_tile, outer_tile_py
 
     g = globals()
     g["prange"] = numba.prange
     g["_call_cfunc"] = (lambda func, *args: func(*args)) if numba.config.DISABLE_JIT else call_cfunc
     g["_outer_tile"] = outer_tile_py if numba.config.DISABLE_JIT else outer_tile
+    g["_dot_tile"] = dot_tile_py if numba.config.DISABLE_JIT else dot_tile
     for name, options in _JITTED:
         g[name] = numba.njit(cache=True, error_model="numpy", **options)(g[name])
     _CPU = {}
@@ -365,13 +367,15 @@ def _act1(v, code, one):
 def _dot_rows(A, Bt, bias, C, i0, i1, code):
     """Rows [i0, i1) of ``C = act(A @ Bt.T + bias)``; A (N, K), Bt (M, K), C (N, M).
 
-    4 x 4 blocks of dot products along the contiguous K, accumulated in
-    registers (LLVM vectorises the K loop), bias and activation applied on
-    the way out.
+    4 x 4 blocks of dot products along the contiguous K: when K is a multiple
+    of the vector lanes (the padded hidden layers; 784), a register tile that
+    sums its 16 accumulators together (``kernels._tile.dot_tile``), otherwise
+    scalar code that LLVM vectorises along K. Then the bias and activation,
+    row by row.
     """
     n = Bt.shape[0]
     k = A.shape[1]
-    one = A.dtype.type(1)
+    tiled = k % (64 // A.itemsize) == 0
     i = i0
     while i + 4 <= i1:
         a0 = A[i]
@@ -380,6 +384,10 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
         a3 = A[i + 3]
         j = 0
         while j + 4 <= n:
+            if tiled:
+                _dot_tile(A, i * k, k, Bt, j * Bt.shape[1], Bt.shape[1], C, i * C.shape[1] + j, C.shape[1], k)
+                j += 4
+                continue
             b0 = Bt[j]
             b1 = Bt[j + 1]
             b2 = Bt[j + 2]
@@ -412,26 +420,22 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
                 s31 += x3 * y1
                 s32 += x3 * y2
                 s33 += x3 * y3
-            c0 = bias[j]
-            c1 = bias[j + 1]
-            c2 = bias[j + 2]
-            c3 = bias[j + 3]
-            C[i, j] = s00 + c0
-            C[i, j + 1] = s01 + c1
-            C[i, j + 2] = s02 + c2
-            C[i, j + 3] = s03 + c3
-            C[i + 1, j] = s10 + c0
-            C[i + 1, j + 1] = s11 + c1
-            C[i + 1, j + 2] = s12 + c2
-            C[i + 1, j + 3] = s13 + c3
-            C[i + 2, j] = s20 + c0
-            C[i + 2, j + 1] = s21 + c1
-            C[i + 2, j + 2] = s22 + c2
-            C[i + 2, j + 3] = s23 + c3
-            C[i + 3, j] = s30 + c0
-            C[i + 3, j + 1] = s31 + c1
-            C[i + 3, j + 2] = s32 + c2
-            C[i + 3, j + 3] = s33 + c3
+            C[i, j] = s00
+            C[i, j + 1] = s01
+            C[i, j + 2] = s02
+            C[i, j + 3] = s03
+            C[i + 1, j] = s10
+            C[i + 1, j + 1] = s11
+            C[i + 1, j + 2] = s12
+            C[i + 1, j + 3] = s13
+            C[i + 2, j] = s20
+            C[i + 2, j + 1] = s21
+            C[i + 2, j + 2] = s22
+            C[i + 2, j + 3] = s23
+            C[i + 3, j] = s30
+            C[i + 3, j + 1] = s31
+            C[i + 3, j + 2] = s32
+            C[i + 3, j + 3] = s33
             j += 4
         while j < n:
             b0 = Bt[j]
@@ -443,11 +447,10 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
                 s1 += a1[p] * y
                 s2 += a2[p] * y
                 s3 += a3[p] * y
-            c0 = bias[j]
-            C[i, j] = s0 + c0
-            C[i + 1, j] = s1 + c0
-            C[i + 2, j] = s2 + c0
-            C[i + 3, j] = s3 + c0
+            C[i, j] = s0
+            C[i + 1, j] = s1
+            C[i + 2, j] = s2
+            C[i + 3, j] = s3
             j += 1
         i += 4
     while i < i1:
@@ -457,13 +460,13 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
             s = A.dtype.type(0)
             for p in range(k):
                 s += a[p] * b[p]
-            C[i, j] = s + bias[j]
+            C[i, j] = s
         i += 1
-    if code != 0:
-        for r in range(i0, i1):
-            c = C[r]
-            for j in range(n):
-                c[j] = _act1(c[j], code, one)
+    one = A.dtype.type(1)
+    for r in range(i0, i1):
+        c = C[r]
+        for j in range(n):
+            c[j] = _act1(c[j] + bias[j], code, one)
 
 
 @_jit(inline="always")
