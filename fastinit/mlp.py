@@ -367,15 +367,17 @@ def _act1(v, code, one):
 def _dot_rows(A, Bt, bias, C, i0, i1, code):
     """Rows [i0, i1) of ``C = act(A @ Bt.T + bias)``; A (N, K), Bt (M, K), C (N, M).
 
-    4 x 4 blocks of dot products along the contiguous K: when K is a multiple
-    of the vector lanes (the padded hidden layers; 784), a register tile that
-    sums its 16 accumulators together (``kernels._tile.dot_tile``), otherwise
-    scalar code that LLVM vectorises along K. Then the bias and activation,
-    row by row.
+    4 x 4 blocks of dot products along the contiguous K in register tiles
+    (``kernels._tile.dot_tile``, which sums its 16 accumulators together) over
+    the largest multiple of the vector lanes in K, the last K % lanes terms
+    added by scalar code; the last columns and rows (M or the rows not a
+    multiple of 4) by scalar code that LLVM vectorises along K. Then the bias
+    and activation, row by row.
     """
     n = Bt.shape[0]
     k = A.shape[1]
-    tiled = k % (64 // A.itemsize) == 0
+    kb = Bt.shape[1]
+    kv = k - k % (64 // A.itemsize)
     i = i0
     while i + 4 <= i1:
         a0 = A[i]
@@ -384,58 +386,12 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
         a3 = A[i + 3]
         j = 0
         while j + 4 <= n:
-            if tiled:
-                _dot_tile(A, i * k, k, Bt, j * Bt.shape[1], Bt.shape[1], C, i * C.shape[1] + j, C.shape[1], k)
-                j += 4
-                continue
-            b0 = Bt[j]
-            b1 = Bt[j + 1]
-            b2 = Bt[j + 2]
-            b3 = Bt[j + 3]
-            z = A.dtype.type(0)
-            s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = z
-            s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = z
-            for p in range(k):
-                x0 = a0[p]
-                x1 = a1[p]
-                x2 = a2[p]
-                x3 = a3[p]
-                y0 = b0[p]
-                y1 = b1[p]
-                y2 = b2[p]
-                y3 = b3[p]
-                s00 += x0 * y0
-                s01 += x0 * y1
-                s02 += x0 * y2
-                s03 += x0 * y3
-                s10 += x1 * y0
-                s11 += x1 * y1
-                s12 += x1 * y2
-                s13 += x1 * y3
-                s20 += x2 * y0
-                s21 += x2 * y1
-                s22 += x2 * y2
-                s23 += x2 * y3
-                s30 += x3 * y0
-                s31 += x3 * y1
-                s32 += x3 * y2
-                s33 += x3 * y3
-            C[i, j] = s00
-            C[i, j + 1] = s01
-            C[i, j + 2] = s02
-            C[i, j + 3] = s03
-            C[i + 1, j] = s10
-            C[i + 1, j + 1] = s11
-            C[i + 1, j + 2] = s12
-            C[i + 1, j + 3] = s13
-            C[i + 2, j] = s20
-            C[i + 2, j + 1] = s21
-            C[i + 2, j + 2] = s22
-            C[i + 2, j + 3] = s23
-            C[i + 3, j] = s30
-            C[i + 3, j + 1] = s31
-            C[i + 3, j + 2] = s32
-            C[i + 3, j + 3] = s33
+            _dot_tile(A, i * k, k, Bt, j * kb, kb, C, i * C.shape[1] + j, C.shape[1], kv)
+            for p in range(kv, k):
+                for r in range(4):
+                    x = A[i + r, p]
+                    for q in range(4):
+                        C[i + r, j + q] += x * Bt[j + q, p]
             j += 4
         while j < n:
             b0 = Bt[j]

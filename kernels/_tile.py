@@ -234,7 +234,7 @@ def _dot_codegen(context, builder, signature, args):
 def dot_tile(typingctx, a, aoff, ars, b, boff, brs, c, coff, crs, k):
     """``c[coff + r*crs + j] = sum_{p<k} a[aoff + r*ars + p] * b[boff + j*brs + p]`` for r, j < 4:
     16 dot products along contiguous rows of ``a`` and ``b`` (flat-indexed C-contiguous
-    arrays of one float dtype), ``k`` a positive multiple of the vector lanes (``lanes``).
+    arrays of one float dtype), ``k`` a multiple of the vector lanes (``lanes``; 0 stores zeros).
     The 16 vector accumulators are summed horizontally together (``_fold_pairs``)."""
     arrays = (a, b, c)
     if not all(isinstance(x, types.Array) and x.dtype in (types.float32, types.float64) for x in arrays):
