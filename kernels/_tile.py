@@ -37,26 +37,36 @@ def prefer_wide_vectors(builder):
         pass
 
 
-def emit_tile(context, builder, dt, mr, nv, a_, aoff, ars, aps, b_, boff, bps, c_, coff, crs, k):
-    """Emit the tile's IR at ``builder``: ``dt`` the Numba float type, ``mr`` rows, ``nv``
-    vectors per row, ``a_``, ``b_``, ``c_`` element pointers, the rest i64 values.
+class _Vectors:
+    """The vector type of a float dtype and what the tiles need of it: ``vl`` lanes
+    (512 bits), ``esz`` bytes per element, ``elt``/``vty`` LLVM types, ``fma``, ``load``."""
 
-    Asks LLVM for 512-bit vectors in the function that holds it (float32 x 16,
-    float64 x 8); LLVM splits them where the CPU has no AVX-512."""
-    prefer_wide_vectors(builder)
-    vl = 16 if dt == types.float32 else 8
-    esz = 4 if dt == types.float32 else 8
-    elt = context.get_value_type(dt)
-    vty = ir.VectorType(elt, vl)
-    i64, i32 = ir.IntType(64), ir.IntType(32)
-    fma = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vty, [vty] * 3), "llvm.fma.v%d%s" % (vl, "f32" if vl == 16 else "f64")
-    )
-    zero = ir.Constant(vty, None)
-    undef = ir.Constant(vty, ir.Undefined)
-    splat = ir.Constant(ir.VectorType(i32, vl), [0] * vl)
-    rowoff = [builder.add(aoff, builder.mul(ars, ir.Constant(i64, r))) for r in range(mr)]
+    def __init__(self, context, builder, dt):
+        self.builder = builder
+        self.vl = 16 if dt == types.float32 else 8
+        self.esz = 4 if dt == types.float32 else 8
+        self.elt = context.get_value_type(dt)
+        self.vty = ir.VectorType(self.elt, self.vl)
+        name = "llvm.fma.v%d%s" % (self.vl, "f32" if self.vl == 16 else "f64")
+        self._fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(self.vty, [self.vty] * 3), name)
 
+    def fma(self, a, b, c):
+        return self.builder.call(self._fma, [a, b, c])
+
+    def at(self, base, offset):
+        """Pointer to a vector at element ``offset`` of ``base``."""
+        return self.builder.bitcast(self.builder.gep(base, [offset], inbounds=True), self.vty.as_pointer())
+
+    def load(self, base, offset):
+        return self.builder.load(self.at(base, offset), align=self.esz, typ=self.vty)
+
+
+def _accumulate(builder, vec, count, k, step, body):
+    """Emit ``for p in range(0, k, step)`` carrying ``count`` vector accumulators that start
+    at zero: ``body(p, accs)`` returns their new values. Returns their values after the loop
+    (zeros when ``k <= 0``); the builder is left after the loop."""
+    i64 = ir.IntType(64)
+    zero = ir.Constant(vec.vty, None)
     pre = builder.block
     loop = builder.append_basic_block("tile.loop")
     done = builder.append_basic_block("tile.done")
@@ -66,24 +76,12 @@ def emit_tile(context, builder, dt, mr, nv, a_, aoff, ars, aps, b_, boff, bps, c
     p = builder.phi(i64)
     p.add_incoming(ir.Constant(i64, 0), pre)
     accs = []
-    for _ in range(mr * nv):
-        phi = builder.phi(vty)
+    for _ in range(count):
+        phi = builder.phi(vec.vty)
         phi.add_incoming(zero, pre)
         accs.append(phi)
-    brow = builder.add(boff, builder.mul(p, bps))
-    bvs = []
-    for v in range(nv):
-        ptr = builder.gep(b_, [builder.add(brow, ir.Constant(i64, v * vl))], inbounds=True)
-        bvs.append(builder.load(builder.bitcast(ptr, vty.as_pointer()), align=esz, typ=vty))
-    astep = builder.mul(p, aps)
-    new = []
-    for r in range(mr):
-        ptr = builder.gep(a_, [builder.add(astep, rowoff[r])], inbounds=True)
-        av = builder.shuffle_vector(builder.insert_element(undef, builder.load(ptr, typ=elt), ir.Constant(i32, 0)),
-                                    undef, splat)
-        for v in range(nv):
-            new.append(builder.call(fma, [av, bvs[v], accs[r * nv + v]]))
-    pn = builder.add(p, ir.Constant(i64, 1))
+    new = body(p, accs)
+    pn = builder.add(p, ir.Constant(i64, step))
     end = builder.block
     p.add_incoming(pn, end)
     for phi, val in zip(accs, new):
@@ -93,15 +91,43 @@ def emit_tile(context, builder, dt, mr, nv, a_, aoff, ars, aps, b_, boff, bps, c
     builder.position_at_end(done)
     sums = []
     for val in new:
-        phi = builder.phi(vty)
+        phi = builder.phi(vec.vty)
         phi.add_incoming(zero, pre)
         phi.add_incoming(val, end)
         sums.append(phi)
+    return sums
+
+
+def emit_tile(context, builder, dt, mr, nv, a_, aoff, ars, aps, b_, boff, bps, c_, coff, crs, k):
+    """Emit the tile's IR at ``builder``: ``dt`` the Numba float type, ``mr`` rows, ``nv``
+    vectors per row, ``a_``, ``b_``, ``c_`` element pointers, the rest i64 values.
+
+    Asks LLVM for 512-bit vectors in the function that holds it (float32 x 16,
+    float64 x 8); LLVM splits them where the CPU has no AVX-512."""
+    prefer_wide_vectors(builder)
+    vec = _Vectors(context, builder, dt)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    undef = ir.Constant(vec.vty, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(i32, vec.vl), [0] * vec.vl)
+    rowoff = [builder.add(aoff, builder.mul(ars, ir.Constant(i64, r))) for r in range(mr)]
+
+    def body(p, accs):
+        brow = builder.add(boff, builder.mul(p, bps))
+        bvs = [vec.load(b_, builder.add(brow, ir.Constant(i64, v * vec.vl))) for v in range(nv)]
+        astep = builder.mul(p, aps)
+        new = []
+        for r in range(mr):
+            ptr = builder.gep(a_, [builder.add(astep, rowoff[r])], inbounds=True)
+            a = builder.insert_element(undef, builder.load(ptr, typ=vec.elt), ir.Constant(i32, 0))
+            av = builder.shuffle_vector(a, undef, splat)
+            new.extend(vec.fma(av, bvs[v], accs[r * nv + v]) for v in range(nv))
+        return new
+
+    sums = _accumulate(builder, vec, mr * nv, k, 1, body)
     for r in range(mr):
         crow = builder.add(coff, builder.mul(crs, ir.Constant(i64, r)))
         for v in range(nv):
-            ptr = builder.gep(c_, [builder.add(crow, ir.Constant(i64, v * vl))], inbounds=True)
-            builder.store(sums[r * nv + v], builder.bitcast(ptr, vty.as_pointer()), align=esz)
+            builder.store(sums[r * nv + v], vec.at(c_, builder.add(crow, ir.Constant(i64, v * vec.vl))), align=vec.esz)
 
 
 def _codegen(nv):
@@ -170,63 +196,24 @@ def _fold_pairs(builder, vectors, lanes):
 
 def _dot_codegen(context, builder, signature, args):
     a, aoff, ars, b, boff, brs, c, coff, crs, k = args
-    dt = signature.args[0].dtype
     prefer_wide_vectors(builder)
-    vl = 16 if dt == types.float32 else 8
-    esz = 4 if dt == types.float32 else 8
-    elt = context.get_value_type(dt)
-    vty = ir.VectorType(elt, vl)
-    i64 = ir.IntType(64)
+    vec = _Vectors(context, builder, signature.args[0].dtype)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
     a_, b_, c_ = (context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 3, 6))
-    fma = cgutils.get_or_insert_function(
-        builder.module, ir.FunctionType(vty, [vty] * 3), "llvm.fma.v%d%s" % (vl, "f32" if vl == 16 else "f64")
-    )
-    zero = ir.Constant(vty, None)
     arow = [builder.add(aoff, builder.mul(ars, ir.Constant(i64, r))) for r in range(MR)]
     brow = [builder.add(boff, builder.mul(brs, ir.Constant(i64, r))) for r in range(MR)]
 
-    pre = builder.block
-    loop = builder.append_basic_block("dot.loop")
-    done = builder.append_basic_block("dot.done")
-    builder.cbranch(builder.icmp_signed(">", k, ir.Constant(i64, 0)), loop, done)
+    def body(p, accs):
+        avs = [vec.load(a_, builder.add(arow[r], p)) for r in range(MR)]
+        bvs = [vec.load(b_, builder.add(brow[j], p)) for j in range(MR)]
+        return [vec.fma(avs[r], bvs[j], accs[r * MR + j]) for r in range(MR) for j in range(MR)]
 
-    builder.position_at_end(loop)
-    p = builder.phi(i64)
-    p.add_incoming(ir.Constant(i64, 0), pre)
-    accs = []
-    for _ in range(MR * MR):
-        phi = builder.phi(vty)
-        phi.add_incoming(zero, pre)
-        accs.append(phi)
-
-    def load(base, rowoff):
-        ptr = builder.gep(base, [builder.add(rowoff, p)], inbounds=True)
-        return builder.load(builder.bitcast(ptr, vty.as_pointer()), align=esz, typ=vty)
-
-    avs = [load(a_, arow[r]) for r in range(MR)]
-    bvs = [load(b_, brow[j]) for j in range(MR)]
-    new = [builder.call(fma, [avs[r], bvs[j], accs[r * MR + j]]) for r in range(MR) for j in range(MR)]
-    pn = builder.add(p, ir.Constant(i64, vl))
-    end = builder.block
-    p.add_incoming(pn, end)
-    for phi, val in zip(accs, new):
-        phi.add_incoming(val, end)
-    builder.cbranch(builder.icmp_signed("<", pn, k), loop, done)
-
-    builder.position_at_end(done)
-    sums = []
-    for val in new:
-        phi = builder.phi(vty)
-        phi.add_incoming(zero, pre)
-        phi.add_incoming(val, end)
-        sums.append(phi)
-    folded = _fold_pairs(builder, sums, vl)
+    folded = _fold_pairs(builder, _accumulate(builder, vec, MR * MR, k, vec.vl, body), vec.vl)
     for idx in range(MR * MR):
-        value = builder.extract_element(folded[idx // vl], ir.Constant(ir.IntType(32), idx % vl))
+        value = builder.extract_element(folded[idx // vec.vl], ir.Constant(i32, idx % vec.vl))
         r, j = divmod(idx, MR)
-        ptr = builder.gep(c_, [builder.add(coff, builder.add(builder.mul(crs, ir.Constant(i64, r)),
-                                                              ir.Constant(i64, j)))], inbounds=True)
-        builder.store(value, ptr)
+        offset = builder.add(coff, builder.add(builder.mul(crs, ir.Constant(i64, r)), ir.Constant(i64, j)))
+        builder.store(value, builder.gep(c_, [offset], inbounds=True))
     return context.get_dummy_value()
 
 
