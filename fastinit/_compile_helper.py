@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 
-__all__ = ["is_cached", "start", "finish"]
+__all__ = ["is_cached", "start", "finish", "stop"]
 
 TIMEOUT_S = 300.0
 
@@ -67,9 +67,14 @@ def finish(proc):
     try:
         proc.wait(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        stop(proc)
     except BaseException:
+        stop(proc)
+        raise
+
+
+def stop(proc):
+    """Kill a process from ``start`` now (None is fine) and reap it."""
+    if proc is not None:
         proc.kill()
         proc.wait()
-        raise

@@ -318,8 +318,10 @@ def _compile_cfuncs(key):
         cfuncs = {name: _cfunc(name, key) for name in _CFUNCS if proc is None or name not in cold}
         if proc is not None:
             _compile_entry_points(key)  # meanwhile
-    finally:
-        helper.finish(proc)
+    except BaseException:  # an error or Ctrl-C here: do not wait for the helper
+        helper.stop(proc)
+        raise
+    helper.finish(proc)
     cfuncs.update({name: _cfunc(name, key) for name in cold})  # loaded from the cache the helper filled
     return cfuncs
 

@@ -95,3 +95,20 @@ def test_finish_kills_a_helper_that_runs_too_long(monkeypatch):
     helper.finish(proc)
     assert proc.returncode is not None and proc.returncode != 0
     helper.finish(None)
+
+
+def test_an_error_while_compiling_here_stops_the_helper_at_once(monkeypatch):
+    """``_compile_cfuncs`` does not wait for its helper when its own part fails (or Ctrl-C)."""
+    from fastinit import mlp
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    monkeypatch.setattr(helper, "is_cached", lambda *args: False)
+    monkeypatch.setattr(helper, "start", lambda *args: sleeper)
+
+    def broken(name, key):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlp, "_cfunc", broken)
+    with pytest.raises(KeyboardInterrupt):
+        mlp._compile_cfuncs("float32")
+    assert sleeper.returncode is not None and sleeper.returncode != 0
