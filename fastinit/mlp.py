@@ -429,52 +429,26 @@ def _dot_rows(A, Bt, bias, C, i0, i1, code):
 
 @_jit(inline="always")
 def _axpy_rows(A, si, sp, B, C, i0, i1):
-    """Rows [i0, i1) of ``C = op(A) @ B``, op(A)[i, p] = ``A.flat[i * si + p * sp]``.
+    """Rows [i0, i1) of ``C = op(A) @ B``, op(A)[i, p] = ``A.flat[i * si + p * sp]``, one row at a time.
 
     A C-contiguous (r, c): ``si, sp = c, 1`` is A itself, ``1, c`` its
-    transpose; the steps are run-time values so both cases share one compiled
-    function. B (K, L), C (M, L): each output row is a sum of rows of B scaled
-    by scalars of op(A), 4 output rows and 4 rows of B per sweep along L (16
-    FMAs per 4 loads of B), which LLVM vectorises along the contiguous L.
+    transpose (run-time steps: one compiled body for both). B (K, L), C (M, L):
+    each output row is a sum of rows of B scaled by scalars of op(A), which
+    LLVM vectorises along the contiguous L. Only for the last block of fewer
+    than 4 rows of ``_product_rows``, whose register tiles do the rest.
     """
     a = A.reshape(A.size)
     k = B.shape[0]
     width = B.shape[1]
     for i in range(i0, i1):
+        c = C[i]
         for q in range(width):
-            C[i, q] = 0
-    i = i0
-    while i + 4 <= i1:
-        p = 0
-        while p + 4 <= k:
-            r0, r1, r2, r3 = i * si + p * sp, (i + 1) * si + p * sp, (i + 2) * si + p * sp, (i + 3) * si + p * sp
-            a00, a01, a02, a03 = a[r0], a[r0 + sp], a[r0 + 2 * sp], a[r0 + 3 * sp]
-            a10, a11, a12, a13 = a[r1], a[r1 + sp], a[r1 + 2 * sp], a[r1 + 3 * sp]
-            a20, a21, a22, a23 = a[r2], a[r2 + sp], a[r2 + 2 * sp], a[r2 + 3 * sp]
-            a30, a31, a32, a33 = a[r3], a[r3 + sp], a[r3 + 2 * sp], a[r3 + 3 * sp]
-            for q in range(width):
-                y0 = B[p, q]
-                y1 = B[p + 1, q]
-                y2 = B[p + 2, q]
-                y3 = B[p + 3, q]
-                C[i, q] += a00 * y0 + a01 * y1 + a02 * y2 + a03 * y3
-                C[i + 1, q] += a10 * y0 + a11 * y1 + a12 * y2 + a13 * y3
-                C[i + 2, q] += a20 * y0 + a21 * y1 + a22 * y2 + a23 * y3
-                C[i + 3, q] += a30 * y0 + a31 * y1 + a32 * y2 + a33 * y3
-            p += 4
-        while p < k:
-            for r in range(4):
-                x = a[(i + r) * si + p * sp]
-                for q in range(width):
-                    C[i + r, q] += x * B[p, q]
-            p += 1
-        i += 4
-    while i < i1:
+            c[q] = 0
         for p in range(k):
             x = a[i * si + p * sp]
+            b = B[p]
             for q in range(width):
-                C[i, q] += x * B[p, q]
-        i += 1
+                c[q] += x * b[q]
 
 
 def _product_rows(A, si, sp, B, C, i0, i1):
