@@ -17,7 +17,7 @@ import sys
 
 def _time(fn, sync, repeats=5, budget=1.0):
     """Median seconds per call after one warm-up call (cuBLAS handle, kernel caches)."""
-    from fastinit.profile import _timeit
+    from fastinit.experiments.profile import _timeit
 
     fn()
     sync()

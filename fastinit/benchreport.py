@@ -29,8 +29,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["BenchReportError", "BenchRow", "BenchReport", "load_benchmarks", "format_markdown",
-           "format_time", "plot_benchmarks"]
+from .formatting import format_time
+
+__all__ = ["BenchReportError", "BenchRow", "BenchReport", "load_benchmarks", "format_markdown", "plot_benchmarks"]
 
 KNOWN_BACKENDS = ("numpy", "cpu", "cuda", "torch")
 _GFLOPS_KEYS = ("gflops", "gflop_s", "gflop/s", "gflops_per_s")
@@ -199,16 +200,6 @@ def _commit(data):
     cid = str(cid)
     cid = cid[:10] if re.fullmatch(r"[0-9a-f]{11,}", cid) else cid
     return f"{cid}{' (dirty)' if info.get('dirty') else ''}"
-
-
-def format_time(seconds):
-    """A duration with a unit that keeps 3 significant digits: ``"1.23 ms"``."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
 
 
 def _num(value, fmt="{:.3g}"):

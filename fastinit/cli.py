@@ -114,7 +114,7 @@ leaves the previous file as it was.
 
 
 def _add_histogram(sub):
-    from .histogram import ACTIVATIONS, DEFAULT_INITS
+    from .experiments.histogram import ACTIVATIONS, DEFAULT_INITS
 
     p = sub.add_parser(
         "histogram",
@@ -149,7 +149,7 @@ def _default_plot_path(out, activation):
 
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
-    from .histogram import format_table, run_histogram, write_histogram
+    from .experiments.histogram import format_table, run_histogram, write_histogram
     from .plots import check_figure_path, plot_histogram
     from .store import check_output_path, open_results
 
@@ -201,7 +201,7 @@ def _add_show(sub):
 
 
 def _run_show(args):
-    from .store import describe, format_info
+    from .show import describe, format_info
 
     print(format_info(describe(args.file), args.group, all_attrs=args.all_attrs, stats=not args.no_stats))
     return EXIT_OK
@@ -291,7 +291,7 @@ EXIT_DIVERGED = 3
 
 
 def _run_spec(text):
-    from .train import parse_run
+    from .experiments.train import parse_run
 
     try:
         parse_run(text)
@@ -311,9 +311,9 @@ def _positive_float(text):
 
 
 def _add_train(sub):
-    from kernels._checks import ACTIVATIONS
+    from kernels import ACTIVATIONS
 
-    from .train import DEFAULT_INITS, TrainConfig
+    from .experiments.train import DEFAULT_INITS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train the 5-layer MLP on MNIST once per init scheme (loss curves)",
@@ -348,8 +348,8 @@ def _add_train(sub):
 
 
 def _run_train(args):
+    from .experiments.train import TrainConfig, format_results, train, write_figures
     from .store import check_output_path
-    from .train import TrainConfig, format_results, train, write_figures
 
     if len(set(args.init)) != len(args.init):
         dup = next(i for i in args.init if args.init.count(i) > 1)
@@ -393,7 +393,7 @@ xavier:sigmoid), wall times, backend and versions, and what the numbers show.
 
 
 def _add_reproduce(sub):
-    from .reproduce import DEFAULT_OUT as REPRODUCE_OUT
+    from .experiments.reproduce import DEFAULT_OUT as REPRODUCE_OUT
 
     p = sub.add_parser("reproduce", help="the whole study: histograms, MNIST runs, figures and summary.md",
                        description="Run the activation histograms (sigmoid, tanh, relu) and the MNIST "
@@ -409,7 +409,7 @@ def _add_reproduce(sub):
 
 
 def _run_reproduce(args):
-    from .reproduce import main_exit_code, reproduce
+    from .experiments.reproduce import main_exit_code, reproduce
 
     result = reproduce(args.out, quick=args.quick, backend=args.backend, dtype=args.dtype, seed=args.seed,
                        data_dir=args.data_dir, progress=_progress_wanted(args),
@@ -457,8 +457,8 @@ def _add_profile(sub):
 
 
 def _run_profile(args):
+    from .experiments.profile import format_table, run_profile, write_json, write_profile
     from .plots import check_figure_path, plot_profile
-    from .profile import format_table, run_profile, write_json, write_profile
     from .store import check_output_path, open_results
 
     if args.backends and len(set(args.backends)) != len(args.backends):
@@ -591,7 +591,7 @@ def _classify(exc, backend_error):
     except ImportError:
         pass
     try:
-        from .profile import ProfileError
+        from .experiments.profile import ProfileError
 
         known_failures.insert(0, ProfileError)
     except ImportError:

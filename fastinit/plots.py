@@ -23,6 +23,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
+from .formatting import format_time
+
 __all__ = [
     "PlotError",
     "save_figure",
@@ -114,7 +116,7 @@ def _relu_ranges(acts):
 
 
 def histogram_figure(results):
-    """The classic activation-histogram figure for :class:`fastinit.histogram.HistogramResults`.
+    """The classic activation-histogram figure for :class:`fastinit.experiments.histogram.HistogramResults`.
 
     One row per init, one column per layer; 30-bin histograms of the layer's
     outputs as a fraction of all values, over (0, 1) for sigmoid, (-1, 1) for
@@ -184,9 +186,9 @@ def plot_histogram(results, path):
 
 # --------------------------------------------------------------------------- MNIST training
 # Section added by the train/reproduce engineer (``fastinit train --plot``, ``fastinit reproduce``).
-# Input: the run dicts of :func:`fastinit.train.read_runs` (``name``, ``loss``,
+# Input: the run dicts of :func:`fastinit.experiments.train.read_runs` (``name``, ``loss``,
 # ``eval_steps``, ``test_accuracy``, ``attrs``) and, for the activation
-# figure, the arrays of :func:`fastinit.train.read_activations`.
+# figure, the arrays of :func:`fastinit.experiments.train.read_activations`.
 
 
 def smooth(values, window=25):
@@ -221,7 +223,7 @@ def _run_label(run):
 def train_loss_figure(runs, window=None):
     """Smoothed training-loss curves, one line per run, like the classic MNIST figure.
 
-    ``runs``: dicts from :func:`fastinit.train.read_runs`. The raw mini-batch
+    ``runs``: dicts from :func:`fastinit.experiments.train.read_runs`. The raw mini-batch
     loss is drawn faintly behind the moving average (``window`` steps,
     default about 1/80 of the run, at least 5). Returns a ``Figure``.
     """
@@ -347,8 +349,6 @@ def benchmark_figure(report):
     left out. Otherwise: the median time per call of every row (log scale).
     Returns a ``Figure``.
     """
-    from .benchreport import format_time
-
     use_speedup = any(r.speedup is not None for r in report.rows)
     groups = [g for g in report.groups
               if not use_speedup or any(r.speedup is not None for r in report.group_rows(g))]
@@ -406,7 +406,7 @@ _ELEMENTWISE_KERNELS = ("sigmoid", "tanh", "relu", "sgd_update")
 def profile_figure(records):
     """Throughput against size per backend, log-log, one panel per kernel family.
 
-    ``records``: ``fastinit.profile.ProfileRecord`` objects (or anything with
+    ``records``: ``fastinit.experiments.profile.ProfileRecord`` objects (or anything with
     ``kernel``, ``case``, ``backend``, ``size``, ``throughput``, ``time_s``,
     ``time_xfer_s``, ``work``). Only the size sweeps are drawn (the MLP-shape
     matmuls and the training step are in the table); CUDA with host<->device

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fastinit.histogram as histogram_module
+import fastinit.experiments.histogram as histogram_module
 from fastinit.cli import main
-from fastinit.store import describe, open_read
+from fastinit.show import describe
+from fastinit.store import open_read
 
 SMALL = ["--layers", "2", "--units", "8", "--samples", "16", "--backend", "numpy"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastinit.backends import BackendError
-from fastinit.histogram import (
+from fastinit.experiments.histogram import (
     ACTIVATIONS,
     read_histogram,
     run_histogram,
@@ -121,7 +121,7 @@ def test_seed_reproducible_and_independent_of_other_inits():
 
 
 def test_overflow_is_counted_and_reported():
-    from fastinit.histogram import format_table
+    from fastinit.experiments.histogram import format_table
 
     res = run_histogram("relu", inits=("std=10", "he"), layers=40, units=16, samples=8, backend="numpy",
                         progress=False)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ON_SIMULATOR
 
-from fastinit import profile as prof
+from fastinit.experiments import profile as prof
 
 
 def _fast(**kw):

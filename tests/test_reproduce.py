@@ -4,7 +4,7 @@ import h5py
 import pytest
 
 from fastinit.cli import main
-from fastinit.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS
+from fastinit.experiments.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_findings_follow_the_numbers():
     # The summary's sentences come from the numbers, not from a script.
     from types import SimpleNamespace
 
-    from fastinit.reproduce import _train_findings
+    from fastinit.experiments.reproduce import _train_findings
 
     def run(name, loss, acc, status="complete"):
         return SimpleNamespace(name=name, init=name.split(":")[0], activation="relu", status=status,

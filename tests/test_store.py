@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from fastinit import __version__
+from fastinit.show import describe
 from fastinit.store import (
     StoreError,
     append,
     create_appendable,
-    describe,
     mark_interrupted,
     open_read,
     open_results,
@@ -191,7 +191,7 @@ def test_replace_group_rejects_empty_path(tmp_path):
 
 
 def test_format_info_tables_and_series(tmp_path):
-    from fastinit.store import format_info
+    from fastinit.show import format_info
 
     path = tmp_path / "r.h5"
     with open_results(path, command_line="fastinit x") as f:

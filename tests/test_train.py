@@ -1,4 +1,4 @@
-"""`fastinit.train`: run specs, seeded batches, the HDF5 layout, divergence, Ctrl-C.
+"""`fastinit.experiments.train`: run specs, seeded batches, the HDF5 layout, divergence, Ctrl-C.
 
 Most tests train a tiny network on a small synthetic data set (fast); one
 trains the default network on a slice of the shipped MNIST.
@@ -13,7 +13,7 @@ import pytest
 
 from fastinit.data import MNIST
 from fastinit.store import open_results, replace_group
-from fastinit.train import (
+from fastinit.experiments.train import (
     TrainConfig,
     batch_indices,
     parse_run,

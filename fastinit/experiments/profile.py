@@ -24,9 +24,9 @@ device-level ``softmax_xent_into`` so that the loss is not copied back),
 and ``time_xfer_s`` including the host-to-device copies of the inputs and the
 copy of the result back (what a caller holding NumPy arrays pays). For the
 training step, the kernel-only time uses the device-resident data set
-(``CudaEngine.set_dataset`` + ``train_step_indices``, loss left on the device)
-and the with-transfers time is ``MLP.train_step`` on host arrays (batch in,
-loss out).
+(``MLP.set_dataset`` + ``MLP.train_step_indices(..., return_loss=False)``,
+loss left on the device) and the with-transfers time is ``MLP.train_step``
+on host arrays (batch in, loss out).
 
 The CUDA backend is never profiled by default on Numba's simulator
 (``NUMBA_ENABLE_CUDASIM=1``): simulator timings are meaningless. Ask for it
@@ -48,7 +48,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .backends import BACKENDS, available_backends, check_backend, kernels_for
+from ..backends import BACKENDS, available_backends, check_backend, kernels_for
+from ..formatting import format_time
 
 __all__ = [
     "ProfileError",
@@ -346,7 +347,7 @@ def _measure_case(case, be, host_inputs, dtype, budget, repeats):
 
 
 def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
-    from .mlp import MLP
+    from ..mlp import MLP
 
     sizes, batch = (QUICK_MLP_SIZES, QUICK_BATCH) if quick else (MLP_SIZES, MLP_BATCH)
     rng = np.random.default_rng(7)
@@ -364,12 +365,11 @@ def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
         raise ProfileError(f"train_step on {be.name}: loss {loss} differs from the NumPy reference {want}; not timed")
     t_xfer = math.nan
     if be.is_cuda:
-        engine = model._engine
-        engine.set_dataset(x, labels)
+        model.set_dataset(x, labels)
         idx = np.arange(batch)
-        engine.train_step_indices(idx, lr, return_loss=False)
+        model.train_step_indices(idx, lr, return_loss=False)
         be.sync()
-        t, inner = _timeit(lambda: engine.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats)
+        t, inner = _timeit(lambda: model.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats)
         t_xfer, _ = _timeit(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
     else:
         t, inner = _timeit(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
@@ -461,22 +461,13 @@ def _fill_speedups(records):
 # --------------------------------------------------------------------------- output
 
 
-def _fmt_time(t):
-    if not math.isfinite(t):
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
-
-
 def format_table(result):
     """The profile as an aligned text table (one row per case and backend)."""
     head = ("kernel", "case", "backend", "time", "w/ transfers", "throughput", "vs numpy")
     rows = [head]
     for r in result.records:
         rows.append((
-            r.kernel, r.case, r.backend, _fmt_time(r.time_s), _fmt_time(r.time_xfer_s),
+            r.kernel, r.case, r.backend, format_time(r.time_s), format_time(r.time_xfer_s),
             f"{r.throughput:.3g} {r.unit}", "-" if not math.isfinite(r.speedup) else f"{r.speedup:.2f}x",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -506,7 +497,7 @@ def write_profile(f, result):
     """
     import h5py
 
-    from .store import replace_group
+    from ..store import replace_group
 
     paths = []
     for backend in result.backends:

@@ -17,7 +17,7 @@ differ only by scale. Values are drawn in float64 and cast to ``dtype``.
 
 Python use::
 
-    from fastinit.histogram import run_histogram, write_histogram
+    from fastinit.experiments.histogram import run_histogram, write_histogram
     from fastinit.store import open_results
 
     res = run_histogram("tanh", inits=("std=1", "xavier"), progress=False)
@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .backends import check_backend, kernels_for
-from .init import parse_init
+from ..backends import check_backend, kernels_for
+from ..init import parse_init
 
 __all__ = [
     "ACTIVATIONS",
@@ -328,7 +328,7 @@ def write_histogram(f, results):
     Replaces ``/histogram/<activation>/<init>`` for each init that ran and
     leaves every other group alone. Returns the list of group paths written.
     """
-    from .store import append, create_appendable, replace_group
+    from ..store import append, create_appendable, replace_group
 
     written = []
     for run in results.runs.values():
@@ -352,7 +352,7 @@ def read_histogram(path, activation="sigmoid", inits=None):
     Raises ``fastinit.store.StoreError`` for a bad file, ``KeyError`` with a
     clear message when the activation or an init is not in the file.
     """
-    from .store import open_read
+    from ..store import open_read
 
     with open_read(path) as f:
         base = f"/histogram/{activation}"

@@ -1,8 +1,8 @@
 """``fastinit reproduce``: the whole study in one call.
 
-1. The activation-histogram experiment (:mod:`fastinit.histogram`) for
+1. The activation-histogram experiment (:mod:`fastinit.experiments.histogram`) for
    sigmoid, tanh and ReLU with the default inits.
-2. The MNIST comparison (:mod:`fastinit.train`): the classic ReLU runs
+2. The MNIST comparison (:mod:`fastinit.experiments.train`): the classic ReLU runs
    ``std=0.01``, ``xavier``, ``he`` plus the literal reading of the seed
    article, ``xavier:sigmoid``.
 3. Everything goes to ``DIR/fastinit.h5``; the figures to ``DIR/*.png``; and
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
 from .histogram import DEFAULT_INITS as HISTOGRAM_INITS
 from .train import DEFAULT_INITS as TRAIN_INITS
 from .train import TrainConfig
@@ -47,8 +47,8 @@ class ReproduceResult:
     h5_path: str
     summary_path: str
     figures: list
-    histograms: dict  # activation -> fastinit.histogram.HistogramResults
-    runs: list  # fastinit.train.RunResult per run
+    histograms: dict  # activation -> fastinit.experiments.histogram.HistogramResults
+    runs: list  # fastinit.experiments.train.RunResult per run
     wall_times: dict = field(default_factory=dict)  # phase -> seconds
     activation_stats: dict = field(default_factory=dict)  # run -> {"steps", "std", "saturated"} (first, last)
 
@@ -72,9 +72,9 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     ``StoreError`` when ``out_dir`` cannot be written, ``BackendError`` for a
     backend that cannot run.
     """
-    from . import plots
+    from .. import plots
     from .histogram import run_histogram, write_histogram
-    from .store import StoreError, open_results
+    from ..store import StoreError, open_results
     from .train import train, write_figures
 
     out_dir = os.fspath(out_dir)

@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from kernels._checks import ACTIVATIONS
+from kernels import ACTIVATIONS
 
-from .backends import check_backend
-from .init import parse_init
+from ..backends import check_backend
+from ..init import parse_init
 
 __all__ = [
     "TrainConfig",
@@ -252,8 +252,8 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
     status ``diverged``. On ``KeyboardInterrupt`` what was computed is
     flushed, the group is marked ``interrupted`` and the interrupt re-raised.
     """
-    from . import MLP
-    from .store import append, create_appendable, mark_interrupted
+    from .. import MLP
+    from ..store import append, create_appendable, mark_interrupted
 
     dtype = np.dtype(config.dtype)
     x_train, y_train, x_test, y_test = _split(dataset, config, dtype)
@@ -412,7 +412,7 @@ def _compile_in_background(config):
     Errors are left to the first real use, which compiles (and raises) again."""
     import threading
 
-    from .mlp import compile_backend
+    from ..mlp import compile_backend
 
     def work():
         try:
@@ -439,16 +439,16 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True
     that cannot run. ``KeyboardInterrupt`` propagates after the file is saved
     with the current run marked interrupted.
     """
-    from .store import open_results, replace_group
+    from ..store import open_results, replace_group
 
     config = replace(config or TrainConfig(), **overrides).validate()
     if config.backend == "cuda":
-        from .backends import require_cuda
+        from ..backends import require_cuda
 
         require_cuda()
     compiling = _compile_in_background(config)
     if dataset is None:
-        from .data import load_mnist
+        from ..data import load_mnist
 
         dataset = load_mnist(config.data_dir, dtype=config.dtype)
     compiling.join()
@@ -469,7 +469,7 @@ def read_runs(path, names=None):
     :func:`read_activations`. ``names`` selects runs. Raises ``StoreError``
     for an unreadable file and ``KeyError`` when a named run is missing.
     """
-    from .store import _plain, open_read
+    from ..store import _plain, open_read
 
     runs = []
     with open_read(path) as f:
@@ -492,7 +492,7 @@ def read_runs(path, names=None):
 
 def read_activations(path, name, snapshots=None):
     """Read ``/train/<name>/activations`` (or the snapshot indices ``snapshots``) and their steps."""
-    from .store import open_read
+    from ..store import open_read
 
     with open_read(path) as f:
         key = f"train/{name}"
@@ -508,7 +508,7 @@ def read_activations(path, name, snapshots=None):
 
 def snapshot_choice(path, name, count=4):
     """Indices of up to ``count`` snapshots of run ``name``, spread from the first to the last."""
-    from .store import open_read
+    from ..store import open_read
 
     with open_read(path) as f:
         key = f"train/{name}/snapshot_steps"
@@ -537,7 +537,7 @@ def write_figures(path, plot, names=None):
     """
     import os
 
-    from . import plots
+    from .. import plots
 
     plots.check_figure_path(plot)
     stem, ext = os.path.splitext(os.fspath(plot))

@@ -1,0 +1,15 @@
+"""The experiments of fastinit, one module each, each behind one ``fastinit`` command.
+
+- :mod:`fastinit.experiments.histogram`: activation histograms per layer for
+  several init schemes (``fastinit histogram``).
+- :mod:`fastinit.experiments.train`: the MLP trained on MNIST once per init
+  scheme, loss, gradient norms, accuracy and activations streamed to HDF5
+  (``fastinit train``).
+- :mod:`fastinit.experiments.reproduce`: the whole study in one call:
+  histograms, MNIST runs, figures and ``summary.md`` (``fastinit reproduce``).
+- :mod:`fastinit.experiments.profile`: every kernel and the training step
+  timed per backend (``fastinit profile``).
+
+Import the module you need (``from fastinit.experiments.train import train``);
+this package imports none of them, so importing it stays light.
+"""
