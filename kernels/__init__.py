@@ -8,6 +8,6 @@ Importing this package imports none of the backends, so it never needs a GPU
 or a CUDA toolkit. See each module for shapes, dtypes and errors.
 """
 
-from ._checks import ACTIVATIONS
+from .checks import ACTIVATIONS
 
 __all__ = ["ACTIVATIONS"]

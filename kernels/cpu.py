@@ -1,424 +1,299 @@
 """Numba CPU kernels (``@njit``, cached on disk), same API as ``kernels.reference``.
 
 Every public function validates its arguments in Python with
-``kernels._checks`` (so errors are the same ``TypeError``/``ValueError`` as
-on every other backend), then calls hand-written compiled loops: no BLAS,
-``np.dot`` or ``@`` inside. Conventions (see ``kernels.reference``):
-float32 or float64, one dtype per call; C-contiguous arrays (non-contiguous
-ones are rejected, never copied); ``out=`` style arguments are written in
-place and returned, and allocated when ``None``.
+``kernels.checks`` (so errors are the same ``TypeError``/``ValueError`` as on
+every other backend), then calls compiled loops written in ordinary Numba: no
+BLAS, ``np.dot`` or ``@`` inside. Conventions (see ``kernels.reference``):
+float32 or float64, one dtype per call; C-contiguous arrays (others are
+rejected, never copied); ``out=`` style arguments are written in place and
+returned, and allocated when ``None``.
 
-Compiled internals, for your own ``@njit`` code (the MLP's training step
-has its own fused kernels: see ``fastinit.mlp``). They do **no**
-validation: the caller guarantees C-contiguous arrays of one float dtype
-and matching shapes. Names and argument order are stable:
+Building blocks for your own ``@njit`` code
+-------------------------------------------
+The compiled functions below are public and stable. They do **no**
+validation: the caller passes C-contiguous arrays of one float dtype with
+matching shapes. Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu
+(``kernels.checks.ACTIVATION_CODES``). Functions marked *serial* never start
+threads, so they may be called inside your own ``prange`` loop on disjoint
+rows; the others use every thread for large inputs.
 
+- ``dot_nt_into(a, b, out, i0, i1, j0, j1, k, accumulate)`` *serial*:
+  ``out[i, j] (+)= sum_{p<k} a[i, p] * b[j, p]`` for rows [i0, i1) and columns
+  [j0, j1): the product ``a @ b.T`` with both operands read along contiguous
+  rows. This is the register-blocked micro-kernel every product here uses.
 - ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
-  (2-D; ``out`` must not overlap ``a`` or ``b``);
-- ``bias_activation_into(z, b, has_bias, code)``: in place
-  ``z = act(z + b)`` (``b`` is ignored when ``has_bias`` is false; pass any
-  1-D array of the dtype, e.g. an empty one);
-- ``activation_backward_into(y, dy, code, out)``: ``out = dact`` from the saved
-  output ``y`` (``out`` may alias ``dy``; any shape);
-- ``column_sum_into(x, out)``: ``out[j] = sum_i x[i, j]``;
-- ``softmax_xent_into(logits, labels, grad) -> float``: mean loss, and
-  ``grad = (softmax - onehot) / N``;
-- ``sgd_into(param, grad, lr)``: in place ``param -= lr * grad`` (any shape).
+  (``out`` must not overlap ``a`` or ``b``); packs a transposed copy of an
+  operand when its layout needs it.
+- ``transpose_into(a, out, i0, i1)`` *serial*: rows [i0, i1) of ``a`` into
+  columns of ``out``; ``transpose_into(a, out, 0, len(a))`` is ``out[:] = a.T``.
+- ``activation_rows_into(z, b, code, i0, i1)`` *serial*: in place
+  ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1), ``b`` (F,).
+- ``dense_forward_into(x, wt, b, code, out)``: ``out = act(x @ wt.T + b)``
+  with the weights stored transposed, ``wt`` (fan_out, fan_in), ``b`` (fan_out,).
+- ``activation_into(x, code, out)``, ``activation_backward_into(y, dy, code,
+  out)``: elementwise, any shape; ``out`` may be ``x``/``dy``.
+- ``activation_backward_rows_into(y, d, code, i0, i1)`` *serial*: in place
+  ``d *= act'(.)`` from the saved output ``y`` (2-D) for rows [i0, i1).
+- ``softmax_xent_rows(logits, labels, grad, i0, i1, n, width)`` *serial*:
+  rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n`` over
+  the first ``width`` columns; returns their summed loss (float64). ``softmax_xent_into(logits, labels, grad)``
+  returns the mean loss of the whole batch.
+- ``column_sum_into(x, out)``, ``sgd_into(param, grad, lr)``.
 
-Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu
-(``kernels._checks.ACTIVATION_CODES``).
+How it is fast
+--------------
+Every product is computed as dot products along contiguous rows
+(``dot_nt_into``): a block of 4 rows of ``a`` by 3 rows of ``b`` keeps 12
+running sums in scalar locals, which LLVM vectorises along the depth and keeps
+in registers (12 accumulators plus 3 loaded vectors fit the 16 vector
+registers of AVX2; AVX-512 has 32). The depth is cut into blocks that stay in
+L1 and the columns into blocks that stay in L2. ``matmul_into`` packs an
+operand into that layout (one transposed copy) when it is not already, and
+cuts the output into one tile per thread. Small products and small
+elementwise arrays run on the calling thread: a fork/join costs more than
+the work, and much more on a busy machine.
 
-How it is fast:
-
-- ``matmul`` is GotoBLAS-shaped: the output is cut into tiles that
-  ``prange`` hands to the cores (each tile written by one thread only; split
-  along the output's longer side), the depth into 4 KiB blocks. Per depth
-  block, op(b) is packed one 2-vector-wide column sliver at a time
-  (depth-major, it stays in L1) and op(a) into 8-row slivers (or read in
-  place when the tile is narrow); a micro-kernel written in LLVM IR keeps an
-  8 x (2 x 512-bit) block of C in 16 vector registers across the depth loop:
-  per step two vector loads, eight broadcasts and sixteen FMAs. It asks LLVM
-  for 512-bit vectors on that one function (Numba's default prefers 256-bit
-  on AVX-512 CPUs); CPUs without AVX-512 get the same code split in halves.
-  Transposed operands are read in place by the packing, so nothing the size
-  of an operand is allocated. Small products run on one thread.
-- exp, sigmoid and tanh use a vectorisable exp (Cody-Waite range reduction,
-  a polynomial, and the power of two built from its exponent bits) in the
-  data's own precision, accurate to a few ulp, so elementwise loops run on
-  SIMD lanes instead of calling libm once per element.
-- Elementwise kernels split large arrays into chunks over both cores; loops
-  run over slices from index 0 so LLVM can prove indices non-negative and
-  vectorise (a loop from a runtime start keeps Numba's wraparound selects).
+``exp`` (for sigmoid, tanh, softmax) is a polynomial after Cody-Waite range
+reduction, with the power of two built by multiplying constant powers of two
+selected by the exponent's bits: branch-free arithmetic that LLVM vectorises,
+where a call into libm per element would not. NaN propagates through every
+activation and the softmax.
 
 Under ``NUMBA_DISABLE_JIT=1`` everything runs as plain Python (slowly) and
-gives the same results; the exp falls back to ``numpy.exp``.
+gives the same results.
 """
 
 import math
+import os
+import sys
 
 import numpy as np
-from numba import config, njit, prange, types
-from numba.extending import intrinsic, overload
+from numba import config, njit, prange
 
-from . import _checks as chk
-from ._checks import ACTIVATIONS, KERNEL_API
+from . import checks as chk
+from .checks import ACTIVATIONS, KERNEL_API
 
 __all__ = [
-    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels._checks.KERNEL_API)
-    # njit/device building blocks for other compiled code:
-    "matmul_into", "bias_activation_into", "activation_backward_into", "column_sum_into",
-    "softmax_xent_into", "sgd_into",
+    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels.checks.KERNEL_API)
+    # compiled building blocks for other @njit code (see the module docstring):
+    "dot_nt_into", "matmul_into", "transpose_into", "activation_rows_into", "dense_forward_into",
+    "activation_into", "activation_backward_into", "activation_backward_rows_into",
+    "softmax_xent_rows", "softmax_xent_into", "column_sum_into", "sgd_into", "CACHE",
 ]
 
-_OPTS = dict(cache=True, error_model="numpy")
-# Scalar exp/sigmoid/tanh bodies: FMA contraction only (more accurate, faster).
-_SCALAR_JIT = dict(error_model="numpy", fastmath={"contract"})
+
+def _cache_is_writable():
+    """Whether Numba can write its on-disk cache beside this module (or in ``NUMBA_CACHE_DIR``)."""
+    where = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
+    probe = where
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return False
+        probe = parent
+    if os.access(probe, os.W_OK):
+        return True
+    # Numba falls back to a user-wide cache directory when the package's is read-only.
+    return not os.environ.get("NUMBA_CACHE_DIR") and os.access(os.path.expanduser("~"), os.W_OK)
+
+
+#: Whether compiled kernels are cached on disk (False when no cache directory is writable).
+CACHE = _cache_is_writable()
+if not CACHE:
+    print("fastinit: no writable Numba cache directory; compiling without an on-disk cache", file=sys.stderr)
+
+_J = dict(cache=CACHE, error_model="numpy")
+# Reassociation lets sums vectorise (another, equally accurate order) and
+# contraction gives FMAs; no "nnan"/"ninf", so NaN and Inf still propagate.
+_FAST = dict(_J, fastmath={"reassoc", "contract"})
 
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
 
-# Work sizes (elements or multiply-adds) above which a kernel uses both cores.
-_PAR_ELEMS = 1 << 17
-_PAR_FLOPS = 1 << 17
-_CHUNK = 1 << 14  # elements per parallel chunk
+# Work above which a kernel splits over the threads: multiply-adds for
+# products, elements for elementwise kernels. Below, one thread is faster.
+_PAR_FLOPS = 1 << 21
+_PAR_ELEMS = 1 << 16
+_CHUNK = 1 << 13  # elements per parallel elementwise piece
+# Pieces are planned for Numba's thread pool size (a constant, so the kernels
+# stay cacheable; numba.set_num_threads(1) still works, with fewer threads).
+_THREADS = max(1, config.NUMBA_NUM_THREADS)
+_KC_BYTES = 2048  # depth block of the products: 4 + 3 rows of it stay in L1
+_NC_ROWS = 192  # column block: that many rows of b (one depth block each) stay in L2
 
-# ---------------------------------------------------------------- exp(x <= 0)
-
-
-@intrinsic
-def _i32_as_f32(typingctx, v):
-    """Reinterpret the bits of an int32 as a float32 (compiled code only)."""
-    from llvmlite import ir
-
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
+# ------------------------------------------------------------------ scalar math
 
 
-@intrinsic
-def _i64_as_f64(typingctx, v):
-    """Reinterpret the bits of an int64 as a float64 (compiled code only)."""
-    from llvmlite import ir
+@njit(**_J)
+def _consts(x):
+    """(is float64, constants) for the dtype of the array ``x``, every constant of that dtype
+    (a bare Python float would turn float32 arithmetic into float64):
 
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
-
-
-def _exp_nonpos(x):
-    """exp(x) for x <= 0 (also -inf). Python fallback; compiled code uses the overload."""
-    return np.exp(x)
-
-
-_F32 = np.float32
-_E32 = dict(
-    lo=_F32(-87.3),  # below: the result is under the smallest normal float32, return 0
-    log2e=_F32(1.44269504088896341),
-    hi=_F32(0.693359375),
-    lo_=_F32(-2.12194440e-4),
-    c=[_F32(1.0 / math.factorial(k)) for k in range(8)],
-)
-_E64 = dict(
-    lo=-708.3,
-    log2e=1.44269504088896341,
-    hi=6.93147180369123816490e-01,
-    lo_=1.90821492927058770002e-10,
-    c=[1.0 / math.factorial(k) for k in range(14)],
-)
+    0 exp's lower limit (below it exp underflows: 0), 1 log2(e), 2-3 ln2 in a
+    high and a low part, 4 one half, 5 one, 6 zero, 7 0.125, 8-21 1/k! for
+    k = 0..13, 22-29 the odd Taylor coefficients of tanh(v)/v in v**2."""
+    t = x.dtype.type
+    f64 = x.itemsize == 8
+    return f64, (
+        t(-708.39641853) if f64 else t(-87.33654475),
+        t(1.4426950408889634),
+        t(6.93147180369123816490e-01) if f64 else t(0.693359375),
+        t(1.90821492927058770002e-10) if f64 else t(-2.12194440e-4),
+        t(0.5), t(1.0), t(0.0), t(0.125),
+        t(1.0), t(1.0), t(1.0 / 2), t(1.0 / 6), t(1.0 / 24), t(1.0 / 120), t(1.0 / 720),
+        t(1.0 / 5040), t(1.0 / 40320), t(1.0 / 362880), t(1.0 / 3628800), t(1.0 / 39916800),
+        t(1.0 / 479001600), t(1.0 / 6227020800),
+        t(1.0), t(-1.0 / 3.0), t(2.0 / 15.0), t(-17.0 / 315.0), t(62.0 / 2835.0),
+        t(-1382.0 / 155925.0), t(21844.0 / 6081075.0), t(-929569.0 / 638512875.0),
+    )
 
 
-@overload(_exp_nonpos, jit_options=_SCALAR_JIT, inline="always")
-def _exp_nonpos_impl(x):
-    if x == types.float32:
-        lo, log2e, hi, lo_ = _E32["lo"], _E32["log2e"], _E32["hi"], _E32["lo_"]
-        c2, c3, c4, c5, c6, c7 = _E32["c"][2:]
-        half, one = _F32(0.5), _F32(1.0)
-
-        def impl(x):
-            n = np.floor(x * log2e + half)
-            r = (x - n * hi) - n * lo_
-            p = c7
-            p = p * r + c6
-            p = p * r + c5
-            p = p * r + c4
-            p = p * r + c3
-            p = p * r + c2
-            p = p * r + one
-            p = p * r + one
-            scale = _i32_as_f32(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
-            return p * scale if x >= lo else _F32(0.0)
-
-        return impl
-    if x == types.float64:
-        lo, log2e, hi, lo_ = _E64["lo"], _E64["log2e"], _E64["hi"], _E64["lo_"]
-        c = _E64["c"]
-        c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = c[2:]
-
-        def impl(x):
-            n = np.floor(x * log2e + 0.5)
-            r = (x - n * hi) - n * lo_
-            p = c13
-            p = p * r + c12
-            p = p * r + c11
-            p = p * r + c10
-            p = p * r + c9
-            p = p * r + c8
-            p = p * r + c7
-            p = p * r + c6
-            p = p * r + c5
-            p = p * r + c4
-            p = p * r + c3
-            p = p * r + c2
-            p = p * r + 1.0
-            p = p * r + 1.0
-            scale = _i64_as_f64((np.int64(n) + np.int64(1023)) << np.int64(52))
-            return p * scale if x >= lo else 0.0
-
-        return impl
-    return None
+@njit(**_J)
+def _pow2_neg(m, half, one):
+    """2**-m for an integer 0 <= m < 1024, exactly: a product of constant powers of two
+    picked by m's bits (vectorisable: no bit casts, no table)."""
+    s = one
+    p = half
+    for b in range(10):  # 2**-1, 2**-2, 2**-4, ... 2**-512
+        s = s * p if (m >> b) & 1 else s
+        p = p * p
+    return s
 
 
-# ------------------------------------------------------- scalar activations
-# Python bodies are the NUMBA_DISABLE_JIT fallback; compiled code uses the
-# overloads below, specialised per dtype so float32 math stays float32.
+@njit(**_FAST)
+def _exp_nonpos(x, c):
+    """exp(x) for x <= 0 (also -inf and NaN) with the constants ``c = _consts(...)``.
 
-_TANH_C = (
-    1.0,
-    -1.0 / 3.0,
-    2.0 / 15.0,
-    -17.0 / 315.0,
-    62.0 / 2835.0,
-    -1382.0 / 155925.0,
-    21844.0 / 6081075.0,
-    -929569.0 / 638512875.0,
-)
-_TANH_SMALL = 0.125  # below: odd Taylor series (no cancellation in 1 - exp(-2|v|))
-
-
-def _sigmoid1(v):
-    """Numerically stable logistic of one float (exp only ever sees -|v|)."""
-    one = type(v)(1.0)
-    e = np.exp(-abs(v))
-    return one / (one + e) if v >= 0 else e / (one + e)
-
-
-def _tanh1(v):
-    """tanh of one float."""
-    return type(v)(np.tanh(v))
-
-
-def _scalar_consts(t):
-    f = np.float32 if t == types.float32 else np.float64
-    # float32 needs the series to x**7 only; float64 to x**15.
-    ncoef = 4 if f is np.float32 else 8
-    return f, tuple(f(c) for c in _TANH_C[:ncoef])
-
-
-@overload(_sigmoid1, jit_options=_SCALAR_JIT, inline="always")
-def _sigmoid1_impl(v):
-    if v not in (types.float32, types.float64):
-        return None
-    f, _ = _scalar_consts(v)
-    one = f(1.0)
-
-    def impl(v):
-        e = _exp_nonpos(-abs(v))
-        return one / (one + e) if v >= 0 else e / (one + e)
-
-    return impl
-
-
-@overload(_tanh1, jit_options=_SCALAR_JIT, inline="always")
-def _tanh1_impl(v):
-    if v not in (types.float32, types.float64):
-        return None
-    f, c = _scalar_consts(v)
-    one, small = f(1.0), f(_TANH_SMALL)
-    if len(c) == 4:
-        c0, c1, c2, c3 = c
-
-        def series(s):
-            return ((c3 * s + c2) * s + c1) * s + c0
-
+    Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a Taylor polynomial of
+    degree 7 (float32) or 13 (float64) in r, times 2**n."""
+    f64, k = c
+    lo, half, one, zero = k[0], k[4], k[5], k[6]
+    xc = x if x > lo else lo  # NaN -> lo too: no undefined float-to-int conversion
+    n = np.floor(xc * k[1] + half)
+    r = (xc - n * k[2]) - n * k[3]
+    if f64:  # a constant: LLVM keeps one branch
+        p = k[21] * r + k[20]
+        p = p * r + k[19]
+        p = p * r + k[18]
+        p = p * r + k[17]
+        p = p * r + k[16]
+        p = p * r + k[15]
     else:
-        c0, c1, c2, c3, c4, c5, c6, c7 = c
-
-        def series(s):
-            return ((((((c7 * s + c6) * s + c5) * s + c4) * s + c3) * s + c2) * s + c1) * s + c0
-
-    series = njit(inline="always", **_SCALAR_JIT)(series)
-
-    def impl(v):
-        # Both branches computed, then selected: keeps the loop vectorisable.
-        a = abs(v)
-        e = _exp_nonpos(-(a + a))
-        t = (one - e) / (one + e)
-        t = t if v >= 0 else -t
-        return v * series(v * v) if a < small else t
-
-    return impl
+        p = k[15]
+    p = p * r + k[14]
+    p = p * r + k[13]
+    p = p * r + k[12]
+    p = p * r + k[11]
+    p = p * r + k[10]
+    p = p * r + k[9]
+    p = p * r + k[8]
+    e = p * _pow2_neg(np.int64(-n), half, one)
+    e = e if x > lo else zero
+    return e if x == x else x
 
 
-# ------------------------------------------------------- elementwise loops
-# Each ``_*_range`` works on flat (1-D) views over [lo, hi); the ``_flat``
-# drivers run them serially, or in ``prange`` chunks over both cores when the
-# array is large. Chunks are disjoint, so there are no races.
+@njit(**_FAST)
+def _sigmoid1(v, c):
+    """Numerically stable logistic: exp only ever sees -|v|."""
+    one = c[1][5]
+    e = _exp_nonpos(-abs(v), c)
+    s = one / (one + e)
+    return s if v >= c[1][6] else e * s
 
 
-@njit(fastmath={"contract"}, **_OPTS)
-def _fwd_range(x, out, code, lo, hi):
-    # Loops run over slices from 0 so LLVM can prove indices are non-negative
-    # (no wraparound selects) and vectorise.
+@njit(**_FAST)
+def _tanh1(v, c):
+    """tanh: an odd Taylor series for |v| < 0.125 (no cancellation), else from exp(-2|v|)."""
+    f64, k = c
+    one, zero = k[5], k[6]
+    a = abs(v)
+    e = _exp_nonpos(-(a + a), c)
+    t = (one - e) / (one + e)
+    t = t if v >= zero else -t
+    s = v * v
+    if f64:  # series to v**15
+        q = k[29] * s + k[28]
+        q = q * s + k[27]
+        q = q * s + k[26]
+        q = q * s + k[25]
+    else:  # to v**7
+        q = k[25]
+    q = q * s + k[24]
+    q = q * s + k[23]
+    q = q * s + k[22]
+    return v * q if a < k[7] else t
+
+
+@njit(**_FAST)
+def _act1(v, code, c):
+    """One activation value for ``code`` (0 linear, 1 sigmoid, 2 tanh, 3 relu); NaN passes."""
+    if code == RELU:
+        zero = c[1][6]
+        return zero if v < zero else v
+    if code == SIGMOID:
+        return _sigmoid1(v, c)
+    if code == TANH:
+        return _tanh1(v, c)
+    return v
+
+
+@njit(**_J)
+def _dact1(y, d, code, one):
+    """``d * act'(.)`` from the saved output ``y``."""
+    if code == RELU:
+        return d if y > one - one else one - one
+    if code == SIGMOID:
+        return d * y * (one - y)
+    if code == TANH:
+        return d * (one - y * y)
+    return d
+
+
+# ------------------------------------------------------------------ elementwise
+
+
+@njit(**_FAST)
+def _activation_range(x, out, code, lo, hi):
+    # Loops run over slices from 0 so LLVM can prove indices non-negative and vectorise.
+    c = _consts(x)
     xs = x[lo:hi]
-    os = out[lo:hi]
+    os_ = out[lo:hi]
     if code == SIGMOID:
         for i in range(xs.size):
-            os[i] = _sigmoid1(xs[i])
+            os_[i] = _sigmoid1(xs[i], c)
     elif code == TANH:
         for i in range(xs.size):
-            os[i] = _tanh1(xs[i])
+            os_[i] = _tanh1(xs[i], c)
     elif code == RELU:
-        zero = x.dtype.type(0)
+        zero = c[1][6]
         for i in range(xs.size):
             v = xs[i]
-            os[i] = zero if v < zero else v  # NaN passes through, like np.maximum
+            os_[i] = zero if v < zero else v
     else:
         for i in range(xs.size):
-            os[i] = xs[i]
+            os_[i] = xs[i]
 
 
-@njit(**_OPTS)
-def _bwd_range(y, dy, code, out, lo, hi):
+@njit(**_J)
+def _backward_range(y, dy, code, out, lo, hi):
     one = y.dtype.type(1)
-    zero = y.dtype.type(0)
     ys = y[lo:hi]
     ds = dy[lo:hi]
-    os = out[lo:hi]
+    os_ = out[lo:hi]
     if code == SIGMOID:
         for i in range(ys.size):
-            v = ys[i]
-            os[i] = ds[i] * v * (one - v)
+            os_[i] = _dact1(ys[i], ds[i], SIGMOID, one)
     elif code == TANH:
         for i in range(ys.size):
-            v = ys[i]
-            os[i] = ds[i] * (one - v * v)
+            os_[i] = _dact1(ys[i], ds[i], TANH, one)
     elif code == RELU:
         for i in range(ys.size):
-            os[i] = ds[i] if ys[i] > zero else zero
+            os_[i] = _dact1(ys[i], ds[i], RELU, one)
     else:
         for i in range(ys.size):
-            os[i] = ds[i]
+            os_[i] = ds[i]
 
 
-@njit(parallel=True, **_OPTS)
-def _fwd_par(x, out, code):
-    n = x.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(nchunks):
-        _fwd_range(x, out, code, c * _CHUNK, min(n, (c + 1) * _CHUNK))
-
-
-@njit(parallel=True, **_OPTS)
-def _bwd_par(y, dy, code, out):
-    n = y.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(nchunks):
-        _bwd_range(y, dy, code, out, c * _CHUNK, min(n, (c + 1) * _CHUNK))
-
-
-@njit(**_OPTS)
-def _flat(x):
-    return x.reshape(x.size)
-
-
-@njit(**_OPTS)
-def activation_forward_into(x, code, out):
-    """``out = act(x)`` for any-shape C-contiguous ``x``/``out`` (may alias)."""
-    xf = _flat(x)
-    of = _flat(out)
-    if xf.size >= _PAR_ELEMS:
-        _fwd_par(xf, of, code)
-    else:
-        _fwd_range(xf, of, code, 0, xf.size)
-
-
-@njit(**_OPTS)
-def activation_backward_into(y, dy, code, out):
-    """``out = dy * act'(.)`` from the saved output ``y``; any shape; ``out`` may alias ``dy``."""
-    yf = _flat(y)
-    df = _flat(dy)
-    of = _flat(out)
-    if yf.size >= _PAR_ELEMS:
-        _bwd_par(yf, df, code, of)
-    else:
-        _bwd_range(yf, df, code, of, 0, yf.size)
-
-
-@njit(**_OPTS)
-def _bias_act_rows(z, b, has_bias, code, r0, r1):
-    f = z.shape[1]
-    for r in range(r0, r1):
-        row = z[r]
-        if has_bias:
-            for j in range(f):
-                row[j] += b[j]
-        _fwd_range(row, row, code, 0, f)
-
-
-@njit(parallel=True, **_OPTS)
-def _bias_act_par(z, b, has_bias, code, rows_per_chunk):
-    n = z.shape[0]
-    nchunks = (n + rows_per_chunk - 1) // rows_per_chunk
-    for c in prange(nchunks):
-        _bias_act_rows(z, b, has_bias, code, c * rows_per_chunk, min(n, (c + 1) * rows_per_chunk))
-
-
-@njit(**_OPTS)
-def bias_activation_into(z, b, has_bias, code):
-    """In place ``z = act(z + b)`` for 2-D ``z`` (N, F) and ``b`` (F,) (ignored unless ``has_bias``)."""
-    n, f = z.shape
-    if n * f >= _PAR_ELEMS:
-        rows = max(1, _CHUNK // max(f, 1))
-        _bias_act_par(z, b, has_bias, code, rows)
-    else:
-        _bias_act_rows(z, b, has_bias, code, 0, n)
-
-
-@njit(**_OPTS)
-def _colsum_cols(x, out, j0, j1):
-    n = x.shape[0]
-    o = out[j0:j1]
-    o[:] = 0
-    for i in range(n):
-        row = x[i, j0:j1]
-        for j in range(o.size):
-            o[j] += row[j]
-
-
-@njit(parallel=True, **_OPTS)
-def _colsum_par(x, out, width):
-    f = x.shape[1]
-    nchunks = (f + width - 1) // width
-    for c in prange(nchunks):
-        _colsum_cols(x, out, c * width, min(f, (c + 1) * width))
-
-
-@njit(**_OPTS)
-def column_sum_into(x, out):
-    """``out[j] = sum_i x[i, j]`` for 2-D ``x`` (N, F), ``out`` (F,). Each thread owns whole columns."""
-    n, f = x.shape
-    if n * f >= 4 * _PAR_ELEMS and f >= 64:
-        _colsum_par(x, out, ((f + 1) // 2 + 15) // 16 * 16)  # two 16-aligned halves
-    else:
-        _colsum_cols(x, out, 0, f)
-
-
-@njit(**_OPTS)
+@njit(**_J)
 def _sgd_range(p, g, lr, lo, hi):
     ps = p[lo:hi]
     gs = g[lo:hi]
@@ -426,335 +301,356 @@ def _sgd_range(p, g, lr, lo, hi):
         ps[i] -= lr * gs[i]
 
 
-@njit(parallel=True, **_OPTS)
-def _sgd_par(p, g, lr):
-    n = p.size
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for c in prange(nchunks):
-        _sgd_range(p, g, lr, c * _CHUNK, min(n, (c + 1) * _CHUNK))
+@njit(parallel=True, **_J)
+def _elementwise_par(kind, a, b, code, lr, out):
+    """Chunks of an elementwise kernel over the threads: kind 0 activation(a), 1 backward(a, b), 2 sgd."""
+    n = a.size
+    for t in prange((n + _CHUNK - 1) // _CHUNK):
+        lo = t * _CHUNK
+        hi = min(n, lo + _CHUNK)
+        if kind == 0:
+            _activation_range(a, out, code, lo, hi)
+        elif kind == 1:
+            _backward_range(a, b, code, out, lo, hi)
+        else:
+            _sgd_range(out, a, lr, lo, hi)
 
 
-@njit(**_OPTS)
+@njit(**_J)
+def activation_into(x, code, out):
+    """``out = act(x)`` elementwise for any-shape C-contiguous ``x``, ``out`` (may be ``x``)."""
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    if xf.size >= _PAR_ELEMS and _THREADS > 1:
+        _elementwise_par(0, xf, xf, code, xf.dtype.type(0), of)
+    else:
+        _activation_range(xf, of, code, 0, xf.size)
+
+
+@njit(**_J)
+def activation_backward_into(y, dy, code, out):
+    """``out = dy * act'(.)`` from the saved output ``y``; any shape; ``out`` may be ``dy``."""
+    yf = y.reshape(y.size)
+    df = dy.reshape(dy.size)
+    of = out.reshape(out.size)
+    if yf.size >= _PAR_ELEMS and _THREADS > 1:
+        _elementwise_par(1, yf, df, code, yf.dtype.type(0), of)
+    else:
+        _backward_range(yf, df, code, of, 0, yf.size)
+
+
+@njit(**_J)
 def sgd_into(param, grad, lr):
     """In place ``param -= lr * grad`` (``lr`` cast to the dtype first), any shape."""
-    p = _flat(param)
-    g = _flat(grad)
+    p = param.reshape(param.size)
+    g = grad.reshape(grad.size)
     lr_t = p.dtype.type(lr)
-    if p.size >= _PAR_ELEMS:
-        _sgd_par(p, g, lr_t)
+    if p.size >= _PAR_ELEMS and _THREADS > 1:
+        _elementwise_par(2, g, g, 0, lr_t, p)
     else:
         _sgd_range(p, g, lr_t, 0, p.size)
+
+
+@njit(**_FAST)
+def activation_rows_into(z, b, code, i0, i1):
+    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1) of 2-D ``z``
+    (N, >= F), ``b`` (F,); columns past F (e.g. padding) are not touched."""
+    c = _consts(z)
+    f = b.size
+    for i in range(i0, i1):
+        row = z[i]
+        if code == SIGMOID:
+            for j in range(f):
+                row[j] = _sigmoid1(row[j] + b[j], c)
+        elif code == TANH:
+            for j in range(f):
+                row[j] = _tanh1(row[j] + b[j], c)
+        elif code == RELU:
+            zero = c[1][6]
+            for j in range(f):
+                v = row[j] + b[j]
+                row[j] = zero if v < zero else v
+        else:
+            for j in range(f):
+                row[j] += b[j]
+
+
+@njit(**_J)
+def activation_backward_rows_into(y, d, code, i0, i1):
+    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1) (2-D)."""
+    if code == LINEAR:
+        return
+    one = y.dtype.type(1)
+    f = y.shape[1]
+    for i in range(i0, i1):
+        yr = y[i]
+        dr = d[i]
+        if code == SIGMOID:
+            for j in range(f):
+                dr[j] = _dact1(yr[j], dr[j], SIGMOID, one)
+        elif code == TANH:
+            for j in range(f):
+                dr[j] = _dact1(yr[j], dr[j], TANH, one)
+        else:
+            for j in range(f):
+                dr[j] = _dact1(yr[j], dr[j], RELU, one)
+
+
+@njit(**_FAST)
+def column_sum_into(x, out):
+    """``out[j] = sum_i x[i, j]`` for 2-D ``x`` (N, F), ``out`` (F,). Serial (memory-bound)."""
+    out[:] = 0
+    for i in range(x.shape[0]):
+        row = x[i]
+        for j in range(out.size):
+            out[j] += row[j]
 
 
 # ------------------------------------------------------- softmax cross-entropy
 
 
-# Reassociation lets the row sum vectorise (a different, equally accurate,
-# summation order); no "nnan"/"ninf", so NaN logits still give NaN.
-@njit(fastmath={"contract", "reassoc"}, **_OPTS)
-def _softmax_rows(logits, labels, grad, r0, r1):
-    """Rows [r0, r1) of the gradient; returns their summed loss (float64)."""
-    n, c = logits.shape
-    total = 0.0
+@njit(**_FAST)
+def softmax_xent_rows(logits, labels, grad, i0, i1, n, width):
+    """*Serial.* Rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n`` over the
+    first ``width`` columns of ``logits`` and ``grad``; returns their summed loss (float64).
+
+    Stable for any finite logits (the row max is subtracted first); a NaN in a
+    row makes that row's gradient and the loss NaN."""
+    c = _consts(logits)
     inv_n = logits.dtype.type(1.0 / n)
-    for r in range(r0, r1):
-        z = logits[r]
-        g = grad[r]
+    total = 0.0
+    for i in range(i0, i1):
+        z = logits[i]
+        g = grad[i]
         m = z[0]
-        for j in range(c):
+        for j in range(1, width):
             v = z[j]
-            m = v if v > m else m
-        s = z.dtype.type(0)
-        for j in range(c):
-            e = _exp_nonpos(z[j] - m)
+            m = v if (v > m or v != v) else m  # a NaN sticks: the row's loss and gradient are NaN
+        s = c[1][6]
+        for j in range(width):
+            e = _exp_nonpos(z[j] - m, c)
             g[j] = e
             s += e
-        inv_s = z.dtype.type(1) / s
-        for j in range(c):
-            g[j] *= inv_s * inv_n
-        lab = labels[r]
+        scale = inv_n / s
+        for j in range(width):
+            g[j] *= scale
+        lab = labels[i]
         g[lab] -= inv_n
         # loss = log(sum exp(z - m)) - (z[label] - m), accumulated in float64
         total += math.log(float(s)) - (float(z[lab]) - float(m))
     return total
 
 
-@njit(parallel=True, **_OPTS)
+@njit(parallel=True, **_J)
 def _softmax_par(logits, labels, grad, rows):
     n = logits.shape[0]
-    nchunks = (n + rows - 1) // rows
-    partial = np.empty(nchunks, np.float64)  # one slot per chunk: no shared accumulator
-    for c in prange(nchunks):
-        partial[c] = _softmax_rows(logits, labels, grad, c * rows, min(n, (c + 1) * rows))
+    pieces = (n + rows - 1) // rows
+    partial = np.empty(pieces, np.float64)  # one slot per piece: no shared accumulator
+    for t in prange(pieces):
+        partial[t] = softmax_xent_rows(logits, labels, grad, t * rows, min(n, (t + 1) * rows), n, logits.shape[1])
     return partial.sum()
 
 
-@njit(**_OPTS)
+@njit(**_J)
 def softmax_xent_into(logits, labels, grad):
     """Mean softmax cross-entropy of ``logits`` (N, C) against int ``labels`` (N,) in [0, C).
 
     Writes ``grad = (softmax(logits) - onehot(labels)) / N`` (N, C) and
-    returns the loss as a float. Labels are not range-checked here. Allocates
-    nothing unless the batch is large enough to split over the cores.
-    """
+    returns the loss (float). Labels are not range-checked here."""
     n, c = logits.shape
-    if n * c >= _PAR_ELEMS:
+    if n * c >= _PAR_ELEMS and _THREADS > 1:
         total = _softmax_par(logits, labels, grad, max(1, _CHUNK // max(c, 1)))
     else:
-        total = _softmax_rows(logits, labels, grad, 0, n)
+        total = softmax_xent_rows(logits, labels, grad, 0, n, n, c)
     return total / n
 
 
-# ------------------------------------------------------------------ matmul
-# GotoBLAS-style: C (M, N) = op(A) @ op(B). The output is cut into tiles that
-# ``prange`` hands to the cores (each tile is written by one thread only).
-# Within a tile, for each depth block of KC: op(A)'s rows are packed into
-# MR-row slivers (depth-major), then for each NR-column sliver of op(B)
-# (packed depth-major, it stays in L1) a register-blocked micro-kernel
-# accumulates the MR x NR block of C in vector registers.
-
-_MR = 8  # micro-kernel rows
-_KC_BYTES = 4096  # depth block: KC = 4096 / itemsize (1024 float32, 512 float64)
-_TM_MAX = 256  # tile rows: a tile's packed A (TM x KC) stays in L2
-_DIRECT_COLS = 4  # tiles this many column slivers wide or less read A in place
-# Tiles are planned for Numba's thread pool size (a compile-time constant, so
-# the kernels stay cacheable; numba.set_num_threads(1) still works).
-_NTHREADS = max(1, config.NUMBA_NUM_THREADS)
+# ------------------------------------------------------------------ products
 
 
-def _ukernel(ap, off, rs, ps, bp, ct, kc):
-    """``ct[r, j] = sum_p ap[off + r*rs + p*ps] * bp[p*NR + j]`` (ct row-major MR x NR).
+@njit(**_FAST)
+def _dot_4x3(a, b, out, i0, i1, i2, i3, j0, j1, j2, p0, p1, acc):
+    """``out[i, j] (+)= a[i, p0:p1] . b[j, p0:p1]`` for rows i0..i3 and columns j0..j2.
 
-    ``ap`` is a flat array holding op(A)'s MR rows at stride ``rs`` along the
-    rows and ``ps`` along the depth (a packed sliver: rs=1, ps=MR; rows read in
-    place: rs=lda, ps=1). Python fallback (NUMBA_DISABLE_JIT); compiled code
-    uses the intrinsic below.
-    """
-    nr = ct.size // _MR
-    acc = np.zeros((_MR, nr), ct.dtype)
-    rows = off + rs * np.arange(_MR)
-    for p in range(kc):
-        acc += np.multiply.outer(ap[rows + p * ps], bp[p * nr : (p + 1) * nr])
-    ct[:] = acc.reshape(-1)
-
-
-def _ukernel_codegen(dt, mr, nv):
-    """LLVM IR for the micro-kernel (``kernels._tile.emit_tile``): MR x nv vectors of
-    accumulators kept in registers across the depth loop; one broadcast per row,
-    nv vector loads of the packed B sliver and nv * MR FMAs per step."""
-    from llvmlite import ir
-
-    from ._tile import emit_tile
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        nr = ir.Constant(i64, nv * (16 if dt == types.float32 else 8))
-        a_, b_, c_ = (context.make_array(signature.args[i])(context, builder, args[i]).data for i in (0, 4, 5))
-        zero = ir.Constant(i64, 0)
-        emit_tile(context, builder, dt, mr, nv, a_, args[1], args[2], args[3], b_, zero, nr, c_, zero, nr, args[6])
-        return context.get_dummy_value()
-
-    return codegen
-
-
-@intrinsic
-def _ukernel_ir(typingctx, ap, off, rs, ps, bp, ct, kc):
-    """The compiled micro-kernel (see ``_ukernel``): 1-D C-contiguous ``ap``,
-    ``bp`` (kc * NR), ``ct`` (MR * NR) of one float dtype, NR being 32 for
-    float32 and 16 for float64; integer offset and strides."""
-    if not (isinstance(ap, types.Array) and ap.dtype in (types.float32, types.float64)):
-        return None
-    return types.none(ap, types.intp, types.intp, types.intp, bp, ct, types.intp), _ukernel_codegen(ap.dtype, _MR, 2)
-
-
-@intrinsic
-def _ukernel_half_ir(typingctx, ap, off, rs, ps, bp, ct, kc):
-    """The micro-kernel for a last, narrow column sliver: NR / 2 columns (one vector)."""
-    if not (isinstance(ap, types.Array) and ap.dtype in (types.float32, types.float64)):
-        return None
-    return types.none(ap, types.intp, types.intp, types.intp, bp, ct, types.intp), _ukernel_codegen(ap.dtype, _MR, 1)
-
-
-if not config.DISABLE_JIT:
-
-    @overload(_ukernel, inline="never", jit_options=dict(error_model="numpy"))
-    def _ukernel_impl(ap, off, rs, ps, bp, ct, kc):
-        def impl(ap, off, rs, ps, bp, ct, kc):
-            if ct.size == _MR * _nr(ct):
-                _ukernel_ir(ap, off, rs, ps, bp, ct, kc)
-            else:
-                _ukernel_half_ir(ap, off, rs, ps, bp, ct, kc)
-
-        return impl
+    Twelve sums in scalar locals: LLVM vectorises them along p and keeps them
+    in registers. Indices may repeat (the edges of a matrix): a repeated
+    output gets the same value twice, since every sum reads ``out`` before
+    any is stored."""
+    a0 = a[i0, p0:p1]
+    a1 = a[i1, p0:p1]
+    a2 = a[i2, p0:p1]
+    a3 = a[i3, p0:p1]
+    b0 = b[j0, p0:p1]
+    b1 = b[j1, p0:p1]
+    b2 = b[j2, p0:p1]
+    z = out.dtype.type(0)
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = z
+    for p in range(a0.size):
+        y0 = b0[p]
+        y1 = b1[p]
+        y2 = b2[p]
+        x = a0[p]
+        s00 += x * y0
+        s01 += x * y1
+        s02 += x * y2
+        x = a1[p]
+        s10 += x * y0
+        s11 += x * y1
+        s12 += x * y2
+        x = a2[p]
+        s20 += x * y0
+        s21 += x * y1
+        s22 += x * y2
+        x = a3[p]
+        s30 += x * y0
+        s31 += x * y1
+        s32 += x * y2
+    if acc:
+        s00 += out[i0, j0]
+        s01 += out[i0, j1]
+        s02 += out[i0, j2]
+        s10 += out[i1, j0]
+        s11 += out[i1, j1]
+        s12 += out[i1, j2]
+        s20 += out[i2, j0]
+        s21 += out[i2, j1]
+        s22 += out[i2, j2]
+        s30 += out[i3, j0]
+        s31 += out[i3, j1]
+        s32 += out[i3, j2]
+    out[i0, j0] = s00
+    out[i0, j1] = s01
+    out[i0, j2] = s02
+    out[i1, j0] = s10
+    out[i1, j1] = s11
+    out[i1, j2] = s12
+    out[i2, j0] = s20
+    out[i2, j1] = s21
+    out[i2, j2] = s22
+    out[i3, j0] = s30
+    out[i3, j1] = s31
+    out[i3, j2] = s32
 
 
-@njit(**_OPTS)
-def _nr(x):
-    """Micro-kernel columns: two 512-bit vectors (32 float32, 16 float64)."""
-    return 128 // x.itemsize
+@njit(**_J)
+def dot_nt_into(a, b, out, i0, i1, j0, j1, k, accumulate):
+    """*Serial.* ``out[i, j] (+)= sum_{p<k} a[i, p] * b[j, p]`` for i in [i0, i1), j in [j0, j1).
+
+    ``a`` (M, >= k), ``b`` (N, >= k), ``out`` (M, N): 2-D C-contiguous, one
+    float dtype; ``out`` must not overlap ``a`` or ``b``. Adds to ``out``
+    when ``accumulate``, else overwrites it. Blocks of 4 x 3 outputs keep their
+    sums in registers across a depth block (see the module docstring); at the
+    edges a block repeats its last row or column."""
+    if i1 <= i0 or j1 <= j0:
+        return
+    if k <= 0:
+        if not accumulate:
+            for i in range(i0, i1):
+                out[i, j0:j1] = 0
+        return
+    kc = max(1, _KC_BYTES // out.itemsize)
+    last_i = i1 - 1
+    for p0 in range(0, k, kc):
+        p1 = min(k, p0 + kc)
+        acc = accumulate or p0 > 0
+        for jb in range(j0, j1, _NC_ROWS):
+            je = min(j1, jb + _NC_ROWS)
+            last_j = je - 1
+            for i in range(i0, i1, 4):
+                r1 = min(i + 1, last_i)
+                r2 = min(i + 2, last_i)
+                r3 = min(i + 3, last_i)
+                for j in range(jb, je, 3):
+                    _dot_4x3(a, b, out, i, r1, r2, r3, j, min(j + 1, last_j), min(j + 2, last_j), p0, p1, acc)
 
 
-@njit(**_OPTS)
-def _pack_a(a, trans_a, i0, i1, p0, kc, ap):
-    """Pack op(a)[i0:i1, p0:p0+kc] into MR-row slivers, depth-major, zero-padded:
-    ap[s*kc*MR + p*MR + r] = op(a)[i0 + s*MR + r, p0 + p]."""
-    zero = ap.dtype.type(0)
-    nsl = (i1 - i0 + _MR - 1) // _MR
-    for s in range(nsl):
-        dst = ap[s * kc * _MR : (s + 1) * kc * _MR]
-        rows = min(_MR, i1 - i0 - s * _MR)
-        if trans_a:  # a is (K, M): the MR values of one depth are contiguous
-            if rows == _MR:  # constant trip count: one vector move per depth
-                for p in range(kc):
-                    src = a[p0 + p, i0 + s * _MR : i0 + s * _MR + _MR]
-                    d = dst[p * _MR : (p + 1) * _MR]
-                    for r in range(_MR):
-                        d[r] = src[r]
-                continue
-            for p in range(kc):
-                src = a[p0 + p, i0 + s * _MR : i0 + s * _MR + rows]
-                d = dst[p * _MR : (p + 1) * _MR]
-                for r in range(rows):
-                    d[r] = src[r]
-                for r in range(rows, _MR):
-                    d[r] = zero
-        else:  # a is (M, K): rows are contiguous along the depth
-            for r in range(rows):
-                src = a[i0 + s * _MR + r, p0 : p0 + kc]
-                for p in range(kc):
-                    dst[p * _MR + r] = src[p]
-            for r in range(rows, _MR):
-                for p in range(kc):
-                    dst[p * _MR + r] = zero
+@njit(**_J)
+def transpose_into(a, out, i0, i1):
+    """*Serial.* ``out[j, i] = a[i, j]`` for rows i in [i0, i1) of ``a`` and j < ``out.shape[0]``
+    (2-D; ``a`` may be wider than ``out`` is tall, e.g. padded). ``transpose_into(a, out, 0,
+    a.shape[0])`` is ``out[:] = a.T``. Eight rows at a time, so each write is eight contiguous values."""
+    n = out.shape[0]
+    m8 = i0 + (i1 - i0) // 8 * 8
+    for i in range(i0, m8, 8):
+        r0 = a[i]
+        r1 = a[i + 1]
+        r2 = a[i + 2]
+        r3 = a[i + 3]
+        r4 = a[i + 4]
+        r5 = a[i + 5]
+        r6 = a[i + 6]
+        r7 = a[i + 7]
+        for j in range(n):
+            d = out[j, i : i + 8]
+            d[0] = r0[j]
+            d[1] = r1[j]
+            d[2] = r2[j]
+            d[3] = r3[j]
+            d[4] = r4[j]
+            d[5] = r5[j]
+            d[6] = r6[j]
+            d[7] = r7[j]
+    for i in range(m8, i1):
+        row = a[i]
+        for j in range(n):
+            out[j, i] = row[j]
 
 
-@njit(**_OPTS)
-def _pack_b(b, trans_b, j0, nr, p0, kc, bp, NR):
-    """Pack op(b)[p0:p0+kc, j0:j0+NR] depth-major, zero-padded past column j0+nr:
-    bp[p*NR + j] = op(b)[p0 + p, j0 + j]."""
-    zero = bp.dtype.type(0)
-    if trans_b:  # b is (N, K): column j of op(b) is row j of b
-        # In depth chunks of 64 so the strided writes stay within L1.
-        for q0 in range(0, kc, 64):
-            q1 = min(kc, q0 + 64)
-            for j in range(nr):
-                src = b[j0 + j, p0 + q0 : p0 + q1]
-                dst = bp[q0 * NR + j : q1 * NR]
-                for p in range(q1 - q0):
-                    dst[p * NR] = src[p]
-            for j in range(nr, NR):
-                for p in range(q0, q1):
-                    bp[p * NR + j] = zero
-    else:  # b is (K, N): rows are contiguous along the columns
-        for p in range(kc):
-            src = b[p0 + p, j0 : j0 + nr]
-            d = bp[p * NR : (p + 1) * NR]
-            for j in range(nr):
-                d[j] = src[j]
-            for j in range(nr, NR):
-                d[j] = zero
+@njit(parallel=True, **_J)
+def _dot_nt_par(a, b, out, k, rows, cols):
+    """``dot_nt_into`` over the whole of ``out``, one tile of ``rows`` x ``cols`` per piece."""
+    m, n = out.shape
+    tn = (n + cols - 1) // cols
+    for t in prange(((m + rows - 1) // rows) * tn):
+        i = t // tn * rows
+        j = t % tn * cols
+        dot_nt_into(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k, False)
 
 
-@njit(**_OPTS)
-def _store_block(ct, c, i, j, rows, cols, acc):
-    """c[i:i+rows, j:j+cols] (+)= the top-left of the MR x (ct.size / MR) block ``ct``."""
-    NR = ct.size // _MR
-    for r in range(rows):
-        src = ct[r * NR : r * NR + cols]
-        dst = c[i + r, j : j + cols]
-        if acc:
-            for q in range(cols):
-                dst[q] += src[q]
-        else:
-            for q in range(cols):
-                dst[q] = src[q]
+@njit(**_J)
+def _dot_nt_all(a, b, out, k):
+    """``out = a[:, :k] @ b[:, :k].T``: on one thread when small, else one tile per thread."""
+    m, n = out.shape
+    threads = _THREADS
+    if threads < 2 or m * n * k < _PAR_FLOPS:
+        dot_nt_into(a, b, out, 0, m, 0, n, k, False)
+    elif m >= 4 * threads:  # rows split in multiples of 4
+        _dot_nt_par(a, b, out, k, ((m + threads - 1) // threads + 3) // 4 * 4, n)
+    else:  # few rows: split the columns in multiples of 3
+        _dot_nt_par(a, b, out, k, m, ((n + threads - 1) // threads + 2) // 3 * 3)
 
 
-@njit(**_OPTS)
-def _gemm_tile(a, trans_a, b, trans_b, c, i0, i1, j0, j1):
-    """c[i0:i1, j0:j1] = op(a)[i0:i1] @ op(b)[:, j0:j1] (single thread).
-
-    op(a)'s rows are packed into MR-row slivers (zero-padded), except when
-    the tile is narrow (few column slivers to amortise the packing over) and
-    ``a`` is not transposed: then full slivers are read in place.
-    """
-    k = a.shape[0] if trans_a else a.shape[1]
-    NR = _nr(c)
-    kcmax = min(k, _KC_BYTES // c.itemsize)
-    nsl = (i1 - i0 + _MR - 1) // _MR
-    pack = trans_a or j1 - j0 > _DIRECT_COLS * NR
-    full = 0 if pack else (i1 - i0) // _MR
-    ap = np.empty((nsl - full) * kcmax * _MR, c.dtype)
-    bp = np.empty(kcmax * NR, c.dtype)
-    ct_full = np.empty(_MR * NR, c.dtype)
-    ct_half = np.empty(_MR * (NR // 2), c.dtype)
-    af = a.reshape(a.size)
-    lda = a.shape[1]
-    for p0 in range(0, k, kcmax):
-        kc = min(kcmax, k - p0)
-        acc = p0 > 0
-        if full < nsl:
-            _pack_a(a, trans_a, i0 + full * _MR, i1, p0, kc, ap)
-        for j in range(j0, j1, NR):
-            cols = min(NR, j1 - j)
-            # A last sliver of at most half width runs the one-vector kernel.
-            ct = ct_half if cols <= NR // 2 else ct_full
-            _pack_b(b, trans_b, j, cols, p0, kc, bp, ct.size // _MR)
-            for s in range(nsl):
-                if s < full:
-                    _ukernel(af, (i0 + s * _MR) * lda + p0, lda, 1, bp, ct, kc)
-                else:
-                    _ukernel(ap, (s - full) * kc * _MR, 1, _MR, bp, ct, kc)
-                _store_block(ct, c, i0 + s * _MR, j, min(_MR, i1 - i0 - s * _MR), cols, acc)
-
-
-@njit(parallel=True, **_OPTS)
-def _gemm_par(a, trans_a, b, trans_b, c, tm, tn):
-    m, n = c.shape
-    ntm = (m + tm - 1) // tm
-    ntn = (n + tn - 1) // tn
-    for t in prange(ntm * ntn):  # each tile of c belongs to one thread
-        bi = t // ntn
-        bj = t - bi * ntn
-        _gemm_tile(a, trans_a, b, trans_b, c, bi * tm, min(m, (bi + 1) * tm), bj * tn, min(n, (bj + 1) * tn))
-
-
-@njit(**_OPTS)
+@njit(**_J)
 def matmul_into(a, b, out, trans_a, trans_b):
     """``out[:] = op(a) @ op(b)`` with ``op(x) = x.T`` when its flag is set.
 
     2-D C-contiguous arrays of one float dtype; ``out`` (M, N) must not
-    overlap ``a`` or ``b``. The transposes are read in place (packing handles
-    the layout); a few small packing buffers are allocated per tile.
-    """
+    overlap ``a`` or ``b``. ``op(a)`` is read along its rows and ``op(b)``
+    along its columns: ``a`` with ``trans_a`` and ``b`` without ``trans_b``
+    are first packed into a transposed copy (allocated here)."""
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
         return
-    if k == 0:
-        out[:] = 0
-        return
-    nthreads = _NTHREADS
-    if nthreads < 2 or m * n * k < _PAR_FLOPS:
-        _gemm_tile(a, trans_a, b, trans_b, out, 0, m, 0, n)
-        return
-    NR = _nr(out)
-    # Tiles: at most _TM_MAX rows; a multiple of the thread count in number.
-    # Split along the longer side of the output (each tile packs its own
-    # panels, so this keeps the repeated packing small).
-    msl = (m + _MR - 1) // _MR
-    nsl = (n + NR - 1) // NR
-    ntm = (m + _TM_MAX - 1) // _TM_MAX
-    ntn = 1
-    if n > m and nsl >= nthreads:
-        ntn = min(nsl, nthreads)
+    if trans_a:
+        ap = np.empty((m, k), a.dtype)
+        transpose_into(a, ap, 0, k)
     else:
-        ntm = min(msl, (ntm + nthreads - 1) // nthreads * nthreads)
-        if ntm < nthreads:
-            ntn = min(nsl, (nthreads + ntm - 1) // ntm)
-    tm = ((m + ntm - 1) // ntm + _MR - 1) // _MR * _MR
-    tn = ((n + ntn - 1) // ntn + NR - 1) // NR * NR
-    _gemm_par(a, trans_a, b, trans_b, out, tm, tn)
+        ap = a
+    if trans_b:
+        bp = b
+    else:
+        bp = np.empty((n, k), b.dtype)
+        transpose_into(b, bp, 0, k)
+    _dot_nt_all(ap, bp, out, k)
+
+
+@njit(**_J)
+def dense_forward_into(x, wt, b, code, out):
+    """``out = act(x @ wt.T + b)``: ``x`` (N, K), weights stored transposed ``wt`` (F, K),
+    ``b`` (F,), ``out`` (N, F) not overlapping the inputs."""
+    _dot_nt_all(x, wt, out, x.shape[1])
+    activation_rows_into(out, b, code, 0, out.shape[0])
 
 
 # ------------------------------------------------------------- public API
@@ -798,7 +694,7 @@ def activation_forward(x, activation, out=None):
     chk.elementwise_args(x, out)
     code = chk.activation_code(activation)
     out = _alloc(out, x.shape, x.dtype)
-    activation_forward_into(x, code, out)
+    activation_into(x, code, out)
     return out
 
 
@@ -835,17 +731,13 @@ def tanh_backward(y, dy, out=None):
 
 
 def relu(x, out=None):
-    """Rectified linear unit ``max(x, 0)``. Any shape."""
+    """Rectified linear unit ``max(x, 0)`` (NaN passes through). Any shape."""
     return activation_forward(x, "relu", out)
 
 
 def relu_backward(y, dy, out=None):
     """Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0."""
     return activation_backward(y, dy, "relu", out)
-
-
-def _no_bias(dtype):
-    return np.empty(0, dtype)
 
 
 def dense_forward(x, w, b=None, activation="linear", out=None):
@@ -860,8 +752,9 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
         out[...] = dense_forward(x, w, b, activation)
         return out
     out = _alloc(out, (x.shape[0], w.shape[1]), x.dtype)
-    matmul_into(x, w, out, False, False)
-    bias_activation_into(out, _no_bias(x.dtype) if b is None else b, b is not None, code)
+    wt = np.empty((w.shape[1], w.shape[0]), w.dtype)
+    transpose_into(w, wt, 0, w.shape[0])
+    dense_forward_into(x, wt, np.zeros(w.shape[1], x.dtype) if b is None else b, code, out)
     return out
 
 

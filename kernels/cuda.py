@@ -49,11 +49,11 @@ from functools import lru_cache
 import numpy as np
 from numba import cuda, float32, float64
 
-from . import _checks as chk
-from ._checks import ACTIVATIONS, KERNEL_API
+from . import checks as chk
+from .checks import ACTIVATIONS, KERNEL_API
 
 __all__ = [
-    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels._checks.KERNEL_API)
+    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels.checks.KERNEL_API)
     # njit/device building blocks for other compiled code:
     "MATMUL_CONFIGS", "matmul_config", "gemm_into", "activation_forward_into",
     "activation_backward_into", "activation_backward_colsum_into", "column_sums_into",
@@ -581,7 +581,7 @@ def gemm_into(a, b, out, trans_a=False, trans_b=False, bias=None, act_code=0, co
     """Launch ``out = act(op(a) @ op(b) + bias)`` on device arrays (no checks, no sync).
 
     ``a``, ``b``, ``out`` (M, N) and ``bias`` (N,) or ``None`` are device arrays
-    of one dtype; ``act_code`` an int of ``kernels._checks.ACTIVATION_CODES``;
+    of one dtype; ``act_code`` an int of ``kernels.checks.ACTIVATION_CODES``;
     ``config`` a key of ``MATMUL_CONFIGS`` (default ``matmul_config(M, N)``).
     """
     m, n = out.shape

@@ -15,8 +15,8 @@ Conventions, shared by all backends:
 
 import numpy as np
 
-from . import _checks as chk
-from ._checks import ACTIVATIONS, KERNEL_API
+from . import checks as chk
+from .checks import ACTIVATIONS, KERNEL_API
 
 __all__ = ["ACTIVATIONS", *KERNEL_API]
 

@@ -529,7 +529,7 @@ def test_cpu_kernels_run_without_jit():
 def test_every_backend_defines_the_shared_api_with_the_reference_signatures(backend, reference):
     import inspect
 
-    from kernels._checks import KERNEL_API
+    from kernels.checks import KERNEL_API
 
     for name in KERNEL_API:
         assert name in backend.k.__all__, f"{backend.name} does not export {name}"

@@ -1,7 +1,7 @@
 """The MLP engine on the GPU (``MLP(..., backend="cuda")``).
 
-Implements the engine interface documented at the top of ``fastinit.mlp``
-with the device-level building blocks of ``kernels.cuda``. Everything the
+Implements ``fastinit.engines.Engine`` with the device-level building blocks
+of ``kernels.cuda``. Everything the
 network owns stays on the device across steps:
 
 - ``_params``: one flat device buffer holding every layer's W (fan_in,
@@ -22,13 +22,13 @@ wants a float; that copy is the step's only synchronisation),
 ``train_step_indices(..., return_loss=False)`` does not, and ``last_loss()``
 fetches it later.
 
-Importing this module imports ``numba.cuda``; ``fastinit.mlp`` does so only
-after ``fastinit.backends.require_cuda()`` has passed.
+Importing this module imports ``numba.cuda``; ``fastinit.engines.engine_class``
+does so only after ``fastinit.backends.require_cuda()`` has passed.
 """
 
 import numpy as np
 
-from kernels import _checks as chk
+from kernels import checks as chk
 from kernels import cuda as kc
 
 __all__ = ["CudaEngine"]
@@ -37,8 +37,8 @@ __all__ = ["CudaEngine"]
 class CudaEngine:
     """MLP engine whose parameters, activations and gradients live on the GPU.
 
-    ``CudaEngine(weights, biases, activation, dtype)``: host arrays as in the
-    ``fastinit.mlp`` engine interface; they are copied to the device once.
+    ``CudaEngine(weights, biases, activation, dtype)``: host arrays as in
+    ``fastinit.engines.Engine``; they are copied to the device once.
     Methods ``params``, ``forward``, ``train_step``, ``grad_norms`` follow that
     interface; ``set_dataset``, ``train_step_indices`` and ``last_loss`` are
     the device-resident training path.
