@@ -29,18 +29,25 @@ __all__ = ["MLP", "compile_backend"]
 
 
 def compile_backend(backend, dtype="float32"):
-    """Compile (or load from the on-disk cache) what an MLP on ``backend`` runs, ahead of use.
+    """Compile (or load from the on-disk cache) what an MLP on ``backend`` runs, ahead of use,
+    and return when all of it is ready, the cpu engine's parallel step included.
 
     Only the cpu backend compiles on the host; for the others this does
     nothing. Safe to call from a background thread, to overlap the
-    compilation with other start-up work (as ``fastinit.train.train`` does).
+    compilation with other start-up work (as ``fastinit.experiments.train`` does).
     """
     if backend != "cpu":
         return
+    from .engines.cpu import wait_compiled
+
+    n = 64  # enough rows for every thread: the parallel step gets compiled too
     mlp = MLP([8, 8, 2], backend="cpu", dtype=dtype)
-    x = np.zeros((8, 8), dtype=mlp.dtype)
-    mlp.set_dataset(x, np.zeros(8, dtype=np.int64))
-    mlp.train_step_indices(np.arange(8), 0.0)
+    x = np.zeros((n, 8), dtype=mlp.dtype)
+    mlp.set_dataset(x, np.zeros(n, dtype=np.int64))
+    for _ in range(2):  # the first step compiles the building blocks, the second starts the rest
+        mlp.train_step_indices(np.arange(n), 0.0)
+    wait_compiled()
+    mlp.train_step_indices(np.arange(n), 0.0)
     mlp.forward(x, record=True)
 
 

@@ -10,15 +10,17 @@ returned, and allocated when ``None``.
 
 Building blocks for your own ``@njit`` code
 -------------------------------------------
-The compiled functions below are public and stable. They do **no**
-validation: the caller passes C-contiguous arrays of one float dtype with
-matching shapes. Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu
+The compiled functions below are public and stable, and release the GIL.
+They do **no** validation: the caller passes C-contiguous arrays of one
+float dtype with matching shapes. (Tip: Numba compiles a callee once per
+argument types, and a literal such as ``0`` or ``False`` in a call is a type
+of its own; pass integer and boolean variables to keep one specialisation.) Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu
 (``kernels.checks.ACTIVATION_CODES``). Functions marked *serial* never start
 threads, so they may be called inside your own ``prange`` loop on disjoint
 rows; the others use every thread for large inputs.
 
-- ``dot_nt_into(a, b, out, i0, i1, j0, j1, k, accumulate)`` *serial*:
-  ``out[i, j] (+)= sum_{p<k} a[i, p] * b[j, p]`` for rows [i0, i1) and columns
+- ``dot_nt_into(a, b, out, i0, i1, j0, j1, k)`` *serial*:
+  ``out[i, j] = sum_{p<k} a[i, p] * b[j, p]`` for rows [i0, i1) and columns
   [j0, j1): the product ``a @ b.T`` with both operands read along contiguous
   rows. This is the register-blocked micro-kernel every product here uses.
 - ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
@@ -102,7 +104,7 @@ CACHE = _cache_is_writable()
 if not CACHE:
     print("fastinit: no writable Numba cache directory; compiling without an on-disk cache", file=sys.stderr)
 
-_J = dict(cache=CACHE, error_model="numpy")
+_J = dict(cache=CACHE, error_model="numpy", nogil=True)
 # Reassociation lets sums vectorise (another, equally accurate order) and
 # contraction gives FMAs; no "nnan"/"ninf", so NaN and Inf still propagate.
 _FAST = dict(_J, fastmath={"reassoc", "contract"})
@@ -120,185 +122,156 @@ _THREADS = max(1, config.NUMBA_NUM_THREADS)
 _KC_BYTES = 2048  # depth block of the products: 4 + 3 rows of it stay in L1
 _NC_ROWS = 192  # column block: that many rows of b (one depth block each) stay in L2
 
-# ------------------------------------------------------------------ scalar math
-
-
-@njit(**_J)
-def _consts(x):
-    """(is float64, constants) for the dtype of the array ``x``, every constant of that dtype
-    (a bare Python float would turn float32 arithmetic into float64):
-
-    0 exp's lower limit (below it exp underflows: 0), 1 log2(e), 2-3 ln2 in a
-    high and a low part, 4 one half, 5 one, 6 zero, 7 0.125, 8-21 1/k! for
-    k = 0..13, 22-29 the odd Taylor coefficients of tanh(v)/v in v**2."""
-    t = x.dtype.type
-    f64 = x.itemsize == 8
-    return f64, (
-        t(-708.39641853) if f64 else t(-87.33654475),
-        t(1.4426950408889634),
-        t(6.93147180369123816490e-01) if f64 else t(0.693359375),
-        t(1.90821492927058770002e-10) if f64 else t(-2.12194440e-4),
-        t(0.5), t(1.0), t(0.0), t(0.125),
-        t(1.0), t(1.0), t(1.0 / 2), t(1.0 / 6), t(1.0 / 24), t(1.0 / 120), t(1.0 / 720),
-        t(1.0 / 5040), t(1.0 / 40320), t(1.0 / 362880), t(1.0 / 3628800), t(1.0 / 39916800),
-        t(1.0 / 479001600), t(1.0 / 6227020800),
-        t(1.0), t(-1.0 / 3.0), t(2.0 / 15.0), t(-17.0 / 315.0), t(62.0 / 2835.0),
-        t(-1382.0 / 155925.0), t(21844.0 / 6081075.0), t(-929569.0 / 638512875.0),
-    )
-
-
-@njit(**_J)
-def _pow2_neg(m, half, one):
-    """2**-m for an integer 0 <= m < 1024, exactly: a product of constant powers of two
-    picked by m's bits (vectorisable: no bit casts, no table)."""
-    s = one
-    p = half
-    for b in range(10):  # 2**-1, 2**-2, 2**-4, ... 2**-512
-        s = s * p if (m >> b) & 1 else s
-        p = p * p
-    return s
+# ------------------------------------------------------- exp and activations
+# Written over 1-D rows (views), so that constants can be made in the data's
+# dtype (``x.dtype.type``: a bare Python float would make float32 math float64)
+# and every loop is a plain loop LLVM vectorises.
 
 
 @njit(**_FAST)
-def _exp_nonpos(x, c):
-    """exp(x) for x <= 0 (also -inf and NaN) with the constants ``c = _consts(...)``.
+def _exp_nonpos_into(a):
+    """In place ``a = exp(a)`` for a 1-D array of values <= 0 (also -inf; NaN stays NaN).
 
     Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a Taylor polynomial of
-    degree 7 (float32) or 13 (float64) in r, times 2**n."""
-    f64, k = c
-    lo, half, one, zero = k[0], k[4], k[5], k[6]
-    xc = x if x > lo else lo  # NaN -> lo too: no undefined float-to-int conversion
-    n = np.floor(xc * k[1] + half)
-    r = (xc - n * k[2]) - n * k[3]
-    if f64:  # a constant: LLVM keeps one branch
-        p = k[21] * r + k[20]
-        p = p * r + k[19]
-        p = p * r + k[18]
-        p = p * r + k[17]
-        p = p * r + k[16]
-        p = p * r + k[15]
-    else:
-        p = k[15]
-    p = p * r + k[14]
-    p = p * r + k[13]
-    p = p * r + k[12]
-    p = p * r + k[11]
-    p = p * r + k[10]
-    p = p * r + k[9]
-    p = p * r + k[8]
-    e = p * _pow2_neg(np.int64(-n), half, one)
-    e = e if x > lo else zero
-    return e if x == x else x
+    degree 7 (float32) or 13 (float64) in r, times 2**n built as a product of
+    the constant powers of two picked by the bits of -n: branch-free
+    arithmetic, no bit casts, so the loop vectorises. Below the dtype's
+    smallest normal result it returns 0."""
+    t = a.dtype.type
+    f64 = a.itemsize == 8  # a constant: LLVM keeps one side of each ``if f64``
+    lo = t(-708.39641853) if f64 else t(-87.33654475)
+    log2e = t(1.4426950408889634)
+    ln2_hi = t(6.93147180369123816490e-01) if f64 else t(0.693359375)
+    ln2_lo = t(1.90821492927058770002e-10) if f64 else t(-2.12194440e-4)
+    one, half, zero = t(1.0), t(0.5), t(0.0)
+    for i in range(a.size):
+        x = a[i]
+        xc = x if x > lo else lo  # NaN -> lo as well: no undefined float-to-int conversion
+        n = np.floor(xc * log2e + half)
+        r = (xc - n * ln2_hi) - n * ln2_lo
+        if f64:
+            p = t(1 / 6227020800) * r + t(1 / 479001600)
+            p = p * r + t(1 / 39916800)
+            p = p * r + t(1 / 3628800)
+            p = p * r + t(1 / 362880)
+            p = p * r + t(1 / 40320)
+            p = p * r + t(1 / 5040)
+        else:
+            p = t(1 / 5040)
+        p = p * r + t(1 / 720)
+        p = p * r + t(1 / 120)
+        p = p * r + t(1 / 24)
+        p = p * r + t(1 / 6)
+        p = p * r + half
+        p = p * r + one
+        p = p * r + one
+        m = np.int64(-n)  # 0 <= m < 1023
+        s = p * t(0.5) if m & 1 else p
+        s = s * t(2.0**-2) if m & 2 else s
+        s = s * t(2.0**-4) if m & 4 else s
+        s = s * t(2.0**-8) if m & 8 else s
+        s = s * t(2.0**-16) if m & 16 else s
+        s = s * t(2.0**-32) if m & 32 else s
+        s = s * t(2.0**-64) if m & 64 else s
+        if f64:
+            s = s * t(2.0**-128) if m & 128 else s
+            s = s * t(2.0**-256) if m & 256 else s
+            s = s * t(2.0**-512) if m & 512 else s
+        s = s if x > lo else zero
+        a[i] = s if x == x else x
 
 
 @njit(**_FAST)
-def _sigmoid1(v, c):
-    """Numerically stable logistic: exp only ever sees -|v|."""
-    one = c[1][5]
-    e = _exp_nonpos(-abs(v), c)
-    s = one / (one + e)
-    return s if v >= c[1][6] else e * s
-
-
-@njit(**_FAST)
-def _tanh1(v, c):
-    """tanh: an odd Taylor series for |v| < 0.125 (no cancellation), else from exp(-2|v|)."""
-    f64, k = c
-    one, zero = k[5], k[6]
-    a = abs(v)
-    e = _exp_nonpos(-(a + a), c)
-    t = (one - e) / (one + e)
-    t = t if v >= zero else -t
-    s = v * v
-    if f64:  # series to v**15
-        q = k[29] * s + k[28]
-        q = q * s + k[27]
-        q = q * s + k[26]
-        q = q * s + k[25]
-    else:  # to v**7
-        q = k[25]
-    q = q * s + k[24]
-    q = q * s + k[23]
-    q = q * s + k[22]
-    return v * q if a < k[7] else t
-
-
-@njit(**_FAST)
-def _act1(v, code, c):
-    """One activation value for ``code`` (0 linear, 1 sigmoid, 2 tanh, 3 relu); NaN passes."""
+def _activation_row(x, out, code, e):
+    """``out = act(x)`` for 1-D ``x`` and ``out`` (may be the same array); ``e`` a scratch
+    array at least as long (sigmoid and tanh). NaN passes through every activation."""
+    n = x.size
+    t = x.dtype.type
+    one, zero = t(1.0), t(0.0)
+    e = e[:n]
     if code == RELU:
-        zero = c[1][6]
-        return zero if v < zero else v
-    if code == SIGMOID:
-        return _sigmoid1(v, c)
-    if code == TANH:
-        return _tanh1(v, c)
-    return v
+        for i in range(n):
+            v = x[i]
+            out[i] = zero if v < zero else v
+    elif code == SIGMOID:  # stable: exp only ever sees -|v|
+        for i in range(n):
+            e[i] = -abs(x[i])
+        _exp_nonpos_into(e)
+        for i in range(n):
+            v = x[i]
+            s = one / (one + e[i])
+            out[i] = s if v >= zero else e[i] * s
+    elif code == TANH:  # from exp(-2|v|); an odd Taylor series below 0.125 (no cancellation)
+        for i in range(n):
+            v = abs(x[i])
+            e[i] = -(v + v)
+        _exp_nonpos_into(e)
+        small = t(0.125)
+        for i in range(n):
+            v = x[i]
+            th = (one - e[i]) / (one + e[i])
+            th = th if v >= zero else -th
+            q = v * v
+            if x.itemsize == 8:  # to v**15
+                s = t(-929569.0 / 638512875.0) * q + t(21844.0 / 6081075.0)
+                s = s * q + t(-1382.0 / 155925.0)
+                s = s * q + t(62.0 / 2835.0)
+                s = s * q + t(-17.0 / 315.0)
+            else:  # to v**7
+                s = t(-17.0 / 315.0)
+            s = s * q + t(2.0 / 15.0)
+            s = s * q + t(-1.0 / 3.0)
+            s = s * q + one
+            out[i] = v * s if abs(v) < small else th
+    else:
+        for i in range(n):
+            out[i] = x[i]
 
 
 @njit(**_J)
-def _dact1(y, d, code, one):
-    """``d * act'(.)`` from the saved output ``y``."""
+def _activation_backward_row(y, dy, out, code):
+    """``out = dy * act'(.)`` from the saved output ``y`` (1-D; ``out`` may be ``dy``)."""
+    t = y.dtype.type
+    one, zero = t(1.0), t(0.0)
     if code == RELU:
-        return d if y > one - one else one - one
-    if code == SIGMOID:
-        return d * y * (one - y)
-    if code == TANH:
-        return d * (one - y * y)
-    return d
-
-
-# ------------------------------------------------------------------ elementwise
-
-
-@njit(**_FAST)
-def _activation_range(x, out, code, lo, hi):
-    # Loops run over slices from 0 so LLVM can prove indices non-negative and vectorise.
-    c = _consts(x)
-    xs = x[lo:hi]
-    os_ = out[lo:hi]
-    if code == SIGMOID:
-        for i in range(xs.size):
-            os_[i] = _sigmoid1(xs[i], c)
+        for i in range(y.size):
+            out[i] = dy[i] if y[i] > zero else zero
+    elif code == SIGMOID:
+        for i in range(y.size):
+            out[i] = dy[i] * y[i] * (one - y[i])
     elif code == TANH:
-        for i in range(xs.size):
-            os_[i] = _tanh1(xs[i], c)
-    elif code == RELU:
-        zero = c[1][6]
-        for i in range(xs.size):
-            v = xs[i]
-            os_[i] = zero if v < zero else v
+        for i in range(y.size):
+            out[i] = dy[i] * (one - y[i] * y[i])
     else:
-        for i in range(xs.size):
-            os_[i] = xs[i]
+        for i in range(y.size):
+            out[i] = dy[i]
 
 
 @njit(**_J)
-def _backward_range(y, dy, code, out, lo, hi):
-    one = y.dtype.type(1)
-    ys = y[lo:hi]
-    ds = dy[lo:hi]
-    os_ = out[lo:hi]
-    if code == SIGMOID:
-        for i in range(ys.size):
-            os_[i] = _dact1(ys[i], ds[i], SIGMOID, one)
-    elif code == TANH:
-        for i in range(ys.size):
-            os_[i] = _dact1(ys[i], ds[i], TANH, one)
-    elif code == RELU:
-        for i in range(ys.size):
-            os_[i] = _dact1(ys[i], ds[i], RELU, one)
-    else:
-        for i in range(ys.size):
-            os_[i] = ds[i]
+def activation_rows_into(z, b, code, i0, i1):
+    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1) of 2-D ``z``
+    (N, >= F), ``b`` (F,); columns past F (e.g. padding) are not touched."""
+    f = b.size
+    e = np.empty(f, z.dtype)
+    for i in range(i0, i1):
+        row = z[i][:f]
+        for j in range(f):
+            row[j] += b[j]
+        _activation_row(row, row, code, e)
 
 
 @njit(**_J)
-def _sgd_range(p, g, lr, lo, hi):
-    ps = p[lo:hi]
-    gs = g[lo:hi]
-    for i in range(ps.size):
-        ps[i] -= lr * gs[i]
+def activation_backward_rows_into(y, d, code, i0, i1):
+    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1) (2-D)."""
+    if code != LINEAR:
+        for i in range(i0, i1):
+            _activation_backward_row(y[i], d[i], d[i], code)
+
+
+@njit(**_J)
+def _sgd_row(p, g, lr):
+    for i in range(p.size):
+        p[i] -= lr * g[i]
 
 
 @njit(parallel=True, **_J)
@@ -309,11 +282,11 @@ def _elementwise_par(kind, a, b, code, lr, out):
         lo = t * _CHUNK
         hi = min(n, lo + _CHUNK)
         if kind == 0:
-            _activation_range(a, out, code, lo, hi)
+            _activation_row(a[lo:hi], out[lo:hi], code, np.empty(hi - lo, a.dtype))
         elif kind == 1:
-            _backward_range(a, b, code, out, lo, hi)
+            _activation_backward_row(a[lo:hi], b[lo:hi], out[lo:hi], code)
         else:
-            _sgd_range(out, a, lr, lo, hi)
+            _sgd_row(out[lo:hi], a[lo:hi], lr)
 
 
 @njit(**_J)
@@ -324,7 +297,7 @@ def activation_into(x, code, out):
     if xf.size >= _PAR_ELEMS and _THREADS > 1:
         _elementwise_par(0, xf, xf, code, xf.dtype.type(0), of)
     else:
-        _activation_range(xf, of, code, 0, xf.size)
+        _activation_row(xf, of, code, np.empty(xf.size, xf.dtype))
 
 
 @njit(**_J)
@@ -336,7 +309,7 @@ def activation_backward_into(y, dy, code, out):
     if yf.size >= _PAR_ELEMS and _THREADS > 1:
         _elementwise_par(1, yf, df, code, yf.dtype.type(0), of)
     else:
-        _backward_range(yf, df, code, of, 0, yf.size)
+        _activation_backward_row(yf, df, of, code)
 
 
 @njit(**_J)
@@ -348,52 +321,7 @@ def sgd_into(param, grad, lr):
     if p.size >= _PAR_ELEMS and _THREADS > 1:
         _elementwise_par(2, g, g, 0, lr_t, p)
     else:
-        _sgd_range(p, g, lr_t, 0, p.size)
-
-
-@njit(**_FAST)
-def activation_rows_into(z, b, code, i0, i1):
-    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1) of 2-D ``z``
-    (N, >= F), ``b`` (F,); columns past F (e.g. padding) are not touched."""
-    c = _consts(z)
-    f = b.size
-    for i in range(i0, i1):
-        row = z[i]
-        if code == SIGMOID:
-            for j in range(f):
-                row[j] = _sigmoid1(row[j] + b[j], c)
-        elif code == TANH:
-            for j in range(f):
-                row[j] = _tanh1(row[j] + b[j], c)
-        elif code == RELU:
-            zero = c[1][6]
-            for j in range(f):
-                v = row[j] + b[j]
-                row[j] = zero if v < zero else v
-        else:
-            for j in range(f):
-                row[j] += b[j]
-
-
-@njit(**_J)
-def activation_backward_rows_into(y, d, code, i0, i1):
-    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1) (2-D)."""
-    if code == LINEAR:
-        return
-    one = y.dtype.type(1)
-    f = y.shape[1]
-    for i in range(i0, i1):
-        yr = y[i]
-        dr = d[i]
-        if code == SIGMOID:
-            for j in range(f):
-                dr[j] = _dact1(yr[j], dr[j], SIGMOID, one)
-        elif code == TANH:
-            for j in range(f):
-                dr[j] = _dact1(yr[j], dr[j], TANH, one)
-        else:
-            for j in range(f):
-                dr[j] = _dact1(yr[j], dr[j], RELU, one)
+        _sgd_row(p, g, lr_t)
 
 
 @njit(**_FAST)
@@ -412,32 +340,32 @@ def column_sum_into(x, out):
 @njit(**_FAST)
 def softmax_xent_rows(logits, labels, grad, i0, i1, n, width):
     """*Serial.* Rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n`` over the
-    first ``width`` columns of ``logits`` and ``grad``; returns their summed loss (float64).
+    first ``width`` columns of ``logits`` and ``grad`` (which may be ``logits``); returns
+    their summed loss (float64).
 
     Stable for any finite logits (the row max is subtracted first); a NaN in a
     row makes that row's gradient and the loss NaN."""
-    c = _consts(logits)
     inv_n = logits.dtype.type(1.0 / n)
     total = 0.0
     for i in range(i0, i1):
-        z = logits[i]
-        g = grad[i]
+        z = logits[i][:width]
+        g = grad[i][:width]
+        lab = labels[i]
         m = z[0]
         for j in range(1, width):
             v = z[j]
-            m = v if (v > m or v != v) else m  # a NaN sticks: the row's loss and gradient are NaN
-        s = c[1][6]
+            m = v if (v > m or v != v) else m  # a NaN sticks
+        # loss = log(sum exp(z - m)) - (z[label] - m), accumulated in float64
+        total -= float(z[lab]) - float(m)
         for j in range(width):
-            e = _exp_nonpos(z[j] - m, c)
-            g[j] = e
-            s += e
+            g[j] = z[j] - m
+        _exp_nonpos_into(g)
+        s = g.sum()
+        total += math.log(float(s))
         scale = inv_n / s
         for j in range(width):
             g[j] *= scale
-        lab = labels[i]
         g[lab] -= inv_n
-        # loss = log(sum exp(z - m)) - (z[label] - m), accumulated in float64
-        total += math.log(float(s)) - (float(z[lab]) - float(m))
     return total
 
 
@@ -455,8 +383,8 @@ def _softmax_par(logits, labels, grad, rows):
 def softmax_xent_into(logits, labels, grad):
     """Mean softmax cross-entropy of ``logits`` (N, C) against int ``labels`` (N,) in [0, C).
 
-    Writes ``grad = (softmax(logits) - onehot(labels)) / N`` (N, C) and
-    returns the loss (float). Labels are not range-checked here."""
+    Writes ``grad = (softmax(logits) - onehot(labels)) / N`` (N, C; may be
+    ``logits``) and returns the loss (float). Labels are not range-checked here."""
     n, c = logits.shape
     if n * c >= _PAR_ELEMS and _THREADS > 1:
         total = _softmax_par(logits, labels, grad, max(1, _CHUNK // max(c, 1)))
@@ -533,26 +461,26 @@ def _dot_4x3(a, b, out, i0, i1, i2, i3, j0, j1, j2, p0, p1, acc):
 
 
 @njit(**_J)
-def dot_nt_into(a, b, out, i0, i1, j0, j1, k, accumulate):
-    """*Serial.* ``out[i, j] (+)= sum_{p<k} a[i, p] * b[j, p]`` for i in [i0, i1), j in [j0, j1).
+def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
+    """*Serial.* ``out[i, j] = sum_{p<k} a[i, p] * b[j, p]`` for i in [i0, i1), j in [j0, j1).
 
-    ``a`` (M, >= k), ``b`` (N, >= k), ``out`` (M, N): 2-D C-contiguous, one
-    float dtype; ``out`` must not overlap ``a`` or ``b``. Adds to ``out``
-    when ``accumulate``, else overwrites it. Blocks of 4 x 3 outputs keep their
-    sums in registers across a depth block (see the module docstring); at the
-    edges a block repeats its last row or column."""
+    ``a`` (M, >= k), ``b`` (N, >= k), ``out`` (>= M, >= N): 2-D C-contiguous,
+    one float dtype; ``out`` must not overlap ``a`` or ``b``. Blocks of 4 x 3
+    outputs keep their sums in registers across a depth block (see the module
+    docstring); at the edges a block repeats its last row or column."""
     if i1 <= i0 or j1 <= j0:
         return
     if k <= 0:
-        if not accumulate:
-            for i in range(i0, i1):
-                out[i, j0:j1] = 0
+        zero = out.dtype.type(0)
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                out[i, j] = zero
         return
     kc = max(1, _KC_BYTES // out.itemsize)
     last_i = i1 - 1
     for p0 in range(0, k, kc):
         p1 = min(k, p0 + kc)
-        acc = accumulate or p0 > 0
+        acc = p0 > 0
         for jb in range(j0, j1, _NC_ROWS):
             je = min(j1, jb + _NC_ROWS)
             last_j = je - 1
@@ -604,7 +532,7 @@ def _dot_nt_par(a, b, out, k, rows, cols):
     for t in prange(((m + rows - 1) // rows) * tn):
         i = t // tn * rows
         j = t % tn * cols
-        dot_nt_into(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k, False)
+        dot_nt_into(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k)
 
 
 @njit(**_J)
@@ -613,7 +541,7 @@ def _dot_nt_all(a, b, out, k):
     m, n = out.shape
     threads = _THREADS
     if threads < 2 or m * n * k < _PAR_FLOPS:
-        dot_nt_into(a, b, out, 0, m, 0, n, k, False)
+        dot_nt_into(a, b, out, 0, m, 0, n, k)
     elif m >= 4 * threads:  # rows split in multiples of 4
         _dot_nt_par(a, b, out, k, ((m + threads - 1) // threads + 3) // 4 * 4, n)
     else:  # few rows: split the columns in multiples of 3

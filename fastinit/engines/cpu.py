@@ -4,7 +4,9 @@ Implements ``fastinit.engines.Engine``. The step is composed of the public,
 serial building blocks of ``kernels.cpu`` (``dot_nt_into``,
 ``activation_rows_into``, ``softmax_xent_rows``,
 ``activation_backward_rows_into``, ``transpose_into``), so training runs the
-same activation and product code as the kernels and the histograms.
+same activation and product code as the kernels and the histograms; only the
+batch gather and the fused SGD update, which know this engine's storage, are
+its own.
 
 Every product is a ``dot_nt_into`` (``a @ b.T``, both read along contiguous
 rows), which decides the storage:
@@ -22,25 +24,30 @@ over them have no remainders; the padding is never written and stays zero.
 
 Threads. The step is two parallel regions (two fork/joins):
 
-1. each thread takes a slice of the batch rows through the forward pass, the
-   softmax cross-entropy and every layer's delta, and writes its rows of the
-   transposed copies (rows never interact until the weight gradient);
+1. each thread takes a slice of the batch rows through the gather, the
+   forward pass, the softmax cross-entropy and every layer's delta, and writes
+   its rows' share of the transposed copies (rows never interact until the
+   weight gradient);
 2. each thread takes a slice of every layer's output features: their weight
-   gradient over the whole batch, bias gradient, SGD update of ``Wt``, ``b``
-   and ``W``, and sum of squares for ``grad_norms``.
+   gradient over the whole batch and the fused SGD update of ``Wt``, ``b``
+   and ``W``, with the sum of squares for ``grad_norms``.
 
 A batch too small to share runs on the calling thread, with no fork/join.
-All buffers belong to the engine (reallocated only when the batch size
-changes), so the step allocates nothing. Compiled on first use and cached on
-disk; one dtype is compiled per process unless both are used.
+
+Compilation. On a cold cache, compiling the parallel step (a ``prange``
+wrapper links in and re-optimises everything it calls) takes several times
+as long as the building blocks themselves. So the engine's first steps run
+the pieces' Python bodies (``_rows_piece.py_func``), which only call the
+compiled building blocks, on this thread, while a background thread compiles
+the parallel step; once it is ready (or loaded from the on-disk cache) every
+step uses it. Both paths run the same compiled arithmetic.
 """
 
-import numpy as np
 import threading
 
-from numba import njit
+import numpy as np
+from numba import njit, prange
 
-from kernels import checks as chk
 from kernels.cpu import (
     CACHE,
     activation_backward_rows_into,
@@ -49,108 +56,169 @@ from kernels.cpu import (
     softmax_xent_rows,
     transpose_into,
 )
+from kernels import checks as chk
 
-__all__ = ["CpuEngine"]
+__all__ = ["CpuEngine", "wait_compiled"]
 
 _J = dict(cache=CACHE, error_model="numpy", nogil=True)
 _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
 _MAX_PIECES = 64
-
-# Columns of the layout table, one row per layer (offsets are in elements).
-FI, FO, KIN, KOUT, WT, B, W, GWT, H, XT, DT = range(11)
-
-
-@njit(**_J)
-def _padded(n):
-    return (n + _PAD - 1) // _PAD * _PAD
+_LINEAR = 0
+# Integer constants for compiled callees as int64 values: a literal ``0`` in a call
+# would be a type of its own and compile the callee once more.
+_ZERO = np.int64(0)
 
 
 @njit(**_J)
-def _mat(flat, off, rows, cols):
-    return flat[off : off + rows * cols].reshape((rows, cols))
-
-
-@njit(**_J)
-def _split(n, parts, t):
-    """[lo, hi) of piece ``t`` of ``range(n)`` cut in ``parts``, boundaries on multiples of 4."""
-    step = ((n + parts - 1) // parts + 3) // 4 * 4
-    return min(n, t * step), min(n, (t + 1) * step)
-
-
-@njit(**_J)
-def _rows_piece(x, labels, idx, xb, lb, params, acts, deltas, trans, layout, code, train, t, parts):
-    """Piece ``t`` of ``parts`` of the batch rows ``x[idx]``: gathered into ``xb`` (and
-    ``labels[idx]`` into ``lb`` when ``train``), the forward pass, and when ``train`` the
-    loss, every layer's delta and the rows' share of the transposed copies. Returns the
-    piece's summed loss (0.0 unless ``train``).
-
-    ``x``, ``labels``, ``idx`` are read-only views (one compiled type for any caller's
-    arrays); everything after the gather reads the engine's own buffers."""
-    n = idx.size
-    r0, r1 = _split(n, parts, t)
+def _gather(x, labels, idx, xb, lb, r0, r1, with_labels):
+    """Rows [r0, r1) of ``xb = x[idx]`` (and of ``lb = labels[idx]`` when ``with_labels``)."""
     for r in range(r0, r1):
-        xb[r] = x[idx[r]]
-        if train:
+        src = x[idx[r]]
+        dst = xb[r]
+        for q in range(dst.size):  # an explicit loop compiles much faster than a row assignment
+            dst[q] = src[q]
+        if with_labels:
             lb[r] = labels[idx[r]]
-    layers = layout.shape[0]
-    np_ = _padded(n)
-    h_in = xb
+
+
+@njit(**_J)
+def _sgd_rows(wt, g, b, dt, w, lr, j0, j1, fi, transposed_too):
+    """Rows [j0, j1) of one layer's SGD update from its weight gradient ``g`` (fan_out, >= fi)
+    and transposed delta ``dt`` (the bias gradient is the row sum): ``Wt``, ``b``, and ``W``
+    (its columns j) when ``transposed_too``. Returns the sum of squares of those rows of g."""
+    total = 0.0
+    for j in range(j0, j1):
+        b[j] -= lr * dt[j].sum()
+        wj = wt[j]
+        gj = g[j]
+        ss = g.dtype.type(0)
+        for q in range(fi):
+            v = gj[q]
+            wj[q] -= lr * v
+            ss += v * v
+        total += ss
+        if transposed_too:
+            for q in range(fi):
+                w[q, j] -= lr * gj[q]
+    return total
+
+
+def _rows_piece(x, labels, idx, net, ws, sizes, code, train, t, parts):
+    """Piece ``t`` of ``parts`` of the batch rows ``x[idx]``: the gather, the forward pass,
+    and when ``train`` the loss, every layer's delta and the rows' share of the transposed
+    copies. Returns the piece's summed loss (0.0 unless ``train``).
+
+    ``x``, ``labels``, ``idx``: read-only views (one compiled type for any caller's arrays);
+    ``net = (wt0, wth, w, b)``, ``ws = (xb, lb, acts, deltas, xt, ht, dt)``: see ``CpuEngine``."""
+    wt0, wth, w, b = net
+    xb, lb, acts, deltas, xt, ht, dt = ws
+    layers = sizes.size - 1
+    n = idx.size
+    step = ((n + parts - 1) // parts + 3) // 4 * 4
+    r0, r1 = min(n, t * step), min(n, (t + 1) * step)
+    _gather(x, labels, idx, xb, lb, r0, r1, train)
     for i in range(layers):
-        fi, fo, kin, kout = layout[i, FI], layout[i, FO], layout[i, KIN], layout[i, KOUT]
-        h = _mat(acts, layout[i, H], n, kout)
-        dot_nt_into(h_in, _mat(params, layout[i, WT], fo, kin), h, r0, r1, 0, fo, kin, False)
-        activation_rows_into(h, params[layout[i, B] : layout[i, B] + fo], code if i < layers - 1 else 0, r0, r1)
+        fo = sizes[i + 1]
+        kin = sizes[0] if i == 0 else (sizes[i] + _PAD - 1) // _PAD * _PAD
+        h_in = xb if i == 0 else acts[i - 1]
+        dot_nt_into(h_in, wt0 if i == 0 else wth[i - 1], acts[i], r0, r1, _ZERO, fo, kin)
+        activation_rows_into(acts[i], b[i][:fo], code if i < layers - 1 else _LINEAR, r0, r1)
         if train:
-            transpose_into(h_in, _mat(trans, layout[i, XT], fi, np_), r0, r1)
-        h_in = h
+            transpose_into(h_in, xt if i == 0 else ht[i - 1], r0, r1)
     if not train:
         return 0.0
-    last = layers - 1
-    d = _mat(deltas, layout[last, H], n, layout[last, KOUT])
-    loss = softmax_xent_rows(h_in, lb, d, r0, r1, n, layout[last, FO])
-    for i in range(last, -1, -1):
-        fi, fo, kout = layout[i, FI], layout[i, FO], layout[i, KOUT]
-        transpose_into(d, _mat(trans, layout[i, DT], fo, np_), r0, r1)
-        if i == 0:
-            break
-        prev = _mat(deltas, layout[i - 1, H], n, layout[i - 1, KOUT])
-        dot_nt_into(d, _mat(params, layout[i, W], fi, kout), prev, r0, r1, 0, fi, kout, False)
-        activation_backward_rows_into(_mat(acts, layout[i - 1, H], n, layout[i - 1, KOUT]), prev, code, r0, r1)
-        d = prev
+    d = deltas[layers - 1]
+    loss = softmax_xent_rows(acts[layers - 1], lb, d, r0, r1, n, sizes[layers])
+    for i in range(layers - 1, 0, -1):
+        transpose_into(d, dt[i], r0, r1)
+        kout = (sizes[i + 1] + _PAD - 1) // _PAD * _PAD
+        dot_nt_into(d, w[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], kout)
+        activation_backward_rows_into(acts[i - 1], deltas[i - 1], code, r0, r1)
+        d = deltas[i - 1]
+    transpose_into(d, dt[0], r0, r1)
     return loss
 
 
-@njit(**_J)
-def _update_piece(n, params, grads, trans, layout, lr, sq, t, parts):
-    """Piece ``t`` of every layer's output features (after ``_rows_piece``): weight and bias
-    gradients over the whole batch, the SGD update of ``Wt``, ``b`` and ``W``, and each
-    layer's sum of squares of the piece's weight gradient into ``sq[t, layer]``."""
-    np_ = _padded(n)
-    for i in range(layout.shape[0]):
-        fi, fo, kin, kout = layout[i, FI], layout[i, FO], layout[i, KIN], layout[i, KOUT]
-        j0, j1 = _split(fo, parts, (t + i) % parts)  # rotated: uneven splits even out over layers
-        dt = _mat(trans, layout[i, DT], fo, np_)
-        g = _mat(grads, layout[i, GWT], fo, kin)
-        dot_nt_into(dt, _mat(trans, layout[i, XT], fi, np_), g, j0, j1, 0, fi, np_, False)
-        wt = _mat(params, layout[i, WT], fo, kin)
-        b = params[layout[i, B] : layout[i, B] + fo]
-        total = 0.0
-        for j in range(j0, j1):
-            b[j] -= lr * dt[j].sum()
-            gj = g[j, :fi]
-            wj = wt[j, :fi]
-            ss = gj.dtype.type(0)
-            for q in range(fi):
-                v = gj[q]
-                wj[q] -= lr * v
-                ss += v * v
-            total += ss
-            if i > 0:
-                w = _mat(params, layout[i, W], fi, kout)
-                for q in range(fi):
-                    w[q, j] -= lr * gj[q]
-        sq[t, i] = total
+def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
+    """Piece ``t`` of ``parts`` of every layer's output features (after ``_rows_piece``):
+    the weight gradient over the whole batch and the fused SGD update; the sum of squares
+    of the piece's gradient rows of layer i goes to ``sq[t, i]``. ``grads = (g0, gh)``."""
+    wt0, wth, w, b = net
+    g0, gh = grads
+    xb, lb, acts, deltas, xt, ht, dt = ws
+    k = xt.shape[1]  # the batch, padded
+    for i in range(sizes.size - 1):
+        fi, fo = sizes[i], sizes[i + 1]
+        step = ((fo + parts - 1) // parts + 3) // 4 * 4
+        u = (t + i) % parts  # rotated: an uneven split of the rows evens out over the layers
+        j0, j1 = min(fo, u * step), min(fo, (u + 1) * step)
+        g = g0 if i == 0 else gh[i - 1]
+        dot_nt_into(dt[i], xt if i == 0 else ht[i - 1], g, j0, j1, _ZERO, fi, k)
+        sq[t, i] = _sgd_rows(wt0 if i == 0 else wth[i - 1], g, b[i], dt[i], w[max(i - 1, 0)], lr, j0, j1, fi, i > 0)
+
+
+_rows_piece_jit = njit(**_J)(_rows_piece)
+_update_piece_jit = njit(**_J)(_update_piece)
+
+
+@njit(parallel=True, **_J)
+def _parallel_step(x, labels, idx, net, grads, ws, sizes, code, lr, sq, train, losses, parts):
+    """``_rows_piece`` for every piece t < parts on the threads, then when ``train``
+    ``_update_piece``: two fork/joins. Returns the summed loss. (The tuples are unpacked
+    here and built again in the loops: a ``prange`` body takes arrays, not tuples of them.)"""
+    wt0, wth, w, b = net
+    g0, gh = grads
+    xb, lb, acts, deltas, xt, ht, dt = ws
+    for t in prange(parts):
+        losses[t] = _rows_piece_jit(x, labels, idx, (wt0, wth, w, b), (xb, lb, acts, deltas, xt, ht, dt), sizes,
+                                    code, train, np.int64(t), parts)
+    if train:
+        for t in prange(parts):
+            _update_piece_jit((wt0, wth, w, b), (g0, gh), (xb, lb, acts, deltas, xt, ht, dt), sizes, lr, sq,
+                              np.int64(t), parts)
+    return losses[:parts].sum()
+
+
+class _Compiled:
+    """The parallel step compiled (or loaded from the cache) in a background thread, once per
+    argument types; ``ready(types)`` says whether it can be called without waiting."""
+
+    _lock = threading.Lock()
+    _done = {}  # argument types -> threading.Event
+
+    @classmethod
+    def ready(cls, args):
+        import numba
+
+        types = tuple(numba.typeof(a) for a in args)
+        with cls._lock:
+            event = cls._done.get(types)
+            if event is None:
+                event = cls._done[types] = threading.Event()
+                threading.Thread(target=cls._compile, args=(types, event), daemon=True,
+                                 name="fastinit-compile").start()
+        return event.is_set()
+
+    @classmethod
+    def wait(cls):
+        """Wait for every compile started so far."""
+        with cls._lock:
+            events = list(cls._done.values())
+        for event in events:
+            event.wait()
+
+    @staticmethod
+    def _compile(types, event):
+        try:
+            _parallel_step.compile(types)
+        finally:
+            event.set()
+
+
+def wait_compiled():
+    """Block until the parallel steps being compiled in the background are ready."""
+    _Compiled.wait()
 
 
 def _read_only(a):
@@ -167,170 +235,117 @@ def _pieces(n):
     return max(1, min(numba.get_num_threads(), _MAX_PIECES, n // _ROWS_PER_PIECE))
 
 
-class _Team:
-    """The calling thread plus persistent helper threads that run the pieces of a parallel
-    region: ``run(func, args, parts)`` calls ``func(*args, t, parts)`` for t < parts, piece 0
-    on the calling thread, and returns their results. The compiled pieces release the GIL.
-
-    (A ``prange`` loop would make Numba compile a parallel wrapper that links in and
-    re-optimises the whole step: about half of the cold compile time.)"""
-
-    _lock = threading.Lock()
-    _helpers = []
-
-    @classmethod
-    def run(cls, func, args, parts):
-        with cls._lock:  # one region at a time, whichever thread asks
-            while len(cls._helpers) < parts - 1:
-                cls._helpers.append(_Helper())
-            for t in range(1, parts):
-                cls._helpers[t - 1].start(func, args, t, parts)
-            try:
-                first = func(*args, 0, parts)
-            finally:
-                rest = [cls._helpers[t - 1].result() for t in range(1, parts)]
-        return [first, *rest]
-
-
-class _Helper:
-    """One persistent daemon thread that runs one piece at a time for ``_Team``."""
-
-    def __init__(self):
-        self._go = threading.Semaphore(0)
-        self._done = threading.Semaphore(0)
-        self._job = self._out = None
-        threading.Thread(target=self._loop, name="fastinit-cpu-helper", daemon=True).start()
-
-    def start(self, func, args, t, parts):
-        self._job = (func, args, t, parts)
-        self._go.release()
-
-    def result(self):
-        """Wait for the piece; its result, or its exception raised here."""
-        self._done.acquire()
-        ok, value = self._out
-        if not ok:
-            raise value
-        return value
-
-    def _loop(self):
-        while True:
-            self._go.acquire()
-            func, args, t, parts = self._job
-            try:
-                self._out = (True, func(*args, t, parts))
-            except BaseException as exc:  # handed to the caller of result()
-                self._out = (False, exc)
-            self._done.release()
+def _padded(n):
+    return (n + _PAD - 1) // _PAD * _PAD
 
 
 class CpuEngine:
     """Numba engine: one compiled call per training step, allocating nothing.
 
-    ``_params`` holds every layer's ``Wt`` (fan_out, kin), ``b`` (fan_out,)
-    and, from the second layer on, ``W`` (fan_in, kout), with kin = the
-    input's row stride (the input width for the first layer, else the previous
-    kout) and kout = fan_out padded to 16; ``_grads`` holds each ``dL/dWt``.
-    ``_layout`` (layers, 11) int64 has each layer's widths and offsets
-    (columns ``FI`` ... ``DT``); the workspace columns (``H``, ``XT``, ``DT``)
-    are filled in for the batch size of the buffers they point into.
+    Parameters (``_net``), for layers of ``sizes[i]`` -> ``sizes[i + 1]`` units,
+    K = the widest layer padded to 16 and F = the widest layer:
+
+    - ``wt0`` (sizes[1], sizes[0]): the first layer's W transposed;
+    - ``wth`` (layers - 1, F, K): the other layers' W transposed, each in the top-left;
+    - ``w`` (layers - 1, F, K): the same layers' W (fan_in, fan_out), for the deltas;
+    - ``b`` (layers, K).
+
+    ``_grads = (g0, gh)`` has ``wt0``'s and ``wth``'s shapes. The workspace for
+    batches of n rows (``_workspace``): the gathered batch ``xb`` (n, sizes[0])
+    and ``lb`` (n,), every layer's output ``acts`` and delta ``deltas``
+    (layers, n, K), and the transposed copies ``xt`` (sizes[0], n16),
+    ``ht`` (layers - 1, F, n16), ``dt`` (layers, F, n16) with n16 = n padded.
     """
 
     def __init__(self, weights, biases, activation, dtype):
         self.dtype = np.dtype(dtype)
         self.activation = activation
         self.code = chk.activation_code(activation)
-        rows, off, goff = [], 0, 0
-        kin = weights[0].shape[0]
-        for i, w in enumerate(weights):
-            fi, fo = w.shape
-            kout = (fo + _PAD - 1) // _PAD * _PAD
-            wt, b, wo = off, off + fo * kin, off + fo * kin + fo
-            off = wo + (fi * kout if i > 0 else 0)
-            rows.append([fi, fo, kin, kout, wt, b, wo if i > 0 else -1, goff, 0, 0, 0])
-            goff += fo * kin
-            kin = kout
-        self._layout = np.array(rows, dtype=np.int64)
-        self._params = np.zeros(off, dtype=self.dtype)
-        self._grads = np.zeros(goff, dtype=self.dtype)
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            fi, fo = w.shape
-            self._wt(i)[:, :fi] = w.T
-            self._params[rows[i][B] : rows[i][B] + fo] = b
+        sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
+        self._sizes = np.array(sizes, dtype=np.int64)
+        layers, f = len(weights), max(sizes[1:])
+        k = _padded(f)
+        z, dt = np.zeros, self.dtype
+        self._net = (z((sizes[1], sizes[0]), dt), z((max(layers - 1, 1), f, k), dt),
+                     z((max(layers - 1, 1), f, k), dt), z((layers, k), dt))
+        wt0, wth, w, b = self._net
+        for i, (wi, bi) in enumerate(zip(weights, biases)):
+            fi, fo = wi.shape
+            (wt0 if i == 0 else wth[i - 1][:fo])[:, :fi] = wi.T
             if i > 0:
-                self._w(i)[:, :fo] = w
+                w[i - 1][:fi, :fo] = wi
+            b[i][:fo] = bi
+        self._grads = (np.zeros_like(wt0), np.zeros_like(wth))
+        self._k = k
         self._train = None  # the training workspace, for one batch size
-        self._sq = np.zeros((_MAX_PIECES, len(rows)))
+        self._losses = np.zeros(_MAX_PIECES)
+        self._sq = np.zeros((_MAX_PIECES, layers))
         self._pieces = 0
         self._loss = None
         self._data = None
         self._range = None  # read-only arange(n): the rows of a batch given as x
-
-    def _wt(self, i):
-        fi, fo, kin, kout, wt = (int(v) for v in self._layout[i, :5])
-        return self._params[wt : wt + fo * kin].reshape(fo, kin)
-
-    def _w(self, i):
-        fi, fo, kin, kout, _, _, w = (int(v) for v in self._layout[i, :7])
-        return self._params[w : w + fi * kout].reshape(fi, kout)
+        self._warm = self._ready = False  # see _parallel_ready
 
     def params(self):
+        wt0, wth, w, b = self._net
         out = []
-        for i, (fi, fo, _, _, _, b) in enumerate(self._layout[:, :6].tolist()):
-            out.append((np.ascontiguousarray(self._wt(i)[:, :fi].T), self._params[b : b + fo].copy()))
+        for i, (fi, fo) in enumerate(zip(self._sizes[:-1].tolist(), self._sizes[1:].tolist())):
+            wt = wt0 if i == 0 else wth[i - 1][:fo, :fi]
+            out.append((np.ascontiguousarray(wt.T), b[i][:fo].copy()))
         return out
 
     def _workspace(self, n, train):
-        """Buffers for a batch of ``n`` rows (zeroed: the padding stays 0) and a layout pointing
-        into them: (layout, xb, lb, acts, deltas, trans); the last two are empty unless ``train``."""
-        layout = self._layout.copy()
-        col = 0
-        for row in layout:
-            row[H] = col
-            col += n * int(row[KOUT])
-        np_, off = (n + _PAD - 1) // _PAD * _PAD, 0
-        for row in layout:
-            row[XT] = off
-            off += int(row[FI]) * np_
-            row[DT] = off
-            off += int(row[FO]) * np_
-        z = np.zeros
-        return (layout, z((n, int(layout[0, FI])), self.dtype), z(n, np.int64), z(col, self.dtype),
-                z(col if train else 0, self.dtype), z(off if train else 0, self.dtype))
+        """(xb, lb, acts, deltas, xt, ht, dt) for batches of ``n`` rows, zeroed (the padding
+        stays 0); the last four are empty unless ``train``."""
+        s = self._sizes
+        layers, f, k, n16 = s.size - 1, int(s[1:].max()), self._k, _padded(n)
+        z, dt = np.zeros, self.dtype
+        if not train:
+            return (z((n, s[0]), dt), z(n, np.int64), z((layers, n, k), dt), z((1, 1, 1), dt), z((1, 1), dt),
+                    z((1, 1, 1), dt), z((1, 1, 1), dt))
+        return (z((n, s[0]), dt), z(n, np.int64), z((layers, n, k), dt), z((layers, n, k), dt),
+                z((s[0], n16), dt), z((max(layers - 1, 1), f, n16), dt), z((layers, f, n16), dt))
 
     def _call(self, x, labels, idx, ws, train, lr):
-        """Run the compiled pieces on workspace ``ws``; return the summed loss."""
-        layout, xb, lb, acts, deltas, trans = ws
-        n = idx.size
-        parts = _pieces(n)
-        rows = (x, labels, idx, xb, lb, self._params, acts, deltas, trans, layout, self.code, train)
-        update = (n, self._params, self._grads, trans, layout, lr, self._sq)
-        if parts == 1:  # small: this thread only, no fork/join
-            loss = _rows_piece(*rows, 0, 1)
+        """Run the pieces on the workspace ``ws``; return the summed loss."""
+        parts = _pieces(idx.size)
+        rows = (x, labels, idx, self._net, ws, self._sizes, self.code)
+        update = (self._net, self._grads, ws, self._sizes, lr, self._sq)
+        args = (x, labels, idx, self._net, self._grads, ws, self._sizes, self.code, lr, self._sq, train,
+                self._losses, parts)
+        if parts > 1 and self._parallel_ready(args):
+            loss = _parallel_step(*args)
+        else:  # small, or the parallel step still compiling: this thread, no fork/join
+            parts = 1
+            loss = _rows_piece(*rows, train, 0, 1)
             if train:
                 _update_piece(*update, 0, 1)
-            return loss
-        loss = sum(_Team.run(_rows_piece, rows, parts))
-        if train:
-            _Team.run(_update_piece, update, parts)
+        self._pieces = parts
         return loss
+
+    def _parallel_ready(self, args):
+        """Whether the parallel step is compiled for ``args``; asked for only after a serial
+        step has compiled the building blocks on this thread (a compile in the background
+        holds Numba's compiler lock until it is done)."""
+        if not self._ready:
+            self._ready = self._warm and _Compiled.ready(args)
+            self._warm = True
+        return self._ready
 
     def forward(self, x, record):
         n = x.shape[0]
         ws = self._workspace(n, False)
         idx = _read_only(np.arange(n, dtype=np.int64))
         self._call(_read_only(x), idx, idx, ws, False, self.dtype.type(0))
-        layout, acts = ws[0], ws[3]
-        outs = [np.ascontiguousarray(acts[h : h + n * kout].reshape(n, kout)[:, :fo])
-                for fo, kout, h in layout[:, [FO, KOUT, H]].tolist()]
+        acts = ws[2]
+        outs = [np.ascontiguousarray(acts[i, :, :fo]) for i, fo in enumerate(self._sizes[1:].tolist())]
         return (outs[-1], outs[:-1]) if record else outs[-1]
 
     def _step(self, x, labels, idx, lr):
         n = idx.size
-        if self._train is None or self._train[1].shape[0] != n:
+        if self._train is None or self._train[0].shape[0] != n:
             self._train = self._workspace(n, True)
         loss = self._call(x, labels, idx, self._train, True, self.dtype.type(lr))
-        self._pieces = _pieces(n)
         self._loss = float(loss) / n
         return self._loss
 
