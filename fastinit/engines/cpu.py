@@ -8,16 +8,20 @@ same activation and product code as the kernels and the histograms; only the
 batch gather and the fused SGD update, which know this engine's storage, are
 its own.
 
-Every product is a ``dot_nt_into`` (``a @ b.T``, both read along contiguous
-rows), which decides the storage:
+The weights are stored transposed, ``Wt`` (fan_out, fan_in), and every
+product reads its operands along contiguous rows:
 
-===========  ==============================  ===========================
-product      as ``a @ b.T``                  stored for it
-===========  ==============================  ===========================
-forward      ``H[i] = H[i-1] @ Wt[i].T``     ``Wt`` (fan_out, fan_in)
-delta        ``D[i-1] = D[i] @ W[i].T``      ``W`` (fan_in, fan_out), layers >= 1
-gradient     ``G[i] = DT[i] @ HT[i-1].T``    ``DT``, ``HT``: transposed copies
-===========  ==============================  ===========================
+===========  ======================================  ==================
+product      computed as                             building block
+===========  ======================================  ==================
+forward      ``H[i] = H[i-1] @ Wt[i].T``             ``dot_nt_into``
+gradient     ``G[i] = DT[i] @ HT[i-1].T``            ``dot_nt_into``
+delta        ``D[i-1] = D[i] @ Wt[i]``               ``axpy_rows_into``
+===========  ======================================  ==================
+
+``DT`` and ``HT`` are transposed copies of the deltas and activations, which
+each thread writes for its rows of the batch. The delta's depth is a layer's
+width, short enough that summing scaled rows of ``Wt`` beats dot products.
 
 Rows are padded with zeros to a multiple of 16 elements, so the vector loops
 over them have no remainders; the padding is never written and stays zero.
@@ -29,8 +33,8 @@ Threads. The step is two parallel regions (two fork/joins):
    its rows' share of the transposed copies (rows never interact until the
    weight gradient);
 2. each thread takes a slice of every layer's output features: their weight
-   gradient over the whole batch and the fused SGD update of ``Wt``, ``b``
-   and ``W``, with the sum of squares for ``grad_norms``.
+   gradient over the whole batch and the fused SGD update of ``Wt`` and
+   ``b``, with the sum of squares for ``grad_norms``.
 
 A batch too small to share runs on the calling thread, with no fork/join.
 
@@ -52,6 +56,7 @@ from kernels.cpu import (
     CACHE,
     activation_backward_rows_into,
     activation_rows_into,
+    axpy_rows_into,
     dot_nt_into,
     softmax_xent_rows,
     transpose_into,
@@ -61,6 +66,7 @@ from kernels import checks as chk
 __all__ = ["CpuEngine", "wait_compiled"]
 
 _J = dict(cache=CACHE, error_model="numpy", nogil=True)
+_FAST = dict(_J, fastmath={"reassoc", "contract"})  # sums vectorise; NaN and Inf still propagate
 _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
 _MAX_PIECES = 64
@@ -82,11 +88,11 @@ def _gather(x, labels, idx, xb, lb, r0, r1, with_labels):
             lb[r] = labels[idx[r]]
 
 
-@njit(**_J)
-def _sgd_rows(wt, g, b, dt, w, lr, j0, j1, fi, transposed_too):
-    """Rows [j0, j1) of one layer's SGD update from its weight gradient ``g`` (fan_out, >= fi)
-    and transposed delta ``dt`` (the bias gradient is the row sum): ``Wt``, ``b``, and ``W``
-    (its columns j) when ``transposed_too``. Returns the sum of squares of those rows of g."""
+@njit(**_FAST)
+def _sgd_rows(wt, g, b, dt, lr, j0, j1, fi):
+    """Rows [j0, j1) of one layer's SGD update of ``Wt`` and ``b`` from its weight gradient
+    ``g`` (fan_out, >= fi) and transposed delta ``dt`` (the bias gradient is its row sum).
+    Returns the sum of squares of those rows of g (float64)."""
     total = 0.0
     for j in range(j0, j1):
         b[j] -= lr * dt[j].sum()
@@ -98,9 +104,6 @@ def _sgd_rows(wt, g, b, dt, w, lr, j0, j1, fi, transposed_too):
             wj[q] -= lr * v
             ss += v * v
         total += ss
-        if transposed_too:
-            for q in range(fi):
-                w[q, j] -= lr * gj[q]
     return total
 
 
@@ -110,8 +113,8 @@ def _rows_piece(x, labels, idx, net, ws, sizes, code, train, t, parts):
     copies. Returns the piece's summed loss (0.0 unless ``train``).
 
     ``x``, ``labels``, ``idx``: read-only views (one compiled type for any caller's arrays);
-    ``net = (wt0, wth, w, b)``, ``ws = (xb, lb, acts, deltas, xt, ht, dt)``: see ``CpuEngine``."""
-    wt0, wth, w, b = net
+    ``net = (wt0, wth, b)``, ``ws = (xb, lb, acts, deltas, xt, ht, dt)``: see ``CpuEngine``."""
+    wt0, wth, b = net
     xb, lb, acts, deltas, xt, ht, dt = ws
     layers = sizes.size - 1
     n = idx.size
@@ -132,8 +135,7 @@ def _rows_piece(x, labels, idx, net, ws, sizes, code, train, t, parts):
     loss = softmax_xent_rows(acts[layers - 1], lb, d, r0, r1, n, sizes[layers])
     for i in range(layers - 1, 0, -1):
         transpose_into(d, dt[i], r0, r1)
-        kout = (sizes[i + 1] + _PAD - 1) // _PAD * _PAD
-        dot_nt_into(d, w[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], kout)
+        axpy_rows_into(d, wth[i - 1], deltas[i - 1], r0, r1, sizes[i], sizes[i + 1])
         activation_backward_rows_into(acts[i - 1], deltas[i - 1], code, r0, r1)
         d = deltas[i - 1]
     transpose_into(d, dt[0], r0, r1)
@@ -144,7 +146,7 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
     """Piece ``t`` of ``parts`` of every layer's output features (after ``_rows_piece``):
     the weight gradient over the whole batch and the fused SGD update; the sum of squares
     of the piece's gradient rows of layer i goes to ``sq[t, i]``. ``grads = (g0, gh)``."""
-    wt0, wth, w, b = net
+    wt0, wth, b = net
     g0, gh = grads
     xb, lb, acts, deltas, xt, ht, dt = ws
     k = xt.shape[1]  # the batch, padded
@@ -155,7 +157,7 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
         j0, j1 = min(fo, u * step), min(fo, (u + 1) * step)
         g = g0 if i == 0 else gh[i - 1]
         dot_nt_into(dt[i], xt if i == 0 else ht[i - 1], g, j0, j1, _ZERO, fi, k)
-        sq[t, i] = _sgd_rows(wt0 if i == 0 else wth[i - 1], g, b[i], dt[i], w[max(i - 1, 0)], lr, j0, j1, fi, i > 0)
+        sq[t, i] = _sgd_rows(wt0 if i == 0 else wth[i - 1], g, b[i], dt[i], lr, j0, j1, fi)
 
 
 _rows_piece_jit = njit(**_J)(_rows_piece)
@@ -167,15 +169,15 @@ def _parallel_step(x, labels, idx, net, grads, ws, sizes, code, lr, sq, train, l
     """``_rows_piece`` for every piece t < parts on the threads, then when ``train``
     ``_update_piece``: two fork/joins. Returns the summed loss. (The tuples are unpacked
     here and built again in the loops: a ``prange`` body takes arrays, not tuples of them.)"""
-    wt0, wth, w, b = net
+    wt0, wth, b = net
     g0, gh = grads
     xb, lb, acts, deltas, xt, ht, dt = ws
     for t in prange(parts):
-        losses[t] = _rows_piece_jit(x, labels, idx, (wt0, wth, w, b), (xb, lb, acts, deltas, xt, ht, dt), sizes,
+        losses[t] = _rows_piece_jit(x, labels, idx, (wt0, wth, b), (xb, lb, acts, deltas, xt, ht, dt), sizes,
                                     code, train, np.int64(t), parts)
     if train:
         for t in prange(parts):
-            _update_piece_jit((wt0, wth, w, b), (g0, gh), (xb, lb, acts, deltas, xt, ht, dt), sizes, lr, sq,
+            _update_piece_jit((wt0, wth, b), (g0, gh), (xb, lb, acts, deltas, xt, ht, dt), sizes, lr, sq,
                               np.int64(t), parts)
     return losses[:parts].sum()
 
@@ -247,7 +249,6 @@ class CpuEngine:
 
     - ``wt0`` (sizes[1], sizes[0]): the first layer's W transposed;
     - ``wth`` (layers - 1, F, K): the other layers' W transposed, each in the top-left;
-    - ``w`` (layers - 1, F, K): the same layers' W (fan_in, fan_out), for the deltas;
     - ``b`` (layers, K).
 
     ``_grads = (g0, gh)`` has ``wt0``'s and ``wth``'s shapes. The workspace for
@@ -266,14 +267,11 @@ class CpuEngine:
         layers, f = len(weights), max(sizes[1:])
         k = _padded(f)
         z, dt = np.zeros, self.dtype
-        self._net = (z((sizes[1], sizes[0]), dt), z((max(layers - 1, 1), f, k), dt),
-                     z((max(layers - 1, 1), f, k), dt), z((layers, k), dt))
-        wt0, wth, w, b = self._net
+        self._net = (z((sizes[1], sizes[0]), dt), z((max(layers - 1, 1), f, k), dt), z((layers, k), dt))
+        wt0, wth, b = self._net
         for i, (wi, bi) in enumerate(zip(weights, biases)):
             fi, fo = wi.shape
             (wt0 if i == 0 else wth[i - 1][:fo])[:, :fi] = wi.T
-            if i > 0:
-                w[i - 1][:fi, :fo] = wi
             b[i][:fo] = bi
         self._grads = (np.zeros_like(wt0), np.zeros_like(wth))
         self._k = k
@@ -287,7 +285,7 @@ class CpuEngine:
         self._warm = self._ready = False  # see _parallel_ready
 
     def params(self):
-        wt0, wth, w, b = self._net
+        wt0, wth, b = self._net
         out = []
         for i, (fi, fo) in enumerate(zip(self._sizes[:-1].tolist(), self._sizes[1:].tolist())):
             wt = wt0 if i == 0 else wth[i - 1][:fo, :fi]
