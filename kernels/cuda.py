@@ -40,7 +40,7 @@ sizes only).
 The second half of the module exposes the device-level building blocks the
 wrappers are made of (``gemm_into``, ``activation_backward_colsum_into``,
 ``softmax_xent_into``, ``gather_rows_into``, ...): no validation, no host
-copies, no synchronisation; used by ``fastinit.mlp_cuda`` and ``fastinit.profile``.
+copies, no synchronisation; used by ``fastinit.engines.cuda`` and ``fastinit.experiments.profile``.
 """
 
 import math

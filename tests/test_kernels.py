@@ -536,3 +536,50 @@ def test_every_backend_defines_the_shared_api_with_the_reference_signatures(back
         want = inspect.signature(getattr(reference, name))
         got = inspect.signature(getattr(backend.k, name))
         assert got == want, f"{backend.name}.{name}{got} differs from reference.{name}{want}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_building_blocks_compose_in_user_njit_code(dtype):
+    """The public ``kernels.cpu`` blocks called from a user's own ``@njit`` function (one
+    hidden layer, softmax cross-entropy, its backward pass and an SGD step, rows split into
+    two serial pieces) give the reference's numbers."""
+    from numba import njit
+
+    import kernels.cpu as kc
+
+    @njit
+    def user_step(x, wt, b, w2t, labels, lr, code):
+        n, f = x.shape[0], wt.shape[0]
+        h = np.empty((n, f), x.dtype)
+        kc.dense_forward_into(x, wt, b, code, h)  # h = act(x @ wt.T + b)
+        logits = np.empty((n, w2t.shape[0]), x.dtype)
+        half = n // 2
+        zero, c = 0, w2t.shape[0]
+        for i0, i1 in ((zero, half), (half, n)):  # the serial blocks, on pieces of the rows
+            kc.dot_nt_into(h, w2t, logits, i0, i1, zero, c, f)
+        grad = np.empty_like(logits)
+        loss = kc.softmax_xent_into(logits, labels, grad)
+        dh = np.empty_like(h)
+        kc.matmul_into(grad, w2t, dh, False, False)  # dh = grad @ W2
+        kc.activation_backward_into(h, dh, code, dh)
+        dwt = np.empty_like(wt)
+        kc.matmul_into(dh, x, dwt, True, False)  # dW1.T = dh.T @ x
+        kc.sgd_into(wt, dwt, lr)
+        return loss, h
+
+    rng = _rng("user-njit", dtype)
+    n, k, f, c = 13, 19, 11, 5
+    x, wt, w2t = (_rand(rng, s, dtype) for s in ((n, k), (f, k), (c, f)))
+    b = _rand(rng, f, dtype)
+    labels = rng.integers(0, c, n)
+    want_wt = wt.copy()
+    loss, h = user_step(x, wt, b, w2t, labels, dtype(0.1), 2)  # 2: tanh
+
+    want_h = ref.dense_forward(x, want_wt.T.copy(), b, "tanh")
+    want_loss, want_grad = ref.softmax_cross_entropy(ref.matmul(want_h, w2t, trans_b=True), labels)
+    dh = ref.tanh_backward(want_h, ref.matmul(want_grad, w2t))
+    ref.sgd_update(want_wt, ref.matmul(dh, x, trans_a=True), 0.1)
+    rtol, atol = tolerances(dtype)
+    np.testing.assert_allclose(h, want_h, rtol=rtol, atol=atol)
+    assert loss == pytest.approx(want_loss, rel=rtol)
+    np.testing.assert_allclose(wt, want_wt, rtol=rtol, atol=atol)

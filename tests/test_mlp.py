@@ -23,7 +23,7 @@ def _mlp(backend, *args, **kwargs):
     try:
         return MLP(*args, backend=backend, **kwargs)
     except BackendError as exc:
-        if backend == "cuda" and "mlp_cuda" in str(exc):
+        if backend == "cuda" and "cuda engine cannot be imported" in str(exc):
             pytest.skip(str(exc))
         raise
 
@@ -95,11 +95,12 @@ def test_gradients_match_finite_differences(name, activation):
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_cpu_weight_gradient_tiles_match_autograd(dtype):
-    """Widths that take every path of the cpu products (``kernels._tile``): tiles of 4 vectors
-    and of the 1, 2 or 3 left, a scalar remainder of columns, a last block of fewer than 4 rows."""
+def test_cpu_edge_blocks_match_autograd(dtype):
+    """Widths and a batch that take every edge of the cpu products (``kernels.cpu.dot_nt_into``'s
+    4 x 3 blocks): row and column counts that are not multiples of 4 or 3, widths that are not
+    multiples of the 16-element padding, and a batch of 11 rows."""
     rng = np.random.default_rng(7)
-    sizes = (78, 37, 21, 13, 5)  # padded widths 48, 32, 16; float32 vectors of 16, float64 of 8
+    sizes = (78, 37, 21, 13, 5)
     mlp = MLP(sizes, activation="tanh", init="xavier", backend="cpu", dtype=dtype, seed=1)
     x, labels = _batch(rng, 11, sizes[0], sizes[-1], np.dtype(dtype))
     before = [(w.astype(np.float64), b.astype(np.float64)) for w, b in mlp.params]
@@ -408,7 +409,7 @@ def test_cpu_engine_runs_without_jit():
         from fastinit import MLP
         assert numba.config.DISABLE_JIT
         rng = np.random.default_rng(0)
-        x = rng.normal(size=(10, 40)).astype(np.float64)  # 40 wide: register tiles (kernels._tile)
+        x = rng.normal(size=(10, 40)).astype(np.float64)
         labels = rng.integers(0, 3, size=10)
         cpu, ref = (MLP((40, 9, 3), activation="sigmoid", backend=b, dtype="float64", seed=2) for b in ("cpu", "numpy"))
         for _ in range(2):
@@ -424,3 +425,54 @@ def test_cpu_engine_runs_without_jit():
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pure-python ok" in proc.stdout
+
+
+PARALLEL_SCRIPT = textwrap.dedent(
+    """
+    import numba
+    import numpy as np
+    import kernels.cpu as kc
+    from fastinit import MLP
+    from fastinit.engines import cpu as engine
+    from fastinit.mlp import compile_backend
+
+    assert numba.get_num_threads() >= 2, numba.get_num_threads()
+    compile_backend("cpu", "float64")  # returns once the parallel step is ready
+    rng = np.random.default_rng(3)
+    sizes = (37, 29, 23, 10)  # feature counts that split unevenly over the threads
+    x = rng.normal(size=(90, sizes[0]))
+    labels = rng.integers(0, sizes[-1], 90)
+    cpu, ref = (MLP(sizes, activation="tanh", init="xavier", backend=b, dtype="float64", seed=5)
+                for b in ("cpu", "numpy"))
+    cpu.set_dataset(x, labels)
+    ref.set_dataset(x, labels)
+    for idx in (np.arange(70), rng.integers(0, 90, 45), np.arange(89, 50, -1)):
+        got, want = cpu.train_step_indices(idx, 0.2), ref.train_step_indices(idx, 0.2)
+        assert cpu._engine._pieces == min(numba.get_num_threads(), idx.size // 16), "not the parallel step"
+        assert abs(got - want) <= 1e-12 * abs(want), (got, want)
+        np.testing.assert_allclose(cpu.grad_norms(), ref.grad_norms(), rtol=1e-11)
+    for (w, b), (rw, rb) in zip(cpu.params, ref.params):
+        np.testing.assert_allclose(w, rw, rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(b, rb, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(cpu.forward(x), ref.forward(x), rtol=1e-11, atol=1e-13)
+    blocks = {name: getattr(kc, name) for name in ("dot_nt_into", "activation_rows_into", "axpy_rows_into",
+              "activation_backward_rows_into", "softmax_xent_rows", "transpose_into")}
+    blocks.update(gather=engine._gather, sgd_rows=engine._sgd_rows)
+    many = {name: f.signatures for name, f in blocks.items() if len(f.signatures) != 1}
+    assert not many, f"compiled more than once: {many}"
+    print("parallel ok")
+    """
+)
+
+
+def test_cpu_parallel_step_matches_numpy_and_compiles_each_block_once():
+    """The cpu engine's parallel step (rows and features split over the threads) against the
+    numpy engine, and every building block it runs compiled for exactly one signature: a
+    literal or a differently typed argument anywhere would compile a block again. In a fresh
+    process with two threads, so nothing else has compiled the blocks."""
+    env = dict(os.environ, NUMBA_NUM_THREADS="2")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "parallel ok" in proc.stdout

@@ -188,6 +188,7 @@ class _Compiled:
 
     _lock = threading.Lock()
     _done = {}  # argument types -> threading.Event
+    warm = set()  # dtypes whose building blocks a serial training step has compiled
 
     @classmethod
     def ready(cls, args):
@@ -282,7 +283,7 @@ class CpuEngine:
         self._loss = None
         self._data = None
         self._range = None  # read-only arange(n): the rows of a batch given as x
-        self._warm = self._ready = False  # see _parallel_ready
+        self._ready = False  # see _parallel_ready
 
     def params(self):
         wt0, wth, b = self._net
@@ -318,16 +319,16 @@ class CpuEngine:
             loss = _rows_piece(*rows, train, 0, 1)
             if train:
                 _update_piece(*update, 0, 1)
+                _Compiled.warm.add(self.dtype)
         self._pieces = parts
         return loss
 
     def _parallel_ready(self, args):
-        """Whether the parallel step is compiled for ``args``; asked for only after a serial
-        step has compiled the building blocks on this thread (a compile in the background
-        holds Numba's compiler lock until it is done)."""
-        if not self._ready:
-            self._ready = self._warm and _Compiled.ready(args)
-            self._warm = True
+        """Whether the parallel step is compiled for ``args``. Its compile is started only
+        once a serial training step of this dtype has compiled the building blocks on this
+        thread (a compile in the background holds Numba's compiler lock until it is done)."""
+        if not self._ready and self.dtype in _Compiled.warm:
+            self._ready = _Compiled.ready(args)
         return self._ready
 
     def forward(self, x, record):
