@@ -1,8 +1,10 @@
 """Kernel conformance: every public kernel, on every backend, against kernels.reference.
 
-The ``backend`` fixture gives numpy (the reference against itself: checks the
-harness), cpu, and cuda (on Numba's simulator unless FASTINIT_TEST_GPU=1).
-The simulator is slow, so cuda cases are capped at 64 along every axis.
+Comparisons with the reference run on ``fast_backend``: cpu, and cuda (on
+Numba's simulator unless FASTINIT_TEST_GPU=1). Properties that hold for any
+correct kernel (finite differences, in-place outputs, exact extremes, clear
+errors) run on ``backend``, the reference included. The simulator is slow, so
+cuda cases are capped at 64 along every axis.
 """
 
 import os
@@ -104,7 +106,8 @@ def _matmul_operands(rng, m, k, n, dtype, trans_a, trans_b):
 @pytest.mark.parametrize("trans_a", [False, True], ids=["a", "aT"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("mkn", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_matmul_matches_reference(backend, mkn, dtype, trans_a, trans_b):
+def test_matmul_matches_reference(fast_backend, mkn, dtype, trans_a, trans_b):
+    backend = fast_backend  # the numpy backend would be the reference against itself
     m, k, n = mkn
     _skip_big(backend, mkn)
     _trim_on_simulator(backend, max(mkn) > 32 and (np.dtype(dtype) == np.float64 or trans_a != trans_b))
@@ -137,7 +140,8 @@ def test_matmul_out_is_written_in_place(backend, dtype, trans_a, trans_b):
     f64=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_matmul_random_shapes(backend, m, k, n, trans_a, trans_b, f64, seed):
+def test_matmul_random_shapes(fast_backend, m, k, n, trans_a, trans_b, f64, seed):
+    backend = fast_backend  # the numpy backend would be the reference against itself
     if not _fits(backend, (m, k, n)):
         m, k, n = (min(v, 16) for v in (m, k, n))
     dtype = np.float64 if f64 else np.float32
@@ -182,7 +186,8 @@ def _elem_input(rng, shape, dtype, act):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", ELEM_SHAPES, ids=str)
 @pytest.mark.parametrize("act", ACTS)
-def test_activation_forward_and_backward(backend, act, shape, dtype):
+def test_activation_forward_and_backward(fast_backend, act, shape, dtype):
+    backend = fast_backend  # the numpy backend would be the reference against itself
     _skip_big(backend, shape, elems=CUDA_ELEMS)
     rng = _rng("elem", act, shape)
     x = _elem_input(rng, shape, dtype, act)
@@ -235,7 +240,8 @@ def test_activation_in_place(act):
 
 @HYP
 @given(n=st.integers(1, 5000), act=st.sampled_from(ACTS), f64=st.booleans(), seed=st.integers(0, 2**16))
-def test_activation_random_sizes(backend, n, act, f64, seed):
+def test_activation_random_sizes(fast_backend, n, act, f64, seed):
+    backend = fast_backend  # the numpy backend would be the reference against itself
     if not _fits(backend, (n,), elems=CUDA_ELEMS):
         n = n % CUDA_ELEMS + 1
     dtype = np.float64 if f64 else np.float32
@@ -295,7 +301,8 @@ DENSE_SHAPES = [(1, 1, 1), (3, 5, 2), (16, 33, 17), (128, 784, 100), (200, 100, 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("shape", DENSE_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_dense_forward_backward(backend, shape, act, dtype, bias):
+def test_dense_forward_backward(fast_backend, shape, act, dtype, bias):
+    backend = fast_backend  # the numpy backend would be the reference against itself
     n, fan_in, fan_out = shape
     _skip_big(backend, shape)
     _trim_on_simulator(backend, (np.dtype(dtype) == np.float64) != bias or (n > 8 and act in ("linear", "sigmoid")))
@@ -344,7 +351,8 @@ SOFTMAX_SHAPES = [(1, 1), (1, 10), (7, 3), (16, 10), (128, 10), (300, 257)]
 @pytest.mark.parametrize("label_dtype", [np.int32, np.int64], ids=["i32", "i64"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_softmax_cross_entropy(backend, shape, dtype, label_dtype):
+def test_softmax_cross_entropy(fast_backend, shape, dtype, label_dtype):
+    backend = fast_backend  # the numpy backend would be the reference against itself
     _skip_big(backend, shape, elems=CUDA_ELEMS)
     _trim_on_simulator(backend, (label_dtype == np.int32) != (np.dtype(dtype) == np.float32))
     n, c = shape
@@ -378,7 +386,8 @@ def test_softmax_extreme_logits_finite_and_exact(backend, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", [(1,), (5, 3), (100, 10), (784, 100), (2, 3, 4)], ids=str)
-def test_sgd_update(backend, shape, dtype):
+def test_sgd_update(fast_backend, shape, dtype):
+    backend = fast_backend  # the numpy backend would be the reference against itself
     _skip_big(backend, shape)
     rng = _rng("sgd", shape)
     p = _rand(rng, shape, dtype)
