@@ -6,6 +6,9 @@
   shared or busy machine makes single timings noisy);
 - ``bench_backend`` fixture: numpy, cpu, and cuda only when a real GPU is
   present (never the simulator: its timings mean nothing);
+- every benchmark's ``extra_info`` names the CPU model, the host's vector ISA
+  and the ISA of the generated code (``fastinit.machine.describe``), so a
+  figure always travels with the machine that produced it;
 - ``check_then_time(benchmark, fn, expected, ...)``: check the result against
   the NumPy reference, warm up (JIT compilation excluded), then time with the
   device synchronised, and record GFLOP/s or GB/s and the speed-up over numpy
@@ -48,6 +51,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "large" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _machine_in_extra_info(request):
+    """Put the CPU model, vector ISA and versions in every benchmark's ``extra_info``."""
+    if "benchmark" in request.fixturenames:
+        from fastinit.machine import describe
+
+        request.getfixturevalue("benchmark").extra_info.update(describe())
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from fastinit.machine import describe
+
+    machine_info["fastinit"] = describe()
 
 
 def real_gpu_available():

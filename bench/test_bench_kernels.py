@@ -23,8 +23,8 @@ F32_TOL = dict(rtol=2e-4, atol=2e-5)
 
 # Targets for the cpu backend: matmul vs OpenBLAS (numpy), elementwise vs the
 # NumPy reference kernels.
-MATMUL_TARGET_SQUARE = 0.6
-MATMUL_TARGET_MLP = 0.5
+MATMUL_TARGET_SQUARE = 0.5
+MATMUL_TARGET_MLP = 0.4
 ELEMENTWISE_TARGET = 1.0
 
 large = pytest.mark.large

@@ -1,0 +1,81 @@
+"""Which machine and software a number was measured on: CPU model, vector ISA, versions.
+
+``describe()`` returns a flat dict of strings and ints, ready for a
+benchmark's ``extra_info`` or HDF5 attributes. The vector ISA is reported
+twice: what the host CPU has (``host_isa``) and what Numba generates code for
+(``code_isa``), which differ when ``NUMBA_CPU_NAME`` asks for another CPU
+(``NUMBA_CPU_NAME=haswell`` gives AVX2 code on an AVX-512 host).
+"""
+
+import functools
+import os
+import platform
+
+__all__ = ["describe", "isa_of_features"]
+
+# Vector ISA of the code LLVM generates for a CPU name given in NUMBA_CPU_NAME.
+_ISA_BY_CPU_NAME = {
+    **dict.fromkeys(("haswell", "broadwell", "skylake", "znver1", "znver2", "znver3", "alderlake"), "AVX2"),
+    **dict.fromkeys(("skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "znver4", "znver5"),
+                    "AVX-512"),
+    **dict.fromkeys(("generic", "x86-64", "core2", "nehalem"), "SSE"),
+}
+
+
+def isa_of_features(has):
+    """'AVX-512', 'AVX2', 'SSE' or 'other' for a predicate ``has(feature_name)``."""
+    if has("avx512f"):
+        return "AVX-512"
+    if has("avx2"):
+        return "AVX2"
+    if has("sse2"):
+        return "SSE"
+    return "other"
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.lru_cache(maxsize=1)
+def describe():
+    """{cpu_model, host_cpu, host_isa, code_cpu, code_isa, cores, numba_threads, python, numpy,
+    numba, llvmlite, platform}: the machine and the software that produced a number."""
+    import llvmlite
+    import numba
+    import numpy as np
+    from llvmlite import binding as llvm
+
+    host_cpu = llvm.get_host_cpu_name()
+    features = llvm.get_host_cpu_features()
+    host_isa = isa_of_features(lambda name: bool(features.get(name, False)))
+    code_cpu = os.environ.get("NUMBA_CPU_NAME") or "host"
+    if code_cpu in ("host", host_cpu):
+        code_isa = host_isa
+    else:
+        wanted = os.environ.get("NUMBA_CPU_FEATURES", "")
+        if wanted:
+            code_isa = isa_of_features(lambda name: f"+{name}" in wanted.split(","))
+        else:
+            code_isa = _ISA_BY_CPU_NAME.get(code_cpu, "unknown")
+    return {
+        "cpu_model": _cpu_model(),
+        "host_cpu": host_cpu,
+        "host_isa": host_isa,
+        "code_cpu": host_cpu if code_cpu == "host" else code_cpu,
+        "code_isa": code_isa,
+        "cores": os.cpu_count() or 1,
+        "numba_threads": numba.config.NUMBA_NUM_THREADS,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "llvmlite": llvmlite.__version__,
+        "platform": platform.platform(),
+    }
