@@ -26,8 +26,6 @@ rows; the others use every thread for large inputs.
 - ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
   (``out`` must not overlap ``a`` or ``b``); packs a transposed copy of an
   operand when its layout needs it.
-- ``axpy_rows_into(a, b, out, i0, i1, n, k)`` *serial*: ``out[i, :n] =
-  a[i, :k] @ b[:k, :n]`` as sums of scaled rows of ``b``: for a short depth.
 - ``transpose_into(a, out, i0, i1)`` *serial*: rows [i0, i1) of ``a`` into
   columns of ``out``; ``transpose_into(a, out, 0, len(a))`` is ``out[:] = a.T``.
 - ``activation_rows_into(z, b, code, i0, i1)`` *serial*: in place
@@ -80,7 +78,7 @@ from .checks import ACTIVATIONS, KERNEL_API
 __all__ = [
     "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels.checks.KERNEL_API)
     # compiled building blocks for other @njit code (see the module docstring):
-    "dot_nt_into", "axpy_rows_into", "matmul_into", "transpose_into", "activation_rows_into", "dense_forward_into",
+    "dot_nt_into", "matmul_into", "transpose_into", "activation_rows_into", "dense_forward_into",
     "activation_into", "activation_backward_into", "activation_backward_rows_into",
     "softmax_xent_rows", "softmax_xent_into", "column_sum_into", "sgd_into", "CACHE",
 ]
@@ -492,25 +490,6 @@ def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
                 r3 = min(i + 3, last_i)
                 for j in range(jb, je, 3):
                     _dot_4x3(a, b, out, i, r1, r2, r3, j, min(j + 1, last_j), min(j + 2, last_j), p0, p1, acc)
-
-
-@njit(**_FAST)
-def axpy_rows_into(a, b, out, i0, i1, n, k):
-    """*Serial.* ``out[i, :n] = sum_{p<k} a[i, p] * b[p, :n]`` for rows [i0, i1): the product
-    ``a @ b`` with ``b`` read along its rows, each output row a sum of ``k`` scaled rows of
-    ``b`` (vectorised along them). No reduction across lanes, so it suits a short depth
-    ``k``, where ``dot_nt_into`` spends its time summing lanes. ``out`` must not overlap."""
-    zero = out.dtype.type(0)
-    for i in range(i0, i1):
-        row = out[i][:n]
-        for j in range(n):
-            row[j] = zero
-        ai = a[i]
-        for p in range(k):
-            x = ai[p]
-            bp = b[p][:n]
-            for j in range(n):
-                row[j] += x * bp[j]
 
 
 @njit(**_J)
