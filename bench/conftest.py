@@ -119,6 +119,16 @@ def bench_backend(request):
 _NUMPY_TIMES = {}
 
 
+SETTLE_S = 0.5
+
+
+def settle():
+    """Let other thread pools go idle before a timing: OpenBLAS, PyTorch and Numba's OpenMP
+    workers spin for a while after their last call, and on a 2-core machine a spinning pool
+    of the backend timed before takes a core from the one timed now."""
+    time.sleep(SETTLE_S)
+
+
 def time_stats(fn, sync=lambda: None, min_time=0.2, min_runs=5, max_runs=1000):
     """(median, min) wall time of ``fn()`` (synchronised), after one warm-up call."""
     fn()
@@ -141,6 +151,7 @@ def median_time(fn, sync=lambda: None, **kwargs):
 def numpy_time(group, numpy_fn):
     """The numpy variant's (median, min) time for ``group`` (measured on first use, then cached)."""
     if group not in _NUMPY_TIMES:
+        settle()
         _NUMPY_TIMES[group] = time_stats(numpy_fn)
     return _NUMPY_TIMES[group]
 
@@ -204,6 +215,7 @@ def check_then_time(
     assert_matches(got if isinstance(result, tuple) else got[0], expected, rtol, atol, what=group)
     fn()
     sync()
+    settle()
 
     def timed():
         fn()

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import settle
 from fastinit import MLP
 from fastinit.mlp import compile_backend
 
@@ -80,6 +81,7 @@ def _numpy_stats():
     if "numpy" not in _STATS:
         x, labels = _batch()
         mlp = MLP(SIZES, backend="numpy", seed=SEED)
+        settle()
         _STATS["numpy"] = _quick_stats(lambda: mlp.train_step(x, labels, LR))
     return _STATS["numpy"]
 
@@ -131,6 +133,7 @@ def test_train_step(benchmark, backend):
     benchmark.extra_info.update(backend=backend, sizes="-".join(map(str, SIZES)), batch=BATCH, dtype="float32")
     if backend == "cuda":
         benchmark.extra_info["note"] = "host batch: includes the host-to-device copy of x and labels"
+    settle()
     loss = benchmark(mlp.train_step, x, labels, LR)
     assert np.isfinite(loss)
     _record(benchmark, backend)
@@ -176,5 +179,6 @@ def test_train_step_torch(benchmark):
     for _ in range(3):
         step()
     benchmark.extra_info.update(backend="torch", threads=threads, torch=torch.__version__)
+    settle()
     assert np.isfinite(benchmark(step))
     _record(benchmark, "torch")

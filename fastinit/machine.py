@@ -3,8 +3,10 @@
 ``describe()`` returns a flat dict of strings and ints, ready for a
 benchmark's ``extra_info`` or HDF5 attributes. The vector ISA is reported
 twice: what the host CPU has (``host_isa``) and what Numba generates code for
-(``code_isa``), which differ when ``NUMBA_CPU_NAME`` asks for another CPU
-(``NUMBA_CPU_NAME=haswell`` gives AVX2 code on an AVX-512 host).
+(``code_isa``). They differ when ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES``
+ask for another CPU: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2,+fma``
+gives AVX2 code on an AVX-512 host. ``NUMBA_CPU_NAME`` alone does not: Numba
+then keeps the host's features, AVX-512 included.
 """
 
 import functools
@@ -56,20 +58,21 @@ def describe():
     host_cpu = llvm.get_host_cpu_name()
     features = llvm.get_host_cpu_features()
     host_isa = isa_of_features(lambda name: bool(features.get(name, False)))
-    code_cpu = os.environ.get("NUMBA_CPU_NAME") or "host"
-    if code_cpu in ("host", host_cpu):
-        code_isa = host_isa
+    code_cpu = os.environ.get("NUMBA_CPU_NAME") or host_cpu
+    features_env = os.environ.get("NUMBA_CPU_FEATURES")
+    if features_env is None and code_cpu.lower() != "generic":
+        code_isa = host_isa  # Numba keeps the host's features whatever NUMBA_CPU_NAME says
     else:
-        wanted = os.environ.get("NUMBA_CPU_FEATURES", "")
-        if wanted:
-            code_isa = isa_of_features(lambda name: f"+{name}" in wanted.split(","))
-        else:
-            code_isa = _ISA_BY_CPU_NAME.get(code_cpu, "unknown")
+        wanted = {f.strip() for f in (features_env or "").split(",")}
+        isa_by_name = _ISA_BY_CPU_NAME.get(code_cpu.lower(), "unknown")
+        code_isa = "AVX-512" if "+avx512f" in wanted else isa_by_name
+        if code_isa == "unknown" and "+avx2" in wanted:
+            code_isa = "AVX2"
     return {
         "cpu_model": _cpu_model(),
         "host_cpu": host_cpu,
         "host_isa": host_isa,
-        "code_cpu": host_cpu if code_cpu == "host" else code_cpu,
+        "code_cpu": code_cpu,
         "code_isa": code_isa,
         "cores": os.cpu_count() or 1,
         "numba_threads": numba.config.NUMBA_NUM_THREADS,

@@ -110,6 +110,9 @@ _J = dict(cache=CACHE, error_model="numpy", nogil=True)
 _FAST = dict(_J, fastmath={"reassoc", "contract"})
 
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
+# Integer constants for calls between compiled functions: a literal ``0`` in a call is a
+# type of its own and would compile the callee once more.
+_ZERO, _ONE = np.int64(0), np.int64(1)
 
 # Work above which a kernel splits over the threads: multiply-adds for
 # products, elements for elementwise kernels. Below, one thread is faster.
@@ -181,70 +184,93 @@ def _exp_nonpos_into(a):
         a[i] = s if x == x else x
 
 
+@njit(**_J)
+def _copy_rows(x, out, i0, i1, c0, c1):
+    """``out[i, c0:c1] = x[i, c0:c1]`` for rows [i0, i1), unless ``out`` is ``x``."""
+    if x.ctypes.data != out.ctypes.data:
+        for i in range(i0, i1):
+            xi = x[i][c0:c1]
+            oi = out[i][c0:c1]
+            for j in range(oi.size):
+                oi[j] = xi[j]
+
+
+# The activations and their gradients are computed in place on ``out`` (after a copy when
+# it is another array): LLVM vectorises a loop over two arrays only after a run-time check
+# that they do not overlap, and an exactly aliased ``x``/``out`` fails that check and runs
+# the scalar loop, 5-10x slower. Loops index slices from 0: an index that might be
+# negative (``range(c0, c1)``) gets a wrap-around check that also stops vectorisation.
+
+
 @njit(**_FAST)
-def _activation_row(x, out, code, e):
-    """``out = act(x)`` for 1-D ``x`` and ``out`` (may be the same array); ``e`` a scratch
-    array at least as long (sigmoid and tanh). NaN passes through every activation."""
-    n = x.size
+def _activation_rows(x, out, code, i0, i1, c0, c1, e):
+    """``out[i, c0:c1] = act(x[i, c0:c1])`` for rows [i0, i1) of 2-D ``x`` and ``out`` (which
+    may be ``x``, but must not overlap it otherwise); ``e`` a scratch array of at least
+    ``c1 - c0`` elements (sigmoid, tanh). NaN passes through every activation."""
+    _copy_rows(x, out, i0, i1, c0, c1)
     t = x.dtype.type
     one, zero = t(1.0), t(0.0)
-    e = e[:n]
+    e = e[: c1 - c0]
     if code == RELU:
-        for i in range(n):
-            v = x[i]
-            out[i] = zero if v < zero else v
+        for i in range(i0, i1):
+            oi = out[i][c0:c1]
+            for j in range(oi.size):
+                v = oi[j]
+                oi[j] = zero if v < zero else v
     elif code == SIGMOID:  # stable: exp only ever sees -|v|
-        for i in range(n):
-            e[i] = -abs(x[i])
-        _exp_nonpos_into(e)
-        for i in range(n):
-            v = x[i]
-            s = one / (one + e[i])
-            out[i] = s if v >= zero else e[i] * s
+        for i in range(i0, i1):
+            oi = out[i][c0:c1]
+            for j in range(e.size):
+                e[j] = -abs(oi[j])
+            _exp_nonpos_into(e)
+            for j in range(e.size):
+                s = one / (one + e[j])
+                oi[j] = s if oi[j] >= zero else e[j] * s
     elif code == TANH:  # from exp(-2|v|); an odd Taylor series below 0.125 (no cancellation)
-        for i in range(n):
-            v = abs(x[i])
-            e[i] = -(v + v)
-        _exp_nonpos_into(e)
         small = t(0.125)
-        for i in range(n):
-            v = x[i]
-            th = (one - e[i]) / (one + e[i])
-            th = th if v >= zero else -th
-            q = v * v
-            if x.itemsize == 8:  # to v**15
-                s = t(-929569.0 / 638512875.0) * q + t(21844.0 / 6081075.0)
-                s = s * q + t(-1382.0 / 155925.0)
-                s = s * q + t(62.0 / 2835.0)
-                s = s * q + t(-17.0 / 315.0)
-            else:  # to v**7
-                s = t(-17.0 / 315.0)
-            s = s * q + t(2.0 / 15.0)
-            s = s * q + t(-1.0 / 3.0)
-            s = s * q + one
-            out[i] = v * s if abs(v) < small else th
-    else:
-        for i in range(n):
-            out[i] = x[i]
+        for i in range(i0, i1):
+            oi = out[i][c0:c1]
+            for j in range(e.size):
+                v = abs(oi[j])
+                e[j] = -(v + v)
+            _exp_nonpos_into(e)
+            for j in range(e.size):
+                v = oi[j]
+                th = (one - e[j]) / (one + e[j])
+                th = th if v >= zero else -th
+                q = v * v
+                if x.itemsize == 8:  # to v**15
+                    s = t(-929569.0 / 638512875.0) * q + t(21844.0 / 6081075.0)
+                    s = s * q + t(-1382.0 / 155925.0)
+                    s = s * q + t(62.0 / 2835.0)
+                    s = s * q + t(-17.0 / 315.0)
+                else:  # to v**7
+                    s = t(-17.0 / 315.0)
+                s = s * q + t(2.0 / 15.0)
+                s = s * q + t(-1.0 / 3.0)
+                s = s * q + one
+                oi[j] = v * s if abs(v) < small else th
 
 
 @njit(**_J)
-def _activation_backward_row(y, dy, out, code):
-    """``out = dy * act'(.)`` from the saved output ``y`` (1-D; ``out`` may be ``dy``)."""
+def _activation_backward_rows(y, dy, out, code, i0, i1, c0, c1):
+    """``out[i, c0:c1] = dy * act'(.)`` from the saved output ``y`` for rows [i0, i1) (2-D;
+    ``out`` may be ``dy`` but must not overlap ``y``)."""
+    _copy_rows(dy, out, i0, i1, c0, c1)
     t = y.dtype.type
     one, zero = t(1.0), t(0.0)
-    if code == RELU:
-        for i in range(y.size):
-            out[i] = dy[i] if y[i] > zero else zero
-    elif code == SIGMOID:
-        for i in range(y.size):
-            out[i] = dy[i] * y[i] * (one - y[i])
-    elif code == TANH:
-        for i in range(y.size):
-            out[i] = dy[i] * (one - y[i] * y[i])
-    else:
-        for i in range(y.size):
-            out[i] = dy[i]
+    for i in range(i0, i1):
+        yi = y[i][c0:c1]
+        oi = out[i][c0:c1]
+        if code == RELU:
+            for j in range(oi.size):
+                oi[j] = oi[j] if yi[j] > zero else zero
+        elif code == SIGMOID:
+            for j in range(oi.size):
+                oi[j] *= yi[j] * (one - yi[j])
+        elif code == TANH:
+            for j in range(oi.size):
+                oi[j] *= one - yi[j] * yi[j]
 
 
 @njit(**_J)
@@ -252,20 +278,18 @@ def activation_rows_into(z, b, code, i0, i1):
     """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1) of 2-D ``z``
     (N, >= F), ``b`` (F,); columns past F (e.g. padding) are not touched."""
     f = b.size
-    e = np.empty(f, z.dtype)
     for i in range(i0, i1):
-        row = z[i][:f]
+        row = z[i]
         for j in range(f):
             row[j] += b[j]
-        _activation_row(row, row, code, e)
+    _activation_rows(z, z, code, i0, i1, _ZERO, f, np.empty(f, z.dtype))
 
 
 @njit(**_J)
 def activation_backward_rows_into(y, d, code, i0, i1):
     """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1) (2-D)."""
     if code != LINEAR:
-        for i in range(i0, i1):
-            _activation_backward_row(y[i], d[i], d[i], code)
+        _activation_backward_rows(y, d, d, code, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**_J)
@@ -276,40 +300,44 @@ def _sgd_row(p, g, lr):
 
 @njit(parallel=True, **_J)
 def _elementwise_par(kind, a, b, code, lr, out):
-    """Chunks of an elementwise kernel over the threads: kind 0 activation(a), 1 backward(a, b), 2 sgd."""
+    """Chunks of an elementwise kernel over the threads, on 1-D arrays: kind 0
+    ``out = act(a)``, 1 ``out = b * act'(a)``, 2 ``out -= lr * a``."""
     n = a.size
+    a2, b2, o2 = a.reshape(1, n), b.reshape(1, n), out.reshape(1, n)
     for t in prange((n + _CHUNK - 1) // _CHUNK):
         lo = t * _CHUNK
         hi = min(n, lo + _CHUNK)
         if kind == 0:
-            _activation_row(a[lo:hi], out[lo:hi], code, np.empty(hi - lo, a.dtype))
+            _activation_rows(a2, o2, code, _ZERO, _ONE, lo, hi, np.empty(hi - lo, a.dtype))
         elif kind == 1:
-            _activation_backward_row(a[lo:hi], b[lo:hi], out[lo:hi], code)
+            _activation_backward_rows(a2, b2, o2, code, _ZERO, _ONE, lo, hi)
         else:
             _sgd_row(out[lo:hi], a[lo:hi], lr)
 
 
 @njit(**_J)
+def _elementwise_into(kind, a, b, code, out):
+    """``_elementwise_par``'s kinds 0 and 1 on any-shape arrays: on the calling thread when small."""
+    n = a.size
+    af, bf, of = a.reshape(n), b.reshape(n), out.reshape(n)
+    if n >= _PAR_ELEMS and _THREADS > 1:
+        _elementwise_par(kind, af, bf, code, af.dtype.type(0), of)
+    elif kind == 0:
+        _activation_rows(af.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n, np.empty(n, a.dtype))
+    else:
+        _activation_backward_rows(af.reshape(1, n), bf.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n)
+
+
+@njit(**_J)
 def activation_into(x, code, out):
     """``out = act(x)`` elementwise for any-shape C-contiguous ``x``, ``out`` (may be ``x``)."""
-    xf = x.reshape(x.size)
-    of = out.reshape(out.size)
-    if xf.size >= _PAR_ELEMS and _THREADS > 1:
-        _elementwise_par(0, xf, xf, code, xf.dtype.type(0), of)
-    else:
-        _activation_row(xf, of, code, np.empty(xf.size, xf.dtype))
+    _elementwise_into(0, x, x, code, out)
 
 
 @njit(**_J)
 def activation_backward_into(y, dy, code, out):
     """``out = dy * act'(.)`` from the saved output ``y``; any shape; ``out`` may be ``dy``."""
-    yf = y.reshape(y.size)
-    df = dy.reshape(dy.size)
-    of = out.reshape(out.size)
-    if yf.size >= _PAR_ELEMS and _THREADS > 1:
-        _elementwise_par(1, yf, df, code, yf.dtype.type(0), of)
-    else:
-        _activation_backward_row(yf, df, of, code)
+    _elementwise_into(1, y, dy, code, out)
 
 
 @njit(**_J)
