@@ -189,6 +189,10 @@ def _machine(data):
         parts.append(f"Python {info['python_version']}")
     if info.get("system"):
         parts.append(str(info["system"]))
+    ours = info.get("fastinit") or {}  # bench/conftest.py: fastinit.machine.describe()
+    if ours:
+        parts.append(f"host ISA {ours.get('host_isa')}, code for {ours.get('code_cpu')} ({ours.get('code_isa')})")
+        parts.append(f"numpy {ours.get('numpy')}, numba {ours.get('numba')}")
     return ", ".join(str(p) for p in parts)
 
 

@@ -108,6 +108,7 @@ _J = dict(cache=CACHE, error_model="numpy", nogil=True)
 # Reassociation lets sums vectorise (another, equally accurate order) and
 # contraction gives FMAs; no "nnan"/"ninf", so NaN and Inf still propagate.
 _FAST = dict(_J, fastmath={"reassoc", "contract"})
+_FMA = dict(_J, fastmath={"contract"})  # FMAs, in the order written
 
 LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3
 # Integer constants for calls between compiled functions: a literal ``0`` in a call is a
@@ -131,57 +132,55 @@ _NC_ROWS = 192  # column block: that many rows of b (one depth block each) stay 
 # and every loop is a plain loop LLVM vectorises.
 
 
-@njit(**_FAST)
-def _exp_nonpos_into(a):
-    """In place ``a = exp(a)`` for a 1-D array of values <= 0 (also -inf; NaN stays NaN).
+@njit(**_FMA)
+def _exp_nonpos(x, t):
+    """``exp(x)`` for one value ``x <= 0`` of float type ``t`` (also -inf; NaN stays NaN).
 
     Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a Taylor polynomial of
     degree 7 (float32) or 13 (float64) in r, times 2**n built as a product of
     the constant powers of two picked by the bits of -n: branch-free
-    arithmetic, no bit casts, so the loop vectorises. Below the dtype's
+    arithmetic, no bit casts, so a loop over it vectorises. The polynomial
+    (Estrin's scheme) and the product are evaluated as trees, not chains: a
+    short dependency chain lets the CPU overlap iterations. Below the dtype's
     smallest normal result it returns 0."""
-    t = a.dtype.type
-    f64 = a.itemsize == 8  # a constant: LLVM keeps one side of each ``if f64``
+    f64 = t(1e-300) != t(0.0)  # a compile-time constant (float32 rounds 1e-300 to 0), so LLVM
+    # keeps one side of each ``if f64``; ``a.itemsize`` is read at run time and is not
     lo = t(-708.39641853) if f64 else t(-87.33654475)
-    log2e = t(1.4426950408889634)
     ln2_hi = t(6.93147180369123816490e-01) if f64 else t(0.693359375)
     ln2_lo = t(1.90821492927058770002e-10) if f64 else t(-2.12194440e-4)
-    one, half, zero = t(1.0), t(0.5), t(0.0)
+    one, half = t(1.0), t(0.5)
+    xc = x if x > lo else lo  # NaN -> lo as well: no undefined float-to-int conversion
+    n = np.floor(xc * t(1.4426950408889634) + half)
+    r = (xc - n * ln2_hi) - n * ln2_lo
+    r2 = r * r
+    r4 = r2 * r2
+    # sum_k r**k / k!, k <= 7, in pairs, then pairs of pairs (Estrin)
+    p03 = (one + r) + (half + t(1 / 6) * r) * r2
+    p47 = (t(1 / 24) + t(1 / 120) * r) + (t(1 / 720) + t(1 / 5040) * r) * r2
+    if f64:  # k <= 13
+        p811 = (t(1 / 40320) + t(1 / 362880) * r) + (t(1 / 3628800) + t(1 / 39916800) * r) * r2
+        p1213 = t(1 / 479001600) + t(1 / 6227020800) * r
+        p = (p03 + p47 * r4) + (p811 + p1213 * r4) * (r4 * r4)
+    else:
+        p = p03 + p47 * r4
+    m = np.int32(-n)  # 0 <= m < 1023; int32: float -> int64 vectors need AVX-512DQ
+    s01 = (t(0.5) if m & 1 else one) * (t(2.0**-2) if m & 2 else one)
+    s23 = (t(2.0**-4) if m & 4 else one) * (t(2.0**-8) if m & 8 else one)
+    s45 = (t(2.0**-16) if m & 16 else one) * (t(2.0**-32) if m & 32 else one)
+    scale = (s01 * s23) * (s45 * (t(2.0**-64) if m & 64 else one))
+    if f64:
+        s78 = (t(2.0**-128) if m & 128 else one) * (t(2.0**-256) if m & 256 else one)
+        scale = scale * (s78 * (t(2.0**-512) if m & 512 else one))
+    s = p * scale if x > lo else t(0.0)
+    return s if x == x else x + x  # NaN; "else x" would become a masked store, slow on AMD
+
+
+@njit(**_FMA)
+def _exp_nonpos_into(a):
+    """In place ``a = exp(a)`` for a 1-D array of values <= 0 (see ``_exp_nonpos``)."""
+    t = a.dtype.type
     for i in range(a.size):
-        x = a[i]
-        xc = x if x > lo else lo  # NaN -> lo as well: no undefined float-to-int conversion
-        n = np.floor(xc * log2e + half)
-        r = (xc - n * ln2_hi) - n * ln2_lo
-        if f64:
-            p = t(1 / 6227020800) * r + t(1 / 479001600)
-            p = p * r + t(1 / 39916800)
-            p = p * r + t(1 / 3628800)
-            p = p * r + t(1 / 362880)
-            p = p * r + t(1 / 40320)
-            p = p * r + t(1 / 5040)
-        else:
-            p = t(1 / 5040)
-        p = p * r + t(1 / 720)
-        p = p * r + t(1 / 120)
-        p = p * r + t(1 / 24)
-        p = p * r + t(1 / 6)
-        p = p * r + half
-        p = p * r + one
-        p = p * r + one
-        m = np.int64(-n)  # 0 <= m < 1023
-        s = p * t(0.5) if m & 1 else p
-        s = s * t(2.0**-2) if m & 2 else s
-        s = s * t(2.0**-4) if m & 4 else s
-        s = s * t(2.0**-8) if m & 8 else s
-        s = s * t(2.0**-16) if m & 16 else s
-        s = s * t(2.0**-32) if m & 32 else s
-        s = s * t(2.0**-64) if m & 64 else s
-        if f64:
-            s = s * t(2.0**-128) if m & 128 else s
-            s = s * t(2.0**-256) if m & 256 else s
-            s = s * t(2.0**-512) if m & 512 else s
-        s = s if x > lo else zero
-        a[i] = s if x == x else x
+        a[i] = _exp_nonpos(a[i], t)
 
 
 @njit(**_J)
@@ -228,6 +227,7 @@ def _activation_rows(x, out, code, i0, i1, c0, c1, e):
                 oi[j] = s if oi[j] >= zero else e[j] * s
     elif code == TANH:  # from exp(-2|v|); an odd Taylor series below 0.125 (no cancellation)
         small = t(0.125)
+        f64 = t(1e-300) != t(0.0)  # a compile-time constant, as in _exp_nonpos_into
         for i in range(i0, i1):
             oi = out[i][c0:c1]
             for j in range(e.size):
@@ -239,7 +239,7 @@ def _activation_rows(x, out, code, i0, i1, c0, c1, e):
                 th = (one - e[j]) / (one + e[j])
                 th = th if v >= zero else -th
                 q = v * v
-                if x.itemsize == 8:  # to v**15
+                if f64:  # to v**15
                     s = t(-929569.0 / 638512875.0) * q + t(21844.0 / 6081075.0)
                     s = s * q + t(-1382.0 / 155925.0)
                     s = s * q + t(62.0 / 2835.0)
