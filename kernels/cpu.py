@@ -33,7 +33,8 @@ rows; the others use every thread for large inputs.
 - ``dense_forward_into(x, wt, b, code, out)``: ``out = act(x @ wt.T + b)``
   with the weights stored transposed, ``wt`` (fan_out, fan_in), ``b`` (fan_out,).
 - ``activation_into(x, code, out)``, ``activation_backward_into(y, dy, code,
-  out)``: elementwise, any shape; ``out`` may be ``x``/``dy``.
+  out)``: elementwise, any shape; ``out`` may be ``x``/``dy`` exactly but must
+  not overlap them otherwise, nor ``y``.
 - ``activation_backward_rows_into(y, d, code, i0, i1)`` *serial*: in place
   ``d *= act'(.)`` from the saved output ``y`` (2-D) for rows [i0, i1).
 - ``softmax_xent_rows(logits, labels, grad, i0, i1, n, width)`` *serial*:
@@ -620,6 +621,12 @@ def _overlaps(out, *arrays):
     return any(a is not None and np.may_share_memory(out, a) for a in arrays)
 
 
+def _partly_overlaps(out, a):
+    """``out`` shares memory with ``a`` without being exactly ``a``'s elements (same shape,
+    both C-contiguous: checked by the caller), e.g. ``out=buf[1:]`` for ``buf[:-1]``."""
+    return out is not None and np.shares_memory(out, a) and out.ctypes.data != a.ctypes.data
+
+
 def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
     """Matrix product ``op(a) @ op(b)``.
 
@@ -645,10 +652,14 @@ def activation_forward(x, activation, out=None):
     """Apply the named activation (one of ``ACTIVATIONS``) elementwise. Any shape.
 
     Returns ``out`` (same shape and dtype as ``x``; may be ``x`` itself for an
-    in-place update). Raises ``ValueError`` for an unknown activation.
+    in-place update; an ``out`` that partly overlaps ``x`` gets the same result
+    through a temporary). Raises ``ValueError`` for an unknown activation.
     """
     chk.elementwise_args(x, out)
     code = chk.activation_code(activation)
+    if _partly_overlaps(out, x):  # the kernel works in place on out: go through a copy
+        out[...] = activation_forward(x, activation)
+        return out
     out = _alloc(out, x.shape, x.dtype)
     activation_into(x, code, out)
     return out
@@ -657,10 +668,15 @@ def activation_forward(x, activation, out=None):
 def activation_backward(y, dy, activation, out=None):
     """Gradient through the named activation from its saved output ``y``.
 
-    ``y`` and ``dy`` have one shape and dtype; returns ``out`` (may alias ``dy``).
+    ``y`` and ``dy`` have one shape and dtype; returns ``out`` (may be ``dy``; an
+    ``out`` that overlaps ``y``, or ``dy`` only in part, gets the same result
+    through a temporary).
     """
     chk.backward_args(y, dy, out)
     code = chk.activation_code(activation)
+    if out is not None and (np.shares_memory(out, y) or _partly_overlaps(out, dy)):
+        out[...] = activation_backward(y, dy, activation)  # through a copy: the kernel reads y
+        return out
     out = _alloc(out, y.shape, y.dtype)
     activation_backward_into(y, dy, code, out)
     return out
