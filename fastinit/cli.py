@@ -7,7 +7,8 @@ and its options, with help text and examples) and ``_run_<cmd>(args) -> int``
 option value; let library errors (``ValueError``, ``BackendError``,
 ``StoreError``, ``DataError``, ...) propagate: :func:`main` turns every known
 error into one line ``fastinit: error: ...`` on stderr and an exit status
-(2 for bad usage, 1 when the run itself failed, 130 on Ctrl-C). Set
+(2 for bad usage, 1 when the run itself failed, 130 on Ctrl-C, 143 on
+SIGTERM and 129 on SIGHUP, which are handled like Ctrl-C). Set
 ``FASTINIT_DEBUG=1`` to get the full traceback instead.
 
 Validate every path (``--out``, ``--plot``) before the expensive work starts,
@@ -17,6 +18,7 @@ so a typo fails in a second and never leaves a half-written file.
 import argparse
 import os
 import shlex
+import signal
 import sys
 
 from . import __version__
@@ -535,8 +537,46 @@ def _error(exc, status):
     return status
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so it unwinds like Ctrl-C: finished
+    runs are kept, the current one is marked interrupted, temp and lock files are removed."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _handle_stop_signals():
+    """Make SIGTERM and SIGHUP raise ``Terminated``; return the previous handlers (main thread
+    only: elsewhere, or where a signal does not exist, nothing changes)."""
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, _raise_terminated)
+        except (ValueError, OSError):
+            pass
+    return previous
+
+
 def main(argv=None):
     """Run the ``fastinit`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    previous = _handle_stop_signals()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # a stop signal before the command started: nothing to clean up
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv):
     from .backends import BackendError
     from .store import command_line_scope
 
@@ -560,7 +600,10 @@ def main(argv=None):
         except (OSError, ValueError, AttributeError):
             pass
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            print(f"fastinit: stopped by {exc}; results files were left valid", file=sys.stderr)
+            return 128 + exc.signum
         print("fastinit: interrupted (Ctrl-C); results files were left valid", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:

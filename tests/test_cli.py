@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -357,3 +358,38 @@ def test_bench_report_bad_output_paths(bench_json, tmp_path, capsys):
     code, _, err = _run(capsys, "bench-report", str(bench_json), "--md", str(tmp_path / "no" / "x.md"))
     assert code == 2 and "does not exist" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_stop_signal_during_train_keeps_finished_runs_and_cleans_up(tmp_path, capsys, monkeypatch, sig, status):
+    """SIGTERM and SIGHUP (a batch scheduler's or ``timeout``'s stop), sent for real in the
+    middle of the second run, unwind like Ctrl-C: exit 128 + signal, one line and no
+    traceback, no temp or lock file, the first run kept complete and the second marked
+    interrupted; the test process's own handlers are restored afterwards."""
+    from fastinit import mlp
+
+    iterations = 30
+    calls = {"n": 0}
+    real = mlp.MLP.train_step_indices
+
+    def step_then_signal(self, idx, lr, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == iterations + 7:  # step 7 of the second run
+            assert signal.getsignal(sig) not in (signal.SIG_DFL, signal.SIG_IGN, before), "no handler: would kill pytest"
+            os.kill(os.getpid(), sig)
+        return real(self, idx, lr, **kwargs)
+
+    monkeypatch.setattr(mlp.MLP, "train_step_indices", step_then_signal)
+    before = signal.getsignal(sig)
+    out = tmp_path / "t.h5"
+    code, _, err = _run(capsys, "train", "--init", "he", "xavier", "--iterations", str(iterations),
+                        "--eval-every", "10", "--train-limit", "500", "--test-limit", "100", "--backend", "numpy",
+                        "--out", str(out), "-q")
+    assert code == status, err
+    assert "Traceback" not in err and signal.Signals(sig).name in err
+    assert signal.getsignal(sig) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.h5"]
+    with open_read(out) as f:
+        assert f["/train/he"].attrs["status"] == "complete"
+        assert f["/train/xavier"].attrs["status"] == "interrupted"
+        assert f["/train/he/loss"].shape == (iterations,)

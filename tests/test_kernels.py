@@ -611,3 +611,35 @@ def test_activation_out_overlapping_inputs_gives_the_unaliased_result(backend, a
     want = ref.activation_backward(y.copy(), dy, act)
     got = k.activation_backward(y, dy, act, out=y)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+_SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-38, -0.0, 0.0, 88.0, -88.0, 1e4, -1e4])
+_VALUES = st.one_of(_SPECIAL, st.floats(-50, 50, width=32))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's scalar math overflows, as expected
+@HYP
+@given(values=st.lists(_VALUES, min_size=1, max_size=40), act=st.sampled_from(ACTS))
+def test_non_finite_and_huge_values_propagate_like_the_reference(fast_backend, values, act):
+    """NaN stays NaN, +-Inf and values near the float32 limits give the reference's result,
+    through every activation, its gradient and the softmax cross-entropy."""
+    backend = fast_backend
+    x = np.array(values, np.float32)
+    with np.errstate(all="ignore"):
+        want = ref.activation_forward(x, act)
+        got = _host(backend, backend.k.activation_forward(backend.to_device(x), act))
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-30)
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        y = np.clip(np.nan_to_num(want, nan=0.5), -1, 1).astype(np.float32)
+        want_d = ref.activation_backward(y, x, act)
+        got_d = _host(backend, backend.k.activation_backward(backend.to_device(y), backend.to_device(x), act))
+        np.testing.assert_allclose(got_d, want_d, rtol=2e-6, atol=1e-30)
+        logits = x.reshape(1, -1)
+        labels = np.zeros(1, np.int64)
+        want_loss, want_grad = ref.softmax_cross_entropy(logits, labels)
+        loss, grad = backend.k.softmax_cross_entropy(backend.to_device(logits), backend.to_device(labels))
+    if np.isfinite(want_loss):
+        assert loss == pytest.approx(want_loss, rel=1e-5, abs=1e-6)
+        np.testing.assert_allclose(_host(backend, grad), want_grad, rtol=1e-5, atol=1e-6)
+    else:
+        assert not np.isfinite(loss), (loss, want_loss)
