@@ -54,8 +54,12 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
+_INT64_MAX = 2**63 - 1  # what HDF5 attributes and NumPy's seeding take
+
+
 def _int_at_least(minimum, what):
-    """An argparse type: an integer >= ``minimum``, else a message saying ``what`` was expected."""
+    """An argparse type: an integer in [``minimum``, 2**63 - 1], else a message saying ``what``
+    was expected."""
 
     def parse(text):
         try:
@@ -64,6 +68,8 @@ def _int_at_least(minimum, what):
             value = None
         if value is None or value < minimum:
             raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
+        if value > _INT64_MAX:
+            raise argparse.ArgumentTypeError(f"{text} is too large: at most 2**63 - 1 = {_INT64_MAX}")
         return value
 
     return parse
@@ -617,10 +623,12 @@ def _main(argv):
 
 def _classify(exc, backend_error):
     """Exit status for a known user-facing error, or None for a bug (which keeps its traceback)."""
-    from .plots import PlotError
     from .store import StoreError
 
-    known_failures = [backend_error, StoreError, PlotError, OSError]
+    known_failures = [backend_error, StoreError, OSError]
+    plots = sys.modules.get(f"{__package__}.plots")  # a PlotError needs plots imported; never import
+    if plots is not None:  # matplotlib just to classify an error (it may warn about its config dir)
+        known_failures.append(plots.PlotError)
     try:
         from .data import DataError
 

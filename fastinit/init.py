@@ -237,13 +237,15 @@ def _gain_option(spec, opts, default):
         return default
     text = opts["gain"]
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        pass
-    try:
-        return gain(text)
-    except ValueError as exc:
-        raise _bad_spec(spec, str(exc)) from None
+        try:
+            return gain(text)
+        except ValueError as exc:
+            raise _bad_spec(spec, str(exc)) from None
+    if not (math.isfinite(value) and value >= 0):
+        raise _bad_spec(spec, f"gain must be a finite number >= 0 (or an activation name), got {text!r}")
+    return value
 
 
 def init_weights(spec, fan_in, fan_out, rng, dtype=np.float32):

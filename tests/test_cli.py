@@ -393,3 +393,18 @@ def test_stop_signal_during_train_keeps_finished_runs_and_cleans_up(tmp_path, ca
         assert f["/train/he"].attrs["status"] == "complete"
         assert f["/train/xavier"].attrs["status"] == "interrupted"
         assert f["/train/he/loss"].shape == (iterations,)
+
+
+@pytest.mark.parametrize("option", ["--seed", "--iterations", "--batch-size"])
+def test_integers_beyond_int64_are_refused_before_any_work(tmp_path, capsys, option):
+    code, _, err = _run(capsys, "train", option, str(2**64), "--out", str(tmp_path / "t.h5"))
+    assert code == 2 and "too large" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_does_not_import_matplotlib():
+    """Classifying an error must not import matplotlib (with an unwritable HOME it warns first)."""
+    script = ("import sys; from fastinit.cli import main; code = main(['histogram', '--init', 'bogus']); "
+              "print(code, 'matplotlib' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
