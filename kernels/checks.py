@@ -36,7 +36,20 @@ KERNEL_API = (
 
 
 def _is_array(x):
-    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "ndim")
+    # a NumPy scalar (np.float32(1.0)) has shape and dtype too, but is not an array
+    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "ndim") and not isinstance(x, np.generic)
+
+
+def writable(name, x):
+    """Check that ``x``, which a kernel writes, is not read-only (host arrays; device arrays pass)."""
+    flags = getattr(x, "flags", None)
+    try:
+        read_only = flags is not None and not flags["WRITEABLE"]
+    except (KeyError, TypeError):
+        read_only = False
+    if read_only:
+        raise ValueError(f"{name} is read-only; pass a writable array (e.g. {name}.copy())")
+    return x
 
 
 def _is_c_contiguous(x):
@@ -57,7 +70,9 @@ def _shape_str(shape):
 def float_array(name, x, ndim=None):
     """Check that ``x`` is a C-contiguous float32/float64 array of ``ndim`` dims."""
     if not _is_array(x):
-        raise TypeError(f"{name} must be a float32 or float64 array, got {type(x).__name__}")
+        kind = f"a NumPy scalar ({type(x).__name__}); pass numpy.asarray({name})" if isinstance(x, np.generic) \
+            else type(x).__name__
+        raise TypeError(f"{name} must be a float32 or float64 array, got {kind}")
     if np.dtype(x.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
     if ndim is not None and x.ndim != ndim:
@@ -103,7 +118,7 @@ def out_array(name, out, shape, dtype):
     shape_is(name, out, shape)
     if np.dtype(out.dtype) != np.dtype(dtype):
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
-    return out
+    return writable(name, out)
 
 
 def activation_code(activation):
@@ -171,6 +186,20 @@ def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
     return code
 
 
+def outputs_overlap(outputs, inputs):
+    """Whether a given host output may share memory with an input (``None`` and device
+    arrays are skipped): the caller then computes into fresh arrays and copies, so
+    aliasing never changes a result. ``outputs`` is a dict name -> array; outputs that
+    overlap each other cannot all hold their result: ``ValueError``."""
+    outs = [(k, o) for k, o in outputs.items() if isinstance(o, np.ndarray)]
+    for i, (name, o) in enumerate(outs):
+        for other, o2 in outs[i + 1:]:
+            if np.may_share_memory(o, o2):
+                raise ValueError(f"{name} and {other} overlap; pass separate arrays")
+    ins = [a for a in inputs if isinstance(a, np.ndarray)]
+    return any(np.may_share_memory(o, a) for _, o in outs for a in ins)
+
+
 def labels_array(labels, n, n_classes):
     """Check integer class labels: shape (n,), int32/int64, values in [0, n_classes)."""
     if not _is_array(labels):
@@ -222,7 +251,7 @@ def learning_rate(lr):
 
 
 def sgd_args(param, grad, lr):
-    float_array("param", param)
+    writable("param", float_array("param", param))
     float_array("grad", grad)
     same_dtype(param=param, grad=grad)
     same_shape("grad", grad, "param", param)

@@ -613,6 +613,14 @@ def dense_forward_into(x, wt, b, code, out):
 # ------------------------------------------------------------- public API
 
 
+def _result(out, value):
+    """``value`` itself, or copied into the caller's ``out``."""
+    if out is None:
+        return value
+    out[...] = value
+    return out
+
+
 def _alloc(out, shape, dtype):
     return np.empty(shape, dtype) if out is None else out
 
@@ -736,10 +744,15 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     ``x`` (N, fan_in) and ``y`` (N, fan_out) are the saved input and output.
     Returns ``(dx, dw, db)``: ``dx`` (N, fan_in), or ``None`` when
     ``compute_dx`` is false (first layer); ``dw`` (fan_in, fan_out);
-    ``db`` (fan_out,), the column sums of the pre-activation gradient.
+    ``db`` (fan_out,), the column sums of the pre-activation gradient. Outputs
+    that overlap an input or each other (``dw=w``) give the same result as
+    separate ones (computed through fresh arrays, then copied).
     Outputs given by the caller are written in place; ``dy`` is not modified.
     """
     code = chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
+    if chk.outputs_overlap(dict(dx=dx, dw=dw, db=db), (x, w, y, dy)):  # e.g. dw=w: through fresh arrays
+        fresh = dense_backward(x, w, y, dy, activation, compute_dx=compute_dx)
+        return tuple(None if f is None else _result(o, f) for o, f in zip((dx, dw, db), fresh))
     dz = np.empty(y.shape, y.dtype)
     activation_backward_into(y, dy, code, dz)
     dw = _alloc(dw, w.shape, x.dtype)

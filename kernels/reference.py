@@ -131,9 +131,14 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     ``x`` (N, fan_in) and ``y`` (N, fan_out) are the saved input and output.
     Returns ``(dx, dw, db)``: ``dx`` (N, fan_in), or ``None`` when
     ``compute_dx`` is false (first layer); ``dw`` (fan_in, fan_out);
-    ``db`` (fan_out,), the column sums of the pre-activation gradient.
+    ``db`` (fan_out,), the column sums of the pre-activation gradient. Outputs
+    that overlap an input or each other (``dw=w``) give the same result as
+    separate ones (computed through fresh arrays, then copied).
     """
     chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
+    if chk.outputs_overlap(dict(dx=dx, dw=dw, db=db), (x, w, y, dy)):  # e.g. dw=w: through fresh arrays
+        fresh = dense_backward(x, w, y, dy, activation, compute_dx=compute_dx)
+        return tuple(None if f is None else _result(o, f) for o, f in zip((dx, dw, db), fresh))
     dz = _BACKWARD[activation](y, dy)
     dw = _result(dw, x.T @ dz)
     db = _result(db, dz.sum(axis=0))

@@ -469,7 +469,17 @@ def _bad_cases():
         ("sgd-lr-type", lambda k: k.sgd_update(f32(4), f32(4), "fast"), TypeError, "lr must be a real number"),
         ("sgd-lr-nan", lambda k: k.sgd_update(f32(4), f32(4), float("nan")), ValueError, "lr must be finite"),
         ("sgd-noncontig", lambda k: k.sgd_update(noncontig, f32(4, 3), 0.1), ValueError, "param must be C-contiguous"),
+        ("scalar-x", lambda k: k.sigmoid(np.float32(1.0)), TypeError, "NumPy scalar"),
+        ("readonly-out", lambda k: k.sigmoid(f32(4), out=_read_only(f32(4))), ValueError, "out is read-only"),
+        ("readonly-param", lambda k: k.sgd_update(_read_only(f32(4)), f32(4), 0.1), ValueError, "param is read-only"),
+        ("readonly-dw", lambda k: k.dense_backward(f32(4, 3), f32(3, 2), f32(4, 2), f32(4, 2), dw=_read_only(f32(3, 2))),
+         ValueError, "dw is read-only"),
     ]
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
 
 
 BAD = _bad_cases()
@@ -643,3 +653,24 @@ def test_non_finite_and_huge_values_propagate_like_the_reference(fast_backend, v
         np.testing.assert_allclose(_host(backend, grad), want_grad, rtol=1e-5, atol=1e-6)
     else:
         assert not np.isfinite(loss), (loss, want_loss)
+
+
+@pytest.mark.parametrize("alias", ["dw=w", "dx=x", "dx=dy"])
+def test_dense_backward_outputs_aliasing_inputs_give_the_unaliased_result(backend, alias):
+    """Outputs that overlap an input or each other give the same numbers as separate ones."""
+    if backend.name == "cuda":
+        pytest.skip("device arrays: aliasing is checked on the host backends")
+    rng = _rng("dense-alias", alias)
+    n = 6
+    x, w = _rand(rng, (n, n), np.float32), _rand(rng, (n, n), np.float32)
+    y = ref.dense_forward(x, w, None, "tanh")
+    dy = _rand(rng, (n, n), np.float32)
+    want = ref.dense_backward(x.copy(), w.copy(), y.copy(), dy.copy(), "tanh")
+    x2, w2, y2, dy2 = x.copy(), w.copy(), y.copy(), dy.copy()
+    scratch = np.zeros((n, n), np.float32)
+    outs = {"dw=w": dict(dw=w2), "dx=x": dict(dx=x2), "dx=dy": dict(dx=dy2)}[alias]
+    got = backend.k.dense_backward(x2, w2, y2, dy2, "tanh", **outs)
+    for g, wt in zip(got, want):
+        np.testing.assert_allclose(g, wt, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="dw and db overlap"):
+        backend.k.dense_backward(x, w, y, dy, "tanh", dw=scratch, db=scratch[0])
