@@ -9,13 +9,16 @@ atomic::
         for step in ...:
             append(ds, loss)
 
-How the atomic update works: an existing file is copied to a temporary file in
-the same folder (a new file starts empty); all writes go to the copy. When the
-``with`` block ends normally the copy is flushed, closed and moved over the
-target with ``os.replace`` (atomic on POSIX and Windows). When it ends with an
-exception the copy is deleted and the target is untouched, so a failing run
-never leaves a corrupt or half-written file, and groups written by other runs
-always stay. ``KeyboardInterrupt`` is the exception to the exception: what was
+How the atomic update works: the file is built in memory (HDF5's ``core``
+driver, loaded from the existing file if there is one), so HDF5 itself never
+writes to disk. When the ``with`` block ends normally, the memory image is
+written to a temporary file in the same folder with plain, checked OS calls
+(and ``fsync``), then moved over the target with ``os.replace`` (atomic on
+POSIX and Windows). A full disk or any other OS error during that write is a
+``StoreError`` (one line in the CLI): the target is untouched and the temp
+file removed. When the block ends with an exception nothing is written, so a
+failing run never leaves a corrupt or half-written file, and groups written
+by other runs always stay. ``KeyboardInterrupt`` is the exception to the exception: what was
 written so far is kept (groups created with :func:`replace_group` in this
 session get ``status = "interrupted"``), the file is committed and the
 interrupt is re-raised, so a long run stopped with Ctrl-C is still readable.
@@ -23,8 +26,9 @@ Updates of one file are serialised by an advisory lock (POSIX), so two
 commands writing the same file at once wait for each other (or the second
 fails with a clear error) instead of one silently dropping the other's groups;
 temp copies left by a killed process are removed by the next update.
-The price of atomicity: every update copies the existing file once (and needs
-that much free disk), so give very large experiments their own file.
+The price of atomicity: every update holds the whole file in memory and
+writes it once more (and needs that much free disk), so give very large
+experiments their own file.
 
 Groups made with :func:`replace_group` carry the attrs ``status``
 ("running" while written, then "complete" or "interrupted"), ``written_utc``
@@ -279,14 +283,8 @@ def _update(path, command_line):
     f = None
     try:
         existed = os.path.exists(path)
-        if existed:
-            try:
-                shutil.copyfile(path, tmp)
-                shutil.copymode(path, tmp)
-            except OSError as exc:
-                raise StoreError(f"cannot copy {path} to update it: {exc.strerror or exc}") from None
-        try:
-            f = h5py.File(tmp, "r+" if existed else "w")
+        try:  # in memory: HDF5 never writes to disk, _commit does
+            f = h5py.File(path, "r+" if existed else "w", driver="core", backing_store=False)
         except OSError as exc:
             raise StoreError(f"cannot open {path} for writing: {_h5_reason(exc)}") from None
         now = utc_now()
@@ -295,7 +293,7 @@ def _update(path, command_line):
         f.attrs["fastinit_version"] = _version()
         f.attrs["modified_utc"] = now
         f.attrs["command_line"] = command_line
-        _SESSION_GROUPS[tmp] = []
+        _SESSION_GROUPS[f.filename] = []
         try:
             yield f
         except KeyboardInterrupt:
@@ -307,7 +305,7 @@ def _update(path, command_line):
         _commit(f, tmp, path)
         f = None
     finally:
-        _SESSION_GROUPS.pop(tmp, None)
+        _SESSION_GROUPS.pop(path, None)
         if f is not None:
             try:
                 f.close()
@@ -318,16 +316,28 @@ def _update(path, command_line):
 
 
 def _finish_groups(f, tmp, status):
-    for name in _SESSION_GROUPS.get(tmp, ()):
+    for name in _SESSION_GROUPS.get(f.filename, ()):
         if name in f and f[name].attrs.get("status") == "running":
             f[name].attrs["status"] = status
 
 
 def _commit(f, tmp, path):
+    """Write the in-memory file ``f`` to ``tmp`` (checked writes, fsync), then move it over ``path``."""
     f.attrs["modified_utc"] = utc_now()
     f.flush()
+    image = f.id.get_file_image()
     f.close()
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+        try:
+            view = memoryview(image)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if os.path.exists(path):
+            shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None

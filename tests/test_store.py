@@ -1,6 +1,8 @@
 """The HDF5 store: atomic updates, other groups kept, appendable datasets, clear errors."""
 
 import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -264,3 +266,55 @@ def test_temp_copies_of_killed_runs_are_cleaned_up(tmp_path):
     with open_results(path) as f:
         replace_group(f, "/a")
     assert sorted(os.listdir(tmp_path)) == [".other.h5.1.cafe.tmp", "r.h5"]
+
+
+def test_disk_full_while_writing_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    """An OS error while the update is written (here ENOSPC after 1000 bytes) is a
+    ``StoreError``; the old file stays byte for byte and no temp file is left."""
+    import errno
+
+    import fastinit.store as store
+
+    out = tmp_path / "r.h5"
+    with open_results(out) as f:
+        f.create_dataset("old", data=np.arange(10))
+    before = out.read_bytes()
+    real_write = os.write
+    written = {"n": 0}
+
+    def write_until_full(fd, data):
+        if written["n"] + len(data) > 1000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written["n"] += len(data)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(store.os, "write", write_until_full)
+    with pytest.raises(StoreError, match="No space left on device"):
+        with open_results(out) as f:
+            f.create_dataset("new", data=np.zeros(100_000))
+    monkeypatch.undo()
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+
+
+def test_disk_full_on_a_real_small_filesystem(tmp_path):
+    """The same on a real 200 KiB tmpfs, end to end through the CLI (skipped where mounting is
+    not allowed): exit 1, one line, old file intact, no temp file, no crash."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = mnt / "h.h5"
+        small = [sys.executable, "-m", "fastinit", "histogram", "--units", "8", "--samples", "16", "--layers", "2",
+                 "--no-plot", "-q", "--out", str(out)]
+        assert subprocess.run(small, capture_output=True).returncode == 0
+        before = out.read_bytes()
+        big = small[:4] + ["--units", "100", "--samples", "1000", "--no-plot", "-q", "--out", str(out)]
+        proc = subprocess.run(big, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.strip().count("\n") == 0 and "No space left on device" in proc.stderr, proc.stderr
+        assert out.read_bytes() == before
+        assert sorted(p.name for p in mnt.iterdir()) == ["h.h5"]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
