@@ -7,15 +7,16 @@ MLP, data loading, the HDF5 store, the experiments, plots and the CLI.
 
 __version__ = "0.1.0"
 
-from .init import gain, init_weights, parse_init  # noqa: E402
-
 __all__ = ["__version__", "MLP", "gain", "init_weights", "parse_init"]
+
+_LAZY = {"MLP": "mlp", "gain": "init", "init_weights": "init", "parse_init": "init"}
 
 
 def __getattr__(name):
-    # The MLP pulls in Numba; import it on first use so `import fastinit` stays light.
-    if name == "MLP":
-        from .mlp import MLP
+    # Imported on first use, so `import fastinit` (and the CLI's start-up, where a Ctrl-C
+    # must not print a traceback) stays light: the MLP pulls in Numba, init pulls in NumPy.
+    if name in _LAZY:
+        from importlib import import_module
 
-        return MLP
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'fastinit' has no attribute {name!r}")

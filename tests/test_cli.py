@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -408,3 +409,20 @@ def test_an_error_does_not_import_matplotlib():
               "print(code, 'matplotlib' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
+    """Ctrl-C or SIGTERM while the command is still importing its libraries or loading the data:
+    a quiet exit (128 + signal), never a traceback, never a temp or lock file."""
+    for delay in (0.15, 0.3, 0.6, 1.0):
+        out = tmp_path / f"t{delay}.h5"
+        cmd = [sys.executable, "-m", "fastinit", "train", "--iterations", "100000", "--backend", "numpy", "-q",
+               "--out", str(out)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err, (delay, err)
+        assert proc.returncode == 128 + sig, (delay, proc.returncode, err)
+    assert all(p.suffix == ".h5" for p in tmp_path.iterdir())
