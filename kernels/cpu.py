@@ -771,12 +771,17 @@ def softmax_cross_entropy(logits, labels, grad=None):
 
     ``logits`` (N, C) float, ``labels`` (N,) int32/int64 in [0, C). Returns
     ``(loss, grad)``: ``loss`` a Python float, ``grad`` (N, C) =
-    ``(softmax(logits) - onehot(labels)) / N`` (may be ``logits`` itself).
-    Stable for any finite logits (the row max is subtracted first). Raises
-    ``ValueError`` for labels out of range or of the wrong shape.
+    ``(softmax(logits) - onehot(labels)) / N`` (may be ``logits`` itself; a
+    ``grad`` that overlaps ``logits`` only in part gets the same result through
+    a temporary). Stable for any finite logits (the row max is subtracted
+    first). Raises ``ValueError`` for labels out of range or of the wrong shape.
     """
     _, c = chk.softmax_args(logits, labels, grad)
     chk.label_range(np.asarray(labels), c)
+    if _partly_overlaps(grad, logits):
+        loss, fresh = softmax_cross_entropy(logits, labels)
+        grad[...] = fresh
+        return loss, grad
     grad = _alloc(grad, logits.shape, logits.dtype)
     loss = softmax_xent_into(logits, labels, grad)
     return float(loss), grad
@@ -785,9 +790,12 @@ def softmax_cross_entropy(logits, labels, grad=None):
 def sgd_update(param, grad, lr):
     """In place ``param -= lr * grad``; returns ``param``. Any shape, same dtype.
 
-    Raises ``TypeError`` for a non-numeric ``lr``, ``ValueError`` for a
-    non-finite one or a shape mismatch.
+    ``grad`` may be ``param`` itself; one that overlaps it only in part is read
+    from a copy. Raises ``TypeError`` for a non-numeric ``lr``, ``ValueError``
+    for a non-finite one or a shape mismatch.
     """
     lr = chk.sgd_args(param, grad, lr)
+    if _partly_overlaps(grad, param):
+        grad = grad.copy()
     sgd_into(param, grad, lr)
     return param

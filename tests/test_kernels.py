@@ -674,3 +674,22 @@ def test_dense_backward_outputs_aliasing_inputs_give_the_unaliased_result(backen
         np.testing.assert_allclose(g, wt, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="dw and db overlap"):
         backend.k.dense_backward(x, w, y, dy, "tanh", dw=scratch, db=scratch[0])
+
+
+def test_softmax_and_sgd_with_partly_overlapping_arguments_give_the_unaliased_result(backend):
+    if backend.name == "cuda":
+        pytest.skip("device arrays: aliasing is checked on the host backends")
+    k = backend.k
+    rng = _rng("sm-sgd-overlap")
+    labels = np.array([0, 1, 2, 3])
+    buf = np.zeros((5, 6), np.float32)
+    buf[:4] = _rand(rng, (4, 6), np.float32)
+    want_loss, want_grad = ref.softmax_cross_entropy(buf[:4].copy(), labels)
+    loss, grad = k.softmax_cross_entropy(buf[:4], labels, grad=buf[1:])
+    assert loss == pytest.approx(want_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
+    for param_slice, grad_slice in ((slice(0, 9), slice(1, 10)), (slice(1, 10), slice(0, 9))):
+        p = np.arange(10, dtype=np.float32)
+        want = p[param_slice] - np.float32(0.5) * p[grad_slice]
+        k.sgd_update(p[param_slice], p[grad_slice], 0.5)
+        np.testing.assert_allclose(p[param_slice], want)
