@@ -13,7 +13,7 @@ import functools
 import os
 import platform
 
-__all__ = ["describe", "isa_of_features"]
+__all__ = ["describe", "provenance", "isa_of_features"]
 
 # Vector ISA of the code LLVM generates for a CPU name given in NUMBA_CPU_NAME.
 _ISA_BY_CPU_NAME = {
@@ -48,8 +48,9 @@ def _cpu_model():
 
 @functools.lru_cache(maxsize=1)
 def describe():
-    """{cpu_model, host_cpu, host_isa, code_cpu, code_isa, cores, numba_threads, python, numpy,
-    numba, llvmlite, platform}: the machine and the software that produced a number."""
+    """{fastinit, cpu_model, host_cpu, host_isa, code_cpu, code_isa, cores, numba_threads, python,
+    numpy, numba, llvmlite, numba_cuda, h5py, platform}: the machine and the software that
+    produced a number."""
     import llvmlite
     import numba
     import numpy as np
@@ -68,7 +69,12 @@ def describe():
         code_isa = "AVX-512" if "+avx512f" in wanted else isa_by_name
         if code_isa == "unknown" and "+avx2" in wanted:
             code_isa = "AVX2"
+    import h5py
+
+    from . import __version__
+
     return {
+        "fastinit": __version__,
         "cpu_model": _cpu_model(),
         "host_cpu": host_cpu,
         "host_isa": host_isa,
@@ -80,5 +86,27 @@ def describe():
         "numpy": np.__version__,
         "numba": numba.__version__,
         "llvmlite": llvmlite.__version__,
+        "numba_cuda": _distribution_version("numba-cuda"),
+        "h5py": h5py.__version__,
         "platform": platform.platform(),
     }
+
+
+def _distribution_version(name):
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance():
+    """``describe()`` as HDF5 root attributes: ``<package>_version`` for the software, and
+    ``cpu_model``, ``cpu_isa`` (the host's), ``code_isa`` (what Numba compiles for),
+    ``cores``, ``threads`` (Numba's), ``platform``."""
+    d = describe()
+    out = {f"{k}_version": d[k] for k in ("python", "numpy", "numba", "llvmlite", "numba_cuda", "h5py")}
+    out.update(cpu_model=d["cpu_model"], cpu_isa=d["host_isa"], code_isa=d["code_isa"], cores=d["cores"],
+               threads=d["numba_threads"], platform=d["platform"])
+    return out

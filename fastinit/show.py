@@ -206,6 +206,13 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
     lines.append("  " + ", ".join(meta))
     if "command_line" in a:
         lines.append(f"  last command: {a['command_line']}")
+    if "cpu_model" in a:  # written by fastinit.store from fastinit.machine.provenance()
+        lines.append(f"  written on: {a['cpu_model']} ({a.get('cpu_isa')}; code for {a.get('code_isa')}), "
+                     f"{a.get('cores')} cores, {a.get('threads')} Numba threads")
+        lines.append("  software: " + ", ".join(
+            f"{name} {a[key]}" for name, key in (("Python", "python_version"), ("NumPy", "numpy_version"),
+                                                 ("Numba", "numba_version"), ("numba-cuda", "numba_cuda_version"),
+                                                 ("h5py", "h5py_version")) if key in a))
     for k in sorted(a):
         if all_attrs and k not in ("fastinit_version", "created_utc", "modified_utc", "command_line"):
             lines.append(f"  {k} = {_fmt_value(a[k])}")
@@ -218,6 +225,7 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
     base_depth = 1 if group == "/" else info.node(group).depth
     name_width = min(28, max((2 * (n.depth - base_depth) + len(n.name) + 1 for n in nodes), default=10))
     tabled = {}  # group path -> its per-layer columns (listed on one line) or None
+    explained = set()  # datasets whose units and description were printed (once per name and text)
     for n in nodes:
         indent = "  " * (n.depth - base_depth)
         if n.kind == "group":
@@ -235,12 +243,16 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
                     continue
                 label = f"{indent}{', '.join(sorted(cols))}"
                 lines.append(f"{label}  {_shape_text(n.shape)} each  (table below)")
+                for col in sorted(cols):
+                    lines += _units_lines(info.node(f"{parent}/{col}"), f"{indent}  {col}: ", explained)
                 continue
             label = f"{indent}{n.name}"
             detail = f"{_shape_text(n.shape):<18} {n.dtype:<8}"
             if n.compression:
                 detail += f" {n.compression}, chunks {n.chunks}"
             lines.append(f"{label:<{name_width}}  {detail}".rstrip())
+            if not all_attrs:
+                lines += _units_lines(n, f"{'':<{name_width}}    ", explained)
             if n.summary is not None:
                 sm = n.summary
                 text = (f"first {sm['first']:.4g}, last {sm['last']:.4g}, min {sm['min']:.4g}, "
@@ -314,6 +326,21 @@ def _cell(value, width):
     if np.issubdtype(np.asarray(value).dtype, np.integer):
         return f"{int(value):>{width}d}"
     return f"{float(value):>{width}.4g}"
+
+
+def _units_lines(node, prefix, explained):
+    """``[units] description`` (and named columns) of a dataset, when it has them and the same
+    text was not printed for a dataset of that name already (``explained``, updated)."""
+    if node is None or "description" not in node.attrs:
+        return []
+    key = (node.name, str(node.attrs["description"]), str(node.attrs.get("units")))
+    if key in explained:
+        return []
+    explained.add(key)
+    text = f"{prefix}[{node.attrs.get('units', '?')}] {node.attrs['description']}"
+    if "columns" in node.attrs:
+        text += "; columns: " + ", ".join(str(c) for c in node.attrs["columns"])
+    return [text]
 
 
 def _short(text, limit=48):

@@ -92,6 +92,22 @@ def _version():
     return __version__
 
 
+def label(dataset, units, description, **extra):
+    """Give ``dataset`` its ``units`` and ``description`` attributes (and any ``extra`` ones),
+    so a results file explains itself (``fastinit show`` prints them). Returns ``dataset``."""
+    dataset.attrs["units"] = units
+    dataset.attrs["description"] = description
+    for key, value in extra.items():
+        dataset.attrs[key] = value
+    return dataset
+
+
+def _provenance():
+    from .machine import provenance
+
+    return provenance()
+
+
 # Set by command_line_scope (the CLI's main) so every write in that scope records the command.
 _COMMAND_LINE = None
 
@@ -291,6 +307,8 @@ def _update(path, command_line):
         if "created_utc" not in f.attrs:
             f.attrs["created_utc"] = now
         f.attrs["fastinit_version"] = _version()
+        for key, value in _provenance().items():  # the machine and software of this update
+            f.attrs[key] = value
         f.attrs["modified_utc"] = now
         f.attrs["command_line"] = command_line
         _SESSION_GROUPS[f.filename] = []

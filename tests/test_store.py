@@ -318,3 +318,20 @@ def test_disk_full_on_a_real_small_filesystem(tmp_path):
         assert sorted(p.name for p in mnt.iterdir()) == ["h.h5"]
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_files_record_machine_and_versions_and_show_prints_them_with_units(tmp_path):
+    from fastinit.show import format_info
+    from fastinit.store import label
+
+    path = tmp_path / "r.h5"
+    with open_results(path) as f:
+        g = replace_group(f, "/run")
+        label(g.create_dataset("acc", data=np.array([0.5, 0.9])), "fraction (0-1)", "test accuracy per epoch")
+    with open_read(path) as f:
+        for key in ("python_version", "numpy_version", "numba_version", "numba_cuda_version", "h5py_version",
+                    "cpu_model", "cpu_isa", "code_isa", "cores", "threads"):
+            assert key in f.attrs, key
+    text = format_info(describe(path))
+    assert "written on:" in text and "NumPy" in text and "Numba" in text
+    assert "[fraction (0-1)] test accuracy per epoch" in text

@@ -153,6 +153,14 @@ def test_layout_and_attrs(tmp_path, backend):
         assert a["wall_time_s"] > 0
         cfg = json.loads(a["config"])
         assert cfg["lr"] == 0.1 and cfg["batch_size"] == 16 and cfg["runs"] == ["he", "xavier:tanh"]
+        assert cfg["activation"] == "tanh" and cfg["init"] == "xavier" and cfg["run"] == "xavier:tanh"
+        for name, ds in g.items():  # every dataset says what it holds and in which units
+            assert ds.attrs["units"] and ds.attrs["description"], name
+        assert g["test_accuracy"].attrs["units"] == "fraction (0-1)"
+        assert list(g["grad_norm"].attrs["columns"]) == ["layer 1 (12->16)", "layer 2 (16->16)", "layer 3 (16->3)"]
+        for key in ("python_version", "numpy_version", "numba_version", "h5py_version", "cpu_model", "cpu_isa",
+                    "threads"):
+            assert key in f.attrs, key
         assert np.all(g["grad_norm"][()] > 0)
         acts = g["activations"][()]
         assert np.all(np.abs(acts) <= 1)  # tanh

@@ -322,13 +322,26 @@ def group_path(activation, init):
     return f"/histogram/{activation}/{init}"
 
 
+# units and description of each per-layer dataset (one value per layer)
+_DATASETS = {
+    "mean": ("activation value", "mean of the finite activations of each layer"),
+    "std": ("activation value", "standard deviation of the finite activations of each layer"),
+    "saturated": ("fraction (0-1)", "fraction of each layer's activations that are saturated: "),
+    "weight_std": ("weight value", "standard deviation the init scheme asks for, per layer"),
+    "theory_std": ("activation value", "std of each layer's activations predicted by the mean-field "
+                   "variance recursion (infinite width, Gaussian pre-activations)"),
+    "nonfinite": ("fraction (0-1)", "fraction of each layer's activations that are NaN or Inf (overflow)"),
+    "weight_std_measured": ("weight value", "standard deviation of the weights actually drawn, per layer"),
+}
+
+
 def write_histogram(f, results):
     """Write ``results`` into the open results file ``f`` (from :func:`fastinit.store.open_results`).
 
     Replaces ``/histogram/<activation>/<init>`` for each init that ran and
     leaves every other group alone. Returns the list of group paths written.
     """
-    from ..store import append, create_appendable, replace_group
+    from ..store import append, create_appendable, label, replace_group
 
     written = []
     for run in results.runs.values():
@@ -336,10 +349,14 @@ def write_histogram(f, results):
         g = replace_group(f, group_path(results.activation, run.init), attrs=attrs)
         ds = create_appendable(g, "activations", run.activations.shape[1:], run.activations.dtype,
                                chunk_rows=1, attrs=attrs)  # one layer per chunk: the natural read
+        label(ds, "activation value", "outputs of every layer for every sample: (layer, sample, unit)")
         append(ds, run.activations)
-        for name in ("mean", "std", "saturated", "weight_std", "theory_std", "nonfinite"):
-            g.create_dataset(name, data=np.asarray(getattr(run, name), dtype=np.float64))
-        g["weight_std_measured"] = np.asarray(run.weight_std_measured, dtype=np.float64)
+        for name in ("mean", "std", "saturated", "weight_std", "theory_std", "nonfinite", "weight_std_measured"):
+            units, description = _DATASETS[name]
+            if name == "saturated":
+                description += SATURATION_RULES.get(results.activation, "never (linear)")
+            label(g.create_dataset(name, data=np.asarray(getattr(run, name), dtype=np.float64)), units,
+                  description)
         written.append(g.name)
     return written
 

@@ -15,13 +15,11 @@ result.
 
 import math
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import __version__
 from .histogram import DEFAULT_INITS as HISTOGRAM_INITS
 from .train import DEFAULT_INITS as TRAIN_INITS
 from .train import TrainConfig
@@ -153,18 +151,10 @@ def _activation_stats(h5_path, run):
 
 
 def _versions():
-    import h5py
-    import numba
+    from ..machine import describe
 
-    return {
-        "fastinit": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "h5py": h5py.__version__,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-    }
+    d = describe()
+    return dict(d, cpus=d["cores"])
 
 
 def _f(v, digits=4):
@@ -325,7 +315,7 @@ def summary_markdown(result, config, quick=False):
         "",
         f"Backend {config.backend}, dtype {config.dtype}, seed {config.seed}. "
         f"fastinit {v['fastinit']}, Python {v['python']}, NumPy {v['numpy']}, Numba {v['numba']}, "
-        f"h5py {v['h5py']}; {v['platform']}, {v['cpus']} CPUs.",
+        f"h5py {v['h5py']}; {v['platform']}, {v['cpus']} CPUs ({v['cpu_model']}, {v['host_isa']}).",
         "",
         "Wall times: " + ", ".join(f"{k} {t:.1f} s" for k, t in result.wall_times.items()) + ".",
         "",

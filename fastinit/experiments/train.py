@@ -240,7 +240,9 @@ def _attrs(config, spec):
         elif value is None:
             value = "none"
         attrs["default_activation" if key == "activation" else key] = value
-    attrs.update(init=spec.init, activation=spec.activation, config=config.to_json())
+    ran = json.loads(config.to_json())  # the config of this run: its own init and activation
+    ran.update(run=spec.name, init=spec.init, activation=spec.activation)
+    attrs.update(init=spec.init, activation=spec.activation, config=json.dumps(ran, sort_keys=True))
     return attrs
 
 
@@ -253,7 +255,9 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
     flushed, the group is marked ``interrupted`` and the interrupt re-raised.
     """
     from .. import MLP
-    from ..store import append, create_appendable, mark_interrupted
+    import h5py
+
+    from ..store import append, create_appendable, label, mark_interrupted
 
     dtype = np.dtype(config.dtype)
     x_train, y_train, x_test, y_test = _split(dataset, config, dtype)
@@ -267,18 +271,26 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
         group.attrs[key] = value
     group.attrs["diverged_step"] = -1
 
-    ds_loss = create_appendable(group, "loss", (), "float64")
-    ds_grad = create_appendable(group, "grad_norm", (n_layers,), "float64")
-    ds_acc = create_appendable(group, "test_accuracy", (), "float64")
-    ds_eval = create_appendable(group, "eval_steps", (), "int64")
-    ds_snap_steps = create_appendable(group, "snapshot_steps", (), "int64")
+    ds_loss = label(create_appendable(group, "loss", (), "float64"), "nats",
+                    "mean softmax cross-entropy of each mini-batch, before its SGD step; one row per iteration")
+    columns = [f"layer {i + 1} ({a}->{b})" for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    ds_grad = label(create_appendable(group, "grad_norm", (n_layers,), "float64"), "1 (norm of dL/dW)",
+                    "Frobenius norm of each layer's weight gradient at each iteration, one column per layer",
+                    columns=np.array(columns, dtype=h5py.string_dtype()))
+    ds_acc = label(create_appendable(group, "test_accuracy", (), "float64"), "fraction (0-1)",
+                   "fraction of the test images classified correctly, at the iterations in eval_steps")
+    ds_eval = label(create_appendable(group, "eval_steps", (), "int64"), "iterations",
+                    "SGD steps done when each test_accuracy was measured")
+    ds_snap_steps = label(create_appendable(group, "snapshot_steps", (), "int64"), "iterations",
+                          "SGD steps done when each activations snapshot was taken")
     ds_act = None
     if hidden:
-        ds_act = create_appendable(group, "activations", (len(hidden), probe.shape[0], units), config.dtype,
-                                   chunk_rows=1)
-        ds_act.attrs["layers"] = np.arange(1, len(hidden) + 1)
-        ds_act.attrs["probe"] = f"the first {probe.shape[0]} test images"
-        ds_act.attrs["padding"] = "NaN where a layer is narrower than the widest hidden layer"
+        ds_act = label(
+            create_appendable(group, "activations", (len(hidden), probe.shape[0], units), config.dtype,
+                              chunk_rows=1),
+            "activation value", "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
+            layers=np.arange(1, len(hidden) + 1), probe=f"the first {probe.shape[0]} test images",
+            padding="NaN where a layer is narrower than the widest hidden layer")
 
     t0 = time.perf_counter()
     model = MLP(list(sizes), activation=spec.activation, init=spec.init, backend=config.backend,
