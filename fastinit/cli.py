@@ -90,7 +90,15 @@ def _init_spec(text):
 
 
 def _progress_wanted(args):
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    """Progress unless ``-q``: a bar on a terminal, plain lines on stderr otherwise."""
+    return not getattr(args, "quiet", False)
+
+
+def _log(args):
+    """One-line messages to stderr (``fastinit: ...``), or nothing with ``-q``."""
+    if getattr(args, "quiet", False):
+        return lambda message: None
+    return lambda message: print(f"fastinit: {message}", file=sys.stderr, flush=True)
 
 
 def _say(args, text):
@@ -372,8 +380,7 @@ def _run_train(args):
                          dtype=args.dtype, eval_every=args.eval_every, snapshot_every=args.snapshot_every,
                          probe_samples=args.probe_samples, train_limit=args.train_limit,
                          test_limit=args.test_limit, data_dir=args.data_dir)
-    results = train(config, out, progress=_progress_wanted(args),
-                    log=lambda m: print(f"fastinit: {m}", file=sys.stderr))
+    results = train(config, out, progress=_progress_wanted(args), log=_log(args))
     _say(args, format_results(results))
     _say(args, f"wrote {len(results)} run(s) under /train to {out}")
     if args.plot:
@@ -420,8 +427,7 @@ def _run_reproduce(args):
     from .experiments.reproduce import main_exit_code, reproduce
 
     result = reproduce(args.out, quick=args.quick, backend=args.backend, dtype=args.dtype, seed=args.seed,
-                       data_dir=args.data_dir, progress=_progress_wanted(args),
-                       log=lambda m: print(f"fastinit: {m}", file=sys.stderr))
+                       data_dir=args.data_dir, progress=_progress_wanted(args), log=_log(args))
     _say(args, f"summary: {result.summary_path}")
     return EXIT_DIVERGED if main_exit_code(result) else EXIT_OK
 

@@ -234,7 +234,8 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     with ``dense_forward(x, w, None, activation)`` of the chosen ``backend``
     ("numpy", "cpu" or "cuda"); ``dtype`` is "float32" or "float64".
     Memory: the activations of every init are kept, ``len(inits) * layers *
-    samples * units`` values. ``progress`` shows a tqdm bar on stderr.
+    samples * units`` values. ``progress``: a bar on a terminal, else lines on
+    stderr (``fastinit.progress``).
 
     Raises ``ValueError`` for a bad activation, init spec, size or dtype,
     ``TypeError`` for a non-integer size, ``fastinit.backends.BackendError``
@@ -245,7 +246,10 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     dev = _Device(backend)
     x0 = np.ascontiguousarray(np.random.default_rng(seed).standard_normal((samples, units)), dtype=dtype)
     results = HistogramResults(activation, layers, units, samples, seed, backend, dtype)
-    bar = _progress(len(inits) * layers, progress, f"histogram {activation}")
+    from ..progress import Progress
+
+    bar = Progress(len(inits) * layers, f"histogram {activation}", "layers", enabled=progress)
+    done = False
     # Overflow (e.g. ReLU with std=10 through many layers) is expected here: it is
     # counted per layer (InitRun.nonfinite) and reported, not warned about.
     try:
@@ -256,16 +260,16 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
                 w_measured = np.empty(layers)
                 x = dev.put(x0)
                 for layer in range(layers):
-                    bar.set_postfix_str(f"{spec} layer {layer + 1}", refresh=False)
                     w = scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype)
                     w_nominal[layer] = scheme.std(units, units)
                     w_measured[layer] = float(np.std(w, dtype=np.float64))
                     x = dev.k.dense_forward(x, dev.put(w), None, activation)
                     acts[layer] = dev.get(x)
-                    bar.update(1)
+                    bar.update(1, init=spec)
                 results.runs[spec] = _summarise(spec, acts, w_nominal, w_measured, activation, units)
+        done = True
     finally:
-        bar.close()
+        bar.close(f"{len(inits)} inits x {layers} layers x {samples} samples" if done else None)
     return results
 
 
@@ -281,25 +285,6 @@ def _summarise(spec, acts, w_nominal, w_measured, activation, units):
         sat[i] = saturated_fraction(row, activation)
     return InitRun(spec, acts, w_nominal, w_measured, mean, std, sat, theory_std(activation, w_nominal, units),
                    nonfinite)
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix_str(self, *args, **kwargs):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total, enabled, desc):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="layer", leave=False)
 
 
 def _attrs(results, run):

@@ -106,6 +106,7 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
                          **(_QUICK_TRAIN if quick else {}))
     runs = train(config, h5_path, progress=progress, log=log)
     times["training"] = time.perf_counter() - t0
+    log(f"training: {len(runs)} runs x {config.iterations} iterations ({times['training']:.1f} s)")
 
     # 3. Figures.
     t0 = time.perf_counter()
@@ -116,6 +117,7 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     activation_stats = {r.name: _activation_stats(h5_path, r) for r in runs}
     figures += write_figures(h5_path, os.path.join(out_dir, "mnist-loss.png"), [r.name for r in runs])
     times["figures"] = time.perf_counter() - t0
+    log(f"figures: {len(figures)} ({times['figures']:.1f} s)")
     times["total"] = time.perf_counter() - t_all
 
     result = ReproduceResult(out_dir, h5_path, os.path.join(out_dir, "summary.md"), figures, histograms, runs,

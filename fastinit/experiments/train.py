@@ -327,7 +327,9 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
         append(ds_act, row)
         append(ds_snap_steps, step)
 
-    bar = _progress_bar(config.iterations, spec.name, progress)
+    from ..progress import Progress
+
+    bar = Progress(config.iterations, f"train {spec.name}", "it", enabled=progress)
     model.set_dataset(x_train, y_train)  # on cuda: copied to the device once, then only indices go in
     # Overflow is expected when a run diverges (std=10): it is detected from the loss, not warned about.
     try:
@@ -350,25 +352,22 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
                     evaluate(step)
                 if step % config.snapshot_every == 0:
                     snapshot(step)
-                if bar is not None:
-                    bar.update(1)
-                    if step % 10 == 0 or step == config.iterations:
-                        bar.set_postfix(loss=f"{loss:.4f}", acc=f"{last_acc:.3f}", refresh=False)
+                if step % 10 == 0 or step == config.iterations:  # every 10 steps: cheap enough
+                    bar.update(step - bar.n, loss=f"{loss:.4f}", acc=f"{100 * last_acc:.1f}%")
     except KeyboardInterrupt:
         flush()
         _finish(group, "interrupted", done, tail, last_acc, time.perf_counter() - t0, diverged_step)
         mark_interrupted(group)
-        if bar is not None:
-            bar.close()
+        bar.close()
         raise
     flush()
-    if bar is not None:
-        bar.close()
     wall = time.perf_counter() - t0
+    final_loss = float(np.mean(tail)) if tail else float("nan")
+    bar.close(f"{status}, {done} it, loss {final_loss:.3f}, acc {100 * last_acc:.1f}%")
     _finish(group, status, done, tail, last_acc, wall, diverged_step)
     result = RunResult(
         name=spec.name, init=spec.init, activation=spec.activation, status=status, iterations_done=done,
-        final_train_loss=float(np.mean(tail)) if tail else float("nan"), final_test_accuracy=last_acc,
+        final_train_loss=final_loss, final_test_accuracy=last_acc,
         wall_time_s=wall, diverged_step=diverged_step, group=group.name,
     )
     if status == "diverged":
@@ -384,14 +383,6 @@ def _finish(group, status, done, tail, acc, wall, diverged_step):
     group.attrs["final_test_accuracy"] = float(acc)
     group.attrs["wall_time_s"] = float(wall)
     group.attrs["diverged_step"] = int(diverged_step)
-
-
-def _progress_bar(total, desc, enabled):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=0.5)
 
 
 def _split(dataset, config, dtype):
@@ -444,7 +435,8 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True
     (other groups in it are kept) and returns a list of :class:`RunResult`,
     one per run, in order. ``dataset`` defaults to
     ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
-    ``progress`` shows a tqdm bar per run; ``log`` receives one-line messages.
+    ``progress``: a bar per run on a terminal, else a heartbeat and a result line per
+    run on stderr (``fastinit.progress``); ``log`` receives one-line messages.
 
     Raises ``ValueError``/``TypeError`` for a bad config, ``DataError`` for bad
     data, ``StoreError`` for an unwritable file, ``BackendError`` for a backend
