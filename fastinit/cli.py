@@ -151,16 +151,28 @@ def _add_histogram(sub):
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--plot", metavar="FILE.png",
-                       help="figure file (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png")
-    group.add_argument("--no-plot", action="store_true", help="do not write a figure")
+    _add_plot_options(p, "the figure (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
 
 
+def _add_plot_options(p, what):
+    """``--plot [FILE]`` (the default file when FILE is left out) and ``--no-plot``."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--plot", nargs="?", const="", metavar="FILE", help=f"{what}; drawn unless --no-plot")
+    group.add_argument("--no-plot", action="store_true", help="do not draw the figure")
+
+
+def _plot_path(args, default):
+    """The figure file to write, or None for --no-plot."""
+    return None if args.no_plot else (args.plot or default)
+
+
+def _stem(out):
+    return out[:-3] if out.endswith(".h5") else (out[:-5] if out.endswith(".hdf5") else out)
+
+
 def _default_plot_path(out, activation):
-    stem = out[:-3] if out.endswith(".h5") else (out[:-5] if out.endswith(".hdf5") else out)
-    return f"{stem}-histogram-{activation}.png"
+    return f"{_stem(out)}-histogram-{activation}.png"
 
 
 def _run_histogram(args):
@@ -176,7 +188,7 @@ def _run_histogram(args):
     if args.backend == "cuda":
         require_cuda()
     out = check_output_path(args.out)
-    plot = None if args.no_plot else (args.plot or _default_plot_path(out, args.activation))
+    plot = _plot_path(args, _default_plot_path(out, args.activation))
     if plot is not None:
         check_figure_path(plot)
 
@@ -291,8 +303,11 @@ TRAIN_EPILOG = """\
 examples:
   fastinit train
       the classic experiment: 784-100-100-100-100-10 ReLU on MNIST, inits
-      std=0.01 xavier he, SGD lr 0.01, batch 128, 2000 iterations, backend cpu
+      std=0.01 xavier he, SGD lr 0.01, batch 128, 2000 iterations, backend cpu;
+      writes fastinit-results.h5 and fastinit-results-loss.png, -accuracy.png and
+      -activations-<run>.png beside it
   fastinit train --init he xavier:sigmoid --iterations 500 --plot mnist-loss.png
+  fastinit train --no-plot -q              (no figures, no progress)
   fastinit train --init std=10 he          (std=10 diverges: reported, exit status 3)
   fastinit train --data-dir ~/fashion-mnist (same IDX file names; or FASTINIT_DATA_DIR)
 
@@ -358,8 +373,8 @@ def _add_train(sub):
                    help="read the four MNIST-format IDX files from DIR (default: $FASTINIT_DATA_DIR or the "
                         "shipped MNIST)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help="loss figure; FILE-accuracy.png and FILE-activations-<run>.png go beside it")
+    _add_plot_options(p, "the loss figure, with FILE-accuracy and FILE-activations-<run> beside it; default: "
+                         "<out without .h5>-loss.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no table")
 
 
@@ -371,10 +386,11 @@ def _run_train(args):
         dup = next(i for i in args.init if args.init.count(i) > 1)
         raise UsageError(f"argument --init: {dup!r} is given twice")
     out = check_output_path(args.out)
-    if args.plot:
+    plot = _plot_path(args, f"{_stem(out)}-loss.png")
+    if plot is not None:
         from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
 
-        check_figure_path(args.plot)
+        check_figure_path(plot)
     config = TrainConfig(runs=tuple(args.init), activation=args.activation, iterations=args.iterations,
                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, backend=args.backend,
                          dtype=args.dtype, eval_every=args.eval_every, snapshot_every=args.snapshot_every,
@@ -383,8 +399,8 @@ def _run_train(args):
     results = train(config, out, progress=_progress_wanted(args), log=_log(args))
     _say(args, format_results(results))
     _say(args, f"wrote {len(results)} run(s) under /train to {out}")
-    if args.plot:
-        for path in write_figures(out, args.plot, [r.name for r in results]):
+    if plot is not None:
+        for path in write_figures(out, plot, [r.name for r in results]):
             _say(args, f"wrote figure {path}")
     diverged = [r.name for r in results if r.status == "diverged"]
     if diverged:

@@ -57,6 +57,19 @@ def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study-histogram-tanh.png", "study.h5"]
     info = describe(out)
     assert info.node("/histogram/tanh/xavier") is not None and info.node("/histogram/relu/he") is not None
+    # --plot with no file name: the default file (it used to fail with "expected one argument")
+    assert _run(capsys, "histogram", *SMALL, "--activation", "relu", "--init", "he", "-q", "--plot",
+                "--out", str(out))[0] == 0
+    assert (tmp_path / "study-histogram-relu.png").exists()
+
+
+def test_train_draws_its_figures_by_default(tmp_path, capsys):
+    out = tmp_path / "t.h5"
+    code = _run(capsys, "train", "--init", "he", "--iterations", "20", "--eval-every", "10", "--train-limit", "300",
+                "--test-limit", "50", "--backend", "numpy", "-q", "--out", str(out))[0]
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t-accuracy.png", "t-activations-he.png", "t-loss.png",
+                                                         "t.h5"]
 
 
 def test_show_tree_and_stats(tmp_path, capsys):

@@ -33,7 +33,7 @@ def test_cli_train_off_a_terminal_writes_one_line_per_run(tmp_path, capsys):
     from fastinit.cli import main
 
     code = main(["train", "--init", "he", "xavier", "--iterations", "20", "--eval-every", "10", "--train-limit", "300",
-                 "--test-limit", "50", "--backend", "numpy", "--out", str(tmp_path / "t.h5")])
+                 "--test-limit", "50", "--backend", "numpy", "--no-plot", "--out", str(tmp_path / "t.h5")])
     err = capsys.readouterr().err
     assert code == 0
     runs = [ln for ln in err.splitlines() if ln.startswith("train ")]
