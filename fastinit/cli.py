@@ -26,7 +26,10 @@ from . import __version__
 __all__ = ["main", "build_parser", "UsageError"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_OUT = "fastinit-results.h5"
+# Every command's results go to one folder: the HDF5 file and the figures beside it
+# (``fastinit reproduce`` writes the same file, plus its summary).
+DEFAULT_DIR = "fastinit-results"
+DEFAULT_OUT = os.path.join(DEFAULT_DIR, "fastinit.h5")
 
 
 class UsageError(Exception):
@@ -112,11 +115,11 @@ HISTOGRAM_EPILOG = """\
 examples:
   fastinit histogram
       the classic experiment: sigmoid, 5 layers of 100 units, 1000 samples,
-      inits std=10 std=1 std=0.01 std=0 xavier he; writes fastinit-results.h5
-      and the figure fastinit-results-histogram-sigmoid.png beside it
+      inits std=10 std=1 std=0.01 std=0 xavier he; writes
+      fastinit-results/fastinit.h5 and fastinit-results/histogram-sigmoid.png
   fastinit histogram --activation relu --init xavier he --plot relu.png
   fastinit histogram --activation tanh --init "xavier,gain=tanh" lecun --backend numpy --no-plot
-  fastinit show fastinit-results.h5
+  fastinit show fastinit-results/fastinit.h5
 
 init names: std=<sigma>, uniform=<a>, truncated=<sigma>, zeros, orthogonal,
 xavier|glorot, he|kaiming, lecun, each also as <name>_uniform or
@@ -155,6 +158,18 @@ def _add_histogram(sub):
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
 
 
+def _output_path(out):
+    """``--out``, checked; the default folder is created on first use."""
+    from .store import check_output_path
+
+    if out == DEFAULT_OUT:
+        try:
+            os.makedirs(DEFAULT_DIR, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create {DEFAULT_DIR}/ here: {exc.strerror}; pass --out FILE.h5") from None
+    return check_output_path(out)
+
+
 def _add_plot_options(p, what):
     """``--plot [FILE]`` (the default file when FILE is left out) and ``--no-plot``."""
     group = p.add_mutually_exclusive_group()
@@ -172,6 +187,8 @@ def _stem(out):
 
 
 def _default_plot_path(out, activation):
+    if os.path.abspath(out) == os.path.abspath(DEFAULT_OUT):  # the same file names as fastinit reproduce
+        return os.path.join(DEFAULT_DIR, f"histogram-{activation}.png")
     return f"{_stem(out)}-histogram-{activation}.png"
 
 
@@ -179,7 +196,7 @@ def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
     from .plots import check_figure_path, plot_histogram
-    from .store import check_output_path, open_results
+    from .store import open_results
 
     if len(set(args.init)) != len(args.init):
         dup = next(i for i in args.init if args.init.count(i) > 1)
@@ -187,7 +204,7 @@ def _run_histogram(args):
     check_backend(args.backend)
     if args.backend == "cuda":
         require_cuda()
-    out = check_output_path(args.out)
+    out = _output_path(args.out)
     plot = _plot_path(args, _default_plot_path(out, args.activation))
     if plot is not None:
         check_figure_path(plot)
@@ -208,8 +225,8 @@ def _run_histogram(args):
 
 SHOW_EPILOG = """\
 examples:
-  fastinit show fastinit-results.h5
-  fastinit show fastinit-results.h5 /histogram/sigmoid
+  fastinit show                                   (default: fastinit-results/fastinit.h5)
+  fastinit show fastinit-results/fastinit.h5 /histogram/sigmoid
   fastinit show results.h5 --all-attrs
 
 Groups holding per-layer statistics (several short 1-D datasets of the same
@@ -222,7 +239,8 @@ def _add_show(sub):
                        description="Print the contents of a fastinit HDF5 results file as a readable tree, "
                                    "with per-layer statistics as tables.",
                        epilog=SHOW_EPILOG, formatter_class=_Formatter)
-    p.add_argument("file", metavar="FILE.h5", help="results file")
+    p.add_argument("file", metavar="FILE.h5", nargs="?", default=DEFAULT_OUT,
+                   help=f"results file (default: {DEFAULT_OUT})")
     p.add_argument("group", nargs="?", default="/", help="only show this group and what it holds")
     p.add_argument("--all-attrs", action="store_true", help="show every attribute (default: the informative ones)")
     p.add_argument("--no-stats", action="store_true", help="tree only, no per-layer tables")
@@ -304,8 +322,8 @@ examples:
   fastinit train
       the classic experiment: 784-100-100-100-100-10 ReLU on MNIST, inits
       std=0.01 xavier he, SGD lr 0.01, batch 128, 2000 iterations, backend cpu;
-      writes fastinit-results.h5 and fastinit-results-loss.png, -accuracy.png and
-      -activations-<run>.png beside it
+      writes fastinit-results/fastinit.h5 and, beside it, mnist-loss.png,
+      mnist-accuracy.png and mnist-activations-<run>.png (as fastinit reproduce)
   fastinit train --init he xavier:sigmoid --iterations 500 --plot mnist-loss.png
   fastinit train --no-plot -q              (no figures, no progress)
   fastinit train --init std=10 he          (std=10 diverges: reported, exit status 3)
@@ -380,13 +398,14 @@ def _add_train(sub):
 
 def _run_train(args):
     from .experiments.train import TrainConfig, format_results, train, write_figures
-    from .store import check_output_path
 
     if len(set(args.init)) != len(args.init):
         dup = next(i for i in args.init if args.init.count(i) > 1)
         raise UsageError(f"argument --init: {dup!r} is given twice")
-    out = check_output_path(args.out)
-    plot = _plot_path(args, f"{_stem(out)}-loss.png")
+    out = _output_path(args.out)
+    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)  # then fastinit reproduce's names
+    default_plot = os.path.join(DEFAULT_DIR, "mnist-loss.png") if in_default_dir else f"{_stem(out)}-loss.png"
+    plot = _plot_path(args, default_plot)
     if plot is not None:
         from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
 
@@ -489,11 +508,11 @@ def _add_profile(sub):
 def _run_profile(args):
     from .experiments.profile import format_table, run_profile, write_json, write_profile
     from .plots import check_figure_path, plot_profile
-    from .store import check_output_path, open_results
+    from .store import open_results
 
     if args.backends and len(set(args.backends)) != len(args.backends):
         raise UsageError("argument --backends: a backend is given twice")
-    out = check_output_path(args.out)
+    out = _output_path(args.out)
     if args.plot:
         check_figure_path(args.plot)
     if args.json:
@@ -528,9 +547,9 @@ COMMANDS = [
 MAIN_EPILOG = """\
 examples:
   fastinit reproduce                          the whole study: histograms, MNIST runs, figures, summary.md
-  fastinit histogram                          the classic sigmoid figure and fastinit-results.h5
+  fastinit histogram                          the classic sigmoid figure, into fastinit-results/
   fastinit histogram --activation relu --init xavier he
-  fastinit show fastinit-results.h5
+  fastinit show fastinit-results/fastinit.h5
   fastinit <command> --help                   options of one command
 """
 

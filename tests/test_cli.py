@@ -439,3 +439,15 @@ def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
         assert "Traceback" not in err, (delay, err)
         assert proc.returncode == 128 + sig, (delay, proc.returncode, err)
     assert all(p.suffix == ".h5" for p in tmp_path.iterdir())
+
+
+def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _run(capsys, "histogram", *SMALL, "--init", "xavier", "-q")[0] == 0
+    assert _run(capsys, "train", "--init", "he", "--iterations", "20", "--eval-every", "10", "--train-limit", "300",
+                "--test-limit", "50", "--backend", "numpy", "-q")[0] == 0
+    folder = tmp_path / "fastinit-results"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "fastinit.h5", "histogram-sigmoid.png", "mnist-accuracy.png", "mnist-activations-he.png", "mnist-loss.png"]
+    code, stdout, _ = _run(capsys, "show")
+    assert code == 0 and "fastinit-results/fastinit.h5" in stdout and "histogram/" in stdout and "train/" in stdout
