@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 from .formatting import format_time
 
@@ -101,51 +101,74 @@ def _relu_top(values):
     return hi if np.isfinite(hi) and hi > 0 else 1.0
 
 
-def _relu_ranges(acts):
-    """Per-layer x ranges for one init's ReLU row.
+def _relu_log_range(runs):
+    """(lo, hi) in log10 of the positive, finite ReLU activations of every run and layer,
+    widened to whole decades: one x-axis for the whole figure, so a net whose activations
+    explode (std=10) or collapse (std=0.01) sits decades away from one that keeps them."""
+    logs = []
+    for run in runs:
+        v = run.activations
+        pos = v[(v > 0) & np.isfinite(v)]
+        if pos.size:
+            logs += [np.log10(float(np.percentile(pos, 0.5))), np.log10(float(pos.max()))]
+    if not logs:
+        return (-1.0, 1.0)
+    return (float(np.floor(min(logs))), float(np.ceil(max(logs))) if max(logs) > min(logs) else np.floor(min(logs)) + 1)
 
-    One shared range (so shrinking or growing activations show) when the
-    layers' scales lie within a factor 10 of each other; otherwise (exploding
-    or vanishing activations) each layer gets its own range so its shape stays
-    visible, and the std note tells the scale.
-    """
-    tops = [_relu_top(layer) for layer in acts]
-    if max(tops) <= 10 * min(tops):
-        return [(0.0, max(tops))] * len(tops)
-    return [(0.0, t) for t in tops]
+
+def _trend(std):
+    """'exploding', 'vanishing' or '' from the growth of the std over the layers."""
+    first, last = float(std[0]), float(std[-1])
+    if len(std) < 2 or not (np.isfinite(first) and np.isfinite(last)) or first <= 0 or last <= 0:
+        return ""
+    per_layer = (last / first) ** (1.0 / (len(std) - 1))
+    if per_layer >= 2:
+        return f"exploding: x{per_layer:.3g} per layer"
+    if per_layer <= 0.5:
+        return f"vanishing: x{per_layer:.2g} per layer"
+    return ""
 
 
 def histogram_figure(results):
     """The classic activation-histogram figure for :class:`fastinit.experiments.histogram.HistogramResults`.
 
-    One row per init, one column per layer; 30-bin histograms of the layer's
-    outputs as a fraction of all values, over (0, 1) for sigmoid, (-1, 1) for
-    tanh, and for ReLU from 0 to the 99.5th percentile of the positive values
-    (shared by the row unless the layers' scales differ by more than 10x,
-    see ``_relu_ranges``), with exact zeros (dead units) left out of the bars and reported
-    in the panel. Each panel notes the measured std, the mean-field theory std
-    and the saturated (or dead) percentage. Returns a ``Figure``.
+    One row per init, one column per layer; histograms of the layer's outputs
+    as a fraction of all values, over (0, 1) for sigmoid and (-1, 1) for tanh.
+    For ReLU the x-axis is log10 of the non-zero activations, shared by every
+    panel (``_relu_log_range``), so exploding and vanishing activations show
+    as a shift of decades; exact zeros (dead units) are left out of the bars
+    and reported in the panel, and a row with no non-zero value says so. Each
+    panel notes the measured std, the mean-field theory std and the saturated
+    (or dead) percentage; a row whose std grows or shrinks by 2x or more per
+    layer is marked exploding or vanishing. Returns a ``Figure``.
     """
     inits = list(results.runs)
     rows, cols = len(inits), results.layers
-    fig = Figure(figsize=(1.9 * cols + 1.4, 1.55 * rows + 1.0), layout="constrained")
+    fig = Figure(figsize=(1.9 * cols + 1.4, 1.55 * rows + 1.3), layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False, sharey="row"))
     relu = results.activation == "relu"
     sat_label = "dead" if relu else "sat"
+    log_range = _relu_log_range(results.runs.values()) if relu else None
     for r, spec in enumerate(inits):
         run = results.runs[spec]
-        ranges = _relu_ranges(run.activations) if relu else [_HIST_RANGE[results.activation]] * cols
+        empty = relu and not np.any((run.activations > 0) & np.isfinite(run.activations))
         for c in range(cols):
             ax = axes[r, c]
-            lo, hi = ranges[c]
             values = run.activations[c].ravel()
-            values = values[(values > 0) & np.isfinite(values)] if relu else values[np.isfinite(values)]
-            _bars(ax, values, (lo, hi), 1.0 / max(1, run.activations[c].size), "C2" if relu else "C0")
-            ax.set_xlim(lo, hi)
-            ax.tick_params(labelsize=7)
+            scale = 1.0 / max(1, values.size)
             if relu:
-                ax.xaxis.set_major_locator(MaxNLocator(4))
-                ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+                values = values[(values > 0) & np.isfinite(values)]
+                _bars(ax, np.log10(values.astype(np.float64)), log_range, scale, "C2")
+                ax.set_xlim(*log_range)
+                ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+            else:
+                lo_hi = _HIST_RANGE[results.activation]
+                _bars(ax, values[np.isfinite(values)], lo_hi, scale, "C0")
+                ax.set_xlim(*lo_hi)
+            ax.tick_params(labelsize=7)
+            if empty:
+                ax.text(0.5, 0.45, "all activations\nare exactly 0", transform=ax.transAxes, ha="center",
+                        va="center", fontsize=7.5, color="0.3")
             note = f"std {run.std[c]:.3g}\ntheory {run.theory_std[c]:.3g}\n{sat_label} {100 * run.saturated[c]:.0f}%"
             if run.nonfinite[c] > 0:
                 note += f"\nNaN/Inf {100 * run.nonfinite[c]:.0f}%"
@@ -157,15 +180,24 @@ def histogram_figure(results):
                 ax.set_ylim(0, 1.65 * top)  # headroom for the notes (the row shares y)
             if r == 0:
                 ax.set_title(f"layer {c + 1}", fontsize=9)
+            if r == rows - 1:
+                ax.set_xlabel("log10(activation)" if relu else "activation", fontsize=8)
             if c == 0:
-                ax.set_ylabel(f"{spec}\nfraction", fontsize=8)
+                trend = _trend(run.std)
+                ax.set_ylabel(f"{spec}\nfraction" + (f"\n({trend})" if trend else ""), fontsize=8)
     rule = {"sigmoid": "saturated: y<0.01 or y>0.99", "tanh": "saturated: |y|>0.99",
-            "relu": "zeros (dead) not drawn"}[results.activation]
+            "relu": "x: log10 of the non-zero activations, zeros (dead) not drawn"}[results.activation]
     fig.suptitle(
         f"{results.activation} activations per layer: {results.layers} layers x {results.units} units, "
         f"{results.samples} samples, seed {results.seed} ({rule})",
         fontsize=10,
     )
+    note = ("theory: the mean-field variance recursion, which assumes infinitely wide layers with Gaussian, "
+            "independent pre-activations;\nwith 100 units it drifts from the measurement deeper in the net")
+    if relu:
+        note += (" (compare He's measured and theory std). The dead % is the same for every init drawn from one seed:\n"
+                 "they share the random directions and differ only in scale, and a ReLU's sign does not depend on scale.")
+    fig.supxlabel(note, fontsize=7, color="0.35")
     return fig
 
 
@@ -220,14 +252,34 @@ def _run_label(run):
     return run["name"]
 
 
+# Each run gets its own colour, line style and marker, with the markers of run i
+# offset along the curve, so runs whose curves coincide (std=0.01 and a sigmoid
+# net both sit at ln 10) stay visible: dashes and staggered markers show through.
+_LINESTYLES = ("-", "--", "-.", (0, (1, 1.2)), (0, (5, 1, 1, 1)))
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _run_style(i, n_points, n_runs):
+    """Keyword arguments for ``ax.plot`` of run ``i`` of ``n_runs`` with ``n_points`` points."""
+    every = max(1, n_points // 8)
+    return dict(color=f"C{i % 10}", ls=_LINESTYLES[i % len(_LINESTYLES)], marker=_MARKERS[i % len(_MARKERS)],
+                ms=5, markevery=(int(every * i / max(1, n_runs)), every), markerfacecolor="none", mew=1.2)
+
+
+def _legend_outside(ax):
+    """The legend to the right of the axes: it never covers a curve."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
 def train_loss_figure(runs, window=None):
     """Smoothed training-loss curves, one line per run, like the classic MNIST figure.
 
     ``runs``: dicts from :func:`fastinit.experiments.train.read_runs`. The raw mini-batch
     loss is drawn faintly behind the moving average (``window`` steps,
-    default about 1/80 of the run, at least 5). Returns a ``Figure``.
+    default about 1/80 of the run, at least 5); each run has its own colour,
+    line style and markers (see ``_run_style``). Returns a ``Figure``.
     """
-    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    fig = Figure(figsize=(8.2, 4.2), layout="constrained")
     ax = fig.subplots()
     top = 0.0
     for i, run in enumerate(runs):
@@ -236,19 +288,18 @@ def train_loss_figure(runs, window=None):
             continue
         steps = np.arange(1, loss.size + 1)
         w = window or max(5, loss.size // 80)
-        color = f"C{i % 10}"
-        ax.plot(steps, np.where(np.isfinite(loss), loss, np.nan), color=color, alpha=0.18, lw=0.7)
-        ax.plot(steps, smooth(loss, w), color=color, lw=1.8, label=_run_label(run))
+        style = _run_style(i, loss.size, len(runs))
+        ax.plot(steps, np.where(np.isfinite(loss), loss, np.nan), color=style["color"], alpha=0.15, lw=0.6)
+        ax.plot(steps, smooth(loss, w), lw=1.6, label=_run_label(run), **style)
         finite = loss[np.isfinite(loss)]
         if finite.size:
             top = max(top, float(np.percentile(finite, 99)))
-    ax.axhline(np.log(10.0), color="0.5", ls=":", lw=1)
-    ax.text(1, np.log(10.0), " ln 10 (uniform guess)", va="bottom", fontsize=7, color="0.4")
+    ax.axhline(np.log(10.0), color="0.5", ls=":", lw=1, label="ln 10 = 2.303 (uniform guess)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss (softmax cross-entropy)")
     ax.set_ylim(0, max(2.6, min(top, 10.0)) if top > 0 else None)
     ax.set_title("MNIST training loss per init (smoothed)")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
 
@@ -261,19 +312,19 @@ def plot_train_loss(runs, path, window=None):
 
 def train_accuracy_figure(runs):
     """Test accuracy against iteration, one line per run. Returns a ``Figure``."""
-    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    fig = Figure(figsize=(8.2, 4.2), layout="constrained")
     ax = fig.subplots()
     for i, run in enumerate(runs):
         steps = np.asarray(run["eval_steps"])
         acc = np.asarray(run["test_accuracy"], dtype=np.float64)
         if steps.size:
-            ax.plot(steps, 100 * acc, marker="o", ms=3, color=f"C{i % 10}", label=_run_label(run))
-    ax.axhline(10, color="0.5", ls=":", lw=1)
+            ax.plot(steps, 100 * acc, lw=1.4, label=_run_label(run), **_run_style(i, steps.size, len(runs)))
+    ax.axhline(10, color="0.5", ls=":", lw=1, label="10% (chance)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title("MNIST test accuracy per init")
-    ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
 

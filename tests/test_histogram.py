@@ -249,8 +249,11 @@ def test_figure_has_a_panel_per_init_and_layer(tmp_path, activation):
     expected = {"sigmoid": (0, 1), "tanh": (-1, 1)}.get(activation)
     if expected:
         assert (lo, hi) == expected
-    else:
-        assert lo == 0 and hi > 0
+    else:  # ReLU: one log10 x-axis for every panel, whole decades; the all-zero row says so
+        assert lo == int(lo) and hi == int(hi) and lo < hi
+        assert all(ax.get_xlim() == (lo, hi) for ax in axes)
+        assert any("exactly 0" in t.get_text() for t in axes[6].texts)
+        assert "exploding" in axes[0].get_ylabel()  # std=1 through ReLU grows every layer
     if activation == "relu":  # rendering is slow on 2 cores: write one of them
         path = tmp_path / f"{activation}.png"
         plot_histogram(res, path)
