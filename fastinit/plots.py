@@ -378,6 +378,8 @@ def train_activations_figure(activations, steps, name, activation):
                 ax.set_title(f"layer {c + 1}", fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"step {int(steps[r])}\nfraction", fontsize=8)
+            if r == rows - 1:
+                ax.set_xlabel("activation (zeros not drawn)" if relu else "activation", fontsize=8)
     fig.suptitle(f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10)
     return fig
 
