@@ -212,6 +212,10 @@ def _run_histogram(args):
     results = run_histogram(args.activation, args.init, args.layers, args.units, args.samples, args.seed,
                             args.backend, args.dtype, progress=_progress_wanted(args))
     with open_results(out) as f:
+        if args.backend == "cuda":
+            from .machine import gpu_name
+
+            f.attrs["gpu"] = gpu_name()
         groups = write_histogram(f, results)
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")

@@ -13,7 +13,7 @@ import functools
 import os
 import platform
 
-__all__ = ["describe", "provenance", "isa_of_features"]
+__all__ = ["describe", "provenance", "gpu_name", "isa_of_features"]
 
 # Vector ISA of the code LLVM generates for a CPU name given in NUMBA_CPU_NAME.
 _ISA_BY_CPU_NAME = {
@@ -110,3 +110,17 @@ def provenance():
     out.update(cpu_model=d["cpu_model"], cpu_isa=d["host_isa"], code_isa=d["code_isa"], cores=d["cores"],
                threads=d["numba_threads"], platform=d["platform"])
     return out
+
+
+def gpu_name():
+    """The name of the CUDA device this process uses ('' without one; 'SIMULATOR' on Numba's simulator)."""
+    try:
+        from numba import cuda
+
+        if not cuda.is_available():
+            return ""
+        device = cuda.get_current_device()
+    except Exception:  # no driver, no device, no numba-cuda: no GPU to name
+        return ""
+    name = getattr(device, "name", "SIMULATOR")  # the simulator's device has no name
+    return name.decode() if isinstance(name, bytes) else str(name)

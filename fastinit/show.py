@@ -208,7 +208,8 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
         lines.append(f"  last command: {a['command_line']}")
     if "cpu_model" in a:  # written by fastinit.store from fastinit.machine.provenance()
         lines.append(f"  written on: {a['cpu_model']} ({a.get('cpu_isa')}; code for {a.get('code_isa')}), "
-                     f"{a.get('cores')} cores, {a.get('threads')} Numba threads")
+                     f"{a.get('cores')} cores, {a.get('threads')} Numba threads"
+                     + (f"; GPU {a['gpu']}" if a.get("gpu") else ""))
         lines.append("  software: " + ", ".join(
             f"{name} {a[key]}" for name, key in (("Python", "python_version"), ("NumPy", "numpy_version"),
                                                  ("Numba", "numba_version"), ("numba-cuda", "numba_cuda_version"),

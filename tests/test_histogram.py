@@ -2,6 +2,7 @@
 
 import importlib.util
 
+import h5py
 import numpy as np
 import pytest
 
@@ -267,3 +268,17 @@ def test_figure_bad_paths(tmp_path):
     with pytest.raises(PlotError, match="does not exist"):
         plot_histogram(res, tmp_path / "missing" / "fig.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cuda_backend_names_its_gpu_in_the_file(tmp_path, capsys):
+    from conftest import KERNEL_BACKENDS
+
+    from fastinit.cli import main
+
+    if "cuda" not in KERNEL_BACKENDS:
+        pytest.skip("no CUDA (not even the simulator)")
+    out = tmp_path / "g.h5"
+    assert main(["histogram", "--backend", "cuda", "--units", "8", "--samples", "8", "--layers", "2", "--init", "he",
+                 "--no-plot", "-q", "--out", str(out)]) == 0
+    with h5py.File(out, "r") as f:
+        assert f.attrs["gpu"]  # the device's name, or SIMULATOR

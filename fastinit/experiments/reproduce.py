@@ -94,6 +94,10 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
         histograms[activation] = run_histogram(activation, HISTOGRAM_INITS, seed=seed, backend=backend,
                                                dtype=dtype, progress=progress, **sizes)
     with open_results(h5_path) as f:
+        if backend == "cuda":
+            from ..machine import gpu_name
+
+            f.attrs["gpu"] = gpu_name()
         for res in histograms.values():
             write_histogram(f, res)
     times["histograms"] = time.perf_counter() - t0

@@ -458,6 +458,10 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True
     compiling.join()
     results = []
     with open_results(out) as f:
+        if config.backend == "cuda":
+            from ..machine import gpu_name
+
+            f.attrs["gpu"] = gpu_name()
         for spec in config.run_specs:
             group = replace_group(f, f"/train/{spec.name}")
             results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
