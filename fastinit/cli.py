@@ -597,17 +597,38 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+def _in_numba_cache_write(frame):
+    """Whether ``frame`` is inside Numba's on-disk cache code (``numba/core/caching.py``)."""
+    tail = os.path.join("numba", "core", "caching.py")
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(tail):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _raise_terminated(signum, frame):
+    if _in_numba_cache_write(frame):
+        # Numba writes a cache entry as an index file, then a data file; stopped in between,
+        # the index points at stale machine code and the next run crashes. Deliver the signal
+        # again in a moment, once the entry is written.
+        import threading
+
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
         signal.signal(sig, signal.SIG_IGN)
     raise Terminated(signum)
 
 
 def _handle_stop_signals():
-    """Make SIGTERM and SIGHUP raise ``Terminated``; return the previous handlers (main thread
-    only: elsewhere, or where a signal does not exist, nothing changes)."""
+    """Make SIGTERM and SIGHUP raise ``Terminated`` and SIGINT ``KeyboardInterrupt`` (both held
+    back while Numba writes its cache); return the previous handlers (main thread only:
+    elsewhere, or where a signal does not exist, nothing changes)."""
     previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
             previous[sig] = signal.signal(sig, _raise_terminated)
         except (ValueError, OSError):

@@ -451,3 +451,23 @@ def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys,
         "fastinit.h5", "histogram-sigmoid.png", "mnist-accuracy.png", "mnist-activations-he.png", "mnist-loss.png"]
     code, stdout, _ = _run(capsys, "show")
     assert code == 0 and "fastinit-results/fastinit.h5" in stdout and "histogram/" in stdout and "train/" in stdout
+
+
+def test_a_stop_signal_inside_numba_cache_writes_is_delivered_again_after_them(monkeypatch):
+    """Stopped between Numba's index and data writes, the cache would point at stale machine code:
+    the handler holds the signal back and sends it again a moment later."""
+    import fastinit.cli as cli
+
+    sent = []
+    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append(sig))
+    code = compile("def write(handler, sig):\n    import sys\n    handler(sig, sys._getframe())\n",
+                   os.path.join("site-packages", "numba", "core", "caching.py"), "exec")
+    namespace = {}
+    exec(code, namespace)
+    namespace["write"](cli._raise_terminated, signal.SIGTERM)  # no exception inside the cache code
+    time.sleep(0.3)
+    assert sent == [signal.SIGTERM]
+    with pytest.raises(cli.Terminated):
+        cli._raise_terminated(signal.SIGTERM, sys._getframe())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
