@@ -128,44 +128,24 @@ def saturated_fraction(y, activation):
     return float(np.count_nonzero(bad)) / max(1, bad.size)
 
 
-_HERMITE = np.polynomial.hermite_e.hermegauss(101)  # nodes, weights for E[f(z)], z ~ N(0, 1)
-
-
-def _phi(z, activation):
-    if activation == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for any z
-    if activation == "tanh":
-        return np.tanh(z)
-    return np.maximum(z, 0.0)
-
-
 def theory_std(activation, weight_stds, units, input_var=1.0):
     """Mean-field prediction of each layer's output std.
 
     For weights with zero mean and variance ``s_l**2`` the pre-activation of
     layer ``l`` is approximately N(0, q_l) with the variance recursion
     ``q_1 = units * s_1**2 * E[x**2]``, ``q_{l+1} = units * s_{l+1}**2 * E[h_l**2]``
-    (He et al. 2015; Poole et al. 2016). For ReLU ``E[h**2] = q / 2`` and
-    ``Var h = q * (1/2 - 1/(2 pi))`` in closed form; for sigmoid and tanh the
-    Gaussian expectations are taken by Gauss-Hermite quadrature. Exact in the
+    (He et al. 2015; Poole et al. 2016), with the Gaussian moments of
+    :func:`fastinit.theory.gaussian_moments` (closed forms for ReLU). Exact in the
     infinite-width limit; at 100 units expect a few percent of deviation.
     Returns a float64 array of shape (len(weight_stds),).
     """
-    nodes, weights = _HERMITE
-    weights = weights / weights.sum()
+    from ..theory import gaussian_moments
+
     second = float(input_var)  # E[h**2] of the layer's input
     out = np.empty(len(weight_stds))
     for i, s in enumerate(weight_stds):
-        q = units * float(s) ** 2 * second
-        if activation == "relu":
-            second = q / 2.0
-            var = q * (0.5 - 0.5 / math.pi)
-        else:
-            h = _phi(math.sqrt(q) * nodes, activation)
-            mean = float(weights @ h)
-            second = float(weights @ (h * h))
-            var = max(second - mean * mean, 0.0)
-        out[i] = math.sqrt(var)
+        mean, second = gaussian_moments(units * float(s) ** 2 * second, activation)
+        out[i] = math.sqrt(max(second - mean * mean, 0.0))
     return out
 
 
