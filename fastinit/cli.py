@@ -225,6 +225,78 @@ def _run_histogram(args):
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- theory
+
+THEORY_EPILOG = """\
+examples:
+  fastinit theory                               tanh, sb2 = 0.05: the ordered and chaotic phases
+  fastinit theory --activation relu --sb2 0     the edge of chaos is sw2 = 2: He's init
+  fastinit theory --sw2 1 1.5 1.76 2 3 --out theory.h5
+
+For weights drawn with variance sw2 / fan_in and biases with variance sb2, in
+the infinite-width limit (Poole et al. 2016; Schoenholz et al. 2017): q* is the
+fixed point of the pre-activation variance, chi1 decides the phase (ordered
+below 1, chaotic above), c* is where two inputs' correlation goes, and xi_c
+is how many layers information survives; networks train up to about 6 xi_c.
+"""
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _add_theory(sub):
+    p = sub.add_parser("theory", help="mean-field theory: q*, chi1, c*, xi_c and the edge of chaos",
+                       description="The mean-field theory of signal propagation for a range of weight variances.",
+                       epilog=THEORY_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"), default="tanh")
+    p.add_argument("--sb2", type=_non_negative_float, default=0.05, help="bias variance sigma_b^2")
+    p.add_argument("--sw2", type=_non_negative_float, nargs="+", metavar="SW2",
+                   help="weight variances sigma_w^2 (times 1/fan_in); default: 1 to 4 in steps of 0.25")
+    p.add_argument("--out", metavar="FILE.h5", help="also write the table to /theory/<activation>/sb2=<sb2>/")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table")
+
+
+def _run_theory(args):
+    import numpy as np
+
+    from .theory import critical_sw2, mean_field
+
+    sw2s = args.sw2 or [1.0 + 0.25 * i for i in range(13)]
+    out = _output_path(args.out) if args.out else None
+    rows = [mean_field(args.activation, sw2, args.sb2) for sw2 in sw2s]
+    crit = critical_sw2(args.activation, args.sb2)
+    lines = [f"{args.activation}, sb2 = {args.sb2:g}: edge of chaos at sw2 = {crit:.4g}",
+             f"{'sw2':>8} {'q*':>10} {'chi1':>8} {'c*':>8} {'xi_c':>9} {'6 xi_c':>9}  phase"]
+    for m in rows:
+        lines.append(f"{m.sw2:8.4g} {m.q_star:10.4g} {m.chi1:8.4f} {m.c_star:8.4f} {m.xi_c:9.4g} {6 * m.xi_c:9.4g}"
+                     f"  {m.phase}")
+    _say(args, "\n".join(lines))
+    if out is not None:
+        from .store import label, open_results, replace_group
+
+        with open_results(out) as f:
+            g = replace_group(f, f"/theory/{args.activation}/sb2={args.sb2:g}",
+                              attrs=dict(activation=args.activation, sb2=args.sb2, critical_sw2=crit))
+            units = {"sw2": "1 (times 1/fan_in)", "q_star": "variance", "chi1": "1", "c_star": "correlation",
+                     "chi_c": "1", "xi_c": "layers"}
+            for name, text in (("sw2", "weight variance sigma_w^2"), ("q_star", "fixed point of the pre-activation "
+                               "variance"), ("chi1", "slope of the correlation map at c = 1 (< 1 ordered, > 1 "
+                               "chaotic)"), ("c_star", "fixed point of the correlation of two inputs"),
+                               ("chi_c", "slope of the correlation map at c*"), ("xi_c", "depth scale of "
+                               "information propagation, 1 / |ln chi_c| (inf at the edge of chaos)")):
+                label(g.create_dataset(name, data=np.array([getattr(m, name) for m in rows], dtype=np.float64)),
+                      units[name], text)
+        _say(args, f"wrote /theory/{args.activation}/sb2={args.sb2:g} to {out}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- show
 
 SHOW_EPILOG = """\
@@ -546,6 +618,7 @@ COMMANDS = [
     (_add_train, _run_train),
     (_add_reproduce, _run_reproduce),
     (_add_profile, _run_profile),
+    (_add_theory, _run_theory),
 ]
 
 MAIN_EPILOG = """\

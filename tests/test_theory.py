@@ -96,3 +96,19 @@ def test_chaotic_correlation_fixed_point_matches_a_wide_random_network():
 def test_bad_arguments(args, exc):
     with pytest.raises(exc):
         mean_field(*args)
+
+
+def test_cli_prints_the_phases_and_writes_hdf5(tmp_path, capsys):
+    import h5py
+
+    from fastinit.cli import main
+
+    out = tmp_path / "t.h5"
+    assert main(["theory", "--activation", "tanh", "--sb2", "0.05", "--sw2", "1", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "edge of chaos at sw2 = 1.761" in text and "ordered" in text and "chaotic" in text
+    with h5py.File(out, "r") as f:
+        g = f["theory/tanh/sb2=0.05"]
+        assert g["sw2"][()].tolist() == [1.0, 2.0] and g["xi_c"].attrs["units"] == "layers"
+        assert g.attrs["critical_sw2"] == pytest.approx(1.761, abs=1e-3)
+    assert main(["theory", "--sb2", "-1"]) == 2
