@@ -143,7 +143,8 @@ def histogram_figure(results):
     layer is marked exploding or vanishing. Returns a ``Figure``.
     """
     inits = list(results.runs)
-    rows, cols = len(inits), results.layers
+    shown = _shown_layers(results.layers)
+    rows, cols = len(inits), len(shown)
     fig = Figure(figsize=(1.9 * cols + 1.4, 1.55 * rows + 1.3), layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False, sharey="row"))
     relu = results.activation == "relu"
@@ -152,9 +153,9 @@ def histogram_figure(results):
     for r, spec in enumerate(inits):
         run = results.runs[spec]
         empty = relu and not np.any((run.activations > 0) & np.isfinite(run.activations))
-        for c in range(cols):
+        for c, layer in enumerate(shown):
             ax = axes[r, c]
-            values = run.activations[c].ravel()
+            values = run.activations[layer].ravel()
             scale = 1.0 / max(1, values.size)
             if relu:
                 values = values[(values > 0) & np.isfinite(values)]
@@ -169,9 +170,10 @@ def histogram_figure(results):
             if empty:
                 ax.text(0.5, 0.45, "all activations\nare exactly 0", transform=ax.transAxes, ha="center",
                         va="center", fontsize=7.5, color="0.3")
-            note = f"std {run.std[c]:.3g}\ntheory {run.theory_std[c]:.3g}\n{sat_label} {100 * run.saturated[c]:.0f}%"
-            if run.nonfinite[c] > 0:
-                note += f"\nNaN/Inf {100 * run.nonfinite[c]:.0f}%"
+            note = (f"std {run.std[layer]:.3g}\ntheory {run.theory_std[layer]:.3g}\n"
+                    f"{sat_label} {100 * run.saturated[layer]:.0f}%")
+            if run.nonfinite[layer] > 0:
+                note += f"\nNaN/Inf {100 * run.nonfinite[layer]:.0f}%"
             ax.text(0.97, 0.95, note,
                     transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
@@ -179,7 +181,7 @@ def histogram_figure(results):
                 top = max(a.get_ylim()[1] for a in axes[r])
                 ax.set_ylim(0, 1.65 * top)  # headroom for the notes (the row shares y)
             if r == 0:
-                ax.set_title(f"layer {c + 1}", fontsize=9)
+                ax.set_title(f"layer {layer + 1}", fontsize=9)
             if r == rows - 1:
                 ax.set_xlabel("log10(activation)" if relu else "activation", fontsize=8)
             if c == 0:
@@ -199,6 +201,56 @@ def histogram_figure(results):
                  "they share the random directions and differ only in scale, and a ReLU's sign does not depend on scale.")
     fig.supxlabel(note, fontsize=7, color="0.35")
     return fig
+
+
+_MAX_LAYER_COLUMNS = 10
+
+
+def _shown_layers(layers):
+    """The layers the histogram figure draws: all up to 10, else 10 spread from first to last."""
+    if layers <= _MAX_LAYER_COLUMNS:
+        return list(range(layers))
+    return sorted(set(np.linspace(0, layers - 1, _MAX_LAYER_COLUMNS).round().astype(int).tolist()))
+
+
+def depth_figure(results):
+    """The std of each layer's activations against depth, measured (markers) and predicted by
+    the mean-field theory (lines), one colour per init, on a log scale: Xavier shrinking and
+    He holding through ReLU depth, std=1 saturating. A float32 value that overflowed or
+    underflowed leaves its layer without a marker. Returns a ``Figure``."""
+    fig = Figure(figsize=(7.6, 4.4), layout="constrained")
+    ax = fig.subplots()
+    depth = np.arange(1, results.layers + 1)
+    runs = list(results.runs.values())
+    for i, run in enumerate(runs):
+        style = dict(_run_style(i, results.layers, len(runs)), markevery=max(1, results.layers // 25), ms=4)
+        measured = np.where(np.asarray(run.std) > 0, run.std, np.nan)
+        theory = np.where(np.asarray(run.theory_std) > 0, run.theory_std, np.nan)
+        if np.all(np.isnan(measured)):
+            ax.plot([], [], label=f"{run.init}: all activations are exactly 0", **style)
+            continue
+        ax.plot(depth, measured, lw=0, label=f"{run.init} (measured)", **style)
+        ax.plot(depth, theory, color=style["color"], lw=1.2, ls="-", alpha=0.7)
+    ax.plot([], [], color="0.3", lw=1.2, label="lines: mean-field theory\n(infinite width)")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("std of the activations")
+    ax.set_title(f"{results.activation}: activation std through {results.layers} layers of {results.units} units")
+    _legend_outside(ax)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def plot_depth(results, path):
+    """Build :func:`depth_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(depth_figure(results), path)
+
+
+def depth_path(histogram_path):
+    """Where the depth figure goes beside a histogram figure: ``<stem>-depth<ext>``."""
+    stem, ext = os.path.splitext(os.fspath(histogram_path))
+    return f"{stem}-depth{ext}"
 
 
 def _bars(ax, values, value_range, scale, color):

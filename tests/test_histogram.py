@@ -282,3 +282,24 @@ def test_the_cuda_backend_names_its_gpu_in_the_file(tmp_path, capsys):
                  "--no-plot", "-q", "--out", str(out)]) == 0
     with h5py.File(out, "r") as f:
         assert f.attrs["gpu"]  # the device's name, or SIMULATOR
+
+
+def test_deep_nets_get_a_depth_figure_and_at_most_ten_histogram_columns(tmp_path, capsys):
+    from fastinit.cli import main
+    from fastinit.plots import depth_figure
+
+    res = run_histogram("relu", inits=("he", "xavier", "std=0"), backend="numpy", progress=False, layers=30,
+                        units=32, samples=64)
+    fig = histogram_figure(res)
+    titles = [ax.get_title() for ax in fig.get_axes() if ax.get_title()]
+    assert len(titles) == 10 and titles[0] == "layer 1" and titles[-1] == "layer 30"
+    ax = depth_figure(res).get_axes()[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "he (measured)" in labels and "std=0: all activations are exactly 0" in labels
+    assert ax.get_yscale() == "log"
+    he = next(line for line in ax.get_lines() if line.get_label() == "he (measured)")
+    np.testing.assert_allclose(he.get_ydata(), res.runs["he"].std)  # every layer's measured std
+    out = tmp_path / "d.h5"
+    assert main(["histogram", "--activation", "relu", "--layers", "12", "--units", "16", "--samples", "32",
+                 "--init", "he", "-q", "--out", str(out)]) == 0
+    assert (tmp_path / "d-histogram-relu-depth.png").exists()
