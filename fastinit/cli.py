@@ -670,8 +670,13 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-def _in_numba_cache_write(frame):
-    """Whether ``frame`` is inside Numba's on-disk cache code (``numba/core/caching.py``)."""
+def _must_not_raise_in(frame):
+    """Whether an exception raised at ``frame`` would be lost or leave damage behind: inside
+    Numba's on-disk cache code (which writes an index, then a data file; stopped in between,
+    the index points at stale machine code and the next run crashes), or inside a finalizer
+    or weakref callback (Python prints "Exception ignored" there and carries on)."""
+    if frame is not None and (frame.f_code.co_name == "__del__" or frame.f_code.co_filename.endswith("weakref.py")):
+        return True
     tail = os.path.join("numba", "core", "caching.py")
     while frame is not None:
         if frame.f_code.co_filename.endswith(tail):
@@ -681,18 +686,13 @@ def _in_numba_cache_write(frame):
 
 
 def _raise_terminated(signum, frame):
-    if _in_numba_cache_write(frame):
-        # Numba writes a cache entry as an index file, then a data file; stopped in between,
-        # the index points at stale machine code and the next run crashes. Deliver the signal
-        # again in a moment, once the entry is written.
+    if _must_not_raise_in(frame):  # deliver the signal again in a moment, out of there
         import threading
 
         threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
         return
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
-        signal.signal(sig, signal.SIG_IGN)
     raise Terminated(signum)
 
 
