@@ -151,6 +151,8 @@ def _add_histogram(sub):
     p.add_argument("--units", type=_positive_int, default=100, help="units per layer (and input features)")
     p.add_argument("--samples", type=_positive_int, default=1000, help="input samples drawn from N(0, 1)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (same seed, same numbers on every backend)")
+    p.add_argument("--bias-std", type=_non_negative_float, default=0.0, metavar="S",
+                   help="draw each layer's biases from N(0, S^2) (the theory's sigma_b^2 = S^2); default 0")
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
@@ -210,7 +212,7 @@ def _run_histogram(args):
         check_figure_path(plot)
 
     results = run_histogram(args.activation, args.init, args.layers, args.units, args.samples, args.seed,
-                            args.backend, args.dtype, progress=_progress_wanted(args))
+                            args.backend, args.dtype, progress=_progress_wanted(args), bias_std=args.bias_std)
     with open_results(out) as f:
         if args.backend == "cuda":
             from .machine import gpu_name

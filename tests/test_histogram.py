@@ -303,3 +303,21 @@ def test_deep_nets_get_a_depth_figure_and_at_most_ten_histogram_columns(tmp_path
     assert main(["histogram", "--activation", "relu", "--layers", "12", "--units", "16", "--samples", "32",
                  "--init", "he", "-q", "--out", str(out)]) == 0
     assert (tmp_path / "d-histogram-relu-depth.png").exists()
+
+
+def test_bias_std_draws_biases_and_the_theory_follows():
+    """On a wide net the measured std tracks the theory with sb2 = bias_std^2 (here the biases
+    dominate: sw2 = 400 * 0.03^2 = 0.36, sb2 = 0.25); bias_std=0 is the bias-free experiment, bit for bit."""
+    plain = run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, layers=4, units=64, samples=64)
+    zero = run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, layers=4, units=64, samples=64,
+                         bias_std=0.0)
+    np.testing.assert_array_equal(plain.runs["xavier"].activations, zero.runs["xavier"].activations)
+    res = run_histogram("tanh", inits=("std=0.03",), backend="numpy", progress=False, layers=6, units=400,
+                        samples=1000, bias_std=0.5, dtype="float64")
+    run = res.runs["std=0.03"]
+    np.testing.assert_allclose(run.std, run.theory_std, rtol=0.05)
+    no_bias_theory = run_histogram("tanh", inits=("std=0.03",), backend="numpy", progress=False, layers=6, units=400,
+                                   samples=10, dtype="float64").runs["std=0.03"].theory_std
+    assert np.all(run.theory_std[1:] > 1.5 * no_bias_theory[1:])  # the bias variance keeps deep layers alive
+    with pytest.raises(ValueError, match="bias_std"):
+        run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, bias_std=-1.0)

@@ -109,6 +109,7 @@ class HistogramResults:
     backend: str
     dtype: str
     runs: dict = field(default_factory=dict)
+    bias_std: float = 0.0
 
     @property
     def inits(self):
@@ -128,12 +129,12 @@ def saturated_fraction(y, activation):
     return float(np.count_nonzero(bad)) / max(1, bad.size)
 
 
-def theory_std(activation, weight_stds, units, input_var=1.0):
+def theory_std(activation, weight_stds, units, input_var=1.0, bias_var=0.0):
     """Mean-field prediction of each layer's output std.
 
     For weights with zero mean and variance ``s_l**2`` the pre-activation of
     layer ``l`` is approximately N(0, q_l) with the variance recursion
-    ``q_1 = units * s_1**2 * E[x**2]``, ``q_{l+1} = units * s_{l+1}**2 * E[h_l**2]``
+    ``q_1 = units * s_1**2 * E[x**2] + bias_var``, ``q_{l+1} = units * s_{l+1}**2 * E[h_l**2] + bias_var``
     (He et al. 2015; Poole et al. 2016), with the Gaussian moments of
     :func:`fastinit.theory.gaussian_moments` (closed forms for ReLU). Exact in the
     infinite-width limit; at 100 units expect a few percent of deviation.
@@ -144,7 +145,7 @@ def theory_std(activation, weight_stds, units, input_var=1.0):
     second = float(input_var)  # E[h**2] of the layer's input
     out = np.empty(len(weight_stds))
     for i, s in enumerate(weight_stds):
-        mean, second = gaussian_moments(units * float(s) ** 2 * second, activation)
+        mean, second = gaussian_moments(units * float(s) ** 2 * second + bias_var, activation)
         out[i] = math.sqrt(max(second - mean * mean, 0.0))
     return out
 
@@ -206,13 +207,15 @@ class _Device:
 
 
 def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100, samples=1000, seed=0,
-                  backend="cpu", dtype="float32", progress=True):
+                  backend="cpu", dtype="float32", progress=True, bias_std=0.0):
     """Run the activation-histogram experiment; return :class:`HistogramResults`.
 
     ``activation``: "sigmoid", "tanh" or "relu". ``inits``: init specs (see
     :mod:`fastinit.init`), one run each. Every layer maps ``units`` -> ``units``
-    with ``dense_forward(x, w, None, activation)`` of the chosen ``backend``
-    ("numpy", "cpu" or "cuda"); ``dtype`` is "float32" or "float64".
+    with ``dense_forward(x, w, b, activation)`` of the chosen ``backend``
+    ("numpy", "cpu" or "cuda"); ``dtype`` is "float32" or "float64". Biases
+    are 0, or drawn from N(0, ``bias_std``**2) per layer (so the mean-field
+    theory's sigma_b^2 = ``bias_std``**2 can be matched), the same for every init.
     Memory: the activations of every init are kept, ``len(inits) * layers *
     samples * units`` values. ``progress``: a bar on a terminal, else lines on
     stderr (``fastinit.progress``).
@@ -223,9 +226,13 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     """
     inits, schemes, layers, units, samples, seed, dtype = _check_args(
         activation, inits, layers, units, samples, seed, backend, dtype)
+    if isinstance(bias_std, bool) or not isinstance(bias_std, (int, float, np.integer, np.floating)) \
+            or not (0 <= bias_std < math.inf):
+        raise ValueError(f"bias_std must be a finite number >= 0, got {bias_std!r}")
+    bias_std = float(bias_std)
     dev = _Device(backend)
     x0 = np.ascontiguousarray(np.random.default_rng(seed).standard_normal((samples, units)), dtype=dtype)
-    results = HistogramResults(activation, layers, units, samples, seed, backend, dtype)
+    results = HistogramResults(activation, layers, units, samples, seed, backend, dtype, bias_std=bias_std)
     from ..progress import Progress
 
     bar = Progress(len(inits) * layers, f"histogram {activation}", "layers", enabled=progress)
@@ -243,17 +250,21 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
                     w = scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype)
                     w_nominal[layer] = scheme.std(units, units)
                     w_measured[layer] = float(np.std(w, dtype=np.float64))
-                    x = dev.k.dense_forward(x, dev.put(w), None, activation)
+                    b = None
+                    if bias_std > 0:  # its own stream: the weights stay those of a bias-free run
+                        b = (bias_std * np.random.default_rng([seed, layer + 1, 1]).standard_normal(units)).astype(dtype)
+                        b = dev.put(b)
+                    x = dev.k.dense_forward(x, dev.put(w), b, activation)
                     acts[layer] = dev.get(x)
                     bar.update(1, init=spec)
-                results.runs[spec] = _summarise(spec, acts, w_nominal, w_measured, activation, units)
+                results.runs[spec] = _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std)
         done = True
     finally:
         bar.close(f"{len(inits)} inits x {layers} layers x {samples} samples" if done else None)
     return results
 
 
-def _summarise(spec, acts, w_nominal, w_measured, activation, units):
+def _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std=0.0):
     layers = acts.shape[0]
     mean, std, sat, nonfinite = (np.empty(layers) for _ in range(4))
     for i, row in enumerate(acts.reshape(layers, -1)):
@@ -263,7 +274,8 @@ def _summarise(spec, acts, w_nominal, w_measured, activation, units):
         mean[i] = ok.mean(dtype=np.float64) if ok.size else np.nan
         std[i] = ok.std(dtype=np.float64) if ok.size else np.nan
         sat[i] = saturated_fraction(row, activation)
-    return InitRun(spec, acts, w_nominal, w_measured, mean, std, sat, theory_std(activation, w_nominal, units),
+    return InitRun(spec, acts, w_nominal, w_measured, mean, std, sat,
+                   theory_std(activation, w_nominal, units, bias_var=bias_std ** 2),
                    nonfinite)
 
 
@@ -278,6 +290,7 @@ def _attrs(results, run):
         "units": results.units,
         "samples": results.samples,
         "weight_std": run.weight_std,
+        "bias_std": results.bias_std,
         "saturation": SATURATION_RULES[results.activation],
     }
 
