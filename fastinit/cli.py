@@ -197,7 +197,7 @@ def _default_plot_path(out, activation):
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .plots import check_figure_path, depth_path, plot_depth, plot_histogram
+    from .plots import check_figure_path, depth_path, plot_depth, plot_gradients, plot_histogram
     from .store import open_results
 
     if len(set(args.init)) != len(args.init):
@@ -222,7 +222,8 @@ def _run_histogram(args):
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
-        for path in (plot_histogram(results, plot), plot_depth(results, depth_path(plot))):
+        for path in (plot_histogram(results, plot), plot_depth(results, depth_path(plot)),
+                     plot_gradients(results, depth_path(plot, "gradients"))):
             _say(args, f"wrote figure {path}")
     return EXIT_OK
 

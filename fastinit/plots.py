@@ -233,6 +233,7 @@ def depth_figure(results):
         ax.plot(depth, theory, color=style["color"], lw=1.2, ls="-", alpha=0.7)
     ax.plot([], [], color="0.3", lw=1.2, label="lines: mean-field theory\n(infinite width)")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel("std of the activations")
     ax.set_title(f"{results.activation}: activation std through {results.layers} layers of {results.units} units")
@@ -247,10 +248,43 @@ def plot_depth(results, path):
     return save_figure(depth_figure(results), path)
 
 
-def depth_path(histogram_path):
-    """Where the depth figure goes beside a histogram figure: ``<stem>-depth<ext>``."""
+def gradient_figure(results):
+    """The RMS of a gradient backpropagated from the last layer to each layer at init, measured
+    (markers) against the mean-field prediction (lines, the product of sqrt(chi) per layer),
+    one colour per init, log scale: vanishing gradients (std=0.01, saturated sigmoid) fall
+    away by decades towards the input. Returns a ``Figure``."""
+    fig = Figure(figsize=(7.6, 4.4), layout="constrained")
+    ax = fig.subplots()
+    depth = np.arange(1, results.layers + 1)
+    runs = list(results.runs.values())
+    for i, run in enumerate(runs):
+        style = dict(_run_style(i, results.layers, len(runs)), markevery=max(1, results.layers // 25), ms=4)
+        measured = np.where(np.asarray(run.grad_rms) > 0, run.grad_rms, np.nan)
+        theory = np.where(np.asarray(run.grad_theory) > 0, run.grad_theory, np.nan)
+        ax.plot(depth, measured, lw=0, label=f"{run.init} (measured)", **style)
+        ax.plot(depth, theory, color=style["color"], lw=1.2, ls="-", alpha=0.7)
+    ax.plot([], [], color="0.3", lw=1.2, label="lines: mean-field theory\n(infinite width)")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer (the gradient enters at the last one)")
+    ax.set_ylabel("RMS of the backpropagated gradient")
+    ax.set_title(f"{results.activation}: gradients at init through {results.layers} layers of {results.units} units")
+    _legend_outside(ax)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def plot_gradients(results, path):
+    """Build :func:`gradient_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(gradient_figure(results), path)
+
+
+def depth_path(histogram_path, kind="depth"):
+    """Where the depth (or ``kind="gradients"``) figure goes beside a histogram figure:
+    ``<stem>-<kind><ext>``."""
     stem, ext = os.path.splitext(os.fspath(histogram_path))
-    return f"{stem}-depth{ext}"
+    return f"{stem}-{kind}{ext}"
 
 
 def _bars(ax, values, value_range, scale, color):

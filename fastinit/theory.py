@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "MeanField", "mean_field", "critical_sw2", "variance_by_layer", "gaussian_moments", "phi",
-           "phi_prime"]
+__all__ = ["ACTIVATIONS", "MeanField", "mean_field", "critical_sw2", "variance_by_layer", "gaussian_moments",
+           "slope_moment", "phi", "phi_prime"]
 
 ACTIVATIONS = ("linear", "tanh", "relu", "sigmoid")
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(101)  # E[f(z)], z ~ N(0, 1)
@@ -110,6 +110,24 @@ def gaussian_moments(q, activation):
     return float(_WEIGHTS @ h), float(_WEIGHTS @ (h * h))
 
 
+def slope_moment(q, activation):
+    """E[phi'(u)^2] for u ~ N(0, q). For tanh and sigmoid phi'^2 is a bump of width about 1
+    around 0, which Gauss-Hermite nodes spaced sqrt(q) apart miss once q is large (a std=1
+    net has q near 100): it is integrated on a fine grid in u instead (|u| <= 40, where
+    phi' is negligible beyond)."""
+    if activation == "relu":
+        return 0.5
+    if activation == "linear":
+        return 1.0
+    if q <= 0:
+        return float(phi_prime(np.zeros(1), activation)[0] ** 2)
+    half = min(10.0 * math.sqrt(q), 40.0)
+    u = np.linspace(-half, half, 8001)
+    density = np.exp(-0.5 * u * u / q) / math.sqrt(2.0 * math.pi * q)
+    f = phi_prime(u, activation) ** 2 * density
+    return float((u[1] - u[0]) * (f.sum() - 0.5 * (f[0] + f[-1])))  # the trapezoid rule
+
+
 def _second_moment(q, activation):
     """E[phi(sqrt(q) z)^2]."""
     return gaussian_moments(q, activation)[1]
@@ -136,11 +154,7 @@ def _q_star(activation, sw2, sb2):
 
 
 def _chi1(q, activation, sw2):
-    if activation == "relu":
-        return sw2 / 2.0
-    if activation == "linear":
-        return sw2
-    return sw2 * float(_WEIGHTS @ phi_prime(math.sqrt(q) * _NODES, activation) ** 2)
+    return sw2 * slope_moment(q, activation)
 
 
 def _pair_expectation(q, c, f):

@@ -54,8 +54,9 @@ def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     code, stdout, _ = _run(capsys, "histogram", *SMALL, "--activation", "relu", "--init", "he", "-q",
                            "--no-plot", "--out", str(out))
     assert code == 0 and stdout == ""
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["study-histogram-tanh-depth.png", "study-histogram-tanh.png",
-                                                         "study.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study-histogram-tanh-depth.png",
+                                                         "study-histogram-tanh-gradients.png",
+                                                         "study-histogram-tanh.png", "study.h5"]
     info = describe(out)
     assert info.node("/histogram/tanh/xavier") is not None and info.node("/histogram/relu/he") is not None
     # --plot with no file name: the default file (it used to fail with "expected one argument")
@@ -453,8 +454,8 @@ def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys,
                 "--test-limit", "50", "--backend", "numpy", "-q")[0] == 0
     folder = tmp_path / "fastinit-results"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "fastinit.h5", "histogram-sigmoid-depth.png", "histogram-sigmoid.png", "mnist-accuracy.png",
-        "mnist-activations-he.png", "mnist-loss.png"]
+        "fastinit.h5", "histogram-sigmoid-depth.png", "histogram-sigmoid-gradients.png", "histogram-sigmoid.png",
+        "mnist-accuracy.png", "mnist-activations-he.png", "mnist-loss.png"]
     code, stdout, _ = _run(capsys, "show")
     assert code == 0 and "fastinit-results/fastinit.h5" in stdout and "histogram/" in stdout and "train/" in stdout
 

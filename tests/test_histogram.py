@@ -321,3 +321,21 @@ def test_bias_std_draws_biases_and_the_theory_follows():
     assert np.all(run.theory_std[1:] > 1.5 * no_bias_theory[1:])  # the bias variance keeps deep layers alive
     with pytest.raises(ValueError, match="bias_std"):
         run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, bias_std=-1.0)
+
+
+def test_backpropagated_gradients_follow_the_mean_field_theory(tmp_path):
+    """At init, the RMS of a gradient sent down from the last layer matches the product of
+    sqrt(chi) per layer: vanishing for std=0.01 and sigmoid + Xavier, about constant for He + ReLU."""
+    from fastinit.plots import gradient_figure
+
+    tanh = run_histogram("tanh", inits=("xavier", "std=0.01"), backend="numpy", progress=False, layers=8, units=200,
+                         samples=400, dtype="float64")
+    for run in tanh.runs.values():
+        assert run.grad_rms[-1] == run.grad_theory[-1] == 1.0
+        np.testing.assert_allclose(run.grad_rms, run.grad_theory, rtol=0.12)
+    assert tanh.runs["std=0.01"].grad_rms[0] < 1e-4  # vanished: about 0.14 per layer
+    relu = run_histogram("relu", inits=("he",), backend="numpy", progress=False, layers=8, units=200, samples=400)
+    np.testing.assert_allclose(relu.runs["he"].grad_rms, 1.0, rtol=0.2)  # He: chi1 = 1
+    np.testing.assert_allclose(relu.runs["he"].grad_theory, 1.0, rtol=1e-6)
+    ax = gradient_figure(tanh).get_axes()[0]
+    assert ax.get_yscale() == "log" and "xavier (measured)" in [t.get_text() for t in ax.get_legend().get_texts()]

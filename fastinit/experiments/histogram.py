@@ -86,10 +86,16 @@ class InitRun:
     saturated: np.ndarray  # fraction of saturated (or dead) values per layer
     theory_std: np.ndarray  # mean-field (infinite-width) prediction of ``std``
     nonfinite: np.ndarray = None  # fraction of NaN/Inf values per layer (overflow); mean/std skip them
+    grad_rms: np.ndarray = None  # RMS of the gradient backpropagated to each layer's pre-activation
+    grad_theory: np.ndarray = None  # its mean-field prediction (see backprop_gradients)
 
     def __post_init__(self):
         if self.nonfinite is None:
             self.nonfinite = np.zeros(len(self.mean))
+        if self.grad_rms is None:
+            self.grad_rms = np.full(len(self.mean), np.nan)
+        if self.grad_theory is None:
+            self.grad_theory = np.full(len(self.mean), np.nan)
 
     def overflow_layer(self):
         """The first layer (1-based) with NaN/Inf values, or None."""
@@ -257,11 +263,64 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
                     x = dev.k.dense_forward(x, dev.put(w), b, activation)
                     acts[layer] = dev.get(x)
                     bar.update(1, init=spec)
-                results.runs[spec] = _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std)
+                run = _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std)
+                run.grad_rms, run.grad_theory = backprop_gradients(
+                    acts, lambda layer: scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype),
+                    activation, units, w_nominal, bias_std, np.random.default_rng([seed, 0, 2]))
+                results.runs[spec] = run
         done = True
     finally:
         bar.close(f"{len(inits)} inits x {layers} layers x {samples} samples" if done else None)
     return results
+
+
+def backprop_gradients(acts, weights, activation, units, w_nominal, bias_std, rng):
+    """RMS of a random gradient backpropagated through the net at init, per layer, and its
+    mean-field prediction.
+
+    A N(0, 1) gradient enters the last layer's pre-activation and goes down as
+    ``d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l)``, with ``phi'`` from the saved
+    outputs ``acts`` (layers, samples, units) and ``weights(l)`` layer l's weights
+    (drawn again, in float64). The theory multiplies the mean square by
+    ``chi_l = units * s_{l+1}^2 * E[phi'(z_l)^2]`` per layer (the mean-field
+    gradient-independence assumption: ``chi1^depth`` at the fixed point).
+    Returns two float64 arrays of shape (layers,), the top layer's being 1."""
+    from ..theory import slope_moment
+
+    layers = acts.shape[0]
+    rms, theory = np.full(layers, np.nan), np.full(layers, np.nan)
+    d = rng.standard_normal(acts.shape[1:])
+    rms[-1] = theory[-1] = 1.0
+    q = units * w_nominal[0] ** 2 * 1.0 + bias_std ** 2  # the input is N(0, 1)
+    qs = [q]
+    for layer in range(1, layers):  # pre-activation variances for the theory
+        _, second = _moments(qs[-1], activation)
+        qs.append(units * w_nominal[layer] ** 2 * second + bias_std ** 2)
+    with np.errstate(all="ignore"):
+        for layer in range(layers - 2, -1, -1):
+            y = acts[layer].astype(np.float64)
+            d = (d @ weights(layer + 1).astype(np.float64).T) * _phi_prime_from_output(y, activation)
+            rms[layer] = math.sqrt(float(np.mean(d * d)))
+            chi = units * w_nominal[layer + 1] ** 2 * slope_moment(qs[layer], activation)
+            theory[layer] = theory[layer + 1] * math.sqrt(chi)
+    return rms, theory
+
+
+def _moments(q, activation):
+    from ..theory import gaussian_moments
+
+    return gaussian_moments(q, activation)
+
+
+def _phi_prime_from_output(y, activation):
+    """The activation's derivative from its output ``y`` (what the backward kernels use)."""
+    if activation == "sigmoid":
+        return y * (1.0 - y)
+    if activation == "tanh":
+        return 1.0 - y * y
+    if activation == "relu":
+        return (y > 0).astype(np.float64)
+    return np.ones_like(y)
 
 
 def _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std=0.0):
@@ -310,6 +369,10 @@ _DATASETS = {
                    "variance recursion (infinite width, Gaussian pre-activations)"),
     "nonfinite": ("fraction (0-1)", "fraction of each layer's activations that are NaN or Inf (overflow)"),
     "weight_std_measured": ("weight value", "standard deviation of the weights actually drawn, per layer"),
+    "grad_rms": ("relative to the last layer", "RMS of a N(0, 1) gradient backpropagated from the last layer "
+                 "to each layer's pre-activation, at init"),
+    "grad_theory": ("relative to the last layer", "mean-field prediction of grad_rms (the product of "
+                    "sqrt(chi) per layer; chi1^depth at the fixed point)"),
 }
 
 
@@ -329,7 +392,8 @@ def write_histogram(f, results):
                                chunk_rows=1, attrs=attrs)  # one layer per chunk: the natural read
         label(ds, "activation value", "outputs of every layer for every sample: (layer, sample, unit)")
         append(ds, run.activations)
-        for name in ("mean", "std", "saturated", "weight_std", "theory_std", "nonfinite", "weight_std_measured"):
+        for name in ("mean", "std", "saturated", "weight_std", "theory_std", "nonfinite", "weight_std_measured",
+                     "grad_rms", "grad_theory"):
             units, description = _DATASETS[name]
             if name == "saturated":
                 description += SATURATION_RULES.get(results.activation, "never (linear)")

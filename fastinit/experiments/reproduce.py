@@ -117,7 +117,8 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     for activation, res in histograms.items():
         path = os.path.join(out_dir, f"histogram-{activation}.png")
         plots.plot_histogram(res, path)
-        figures += [path, plots.plot_depth(res, plots.depth_path(path))]
+        figures += [path, plots.plot_depth(res, plots.depth_path(path)),
+                    plots.plot_gradients(res, plots.depth_path(path, "gradients"))]
     activation_stats = {r.name: _activation_stats(h5_path, r) for r in runs}
     figures += write_figures(h5_path, os.path.join(out_dir, "mnist-loss.png"), [r.name for r in runs])
     times["figures"] = time.perf_counter() - t0
