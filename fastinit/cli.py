@@ -511,7 +511,7 @@ def _run_train(args):
 
 REPRODUCE_EPILOG = """\
 examples:
-  fastinit reproduce                      the whole study into fastinit-results/ (about 25 s on 2 cores)
+  fastinit reproduce                      the whole study into fastinit-results/ (about 30 s on 2 cores)
   fastinit reproduce --out study --quick  a smoke run in seconds (numbers mean little)
 
 Writes DIR/fastinit.h5 (/histogram/... and /train/...), the figures as PNG and
