@@ -688,7 +688,7 @@ def _must_not_raise_in(frame):
     return False
 
 
-def _raise_terminated(signum, frame):
+def _on_stop_signal(signum, frame):
     if _must_not_raise_in(frame):  # deliver the signal again in a moment, out of there
         import threading
 
@@ -706,7 +706,7 @@ def _handle_stop_signals():
     previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
-            previous[sig] = signal.signal(sig, _raise_terminated)
+            previous[sig] = signal.signal(sig, _on_stop_signal)
         except (ValueError, OSError):
             pass
     return previous

@@ -472,17 +472,17 @@ def test_a_stop_signal_inside_numba_cache_writes_or_a_finalizer_is_delivered_aga
                    os.path.join("site-packages", "numba", "core", "caching.py"), "exec")
     namespace = {}
     exec(code, namespace)
-    namespace["write"](cli._raise_terminated, signal.SIGTERM)  # no exception inside the cache code
+    namespace["write"](cli._on_stop_signal, signal.SIGTERM)  # no exception inside the cache code
     deadline = time.monotonic() + 10
     while not sent and time.monotonic() < deadline:  # the timer thread sends it (later on a busy machine)
         time.sleep(0.02)
     assert sent == [signal.SIGTERM]
     with pytest.raises(cli.Terminated):
-        cli._raise_terminated(signal.SIGTERM, sys._getframe())
+        cli._on_stop_signal(signal.SIGTERM, sys._getframe())
 
     class Finalized:
         def __del__(self):  # an exception raised here would be printed and lost
-            cli._raise_terminated(signal.SIGHUP, sys._getframe())
+            cli._on_stop_signal(signal.SIGHUP, sys._getframe())
 
     sent.clear()
     Finalized()
