@@ -688,11 +688,17 @@ def _must_not_raise_in(frame):
     return False
 
 
+_DEFERRED = []  # timers that send a held-back stop signal again (cancelled when main returns)
+
+
 def _on_stop_signal(signum, frame):
     if _must_not_raise_in(frame):  # deliver the signal again in a moment, out of there
         import threading
 
-        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        _DEFERRED.append(timer)
+        timer.start()
         return
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -720,8 +726,24 @@ def main(argv=None):
     except KeyboardInterrupt as exc:  # a stop signal before the command started: nothing to clean up
         return 128 + getattr(exc, "signum", signal.SIGINT)
     finally:
+        while _DEFERRED:  # the command is over: a held-back signal has nothing left to stop
+            _DEFERRED.pop().cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run():
+    """The ``fastinit`` console script and ``python -m fastinit``: :func:`main`, then exit.
+    After a command stopped by a signal, further stop signals are ignored while the
+    process exits, so a late one cannot turn exit status 130/143 into a death by signal."""
+    status = main()
+    if status >= 128:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            try:
+                signal.signal(sig, signal.SIG_IGN)
+            except (ValueError, OSError):
+                pass
+    sys.exit(status)
 
 
 def _main(argv):
@@ -801,4 +823,4 @@ def _classify(exc, backend_error):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
