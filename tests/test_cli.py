@@ -430,7 +430,9 @@ def test_an_error_does_not_import_matplotlib():
 def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
     """Ctrl-C or SIGTERM while the command is still importing its libraries or loading the data:
     a quiet exit (128 + signal), never a traceback, never a temp or lock file."""
-    for delay in (0.15, 0.3, 0.6, 1.0):
+    # From 0.4 s: before that the interpreter may still be compiling fastinit.cli (no .pyc when
+    # PYTHONDONTWRITEBYTECODE is set) and no Python program has a handler installed yet.
+    for delay in (0.4, 0.7, 1.0, 1.5):
         out = tmp_path / f"t{delay}.h5"
         cmd = [sys.executable, "-m", "fastinit", "train", "--iterations", "100000", "--backend", "numpy", "-q",
                "--out", str(out)]
