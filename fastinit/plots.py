@@ -213,33 +213,44 @@ def _shown_layers(layers):
     return sorted(set(np.linspace(0, layers - 1, _MAX_LAYER_COLUMNS).round().astype(int).tolist()))
 
 
-def depth_figure(results):
-    """The std of each layer's activations against depth, measured (markers) and predicted by
-    the mean-field theory (lines), one colour per init, on a log scale: Xavier shrinking and
-    He holding through ReLU depth, std=1 saturating. A float32 value that overflowed or
-    underflowed leaves its layer without a marker. Returns a ``Figure``."""
+def _against_theory_figure(results, measured, theory, xlabel, ylabel, title, empty=None):
+    """Per-layer values of every init, measured (markers, attribute ``measured`` of each run)
+    against the mean-field theory (lines, attribute ``theory``), log scale. A run whose
+    measured values are all non-positive gets the legend entry ``empty`` instead (when
+    given). Non-positive values (e.g. a float32 over- or underflow) leave no marker."""
     fig = Figure(figsize=(7.6, 4.4), layout="constrained")
     ax = fig.subplots()
     depth = np.arange(1, results.layers + 1)
     runs = list(results.runs.values())
     for i, run in enumerate(runs):
         style = dict(_run_style(i, results.layers, len(runs)), markevery=max(1, results.layers // 25), ms=4)
-        measured = np.where(np.asarray(run.std) > 0, run.std, np.nan)
-        theory = np.where(np.asarray(run.theory_std) > 0, run.theory_std, np.nan)
-        if np.all(np.isnan(measured)):
-            ax.plot([], [], label=f"{run.init}: all activations are exactly 0", **style)
+        values = np.asarray(getattr(run, measured))
+        predicted = np.asarray(getattr(run, theory))
+        values = np.where(values > 0, values, np.nan)
+        if empty is not None and np.all(np.isnan(values)):
+            ax.plot([], [], label=f"{run.init}: {empty}", **style)
             continue
-        ax.plot(depth, measured, lw=0, label=f"{run.init} (measured)", **style)
-        ax.plot(depth, theory, color=style["color"], lw=1.2, ls="-", alpha=0.7)
+        ax.plot(depth, values, lw=0, label=f"{run.init} (measured)", **style)
+        ax.plot(depth, np.where(predicted > 0, predicted, np.nan), color=style["color"], lw=1.2, ls="-",
+                alpha=0.7)
     ax.plot([], [], color="0.3", lw=1.2, label="lines: mean-field theory\n(infinite width)")
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("layer")
-    ax.set_ylabel("std of the activations")
-    ax.set_title(f"{results.activation}: activation std through {results.layers} layers of {results.units} units")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{results.activation}: {title} through {results.layers} layers of {results.units} units")
     _legend_outside(ax)
     ax.grid(alpha=0.3, which="both")
     return fig
+
+
+def depth_figure(results):
+    """The std of each layer's activations against depth, measured (markers) and predicted by
+    the mean-field theory (lines), one colour per init, on a log scale: Xavier shrinking and
+    He holding through ReLU depth, std=1 saturating. A float32 value that overflowed or
+    underflowed leaves its layer without a marker. Returns a ``Figure``."""
+    return _against_theory_figure(results, "std", "theory_std", "layer", "std of the activations",
+                                  "activation std", empty="all activations are exactly 0")
 
 
 def plot_depth(results, path):
@@ -253,25 +264,8 @@ def gradient_figure(results):
     (markers) against the mean-field prediction (lines, the product of sqrt(chi) per layer),
     one colour per init, log scale: vanishing gradients (std=0.01, saturated sigmoid) fall
     away by decades towards the input. Returns a ``Figure``."""
-    fig = Figure(figsize=(7.6, 4.4), layout="constrained")
-    ax = fig.subplots()
-    depth = np.arange(1, results.layers + 1)
-    runs = list(results.runs.values())
-    for i, run in enumerate(runs):
-        style = dict(_run_style(i, results.layers, len(runs)), markevery=max(1, results.layers // 25), ms=4)
-        measured = np.where(np.asarray(run.grad_rms) > 0, run.grad_rms, np.nan)
-        theory = np.where(np.asarray(run.grad_theory) > 0, run.grad_theory, np.nan)
-        ax.plot(depth, measured, lw=0, label=f"{run.init} (measured)", **style)
-        ax.plot(depth, theory, color=style["color"], lw=1.2, ls="-", alpha=0.7)
-    ax.plot([], [], color="0.3", lw=1.2, label="lines: mean-field theory\n(infinite width)")
-    ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("layer (the gradient enters at the last one)")
-    ax.set_ylabel("RMS of the backpropagated gradient")
-    ax.set_title(f"{results.activation}: gradients at init through {results.layers} layers of {results.units} units")
-    _legend_outside(ax)
-    ax.grid(alpha=0.3, which="both")
-    return fig
+    return _against_theory_figure(results, "grad_rms", "grad_theory", "layer (the gradient enters at the last one)",
+                                  "RMS of the backpropagated gradient", "gradients at init")
 
 
 def plot_gradients(results, path):

@@ -285,7 +285,9 @@ def backprop_gradients(acts, weights, activation, units, w_nominal, bias_std, rn
     ``chi_l = units * s_{l+1}^2 * E[phi'(z_l)^2]`` per layer (the mean-field
     gradient-independence assumption: ``chi1^depth`` at the fixed point).
     Returns two float64 arrays of shape (layers,), the top layer's being 1."""
-    from ..theory import slope_moment
+    import kernels.reference as ref
+
+    from ..theory import gaussian_moments, slope_moment
 
     layers = acts.shape[0]
     rms, theory = np.full(layers, np.nan), np.full(layers, np.nan)
@@ -294,33 +296,16 @@ def backprop_gradients(acts, weights, activation, units, w_nominal, bias_std, rn
     q = units * w_nominal[0] ** 2 * 1.0 + bias_std ** 2  # the input is N(0, 1)
     qs = [q]
     for layer in range(1, layers):  # pre-activation variances for the theory
-        _, second = _moments(qs[-1], activation)
+        _, second = gaussian_moments(qs[-1], activation)
         qs.append(units * w_nominal[layer] ** 2 * second + bias_std ** 2)
     with np.errstate(all="ignore"):
         for layer in range(layers - 2, -1, -1):
             y = acts[layer].astype(np.float64)
-            d = (d @ weights(layer + 1).astype(np.float64).T) * _phi_prime_from_output(y, activation)
+            d = ref.activation_backward(y, d @ weights(layer + 1).astype(np.float64).T, activation)
             rms[layer] = math.sqrt(float(np.mean(d * d)))
             chi = units * w_nominal[layer + 1] ** 2 * slope_moment(qs[layer], activation)
             theory[layer] = theory[layer + 1] * math.sqrt(chi)
     return rms, theory
-
-
-def _moments(q, activation):
-    from ..theory import gaussian_moments
-
-    return gaussian_moments(q, activation)
-
-
-def _phi_prime_from_output(y, activation):
-    """The activation's derivative from its output ``y`` (what the backward kernels use)."""
-    if activation == "sigmoid":
-        return y * (1.0 - y)
-    if activation == "tanh":
-        return 1.0 - y * y
-    if activation == "relu":
-        return (y > 0).astype(np.float64)
-    return np.ones_like(y)
 
 
 def _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std=0.0):
