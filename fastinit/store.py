@@ -193,7 +193,7 @@ def _remove(path):
 
 
 @contextmanager
-def open_results(path, command_line=None, *, wait=None):
+def open_results(path, command_line=None, *, wait=None, keep_on_interrupt=True):
     """Open the results file ``path`` for an atomic update; yield a writable ``h5py.File``.
 
     ``command_line`` (a string) is stored in the root attrs; by default the
@@ -201,7 +201,9 @@ def open_results(path, command_line=None, *, wait=None):
     On normal exit the update replaces ``path`` atomically; on an exception
     ``path`` is left exactly as it was and the exception propagates; on
     ``KeyboardInterrupt`` what was written is kept (see the module
-    docstring) and the interrupt propagates.
+    docstring) and the interrupt propagates; with ``keep_on_interrupt=False``
+    an interrupt leaves ``path`` as it was, like any other exception (for an
+    update that must be whole or nothing).
 
     Updates of one file are serialised: while one is open (in any process),
     another waits up to ``wait`` seconds (default ``LOCK_WAIT``) and then
@@ -220,7 +222,7 @@ def open_results(path, command_line=None, *, wait=None):
         check_output_path(path)
         if lock.fd is not None:
             _remove_stale_temps(path)
-        yield from _update(path, command_line)
+        yield from _update(path, command_line, keep_on_interrupt)
 
 
 def _remove_stale_temps(path):
@@ -293,7 +295,7 @@ def _read_note(fd):
         return ""
 
 
-def _update(path, command_line):
+def _update(path, command_line, keep_on_interrupt=True):
     """The body of open_results: copy, yield the open copy, commit or discard (a generator)."""
     tmp = _new_temp(path)
     f = None
@@ -315,6 +317,8 @@ def _update(path, command_line):
         try:
             yield f
         except KeyboardInterrupt:
+            if not keep_on_interrupt:
+                raise
             _finish_groups(f, tmp, "interrupted")
             _commit(f, tmp, path)
             f = None

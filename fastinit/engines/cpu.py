@@ -204,7 +204,9 @@ class _Compiled:
             event = cls._done.get(types)
             if event is None:
                 event = cls._done[types] = threading.Event()
-                threading.Thread(target=cls._compile, args=(types, event), daemon=True,
+                # Not a daemon: the interpreter waits for it at exit. A daemon thread still in
+                # LLVM when the interpreter shuts down crashes the process (abort or segfault).
+                threading.Thread(target=cls._compile, args=(types, event), daemon=False,
                                  name="fastinit-compile").start()
         return event.is_set()
 

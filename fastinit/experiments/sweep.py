@@ -1,0 +1,552 @@
+"""Sweeps over weight variance x depth x seed: where deep networks stop training, against theory.
+
+Each cell of the grid trains one MLP on MNIST: ``depth`` hidden layers of
+``width`` units with the activation, weights drawn from N(0, sw2 / fan_in)
+(``lecun`` with gain sqrt(sw2)) and biases from N(0, sb2), then plain SGD for
+``steps`` mini-batches. The mean-field theory (:mod:`fastinit.theory`)
+predicts that such a network trains only while ``depth`` is below about
+6 xi_c(sw2, sb2) (Schoenholz et al., "Deep Information Propagation", 2017);
+the sweep measures it.
+
+A cell depends only on its own values (sw2, depth, seed) and the config: the
+weights come from ``default_rng(seed)`` (so cells of one seed and depth share
+their Gaussian draws, scaled), the biases from ``default_rng([seed, 1])`` and
+the mini-batches from ``batch_indices(..., seed)``. The engine's arithmetic
+does not depend on its thread count, and the metrics are computed after
+training in a fixed order, so a cell gives bit-identical numbers in any
+process, on any worker, in any order.
+
+Results live in the HDF5 group ``/sweep/<name>/`` (see :func:`save`): one
+float64 dataset per metric shaped (n_sw2, n_depths, n_seeds), the grid, the
+theory's xi_c per sw2, a ``done`` mask and the config as attributes.
+Running a sweep again with the same config skips the cells already done (a
+stopped sweep resumes); a grid that grew keeps the cells it shares with the
+old one.
+"""
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+__all__ = [
+    "SweepConfig",
+    "Cell",
+    "PRESETS",
+    "METRICS",
+    "run_cell",
+    "sweep",
+    "SweepResult",
+    "read_sweep",
+    "trainable_depth",
+    "format_summary",
+]
+
+#: Metrics of a cell: name -> (units, description). All are float64 in the file.
+METRICS = {
+    "train_loss": ("nats", "mean softmax cross-entropy on the first eval_samples training images after training"),
+    "train_accuracy": ("fraction (0-1)", "accuracy on the first eval_samples training images after training"),
+    "test_accuracy": ("fraction (0-1)", "accuracy on the first eval_samples test images after training"),
+    "diverged": ("1 = yes", "1 if a mini-batch loss became NaN or Inf (training stopped there), else 0"),
+    "wall_time_s": ("seconds", "wall time of the cell on the process that ran it (not deterministic)"),
+}
+
+#: Named grids for ``fastinit sweep --preset``.
+PRESETS = {
+    "schoenholz": dict(
+        activation="tanh", sb2=0.05, width=100, lr=0.005, steps=600, batch_size=128,
+        sw2=tuple(1.0 + 0.25 * i for i in range(13)),
+        depths=(5, 10, 20, 30, 40, 50, 60, 80, 100), seeds=(0,)),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: indices into the grid and the values they stand for."""
+
+    i: int
+    j: int
+    k: int
+    sw2: float
+    depth: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A grid of training runs (defaults: a small tanh grid that runs in about a minute).
+
+    ``sw2``: weight variances sigma_w^2 (weights N(0, sw2 / fan_in)); ``depths``:
+    numbers of hidden layers; ``seeds``: one run per seed; ``sb2``: bias variance;
+    ``steps``, ``lr``, ``batch_size``: plain SGD; ``eval_samples``: training and
+    test images the final metrics are measured on; ``train_limit``: use only the
+    first n training images for SGD (tests); ``data_dir``: MNIST files (default:
+    the copy shipped with fastinit; on a cluster the folder must exist on the workers).
+    """
+
+    sw2: tuple = (1.0, 1.75, 2.5, 4.0)
+    depths: tuple = (5, 20, 50)
+    seeds: tuple = (0,)
+    sb2: float = 0.05
+    activation: str = "tanh"
+    width: int = 100
+    steps: int = 300
+    lr: float = 0.005
+    batch_size: int = 128
+    dtype: str = "float32"
+    eval_samples: int = 10000
+    train_limit: int = None
+    data_dir: str = None
+
+    def validate(self):
+        """Return the config with normalised types; raise ``ValueError``/``TypeError`` naming a bad field."""
+        from ..theory import mean_field
+
+        def values(name, cast, ok, what):
+            raw = getattr(self, name)
+            if isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__"):
+                raise TypeError(f"{name} must be a sequence of {what}, got {raw!r}")
+            out = []
+            for v in raw:
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                    raise TypeError(f"{name} must hold numbers, got {v!r}")
+                if cast is int and v != int(v):
+                    raise ValueError(f"{name} must hold integers, got {v!r}")
+                v = cast(v)
+                if not ok(v):
+                    raise ValueError(f"{name} must hold {what}, got {v!r}")
+                out.append(v)
+            if not out:
+                raise ValueError(f"{name} is empty: give at least one value")
+            if len(set(out)) != len(out):
+                raise ValueError(f"{name} has repeated values: {out}")
+            return tuple(out)
+
+        sw2 = values("sw2", float, lambda v: 0 < v < math.inf, "finite numbers > 0")
+        depths = values("depths", int, lambda v: 1 <= v <= 10000, "integers from 1 to 10000")
+        seeds = values("seeds", int, lambda v: 0 <= v < 2**63, "integers >= 0")
+        for name in ("width", "steps", "batch_size", "eval_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.train_limit is not None and (not isinstance(self.train_limit, (int, np.integer))
+                                             or self.train_limit < self.batch_size):
+            raise ValueError(f"train_limit must be None or an integer >= batch_size, got {self.train_limit!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        mean_field(self.activation, 1.0, self.sb2)  # checks the activation and sb2
+        return replace(self, sw2=sw2, depths=depths, seeds=seeds, sb2=float(self.sb2), lr=float(self.lr),
+                       width=int(self.width), steps=int(self.steps), batch_size=int(self.batch_size),
+                       eval_samples=int(self.eval_samples))
+
+    @property
+    def shape(self):
+        """(n_sw2, n_depths, n_seeds)."""
+        return len(self.sw2), len(self.depths), len(self.seeds)
+
+    def cells(self):
+        """Every :class:`Cell`, deepest first (long cells start early, so a pool ends evenly)."""
+        out = [Cell(i, j, k, s, d, seed) for i, s in enumerate(self.sw2) for j, d in enumerate(self.depths)
+               for k, seed in enumerate(self.seeds)]
+        return sorted(out, key=lambda c: (-c.depth, c.i, c.k))
+
+    def identity(self):
+        """What a cell's numbers depend on besides its grid values (resuming needs these equal)."""
+        d = asdict(self)
+        for axis in ("sw2", "depths", "seeds"):
+            d.pop(axis)
+        return d
+
+
+# --------------------------------------------------------------------------- one cell
+
+_DATA = {}  # (data_dir, dtype) -> (x_train, y_train, x_test, y_test): loaded once per process
+
+
+def _data(data_dir, dtype):
+    key = (data_dir, dtype)
+    if key not in _DATA:
+        from ..data import load_mnist
+
+        d = load_mnist(data_dir, dtype=dtype)
+        _DATA[key] = (d.train_images, d.train_labels, d.test_images, d.test_labels)
+    return _DATA[key]
+
+
+def _evaluate(model, x, labels, chunk=1000):
+    """(mean softmax cross-entropy, accuracy) of ``model`` on ``x``, in fixed chunks."""
+    from kernels import reference
+
+    total, correct = 0.0, 0
+    for start in range(0, x.shape[0], chunk):
+        logits = np.ascontiguousarray(model.forward(np.ascontiguousarray(x[start:start + chunk])), dtype=np.float64)
+        y = labels[start:start + chunk]
+        total += reference.softmax_cross_entropy(logits, y)[0] * y.size
+        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+    return total / x.shape[0], correct / x.shape[0]
+
+
+def run_cell(config, cell, backend="cpu"):
+    """Train and evaluate one cell; return a dict of the :data:`METRICS` (floats).
+
+    Pure: the result depends only on ``config`` and the cell's values, never on
+    the process, thread count or order (``wall_time_s`` aside). Loads MNIST
+    once per process. Raises ``DataError`` if the data cannot be read.
+    """
+    from .. import MLP
+    from .train import batch_indices
+
+    t0 = time.perf_counter()
+    x_train, y_train, x_test, y_test = _data(config.data_dir, config.dtype)
+    if config.train_limit is not None:
+        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    sizes = [x_train.shape[1]] + [config.width] * cell.depth + [10]
+    model = MLP(sizes, activation=config.activation, init=f"lecun,gain={math.sqrt(cell.sw2)!r}",
+                backend=backend, dtype=config.dtype, seed=cell.seed)
+    if config.sb2 > 0:
+        rng = np.random.default_rng([cell.seed, 1])
+        model.load_params([(w, (math.sqrt(config.sb2) * rng.standard_normal(b.size)).astype(config.dtype))
+                           for w, b in model.params])
+    model.set_dataset(x_train, y_train)
+    diverged = 0.0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for idx in batch_indices(x_train.shape[0], config.batch_size, config.steps, cell.seed):
+            if not math.isfinite(model.train_step_indices(idx, config.lr)):
+                diverged = 1.0
+                break
+        n = config.eval_samples
+        train_loss, train_acc = _evaluate(model, x_train[:n], y_train[:n])
+        _, test_acc = _evaluate(model, x_test[:n], y_test[:n])
+    return dict(train_loss=float(train_loss), train_accuracy=float(train_acc), test_accuracy=float(test_acc),
+                diverged=diverged, wall_time_s=time.perf_counter() - t0)
+
+
+def _single_threaded_cell(config, cell, backend):
+    """``run_cell`` on one thread: a worker runs one cell per core (pool and Dask workers)."""
+    import numba
+
+    numba.set_num_threads(1)
+    return run_cell(config, cell, backend)
+
+
+# --------------------------------------------------------------------------- executors
+# Each yields (cell, metrics) as cells finish, in any order; the caller stores them.
+
+
+def _in_process(config, cells, backend):
+    """One cell at a time in this process, each on the engine's parallel step (all threads)."""
+    for cell in cells:
+        yield cell, run_cell(config, cell, backend)
+
+
+def _ignore_sigint():
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool
+
+
+def _process_pool(config, cells, backend, processes):
+    """Cells in a pool of ``processes`` fresh (spawned) processes, each cell single-threaded."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    pool = cf.ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn"),
+                                  initializer=_ignore_sigint)
+    finished = False
+    try:
+        futures = {pool.submit(_single_threaded_cell, config, cell, backend): cell for cell in cells}
+        for future in cf.as_completed(futures):
+            yield futures[future], future.result()
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=True)
+        if not finished:  # stopped or failed: do not wait for the cells still running
+            for child in mp.active_children():
+                child.terminate()
+                child.join()
+
+
+def _dask(config, cells, backend, scheduler=None, workers=None, log=print):
+    """Cells on a Dask distributed cluster: the one at ``scheduler`` (``tcp://HOST:PORT``), or a
+    local cluster of ``workers`` single-threaded worker processes started here. A worker that
+    dies mid-cell has its cell re-run on another worker by the scheduler."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise RuntimeError("--scheduler and --workers need Dask: pip install 'fastinit[cluster]' "
+                           "(dask[distributed])") from None
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=40)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except OSError as exc:
+            raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
+                               "'dask scheduler' and workers with 'dask worker ADDRESS'") from None
+    try:
+        n = len(client.scheduler_info().get("workers", {}))
+        log(f"dask: {n} worker(s) at {client.scheduler.address}")
+        futures = {}
+        for cell in cells:
+            future = client.submit(_single_threaded_cell, config, cell, backend, pure=False,
+                                   key=f"fastinit-sweep-cell-{cell.sw2!r}-{cell.depth}-{cell.seed}-{time.time_ns()}")
+            futures[future] = cell
+        finished = False
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+            finished = True
+        finally:
+            if not finished:
+                client.cancel(list(futures))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@dataclass
+class SweepResult:
+    """A sweep's grid and measurements (see :func:`read_sweep`).
+
+    ``metrics``: name -> float64 (n_sw2, n_depths, n_seeds), NaN where not
+    done; ``done``: bool of the same shape; ``xi_c`` (n_sw2,) from the theory;
+    ``critical_sw2``: the edge of chaos."""
+
+    name: str
+    config: SweepConfig
+    metrics: dict
+    done: np.ndarray
+    xi_c: np.ndarray
+    critical_sw2: float
+
+    @property
+    def complete(self):
+        return bool(self.done.all())
+
+
+def _theory(config):
+    from ..theory import critical_sw2, mean_field
+
+    xi = np.array([mean_field(config.activation, s, config.sb2).xi_c for s in config.sw2])
+    return xi, critical_sw2(config.activation, config.sb2)
+
+
+def _empty(name, config):
+    xi, crit = _theory(config)
+    shape = config.shape
+    return SweepResult(name, config, {m: np.full(shape, np.nan) for m in METRICS}, np.zeros(shape, bool), xi, crit)
+
+
+def _config_json(config):
+    return json.dumps(asdict(config), sort_keys=True)
+
+
+def _group_path(name):
+    return f"/sweep/{name}"
+
+
+def check_name(name):
+    """Raise ``ValueError`` unless ``name`` can be an HDF5 group name under /sweep."""
+    if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise ValueError(f"sweep name must be a non-empty name without '/' or a leading '.', got {name!r}")
+    return name
+
+
+def read_sweep(path, name):
+    """The :class:`SweepResult` stored as ``/sweep/<name>`` in ``path``.
+
+    Raises ``StoreError`` for a missing or unreadable file, ``KeyError`` (with
+    the sweeps the file has) for a missing sweep."""
+    from ..store import open_read
+
+    with open_read(path) as f:
+        group = f.get(_group_path(name))
+        if group is None:
+            have = sorted(f["sweep"].keys()) if "sweep" in f else []
+            raise KeyError(f"{path} has no sweep named {name!r}" + (f"; it has: {', '.join(have)}" if have
+                                                                    else "; run 'fastinit sweep' first"))
+        config = SweepConfig(**json.loads(group.attrs["config"]))
+        config = replace(config, sw2=tuple(config.sw2), depths=tuple(config.depths), seeds=tuple(config.seeds))
+        metrics = {m: group[m][()] for m in METRICS}
+        return SweepResult(name, config, metrics, group["done"][()].astype(bool), group["xi_c"][()],
+                           float(group.attrs["critical_sw2"]))
+
+
+def _resume(path, name, config, restart):
+    """An empty result for ``config``, filled with the cells a stored sweep of the same name
+    already has, if its settings match. Raises ``ValueError`` if they differ (unless ``restart``)."""
+    import os
+
+    result = _empty(name, config)
+    if restart or not os.path.exists(path):
+        return result
+    try:
+        old = read_sweep(path, name)
+    except KeyError:
+        return result
+    if old.config.identity() != config.identity():
+        diff = ", ".join(f"{k} {v!r} (now {config.identity()[k]!r})" for k, v in old.config.identity().items()
+                         if config.identity()[k] != v)
+        raise ValueError(f"sweep {name!r} in {path} was run with {diff}; resuming needs the same settings. "
+                         "Give this sweep another --name, or --restart to discard the stored one")
+    pos = {(s, d, seed): (i, j, k) for i, s in enumerate(old.config.sw2) for j, d in enumerate(old.config.depths)
+           for k, seed in enumerate(old.config.seeds)}
+    for cell in config.cells():
+        src = pos.get((cell.sw2, cell.depth, cell.seed))
+        if src is not None and old.done[src]:
+            result.done[cell.i, cell.j, cell.k] = True
+            for m in METRICS:
+                result.metrics[m][cell.i, cell.j, cell.k] = old.metrics[m][src]
+    return result
+
+
+def save(path, result, **attrs):
+    """Write ``result`` as ``/sweep/<name>`` of ``path`` (replacing it) in one atomic update.
+
+    The group holds ``sw2`` (n_sw2,), ``depths`` (n_depths,), ``seeds``
+    (n_seeds,), ``xi_c`` (n_sw2,), ``done`` (uint8) and one float64 dataset per
+    metric shaped (n_sw2, n_depths, n_seeds); attrs: ``config`` (JSON), every
+    config field, ``critical_sw2``, ``cells_done``, ``cells_total`` and
+    ``status`` ("complete" or "incomplete"). A stop signal during the update
+    leaves the file as it was."""
+    from ..store import label, open_results, replace_group
+
+    config = result.config
+    with open_results(path, keep_on_interrupt=False) as f:
+        fields = {k: ("none" if v is None else v) for k, v in asdict(config).items()
+                  if k not in ("sw2", "depths", "seeds")}
+        g = replace_group(f, _group_path(result.name), attrs=dict(
+            fields, config=_config_json(config), critical_sw2=result.critical_sw2,
+            cells_done=int(result.done.sum()), cells_total=int(result.done.size), **attrs))
+        label(g.create_dataset("sw2", data=np.asarray(config.sw2, np.float64)), "1 (times 1/fan_in)",
+              "weight variance sigma_w^2 of each row of the grid: weights N(0, sw2 / fan_in)")
+        label(g.create_dataset("depths", data=np.asarray(config.depths, np.int64)), "layers",
+              "hidden layers of each column of the grid")
+        label(g.create_dataset("seeds", data=np.asarray(config.seeds, np.int64)), "1",
+              "seed of each run along the last axis (weights, biases and mini-batches)")
+        label(g.create_dataset("xi_c", data=result.xi_c), "layers",
+              "mean-field depth scale of information propagation at each sw2 (inf at the edge of chaos)")
+        label(g.create_dataset("done", data=result.done.astype(np.uint8)), "1 = measured",
+              "which cells have been run; the metrics are NaN elsewhere")
+        for m, (units, text) in METRICS.items():
+            label(g.create_dataset(m, data=result.metrics[m]), units, text + "; axes (sw2, depth, seed)")
+        g.attrs["status"] = "complete" if result.complete else "incomplete"
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=None, workers=None,
+          processes=None, executor="pool", backend="cpu", restart=False, save_every=10.0, progress=True,
+          log=print, **overrides):
+    """Run every cell of ``config`` (plus keyword ``overrides``) not yet in ``out``; return the
+    :class:`SweepResult`.
+
+    Where the cells run: ``scheduler`` (``tcp://HOST:PORT``) sends them to that Dask
+    cluster; ``workers`` starts a local Dask cluster of that many processes; otherwise
+    ``executor="pool"`` (default) runs them in ``processes`` local processes (default: one
+    per core), one single-threaded cell each, and ``executor="engine"`` runs one cell at a
+    time here on the engine's parallel step. Only this process writes ``out``: the done
+    cells are saved at least every ``save_every`` seconds, at the end and when stopped,
+    so a stopped sweep resumes where it was. ``restart`` discards a stored sweep of the
+    same name.
+
+    Raises ``ValueError``/``TypeError`` for a bad config, ``StoreError`` for an
+    unwritable file, ``RuntimeError`` for an unreachable cluster.
+    """
+    import os
+
+    from ..progress import Progress
+    from ..store import check_output_path
+
+    config = replace(config or SweepConfig(), **overrides).validate()
+    check_name(name)
+    check_output_path(out)
+    if executor not in ("pool", "engine"):
+        raise ValueError(f"executor must be 'pool' or 'engine', got {executor!r}")
+    result = _resume(out, name, config, restart)
+    pending = [c for c in config.cells() if not result.done[c.i, c.j, c.k]]
+    if len(pending) < result.done.size:
+        log(f"sweep {name}: {result.done.size - len(pending)} of {result.done.size} cells already in {out}; "
+            f"running the other {len(pending)}")
+    if scheduler is not None or workers is not None:
+        where = f"dask cluster at {scheduler}" if scheduler else f"local dask cluster of {workers} workers"
+        runs = _dask(config, pending, backend, scheduler, workers, log=log)
+    elif executor == "engine" or len(pending) <= 1:
+        where = "this process, parallel engine"
+        runs = _in_process(config, pending, backend)
+    else:
+        processes = processes or os.cpu_count() or 1
+        where = f"{processes} local processes"
+        runs = _process_pool(config, pending, backend, min(processes, len(pending)))
+    bar = Progress(len(pending), f"sweep {name}", "cell", enabled=progress)
+    last_save = time.monotonic()
+    try:
+        for cell, metrics in runs:
+            for m, v in metrics.items():
+                result.metrics[m][cell.i, cell.j, cell.k] = v
+            result.done[cell.i, cell.j, cell.k] = True
+            bar.update(1, last=f"sw2={cell.sw2:g} depth={cell.depth}: acc {100 * metrics['train_accuracy']:.0f}%")
+            if time.monotonic() - last_save >= save_every:
+                save(out, result, where=where)
+                last_save = time.monotonic()
+    except BaseException:
+        bar.close()
+        save(out, result, where=where)
+        raise
+    finally:
+        runs.close()
+    save(out, result, where=where)
+    bar.close(f"{int(result.done.sum())}/{result.done.size} cells on {where}")
+    return result
+
+
+# --------------------------------------------------------------------------- reading it
+
+
+def trainable_depth(result, threshold=0.5, metric="train_accuracy"):
+    """Per sw2, the deepest depth of the grid whose mean ``metric`` over seeds is at least
+    ``threshold`` (NaN if none is, or the row is not done): float64 (n_sw2,)."""
+    mean = _seed_mean(result, metric)
+    depths = np.asarray(result.config.depths, dtype=np.float64)
+    out = np.full(mean.shape[0], np.nan)
+    for i, row in enumerate(mean):
+        ok = np.flatnonzero(row >= threshold)
+        if ok.size:
+            out[i] = depths[ok].max()
+    return out
+
+
+def _seed_mean(result, metric):
+    values = np.where(result.done, result.metrics[metric], np.nan)
+    with np.errstate(invalid="ignore"):
+        count = result.done.sum(axis=2)
+        total = np.nansum(values, axis=2)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def format_summary(result, threshold=0.5):
+    """A few lines: per sw2 the deepest depth that trains (mean train accuracy >= ``threshold``)
+    against the theory's 6 xi_c."""
+    c = result.config
+    deepest = trainable_depth(result, threshold)
+    lines = [f"sweep {result.name}: {c.activation}, sb2 = {c.sb2:g}, width {c.width}, {c.steps} SGD steps at lr "
+             f"{c.lr:g}, {len(c.seeds)} seed(s); {int(result.done.sum())}/{result.done.size} cells; "
+             f"edge of chaos sw2 = {result.critical_sw2:.3g}",
+             f"trainable = mean train accuracy >= {threshold:g} (chance is 0.1)",
+             f"{'sw2':>6} {'deepest trainable':>18} {'6 xi_c':>8}  within grid depths {min(c.depths)}-{max(c.depths)}"]
+    for s, d, xi in zip(c.sw2, deepest, result.xi_c):
+        shown = "none" if math.isnan(d) else f"{d:.0f}" + ("+" if d == max(c.depths) else "")
+        lines.append(f"{s:6.3g} {shown:>18} {6 * xi:8.1f}")
+    return "\n".join(lines)
