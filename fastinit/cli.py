@@ -614,6 +614,103 @@ def _run_profile(args):
 
 # --------------------------------------------------------------------------- main
 
+# --------------------------------------------------------------------------- sweep
+
+SWEEP_EPILOG = """\
+examples:
+  fastinit sweep                              a small tanh grid (12 cells, about 10 s on 2 cores)
+  fastinit sweep --preset schoenholz          the phase diagram of Schoenholz et al. 2017 (about 10 min on 2 cores)
+  fastinit sweep --sw2 1 2 3 --depths 10 40 --seeds 0 1 --name mine
+  fastinit sweep --preset schoenholz --workers 4               a local Dask cluster of 4 processes
+  fastinit sweep --preset schoenholz --scheduler tcp://10.0.0.5:8786   an existing Dask cluster
+
+Each cell trains an MLP of DEPTH hidden tanh (or --activation) layers of
+--width units on MNIST, weights N(0, SW2 / fan_in), biases N(0, --sb2), plain
+SGD, and records train loss and accuracy, test accuracy and divergence in
+/sweep/<name>/ of --out (arrays shaped (n_sw2, n_depths, n_seeds)). Options
+given with --preset override the preset's values.
+
+Stopping and resuming: the finished cells are saved every 10 s and on Ctrl-C;
+run the same command again and only the missing cells run (a grid that grew
+keeps what it shares with the stored one). Different settings under the same
+--name are refused: choose another --name or add --restart.
+
+Where cells run: by default one single-threaded cell per core in a pool of
+local processes; --executor engine runs one cell at a time on all cores
+instead. --workers N starts a local Dask cluster; --scheduler sends the
+cells to a running one ('dask scheduler', then 'dask worker tcp://HOST:8786'
+on each machine, with fastinit installed). Only this process writes --out.
+A cell's numbers do not depend on where it ran.
+"""
+
+
+def _add_sweep(sub):
+    from .experiments.sweep import PRESETS
+
+    p = sub.add_parser("sweep", help="train a grid over sigma_w^2 x depth x seed: the trainability phase diagram",
+                       description="Train an MLP for every (sigma_w^2, depth, seed) of a grid on MNIST and draw "
+                                   "where deep networks stop training, against the mean-field theory's 6 xi_c.",
+                       epilog=SWEEP_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (the options below override it)")
+    p.add_argument("--sw2", type=_positive_float, nargs="+", metavar="SW2", help="weight variances sigma_w^2")
+    p.add_argument("--depths", type=_positive_int, nargs="+", metavar="D", help="numbers of hidden layers")
+    p.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="seeds: one run per seed in every cell")
+    p.add_argument("--sb2", type=_non_negative_float, help="bias variance sigma_b^2 (default 0.05)")
+    p.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"), help="hidden activation "
+                   "(default tanh)")
+    p.add_argument("--width", type=_positive_int, help="units per hidden layer (default 100)")
+    p.add_argument("--steps", type=_positive_int, help="SGD steps per cell")
+    p.add_argument("--lr", type=_positive_float, help="learning rate")
+    p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 128)")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST-format IDX files (on a cluster: a folder every "
+                   "worker can read)")
+    p.add_argument("--name", help="the sweep's group, /sweep/<name> (default: the preset's name, else 'sweep')")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
+    p.add_argument("--restart", action="store_true", help="discard a stored sweep of this name and start over")
+    p.add_argument("--threshold", type=_positive_float, default=0.5,
+                   help="mean train accuracy from which a network counts as trainable")
+    p.add_argument("--executor", choices=("pool", "engine"), default="pool",
+                   help="pool: one single-threaded cell per process; engine: one cell at a time on all cores")
+    p.add_argument("--processes", type=_positive_int, metavar="N", help="processes of the pool (default: cores)")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the cells on this Dask cluster")
+    cluster.add_argument("--workers", type=_positive_int, metavar="N",
+                         help="start a local Dask cluster of N worker processes and run the cells on it")
+    _add_plot_options(p, "the phase diagram; default: fastinit-results/sweep-<name>.png, or "
+                         "<out without .h5>-sweep-<name>.png")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+
+
+def _run_sweep(args):
+    from dataclasses import replace
+
+    from .experiments.sweep import PRESETS, SweepConfig, format_summary, sweep
+
+    config = SweepConfig(**PRESETS.get(args.preset, {}))
+    given = {k: getattr(args, k) for k in ("sw2", "depths", "seeds", "sb2", "activation", "width", "steps", "lr",
+                                           "batch_size", "data_dir") if getattr(args, k) is not None}
+    config = replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}).validate()
+    name = args.name or args.preset or "sweep"
+    out = _output_path(args.out)
+    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
+    plot = _plot_path(args, os.path.join(DEFAULT_DIR, f"sweep-{name}.png") if in_default_dir
+                      else f"{_stem(out)}-sweep-{name}.png")
+    if plot is not None:
+        from .plots import check_figure_path
+
+        check_figure_path(plot)
+    result = sweep(config, out, name, scheduler=args.scheduler, workers=args.workers, processes=args.processes,
+                   executor=args.executor, restart=args.restart, progress=_progress_wanted(args), log=_log(args))
+    _say(args, format_summary(result, args.threshold))
+    _say(args, f"wrote /sweep/{name} to {out}")
+    if plot is not None:
+        from .plots import plot_sweep
+
+        plot_sweep(result, plot, args.threshold)
+        _say(args, f"wrote figure {plot}")
+    return EXIT_OK
+
+
 COMMANDS = [
     (_add_histogram, _run_histogram),
     (_add_show, _run_show),
@@ -622,6 +719,7 @@ COMMANDS = [
     (_add_reproduce, _run_reproduce),
     (_add_profile, _run_profile),
     (_add_theory, _run_theory),
+    (_add_sweep, _run_sweep),
 ]
 
 MAIN_EPILOG = """\
@@ -630,6 +728,8 @@ examples:
   fastinit histogram                          the classic sigmoid figure, into fastinit-results/
   fastinit histogram --activation relu --init xavier he
   fastinit show fastinit-results/fastinit.h5
+  fastinit theory --activation tanh           mean-field theory: q*, chi1, xi_c, the edge of chaos
+  fastinit sweep --preset schoenholz          the trainability phase diagram (about 10 min on 2 cores)
   fastinit <command> --help                   options of one command
 """
 
@@ -811,6 +911,9 @@ def _classify(exc, backend_error):
         known_failures.insert(0, ProfileError)
     except ImportError:
         pass
+    sweep = sys.modules.get(f"{__package__}.experiments.sweep")
+    if sweep is not None:
+        known_failures.insert(0, sweep.SweepError)
     if isinstance(exc, UsageError):
         return EXIT_USAGE
     if isinstance(exc, tuple(known_failures)):

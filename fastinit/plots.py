@@ -591,3 +591,61 @@ def plot_profile(records, path):
 
 
 __all__ += ["profile_figure", "plot_profile"]
+
+
+# --------------------------------------------------------------------------- sweep (phase diagram)
+
+
+def _edges(values):
+    """Cell edges around sorted grid ``values``: midpoints inside, half a step beyond the ends."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5])
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+
+
+def sweep_figure(result, threshold=0.5):
+    """The trainability phase diagram of a :class:`fastinit.experiments.sweep.SweepResult`:
+    mean train accuracy over seeds as a heatmap on (sw2, depth), the theory's 6 xi_c curve,
+    the edge of chaos, and the deepest depth measured to train (accuracy >= ``threshold``)."""
+    from .experiments.sweep import _seed_mean, trainable_depth
+    from .theory import mean_field
+
+    c = result.config
+    order_s, order_d = np.argsort(c.sw2), np.argsort(c.depths)
+    sw2 = np.asarray(c.sw2, dtype=np.float64)[order_s]
+    depths = np.asarray(c.depths, dtype=np.float64)[order_d]
+    acc = _seed_mean(result, "train_accuracy")[np.ix_(order_s, order_d)]
+    fig = Figure(figsize=(7.5, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    cmap = __import__("matplotlib").colormaps["viridis"].with_extremes(bad="0.85")
+    mesh = ax.pcolormesh(_edges(sw2), _edges(depths), np.ma.masked_invalid(acc.T), cmap=cmap, vmin=0.0, vmax=1.0)
+    fig.colorbar(mesh, ax=ax, label=f"train accuracy after {c.steps} steps" +
+                 (f" (mean of {len(c.seeds)} seeds)" if len(c.seeds) > 1 else ""))
+    fine = np.linspace(sw2[0], sw2[-1], 400)
+    six_xi = np.array([6 * mean_field(c.activation, s, c.sb2).xi_c for s in fine])
+    ax.plot(fine, six_xi, color="white", lw=2.2, label=r"$6\,\xi_c$ (mean-field theory)")
+    ax.plot(fine, six_xi, color="black", lw=0.8, ls="--")
+    if sw2[0] <= result.critical_sw2 <= sw2[-1]:
+        ax.axvline(result.critical_sw2, color="tab:red", ls=":", lw=1.5,
+                   label=rf"edge of chaos $\sigma_w^2$ = {result.critical_sw2:.3g}")
+    deepest = trainable_depth(result, threshold)[order_s]
+    ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec="tab:orange", mew=2, ms=7,
+            label=f"deepest trainable (acc ≥ {threshold:g})")
+    ax.set_ylim(_edges(depths)[0], _edges(depths)[-1])
+    ax.set_xlim(_edges(sw2)[0], _edges(sw2)[-1])
+    ax.set_xlabel(r"weight variance $\sigma_w^2$ (weights $\sim N(0, \sigma_w^2/\mathrm{fan\_in})$)")
+    ax.set_ylabel("depth (hidden layers)")
+    ax.set_title(f"Trainability of {c.activation} networks, width {c.width}, "
+                 rf"$\sigma_b^2$ = {c.sb2:g}, MNIST, SGD lr {c.lr:g}", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    return fig
+
+
+def plot_sweep(result, path, threshold=0.5):
+    """Build :func:`sweep_figure` and save it to ``path``."""
+    save_figure(sweep_figure(result, threshold), path)
+
+
+__all__ += ["sweep_figure", "plot_sweep"]

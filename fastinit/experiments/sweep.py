@@ -33,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "SweepConfig",
+    "SweepError",
     "Cell",
     "PRESETS",
     "METRICS",
@@ -56,10 +57,14 @@ METRICS = {
 #: Named grids for ``fastinit sweep --preset``.
 PRESETS = {
     "schoenholz": dict(
-        activation="tanh", sb2=0.05, width=100, lr=0.005, steps=600, batch_size=128,
+        activation="tanh", sb2=0.05, width=100, lr=0.01, steps=800, batch_size=128,
         sw2=tuple(1.0 + 0.25 * i for i in range(13)),
-        depths=(5, 10, 20, 30, 40, 50, 60, 80, 100), seeds=(0,)),
+        depths=(5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 100), seeds=(0,)),
 }
+
+
+class SweepError(RuntimeError):
+    """The cells cannot run: a cluster cannot be reached, Dask is missing, a worker pool broke."""
 
 
 @dataclass(frozen=True)
@@ -259,8 +264,12 @@ def _process_pool(config, cells, backend, processes):
     finished = False
     try:
         futures = {pool.submit(_single_threaded_cell, config, cell, backend): cell for cell in cells}
-        for future in cf.as_completed(futures):
-            yield futures[future], future.result()
+        try:
+            for future in cf.as_completed(futures):
+                yield futures[future], future.result()
+        except cf.process.BrokenProcessPool:
+            raise SweepError("a process of the pool died. If you call sweep() from a script, call it under "
+                             "'if __name__ == \"__main__\":' (the pool starts its processes with spawn)") from None
         finished = True
     finally:
         pool.shutdown(wait=finished, cancel_futures=True)
@@ -270,14 +279,14 @@ def _process_pool(config, cells, backend, processes):
                 child.join()
 
 
-def _dask(config, cells, backend, scheduler=None, workers=None, log=print):
+def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeout=10.0):
     """Cells on a Dask distributed cluster: the one at ``scheduler`` (``tcp://HOST:PORT``), or a
     local cluster of ``workers`` single-threaded worker processes started here. A worker that
     dies mid-cell has its cell re-run on another worker by the scheduler."""
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise RuntimeError("--scheduler and --workers need Dask: pip install 'fastinit[cluster]' "
+        raise SweepError("--scheduler and --workers need Dask: pip install 'fastinit[cluster]' "
                            "(dask[distributed])") from None
     cluster = None
     if scheduler is None:
@@ -286,9 +295,9 @@ def _dask(config, cells, backend, scheduler=None, workers=None, log=print):
         client = Client(cluster)
     else:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=timeout)
         except OSError as exc:
-            raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
+            raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
                                "'dask scheduler' and workers with 'dask worker ADDRESS'") from None
     try:
         n = len(client.scheduler_info().get("workers", {}))
@@ -448,8 +457,8 @@ def save(path, result, **attrs):
 
 
 def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=None, workers=None,
-          processes=None, executor="pool", backend="cpu", restart=False, save_every=10.0, progress=True,
-          log=print, **overrides):
+          processes=None, executor="pool", backend="cpu", restart=False, save_every=10.0, connect_timeout=10.0,
+          progress=True, log=print, **overrides):
     """Run every cell of ``config`` (plus keyword ``overrides``) not yet in ``out``; return the
     :class:`SweepResult`.
 
@@ -460,10 +469,10 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
     time here on the engine's parallel step. Only this process writes ``out``: the done
     cells are saved at least every ``save_every`` seconds, at the end and when stopped,
     so a stopped sweep resumes where it was. ``restart`` discards a stored sweep of the
-    same name.
+    same name. ``connect_timeout``: seconds to wait for the ``scheduler``.
 
     Raises ``ValueError``/``TypeError`` for a bad config, ``StoreError`` for an
-    unwritable file, ``RuntimeError`` for an unreachable cluster.
+    unwritable file, :class:`SweepError` for an unreachable cluster or a broken pool.
     """
     import os
 
@@ -482,7 +491,7 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
             f"running the other {len(pending)}")
     if scheduler is not None or workers is not None:
         where = f"dask cluster at {scheduler}" if scheduler else f"local dask cluster of {workers} workers"
-        runs = _dask(config, pending, backend, scheduler, workers, log=log)
+        runs = _dask(config, pending, backend, scheduler, workers, log=log, timeout=connect_timeout)
     elif executor == "engine" or len(pending) <= 1:
         where = "this process, parallel engine"
         runs = _in_process(config, pending, backend)
@@ -491,19 +500,21 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
         where = f"{processes} local processes"
         runs = _process_pool(config, pending, backend, min(processes, len(pending)))
     bar = Progress(len(pending), f"sweep {name}", "cell", enabled=progress)
-    last_save = time.monotonic()
+    last_save, unsaved = time.monotonic(), 0
     try:
         for cell, metrics in runs:
             for m, v in metrics.items():
                 result.metrics[m][cell.i, cell.j, cell.k] = v
             result.done[cell.i, cell.j, cell.k] = True
+            unsaved += 1
             bar.update(1, last=f"sw2={cell.sw2:g} depth={cell.depth}: acc {100 * metrics['train_accuracy']:.0f}%")
             if time.monotonic() - last_save >= save_every:
                 save(out, result, where=where)
-                last_save = time.monotonic()
+                last_save, unsaved = time.monotonic(), 0
     except BaseException:
         bar.close()
-        save(out, result, where=where)
+        if unsaved:  # keep what finished; a sweep that never started writes nothing
+            save(out, result, where=where)
         raise
     finally:
         runs.close()

@@ -1,0 +1,191 @@
+"""The sweep over sw2 x depth x seed: cells, resuming, determinism across executors and on Dask."""
+
+import math
+import os
+import signal
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from fastinit.experiments import sweep as sw
+from fastinit.experiments.sweep import Cell, SweepConfig, read_sweep, run_cell, sweep, trainable_depth
+
+# Tiny cells: a fraction of a second each.
+TINY = dict(width=16, steps=30, batch_size=32, eval_samples=200, train_limit=500, lr=0.05)
+COMPARED = ("train_loss", "train_accuracy", "test_accuracy", "diverged")  # wall_time_s is not deterministic
+
+
+def _same(a, b):
+    return all(np.array_equal(a.metrics[m], b.metrics[m], equal_nan=True) for m in COMPARED) \
+        and np.array_equal(a.done, b.done)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("sw2", (), "empty"), ("sw2", (1.0, 1.0), "repeated"), ("sw2", (-1.0,), "finite numbers > 0"),
+    ("sw2", (math.nan,), "finite"), ("depths", (0,), "integers from 1"), ("depths", (2.5,), "integers"),
+    ("seeds", (-1,), ">= 0"), ("sw2", "1 2", "sequence"), ("steps", 0, "positive integer"),
+    ("lr", 0.0, "lr"), ("activation", "swish", "activation"), ("sb2", -0.1, "sb2"),
+])
+def test_bad_configs_are_refused_with_the_field_named(field, value, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        SweepConfig(**{field: value}).validate()
+
+
+def test_cell_is_deterministic_and_backends_agree():
+    config = SweepConfig(**TINY, dtype="float64").validate()
+    cell = Cell(0, 0, 0, sw2=2.0, depth=3, seed=1)
+    a, b = run_cell(config, cell), run_cell(config, cell)
+    assert all(a[m] == b[m] for m in COMPARED)
+    ref = run_cell(config, cell, backend="numpy")
+    for m in ("train_loss", "train_accuracy", "test_accuracy"):
+        assert ref[m] == pytest.approx(a[m], rel=1e-9, abs=1e-9), m
+    assert 0 < a["train_loss"] < 2.5 and a["diverged"] == 0.0
+    other = run_cell(config, Cell(0, 0, 0, sw2=2.0, depth=3, seed=2))
+    assert other["train_loss"] != a["train_loss"]  # the seed matters
+
+
+def test_an_exploding_network_is_recorded_as_diverged():
+    config = SweepConfig(**TINY, activation="relu").validate()
+    result = run_cell(config, Cell(0, 0, 0, sw2=100.0, depth=40, seed=0))  # (100/2)^20: float32 overflows
+    assert result["diverged"] == 1.0 and math.isnan(result["train_loss"])
+
+
+def test_sweep_writes_the_grid_resumes_and_keeps_shared_cells(tmp_path, monkeypatch):
+    out = str(tmp_path / "s.h5")
+    calls = []
+    real = sw.run_cell
+    monkeypatch.setattr(sw, "run_cell", lambda c, cell, backend="cpu": calls.append(cell) or real(c, cell, backend))
+    first = sweep(SweepConfig(sw2=(1.0, 3.0), depths=(2,), **TINY), out, "g", executor="engine", progress=False)
+    assert len(calls) == 2 and first.complete
+    with h5py.File(out, "r") as f:
+        g = f["/sweep/g"]
+        assert g["train_accuracy"].shape == (2, 1, 1) and g.attrs["status"] == "complete"
+        assert list(g["sw2"][()]) == [1.0, 3.0] and list(g["depths"][()]) == [2]
+        assert g["xi_c"][0] == pytest.approx(3.627, rel=1e-3)  # fastinit theory's table
+        assert g["train_accuracy"].attrs["units"]
+    calls.clear()
+    grown = sweep(SweepConfig(sw2=(1.0, 3.0), depths=(2, 4), **TINY), out, "g", executor="engine", progress=False)
+    assert sorted((c.sw2, c.depth) for c in calls) == [(1.0, 4), (3.0, 4)]  # only the new column ran
+    for m in COMPARED:
+        assert np.array_equal(grown.metrics[m][:, :1], first.metrics[m])
+    calls.clear()
+    sweep(SweepConfig(sw2=(1.0, 3.0), depths=(2, 4), **TINY), out, "g", executor="engine", progress=False)
+    assert calls == []
+    with pytest.raises(ValueError, match="steps 30 .now 31.*--name.*--restart"):
+        sweep(SweepConfig(sw2=(1.0,), depths=(2,), **dict(TINY, steps=31)), out, "g", progress=False)
+    again = sweep(SweepConfig(sw2=(1.0,), depths=(2,), **dict(TINY, steps=31)), out, "g", restart=True,
+                  executor="engine", progress=False)
+    assert again.done.shape == (1, 1, 1) and len(calls) == 1
+
+
+def test_an_interrupted_sweep_keeps_its_cells_and_resumes(tmp_path, monkeypatch):
+    out = str(tmp_path / "s.h5")
+    config = SweepConfig(sw2=(1.0, 2.0, 3.0), depths=(2,), **TINY)
+    real = sw.run_cell
+    done = []
+
+    def stop_after_two(c, cell, backend="cpu"):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(cell)
+        return real(c, cell, backend)
+
+    monkeypatch.setattr(sw, "run_cell", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(config, out, "i", executor="engine", progress=False)
+    partial = read_sweep(out, "i")
+    assert partial.done.sum() == 2 and not partial.complete
+    with h5py.File(out, "r") as f:
+        assert f["/sweep/i"].attrs["status"] == "incomplete"
+    monkeypatch.setattr(sw, "run_cell", real)
+    full = sweep(config, out, "i", executor="engine", progress=False)
+    straight = sweep(config, str(tmp_path / "t.h5"), "i", executor="engine", progress=False)
+    assert full.complete and _same(full, straight)
+
+
+def test_process_pool_gives_the_numbers_of_the_in_process_run(tmp_path):
+    config = SweepConfig(sw2=(1.0, 4.0), depths=(2, 3), seeds=(0, 1), **TINY)
+    here = sweep(config, str(tmp_path / "a.h5"), "p", executor="engine", progress=False)
+    pool = sweep(config, str(tmp_path / "b.h5"), "p", executor="pool", processes=2, progress=False)
+    assert pool.complete and _same(here, pool)
+
+
+def test_trainable_depth_and_summary():
+    config = SweepConfig(sw2=(1.0, 2.0), depths=(5, 10, 20), seeds=(0, 1)).validate()
+    result = sw._empty("x", config)
+    acc = np.array([[[0.9, 0.9], [0.6, 0.2], [0.1, 0.1]],    # depth 10 averages 0.4: not trainable
+                    [[0.9, 0.9], [0.9, 0.8], [0.7, 0.7]]])
+    result.metrics["train_accuracy"][:] = acc
+    result.done[:] = True
+    assert list(trainable_depth(result, 0.5)) == [5.0, 20.0]
+    text = sw.format_summary(result, 0.5)
+    assert "20+" in text and "21.8" in text  # 6 xi_c at sw2 = 1
+
+
+def test_cli_sweep_prints_the_summary_and_draws_the_phase_diagram(tmp_path, capsys):
+    from fastinit.cli import main
+
+    out = tmp_path / "r.h5"
+    code = main(["sweep", "--sw2", "1", "2", "--depths", "2", "--steps", "20", "--width", "8", "--executor",
+                 "engine", "--out", str(out), "-q"])
+    assert code == 0
+    code = main(["sweep", "--sw2", "1", "2", "--depths", "2", "--steps", "20", "--width", "8", "--executor",
+                 "engine", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0 and "2 of 2 cells already" in captured.err and "6 xi_c" in captured.out
+    assert (tmp_path / "r-sweep-sweep.png").stat().st_size > 10_000
+    assert main(["sweep", "--sw2", "0", "--out", str(out)]) == 2
+    assert main(["sweep", "--steps", "21", "--sw2", "1", "2", "--depths", "2", "--out", str(out)]) == 2
+    assert "--restart" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+@pytest.fixture
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       silence_logs=50)
+    client = distributed.Client(cluster)
+    try:
+        yield cluster, client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_dask_cluster_gives_the_in_process_numbers_even_when_a_worker_dies(tmp_path, dask_cluster):
+    cluster, client = dask_cluster
+    config = SweepConfig(sw2=(1.0, 4.0), depths=(2, 6), **dict(TINY, steps=300))
+    here = sweep(config, str(tmp_path / "a.h5"), "d", executor="engine", progress=False)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_a_busy_worker():  # SIGKILL the first worker seen running a cell: its cell must run again
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for worker, keys in client.processing().items():
+                if any("fastinit-sweep-cell" in str(k) for k in keys) and worker in pids:
+                    os.kill(pids[worker], signal.SIGKILL)
+                    killed.append(worker)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_a_busy_worker)
+    killer.start()
+    remote = sweep(config, str(tmp_path / "b.h5"), "d", scheduler=cluster.scheduler_address, progress=False)
+    killer.join()
+    assert killed, "no worker was seen running a cell"
+    assert remote.complete and _same(here, remote)
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(sw.SweepError, match="cannot reach the Dask scheduler"):
+        sweep(SweepConfig(sw2=(1.0,), depths=(2,), **TINY), str(tmp_path / "a.h5"), "u",
+              scheduler="tcp://127.0.0.1:9", connect_timeout=1.0, progress=False)
+    assert not os.path.exists(tmp_path / "a.h5")
