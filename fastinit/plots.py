@@ -633,8 +633,8 @@ def sweep_figure(result, threshold=0.5):
     deepest = trainable_depth(result, threshold)[order_s]
     ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec="tab:orange", mew=2, ms=7,
             label=f"deepest trainable (acc ≥ {threshold:g})")
-    ax.set_ylim(_edges(depths)[0], _edges(depths)[-1])
-    ax.set_xlim(_edges(sw2)[0], _edges(sw2)[-1])
+    ax.set_ylim(max(0.0, _edges(depths)[0]), _edges(depths)[-1])
+    ax.set_xlim(max(0.0, _edges(sw2)[0]), _edges(sw2)[-1])
     ax.set_xlabel(r"weight variance $\sigma_w^2$ (weights $\sim N(0, \sigma_w^2/\mathrm{fan\_in})$)")
     ax.set_ylabel("depth (hidden layers)")
     ax.set_title(f"Trainability of {c.activation} networks, width {c.width}, "
