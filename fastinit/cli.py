@@ -404,6 +404,9 @@ examples:
       writes fastinit-results/fastinit.h5 and, beside it, mnist-loss.png,
       mnist-accuracy.png and mnist-activations-<run>.png (as fastinit reproduce)
   fastinit train --init he xavier:sigmoid --iterations 500 --plot mnist-loss.png
+  fastinit train --seeds 0 1 2 3 4
+      each init once per seed: mean +- std over the seeds, and whether
+      he < xavier < std=0.01 holds for every seed
   fastinit train --no-plot -q              (no figures, no progress)
   fastinit train --init std=10 he          (std=10 diverges: reported, exit status 3)
   fastinit train --data-dir ~/fashion-mnist (same IDX file names; or FASTINIT_DATA_DIR)
@@ -411,8 +414,10 @@ examples:
 Each run is INIT or INIT:ACTIVATION and writes /train/<run>/ in --out (loss,
 grad_norm, test_accuracy with eval_steps, activations of a fixed probe batch
 with snapshot_steps, attrs status/final_train_loss/final_test_accuracy/
-wall_time_s/config). Other groups in the file stay. Ctrl-C keeps what was done,
-with the run marked interrupted. Exit status 3 when a run diverged.
+wall_time_s/seed/config); with several --seeds, each seed's run goes to
+/train/<run>/seed=<s>/ and the loss and accuracy figures draw the mean over
+seeds with a min-max band. Other groups in the file stay. Ctrl-C keeps what
+was done, with the run marked interrupted. Exit status 3 when a run diverged.
 """
 
 EXIT_DIVERGED = 3
@@ -444,9 +449,9 @@ def _add_train(sub):
     from .experiments.train import DEFAULT_INITS, TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train the 5-layer MLP on MNIST once per init scheme (loss curves)",
-                       description="Train the same MLP on MNIST once per init scheme, every run on the same "
-                                   "seeded mini-batches; stream loss, gradient norms, test accuracy and "
+    p = sub.add_parser("train", help="train the 5-layer MLP on MNIST once per init scheme and seed (loss curves)",
+                       description="Train the same MLP on MNIST once per init scheme and seed, every init on the "
+                                   "same seeded mini-batches; stream loss, gradient norms, test accuracy and "
                                    "activations to HDF5.",
                        epilog=TRAIN_EPILOG, formatter_class=_Formatter)
     p.add_argument("--init", nargs="+", type=_run_spec, default=list(DEFAULT_INITS), metavar="RUN",
@@ -455,7 +460,8 @@ def _add_train(sub):
     p.add_argument("--iterations", type=_positive_int, default=d.iterations, help="SGD steps per run")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="mini-batch size")
     p.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate")
-    p.add_argument("--seed", type=_seed, default=d.seed, help="seed of the weights and of the batch sequence")
+    p.add_argument("--seeds", "--seed", dest="seeds", type=_seed, nargs="+", default=list(d.seeds), metavar="S",
+                   help="seeds of the weights and of the batch sequence: each run is trained once per seed")
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default=d.backend, help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype, help="floating-point type")
     p.add_argument("--eval-every", type=_positive_int, default=d.eval_every,
@@ -490,7 +496,7 @@ def _run_train(args):
 
         check_figure_path(plot)
     config = TrainConfig(runs=tuple(args.init), activation=args.activation, iterations=args.iterations,
-                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, backend=args.backend,
+                         batch_size=args.batch_size, lr=args.lr, seeds=tuple(args.seeds), backend=args.backend,
                          dtype=args.dtype, eval_every=args.eval_every, snapshot_every=args.snapshot_every,
                          probe_samples=args.probe_samples, train_limit=args.train_limit,
                          test_limit=args.test_limit, data_dir=args.data_dir)
@@ -500,7 +506,7 @@ def _run_train(args):
     if plot is not None:
         for path in write_figures(out, plot, [r.name for r in results]):
             _say(args, f"wrote figure {path}")
-    diverged = [r.name for r in results if r.status == "diverged"]
+    diverged = [r.label for r in results if r.status == "diverged"]
     if diverged:
         print(f"fastinit: {len(diverged)} run(s) diverged (NaN/Inf loss): {', '.join(diverged)}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -513,16 +519,20 @@ REPRODUCE_EPILOG = """\
 examples:
   fastinit reproduce                      the whole study into fastinit-results/ (about 30 s on 2 cores)
   fastinit reproduce --out study --quick  a smoke run in seconds (numbers mean little)
+  fastinit reproduce --seed 0             one seed: the MNIST part takes a third of the time
 
 Writes DIR/fastinit.h5 (/histogram/... and /train/...), the figures as PNG and
 DIR/summary.md: per-layer activation std and saturation per init, final loss
 and test accuracy per MNIST run (std=0.01, xavier, he and the literal
-xavier:sigmoid), wall times, backend and versions, and what the numbers show.
+xavier:sigmoid) and seed, their mean +- std over the seeds and whether
+he < xavier < std=0.01 holds for every seed, wall times, backend and
+versions, and what the numbers show.
 """
 
 
 def _add_reproduce(sub):
     from .experiments.reproduce import DEFAULT_OUT as REPRODUCE_OUT
+    from .experiments.reproduce import REPRODUCE_SEEDS
 
     p = sub.add_parser("reproduce", help="the whole study: histograms, MNIST runs, figures and summary.md",
                        description="Run the activation histograms (sigmoid, tanh, relu) and the MNIST "
@@ -532,7 +542,8 @@ def _add_reproduce(sub):
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed")
+    p.add_argument("--seeds", "--seed", dest="seeds", type=_seed, nargs="+", default=list(REPRODUCE_SEEDS),
+                   metavar="S", help="seeds: each MNIST run is trained once per seed; the histograms use the first")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST-format IDX files to use instead of the shipped MNIST")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
@@ -540,7 +551,7 @@ def _add_reproduce(sub):
 def _run_reproduce(args):
     from .experiments.reproduce import main_exit_code, reproduce
 
-    result = reproduce(args.out, quick=args.quick, backend=args.backend, dtype=args.dtype, seed=args.seed,
+    result = reproduce(args.out, quick=args.quick, backend=args.backend, dtype=args.dtype, seeds=args.seeds,
                        data_dir=args.data_dir, progress=_progress_wanted(args), log=_log(args))
     _say(args, f"summary: {result.summary_path}")
     return EXIT_DIVERGED if main_exit_code(result) else EXIT_OK

@@ -298,9 +298,10 @@ def plot_histogram(results, path):
 
 # --------------------------------------------------------------------------- MNIST training
 # Section added by the train/reproduce engineer (``fastinit train --plot``, ``fastinit reproduce``).
-# Input: the run dicts of :func:`fastinit.experiments.train.read_runs` (``name``, ``loss``,
-# ``eval_steps``, ``test_accuracy``, ``attrs``) and, for the activation
-# figure, the arrays of :func:`fastinit.experiments.train.read_activations`.
+# Input: the run dicts of :func:`fastinit.experiments.train.read_runs` (``name``, ``seed``,
+# ``loss``, ``eval_steps``, ``test_accuracy``, ``attrs``; several dicts of one name are
+# its seeds) and, for the activation figure, the arrays of
+# :func:`fastinit.experiments.train.read_activations`.
 
 
 def smooth(values, window=25):
@@ -346,6 +347,36 @@ def _run_style(i, n_points, n_runs):
                 ms=5, markevery=(int(every * i / max(1, n_runs)), every), markerfacecolor="none", mew=1.2)
 
 
+def _by_name(runs):
+    """The run dicts grouped by ``name`` (one per seed), in first-seen order: [(name, [run, ...]), ...]."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(run["name"], []).append(run)
+    return list(groups.items())
+
+
+def _seeds_label(name, group):
+    """Legend text of a run over several seeds, naming the seeds that diverged or were interrupted."""
+    notes = [f"seed {r['seed']} {r['attrs']['status']}" for r in group
+             if r["attrs"].get("status") in ("diverged", "interrupted")]
+    return f"{name} (mean of {len(group)} seeds" + "".join(f"; {n}" for n in notes) + ")"
+
+
+def _mean_band(series):
+    """Mean, min and max over seeds of 1-D series of different lengths (missing and non-finite
+    points ignored; NaN where no seed has a value). Returns three float64 arrays of the longest length."""
+    stack = np.full((len(series), max(len(s) for s in series)), np.nan)
+    for i, s in enumerate(series):
+        stack[i, : len(s)] = s
+    ok = np.isfinite(stack)
+    count = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(ok, stack, 0.0).sum(axis=0) / count
+    lo = np.where(count > 0, np.where(ok, stack, np.inf).min(axis=0), np.nan)
+    hi = np.where(count > 0, np.where(ok, stack, -np.inf).max(axis=0), np.nan)
+    return mean, lo, hi
+
+
 def _legend_outside(ax):
     """The legend to the right of the axes: it never covers a curve."""
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
@@ -357,28 +388,38 @@ def train_loss_figure(runs, window=None):
     ``runs``: dicts from :func:`fastinit.experiments.train.read_runs`. The raw mini-batch
     loss is drawn faintly behind the moving average (``window`` steps,
     default about 1/80 of the run, at least 5); each run has its own colour,
-    line style and markers (see ``_run_style``). Returns a ``Figure``.
+    line style and markers (see ``_run_style``). A run with several seeds
+    is drawn as the mean of its seeds' smoothed curves with a min-max band
+    instead. Returns a ``Figure``.
     """
     fig = Figure(figsize=(8.2, 4.2), layout="constrained")
     ax = fig.subplots()
     top = 0.0
-    for i, run in enumerate(runs):
-        loss = np.asarray(run["loss"], dtype=np.float64)
-        if loss.size == 0:
-            continue
-        steps = np.arange(1, loss.size + 1)
-        w = window or max(5, loss.size // 80)
-        style = _run_style(i, loss.size, len(runs))
-        ax.plot(steps, np.where(np.isfinite(loss), loss, np.nan), color=style["color"], alpha=0.15, lw=0.6)
-        ax.plot(steps, smooth(loss, w), lw=1.6, label=_run_label(run), **style)
-        finite = loss[np.isfinite(loss)]
+    groups = [(name, group) for name, group in _by_name(runs) if max(len(r["loss"]) for r in group)]
+    for i, (name, group) in enumerate(groups):
+        losses = [np.asarray(r["loss"], dtype=np.float64) for r in group]
+        n = max(len(loss) for loss in losses)
+        steps = np.arange(1, n + 1)
+        w = window or max(5, n // 80)
+        style = _run_style(i, n, len(groups))
+        if len(group) == 1:
+            loss = losses[0]
+            ax.plot(steps, np.where(np.isfinite(loss), loss, np.nan), color=style["color"], alpha=0.15, lw=0.6)
+            ax.plot(steps, smooth(loss, w), lw=1.6, label=_run_label(group[0]), **style)
+        else:
+            mean, lo, hi = _mean_band([smooth(loss, w) for loss in losses])
+            ax.fill_between(steps, lo, hi, color=style["color"], alpha=0.2, lw=0)
+            ax.plot(steps, mean, lw=1.6, label=_seeds_label(name, group), **style)
+        finite = np.concatenate(losses)
+        finite = finite[np.isfinite(finite)]
         if finite.size:
             top = max(top, float(np.percentile(finite, 99)))
     ax.axhline(np.log(10.0), color="0.5", ls=":", lw=1, label="ln 10 = 2.303 (uniform guess)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss (softmax cross-entropy)")
     ax.set_ylim(0, max(2.6, min(top, 10.0)) if top > 0 else None)
-    ax.set_title("MNIST training loss per init (smoothed)")
+    several = any(len(group) > 1 for _, group in groups)
+    ax.set_title("MNIST training loss per init (smoothed" + ("; mean of seeds, min-max band)" if several else ")"))
     _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
@@ -391,19 +432,27 @@ def plot_train_loss(runs, path, window=None):
 
 
 def train_accuracy_figure(runs):
-    """Test accuracy against iteration, one line per run. Returns a ``Figure``."""
+    """Test accuracy against iteration, one line per run (the mean over its seeds with a
+    min-max band when it has several). Returns a ``Figure``."""
     fig = Figure(figsize=(8.2, 4.2), layout="constrained")
     ax = fig.subplots()
-    for i, run in enumerate(runs):
-        steps = np.asarray(run["eval_steps"])
-        acc = np.asarray(run["test_accuracy"], dtype=np.float64)
-        if steps.size:
-            ax.plot(steps, 100 * acc, lw=1.4, label=_run_label(run), **_run_style(i, steps.size, len(runs)))
+    groups = [(name, group) for name, group in _by_name(runs) if max(len(r["eval_steps"]) for r in group)]
+    for i, (name, group) in enumerate(groups):
+        steps = np.asarray(max((r["eval_steps"] for r in group), key=len))
+        style = _run_style(i, steps.size, len(groups))
+        if len(group) == 1:
+            ax.plot(steps, 100 * np.asarray(group[0]["test_accuracy"], dtype=np.float64), lw=1.4,
+                    label=_run_label(group[0]), **style)
+        else:
+            mean, lo, hi = _mean_band([100 * np.asarray(r["test_accuracy"], dtype=np.float64) for r in group])
+            ax.fill_between(steps, lo, hi, color=style["color"], alpha=0.2, lw=0)
+            ax.plot(steps, mean, lw=1.4, label=_seeds_label(name, group), **style)
     ax.axhline(10, color="0.5", ls=":", lw=1, label="10% (chance)")
     ax.set_xlabel("iteration")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title("MNIST test accuracy per init")
+    several = any(len(group) > 1 for _, group in groups)
+    ax.set_title("MNIST test accuracy per init" + (" (mean of seeds, min-max band)" if several else ""))
     _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig

@@ -4,7 +4,7 @@ import h5py
 import pytest
 
 from fastinit.cli import main
-from fastinit.experiments.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS
+from fastinit.experiments.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS, REPRODUCE_SEEDS
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,8 @@ def test_hdf5_holds_histograms_and_runs(quick_run):
         assert f["train/xavier:sigmoid"].attrs["activation"] == "sigmoid"
         for run in REPRODUCE_RUNS:
             assert f[f"train/{run}"].attrs["status"] == "complete"
+            assert f[f"train/{run}"].attrs["seeds"].tolist() == list(REPRODUCE_SEEDS)
+            assert sorted(f[f"train/{run}"]) == [f"seed={s}" for s in REPRODUCE_SEEDS]
 
 
 def test_summary_states_numbers_and_setup(quick_run):
@@ -49,6 +51,8 @@ def test_summary_states_numbers_and_setup(quick_run):
     assert "test accuracy" in text and "Wall times" in text
     assert "xavier:sigmoid" in text and "ln 10" in text
     assert "Hidden activations of the probe batch" in text
+    assert "seeds 0, 1, 2" in text and "Over the seeds (mean ± sample std of the complete runs)" in text
+    assert "| he | 3/3 |" in text and "(final train loss)" in text and "for every seed" in text
 
 
 def test_findings_follow_the_numbers():
@@ -70,6 +74,24 @@ def test_findings_follow_the_numbers():
     bad = "\n".join(_train_findings([run("std=0.01", 0.3, 0.9), run("xavier", 0.4, 0.88), run("he", 0.5, 0.85),
                                      run("xavier:sigmoid", 0.6, 0.8)], quick=False))
     assert "NOT the classic" in bad and "does not learn" not in bad and "barely moves" not in bad
+
+
+def test_findings_use_the_mean_over_seeds():
+    from fastinit.experiments.reproduce import _train_findings
+    from fastinit.experiments.train import RunResult
+
+    def run(name, seed, loss, acc):
+        return RunResult(name=name, init=name, activation="relu", status="complete", iterations_done=2000,
+                         final_train_loss=loss, final_test_accuracy=acc, wall_time_s=1.0,
+                         group=f"/train/{name}/seed={seed}", seed=seed)
+
+    runs = [run("std=0.01", 0, 2.302, 0.11), run("std=0.01", 1, 2.302, 0.11), run("xavier", 0, 0.3, 0.9),
+            run("xavier", 1, 0.45, 0.9), run("he", 0, 0.2, 0.95), run("he", 1, 0.5, 0.91)]
+    text = "\n".join(_train_findings(runs, quick=False))
+    assert "Mean final loss orders he (0.350) < xavier (0.375) < std=0.01 (2.302): He < Xavier < std=0.01" in text
+    assert "he reaches 93.0% mean test accuracy (at least 90%)." in text
+    assert "Seed by seed: he < xavier < std=0.01 (final train loss) does NOT hold for every seed: it fails for " \
+           "seed 1 (xavier < he < std=0.01)." in text
 
 
 def test_out_must_be_a_directory(tmp_path, capsys):

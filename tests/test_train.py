@@ -14,11 +14,14 @@ import pytest
 from fastinit.data import MNIST
 from fastinit.store import open_results, replace_group
 from fastinit.experiments.train import (
+    RunResult,
     TrainConfig,
     batch_indices,
+    format_results,
     parse_run,
     read_activations,
     read_runs,
+    seed_ranking,
     train,
 )
 
@@ -107,6 +110,13 @@ def test_batch_indices_are_seeded_and_cover_each_epoch():
     (dict(runs=("he:gelu",)), "unknown activation"),
     (dict(sizes=(784,)), "sizes"),
     (dict(activation="swish"), "activation"),
+    (dict(seeds=()), "seeds must be a non-empty sequence"),
+    (dict(seeds=3), "seeds must be a non-empty sequence"),
+    (dict(seeds=(0, -1)), "seeds must be integers from 0 to 2\\*\\*63 - 1, got -1"),
+    (dict(seeds=(0, 1.5)), "got 1.5"),
+    (dict(seeds=(True,)), "got True"),
+    (dict(seeds=(2**63,)), "from 0 to 2"),
+    (dict(seeds=(0, 1, 0)), "seeds must not repeat, got 0, 1, 0"),
 ])
 def test_bad_config(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -203,6 +213,82 @@ def test_other_groups_are_kept(tmp_path):
     with h5py.File(out, "r") as f:
         assert "histogram/sigmoid/xavier/std" in f
         assert set(f["train"]) == {"he", "xavier"}
+
+
+def test_seeds_layout_and_each_seed_equals_a_one_seed_run(tmp_path):
+    results, out = small_train(tmp_path, runs=("he", "xavier"), seeds=(0, 1), iterations=30)
+    assert [(r.label, r.seed) for r in results] == [("he/seed=0", 0), ("he/seed=1", 1),
+                                                   ("xavier/seed=0", 0), ("xavier/seed=1", 1)]
+    with h5py.File(out, "r") as f:
+        he = f["train/he"]
+        assert set(he) == {"seed=0", "seed=1"} and he.attrs["seeds"].tolist() == [0, 1]
+        assert he.attrs["status"] == "complete" and he.attrs["init"] == "he"
+        g = he["seed=1"]
+        assert g.attrs["seed"] == 1 and json.loads(g.attrs["config"])["seed"] == 1
+        assert g["loss"].shape == (30,) and g["activations"].shape == (2, 2, 10, 16)
+    runs = read_runs(out, ["he"])
+    assert [(r["name"], r["label"], r["seed"]) for r in runs] == [("he", "he/seed=0", 0), ("he", "he/seed=1", 1)]
+    assert not np.array_equal(runs[0]["loss"], runs[1]["loss"])
+    acts, steps = read_activations(out, "he/seed=1")
+    assert acts.shape == (2, 2, 10, 16) and steps.tolist() == [0, 25]
+    for seed, run in zip((0, 1), runs):  # a run of several seeds is, seed by seed, the one-seed run
+        folder = tmp_path / f"one{seed}"
+        folder.mkdir()
+        (one,), single = small_train(folder, runs=("he",), seeds=(seed,), iterations=30)
+        (alone,) = read_runs(single)
+        assert one.label == alone["label"] == "he" and alone["seed"] == seed
+        np.testing.assert_array_equal(alone["loss"], run["loss"])
+        np.testing.assert_array_equal(alone["grad_norm"], run["grad_norm"])
+
+
+def _result(name, seed, loss, acc=0.9, status="complete"):
+    return RunResult(name=name, init=name, activation="relu", status=status, iterations_done=10,
+                     final_train_loss=loss, final_test_accuracy=acc, wall_time_s=0.1,
+                     group=f"/train/{name}/seed={seed}", seed=seed)
+
+
+def test_summary_over_seeds():
+    results = [_result("std=0.01", 0, 2.30, 0.11), _result("std=0.01", 1, 2.31, 0.12),
+               _result("xavier", 0, 0.30, 0.90), _result("xavier", 1, 0.40, 0.92),
+               _result("he", 0, 0.20, 0.94), _result("he", 1, 0.45, 0.93)]
+    text = format_results(results)
+    assert "xavier/seed=1" in text and "over seeds 0, 1 (mean ± sample std" in text
+    he = next(line for line in text.splitlines() if line.startswith("he "))
+    assert "2/2" in he and "0.3250 ± 0.1768" in he and "93.50 ± 0.71%" in he
+    assert text.endswith("he < xavier < std=0.01 (final train loss) does NOT hold for every seed: "
+                         "it fails for seed 1 (xavier < he < std=0.01).")
+    results[-1] = _result("he", 1, 0.25)
+    assert seed_ranking(results) == "he < xavier < std=0.01 (final train loss) holds for every seed (0, 1)."
+    results[-1] = _result("he", 1, float("nan"), status="diverged")  # ranks last for its seed, left out of the mean
+    assert "fails for seed 1 (xavier < std=0.01 < he)" in seed_ranking(results)
+    he = next(line for line in format_results(results).splitlines() if line.startswith("he "))
+    assert he.split()[:4] == ["he", "1/2", "0.2000", "±"]
+    others = [_result("lecun", 0, 0.5), _result("lecun", 1, 0.3), _result("zeros", 0, 2.3), _result("zeros", 1, 2.3)]
+    assert seed_ranking(others) == "ranking by mean final train loss: lecun < zeros; the same for every seed."
+    others[1] = _result("lecun", 1, 2.4)
+    assert seed_ranking(others) == ("ranking by mean final train loss: lecun < zeros; NOT the same for every seed: "
+                                    "seed 1 gives zeros < lecun.")
+    assert "over seeds" not in format_results([_result("he", 0, 0.2)])  # one seed: the table only
+
+
+def test_loss_figure_draws_the_mean_of_seeds_with_a_band():
+    from fastinit.plots import train_accuracy_figure, train_loss_figure
+
+    def run(name, seed, loss, status="complete"):
+        return {"name": name, "seed": seed, "loss": np.asarray(loss, dtype=np.float64),
+                "eval_steps": np.array([0, len(loss)]), "test_accuracy": np.array([0.1, 0.5]),
+                "attrs": {"status": status, "diverged_step": -1}}
+
+    runs = [run("he", 0, np.full(40, 1.0)), run("he", 1, np.r_[np.full(19, 3.0), np.nan], "diverged"),
+            run("xavier", 0, np.full(40, 2.0))]
+    ax = train_loss_figure(runs, window=5).axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "he (mean of 2 seeds; seed 1 diverged)" in labels and "xavier" in labels
+    mean = ax.get_lines()[labels.index("he (mean of 2 seeds; seed 1 diverged)")].get_ydata()
+    assert mean.shape == (40,) and mean[:15] == pytest.approx(2.0) and mean[25:] == pytest.approx(1.0)
+    assert len(ax.collections) == 1 and "min-max band" in ax.get_title()  # one band: he's
+    assert "mean of seeds" not in train_loss_figure(runs[2:]).axes[0].get_title()
+    assert "min-max band" in train_accuracy_figure(runs).axes[0].get_title()
 
 
 def test_read_activations_selects_snapshots(tmp_path):
@@ -320,6 +406,21 @@ def test_cli_train_writes_runs_and_figures(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 1000
 
 
+def test_cli_train_seeds(tmp_path, capsys):
+    from fastinit.cli import main
+
+    out = tmp_path / "r.h5"
+    args = [a for a in CLI_SMALL if a != "-q"]
+    assert main(["train", "--init", "he", "std=0.01", "--seeds", "3", "1", "--out", str(out), *args]) == 0
+    stdout = capsys.readouterr().out
+    assert "he/seed=1" in stdout and "over seeds 1, 3 (mean ± sample std" in stdout
+    assert "ranking by mean final train loss:" in stdout
+    assert [(r["label"], r["seed"]) for r in read_runs(out)] == [
+        ("he/seed=3", 3), ("he/seed=1", 1), ("std=0.01/seed=3", 3), ("std=0.01/seed=1", 1)]
+    assert (tmp_path / "r-loss.png").stat().st_size > 1000
+    assert (tmp_path / "r-activations-he.png").stat().st_size > 1000
+
+
 def test_cli_train_reports_divergence(tmp_path, capsys):
     from fastinit.cli import main
 
@@ -335,6 +436,8 @@ def test_cli_train_reports_divergence(tmp_path, capsys):
     (["--init", "bogus"], 2, "invalid init"),
     (["--init", "he:gelu"], 2, "unknown activation"),
     (["--init", "he", "he"], 2, "given twice"),
+    (["--seeds", "1", "2", "1"], 2, "seeds must not repeat, got 1, 2, 1"),
+    (["--seeds", "-1"], 2, "expected a non-negative integer"),
     (["--lr", "-1"], 2, "positive number"),
     (["--data-dir", "does-not-exist"], 1, "data directory not found"),
     (["--plot", "x.txt"], 1, "must end in"),

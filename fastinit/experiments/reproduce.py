@@ -4,7 +4,9 @@
    sigmoid, tanh and ReLU with the default inits.
 2. The MNIST comparison (:mod:`fastinit.experiments.train`): the classic ReLU runs
    ``std=0.01``, ``xavier``, ``he`` plus the literal reading of the seed
-   article, ``xavier:sigmoid``.
+   article, ``xavier:sigmoid``, each once per seed (default 0, 1, 2), with
+   mean ± std over the seeds and whether he < xavier < std=0.01 holds for
+   every seed.
 3. Everything goes to ``DIR/fastinit.h5``; the figures to ``DIR/*.png``; and
    ``DIR/summary.md`` states the numbers and, in plain words, what they show.
 
@@ -16,20 +18,23 @@ result.
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .histogram import DEFAULT_INITS as HISTOGRAM_INITS
 from .train import DEFAULT_INITS as TRAIN_INITS
-from .train import TrainConfig
+from .train import TrainConfig, seed_ranking, seed_statistics
 
-__all__ = ["reproduce", "ReproduceResult", "REPRODUCE_RUNS", "HISTOGRAM_ACTIVATIONS", "DEFAULT_OUT"]
+__all__ = ["reproduce", "ReproduceResult", "REPRODUCE_RUNS", "REPRODUCE_SEEDS", "HISTOGRAM_ACTIVATIONS",
+           "DEFAULT_OUT"]
 
 DEFAULT_OUT = "fastinit-results"
 HISTOGRAM_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 #: The classic ReLU runs plus the literal "Xavier with sigmoid" reading of the article.
 REPRODUCE_RUNS = tuple(TRAIN_INITS) + ("xavier:sigmoid",)
+#: Each MNIST run is trained once per seed; the histograms use the first.
+REPRODUCE_SEEDS = (0, 1, 2)
 LN10 = math.log(10.0)
 
 _QUICK_HISTOGRAM = dict(layers=5, units=50, samples=100)
@@ -46,18 +51,21 @@ class ReproduceResult:
     summary_path: str
     figures: list
     histograms: dict  # activation -> fastinit.experiments.histogram.HistogramResults
-    runs: list  # fastinit.experiments.train.RunResult per run
+    runs: list  # fastinit.experiments.train.RunResult per run and seed
     wall_times: dict = field(default_factory=dict)  # phase -> seconds
     activation_stats: dict = field(default_factory=dict)  # run -> {"steps", "std", "saturated"} (first, last)
 
     @property
     def diverged(self):
-        return [r.name for r in self.runs if r.status == "diverged"]
+        return [r.label for r in self.runs if r.status == "diverged"]
 
 
-def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32", seed=0, data_dir=None,
-              progress=True, log=print):
+def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32", seeds=REPRODUCE_SEEDS,
+              data_dir=None, progress=True, log=print):
     """Run the histogram study and the MNIST comparison; write results, figures and summary.
+
+    ``seeds``: the MNIST runs are trained once per seed (distinct
+    non-negative ints); the histograms use the first seed.
 
     ``out_dir`` is created if needed; ``DIR/fastinit.h5`` is updated
     atomically (groups of other commands in it stay), the figures are
@@ -75,6 +83,8 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     from ..store import StoreError, open_results
     from .train import train, write_figures
 
+    config = TrainConfig(runs=REPRODUCE_RUNS, seeds=tuple(seeds), backend=backend, dtype=dtype, data_dir=data_dir,
+                         **(_QUICK_TRAIN if quick else {})).validate()  # bad seeds fail before any work
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise StoreError(f"--out {out_dir} exists and is not a directory")
@@ -91,7 +101,7 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     t0 = time.perf_counter()
     sizes = _QUICK_HISTOGRAM if quick else {}
     for activation in HISTOGRAM_ACTIVATIONS:
-        histograms[activation] = run_histogram(activation, HISTOGRAM_INITS, seed=seed, backend=backend,
+        histograms[activation] = run_histogram(activation, HISTOGRAM_INITS, seed=config.seeds[0], backend=backend,
                                                dtype=dtype, progress=progress, **sizes)
     with open_results(h5_path) as f:
         if backend == "cuda":
@@ -106,11 +116,10 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
 
     # 2. MNIST comparison.
     t0 = time.perf_counter()
-    config = TrainConfig(runs=REPRODUCE_RUNS, seed=seed, backend=backend, dtype=dtype, data_dir=data_dir,
-                         **(_QUICK_TRAIN if quick else {}))
     runs = train(config, h5_path, progress=progress, log=log)
     times["training"] = time.perf_counter() - t0
-    log(f"training: {len(runs)} runs x {config.iterations} iterations ({times['training']:.1f} s)")
+    log(f"training: {len(config.runs)} runs x {len(config.seeds)} seed(s) x {config.iterations} iterations "
+        f"({times['training']:.1f} s)")
 
     # 3. Figures.
     t0 = time.perf_counter()
@@ -119,7 +128,7 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
         plots.plot_histogram(res, path)
         figures += [path, plots.plot_depth(res, plots.depth_path(path)),
                     plots.plot_gradients(res, plots.depth_path(path, "gradients"))]
-    activation_stats = {r.name: _activation_stats(h5_path, r) for r in runs}
+    activation_stats = {r.name: _activation_stats(h5_path, r) for r in _first_seeds(runs)}
     figures += write_figures(h5_path, os.path.join(out_dir, "mnist-loss.png"), [r.name for r in runs])
     times["figures"] = time.perf_counter() - t0
     log(f"figures: {len(figures)} ({times['figures']:.1f} s)")
@@ -133,15 +142,33 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     return result
 
 
+def _first_seeds(runs):
+    """The first seed's :class:`RunResult` of each run name, in order."""
+    first = {}
+    for r in runs:
+        first.setdefault(r.name, r)
+    return list(first.values())
+
+
+def _mean_runs(runs):
+    """One result per run name with the final loss and test accuracy averaged over its complete seeds
+    (:func:`seed_statistics`); ``runs`` itself when every name has one seed."""
+    if len({r.name for r in runs}) == len(runs):
+        return list(runs)
+    stats = seed_statistics(runs)
+    return [replace(r, final_train_loss=stats[r.name]["loss_mean"], final_test_accuracy=stats[r.name]["acc_mean"])
+            for r in _first_seeds(runs)]
+
+
 def _activation_stats(h5_path, run):
     """Per-layer std and saturated (dead) fraction of a run's probe activations, first and last snapshot."""
     from .histogram import saturated_fraction
     from .train import read_activations, snapshot_choice
 
-    chosen = snapshot_choice(h5_path, run.name, count=2)
+    chosen = snapshot_choice(h5_path, run.label, count=2)
     if not chosen:
         return None
-    acts, steps = read_activations(h5_path, run.name, chosen)
+    acts, steps = read_activations(h5_path, run.label, chosen)
     std = np.empty(acts.shape[:2])
     sat = np.empty(acts.shape[:2])
     for i in range(acts.shape[0]):
@@ -224,24 +251,40 @@ def _histogram_findings(activation, res):
     return out
 
 
+def _seeds_text(seeds):
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(str(s) for s in seeds)}"
+
+
 def _train_section(runs, config, quick):
+    several = len(config.seeds) > 1
     lines = [
         "## MNIST training",
         "",
         f"Network {'-'.join(str(s) for s in config.sizes)}, SGD lr {config.lr}, batch {config.batch_size}, "
-        f"{config.iterations} iterations, every run on the same seeded mini-batch sequence (seed {config.seed})"
+        f"{config.iterations} iterations, "
+        + (f"each run once per seed ({_seeds_text(config.seeds)}; a seed draws the weights and the mini-batch "
+           "sequence, and all runs of a seed see the same sequence)" if several
+           else f"every run on the same seeded mini-batch sequence ({_seeds_text(config.seeds)})")
         + (f", first {config.train_limit} training and {config.test_limit} test images (quick run)" if quick
            else ", all 60000 training and 10000 test images") + ".",
         f"final loss: mean mini-batch loss over the last {config.final_window} iterations; "
         "test accuracy: on the full test set after the last step.",
         "",
-        "| run | init | activation | status | final loss | test accuracy | wall time (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| run |" + (" seed |" if several else "") + " init | activation | status | final loss | test accuracy "
+        "| wall time (s) |",
+        "|---|---|---|---|---|---|---|" + ("---|" if several else ""),
     ]
     for r in runs:
         status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
-        lines.append(f"| {r.name} | {r.init} | {r.activation} | {status} | {_f(r.final_train_loss)} | "
-                     f"{100 * r.final_test_accuracy:.2f}% | {r.wall_time_s:.1f} |")
+        lines.append(f"| {r.name} |" + (f" {r.seed} |" if several else "") + f" {r.init} | {r.activation} | "
+                     f"{status} | {_f(r.final_train_loss)} | {100 * r.final_test_accuracy:.2f}% | "
+                     f"{r.wall_time_s:.1f} |")
+    if several:
+        lines += ["", "Over the seeds (mean ± sample std of the complete runs):", "",
+                  "| run | complete runs | final loss | test accuracy |", "|---|---|---|---|"]
+        for name, s in seed_statistics(runs).items():
+            lines.append(f"| {name} | {s['complete']}/{len(s['seeds'])} | {_f(s['loss_mean'])} ± "
+                         f"{_f(s['loss_std'])} | {100 * s['acc_mean']:.2f}% ± {100 * s['acc_std']:.2f}% |")
     lines += ["", *_train_findings(runs, quick), ""]
     return lines
 
@@ -265,13 +308,17 @@ def _train_activation_section(runs, stats):
         first, last = 0, len(s["steps"]) - 1
         cells = [f"{_f(s['std'][first, i], 3)} -> {_f(s['std'][last, i], 3)}" for i in range(s["std"].shape[1])]
         sat = " / ".join(f"{100 * v:.0f}" for v in s["saturated"][last])
-        lines.append(f"| {r.name} | {s['steps'][first]} -> {s['steps'][last]} | " + " | ".join(cells)
+        lines.append(f"| {r.label} | {s['steps'][first]} -> {s['steps'][last]} | " + " | ".join(cells)
                      + f" | {sat} |")
     return lines + [""]
 
 
 def _train_findings(runs, quick):
-    by = {r.name: r for r in runs}
+    """Bullets on what the numbers show; with several seeds, from the means over seeds, plus
+    whether the classic ordering holds for every seed (:func:`seed_ranking`)."""
+    means = _mean_runs(runs)
+    by = {r.name: r for r in means}
+    mean = "mean " if len(means) < len(runs) else ""
     out = []
     if quick:
         out.append("- Quick run: too few steps for the numbers below to mean much; run without --quick.")
@@ -281,36 +328,39 @@ def _train_findings(runs, quick):
         text = " < ".join(f"{r.name} ({_f(r.final_train_loss, 3)})" for r in order)
         expected = ["he", "xavier", "std=0.01"]
         match = [r.name for r in order] == expected
-        out.append(f"- Final loss orders {text}" + (": He < Xavier < std=0.01, as in the classic figure."
-                                                    if match else ", NOT the classic He < Xavier < std=0.01."))
+        out.append(f"- {'Mean final' if mean else 'Final'} loss orders {text}"
+                   + (": He < Xavier < std=0.01, as in the classic figure."
+                      if match else ", NOT the classic He < Xavier < std=0.01."))
+    if mean:
+        out.append(f"- Seed by seed: {seed_ranking(runs)}")
     if "std=0.01" in by:
         r = by["std=0.01"]
         if abs(r.final_train_loss - LN10) < 0.05:
             out.append(f"- std=0.01 stays at {_f(r.final_train_loss, 3)}, i.e. ln 10 = {LN10:.3f}, the loss of "
                        "guessing uniformly among 10 classes: the signal dies in the tiny weights and the network "
-                       f"does not learn (test accuracy {100 * r.final_test_accuracy:.1f}%).")
+                       f"does not learn ({mean}test accuracy {100 * r.final_test_accuracy:.1f}%).")
         else:
-            out.append(f"- std=0.01 ends at loss {_f(r.final_train_loss, 3)} (ln 10 = {LN10:.3f}).")
+            out.append(f"- std=0.01 ends at {mean}loss {_f(r.final_train_loss, 3)} (ln 10 = {LN10:.3f}).")
     if "he" in by:
         r = by["he"]
-        out.append(f"- he reaches {100 * r.final_test_accuracy:.1f}% test accuracy"
+        out.append(f"- he reaches {100 * r.final_test_accuracy:.1f}% {mean}test accuracy"
                    + (" (at least 90%)." if r.final_test_accuracy >= 0.9 else "."))
     if "xavier:sigmoid" in by:
         r = by["xavier:sigmoid"]
         if r.final_train_loss > 2.0:
-            out.append(f"- xavier:sigmoid (the article read literally) barely moves: loss "
-                       f"{_f(r.final_train_loss, 3)} against ln 10 = {LN10:.3f}, test accuracy "
+            out.append(f"- xavier:sigmoid (the article read literally) barely moves: {mean}loss "
+                       f"{_f(r.final_train_loss, 3)} against ln 10 = {LN10:.3f}, {mean}test accuracy "
                        f"{100 * r.final_test_accuracy:.1f}%. A 5-layer sigmoid network at lr 0.01 learns far "
                        f"too slowly to show anything in {r.iterations_done} steps; the classic figure uses ReLU "
                        "for every network.")
         else:
-            out.append(f"- xavier:sigmoid ends at loss {_f(r.final_train_loss, 3)}, test accuracy "
+            out.append(f"- xavier:sigmoid ends at {mean}loss {_f(r.final_train_loss, 3)}, {mean}test accuracy "
                        f"{100 * r.final_test_accuracy:.1f}%.")
     for r in runs:
         if r.status == "diverged":
-            out.append(f"- {r.name} diverged (NaN/Inf loss) at step {r.diverged_step}.")
+            out.append(f"- {r.label} diverged (NaN/Inf loss) at step {r.diverged_step}.")
         elif r.status == "interrupted":
-            out.append(f"- {r.name} was interrupted after {r.iterations_done} steps.")
+            out.append(f"- {r.label} was interrupted after {r.iterations_done} steps.")
     return out
 
 
@@ -320,18 +370,19 @@ def summary_markdown(result, config, quick=False):
     lines = [
         "# fastinit reproduce: summary" + (" (QUICK smoke run)" if quick else ""),
         "",
-        f"Backend {config.backend}, dtype {config.dtype}, seed {config.seed}. "
+        f"Backend {config.backend}, dtype {config.dtype}, {_seeds_text(config.seeds)}. "
         f"fastinit {v['fastinit']}, Python {v['python']}, NumPy {v['numpy']}, Numba {v['numba']}, "
         f"h5py {v['h5py']}; {v['platform']}, {v['cpus']} CPUs ({v['cpu_model']}, {v['host_isa']}).",
         "",
         "Wall times: " + ", ".join(f"{k} {t:.1f} s" for k, t in result.wall_times.items()) + ".",
         "",
-        f"Results: `{os.path.basename(result.h5_path)}` (`/histogram/<activation>/<init>/`, `/train/<run>/`). "
+        f"Results: `{os.path.basename(result.h5_path)}` (`/histogram/<activation>/<init>/`, "
+        + ("`/train/<run>/seed=<s>/`). " if len(config.seeds) > 1 else "`/train/<run>/`). ") +
         "Figures: " + ", ".join(f"`{os.path.basename(p)}`" for p in result.figures) + ".",
         "",
         *_histogram_section(result.histograms),
         *_train_section(result.runs, config, quick),
-        *_train_activation_section(result.runs, result.activation_stats),
+        *_train_activation_section(_first_seeds(result.runs), result.activation_stats),
     ]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -1,14 +1,19 @@
-"""Train the seed article's MLP on MNIST once per init scheme; stream everything to HDF5.
+"""Train the seed article's MLP on MNIST once per init scheme and seed; stream everything to HDF5.
 
 The classic experiment (the defaults of :class:`TrainConfig`): a 784-100-100-
 100-100-10 ReLU network, inits ``std=0.01``, ``xavier`` and ``he``, plain SGD
 with learning rate 0.01, mini-batches of 128, 2000 iterations, backend cpu,
-float32. Every run sees the same seeded sequence of mini-batches, so the init
-is the only difference between runs.
+float32, seed 0. A seed draws the initial weights and the sequence of
+mini-batches; for one seed every init sees the same sequence, so the init is
+the only difference between runs. With several ``seeds`` each init is trained
+once per seed, to tell the effect of the init from the luck of one draw.
 
 A run is named by its spec, ``INIT`` or ``INIT:ACTIVATION`` (``xavier:sigmoid``
-overrides the activation for that run). Each run writes the group
-``/train/<spec>/`` of the results file:
+overrides the activation for that run). With one seed each run writes the
+group ``/train/<spec>/`` of the results file; with several seeds,
+``/train/<spec>/`` holds only the attrs ``init``, ``activation``, ``seeds``
+and ``status`` (``diverged`` if a seed diverged), and each seed's run is the
+group ``/train/<spec>/seed=<s>/``. A run's group, in either layout, holds:
 
 - ``loss`` (iterations,): the mini-batch loss of every step;
 - ``grad_norm`` (iterations, layers): the L2 norm of each weight gradient;
@@ -21,8 +26,12 @@ overrides the activation for that run). Each run writes the group
 - attrs: ``status`` (complete, interrupted or diverged), ``final_train_loss``
   (mean loss over the last ``final_window`` steps), ``final_test_accuracy``,
   ``wall_time_s``, ``iterations_done``, ``diverged_step`` (-1 if none),
-  ``init``, ``activation``, and the full config as JSON (``config``) plus one
-  attr per config field.
+  ``init``, ``activation``, ``seed``, and the run's config as JSON (``config``)
+  plus one attr per config field.
+
+A run's *label* is its group path under ``/train``: ``<spec>`` or
+``<spec>/seed=<s>``; :func:`read_activations` and :func:`snapshot_choice`
+take it, :func:`read_runs` reads both layouts.
 
 Datasets are chunked and appended while the run goes (memory stays flat);
 everything goes through :func:`fastinit.store.open_results`, so Ctrl-C leaves a
@@ -55,13 +64,17 @@ __all__ = [
     "read_activations",
     "write_figures",
     "format_results",
+    "seed_statistics",
+    "seed_ranking",
     "snapshot_choice",
     "DEFAULT_INITS",
 ]
 
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
+CLASSIC_ORDER = ("he", "xavier", "std=0.01")  # best to worst final train loss in the classic figure
 DEFAULT_SIZES = (784, 100, 100, 100, 100, 10)
 _FLUSH_ROWS = 100  # loss/grad_norm rows buffered before each append
+_SEED_MAX = 2**63 - 1  # stored as an int64 attr
 
 
 @dataclass(frozen=True)
@@ -106,7 +119,9 @@ class TrainConfig:
     data's features) and classes last; ``eval_every``: steps between test
     accuracy evaluations; ``snapshot_every``: steps between activation
     snapshots; ``probe_samples``: test images in the probe batch;
-    ``final_window``: steps averaged for ``final_train_loss``;
+    ``final_window``: steps averaged for ``final_train_loss``; ``seeds``:
+    distinct non-negative ints, each run is trained once per seed (the
+    weights and the mini-batch order come from the seed);
     ``train_limit`` / ``test_limit``: use only the first n images (for
     quick runs and tests; ``None`` uses all).
     """
@@ -117,7 +132,7 @@ class TrainConfig:
     lr: float = 0.01
     batch_size: int = 128
     iterations: int = 2000
-    seed: int = 0
+    seeds: tuple = (0,)
     backend: str = "cpu"
     dtype: str = "float32"
     eval_every: int = 100
@@ -156,7 +171,13 @@ class TrainConfig:
         positive_int("snapshot_every", self.snapshot_every)
         positive_int("probe_samples", self.probe_samples)
         positive_int("final_window", self.final_window)
-        positive_int("seed", self.seed, minimum=0)
+        if not isinstance(self.seeds, (tuple, list)) or not self.seeds:
+            raise ValueError(f"seeds must be a non-empty sequence of integers, got {self.seeds!r}")
+        for s in self.seeds:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or not 0 <= s <= _SEED_MAX:
+                raise ValueError(f"seeds must be integers from 0 to 2**63 - 1, got {s!r}")
+        if len(set(int(s) for s in self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must not repeat, got {', '.join(str(s) for s in self.seeds)}")
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 positive_int(name, getattr(self, name))
@@ -173,6 +194,7 @@ class TrainConfig:
         d = asdict(self)
         d["runs"] = list(self.runs)
         d["sizes"] = list(self.sizes)
+        d["seeds"] = [int(s) for s in self.seeds]
         return json.dumps(d, sort_keys=True)
 
 
@@ -191,6 +213,12 @@ class RunResult:
     diverged_step: int = -1
     group: str = ""
     extra: dict = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def label(self):
+        """The run's group path under /train: ``<spec>``, or ``<spec>/seed=<s>`` with several seeds."""
+        return self.group.removeprefix("/train/") or self.name
 
 
 def batch_indices(n, batch_size, iterations, seed):
@@ -228,31 +256,33 @@ def _accuracy(model, x, labels, chunk=2000):
     return correct / x.shape[0]
 
 
-def _attrs(config, spec):
+def _attrs(config, spec, seed):
     attrs = {}
     for key, value in asdict(config).items():
         if key == "runs":
             import h5py
 
             value = np.array(list(config.runs), dtype=h5py.string_dtype())
-        elif key == "sizes":
-            value = np.asarray(config.sizes, dtype=np.int64)
+        elif key in ("sizes", "seeds"):
+            value = np.asarray(value, dtype=np.int64)
         elif value is None:
             value = "none"
         attrs["default_activation" if key == "activation" else key] = value
-    ran = json.loads(config.to_json())  # the config of this run: its own init and activation
-    ran.update(run=spec.name, init=spec.init, activation=spec.activation)
-    attrs.update(init=spec.init, activation=spec.activation, config=json.dumps(ran, sort_keys=True))
+    ran = json.loads(config.to_json())  # the config of this run: its own init, activation and seed
+    ran.update(run=spec.name, init=spec.init, activation=spec.activation, seed=seed)
+    attrs.update(init=spec.init, activation=spec.activation, seed=seed, config=json.dumps(ran, sort_keys=True))
     return attrs
 
 
-def train_run(group, spec, config, dataset, *, progress=True, log=print):
+def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=print):
     """Train one run into the (already created) HDF5 ``group``; return a :class:`RunResult`.
 
-    ``dataset`` is a :class:`fastinit.data.MNIST`. Datasets are created in
-    ``group`` and appended as the run goes. A NaN/Inf loss ends the run with
-    status ``diverged``. On ``KeyboardInterrupt`` what was computed is
-    flushed, the group is marked ``interrupted`` and the interrupt re-raised.
+    ``dataset`` is a :class:`fastinit.data.MNIST`; ``seed`` (default: the
+    first of ``config.seeds``) draws the weights and the mini-batch order.
+    Datasets are created in ``group`` and appended as the run goes. A NaN/Inf
+    loss ends the run with status ``diverged``. On ``KeyboardInterrupt`` what
+    was computed is flushed, the group is marked ``interrupted`` and the
+    interrupt re-raised.
     """
     from .. import MLP
     import h5py
@@ -266,8 +296,10 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
     hidden = sizes[1:-1]
     units = max(hidden) if hidden else 0
     probe = np.ascontiguousarray(x_test[: config.probe_samples])
+    seed = int(config.seeds[0] if seed is None else seed)
+    run_label = group.name.removeprefix("/train/")
 
-    for key, value in _attrs(config, spec).items():
+    for key, value in _attrs(config, spec, seed).items():
         group.attrs[key] = value
     group.attrs["diverged_step"] = -1
 
@@ -294,7 +326,7 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
 
     t0 = time.perf_counter()
     model = MLP(list(sizes), activation=spec.activation, init=spec.init, backend=config.backend,
-                dtype=dtype.name, seed=config.seed)
+                dtype=dtype.name, seed=seed)
 
     loss_rows, grad_rows = [], []
     tail = deque(maxlen=config.final_window)
@@ -329,14 +361,14 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
 
     from ..progress import Progress
 
-    bar = Progress(config.iterations, f"train {spec.name}", "it", enabled=progress)
+    bar = Progress(config.iterations, f"train {run_label}", "it", enabled=progress)
     model.set_dataset(x_train, y_train)  # on cuda: copied to the device once, then only indices go in
     # Overflow is expected when a run diverges (std=10): it is detected from the loss, not warned about.
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             evaluate(0)
             snapshot(0)
-            batches = batch_indices(x_train.shape[0], config.batch_size, config.iterations, config.seed)
+            batches = batch_indices(x_train.shape[0], config.batch_size, config.iterations, seed)
             for step, idx in enumerate(batches, start=1):
                 loss = float(model.train_step_indices(idx, config.lr))
                 loss_rows.append(loss)
@@ -368,10 +400,10 @@ def train_run(group, spec, config, dataset, *, progress=True, log=print):
     result = RunResult(
         name=spec.name, init=spec.init, activation=spec.activation, status=status, iterations_done=done,
         final_train_loss=final_loss, final_test_accuracy=last_acc,
-        wall_time_s=wall, diverged_step=diverged_step, group=group.name,
+        wall_time_s=wall, diverged_step=diverged_step, group=group.name, seed=seed,
     )
     if status == "diverged":
-        log(f"run {spec.name}: diverged at step {done} (loss {loss}); run stopped, "
+        log(f"run {run_label}: diverged at step {done} (loss {loss}); run stopped, "
             "its last test accuracy is from before the divergence")
     return result
 
@@ -431,9 +463,10 @@ def _compile_in_background(config):
 def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True, log=print, **overrides):
     """Run the training study described by ``config`` (plus keyword ``overrides``).
 
-    Writes one ``/train/<spec>/`` group per run to the HDF5 file ``out``
-    (other groups in it are kept) and returns a list of :class:`RunResult`,
-    one per run, in order. ``dataset`` defaults to
+    Writes one group per run and seed to the HDF5 file ``out`` (layout in
+    the module docstring; other groups in it are kept) and returns a list of
+    :class:`RunResult`, one per run and seed, run by run and seed by seed
+    within a run, in the given orders. ``dataset`` defaults to
     ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
     ``progress``: a bar per run on a terminal, else a heartbeat and a result line per
     run on stderr (``fastinit.progress``); ``log`` receives one-line messages.
@@ -463,19 +496,38 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True
 
             f.attrs["gpu"] = gpu_name()
         for spec in config.run_specs:
-            group = replace_group(f, f"/train/{spec.name}")
-            results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
+            if len(config.seeds) == 1:
+                group = replace_group(f, f"/train/{spec.name}")
+                results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
+                continue
+            parent = replace_group(f, f"/train/{spec.name}", dict(init=spec.init, activation=spec.activation,
+                                                                   seeds=np.asarray(config.seeds, np.int64)))
+            seeded = [train_run(replace_group(f, f"{parent.name}/seed={seed}"), spec, config, dataset, seed=seed,
+                                progress=progress, log=log) for seed in config.seeds]
+            parent.attrs["status"] = "diverged" if any(r.status == "diverged" for r in seeded) else "complete"
+            results += seeded
     return results
 
 
-def read_runs(path, names=None):
-    """Read the ``/train`` runs of a results file into plain dicts, in file order.
+def _seed_groups(group):
+    """Names of the ``seed=<s>`` subgroups of a ``/train/<spec>`` group, in the order of its
+    ``seeds`` attr; empty for a one-seed run (whose datasets sit in ``group`` itself)."""
+    if "loss" in group:
+        return []
+    return [f"seed={int(s)}" for s in group.attrs.get("seeds", ()) if f"seed={int(s)}" in group]
 
-    Each dict has ``name``, ``loss``, ``grad_norm``, ``test_accuracy``,
-    ``eval_steps``, ``snapshot_steps`` (NumPy arrays) and ``attrs`` (dict);
-    ``activations`` is left in the file (it can be large): read it with
-    :func:`read_activations`. ``names`` selects runs. Raises ``StoreError``
-    for an unreadable file and ``KeyError`` when a named run is missing.
+
+def read_runs(path, names=None):
+    """Read the ``/train`` runs of a results file into plain dicts, in file order, seeds in run order.
+
+    One dict per run and seed, with ``name`` (the run spec), ``label`` (the
+    group path under /train: ``<spec>`` or ``<spec>/seed=<s>``), ``seed``
+    (int), ``loss``, ``grad_norm``, ``test_accuracy``, ``eval_steps``,
+    ``snapshot_steps`` (NumPy arrays) and ``attrs`` (dict); ``activations``
+    is left in the file (it can be large): read it with
+    :func:`read_activations`. ``names`` selects run specs (every seed of
+    each). Raises ``StoreError`` for an unreadable file and ``KeyError`` when
+    a named run is missing.
     """
     from ..store import _plain, open_read
 
@@ -486,20 +538,25 @@ def read_runs(path, names=None):
                 raise KeyError(f"{path} has no /train group (run `fastinit train` first)")
             return runs
         group = f["train"]
-        wanted = list(names) if names else list(group.keys())
+        wanted = list(dict.fromkeys(names)) if names else list(group.keys())
         for name in wanted:
             if name not in group:
                 raise KeyError(f"{path} has no run /train/{name}; runs there: {', '.join(group.keys())}")
-            g = group[name]
-            run = {"name": name, "attrs": {k: _plain(v) for k, v in g.attrs.items()}}
-            for key in ("loss", "grad_norm", "test_accuracy", "eval_steps", "snapshot_steps"):
-                run[key] = g[key][()] if key in g else np.empty(0)
-            runs.append(run)
+            labels = [f"{name}/{s}" for s in _seed_groups(group[name])] or [name]
+            for label in labels:
+                g = group[label]
+                attrs = {k: _plain(v) for k, v in g.attrs.items()}
+                run = {"name": name, "label": label, "seed": int(attrs.get("seed", 0)), "attrs": attrs}
+                for key in ("loss", "grad_norm", "test_accuracy", "eval_steps", "snapshot_steps"):
+                    run[key] = g[key][()] if key in g else np.empty(0)
+                runs.append(run)
     return runs
 
 
 def read_activations(path, name, snapshots=None):
-    """Read ``/train/<name>/activations`` (or the snapshot indices ``snapshots``) and their steps."""
+    """Read ``/train/<name>/activations`` (or the snapshot indices ``snapshots``) and their steps.
+
+    ``name`` is a run's label: ``<spec>``, or ``<spec>/seed=<s>`` for a run with several seeds."""
     from ..store import open_read
 
     with open_read(path) as f:
@@ -515,7 +572,8 @@ def read_activations(path, name, snapshots=None):
 
 
 def snapshot_choice(path, name, count=4):
-    """Indices of up to ``count`` snapshots of run ``name``, spread from the first to the last."""
+    """Indices of up to ``count`` snapshots of run ``name`` (a label, as in :func:`read_activations`),
+    spread from the first to the last."""
     from ..store import open_read
 
     with open_read(path) as f:
@@ -538,9 +596,10 @@ def write_figures(path, plot, names=None):
     ``plot`` is the loss figure's file (``.png``, ``.pdf`` or ``.svg``); beside
     it go ``<stem>-accuracy<ext>`` (test accuracy) and
     ``<stem>-activations-<run><ext>`` (activation histograms at up to four
-    snapshots) for each run, where ``<stem>`` is ``plot`` without its
-    extension and without a trailing ``-loss`` (``mnist-loss.png`` ->
-    ``mnist-accuracy.png``). Returns the list of files written.
+    snapshots of the run's first seed) for each run, where ``<stem>`` is
+    ``plot`` without its extension and without a trailing ``-loss``
+    (``mnist-loss.png`` -> ``mnist-accuracy.png``). Returns the list of
+    files written.
     Raises ``PlotError`` for a bad path, ``StoreError`` for a bad file.
     """
     import os
@@ -552,26 +611,118 @@ def write_figures(path, plot, names=None):
     stem = stem[: -len("-loss")] if stem.endswith("-loss") else stem
     runs = read_runs(path, names)
     written = [plots.plot_train_loss(runs, plot), plots.plot_train_accuracy(runs, f"{stem}-accuracy{ext}")]
+    first_seed = {}
     for run in runs:
-        chosen = snapshot_choice(path, run["name"])
+        first_seed.setdefault(run["name"], run)
+    for run in first_seed.values():
+        chosen = snapshot_choice(path, run["label"])
         if not chosen:
             continue
-        acts, steps = read_activations(path, run["name"], chosen)
+        acts, steps = read_activations(path, run["label"], chosen)
         target = f"{stem}-activations-{_file_safe(run['name'])}{ext}"
-        written.append(plots.plot_train_activations(acts, steps, run["name"], run["attrs"]["activation"], target))
+        written.append(plots.plot_train_activations(acts, steps, run["label"], run["attrs"]["activation"], target))
     return written
 
 
+def _loss_text(loss):
+    return f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.3g}"
+
+
 def format_results(results):
-    """A plain-text table of :class:`RunResult` (status, final loss, test accuracy, wall time)."""
-    head = f"{'run':<18} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8}"
+    """A plain-text table of :class:`RunResult` (status, final loss, test accuracy, wall time).
+
+    With several seeds, each run's final loss and test accuracy follow as
+    mean ± std over its seeds (:func:`seed_statistics`), then how the inits
+    rank across seeds (:func:`seed_ranking`)."""
+    width = max([18] + [len(r.label) for r in results])
+    head = f"{'run':<{width}} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8}"
     lines = [head, "-" * len(head)]
     for r in results:
         status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
-        loss = r.final_train_loss
-        loss = f"{loss:>10.4f}" if abs(loss) < 1e4 else f"{loss:>10.3g}"
-        lines.append(f"{r.name:<18} {status:<22} {loss} {100 * r.final_test_accuracy:>8.2f}% "
-                     f"{r.wall_time_s:>8.1f}")
+        lines.append(f"{r.label:<{width}} {status:<22} {_loss_text(r.final_train_loss):>10} "
+                     f"{100 * r.final_test_accuracy:>8.2f}% {r.wall_time_s:>8.1f}")
     lines.append("final loss: mean mini-batch loss over the last iterations (final_window); "
                  "test acc: full test set after the last step")
+    stats = seed_statistics(results)
+    if any(len(s["seeds"]) > 1 for s in stats.values()):
+        seeds = sorted({r.seed for r in results})
+        width = max([18] + [len(name) for name in stats])
+        head = f"{'run':<{width}} {'complete':>8} {'final loss (mean ± std)':>25} {'test acc (mean ± std)':>22}"
+        lines += ["", f"over seeds {', '.join(map(str, seeds))} (mean ± sample std of the complete runs):",
+                  head, "-" * len(head)]
+        for name, st in stats.items():
+            complete = f"{st['complete']}/{len(st['seeds'])}"
+            loss = f"{_loss_text(st['loss_mean'])} ± {_loss_text(st['loss_std'])}"
+            acc = f"{100 * st['acc_mean']:.2f} ± {100 * st['acc_std']:.2f}%"
+            lines.append(f"{name:<{width}} {complete:>8} {loss:>25} {acc:>22}")
+        lines.append(seed_ranking(results))
     return "\n".join(lines)
+
+
+def seed_statistics(results):
+    """Final train loss and test accuracy of each run spec over its seeds.
+
+    ``results``: :class:`RunResult` objects. Returns ``{name: dict}`` in the
+    order of first appearance, each with ``seeds`` (list of int),
+    ``complete`` (how many runs completed), ``loss_mean``, ``loss_std``,
+    ``acc_mean``, ``acc_std`` (floats, over the complete runs only; std is the
+    sample std, ddof=1, and 0 for one run; NaN when no run completed).
+    """
+    groups = {}
+    for r in results:
+        groups.setdefault(r.name, []).append(r)
+    stats = {}
+    for name, runs in groups.items():
+        done = [r for r in runs if r.status == "complete"]
+        loss_mean, loss_std = _mean_std([r.final_train_loss for r in done])
+        acc_mean, acc_std = _mean_std([r.final_test_accuracy for r in done])
+        stats[name] = dict(seeds=[r.seed for r in runs], complete=len(done), loss_mean=loss_mean,
+                           loss_std=loss_std, acc_mean=acc_mean, acc_std=acc_std)
+    return stats
+
+
+def _mean_std(values):
+    """Mean and sample std (ddof=1; 0 for one value) of a list of floats; NaN, NaN for an empty list."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
+
+
+def seed_ranking(results):
+    """One plain sentence (str) on how the run specs of ``results`` rank by final train loss across seeds.
+
+    When ``he``, ``xavier`` and ``std=0.01`` are all among the runs: whether
+    he < xavier < std=0.01 holds for every seed (naming the seeds where it
+    fails). Otherwise: the ranking by mean final loss and whether every seed
+    ranks the runs the same way. A run that did not complete ranks last for
+    its seed.
+    """
+    loss = {}  # seed -> name -> final loss
+    for r in results:
+        loss.setdefault(r.seed, {})[r.name] = r.final_train_loss if r.status == "complete" else math.inf
+    seeds = sorted(loss)
+    stats = seed_statistics(results)
+
+    def order(seed):
+        return sorted(stats, key=lambda n: loss[seed].get(n, math.inf))
+
+    def classic_holds(seed):
+        best, middle, worst = (loss[seed].get(n, math.inf) for n in CLASSIC_ORDER)
+        return best < middle < worst
+
+    if all(name in stats for name in CLASSIC_ORDER):
+        classic = " < ".join(CLASSIC_ORDER)
+        failing = [s for s in seeds if not classic_holds(s)]
+        if not failing:
+            return f"{classic} (final train loss) holds for every seed ({', '.join(map(str, seeds))})."
+        return (f"{classic} (final train loss) does NOT hold for every seed: it fails for "
+                + "; ".join(f"seed {s} ({' < '.join(n for n in order(s) if n in CLASSIC_ORDER)})" for s in failing)
+                + ".")
+    by_mean = sorted(stats, key=lambda n: (math.isnan(stats[n]["loss_mean"]), stats[n]["loss_mean"]))
+    ranking = " < ".join(by_mean)
+    differ = [s for s in seeds if order(s) != by_mean]
+    if not differ:
+        return f"ranking by mean final train loss: {ranking}; the same for every seed."
+    return (f"ranking by mean final train loss: {ranking}; NOT the same for every seed: "
+            + "; ".join(f"seed {s} gives {' < '.join(order(s))}" for s in differ) + ".")
