@@ -560,4 +560,19 @@ def format_summary(result, threshold=0.5):
     for s, d, xi in zip(c.sw2, deepest, result.xi_c):
         shown = "none" if math.isnan(d) else f"{d:.0f}" + ("+" if d == max(c.depths) else "")
         lines.append(f"{s:6.3g} {shown:>18} {6 * xi:8.1f}")
+    lines.append(_against_theory(result, deepest))
     return "\n".join(lines)
+
+
+def _against_theory(result, deepest):
+    """One line: the measured boundary over 6 xi_c, per phase, where both lie inside the grid."""
+    c = result.config
+    ratios = {"ordered": [], "chaotic": []}
+    for s, d, xi in zip(c.sw2, deepest, result.xi_c):
+        if 6 * xi <= max(c.depths) and not math.isnan(d) and d < max(c.depths):
+            ratios["ordered" if s < result.critical_sw2 else "chaotic"].append(d / (6 * xi))
+    parts = [f"{phase} phase {min(r):.2f} to {max(r):.2f}" for phase, r in ratios.items() if r]
+    if not parts:
+        return "neither 6 xi_c nor the measured boundary lies inside the grid anywhere: add deeper depths"
+    return ("deepest trainable / 6 xi_c: " + ", ".join(parts) + ". Schoenholz et al. (2017) find networks "
+            "train up to about 6 xi_c, the boundary growing towards it with training time")
