@@ -145,7 +145,7 @@ def test_cli_sweep_prints_the_summary_and_draws_the_phase_diagram(tmp_path, caps
 # --------------------------------------------------------------------------- Dask
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -181,6 +181,14 @@ def test_dask_cluster_gives_the_in_process_numbers_even_when_a_worker_dies(tmp_p
     killer.join()
     assert killed, "no worker was seen running a cell"
     assert remote.complete and _same(here, remote)
+
+
+def test_a_cell_failing_on_a_worker_is_one_clear_error(tmp_path, dask_cluster):
+    cluster, _ = dask_cluster
+    config = SweepConfig(sw2=(1.0,), depths=(2,), **TINY, data_dir=str(tmp_path / "no-such-folder"))
+    with pytest.raises(sw.SweepError, match="sw2=1 depth=2 seed=0 failed on the cluster: DataError"):
+        sweep(config, str(tmp_path / "a.h5"), "f", scheduler=cluster.scheduler_address, progress=False)
+    assert not os.path.exists(tmp_path / "a.h5")
 
 
 def test_unreachable_scheduler_is_a_clear_error(tmp_path):

@@ -310,7 +310,14 @@ def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeo
         finished = False
         try:
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                cell = futures[future]
+                try:
+                    metrics = future.result()
+                except Exception as exc:  # raised on a worker, or the cell's workers kept dying
+                    raise SweepError(f"cell sw2={cell.sw2:g} depth={cell.depth} seed={cell.seed} failed on the "
+                                     f"cluster: {type(exc).__name__}: {exc} (is fastinit installed on every "
+                                     "worker, and --data-dir readable there?)") from None
+                yield cell, metrics
             finished = True
         finally:
             if not finished:
