@@ -18,6 +18,20 @@ Options follow the name after commas: ``gain=<number or activation>`` and
 ``mode=fan_in|fan_out|fan_avg`` for the variance-scaling schemes, e.g.
 ``he,mode=fan_out`` or ``orthogonal,gain=relu`` or ``xavier,gain=tanh``.
 
+Data-driven schemes compute the weights of a whole network from a batch of
+inputs, so they only work through ``MLP(sizes, init=..., data=x)`` (see
+``fastinit.datainit``); options in any order, defaults shown::
+
+    lsuv,tol=0.1,batch=512,max_iter=10
+        orthogonal, then each layer rescaled until the variance of its
+        pre-activation on ``batch`` rows of the data is 1 +- tol, at most
+        ``max_iter`` times per layer (Mishkin & Matas 2016). tol in (0, 1),
+        batch >= 2, max_iter >= 1.
+    pretrain,steps=500,lr=1.0,batch=128
+        greedy layer-wise autoencoder pre-training of the hidden layers:
+        ``steps`` SGD steps of learning rate ``lr`` on ``batch`` rows each
+        (Hinton & Salakhutdinov 2006, simplified). steps >= 1, lr > 0, batch >= 1.
+
 Note on names: the "Deep Learning from Scratch" book code calls
 ``sqrt(1 / fan_in)`` "Xavier"; that is LeCun's scaling (``lecun`` here).
 Glorot's Xavier is ``sqrt(2 / (fan_in + fan_out))``. For square layers the
@@ -49,6 +63,20 @@ _DISTRIBUTIONS = ("normal", "uniform", "truncated")
 _VALUED = ("std", "uniform", "truncated")
 _MODES = ("fan_in", "fan_out", "fan_avg")
 
+# data-driven scheme -> {option: (default, what a valid value is, test)}; the default's type is the option's
+_DATA_DRIVEN = {
+    "lsuv": {
+        "tol": (0.1, "a number in (0, 1)", lambda v: 0 < v < 1),
+        "batch": (512, "an integer >= 2", lambda v: v >= 2),
+        "max_iter": (10, "an integer >= 1", lambda v: v >= 1),
+    },
+    "pretrain": {
+        "steps": (500, "an integer >= 1", lambda v: v >= 1),
+        "lr": (1.0, "a number > 0", lambda v: v > 0),
+        "batch": (128, "an integer >= 1", lambda v: v >= 1),
+    },
+}
+
 INIT_NAMES = tuple(
     ["std=<sigma>", "uniform=<a>", "truncated=<sigma>", "zeros", "orthogonal"]
     + [
@@ -56,6 +84,7 @@ INIT_NAMES = tuple(
         for base in ("xavier", "glorot", "he", "kaiming", "lecun")
         for suffix in ("", "_uniform", "_truncated")
     ]
+    + list(_DATA_DRIVEN)
 )
 
 
@@ -91,8 +120,10 @@ class InitScheme:
     """A parsed initialisation scheme; ``spec`` is the string it came from.
 
     ``kind`` is "zeros", "fixed" (std given by the spec), "scaling" (std from
-    gain and fan) or "orthogonal"; ``distribution`` is "normal", "uniform" or
-    "truncated" (all with the same std).
+    gain and fan), "orthogonal", or a data-driven scheme ("lsuv",
+    "pretrain"); ``distribution`` is "normal", "uniform" or "truncated" (all
+    with the same std). ``options`` holds a data-driven scheme's options as
+    ``((name, value), ...)``, every option listed, defaults filled in.
     """
 
     spec: str
@@ -101,9 +132,24 @@ class InitScheme:
     fixed_std: float = 0.0
     gain: float = 1.0
     mode: str = "fan_in"
+    options: tuple = ()
+
+    @property
+    def data_driven(self):
+        """Whether the weights depend on data (then only ``MLP(..., data=x)`` can draw them)."""
+        return self.kind in _DATA_DRIVEN
+
+    def _needs_data(self):
+        return ValueError(
+            f"init {self.spec!r} is data-driven: its weights depend on the inputs; build the network with "
+            f"MLP(sizes, init={self.spec!r}, data=x), x of shape (N, sizes[0])"
+        )
 
     def std(self, fan_in, fan_out):
-        """Theoretical standard deviation of the weights of a (fan_in, fan_out) layer."""
+        """Theoretical standard deviation of the weights of a (fan_in, fan_out) layer
+        (``ValueError`` for a data-driven scheme: it depends on the data)."""
+        if self.data_driven:
+            raise self._needs_data()
         if self.kind == "zeros":
             return 0.0
         if self.kind == "fixed":
@@ -117,8 +163,10 @@ class InitScheme:
         """Draw a (fan_in, fan_out) C-contiguous weight matrix of ``dtype`` from ``rng``.
 
         Raises ``TypeError`` if ``rng`` is not a ``numpy.random.Generator`` and
-        ``ValueError`` if a fan is < 1.
+        ``ValueError`` if a fan is < 1 or the scheme is data-driven.
         """
+        if self.data_driven:
+            raise self._needs_data()
         if not isinstance(rng, np.random.Generator):
             raise TypeError("rng must be a numpy.random.Generator, e.g. numpy.random.default_rng(seed)")
         if int(fan_in) < 1 or int(fan_out) < 1:
@@ -184,6 +232,8 @@ def parse_init(spec):
     head, *options = [p.strip() for p in spec.strip().split(",")]
     name, _, value_text = head.partition("=")
     name = name.strip().lower()
+    if name in _DATA_DRIVEN:
+        return _parse_data_driven(spec, name, value_text, options)
     opts = {}
     for opt in options:
         key, eq, val = opt.partition("=")
@@ -232,6 +282,34 @@ def parse_init(spec):
     )
 
 
+def _parse_data_driven(spec, name, value_text, options):
+    if value_text:
+        raise _bad_spec(spec, f"{name} takes no '=<value>'")
+    table = _DATA_DRIVEN[name]
+    values = {}
+    for opt in options:
+        key, eq, text = (p.strip() for p in opt.partition("="))
+        if key in table and not eq:
+            raise _bad_spec(spec, f"{key} needs a value, e.g. {key}={table[key][0]}")
+        if key not in table:
+            valid = ", ".join(f"{k}=<{what.split(' ', 1)[1]}>" for k, (_, what, _) in table.items())
+            raise _bad_spec(spec, f"unknown option {opt!r}; {name} takes {valid}")
+        if key in values:
+            raise _bad_spec(spec, f"option {key} given twice")
+        default, what, ok = table[key]
+        if isinstance(default, int):
+            try:
+                value = int(text)
+            except ValueError:
+                raise _bad_spec(spec, f"{key} must be {what}, got {text!r}") from None
+        else:
+            value = _number(spec, text, key)
+        if not ok(value):
+            raise _bad_spec(spec, f"{key} must be {what}, got {text!r}")
+        values[key] = value
+    return InitScheme(spec=spec, kind=name, options=tuple((k, values.get(k, d)) for k, (d, _, _) in table.items()))
+
+
 def _gain_option(spec, opts, default):
     if "gain" not in opts:
         return default
@@ -252,5 +330,7 @@ def init_weights(spec, fan_in, fan_out, rng, dtype=np.float32):
     """Draw a (fan_in, fan_out) weight matrix for the scheme named by ``spec``.
 
     ``rng`` is a ``numpy.random.Generator``; ``dtype`` float32 (default) or float64.
+    A data-driven scheme (``lsuv``, ``pretrain``) raises ``ValueError``: use
+    ``MLP(..., data=x)``.
     """
     return parse_init(spec).sample(fan_in, fan_out, rng, dtype)

@@ -1,13 +1,16 @@
 """A multilayer perceptron trained with SGD on softmax cross-entropy.
 
-``MLP(sizes, activation="relu", init="he", backend="cpu", dtype="float32", seed=0)``
+``MLP(sizes, activation="relu", init="he", backend="cpu", dtype="float32", seed=0, data=None)``
 builds ``len(sizes) - 1`` dense layers ``h = act(h @ W + b)``; hidden layers use
 ``activation``, the last layer is linear (its output are the logits) and
 ``train_step`` puts a mean softmax cross-entropy on top. Weights are
 (fan_in, fan_out), drawn with ``fastinit.init.init_weights`` from
 ``numpy.random.default_rng(seed)`` layer by layer in order, biases are zero;
 the draw happens on the host in float64 before the cast, so the same seed
-gives identical initial weights on every backend.
+gives identical initial weights on every backend. Data-driven inits
+(``lsuv``, ``pretrain``: ``fastinit.datainit``) compute the weights (and, for
+``pretrain``, the hidden biases) from ``data`` on the MLP's backend, from the
+same generator. ``init_seconds`` records how long the init took.
 
 The MLP validates every argument in Python and hands the arithmetic to the
 backend's engine (``fastinit.engines``: numpy, cpu or cuda, one interface).
@@ -15,10 +18,13 @@ backend's engine (``fastinit.engines``: numpy, cpu or cuda, one interface).
 Non-goals: no momentum, no regularisation, no mixed dtypes.
 """
 
+import time
+
 import numpy as np
 
 from kernels import checks as chk
 
+from . import datainit
 from .engines import engine_class
 from .init import init_weights, parse_init
 
@@ -87,13 +93,25 @@ class MLP:
         The last layer is always linear (logits).
     init : str
         Weight init spec for every layer (``fastinit.init``), e.g. ``he``,
-        ``xavier``, ``std=0.01``. Biases start at zero.
+        ``xavier``, ``std=0.01``, or a data-driven ``lsuv`` or ``pretrain``
+        (options: ``fastinit.init``; what they do: ``fastinit.datainit``).
+        Biases start at zero (``pretrain`` learns the hidden layers').
     backend : str
         ``numpy``, ``cpu`` (default) or ``cuda``.
     dtype : str or numpy dtype
         ``float32`` (default) or ``float64``.
     seed : int
         Seed of the ``numpy.random.default_rng`` the weights are drawn from.
+    data : array (N, sizes[0]), optional
+        Inputs for a data-driven init (its calibration or training set), cast
+        to ``dtype``; required by ``lsuv`` and ``pretrain`` (``ValueError``
+        naming ``data=`` without it), ignored by every other init.
+
+    After construction, ``init_seconds`` holds the wall-clock seconds the
+    initial weights took (for a data-driven init: its whole computation on
+    the backend, including any first-call compilation of the kernels it
+    uses), and ``init_info`` what a data-driven init measured per layer
+    (``fastinit.datainit.initialise``; ``{}`` for the others).
 
     Inputs are never cast or copied: ``x`` must be a C-contiguous 2-D array
     of the MLP's dtype (anything else raises ``TypeError``/``ValueError``
@@ -101,7 +119,7 @@ class MLP:
     for an unknown backend or ``cuda`` without a GPU.
     """
 
-    def __init__(self, sizes, activation="relu", init="he", backend="cpu", dtype="float32", seed=0):
+    def __init__(self, sizes, activation="relu", init="he", backend="cpu", dtype="float32", seed=0, *, data=None):
         self.sizes = _check_sizes(sizes)
         chk.activation_code(activation)
         self.activation = activation
@@ -111,10 +129,20 @@ class MLP:
         self.seed = seed
         engine_cls = engine_class(backend)
         rng = np.random.default_rng(seed)
-        weights = [
-            init_weights(self.init, fi, fo, rng, self.dtype) for fi, fo in zip(self.sizes[:-1], self.sizes[1:])
-        ]
-        biases = [np.zeros(fo, dtype=self.dtype) for fo in self.sizes[1:]]
+        if self.init.data_driven:
+            data = datainit.check_data(data, self.sizes[0], self.dtype, self.init.spec)
+        start = time.perf_counter()
+        if self.init.data_driven:
+            weights, biases, self.init_info = datainit.initialise(
+                self.init, self.sizes, activation, data, rng, self.dtype, backend
+            )
+        else:
+            weights = [
+                init_weights(self.init, fi, fo, rng, self.dtype) for fi, fo in zip(self.sizes[:-1], self.sizes[1:])
+            ]
+            biases = [np.zeros(fo, dtype=self.dtype) for fo in self.sizes[1:]]
+            self.init_info = {}
+        self.init_seconds = time.perf_counter() - start
         self._engine = engine_cls(weights, biases, activation, self.dtype)
         self._dataset_rows = None
         self._stepped = False

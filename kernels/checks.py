@@ -31,6 +31,7 @@ KERNEL_API = (
     "dense_forward",
     "dense_backward",
     "softmax_cross_entropy",
+    "mean_squared_error",
     "sgd_update",
 )
 
@@ -238,6 +239,18 @@ def softmax_args(logits, labels, grad):
     labels_array(labels, n, c)
     out_array("grad", grad, logits.shape, logits.dtype)
     return n, c
+
+
+def mse_args(pred, target, grad):
+    """Validate mean_squared_error's arguments; return (N, D)."""
+    float_array("pred", pred, 2)
+    float_array("target", target, 2)
+    same_dtype(pred=pred, target=target)
+    same_shape("target", target, "pred", pred)
+    if pred.shape[0] == 0 or pred.shape[1] == 0:
+        raise ValueError(f"pred must have at least one row and one column, got shape {_shape_str(pred.shape)}")
+    out_array("grad", grad, pred.shape, pred.dtype)
+    return pred.shape
 
 
 def learning_rate(lr):

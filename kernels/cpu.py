@@ -41,6 +41,9 @@ rows; the others use every thread for large inputs.
   rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n`` over
   the first ``width`` columns; returns their summed loss (float64). ``softmax_xent_into(logits, labels, grad)``
   returns the mean loss of the whole batch.
+- ``mse_into(pred, target, grad)`` *serial*: ``grad = 2 (pred - target) / (N D)``
+  for (N, D) arrays (``grad`` may be ``pred`` or ``target``); returns the mean
+  squared error (float64).
 - ``column_sum_into(x, out)``, ``sgd_into(param, grad, lr)``.
 
 How it is fast
@@ -81,7 +84,7 @@ __all__ = [
     # compiled building blocks for other @njit code (see the module docstring):
     "dot_nt_into", "matmul_into", "transpose_into", "activation_rows_into", "dense_forward_into",
     "activation_into", "activation_backward_into", "activation_backward_rows_into",
-    "softmax_xent_rows", "softmax_xent_into", "column_sum_into", "sgd_into", "CACHE",
+    "softmax_xent_rows", "softmax_xent_into", "mse_into", "column_sum_into", "sgd_into", "CACHE",
 ]
 
 
@@ -420,6 +423,25 @@ def softmax_xent_into(logits, labels, grad):
     else:
         total = softmax_xent_rows(logits, labels, grad, 0, n, n, c)
     return total / n
+
+
+@njit(**_FAST)
+def mse_into(pred, target, grad):
+    """*Serial* (memory-bound). ``grad = 2 * (pred - target) / (N * D)`` for (N, D) arrays of one
+    dtype (``grad`` may be ``pred`` or ``target``); returns ``mean((pred - target)**2)``,
+    the squares summed in float64. NaN propagates."""
+    scale = pred.dtype.type(2.0 / pred.size)
+    total = 0.0
+    for i in range(pred.shape[0]):
+        p = pred[i]
+        t = target[i]
+        g = grad[i]
+        for j in range(p.size):
+            d = p[j] - t[j]
+            d64 = np.float64(d)  # float(d) would stay float32 in Numba
+            total += d64 * d64
+            g[j] = d * scale
+    return total / pred.size
 
 
 # ------------------------------------------------------------------ products
@@ -785,6 +807,26 @@ def softmax_cross_entropy(logits, labels, grad=None):
     grad = _alloc(grad, logits.shape, logits.dtype)
     loss = softmax_xent_into(logits, labels, grad)
     return float(loss), grad
+
+
+def mean_squared_error(pred, target, grad=None):
+    """Mean squared error over every element, and its gradient.
+
+    ``pred`` and ``target`` (N, D), one float dtype, N and D >= 1. Returns
+    ``(loss, grad)``: ``loss = mean((pred - target)**2)`` over all N * D
+    elements, a Python float (squares summed in float64); ``grad`` (N, D) =
+    ``2 * (pred - target) / (N * D)`` (may be ``pred`` or ``target`` itself;
+    one that overlaps them only in part gets the same result through a
+    temporary). Raises ``ValueError`` on a shape mismatch or an empty array,
+    ``TypeError`` on mixed or non-float dtypes.
+    """
+    chk.mse_args(pred, target, grad)
+    if _partly_overlaps(grad, pred) or _partly_overlaps(grad, target):
+        loss, fresh = mean_squared_error(pred, target)
+        grad[...] = fresh
+        return loss, grad
+    grad = _alloc(grad, pred.shape, pred.dtype)
+    return float(mse_into(pred, target, grad)), grad
 
 
 def sgd_update(param, grad, lr):

@@ -17,9 +17,10 @@ In place
     host array would silently lose the result, so a host array there raises
     ``TypeError`` naming the argument.
 Synchronisation
-    Launches are asynchronous on the default stream. The only function that
-    waits for the device is ``softmax_cross_entropy``, which copies the loss
-    (one 16-byte copy) to return it as a Python float.
+    Launches are asynchronous on the default stream. The only functions that
+    wait for the device are ``softmax_cross_entropy``, which copies the loss
+    (one 16-byte copy) to return it as a Python float, and
+    ``mean_squared_error``, which copies its D per-column sums.
 Labels
     Host labels are range-checked on the host before anything is launched.
     Device labels are checked on the device: the softmax kernel counts the
@@ -28,8 +29,9 @@ Labels
 dtypes
     float32 and float64; each kernel is compiled per dtype and float32
     kernels compute in float32 (typed literals, shared/local buffers of the
-    array dtype). Exception: ``softmax_cross_entropy`` adds the per-row losses
-    into the batch mean in float64 (N values, a negligible cost).
+    array dtype). Exception: ``softmax_cross_entropy`` adds the per-row
+    losses into the batch mean in float64 (N values, a negligible cost), and
+    ``mean_squared_error`` its per-column sums (D values, on the host).
 
 Nothing is compiled at import: the kernels are built by cached factories on
 first use, so ``import kernels.cuda`` needs neither a GPU nor a CUDA toolkit.
@@ -57,7 +59,7 @@ __all__ = [
     # njit/device building blocks for other compiled code:
     "MATMUL_CONFIGS", "matmul_config", "gemm_into", "activation_forward_into",
     "activation_backward_into", "activation_backward_colsum_into", "column_sums_into",
-    "softmax_xent_into", "sgd_into", "gather_rows_into", "gather_into",
+    "softmax_xent_into", "mse_into", "sgd_into", "gather_rows_into", "gather_into",
     "segment_sumsq_into", "read_stats", "as_device", "is_device_array", "synchronize",
 ]
 
@@ -495,6 +497,27 @@ def _softmax_kernels(T):
 
 
 @lru_cache(maxsize=None)
+def _mse_kernel(T):
+    """One thread per column: a warp reads 32 neighbouring entries of a row
+    (coalesced), with no shared memory and no barriers; each thread writes
+    its column's gradient and sum of squared errors (stored as float64)."""
+
+    @cuda.jit
+    def mse_columns(pred, target, grad, scale, cols):
+        j = cuda.grid(1)
+        if j >= pred.shape[1]:
+            return
+        acc = T(0)
+        for i in range(pred.shape[0]):
+            d = pred[i, j] - target[i, j]
+            acc += d * d
+            grad[i, j] = d * scale
+        cols[j] = float64(acc)
+
+    return mse_columns
+
+
+@lru_cache(maxsize=None)
 def _stats_kernel():
     """Single block: ``stats = [mean of rows[:, 0], sum of rows[:, 1]]`` in float64."""
 
@@ -650,6 +673,21 @@ def softmax_xent_into(logits, labels, grad, rows, stats):
         wide[n, _ROW_TPB](logits, labels, grad, rows)
     _stats_kernel()[1, _REDUCE_TPB](rows, stats)
     return stats
+
+
+def mse_into(pred, target, grad, cols):
+    """Launch the squared error of ``pred`` against ``target`` on the device, without synchronising.
+
+    ``pred``, ``target`` and ``grad`` (N, D) with N, D >= 1; ``grad`` receives
+    ``2 * (pred - target) / (N * D)`` (may alias ``pred`` or ``target``);
+    ``cols`` (D,) float64 receives each column's sum of squared errors
+    (summed in the array dtype), so the mean squared error is
+    ``cols.copy_to_host().sum() / (N * D)``.
+    """
+    n, d = pred.shape
+    scale = np.dtype(pred.dtype).type(2.0 / (n * d))
+    _mse_kernel(_nbtype(pred.dtype))[_blocks_1d(d), _ELEMENTWISE_TPB](pred, target, grad, scale, cols)
+    return cols
 
 
 def sgd_into(param, grad, lr):
@@ -843,6 +881,24 @@ def softmax_cross_entropy(logits, labels, grad=None):
     stats = _empty(2, np.float64)
     softmax_xent_into(logits, labels, grad, rows, stats)
     return read_stats(stats), grad
+
+
+def mean_squared_error(pred, target, grad=None):
+    """Mean squared error over every element, and its gradient, on the GPU.
+
+    ``pred`` and ``target`` (N, D), one float dtype, host or device, N and
+    D >= 1. Returns ``(loss, grad)``: ``loss = mean((pred - target)**2)``, a
+    Python float (per-column sums in the array dtype, added in float64 on the
+    host; copying those D values is the one synchronisation); ``grad`` (N, D)
+    device array ``2 * (pred - target) / (N * D)`` (may be ``pred`` or ``target``).
+    """
+    n, d = chk.mse_args(pred, target, grad)
+    grad = _device_out("grad", grad)
+    pred, target = as_device(pred), as_device(target)
+    if grad is None:
+        grad = _empty((n, d), pred.dtype)
+    cols = mse_into(pred, target, grad, _empty(d, np.float64))
+    return float(cols.copy_to_host().sum()) / (n * d), grad
 
 
 def sgd_update(param, grad, lr):

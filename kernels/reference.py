@@ -167,6 +167,22 @@ def softmax_cross_entropy(logits, labels, grad=None):
     return loss, _result(grad, g.astype(logits.dtype, copy=False))
 
 
+def mean_squared_error(pred, target, grad=None):
+    """Mean squared error over every element, and its gradient.
+
+    ``pred`` and ``target`` (N, D), one float dtype, N and D >= 1. Returns
+    ``(loss, grad)``: ``loss = mean((pred - target)**2)`` over all N * D
+    elements, a Python float (squares summed in float64); ``grad`` (N, D) =
+    ``2 * (pred - target) / (N * D)`` in ``pred``'s dtype (may be ``pred`` or
+    ``target`` itself). Raises ``ValueError`` on a shape mismatch or an empty
+    array, ``TypeError`` on mixed or non-float dtypes.
+    """
+    n, d = chk.mse_args(pred, target, grad)
+    diff = pred - target
+    loss = float(np.mean(np.square(diff, dtype=np.float64)))
+    return loss, _result(grad, diff * diff.dtype.type(2.0 / (n * d)))
+
+
 def sgd_update(param, grad, lr):
     """In place ``param -= lr * grad``; returns ``param``. Any shape, same dtype."""
     lr = chk.sgd_args(param, grad, lr)

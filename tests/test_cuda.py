@@ -131,7 +131,8 @@ def test_float32_matmul_accumulates_in_float32():
 @pytest.mark.skipif(ON_SIMULATOR, reason="PTX only exists for compiled kernels (needs the CUDA toolkit)")
 def test_float32_kernels_contain_no_float64_arithmetic():
     """Inspect the PTX of every float32 kernel: no f64 instruction at all, except
-    softmax's documented float64 per-row loss (converted and stored, never computed)."""
+    softmax's documented float64 per-row loss and the mean squared error's float64
+    per-column sums (converted and stored, never computed)."""
     from numba import float32, float64, int64
     from numba.types import Array, boolean
 
@@ -152,6 +153,10 @@ def test_float32_kernels_contain_no_float64_arithmetic():
     for softmax in kc._softmax_kernels(float32):
         ptx, _ = cuda.compile_ptx(softmax.py_func, (a2, Array(int64, 1, "C"), a2, Array(float64, 2, "C")))
         assert not arithmetic.findall(ptx), softmax.py_func.__name__
+    # mean squared error stores each column's float32 sum as float64
+    mse = kc._mse_kernel(float32)
+    ptx, _ = cuda.compile_ptx(mse.py_func, (a2, a2, a2, float32, Array(float64, 1, "C")))
+    assert not arithmetic.findall(ptx), mse.py_func.__name__
 
 
 # --------------------------------------------------------------------------- host arrays and in-place rules

@@ -384,6 +384,47 @@ def test_softmax_extreme_logits_finite_and_exact(backend, dtype):
     np.testing.assert_allclose(grad, want, atol=np.finfo(dtype).eps)
 
 
+# ------------------------------------------------------------ mean squared error
+
+MSE_SHAPES = [(1, 1), (1, 7), (5, 3), (16, 10), (33, 31), (128, 784), (300, 257)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", MSE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_mean_squared_error(backend, shape, dtype):
+    _skip_big(backend, shape, elems=CUDA_ELEMS)
+    rng = _rng("mse", shape)
+    pred, target = _rand(rng, shape, dtype, scale=3.0), _rand(rng, shape, dtype)
+    diff = pred - target  # rounded to the dtype, as the kernels do
+    want_loss = float(np.mean(diff.astype(np.float64) ** 2))
+    want_grad = diff * diff.dtype.type(2.0 / diff.size)
+    loss, grad = backend.k.mean_squared_error(backend.to_device(pred), backend.to_device(target))
+    assert isinstance(loss, float)
+    rtol, atol = tolerances(dtype, want_loss)
+    assert loss == pytest.approx(want_loss, rel=rtol, abs=atol)
+    _close(_host(backend, grad), want_grad, dtype)
+    for in_place in ("pred", "target"):  # grad may be either input itself
+        p, t = backend.to_device(pred.copy()), backend.to_device(target.copy())
+        out = p if in_place == "pred" else t
+        loss2, grad2 = backend.k.mean_squared_error(p, t, out)
+        assert grad2 is out and loss2 == pytest.approx(want_loss, rel=rtol, abs=atol)
+        _close(_host(backend, out), want_grad, dtype)
+
+
+def test_mean_squared_error_gradient_matches_finite_differences(backend):
+    rng = _rng("mse-fd")
+    pred, target = _rand(rng, (3, 4), np.float64), _rand(rng, (3, 4), np.float64)
+    loss = lambda p: backend.k.mean_squared_error(backend.to_device(p), backend.to_device(target))[0]  # noqa: E731
+    _, grad = backend.k.mean_squared_error(backend.to_device(pred), backend.to_device(target))
+    eps = 1e-6
+    numeric = np.zeros_like(pred)
+    for i, j in np.ndindex(pred.shape):
+        step = np.zeros_like(pred)
+        step[i, j] = eps
+        numeric[i, j] = (loss(pred + step) - loss(pred - step)) / (2 * eps)
+    np.testing.assert_allclose(_host(backend, grad), numeric, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape", [(1,), (5, 3), (100, 10), (784, 100), (2, 3, 4)], ids=str)
 def test_sgd_update(fast_backend, shape, dtype):
@@ -464,6 +505,12 @@ def _bad_cases():
         ("sm-logits-1d", lambda k: k.softmax_cross_entropy(f32(4), labels), ValueError, "logits must be 2-D"),
         ("sm-logits-int", lambda k: k.softmax_cross_entropy(labels.reshape(2, 2), labels[:2]), TypeError, "logits must"),
         ("sm-grad", lambda k: k.softmax_cross_entropy(f32(4, 3), labels, f32(3, 4)), ValueError, "grad must have shape"),
+        ("mse-shape", lambda k: k.mean_squared_error(f32(4, 3), f32(4, 2)), ValueError, "target must have the same shape"),
+        ("mse-mixed", lambda k: k.mean_squared_error(f32(4, 3), f64(4, 3)), TypeError, "mixed dtypes"),
+        ("mse-1d", lambda k: k.mean_squared_error(f32(4), f32(4)), ValueError, "pred must be 2-D"),
+        ("mse-empty", lambda k: k.mean_squared_error(f32(0, 3), f32(0, 3)), ValueError, "at least one row"),
+        ("mse-int", lambda k: k.mean_squared_error(f32(2, 2), labels.reshape(2, 2)), TypeError, "target must"),
+        ("mse-grad", lambda k: k.mean_squared_error(f32(4, 3), f32(4, 3), f32(3, 4)), ValueError, "grad must have shape"),
         ("sgd-shape", lambda k: k.sgd_update(f32(4), f32(5), 0.1), ValueError, "grad must have the same shape"),
         ("sgd-mixed", lambda k: k.sgd_update(f32(4), f64(4), 0.1), TypeError, "mixed dtypes"),
         ("sgd-lr-type", lambda k: k.sgd_update(f32(4), f32(4), "fast"), TypeError, "lr must be a real number"),
@@ -524,6 +571,10 @@ PURE_PYTHON_SCRIPT = textwrap.dedent(
         loss_r, grad_r = ref.softmax_cross_entropy(logits, labels)
         assert np.isfinite(loss) and abs(loss - loss_r) < 1e-4 * abs(loss_r), (loss, loss_r)
         np.testing.assert_allclose(grad, grad_r, atol=1e-6)
+        loss, grad = cpu.mean_squared_error(a, a[::-1].copy())
+        loss_r, grad_r = ref.mean_squared_error(a, a[::-1].copy())
+        assert abs(loss - loss_r) < 1e-6 * loss_r, (loss, loss_r)
+        np.testing.assert_array_equal(grad, grad_r)
     print("pure-python ok")
     """
 )
@@ -676,7 +727,7 @@ def test_dense_backward_outputs_aliasing_inputs_give_the_unaliased_result(backen
         backend.k.dense_backward(x, w, y, dy, "tanh", dw=scratch, db=scratch[0])
 
 
-def test_softmax_and_sgd_with_partly_overlapping_arguments_give_the_unaliased_result(backend):
+def test_softmax_mse_and_sgd_with_partly_overlapping_arguments_give_the_unaliased_result(backend):
     if backend.name == "cuda":
         pytest.skip("device arrays: aliasing is checked on the host backends")
     k = backend.k
@@ -688,6 +739,12 @@ def test_softmax_and_sgd_with_partly_overlapping_arguments_give_the_unaliased_re
     loss, grad = k.softmax_cross_entropy(buf[:4], labels, grad=buf[1:])
     assert loss == pytest.approx(want_loss, rel=1e-6)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
+    buf[:4] = _rand(rng, (4, 6), np.float32)
+    target = _rand(rng, (4, 6), np.float32)
+    want_loss, want_grad = ref.mean_squared_error(buf[:4].copy(), target)
+    loss, grad = k.mean_squared_error(buf[:4], target, grad=buf[1:])
+    assert loss == pytest.approx(want_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-6)
     for param_slice, grad_slice in ((slice(0, 9), slice(1, 10)), (slice(1, 10), slice(0, 9))):
         p = np.arange(10, dtype=np.float32)
         want = p[param_slice] - np.float32(0.5) * p[grad_slice]
