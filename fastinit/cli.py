@@ -140,7 +140,8 @@ def _add_histogram(sub):
         help="activation histograms per layer for several init schemes (the classic figure)",
         description="Push N(0,1) samples through a deep MLP with no bias and record every layer's "
                     "activations for each init scheme: per-layer mean, std, saturated fraction, "
-                    "a mean-field theory std, the activations in HDF5 and the figure.",
+                    "a mean-field theory std, the activations (and, unless --no-gradients, each layer's "
+                    "backpropagated gradient at init) in HDF5 and the figures.",
         epilog=HISTOGRAM_EPILOG,
         formatter_class=_Formatter,
     )
@@ -155,6 +156,12 @@ def _add_histogram(sub):
                    help="draw each layer's biases from N(0, S^2) (the theory's sigma_b^2 = S^2); default 0")
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
+    p.add_argument("--gradients", action=argparse.BooleanOptionalAction, default=True,
+                   help="store each layer's backpropagated gradient at init (dL/d pre-activation, as "
+                        "/histogram/<activation>/<init>/gradients) and draw its histograms, "
+                        "<figure stem>-gradient-histogram.png. On by default: it shows where the gradients "
+                        "vanish, for about a second more at the default sizes; --no-gradients when the file's "
+                        "size matters (the gradients about double it)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
     _add_plot_options(p, "the figure (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
@@ -197,7 +204,8 @@ def _default_plot_path(out, activation):
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .plots import check_figure_path, depth_path, plot_depth, plot_gradients, plot_histogram
+    from .plots import (check_figure_path, depth_path, plot_depth, plot_gradient_histogram, plot_gradients,
+                        plot_histogram)
     from .store import open_results
 
     if len(set(args.init)) != len(args.init):
@@ -212,7 +220,8 @@ def _run_histogram(args):
         check_figure_path(plot)
 
     results = run_histogram(args.activation, args.init, args.layers, args.units, args.samples, args.seed,
-                            args.backend, args.dtype, progress=_progress_wanted(args), bias_std=args.bias_std)
+                            args.backend, args.dtype, progress=_progress_wanted(args), bias_std=args.bias_std,
+                            gradients=args.gradients)
     with open_results(out) as f:
         if args.backend == "cuda":
             from .machine import gpu_name
@@ -222,8 +231,11 @@ def _run_histogram(args):
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
-        for path in (plot_histogram(results, plot), plot_depth(results, depth_path(plot)),
-                     plot_gradients(results, depth_path(plot, "gradients"))):
+        paths = [plot_histogram(results, plot), plot_depth(results, depth_path(plot)),
+                 plot_gradients(results, depth_path(plot, "gradients"))]
+        if args.gradients:
+            paths.append(plot_gradient_histogram(results, depth_path(plot, "gradient-histogram")))
+        for path in paths:
             _say(args, f"wrote figure {path}")
     return EXIT_OK
 
@@ -412,8 +424,8 @@ examples:
   fastinit train --data-dir ~/fashion-mnist (same IDX file names; or FASTINIT_DATA_DIR)
 
 Each run is INIT or INIT:ACTIVATION and writes /train/<run>/ in --out (loss,
-grad_norm, test_accuracy with eval_steps, activations of a fixed probe batch
-with snapshot_steps, attrs status/final_train_loss/final_test_accuracy/
+grad_norm, test_accuracy with eval_steps, activations and gradients of a fixed
+probe batch with snapshot_steps, attrs status/final_train_loss/final_test_accuracy/
 wall_time_s/seed/config); with several --seeds, each seed's run goes to
 /train/<run>/seed=<s>/ and the loss and accuracy figures draw the mean over
 seeds with a min-max band. Other groups in the file stay. Ctrl-C keeps what
@@ -467,7 +479,7 @@ def _add_train(sub):
     p.add_argument("--eval-every", type=_positive_int, default=d.eval_every,
                    help="steps between test-accuracy evaluations")
     p.add_argument("--snapshot-every", type=_positive_int, default=d.snapshot_every,
-                   help="steps between activation snapshots")
+                   help="steps between snapshots of the probe batch's activations and gradients")
     p.add_argument("--probe-samples", type=_positive_int, default=d.probe_samples,
                    help="test images in the activation probe batch")
     p.add_argument("--train-limit", type=_positive_int, metavar="N", help="use only the first N training images")

@@ -30,6 +30,8 @@ __all__ = [
     "save_figure",
     "histogram_figure",
     "plot_histogram",
+    "gradient_histogram_figure",
+    "plot_gradient_histogram",
     "benchmark_figure",
     "smooth",
     "train_loss_figure",
@@ -105,15 +107,23 @@ def _relu_log_range(runs):
     """(lo, hi) in log10 of the positive, finite ReLU activations of every run and layer,
     widened to whole decades: one x-axis for the whole figure, so a net whose activations
     explode (std=10) or collapse (std=0.01) sits decades away from one that keeps them."""
+    return _log_range(run.activations for run in runs)
+
+
+def _log_range(arrays, max_decades=None):
+    """(lo, hi) in log10 of the positive, finite values of ``arrays``, from the lowest 0.5th
+    percentile to the largest value, widened to whole decades; with ``max_decades``, ``lo``
+    is at most that many decades below ``hi``. (-1, 1) when there is no such value."""
     logs = []
-    for run in runs:
-        v = run.activations
+    for v in arrays:
         pos = v[(v > 0) & np.isfinite(v)]
         if pos.size:
             logs += [np.log10(float(np.percentile(pos, 0.5))), np.log10(float(pos.max()))]
     if not logs:
         return (-1.0, 1.0)
-    return (float(np.floor(min(logs))), float(np.ceil(max(logs))) if max(logs) > min(logs) else np.floor(min(logs)) + 1)
+    lo = float(np.floor(min(logs)))
+    hi = float(np.ceil(max(logs))) if max(logs) > min(logs) else lo + 1
+    return (lo if max_decades is None else max(lo, hi - max_decades), hi)
 
 
 def _trend(std):
@@ -275,8 +285,8 @@ def plot_gradients(results, path):
 
 
 def depth_path(histogram_path, kind="depth"):
-    """Where the depth (or ``kind="gradients"``) figure goes beside a histogram figure:
-    ``<stem>-<kind><ext>``."""
+    """Where the depth (or ``kind="gradients"``, ``"gradient-histogram"``) figure goes beside a
+    histogram figure: ``<stem>-<kind><ext>``."""
     stem, ext = os.path.splitext(os.fspath(histogram_path))
     return f"{stem}-{kind}{ext}"
 
@@ -294,6 +304,107 @@ def plot_histogram(results, path):
     """Build :func:`histogram_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(histogram_figure(results), path)
+
+
+_GRADIENT_DECADES = 16  # the widest x-axis of the gradient histograms; smaller values are counted, not drawn
+
+
+def _percent(fraction):
+    """``0%`` only for exactly none, ``<1%`` for a few, else the rounded percentage."""
+    if fraction == 0:
+        return "0%"
+    return "<1%" if fraction < 0.005 else f"{100 * fraction:.0f}%"
+
+
+def _finite_rms(g):
+    """The RMS of the finite values of ``g`` (any shape) as a float, NaN when there are none."""
+    g = np.asarray(g, dtype=np.float64)
+    finite = g[np.isfinite(g)]
+    return float(np.sqrt(np.mean(finite * finite))) if finite.size else float("nan")
+
+
+def _gradient_note(g, lo, theory):
+    """The panel text of one layer's gradients ``g`` (any shape): RMS (of the finite values),
+    the theory's RMS when finite, the fraction exactly 0, below the axis (|g| < 10**lo) and NaN/Inf."""
+    g = np.asarray(g, dtype=np.float64).ravel()
+    finite = g[np.isfinite(g)]
+    n = max(1, g.size)
+    note = f"RMS {_finite_rms(finite):.3g}"
+    if np.isfinite(theory):
+        note += f"\ntheory {theory:.3g}"
+    note += f"\nzero {_percent(np.count_nonzero(finite == 0) / n)}"
+    below = np.count_nonzero((finite != 0) & (np.abs(finite) < 10.0 ** lo)) / n
+    if below:
+        note += f"\n<1e{lo:.0f}: {_percent(below)}"
+    if finite.size < g.size:
+        note += f"\nNaN/Inf {_percent(1 - finite.size / n)}"
+    return note
+
+
+def gradient_histogram_figure(results):
+    """Histograms of the gradient backpropagated at init, in the grid of :func:`histogram_figure`.
+
+    ``results``: :class:`fastinit.experiments.histogram.HistogramResults` from
+    ``run_histogram(..., gradients=True)``. One row per init (those with
+    ``gradients``), one column per layer; the x-axis is log10 |dL/dz| of the
+    layer's pre-activation gradient (see ``fastinit.experiments.histogram.backprop``),
+    shared by every panel and at most 16 decades wide (``_log_range``); each
+    panel has its own y-axis, as the last column (the N(0, 1) gradient that
+    enters) would flatten a row of widely spread gradients.
+    Exact zeros and NaN/Inf are left out of the bars and counted in the panel,
+    as are non-zero values below the axis; each panel also gives the RMS and
+    the mean-field theory's. A row whose RMS shrinks or grows 2x or more per
+    layer, going down from the last layer, is marked vanishing or exploding.
+    Returns a ``Figure``; raises ``ValueError`` when no run has gradients.
+    """
+    runs = [run for run in results.runs.values() if run.gradients is not None]
+    if not runs:
+        raise ValueError("these results hold no gradients: run_histogram(..., gradients=True)")
+    shown = _shown_layers(results.layers)
+    rows, cols = len(runs), len(shown)
+    fig = Figure(figsize=(1.9 * cols + 1.4, 1.55 * rows + 1.3), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    lo, hi = _log_range((np.abs(run.gradients) for run in runs), _GRADIENT_DECADES)
+    for r, run in enumerate(runs):
+        rms = np.array([_finite_rms(g) for g in run.gradients])
+        for c, layer in enumerate(shown):
+            ax = axes[r, c]
+            g = run.gradients[layer].ravel()
+            nonzero = np.abs(g[np.isfinite(g) & (g != 0)]).astype(np.float64)
+            _bars(ax, np.log10(nonzero), (lo, hi), 1.0 / max(1, g.size), "C3")
+            ax.set_xlim(lo, hi)
+            ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+            ax.tick_params(labelsize=7)
+            if nonzero.size == 0:
+                ax.text(0.5, 0.45, "all gradients\nare exactly 0", transform=ax.transAxes, ha="center",
+                        va="center", fontsize=7.5, color="0.3")
+            ax.text(0.97, 0.95, _gradient_note(g, lo, run.grad_theory[layer]), transform=ax.transAxes, ha="right",
+                    va="top", fontsize=6.5, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
+            ax.set_ylim(0, 1.65 * ax.get_ylim()[1])  # headroom for the note
+            if r == 0:
+                ax.set_title(f"layer {layer + 1}", fontsize=9)
+            if r == rows - 1:
+                ax.set_xlabel("log10 |dL/dz|", fontsize=8)
+            if c == 0:
+                trend = _trend(rms[::-1])
+                ax.set_ylabel(f"{run.init}\nfraction" + (f"\n({trend})" if trend else ""), fontsize=8)
+    fig.suptitle(
+        f"{results.activation} gradients at init, dL/dz of each layer's pre-activation: {results.layers} layers x "
+        f"{results.units} units, {results.samples} samples, seed {results.seed} (x: log10 |dL/dz|, zeros not drawn)",
+        fontsize=10,
+    )
+    fig.supxlabel(
+        f"L = sum(G * z) on layer {results.layers} with G ~ N(0, 1), the same G for every init: the last column is G "
+        "itself, and each layer down multiplies by W.T and the activation's slope.\nzero: exactly 0 (a dead ReLU, "
+        "or a sigmoid/tanh unit saturated to its float limit); theory: the mean-field RMS (product of sqrt(chi) per "
+        "layer); vanishing/exploding: RMS per layer going down.", fontsize=7, color="0.35")
+    return fig
+
+
+def plot_gradient_histogram(results, path):
+    """Build :func:`gradient_histogram_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(gradient_histogram_figure(results), path)
 
 
 # --------------------------------------------------------------------------- MNIST training

@@ -41,10 +41,21 @@ def test_histogram_end_to_end(tmp_path, capsys):
     assert "std=1" in stdout and "xavier" in stdout and "sat %" in stdout
     assert f"wrote figure {plot}" in stdout
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "fig-gradient-histogram.png").read_bytes()[:4] == b"\x89PNG"  # --gradients: on by default
     with open_read(out) as f:
         assert sorted(f["/histogram/sigmoid"]) == ["std=1", "xavier"]
         assert f["/histogram/sigmoid/xavier/activations"].shape == (2, 16, 8)
+        assert f["/histogram/sigmoid/xavier/gradients"].shape == (2, 16, 8)
         assert "histogram" in f.attrs["command_line"]
+
+
+def test_histogram_no_gradients(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    assert _run(capsys, "histogram", *SMALL, "--init", "xavier", "--no-gradients", "-q", "--out", str(out))[0] == 0
+    assert not (tmp_path / "r-histogram-sigmoid-gradient-histogram.png").exists()
+    assert (tmp_path / "r-histogram-sigmoid-gradients.png").exists()  # the RMS against depth stays
+    with open_read(out) as f:
+        assert "gradients" not in f["/histogram/sigmoid/xavier"] and "grad_rms" in f["/histogram/sigmoid/xavier"]
 
 
 def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
@@ -55,6 +66,7 @@ def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
                            "--no-plot", "--out", str(out))
     assert code == 0 and stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study-histogram-tanh-depth.png",
+                                                         "study-histogram-tanh-gradient-histogram.png",
                                                          "study-histogram-tanh-gradients.png",
                                                          "study-histogram-tanh.png", "study.h5"]
     info = describe(out)
@@ -456,8 +468,9 @@ def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys,
                 "--test-limit", "50", "--backend", "numpy", "-q")[0] == 0
     folder = tmp_path / "fastinit-results"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "fastinit.h5", "histogram-sigmoid-depth.png", "histogram-sigmoid-gradients.png", "histogram-sigmoid.png",
-        "mnist-accuracy.png", "mnist-activations-he.png", "mnist-loss.png"]
+        "fastinit.h5", "histogram-sigmoid-depth.png", "histogram-sigmoid-gradient-histogram.png",
+        "histogram-sigmoid-gradients.png", "histogram-sigmoid.png", "mnist-accuracy.png", "mnist-activations-he.png",
+        "mnist-loss.png"]
     code, stdout, _ = _run(capsys, "show")
     assert code == 0 and "fastinit-results/fastinit.h5" in stdout and "histogram/" in stdout and "train/" in stdout
 

@@ -134,6 +134,11 @@ def test_overflow_is_counted_and_reported():
     assert fine.overflow_layer() is None and np.all(fine.nonfinite == 0)
     assert f"std=10: activations overflowed float32 from layer {first}" in format_table(res)
     histogram_figure(res)  # NaN/Inf values are left out of the bars, no error
+    from fastinit.plots import gradient_histogram_figure
+
+    assert blown.gradients is not None and not np.isfinite(blown.gradients[0]).all()
+    texts = [t.get_text() for ax in gradient_histogram_figure(res).get_axes() for t in ax.texts]
+    assert any("NaN/Inf" in t for t in texts)
 
 
 def test_float64():
@@ -339,3 +344,78 @@ def test_backpropagated_gradients_follow_the_mean_field_theory(tmp_path):
     np.testing.assert_allclose(relu.runs["he"].grad_theory, 1.0, rtol=1e-6)
     ax = gradient_figure(tanh).get_axes()[0]
     assert ax.get_yscale() == "log" and "xavier (measured)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def _loss_at(z, layer, weights, g, phi):
+    """The histogram's random loss sum(G * z_last) with layer ``layer``'s pre-activation set to ``z``."""
+    for w in weights[layer + 1:]:
+        z = phi(z) @ w
+    return float(np.sum(g * z))
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_stored_gradients_are_the_finite_differences_of_the_loss(activation):
+    """Every stored gradient entry is the central difference of L = sum(G * z_last) with respect to
+    that layer's pre-activation, computed here from scratch in float64."""
+    from fastinit.init import parse_init
+
+    phi = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}[activation]
+    layers, units, samples, seed = 3, 4, 3, 7
+    res = run_histogram(activation, inits=("std=1",), layers=layers, units=units, samples=samples, seed=seed,
+                        backend="numpy", dtype="float64", progress=False)
+    grads = res.runs["std=1"].gradients
+    assert grads.shape == (layers, samples, units) and grads.dtype == np.float64
+    weights = [parse_init("std=1").sample(units, units, np.random.default_rng([seed, i + 1]), "float64")
+               for i in range(layers)]
+    g = np.random.default_rng([seed, 0, 2]).standard_normal((samples, units))
+    z = [np.random.default_rng(seed).standard_normal((samples, units)) @ weights[0]]
+    for w in weights[1:]:
+        z.append(phi(z[-1]) @ w)
+    eps = 1e-6
+    for layer in range(layers):
+        numeric = np.empty((samples, units))
+        for idx in np.ndindex(samples, units):
+            step = np.zeros((samples, units))
+            step[idx] = eps
+            numeric[idx] = (_loss_at(z[layer] + step, layer, weights, g, phi)
+                            - _loss_at(z[layer] - step, layer, weights, g, phi)) / (2 * eps)
+        np.testing.assert_allclose(grads[layer], numeric, rtol=1e-6, atol=1e-8, err_msg=f"layer {layer + 1}")
+    np.testing.assert_allclose(res.runs["std=1"].grad_rms[:-1], np.sqrt(np.mean(grads[:-1] ** 2, axis=(1, 2))))
+
+
+def test_gradients_in_hdf5_and_only_when_asked(tmp_path):
+    path = tmp_path / "r.h5"
+    res = run_histogram("relu", inits=("he",), backend="numpy", progress=False, **SMALL)
+    plain = run_histogram("relu", inits=("xavier",), backend="numpy", progress=False, gradients=False, **SMALL)
+    assert plain.runs["xavier"].gradients is None and np.isfinite(plain.runs["xavier"].grad_rms).all()
+    with open_results(path) as f:
+        write_histogram(f, res)
+        write_histogram(f, plain)
+    with open_read(path) as f:
+        ds = f["/histogram/relu/he/gradients"]
+        assert ds.shape == (3, 32, 16) and ds.dtype == np.float32 and ds.compression == "gzip"
+        assert ds.attrs["units"] and "pre-activation" in ds.attrs["description"] and ds.attrs["init"] == "he"
+        assert "gradients" not in f["/histogram/relu/xavier"]
+    back = read_histogram(path, "relu")
+    np.testing.assert_array_equal(back.runs["he"].gradients, res.runs["he"].gradients)
+    np.testing.assert_array_equal(back.runs["he"].grad_theory, res.runs["he"].grad_theory)
+    assert back.runs["xavier"].gradients is None
+
+
+def test_gradient_histogram_figure(tmp_path):
+    from fastinit.plots import gradient_histogram_figure, plot_gradient_histogram
+
+    res = run_histogram("sigmoid", inits=("std=0.01", "xavier", "std=0"), backend="numpy", progress=False, **SMALL)
+    axes = gradient_histogram_figure(res).get_axes()
+    assert len(axes) == 3 * 3 and axes[0].get_title() == "layer 1"
+    lo, hi = axes[0].get_xlim()
+    assert lo == int(lo) and hi == int(hi) and all(ax.get_xlim() == (lo, hi) for ax in axes)  # one log10 axis
+    assert "vanishing" in axes[0].get_ylabel()  # std=0.01: sigmoid's slope 1/4 times tiny weights
+    assert any("exactly 0" in t.get_text() for t in axes[6].texts)  # std=0: nothing flows below the top
+    assert any("zero 100%" in t.get_text() for t in axes[6].texts)
+    path = tmp_path / "g.png"
+    plot_gradient_histogram(res, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no gradients"):
+        gradient_histogram_figure(run_histogram("sigmoid", inits=("xavier",), backend="numpy", progress=False,
+                                                gradients=False, **SMALL))

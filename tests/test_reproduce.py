@@ -20,7 +20,8 @@ def test_exit_status_and_files(quick_run):
     names = {p.name for p in out.iterdir()}
     assert {"fastinit.h5", "summary.md", "mnist-loss.png", "mnist-accuracy.png"} <= names
     for act in HISTOGRAM_ACTIVATIONS:
-        assert f"histogram-{act}.png" in names
+        assert f"histogram-{act}.png" in names and f"histogram-{act}-gradient-histogram.png" in names
+    assert len([n for n in names if n.endswith(".png")]) == 18  # the README's count
     for run in ("std-0.01", "xavier", "he", "xavier-sigmoid"):
         assert f"mnist-activations-{run}.png" in names
     assert all((out / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
@@ -32,12 +33,14 @@ def test_hdf5_holds_histograms_and_runs(quick_run):
     with h5py.File(out / "fastinit.h5", "r") as f:
         for act in HISTOGRAM_ACTIVATIONS:
             assert {"xavier", "he", "std=0.01"} <= set(f[f"histogram/{act}"])
+            assert "gradients" in f[f"histogram/{act}/xavier"]
         assert set(f["train"]) == set(REPRODUCE_RUNS)
         assert f["train/xavier:sigmoid"].attrs["activation"] == "sigmoid"
         for run in REPRODUCE_RUNS:
             assert f[f"train/{run}"].attrs["status"] == "complete"
             assert f[f"train/{run}"].attrs["seeds"].tolist() == list(REPRODUCE_SEEDS)
             assert sorted(f[f"train/{run}"]) == [f"seed={s}" for s in REPRODUCE_SEEDS]
+            assert f[f"train/{run}/seed=0/gradients"].shape == f[f"train/{run}/seed=0/activations"].shape
 
 
 def test_summary_states_numbers_and_setup(quick_run):

@@ -479,3 +479,31 @@ def test_cli_train_other_data_dir(tmp_path):
                  "--iterations", "5", "--batch-size", "32", "-q"]) == 0
     cfg = json.loads(read_runs(out)[0]["attrs"]["config"])
     assert cfg["data_dir"] == str(d)
+
+
+def test_snapshots_hold_probe_gradients_equal_to_autograd_at_step_0(tmp_path):
+    """Each snapshot stores, per hidden layer, the gradient of each probe image's own loss with respect
+    to the layer's pre-activation; at step 0 it equals the autograd oracle's bias gradient of that image
+    alone (z = h @ W + b, so dloss_i/dz_l[i] = dloss_i/db_l)."""
+    import autograd as ag
+
+    from fastinit import MLP
+
+    sizes = (FEATURES, 16, 8, CLASSES)
+    _, out = small_train(tmp_path, runs=("xavier:tanh",), sizes=sizes)
+    with h5py.File(out, "r") as f:
+        ds = f["train/xavier:tanh/gradients"]
+        assert ds.shape == (3, 2, 10, 16) and ds.dtype == np.float32 and ds.maxshape[0] is None
+        assert ds.attrs["units"] and "pre-activation" in ds.attrs["description"]
+        grads = ds[()]
+    assert np.isnan(grads[:, 1, :, 8:]).all() and not np.isnan(grads[:, :, :, :8]).any()  # layer 2 is 8 wide
+    assert not np.allclose(grads[0, :, :, :8], grads[-1, :, :, :8])  # training changes them
+    params = [(w.astype(np.float64), b.astype(np.float64))
+              for w, b in MLP(list(sizes), activation="tanh", init="xavier", backend="numpy", seed=0).params]
+    data = synthetic()
+    for i in range(10):
+        loss, leaves = ag.mlp_loss(data.test_images[i:i + 1].astype(np.float64), data.test_labels[i:i + 1],
+                                   params, "tanh")
+        loss.backward()
+        for layer, width in enumerate(sizes[1:-1]):
+            np.testing.assert_allclose(grads[0, layer, i, :width], leaves[layer][1].grad, rtol=1e-4, atol=1e-6)

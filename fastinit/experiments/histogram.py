@@ -34,10 +34,13 @@ HDF5 layout written by :func:`write_histogram`, one group per init::
     /histogram/<activation>/<init>/weight_std    (layers,) float64, nominal std of each W
     /histogram/<activation>/<init>/theory_std    (layers,) float64, mean-field prediction
     /histogram/<activation>/<init>/nonfinite     (layers,) float64, fraction of NaN/Inf (overflow)
+    /histogram/<activation>/<init>/grad_rms, grad_theory   (layers,) float64, see gradient_rms, gradient_theory
+    /histogram/<activation>/<init>/gradients     (layers, samples, units), chunked, gzip: dL/dz per layer
+                                                 at init (see backprop); only with gradients=True
 
 with attrs ``init``, ``activation``, ``seed``, ``backend``, ``dtype``,
 ``layers``, ``units``, ``samples``, ``weight_std``, ``saturation`` (the rule)
-on the group and on ``activations``.
+on the group and on ``activations`` (and ``gradients``).
 """
 
 import math
@@ -55,6 +58,7 @@ __all__ = [
     "InitRun",
     "HistogramResults",
     "run_histogram",
+    "backprop",
     "write_histogram",
     "read_histogram",
     "saturated_fraction",
@@ -87,7 +91,8 @@ class InitRun:
     theory_std: np.ndarray  # mean-field (infinite-width) prediction of ``std``
     nonfinite: np.ndarray = None  # fraction of NaN/Inf values per layer (overflow); mean/std skip them
     grad_rms: np.ndarray = None  # RMS of the gradient backpropagated to each layer's pre-activation
-    grad_theory: np.ndarray = None  # its mean-field prediction (see backprop_gradients)
+    grad_theory: np.ndarray = None  # its mean-field prediction (see gradient_theory)
+    gradients: np.ndarray = None  # (layers, samples, units), the run's dtype: that gradient (see backprop), if kept
 
     def __post_init__(self):
         if self.nonfinite is None:
@@ -213,7 +218,7 @@ class _Device:
 
 
 def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100, samples=1000, seed=0,
-                  backend="cpu", dtype="float32", progress=True, bias_std=0.0):
+                  backend="cpu", dtype="float32", progress=True, bias_std=0.0, gradients=True):
     """Run the activation-histogram experiment; return :class:`HistogramResults`.
 
     ``activation``: "sigmoid", "tanh" or "relu". ``inits``: init specs (see
@@ -222,9 +227,12 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     ("numpy", "cpu" or "cuda"); ``dtype`` is "float32" or "float64". Biases
     are 0, or drawn from N(0, ``bias_std``**2) per layer (so the mean-field
     theory's sigma_b^2 = ``bias_std``**2 can be matched), the same for every init.
+    ``gradients``: also keep every layer's backpropagated gradient
+    (:func:`backprop`, ``InitRun.gradients``) for :func:`write_histogram` and
+    the gradient-histogram figure; its RMS (``grad_rms``) is always computed.
     Memory: the activations of every init are kept, ``len(inits) * layers *
-    samples * units`` values. ``progress``: a bar on a terminal, else lines on
-    stderr (``fastinit.progress``).
+    samples * units`` values, twice that with ``gradients``. ``progress``: a
+    bar on a terminal, else lines on stderr (``fastinit.progress``).
 
     Raises ``ValueError`` for a bad activation, init spec, size or dtype,
     ``TypeError`` for a non-integer size, ``fastinit.backends.BackendError``
@@ -264,9 +272,13 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
                     acts[layer] = dev.get(x)
                     bar.update(1, init=spec)
                 run = _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std)
-                run.grad_rms, run.grad_theory = backprop_gradients(
+                grads = backprop(
                     acts, lambda layer: scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype),
-                    activation, units, w_nominal, bias_std, np.random.default_rng([seed, 0, 2]))
+                    activation, np.random.default_rng([seed, 0, 2]))
+                run.grad_rms = gradient_rms(grads)
+                run.grad_theory = gradient_theory(activation, w_nominal, units, bias_std)
+                if gradients:
+                    run.gradients = grads.astype(dtype)
                 results.runs[spec] = run
         done = True
     finally:
@@ -274,38 +286,56 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     return results
 
 
-def backprop_gradients(acts, weights, activation, units, w_nominal, bias_std, rng):
-    """RMS of a random gradient backpropagated through the net at init, per layer, and its
-    mean-field prediction.
+def backprop(acts, weights, activation, rng):
+    """The gradient at init of every layer's pre-activation, for a random loss on the last layer.
 
-    A N(0, 1) gradient enters the last layer's pre-activation and goes down as
+    The loss is ``L = sum(G * z_last)`` with ``G`` (samples, units) drawn N(0, 1)
+    from ``rng``, so ``dL/dz_last = G`` and going down
     ``d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l)``, with ``phi'`` from the saved
-    outputs ``acts`` (layers, samples, units) and ``weights(l)`` layer l's weights
-    (drawn again, in float64). The theory multiplies the mean square by
-    ``chi_l = units * s_{l+1}^2 * E[phi'(z_l)^2]`` per layer (the mean-field
-    gradient-independence assumption: ``chi1^depth`` at the fixed point).
-    Returns two float64 arrays of shape (layers,), the top layer's being 1."""
+    outputs ``acts`` (layers, samples, units) and ``weights(l)`` layer l's
+    weights (drawn again, in float64). Returns float64 (layers, samples,
+    units); NaN where an activation is NaN (overflow) and below it."""
     import kernels.reference as ref
 
+    grads = np.empty(acts.shape)
+    grads[-1] = rng.standard_normal(acts.shape[1:])
+    with np.errstate(all="ignore"):
+        for layer in range(acts.shape[0] - 2, -1, -1):
+            y = acts[layer].astype(np.float64)
+            d = ref.activation_backward(y, grads[layer + 1] @ weights(layer + 1).astype(np.float64).T, activation)
+            grads[layer] = np.where(np.isnan(y), np.nan, d)  # ReLU's y > 0 test would give a NaN unit 0
+    return grads
+
+
+def gradient_rms(grads):
+    """The RMS of each layer's gradient (layers, samples, units) relative to the N(0, 1) one that
+    enters the last layer: float64 (layers,), the last being 1 (its nominal value)."""
+    with np.errstate(all="ignore"):
+        rms = np.sqrt(np.mean(np.square(grads, dtype=np.float64), axis=(1, 2)))
+    rms[-1] = 1.0
+    return rms
+
+
+def gradient_theory(activation, w_nominal, units, bias_std):
+    """Mean-field prediction of :func:`gradient_rms` for weights of std ``w_nominal`` (layers,).
+
+    Going down, the mean square is multiplied by ``chi_l = units * s_{l+1}^2 *
+    E[phi'(z_l)^2]`` per layer, ``z_l`` Gaussian with the variance recursion's
+    ``q_l`` for a N(0, 1) input (the mean-field gradient-independence
+    assumption: ``chi1^depth`` at the fixed point). Returns float64 (layers,),
+    the last being 1."""
     from ..theory import gaussian_moments, slope_moment
 
-    layers = acts.shape[0]
-    rms, theory = np.full(layers, np.nan), np.full(layers, np.nan)
-    d = rng.standard_normal(acts.shape[1:])
-    rms[-1] = theory[-1] = 1.0
-    q = units * w_nominal[0] ** 2 * 1.0 + bias_std ** 2  # the input is N(0, 1)
-    qs = [q]
-    for layer in range(1, layers):  # pre-activation variances for the theory
+    layers = len(w_nominal)
+    qs = [units * w_nominal[0] ** 2 * 1.0 + bias_std ** 2]  # the input is N(0, 1)
+    for layer in range(1, layers):
         _, second = gaussian_moments(qs[-1], activation)
         qs.append(units * w_nominal[layer] ** 2 * second + bias_std ** 2)
-    with np.errstate(all="ignore"):
-        for layer in range(layers - 2, -1, -1):
-            y = acts[layer].astype(np.float64)
-            d = ref.activation_backward(y, d @ weights(layer + 1).astype(np.float64).T, activation)
-            rms[layer] = math.sqrt(float(np.mean(d * d)))
-            chi = units * w_nominal[layer + 1] ** 2 * slope_moment(qs[layer], activation)
-            theory[layer] = theory[layer + 1] * math.sqrt(chi)
-    return rms, theory
+    theory = np.ones(layers)
+    for layer in range(layers - 2, -1, -1):
+        chi = units * w_nominal[layer + 1] ** 2 * slope_moment(qs[layer], activation)
+        theory[layer] = theory[layer + 1] * math.sqrt(chi)
+    return theory
 
 
 def _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std=0.0):
@@ -361,6 +391,13 @@ _DATASETS = {
 }
 
 
+GRADIENT_DESCRIPTION = (
+    "gradient at init of each layer's pre-activation z_l = x_{l-1} @ W_l (+ b_l) for every sample: "
+    "(layer, sample, unit). The loss is L = sum(G * z_last) with G ~ N(0, 1), one draw per seed shared by every "
+    "init, so the last layer's row is G itself and d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l) going down; computed in "
+    "float64 from the stored activations, stored in the run's dtype (a float32 |dL/dz| below about 1e-45 is 0)")
+
+
 def write_histogram(f, results):
     """Write ``results`` into the open results file ``f`` (from :func:`fastinit.store.open_results`).
 
@@ -377,6 +414,11 @@ def write_histogram(f, results):
                                chunk_rows=1, attrs=attrs)  # one layer per chunk: the natural read
         label(ds, "activation value", "outputs of every layer for every sample: (layer, sample, unit)")
         append(ds, run.activations)
+        if run.gradients is not None:
+            ds = create_appendable(g, "gradients", run.gradients.shape[1:], run.gradients.dtype, chunk_rows=1,
+                                   attrs=attrs)
+            label(ds, "dL/dz (L: the random loss)", GRADIENT_DESCRIPTION)
+            append(ds, run.gradients)
         for name in ("mean", "std", "saturated", "weight_std", "theory_std", "nonfinite", "weight_std_measured",
                      "grad_rms", "grad_theory"):
             units, description = _DATASETS[name]
@@ -414,10 +456,10 @@ def read_histogram(path, activation="sigmoid", inits=None):
             if results is None:
                 results = HistogramResults(activation, int(a["layers"]), int(a["units"]), int(a["samples"]),
                                            int(a["seed"]), str(a["backend"]), str(a["dtype"]))
+            optional = {key: g[key][()] for key in ("nonfinite", "grad_rms", "grad_theory", "gradients") if key in g}
             results.runs[name] = InitRun(
                 name, g["activations"][()], g["weight_std"][()], g["weight_std_measured"][()],
-                g["mean"][()], g["std"][()], g["saturated"][()], g["theory_std"][()],
-                g["nonfinite"][()] if "nonfinite" in g else None)
+                g["mean"][()], g["std"][()], g["saturated"][()], g["theory_std"][()], **optional)
     return results
 
 

@@ -69,7 +69,8 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
 
     ``out_dir`` is created if needed; ``DIR/fastinit.h5`` is updated
     atomically (groups of other commands in it stay), the figures are
-    ``histogram-<activation>.png``, ``mnist-loss.png``,
+    ``histogram-<activation>.png`` with ``-depth``, ``-gradients`` (RMS
+    against depth) and ``-gradient-histogram`` beside it, ``mnist-loss.png``,
     ``mnist-accuracy.png`` and ``mnist-activations-<run>.png``, and
     ``summary.md`` holds the tables and findings. Returns a
     :class:`ReproduceResult`.
@@ -127,7 +128,8 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
         path = os.path.join(out_dir, f"histogram-{activation}.png")
         plots.plot_histogram(res, path)
         figures += [path, plots.plot_depth(res, plots.depth_path(path)),
-                    plots.plot_gradients(res, plots.depth_path(path, "gradients"))]
+                    plots.plot_gradients(res, plots.depth_path(path, "gradients")),
+                    plots.plot_gradient_histogram(res, plots.depth_path(path, "gradient-histogram"))]
     activation_stats = {r.name: _activation_stats(h5_path, r) for r in _first_seeds(runs)}
     figures += write_figures(h5_path, os.path.join(out_dir, "mnist-loss.png"), [r.name for r in runs])
     times["figures"] = time.perf_counter() - t0

@@ -23,6 +23,9 @@ group ``/train/<spec>/seed=<s>/``. A run's group, in either layout, holds:
   activations of a fixed probe batch (the first ``probe_samples`` test
   images) at ``snapshot_steps`` (every ``snapshot_every`` steps, step 0
   included). Hidden layers narrower than the widest are padded with NaN;
+- ``gradients`` (same shape and steps): each probe image's own loss
+  differentiated with respect to each hidden layer's pre-activation
+  (:func:`probe_gradients`), NaN-padded the same way;
 - attrs: ``status`` (complete, interrupted or diverged), ``final_train_loss``
   (mean loss over the last ``final_window`` steps), ``final_test_accuracy``,
   ``wall_time_s``, ``iterations_done``, ``diverged_step`` (-1 if none),
@@ -67,6 +70,7 @@ __all__ = [
     "seed_statistics",
     "seed_ranking",
     "snapshot_choice",
+    "probe_gradients",
     "DEFAULT_INITS",
 ]
 
@@ -296,6 +300,7 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     hidden = sizes[1:-1]
     units = max(hidden) if hidden else 0
     probe = np.ascontiguousarray(x_test[: config.probe_samples])
+    probe_labels = y_test[: config.probe_samples]
     seed = int(config.seeds[0] if seed is None else seed)
     run_label = group.name.removeprefix("/train/")
 
@@ -314,13 +319,19 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     ds_eval = label(create_appendable(group, "eval_steps", (), "int64"), "iterations",
                     "SGD steps done when each test_accuracy was measured")
     ds_snap_steps = label(create_appendable(group, "snapshot_steps", (), "int64"), "iterations",
-                          "SGD steps done when each activations snapshot was taken")
-    ds_act = None
+                          "SGD steps done when each snapshot of activations and gradients was taken")
+    ds_act = ds_probe_grad = None
     if hidden:
         ds_act = label(
             create_appendable(group, "activations", (len(hidden), probe.shape[0], units), config.dtype,
                               chunk_rows=1),
             "activation value", "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
+            layers=np.arange(1, len(hidden) + 1), probe=f"the first {probe.shape[0]} test images",
+            padding="NaN where a layer is narrower than the widest hidden layer")
+        ds_probe_grad = label(
+            create_appendable(group, "gradients", (len(hidden), probe.shape[0], units), config.dtype,
+                              chunk_rows=1),
+            "dloss_i/dz (nats per unit of pre-activation)", PROBE_GRADIENT_DESCRIPTION,
             layers=np.arange(1, len(hidden) + 1), probe=f"the first {probe.shape[0]} test images",
             padding="NaN where a layer is narrower than the widest hidden layer")
 
@@ -351,12 +362,13 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     def snapshot(step):
         if ds_act is None:
             return
-        _, acts = model.forward(np.ascontiguousarray(probe), record=True)
-        row = np.full((len(hidden), probe.shape[0], units), np.nan, dtype=dtype)
-        for i in range(len(hidden)):
-            a = np.asarray(acts[i])
-            row[i, :, : a.shape[1]] = a
-        append(ds_act, row)
+        logits, acts = model.forward(np.ascontiguousarray(probe), record=True)
+        grads = probe_gradients(model.params, acts, logits, probe_labels, spec.activation)
+        for ds, layers in ((ds_act, acts), (ds_probe_grad, grads)):
+            row = np.full((len(hidden), probe.shape[0], units), np.nan, dtype=dtype)
+            for i, a in enumerate(layers):
+                row[i, :, : a.shape[1]] = a
+            append(ds, row)
         append(ds_snap_steps, step)
 
     from ..progress import Progress
@@ -406,6 +418,37 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
         log(f"run {run_label}: diverged at step {done} (loss {loss}); run stopped, "
             "its last test accuracy is from before the divergence")
     return result
+
+
+PROBE_GRADIENT_DESCRIPTION = (
+    "gradient of each probe image's own softmax cross-entropy loss_i with respect to each hidden layer's "
+    "pre-activation z_l = h_{l-1} @ W_l + b_l, at each snapshot: (snapshot, layer, sample, unit); N times the "
+    "gradient of the probe batch's mean loss. Computed in float64 on the host from the recorded activations and "
+    "weights, stored in the run's dtype")
+
+
+def probe_gradients(params, hidden, logits, labels, activation):
+    """The gradient of each sample's own loss with respect to each hidden layer's pre-activation.
+
+    ``params``: the MLP's ``[(W, b), ...]``; ``hidden``: its recorded hidden
+    outputs (``MLP.forward(x, record=True)``), each (N, width); ``logits`` (N,
+    classes); ``labels`` (N,) ints. Backpropagates the softmax cross-entropy
+    on the host in float64 with :mod:`kernels.reference`: row i of layer l is
+    ``d loss_i / d z_l[i]`` (N times the gradient of the mean loss). Returns a
+    list of float64 (N, width) arrays, layer 1 first; NaN where the network
+    overflowed."""
+    import kernels.reference as ref
+
+    logits = np.ascontiguousarray(logits, dtype=np.float64)
+    _, d = ref.softmax_cross_entropy(logits, np.asarray(labels))
+    d = d * logits.shape[0]
+    grads = []
+    for (w, _), h in zip(params[:0:-1], hidden[::-1]):  # (W_{l+1}, h_l) from the top down
+        h = np.ascontiguousarray(h, dtype=np.float64)
+        d = ref.activation_backward(h, d @ w.astype(np.float64).T, activation)
+        d = np.where(np.isnan(h), np.nan, d)  # ReLU's h > 0 test would give a NaN unit 0
+        grads.append(d)
+    return grads[::-1]
 
 
 def _finish(group, status, done, tail, acc, wall, diverged_step):
