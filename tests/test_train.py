@@ -507,3 +507,27 @@ def test_snapshots_hold_probe_gradients_equal_to_autograd_at_step_0(tmp_path):
         loss.backward()
         for layer, width in enumerate(sizes[1:-1]):
             np.testing.assert_allclose(grads[0, layer, i, :width], leaves[layer][1].grad, rtol=1e-4, atol=1e-6)
+
+
+def test_data_driven_inits_train_and_record_their_cost_and_calibration(tmp_path):
+    """lsuv and pretrain calibrate on the training images only; their cost and per-layer numbers are stored."""
+    import json
+
+    results, out = small_train(tmp_path, runs=("lsuv", "pretrain,steps=20", "he"))
+    by_name = {r.name: r for r in results}
+    assert all(r.status == "complete" for r in results)
+    assert by_name["pretrain,steps=20"].init_seconds > 0 and by_name["lsuv"].init_seconds > 0
+    with h5py.File(out, "r") as f:
+        for name in ("lsuv", "pretrain,steps=20"):
+            assert f[f"/train/{name}"].attrs["init_seconds"] > 0
+            assert json.loads(f[f"/train/{name}"].attrs["init_info"])
+        assert "init_info" not in f["/train/he"].attrs
+    data = synthetic()
+    from fastinit import MLP
+
+    lsuv = MLP(list(SMALL["sizes"]), init="lsuv", backend="numpy", data=data.train_images)
+    with h5py.File(out, "r") as f:
+        assert json.loads(f["/train/lsuv"].attrs["init_info"]) == json.loads(
+            json.dumps(lsuv.init_info, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist")
+                       else float(v)))  # calibrated on the training images, as MLP(data=train) does
+    assert "init s" in format_results(results)

@@ -28,9 +28,14 @@ group ``/train/<spec>/seed=<s>/``. A run's group, in either layout, holds:
   (:func:`probe_gradients`), NaN-padded the same way;
 - attrs: ``status`` (complete, interrupted or diverged), ``final_train_loss``
   (mean loss over the last ``final_window`` steps), ``final_test_accuracy``,
-  ``wall_time_s``, ``iterations_done``, ``diverged_step`` (-1 if none),
+  ``wall_time_s``, ``init_seconds`` (the init's own cost, part of the wall
+  time), ``iterations_done``, ``diverged_step`` (-1 if none),
   ``init``, ``activation``, ``seed``, and the run's config as JSON (``config``)
   plus one attr per config field.
+
+A data-driven init (``lsuv``, ``pretrain``: :mod:`fastinit.datainit`)
+calibrates on the training images, never the test set, and its per-layer
+measurements go to the attr ``init_info`` (JSON).
 
 A run's *label* is its group path under ``/train``: ``<spec>`` or
 ``<spec>/seed=<s>``; :func:`read_activations` and :func:`snapshot_choice`
@@ -218,6 +223,7 @@ class RunResult:
     group: str = ""
     extra: dict = field(default_factory=dict)
     seed: int = 0
+    init_seconds: float = 0.0  # what drawing (or computing) the initial weights took
 
     @property
     def label(self):
@@ -336,8 +342,12 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
             padding="NaN where a layer is narrower than the widest hidden layer")
 
     t0 = time.perf_counter()
+    # A data-driven init (lsuv, pretrain) calibrates on the training images, never the test set.
     model = MLP(list(sizes), activation=spec.activation, init=spec.init, backend=config.backend,
-                dtype=dtype.name, seed=seed)
+                dtype=dtype.name, seed=seed, data=x_train)
+    group.attrs["init_seconds"] = float(model.init_seconds)
+    if model.init_info:
+        group.attrs["init_info"] = json.dumps(model.init_info, sort_keys=True, default=_plain_number)
 
     loss_rows, grad_rows = [], []
     tail = deque(maxlen=config.final_window)
@@ -413,6 +423,7 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
         name=spec.name, init=spec.init, activation=spec.activation, status=status, iterations_done=done,
         final_train_loss=final_loss, final_test_accuracy=last_acc,
         wall_time_s=wall, diverged_step=diverged_step, group=group.name, seed=seed,
+        init_seconds=float(model.init_seconds),
     )
     if status == "diverged":
         log(f"run {run_label}: diverged at step {done} (loss {loss}); run stopped, "
@@ -449,6 +460,11 @@ def probe_gradients(params, hidden, logits, labels, activation):
         d = np.where(np.isnan(h), np.nan, d)  # ReLU's h > 0 test would give a NaN unit 0
         grads.append(d)
     return grads[::-1]
+
+
+def _plain_number(value):
+    """JSON for the NumPy scalars and arrays in an ``init_info``."""
+    return value.tolist() if hasattr(value, "tolist") else float(value)
 
 
 def _finish(group, status, done, tail, acc, wall, diverged_step):
@@ -678,14 +694,15 @@ def format_results(results):
     mean ± std over its seeds (:func:`seed_statistics`), then how the inits
     rank across seeds (:func:`seed_ranking`)."""
     width = max([18] + [len(r.label) for r in results])
-    head = f"{'run':<{width}} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8}"
+    head = f"{'run':<{width}} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8} {'init s':>7}"
     lines = [head, "-" * len(head)]
     for r in results:
         status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
         lines.append(f"{r.label:<{width}} {status:<22} {_loss_text(r.final_train_loss):>10} "
-                     f"{100 * r.final_test_accuracy:>8.2f}% {r.wall_time_s:>8.1f}")
+                     f"{100 * r.final_test_accuracy:>8.2f}% {r.wall_time_s:>8.1f} {r.init_seconds:>7.2f}")
     lines.append("final loss: mean mini-batch loss over the last iterations (final_window); "
-                 "test acc: full test set after the last step")
+                 "test acc: full test set after the last step; init s: time to compute the initial weights "
+                 "(part of wall s)")
     stats = seed_statistics(results)
     if any(len(s["seeds"]) > 1 for s in stats.values()):
         seeds = sorted({r.seed for r in results})
