@@ -21,7 +21,7 @@ def test_exit_status_and_files(quick_run):
     assert {"fastinit.h5", "summary.md", "mnist-loss.png", "mnist-accuracy.png"} <= names
     for act in HISTOGRAM_ACTIVATIONS:
         assert f"histogram-{act}.png" in names and f"histogram-{act}-gradient-histogram.png" in names
-    assert len([n for n in names if n.endswith(".png")]) == 18  # the README's count
+    assert len([n for n in names if n.endswith(".png")]) == 21  # the README's count
     for run in ("std-0.01", "xavier", "he", "xavier-sigmoid"):
         assert f"mnist-activations-{run}.png" in names
     assert all((out / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
@@ -95,6 +95,29 @@ def test_findings_use_the_mean_over_seeds():
     assert "he reaches 93.0% mean test accuracy (at least 90%)." in text
     assert "Seed by seed: he < xavier < std=0.01 (final train loss) does NOT hold for every seed: it fails for " \
            "seed 1 (xavier < he < std=0.01)." in text
+
+
+def test_history_verdicts_follow_the_numbers(quick_run):
+    from fastinit.experiments.reproduce import _history_findings
+    from fastinit.experiments.train import RunResult, TrainConfig
+
+    def run(name, loss):
+        return RunResult(name=name, init=name.split(":")[0], activation="sigmoid", status="complete",
+                         iterations_done=2000, final_train_loss=loss, final_test_accuracy=0.5, wall_time_s=1.0)
+
+    by = {"xavier:sigmoid": run("xavier:sigmoid", 2.30), "lsuv:sigmoid": run("lsuv:sigmoid", 0.4),
+          "pretrain:sigmoid": run("pretrain:sigmoid", 2.29)}
+    probe = {0.1: [run("xavier:sigmoid", 2.3), run("pretrain:sigmoid", 2.2)],
+             0.5: [run("xavier:sigmoid", 0.4), run("pretrain:sigmoid", 0.3)]}
+    text = "\n".join(_history_findings(by, probe, TrainConfig()))
+    assert "Layer-wise pre-training does NOT rescue" in text and "It learns from lr 0.5 (of 0.1, 0.5)" in text
+    assert "LSUV rescues the 5-layer sigmoid network at lr 0.01" in text and "Xavier from lr 0.5." in text
+    _, out = quick_run  # the real run writes the section, the lr probe included
+    summary = (out / "summary.md").read_text()
+    assert "## History: layer-wise pre-training and LSUV" in summary and "| 0.5 | pretrain:sigmoid |" in summary
+    with h5py.File(out / "fastinit.h5", "r") as f:
+        assert set(f["history/lr=0.1"]) == {"xavier:sigmoid", "lsuv:sigmoid", "pretrain:sigmoid"}
+        assert f["train/pretrain:sigmoid/seed=0"].attrs["init_seconds"] > 0
 
 
 def test_out_must_be_a_directory(tmp_path, capsys):

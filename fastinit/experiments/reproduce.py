@@ -7,7 +7,12 @@
    article, ``xavier:sigmoid``, each once per seed (default 0, 1, 2), with
    mean ± std over the seeds and whether he < xavier < std=0.01 holds for
    every seed.
-3. Everything goes to ``DIR/fastinit.h5``; the figures to ``DIR/*.png``; and
+3. The history comparison: the sigmoid network under ``xavier``, ``lsuv`` and
+   ``pretrain`` and the ReLU network under ``he`` and ``lsuv`` (in the runs
+   above), with each init's own cost; the sigmoid runs are tried again at
+   the learning rates ``HISTORY_LRS`` (first seed, ``/history/lr=<lr>/``) to
+   show where each starts to learn.
+4. Everything goes to ``DIR/fastinit.h5``; the figures to ``DIR/*.png``; and
    ``DIR/summary.md`` states the numbers and, in plain words, what they show.
 
 ``quick=True`` shrinks every size (few samples, a few dozen steps on a
@@ -32,7 +37,13 @@ __all__ = ["reproduce", "ReproduceResult", "REPRODUCE_RUNS", "REPRODUCE_SEEDS", 
 DEFAULT_OUT = "fastinit-results"
 HISTOGRAM_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 #: The classic ReLU runs plus the literal "Xavier with sigmoid" reading of the article.
-REPRODUCE_RUNS = tuple(TRAIN_INITS) + ("xavier:sigmoid",)
+# The history comparison: the 5-layer sigmoid network under Xavier, LSUV and layer-wise
+# pre-training (Hinton 2006 / Mishkin & Matas 2016), the ReLU network under He and LSUV.
+HISTORY_SIGMOID = ("xavier:sigmoid", "lsuv:sigmoid", "pretrain:sigmoid")
+REPRODUCE_RUNS = tuple(TRAIN_INITS) + HISTORY_SIGMOID + ("lsuv",)
+#: Learning rates at which the sigmoid runs are tried again (first seed) to see where each starts to learn.
+HISTORY_LRS = (0.1, 0.5)
+RESCUED_LOSS = 2.0  # final loss below this (ln 10 = 2.303 is guessing): the network learns
 #: Each MNIST run is trained once per seed; the histograms use the first.
 REPRODUCE_SEEDS = (0, 1, 2)
 LN10 = math.log(10.0)
@@ -54,6 +65,7 @@ class ReproduceResult:
     runs: list  # fastinit.experiments.train.RunResult per run and seed
     wall_times: dict = field(default_factory=dict)  # phase -> seconds
     activation_stats: dict = field(default_factory=dict)  # run -> {"steps", "std", "saturated"} (first, last)
+    lr_probe: dict = field(default_factory=dict)  # lr -> RunResults of the sigmoid history runs at that lr
 
     @property
     def diverged(self):
@@ -121,6 +133,10 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     times["training"] = time.perf_counter() - t0
     log(f"training: {len(config.runs)} runs x {len(config.seeds)} seed(s) x {config.iterations} iterations "
         f"({times['training']:.1f} s)")
+    t0 = time.perf_counter()
+    lr_probe = {lr: train(replace(config, runs=HISTORY_SIGMOID, lr=lr, seeds=config.seeds[:1]), h5_path,
+                          root=f"history/lr={lr:g}", progress=progress, log=log) for lr in HISTORY_LRS}
+    times["history learning rates"] = time.perf_counter() - t0
 
     # 3. Figures.
     t0 = time.perf_counter()
@@ -137,7 +153,7 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     times["total"] = time.perf_counter() - t_all
 
     result = ReproduceResult(out_dir, h5_path, os.path.join(out_dir, "summary.md"), figures, histograms, runs,
-                             times, activation_stats)
+                             times, activation_stats, lr_probe)
     with open(result.summary_path, "w", encoding="utf-8") as fh:
         fh.write(summary_markdown(result, config, quick=quick))
     log(f"wrote {h5_path}, {len(figures)} figures and {result.summary_path} ({times['total']:.1f} s)")
@@ -366,6 +382,68 @@ def _train_findings(runs, quick):
     return out
 
 
+def _history_section(runs, lr_probe, config):
+    """The data-driven inits against Xavier and He: cost, loss and accuracy, and plainly whether
+    pre-training or LSUV make the sigmoid network learn at the study's lr, else at which lr."""
+    by = {r.name: r for r in _mean_runs(runs)}
+    cost = {}
+    for r in runs:
+        cost.setdefault(r.name, []).append(r.init_seconds)
+    shown = [n for n in HISTORY_SIGMOID + ("he", "lsuv") if n in by]
+    if not shown:
+        return []
+    lines = ["## History: layer-wise pre-training and LSUV against Xavier and He", "",
+             f"Same network and training as above (lr {config.lr:g}, {config.iterations} iterations); init cost: "
+             "the seconds computing the initial weights took (mean over seeds; the first data-driven init in a "
+             "process includes compiling its kernels). Their histograms at init are the step-0 rows of "
+             "`mnist-activations-<run>.png`.", "",
+             "| run | init cost (s) | final loss | test accuracy |", "|---|---|---|---|"]
+    for n in shown:
+        r = by[n]
+        lines.append(f"| {n} | {np.mean(cost[n]):.2f} | {_f(r.final_train_loss)} | "
+                     f"{100 * r.final_test_accuracy:.2f}% |")
+    lines += ["", f"The sigmoid runs again at other learning rates ({_seeds_text(config.seeds[:1])}, "
+              f"`/history/lr=<lr>/`):", "", "| lr | run | final loss | test accuracy | init cost (s) |",
+              "|---|---|---|---|---|"]
+    for lr, probe in lr_probe.items():
+        for r in probe:
+            lines.append(f"| {lr:g} | {r.name} | {_f(r.final_train_loss)} | {100 * r.final_test_accuracy:.2f}% | "
+                         f"{r.init_seconds:.2f} |")
+    lines += ["", *_history_findings(by, lr_probe, config), ""]
+    return lines
+
+
+def _learns(run):
+    return run.status == "complete" and run.final_train_loss < RESCUED_LOSS
+
+
+def _history_findings(by, lr_probe, config):
+    out = []
+    base = by.get("xavier:sigmoid")
+    for n, what in (("pretrain:sigmoid", "Layer-wise pre-training"), ("lsuv:sigmoid", "LSUV")):
+        if n not in by:
+            continue
+        r = by[n]
+        verdict = "rescues" if _learns(r) else "does NOT rescue"
+        text = (f"- {what} {verdict} the 5-layer sigmoid network at lr {config.lr:g} in {config.iterations} "
+                f"steps: loss {_f(r.final_train_loss, 3)}" + (f" against Xavier's {_f(base.final_train_loss, 3)}"
+                                                              if base else "") + f" (ln 10 = {LN10:.3f}).")
+        if not _learns(r):
+            first = next((lr for lr, probe in lr_probe.items() for p in probe if p.name == n and _learns(p)), None)
+            text += (f" It learns from lr {first:g} (of {', '.join(f'{lr:g}' for lr in lr_probe)})" if first
+                     else f" Nor at lr {', '.join(f'{lr:g}' for lr in lr_probe)}")
+            xavier_first = next((lr for lr, probe in lr_probe.items() for p in probe
+                                 if p.name == "xavier:sigmoid" and _learns(p)), None)
+            text += (f"; Xavier from lr {xavier_first:g}." if xavier_first else "; Xavier at none of them.")
+        out.append(text)
+    if "lsuv" in by and "he" in by:
+        he, ls = by["he"], by["lsuv"]
+        out.append(f"- On the ReLU network LSUV ends at loss {_f(ls.final_train_loss, 3)} and "
+                   f"{100 * ls.final_test_accuracy:.1f}% against He's {_f(he.final_train_loss, 3)} and "
+                   f"{100 * he.final_test_accuracy:.1f}%.")
+    return out
+
+
 def summary_markdown(result, config, quick=False):
     """The text of ``summary.md`` for a :class:`ReproduceResult`."""
     v = _versions()
@@ -385,6 +463,7 @@ def summary_markdown(result, config, quick=False):
         *_histogram_section(result.histograms),
         *_train_section(result.runs, config, quick),
         *_train_activation_section(_first_seeds(result.runs), result.activation_stats),
+        *_history_section(result.runs, result.lr_probe, config),
     ]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -519,11 +519,13 @@ def _compile_in_background(config):
     return thread
 
 
-def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True, log=print, **overrides):
+def train(config=None, out="fastinit-results.h5", *, dataset=None, root="train", progress=True, log=print,
+          **overrides):
     """Run the training study described by ``config`` (plus keyword ``overrides``).
 
     Writes one group per run and seed to the HDF5 file ``out`` (layout in
-    the module docstring; other groups in it are kept) and returns a list of
+    the module docstring, under ``/<root>`` instead of ``/train`` when
+    ``root`` is given; other groups in it are kept) and returns a list of
     :class:`RunResult`, one per run and seed, run by run and seed by seed
     within a run, in the given orders. ``dataset`` defaults to
     ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
@@ -556,10 +558,10 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, progress=True
             f.attrs["gpu"] = gpu_name()
         for spec in config.run_specs:
             if len(config.seeds) == 1:
-                group = replace_group(f, f"/train/{spec.name}")
+                group = replace_group(f, f"/{root}/{spec.name}")
                 results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
                 continue
-            parent = replace_group(f, f"/train/{spec.name}", dict(init=spec.init, activation=spec.activation,
+            parent = replace_group(f, f"/{root}/{spec.name}", dict(init=spec.init, activation=spec.activation,
                                                                    seeds=np.asarray(config.seeds, np.int64)))
             seeded = [train_run(replace_group(f, f"{parent.name}/seed={seed}"), spec, config, dataset, seed=seed,
                                 progress=progress, log=log) for seed in config.seeds]
