@@ -81,3 +81,16 @@ def reference():
     import kernels.reference as module
 
     return module
+
+
+def make_mlp(backend, *args, **kwargs):
+    """A ``fastinit.MLP`` on ``backend``; skips the test on cuda when this build has no CUDA MLP engine."""
+    from fastinit import MLP
+    from fastinit.backends import BackendError
+
+    try:
+        return MLP(*args, backend=backend, **kwargs)
+    except BackendError as exc:
+        if backend == "cuda" and "cuda engine cannot be imported" in str(exc):
+            pytest.skip(str(exc))
+        raise

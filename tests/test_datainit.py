@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from fastinit import MLP
-from fastinit.backends import BackendError
 from fastinit.init import INIT_NAMES, init_weights, parse_init
 
-from conftest import DTYPES, KERNEL_BACKENDS
+from conftest import DTYPES, KERNEL_BACKENDS, make_mlp
 
 SIZES = (12, 10, 8, 6, 4)  # input, three hidden layers, output
 
@@ -19,16 +18,6 @@ SIZES = (12, 10, 8, 6, 4)  # input, three hidden layers, output
 def _data(n=48, width=SIZES[0], seed=3):
     # Not centred and not unit-variance, so LSUV has something to correct.
     return 0.5 + 2.0 * np.random.default_rng(seed).standard_normal((n, width))
-
-
-def _mlp(backend, *args, **kwargs):
-    """An MLP on ``backend``; skip cuda when this build has no CUDA MLP engine."""
-    try:
-        return MLP(*args, backend=backend, **kwargs)
-    except BackendError as exc:
-        if backend == "cuda" and "cuda engine cannot be imported" in str(exc):
-            pytest.skip(str(exc))
-        raise
 
 
 def _act(z, activation):
@@ -178,7 +167,7 @@ def test_backends_agree_with_numpy(backend, spec, dtype):
         sizes = SIZES
     x = _data(n=20, width=sizes[0]).astype(dtype)
     want = MLP(sizes, "tanh", spec, backend="numpy", dtype=dtype, seed=4, data=x)
-    got = _mlp(backend, sizes, "tanh", spec, dtype=dtype, seed=4, data=x)
+    got = make_mlp(backend, sizes, "tanh", spec, dtype=dtype, seed=4, data=x)
     rtol, atol = (2e-4, 2e-5) if dtype == np.float32 else (1e-10, 1e-12)
     for (w, b), (ww, wb) in zip(got.params, want.params):
         np.testing.assert_allclose(w, ww, rtol=rtol, atol=atol)

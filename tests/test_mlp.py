@@ -13,19 +13,9 @@ from fastinit import MLP
 from fastinit.backends import BackendError
 
 import autograd as ag
-from conftest import KERNEL_BACKENDS, ON_SIMULATOR
+from conftest import KERNEL_BACKENDS, ON_SIMULATOR, make_mlp
 
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
-
-
-def _mlp(backend, *args, **kwargs):
-    """An MLP on ``backend``; skip cuda when this build has no CUDA MLP engine."""
-    try:
-        return MLP(*args, backend=backend, **kwargs)
-    except BackendError as exc:
-        if backend == "cuda" and "cuda engine cannot be imported" in str(exc):
-            pytest.skip(str(exc))
-        raise
 
 
 def _batch(rng, n, n_in, n_classes, dtype):
@@ -49,7 +39,7 @@ def _autograd_step(params, x, labels, activation, lr):
 def test_one_step_matches_autograd_in_float64(backend, activation):
     rng = np.random.default_rng(1)
     sizes = (6, 7, 5, 3)
-    mlp = _mlp(backend.name, sizes, activation=activation, init="xavier", dtype="float64", seed=3)
+    mlp = make_mlp(backend.name, sizes, activation=activation, init="xavier", dtype="float64", seed=3)
     # Non-zero biases so the bias path is exercised in the forward pass too.
     mlp.load_params([(w, rng.normal(scale=0.1, size=b.shape)) for w, b in mlp.params])
     x, labels = _batch(rng, 9, sizes[0], sizes[-1], np.float64)
@@ -146,7 +136,7 @@ def test_batch_size_changes_reuse_nothing_stale(fast_backend):
     rng = np.random.default_rng(8)
     sizes = (10, 8, 3)
     ref = MLP(sizes, activation="relu", backend="numpy", dtype="float64", seed=4)
-    mlp = _mlp(fast_backend.name, sizes, activation="relu", dtype="float64", seed=4)
+    mlp = make_mlp(fast_backend.name, sizes, activation="relu", dtype="float64", seed=4)
     for n in (8, 5, 8, 1):
         x, labels = _batch(rng, n, sizes[0], sizes[-1], np.float64)
         assert mlp.train_step(x, labels, 0.05) == pytest.approx(ref.train_step(x, labels, 0.05), rel=1e-12)
@@ -160,8 +150,8 @@ def test_steps_on_indices_equal_steps_on_gathered_batches(backend):
     rng = np.random.default_rng(11)
     sizes = (7, 6, 4)
     x, labels = _batch(rng, 30, sizes[0], sizes[-1], np.float64)
-    by_rows = _mlp(backend.name, sizes, activation="tanh", dtype="float64", seed=2)
-    by_idx = _mlp(backend.name, sizes, activation="tanh", dtype="float64", seed=2)
+    by_rows = make_mlp(backend.name, sizes, activation="tanh", dtype="float64", seed=2)
+    by_idx = make_mlp(backend.name, sizes, activation="tanh", dtype="float64", seed=2)
     by_idx.set_dataset(x, labels.astype(np.int32))
     for idx in (rng.integers(0, 30, 8), np.arange(29, 20, -1), np.array([5], dtype=np.int32)):
         assert by_idx.train_step_indices(idx, 0.1) == by_rows.train_step(x[idx], labels[idx], 0.1)
@@ -193,7 +183,7 @@ def test_bad_indices_are_rejected(small, idx, match):
 
 def test_same_seed_gives_identical_weights_on_every_backend(backend):
     ref = MLP((12, 9, 4), init="he", backend="numpy", seed=42)
-    mlp = _mlp(backend.name, (12, 9, 4), init="he", seed=42)
+    mlp = make_mlp(backend.name, (12, 9, 4), init="he", seed=42)
     for (w, b), (rw, rb) in zip(mlp.params, ref.params):
         assert w.shape == rw.shape and w.dtype == np.float32
         np.testing.assert_array_equal(w, rw)
@@ -211,7 +201,7 @@ def test_different_seeds_give_different_weights():
 
 
 def test_params_are_copies(backend):
-    mlp = _mlp(backend.name, (5, 4, 3), seed=0)
+    mlp = make_mlp(backend.name, (5, 4, 3), seed=0)
     p = mlp.params
     p[0][0][...] = 123.0
     assert not np.any(mlp.params[0][0] == 123.0)
@@ -220,7 +210,7 @@ def test_params_are_copies(backend):
 @pytest.mark.parametrize("sizes", [(6, 3), (6, 5, 3), (6, 5, 4, 7, 3)])
 def test_forward_record_shapes_and_consistency(backend, sizes):
     rng = np.random.default_rng(0)
-    mlp = _mlp(backend.name, sizes, activation="sigmoid", init="xavier", seed=1)
+    mlp = make_mlp(backend.name, sizes, activation="sigmoid", init="xavier", seed=1)
     x, _ = _batch(rng, 7, sizes[0], sizes[-1], np.float32)
     logits, hidden = mlp.forward(x, record=True)
     assert logits.shape == (7, sizes[-1]) and logits.dtype == np.float32
@@ -240,7 +230,7 @@ def test_forward_record_shapes_and_consistency(backend, sizes):
 
 def test_readonly_inputs_are_accepted(backend):
     rng = np.random.default_rng(3)
-    mlp = _mlp(backend.name, (5, 4, 3), seed=0)
+    mlp = make_mlp(backend.name, (5, 4, 3), seed=0)
     x, labels = _batch(rng, 6, 5, 3, np.float32)
     labels = labels.astype(np.int32)
     x.setflags(write=False)
@@ -263,7 +253,7 @@ def _blobs(rng, n, n_in, n_classes):
 def test_training_on_separable_blobs_lowers_the_loss(backend, activation):
     rng = np.random.default_rng(0)
     x, labels = _blobs(rng, 64, 8, 3)
-    mlp = _mlp(backend.name, (8, 16, 3), activation=activation, init="xavier", seed=0)
+    mlp = make_mlp(backend.name, (8, 16, 3), activation=activation, init="xavier", seed=0)
     if backend.name == "cuda" and ON_SIMULATOR:
         pytest.skip("minutes on the simulator; cuda steps are checked one by one against cpu in test_cuda.py")
     steps = 200
