@@ -529,7 +529,7 @@ def _run_train(args):
 
 REPRODUCE_EPILOG = """\
 examples:
-  fastinit reproduce                      the whole study into fastinit-results/ (about 40 s on 2 cores, 30 s warm)
+  fastinit reproduce                      the whole study into fastinit-results/ (about 2 min on 2 cores)
   fastinit reproduce --out study --quick  a smoke run in seconds (numbers mean little)
   fastinit reproduce --seed 0             one seed: the MNIST part takes a third of the time
 
