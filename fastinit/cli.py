@@ -675,15 +675,17 @@ def _add_sweep(sub):
                                    "where deep networks stop training, against the mean-field theory's 6 xi_c.",
                        epilog=SWEEP_EPILOG, formatter_class=_Formatter)
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (the options below override it)")
-    p.add_argument("--sw2", type=_positive_float, nargs="+", metavar="SW2", help="weight variances sigma_w^2")
-    p.add_argument("--depths", type=_positive_int, nargs="+", metavar="D", help="numbers of hidden layers")
+    p.add_argument("--sw2", type=_positive_float, nargs="+", metavar="SW2",
+                   help="weight variances sigma_w^2 (default 1 1.75 2.5 4; schoenholz: 1 to 4 by 0.25)")
+    p.add_argument("--depths", type=_positive_int, nargs="+", metavar="D",
+                   help="numbers of hidden layers (default 5 20 50; schoenholz: 5 to 100)")
     p.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="seeds: one run per seed in every cell")
     p.add_argument("--sb2", type=_non_negative_float, help="bias variance sigma_b^2 (default 0.05)")
     p.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"), help="hidden activation "
                    "(default tanh)")
     p.add_argument("--width", type=_positive_int, help="units per hidden layer (default 100)")
-    p.add_argument("--steps", type=_positive_int, help="SGD steps per cell")
-    p.add_argument("--lr", type=_positive_float, help="learning rate")
+    p.add_argument("--steps", type=_positive_int, help="SGD steps per cell (default 300; schoenholz: 800)")
+    p.add_argument("--lr", type=_positive_float, help="learning rate (default 0.005; schoenholz: 0.01)")
     p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 128)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST-format IDX files (on a cluster: a folder every "
                    "worker can read)")
