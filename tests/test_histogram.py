@@ -419,3 +419,16 @@ def test_gradient_histogram_figure(tmp_path):
     with pytest.raises(ValueError, match="no gradients"):
         gradient_histogram_figure(run_histogram("sigmoid", inits=("xavier",), backend="numpy", progress=False,
                                                 gradients=False, **SMALL))
+
+
+def test_data_driven_inits_calibrate_on_the_samples():
+    """lsuv computes its weights from the histogram's own Gaussian samples: every layer's
+    pre-activation (arctanh of the stored tanh output) has variance 1 within lsuv's tol."""
+    from fastinit.experiments.histogram import run_histogram
+
+    res = run_histogram("tanh", ("lsuv,tol=0.05", "pretrain,steps=20"), layers=3, units=16, samples=400,
+                        backend="numpy", dtype="float64", progress=False)
+    z = np.arctanh(res.runs["lsuv,tol=0.05"].activations)
+    assert np.all(np.abs(z.var(axis=(1, 2)) - 1) <= 0.05)
+    pre = res.runs["pretrain,steps=20"]
+    assert np.all(np.isfinite(pre.grad_rms)) and pre.activations.shape == (3, 400, 16)

@@ -260,21 +260,22 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
                 w_nominal = np.empty(layers)
                 w_measured = np.empty(layers)
                 x = dev.put(x0)
+                weights = _weights(scheme, x0, layers, units, activation, seed, dtype, backend)
                 for layer in range(layers):
-                    w = scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype)
-                    w_nominal[layer] = scheme.std(units, units)
+                    w, b = weights(layer)
                     w_measured[layer] = float(np.std(w, dtype=np.float64))
-                    b = None
-                    if bias_std > 0:  # its own stream: the weights stay those of a bias-free run
+                    # A data-driven init has no nominal std: the theory uses the measured one.
+                    w_nominal[layer] = w_measured[layer] if scheme.data_driven else scheme.std(units, units)
+                    if b is None and bias_std > 0:  # its own stream: the weights stay those of a bias-free run
                         b = (bias_std * np.random.default_rng([seed, layer + 1, 1]).standard_normal(units)).astype(dtype)
+                    if b is not None:
                         b = dev.put(b)
                     x = dev.k.dense_forward(x, dev.put(w), b, activation)
                     acts[layer] = dev.get(x)
                     bar.update(1, init=spec)
                 run = _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std)
-                grads = backprop(
-                    acts, lambda layer: scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype),
-                    activation, np.random.default_rng([seed, 0, 2]))
+                grads = backprop(acts, lambda layer: weights(layer)[0], activation,
+                                 np.random.default_rng([seed, 0, 2]))
                 run.grad_rms = gradient_rms(grads)
                 run.grad_theory = gradient_theory(activation, w_nominal, units, bias_std)
                 if gradients:
@@ -284,6 +285,20 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     finally:
         bar.close(f"{len(inits)} inits x {layers} layers x {samples} samples" if done else None)
     return results
+
+
+def _weights(scheme, x0, layers, units, activation, seed, dtype, backend):
+    """``layer -> (W (units, units), b or None)`` for an init: layer l of a drawn scheme from
+    ``default_rng([seed, l + 1])`` with no bias; a data-driven scheme (lsuv, pretrain) computed
+    once for the whole stack from the samples ``x0`` (its biases included), on ``backend``."""
+    if not scheme.data_driven:
+        return lambda layer: (scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype), None)
+    from ..datainit import initialise
+
+    # One extra layer stands in for the output layer, which a data-driven init treats as linear.
+    ws, bs, _ = initialise(scheme, (units,) * (layers + 2), activation, x0, np.random.default_rng([seed, 0, 3]),
+                           dtype, backend)
+    return lambda layer: (ws[layer], bs[layer] if scheme.kind == "pretrain" else None)
 
 
 def backprop(acts, weights, activation, rng):
