@@ -414,7 +414,7 @@ examples:
       the classic experiment: 784-100-100-100-100-10 ReLU on MNIST, inits
       std=0.01 xavier he, SGD lr 0.01, batch 128, 2000 iterations, backend cpu;
       writes fastinit-results/fastinit.h5 and, beside it, mnist-loss.png,
-      mnist-accuracy.png and mnist-activations-<run>.png (as fastinit reproduce)
+      mnist-accuracy.png, mnist-activations-<run>.png and mnist-gradients-<run>.png
   fastinit train --init he xavier:sigmoid --iterations 500 --plot mnist-loss.png
   fastinit train --seeds 0 1 2 3 4
       each init once per seed: mean +- std over the seeds, and whether

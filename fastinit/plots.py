@@ -40,6 +40,8 @@ __all__ = [
     "plot_train_accuracy",
     "train_activations_figure",
     "plot_train_activations",
+    "train_gradients_figure",
+    "plot_train_gradients",
 ]
 
 FORMATS = ("png", "pdf", "svg")
@@ -622,6 +624,54 @@ def train_activations_figure(activations, steps, name, activation):
                 ax.set_xlabel("activation (zeros not drawn)" if relu else "activation", fontsize=8)
     fig.suptitle(f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10)
     return fig
+
+
+def train_gradients_figure(gradients, steps, name, activation):
+    """Histograms of the probe batch's gradients dloss_i/dz per hidden layer at training snapshots.
+
+    ``gradients`` (snapshots, layers, probe_samples, units) as stored in
+    ``/train/<run>/gradients`` (NaN padding ignored), ``steps`` the matching
+    ``snapshot_steps``. One row per snapshot (the first is the init), one column
+    per layer, on one log10 |g| axis for every panel (at most 16 decades); exact
+    zeros are counted in the panel, not drawn. Returns a ``Figure``.
+    """
+    g = np.asarray(gradients)
+    if g.ndim != 4 or g.shape[0] == 0:
+        raise ValueError(f"gradients must be (snapshots, layers, samples, units) with snapshots >= 1, "
+                         f"got shape {g.shape}")
+    rows, cols = g.shape[:2]
+    mag = np.abs(g.astype(np.float64))
+    lo, hi = _log_range([mag], max_decades=16)
+    fig = Figure(figsize=(1.9 * cols + 1.4, 1.45 * rows + 1.0), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            values = mag[r, c][~np.isnan(mag[r, c])]
+            total = max(1, values.size)
+            pos = values[(values > 0) & np.isfinite(values)]
+            _bars(ax, np.log10(pos), (lo, hi), 1.0 / total, "C3")
+            ax.set_xlim(lo, hi)
+            ax.tick_params(labelsize=7)
+            rms = float(np.sqrt(np.mean(values ** 2))) if values.size else float("nan")
+            ax.text(0.97, 0.95, f"RMS {rms:.3g}\nzero {100 * np.count_nonzero(values == 0) / total:.0f}%",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
+            if r == 0:
+                ax.set_title(f"layer {c + 1}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"step {int(steps[r])}\nfraction", fontsize=8)
+            if r == rows - 1:
+                ax.set_xlabel("log10 |dloss_i/dz|", fontsize=8)
+    fig.suptitle(f"MNIST run {name}: {activation} gradients of each probe image's loss per layer during training",
+                 fontsize=10)
+    return fig
+
+
+def plot_train_gradients(gradients, steps, name, activation, path):
+    """Build :func:`train_gradients_figure` and save it to ``path``; return the path."""
+    check_figure_path(path)
+    return save_figure(train_gradients_figure(gradients, steps, name, activation), path)
 
 
 def plot_train_activations(activations, steps, name, activation, path):

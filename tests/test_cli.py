@@ -82,8 +82,8 @@ def test_train_draws_its_figures_by_default(tmp_path, capsys):
     code = _run(capsys, "train", "--init", "he", "--iterations", "20", "--eval-every", "10", "--train-limit", "300",
                 "--test-limit", "50", "--backend", "numpy", "-q", "--out", str(out))[0]
     assert code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t-accuracy.png", "t-activations-he.png", "t-loss.png",
-                                                         "t.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t-accuracy.png", "t-activations-he.png",
+                                                         "t-gradients-he.png", "t-loss.png", "t.h5"]
 
 
 def test_show_tree_and_stats(tmp_path, capsys):
@@ -470,7 +470,7 @@ def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys,
     assert sorted(p.name for p in folder.iterdir()) == [
         "fastinit.h5", "histogram-sigmoid-depth.png", "histogram-sigmoid-gradient-histogram.png",
         "histogram-sigmoid-gradients.png", "histogram-sigmoid.png", "mnist-accuracy.png", "mnist-activations-he.png",
-        "mnist-loss.png"]
+        "mnist-gradients-he.png", "mnist-loss.png"]
     code, stdout, _ = _run(capsys, "show")
     assert code == 0 and "fastinit-results/fastinit.h5" in stdout and "histogram/" in stdout and "train/" in stdout
 

@@ -21,7 +21,7 @@ def test_exit_status_and_files(quick_run):
     assert {"fastinit.h5", "summary.md", "mnist-loss.png", "mnist-accuracy.png"} <= names
     for act in HISTOGRAM_ACTIVATIONS:
         assert f"histogram-{act}.png" in names and f"histogram-{act}-gradient-histogram.png" in names
-    assert len([n for n in names if n.endswith(".png")]) == 21  # the README's count
+    assert len([n for n in names if n.endswith(".png")]) == 28  # the README's count
     for run in ("std-0.01", "xavier", "he", "xavier-sigmoid"):
         assert f"mnist-activations-{run}.png" in names
     assert all((out / n).stat().st_size > 1000 for n in names if n.endswith(".png"))

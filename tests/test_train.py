@@ -23,6 +23,7 @@ from fastinit.experiments.train import (
     read_runs,
     seed_ranking,
     train,
+    write_figures,
 )
 
 FEATURES, CLASSES = 12, 3
@@ -531,3 +532,18 @@ def test_data_driven_inits_train_and_record_their_cost_and_calibration(tmp_path)
             json.dumps(lsuv.init_info, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist")
                        else float(v)))  # calibrated on the training images, as MLP(data=train) does
     assert "init s" in format_results(results)
+
+
+def test_gradient_figure_shows_the_probe_gradients_of_each_snapshot(tmp_path):
+    from fastinit.plots import train_gradients_figure
+
+    _, out = small_train(tmp_path, runs=("xavier:sigmoid",))
+    written = write_figures(out, str(tmp_path / "m-loss.png"))
+    assert str(tmp_path / "m-gradients-xavier-sigmoid.png") in written
+    grads, steps = read_activations(out, "xavier:sigmoid", [0], "gradients")
+    fig = train_gradients_figure(grads, steps, "xavier:sigmoid", "sigmoid")
+    first = fig.axes[0]
+    rms = float(np.sqrt(np.nanmean(grads[0, 0].astype(np.float64) ** 2)))
+    assert f"RMS {rms:.3g}" in first.texts[0].get_text() and first.get_ylabel().startswith("step 0")
+    with pytest.raises(ValueError, match="snapshots >= 1"):
+        train_gradients_figure(grads[:0], steps[:0], "x", "sigmoid")

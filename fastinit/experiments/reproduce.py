@@ -83,7 +83,7 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     atomically (groups of other commands in it stay), the figures are
     ``histogram-<activation>.png`` with ``-depth``, ``-gradients`` (RMS
     against depth) and ``-gradient-histogram`` beside it, ``mnist-loss.png``,
-    ``mnist-accuracy.png`` and ``mnist-activations-<run>.png``, and
+    ``mnist-accuracy.png``, ``mnist-activations-<run>.png`` and ``mnist-gradients-<run>.png``, and
     ``summary.md`` holds the tables and findings. Returns a
     :class:`ReproduceResult`.
 
@@ -396,7 +396,7 @@ def _history_section(runs, lr_probe, config):
              f"Same network and training as above (lr {config.lr:g}, {config.iterations} iterations); init cost: "
              "the seconds computing the initial weights took (mean over seeds; the first data-driven init in a "
              "process includes compiling its kernels). Their histograms at init are the step-0 rows of "
-             "`mnist-activations-<run>.png`.", "",
+             "`mnist-activations-<run>.png` and, for the backpropagated gradients, `mnist-gradients-<run>.png`.", "",
              "| run | init cost (s) | final loss | test accuracy |", "|---|---|---|---|"]
     for n in shown:
         r = by[n]

@@ -614,17 +614,18 @@ def read_runs(path, names=None):
     return runs
 
 
-def read_activations(path, name, snapshots=None):
+def read_activations(path, name, snapshots=None, dataset="activations"):
     """Read ``/train/<name>/activations`` (or the snapshot indices ``snapshots``) and their steps.
 
-    ``name`` is a run's label: ``<spec>``, or ``<spec>/seed=<s>`` for a run with several seeds."""
+    ``name`` is a run's label: ``<spec>``, or ``<spec>/seed=<s>`` for a run with several seeds;
+    ``dataset="gradients"`` reads the probe batch's gradients instead (same shape and steps)."""
     from ..store import open_read
 
     with open_read(path) as f:
         key = f"train/{name}"
-        if key not in f or "activations" not in f[key]:
-            raise KeyError(f"{path} has no activations for run {name!r}")
-        ds = f[key]["activations"]
+        if key not in f or dataset not in f[key]:
+            raise KeyError(f"{path} has no {dataset} for run {name!r}")
+        ds = f[key][dataset]
         steps = f[key]["snapshot_steps"][()]
         if snapshots is None:
             return ds[()], steps
@@ -657,7 +658,8 @@ def write_figures(path, plot, names=None):
     ``plot`` is the loss figure's file (``.png``, ``.pdf`` or ``.svg``); beside
     it go ``<stem>-accuracy<ext>`` (test accuracy) and
     ``<stem>-activations-<run><ext>`` (activation histograms at up to four
-    snapshots of the run's first seed) for each run, where ``<stem>`` is
+    snapshots of the run's first seed) and ``<stem>-gradients-<run><ext>``
+    (the probe batch's gradients at the same snapshots) for each run, where ``<stem>`` is
     ``plot`` without its extension and without a trailing ``-loss``
     (``mnist-loss.png`` -> ``mnist-accuracy.png``). Returns the list of
     files written.
@@ -682,6 +684,12 @@ def write_figures(path, plot, names=None):
         acts, steps = read_activations(path, run["label"], chosen)
         target = f"{stem}-activations-{_file_safe(run['name'])}{ext}"
         written.append(plots.plot_train_activations(acts, steps, run["label"], run["attrs"]["activation"], target))
+        try:
+            grads, steps = read_activations(path, run["label"], chosen, "gradients")
+        except KeyError:  # written before gradients were recorded
+            continue
+        target = f"{stem}-gradients-{_file_safe(run['name'])}{ext}"
+        written.append(plots.plot_train_gradients(grads, steps, run["label"], run["attrs"]["activation"], target))
     return written
 
 
