@@ -577,6 +577,19 @@ def plot_train_accuracy(runs, path):
     return save_figure(train_accuracy_figure(runs), path)
 
 
+def _snapshot_panel(ax, note, r, c, rows, steps, xlabel):
+    """Label panel (r, c) of a snapshot x layer grid: ``note`` in its corner, the layer on top,
+    the snapshot's step on the left, ``xlabel`` on the bottom row."""
+    ax.text(0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
+            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
+    if r == 0:
+        ax.set_title(f"layer {c + 1}", fontsize=9)
+    if c == 0:
+        ax.set_ylabel(f"step {int(steps[r])}\nfraction", fontsize=8)
+    if r == rows - 1:
+        ax.set_xlabel(xlabel, fontsize=8)
+
+
 def train_activations_figure(activations, steps, name, activation):
     """Histograms of a run's hidden activations at several training snapshots.
 
@@ -614,14 +627,8 @@ def train_activations_figure(activations, steps, name, activation):
             note = f"std {values.std():.3g}" if values.size else "empty"
             if relu:
                 note += f"\ndead {100 * dead / total:.0f}%"
-            ax.text(0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
-                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
-            if r == 0:
-                ax.set_title(f"layer {c + 1}", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(f"step {int(steps[r])}\nfraction", fontsize=8)
-            if r == rows - 1:
-                ax.set_xlabel("activation (zeros not drawn)" if relu else "activation", fontsize=8)
+            _snapshot_panel(ax, note, r, c, rows, steps,
+                            "activation (zeros not drawn)" if relu else "activation")
     fig.suptitle(f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10)
     return fig
 
@@ -654,15 +661,8 @@ def train_gradients_figure(gradients, steps, name, activation):
             ax.set_xlim(lo, hi)
             ax.tick_params(labelsize=7)
             rms = float(np.sqrt(np.mean(values ** 2))) if values.size else float("nan")
-            ax.text(0.97, 0.95, f"RMS {rms:.3g}\nzero {100 * np.count_nonzero(values == 0) / total:.0f}%",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
-                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
-            if r == 0:
-                ax.set_title(f"layer {c + 1}", fontsize=9)
-            if c == 0:
-                ax.set_ylabel(f"step {int(steps[r])}\nfraction", fontsize=8)
-            if r == rows - 1:
-                ax.set_xlabel("log10 |dloss_i/dz|", fontsize=8)
+            _snapshot_panel(ax, f"RMS {rms:.3g}\nzero {100 * np.count_nonzero(values == 0) / total:.0f}%",
+                            r, c, rows, steps, "log10 |dloss_i/dz|")
     fig.suptitle(f"MNIST run {name}: {activation} gradients of each probe image's loss per layer during training",
                  fontsize=10)
     return fig
