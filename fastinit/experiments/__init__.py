@@ -9,6 +9,9 @@
   histograms, MNIST runs, figures and ``summary.md`` (``fastinit reproduce``).
 - :mod:`fastinit.experiments.profile`: every kernel and the training step
   timed per backend (``fastinit profile``).
+- :mod:`fastinit.experiments.sweep`: a grid of MNIST training runs over
+  weight variance x depth x seed, on local processes or a Dask cluster, and
+  its phase diagram against the mean-field theory (``fastinit sweep``).
 
 Import the module you need (``from fastinit.experiments.train import train``);
 this package imports none of them, so importing it stays light.
