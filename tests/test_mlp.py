@@ -445,7 +445,7 @@ PARALLEL_SCRIPT = textwrap.dedent(
         np.testing.assert_allclose(w, rw, rtol=1e-11, atol=1e-14)
         np.testing.assert_allclose(b, rb, rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(cpu.forward(x), ref.forward(x), rtol=1e-11, atol=1e-13)
-    blocks = {name: getattr(kc, name) for name in ("dot_nt_into", "activation_rows_into",
+    blocks = {name: getattr(kc, name) for name in ("dot_nt_into", "dot_nn_into", "activation_rows_into",
               "activation_backward_rows_into", "softmax_xent_rows", "transpose_into")}
     blocks.update(gather=engine._gather, sgd_rows=engine._sgd_rows)
     many = {name: f.signatures for name, f in blocks.items() if len(f.signatures) != 1}

@@ -1,7 +1,7 @@
 """The cpu engine: a whole SGD step of the MLP in two parallel regions of ``kernels.cpu`` blocks.
 
 Implements ``fastinit.engines.Engine``. The step is composed of the public,
-serial building blocks of ``kernels.cpu`` (``dot_nt_into``,
+serial building blocks of ``kernels.cpu`` (``dot_nt_into``, ``dot_nn_into``,
 ``activation_rows_into``, ``softmax_xent_rows``,
 ``activation_backward_rows_into``, ``transpose_into``), so training runs the
 same activation and product code as the kernels and the histograms; only the
@@ -9,21 +9,26 @@ batch gather and the fused SGD update, which know this engine's storage, are
 its own.
 
 The weights are stored transposed, ``Wt`` (fan_out, fan_in), and the
-hidden layers' also as they are, ``W`` (fan_in, fan_out), so that every
-product is ``dot_nt_into``, reading both operands along contiguous rows:
+hidden layers' also as they are, ``W`` (fan_in, fan_out). Most products are
+``dot_nt_into`` (dot products along contiguous rows of both operands); two
+are ``dot_nn_into`` (outer products along the rows of the output), which is
+faster where the dot products would be short or the output rows are long:
 
-===========  ======================================
-product      computed as
-===========  ======================================
-forward      ``H[i] = H[i-1] @ Wt[i].T``
-gradient     ``G[i] = DT[i] @ HT[i-1].T``
-delta        ``D[i-1] = D[i] @ W[i].T``
-===========  ======================================
+===========  ==========================================  ====================
+product      computed as                                 where
+===========  ==========================================  ====================
+forward      ``H[i] = H[i-1] @ Wt[i].T``                 every layer
+gradient     ``G[0] = DT[0] @ X`` (nn)                   first layer (784 wide)
+gradient     ``G[i] = DT[i] @ HT[i-1].T``                 the others
+delta        ``D[i-1] = D[i] @ Wt[i]`` (nn)               fan_out < 32 (the output layer)
+delta        ``D[i-1] = D[i] @ W[i].T``                   the others
+===========  ==========================================  ====================
 
-``DT`` and ``HT`` are transposed copies of the deltas and activations, which
-each thread writes for its rows of the batch; the SGD update writes ``W``
-from the updated rows of ``Wt`` (a transpose of a layer costs a few
-microseconds, against the tens that a delta computed any other way loses).
+``X`` is the gathered batch; ``DT`` and ``HT`` are transposed copies of the
+deltas and activations, which each thread writes for its rows of the batch;
+the SGD update writes ``W`` from the updated rows of ``Wt`` (a transpose of a
+layer costs a few microseconds, against the tens that a delta computed any
+other way loses).
 
 Rows are padded with zeros to a multiple of 16 elements, so the vector loops
 over them have no remainders; the padding is never written and stays zero.
@@ -58,6 +63,7 @@ from kernels.cpu import (
     CACHE,
     activation_backward_rows_into,
     activation_rows_into,
+    dot_nn_into,
     dot_nt_into,
     softmax_xent_rows,
     transpose_into,
@@ -72,6 +78,7 @@ _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
 _MAX_PIECES = 64
 _LINEAR = 0
+_NN_DEPTH = 32  # a delta product with a depth (fan_out) below this runs in outer-product form
 # Integer constants for compiled callees as int64 values: a literal ``0`` in a call
 # would be a type of its own and compile the callee once more.
 _ZERO = np.int64(0)
@@ -114,9 +121,9 @@ def _rows_piece(x, labels, idx, net, ws, sizes, code, train, t, parts):
     copies. Returns the piece's summed loss (0.0 unless ``train``).
 
     ``x``, ``labels``, ``idx``: read-only views (one compiled type for any caller's arrays);
-    ``net = (wt0, wth, wh, b)``, ``ws = (xb, lb, acts, deltas, xt, ht, dt)``: see ``CpuEngine``."""
+    ``net = (wt0, wth, wh, b)``, ``ws = (xb, lb, acts, deltas, ht, dt)``: see ``CpuEngine``."""
     wt0, wth, wh, b = net
-    xb, lb, acts, deltas, xt, ht, dt = ws
+    xb, lb, acts, deltas, ht, dt = ws
     layers = sizes.size - 1
     n = idx.size
     step = ((n + parts - 1) // parts + 3) // 4 * 4
@@ -128,16 +135,19 @@ def _rows_piece(x, labels, idx, net, ws, sizes, code, train, t, parts):
         h_in = xb if i == 0 else acts[i - 1]
         dot_nt_into(h_in, wt0 if i == 0 else wth[i - 1], acts[i], r0, r1, _ZERO, fo, kin)
         activation_rows_into(acts[i], b[i][:fo], code if i < layers - 1 else _LINEAR, r0, r1)
-        if train:
-            transpose_into(h_in, xt if i == 0 else ht[i - 1], r0, r1)
+        if train and i > 0:
+            transpose_into(h_in, ht[i - 1], r0, r1)
     if not train:
         return 0.0
     d = deltas[layers - 1]
     loss = softmax_xent_rows(acts[layers - 1], lb, d, r0, r1, n, sizes[layers])
     for i in range(layers - 1, 0, -1):
         transpose_into(d, dt[i], r0, r1)
-        fo = (sizes[i + 1] + _PAD - 1) // _PAD * _PAD  # the padding of d and W is zero
-        dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], fo)
+        fo = sizes[i + 1]
+        if fo < _NN_DEPTH:  # D[i-1] = d @ Wt[i]
+            dot_nn_into(d, wth[i - 1], deltas[i - 1], r0, r1, fo, sizes[i])
+        else:  # the padding of d and W is zero
+            dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], (fo + _PAD - 1) // _PAD * _PAD)
         activation_backward_rows_into(acts[i - 1], deltas[i - 1], code, r0, r1)
         d = deltas[i - 1]
     transpose_into(d, dt[0], r0, r1)
@@ -151,15 +161,19 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
     ``Wt`` are copied into the columns of ``W``. ``grads = (g0, gh)``."""
     wt0, wth, wh, b = net
     g0, gh = grads
-    xb, lb, acts, deltas, xt, ht, dt = ws
-    k = xt.shape[1]  # the batch, padded
+    xb, lb, acts, deltas, ht, dt = ws
+    n, k = xb.shape[0], dt.shape[2]  # the batch, and padded
     for i in range(sizes.size - 1):
         fi, fo = sizes[i], sizes[i + 1]
         step = ((fo + parts - 1) // parts + 3) // 4 * 4
         u = (t + i) % parts  # rotated: an uneven split of the rows evens out over the layers
         j0, j1 = min(fo, u * step), min(fo, (u + 1) * step)
-        g = g0 if i == 0 else gh[i - 1]
-        dot_nt_into(dt[i], xt if i == 0 else ht[i - 1], g, j0, j1, _ZERO, fi, k)
+        if i == 0:  # long rows of G: the outer-product form, G[0] = DT[0] @ x[idx]
+            g = g0
+            dot_nn_into(dt[0], xb, g, j0, j1, n, fi)
+        else:
+            g = gh[i - 1]
+            dot_nt_into(dt[i], ht[i - 1], g, j0, j1, _ZERO, fi, k)
         sq[t, i] = _sgd_rows(wt0 if i == 0 else wth[i - 1], g, b[i], dt[i], lr, j0, j1, fi)
         if i > 0:
             transpose_into(wth[i - 1], wh[i - 1], j0, j1)
@@ -176,13 +190,13 @@ def _parallel_step(x, labels, idx, net, grads, ws, sizes, code, lr, sq, train, l
     here and built again in the loops: a ``prange`` body takes arrays, not tuples of them.)"""
     wt0, wth, wh, b = net
     g0, gh = grads
-    xb, lb, acts, deltas, xt, ht, dt = ws
+    xb, lb, acts, deltas, ht, dt = ws
     for t in prange(parts):
-        losses[t] = _rows_piece_jit(x, labels, idx, (wt0, wth, wh, b), (xb, lb, acts, deltas, xt, ht, dt), sizes,
+        losses[t] = _rows_piece_jit(x, labels, idx, (wt0, wth, wh, b), (xb, lb, acts, deltas, ht, dt), sizes,
                                     code, train, np.int64(t), parts)
     if train:
         for t in prange(parts):
-            _update_piece_jit((wt0, wth, wh, b), (g0, gh), (xb, lb, acts, deltas, xt, ht, dt), sizes, lr, sq,
+            _update_piece_jit((wt0, wth, wh, b), (g0, gh), (xb, lb, acts, deltas, ht, dt), sizes, lr, sq,
                               np.int64(t), parts)
     return losses[:parts].sum()
 
@@ -263,8 +277,8 @@ class CpuEngine:
     ``_grads = (g0, gh)`` has ``wt0``'s and ``wth``'s shapes. The workspace for
     batches of n rows (``_workspace``): the gathered batch ``xb`` (n, sizes[0])
     and ``lb`` (n,), every layer's output ``acts`` and delta ``deltas``
-    (layers, n, K), and the transposed copies ``xt`` (sizes[0], n16),
-    ``ht`` (layers - 1, F, n16), ``dt`` (layers, F, n16) with n16 = n padded.
+    (layers, n, K), and the transposed copies ``ht`` (layers - 1, F, n16)
+    and ``dt`` (layers, F, n16) with n16 = n padded.
     """
 
     def __init__(self, weights, biases, activation, dtype):
@@ -307,16 +321,16 @@ class CpuEngine:
         return out
 
     def _workspace(self, n, train):
-        """(xb, lb, acts, deltas, xt, ht, dt) for batches of ``n`` rows, zeroed (the padding
-        stays 0); the last four are empty unless ``train``."""
+        """(xb, lb, acts, deltas, ht, dt) for batches of ``n`` rows, zeroed (the padding
+        stays 0); the last three are empty unless ``train``."""
         s = self._sizes
         layers, f, k, n16 = s.size - 1, int(s[1:].max()), self._k, _padded(n)
         z, dt = np.zeros, self.dtype
         if not train:
-            return (z((n, s[0]), dt), z(n, np.int64), z((layers, n, k), dt), z((1, 1, 1), dt), z((1, 1), dt),
+            return (z((n, s[0]), dt), z(n, np.int64), z((layers, n, k), dt), z((1, 1, 1), dt),
                     z((1, 1, 1), dt), z((1, 1, 1), dt))
         return (z((n, s[0]), dt), z(n, np.int64), z((layers, n, k), dt), z((layers, n, k), dt),
-                z((s[0], n16), dt), z((max(layers - 1, 1), f, n16), dt), z((layers, f, n16), dt))
+                z((max(layers - 1, 1), f, n16), dt), z((layers, f, n16), dt))
 
     def _call(self, x, labels, idx, ws, train, lr):
         """Run the pieces on the workspace ``ws``; return the summed loss."""
