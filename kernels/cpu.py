@@ -131,7 +131,7 @@ _CHUNK = 1 << 13  # elements per parallel elementwise piece
 # Pieces are planned for Numba's thread pool size (a constant, so the kernels
 # stay cacheable; numba.set_num_threads(1) still works, with fewer threads).
 _THREADS = max(1, config.NUMBA_NUM_THREADS)
-_KC_BYTES = 2048  # depth block of the products: 4 + 3 rows of it stay in L1
+_KC_BYTES = 4096  # depth block of the products: 4 + 3 rows of it (28 KiB) stay in a 32 KiB L1
 _NC_ROWS = 192  # column block: that many rows of b (one depth block each) stay in L2
 
 # ------------------------------------------------------- exp and activations
