@@ -34,9 +34,10 @@ __all__ = ["MLP", "compile_backend"]
 # --------------------------------------------------------------------------- MLP
 
 
-def compile_backend(backend, dtype="float32"):
-    """Compile (or load from the on-disk cache) what an MLP on ``backend`` runs, ahead of use,
-    and return when all of it is ready, the cpu engine's parallel step included.
+def compile_backend(backend, dtype="float32", activation="relu"):
+    """Compile (or load from the on-disk cache) what an MLP on ``backend`` with ``dtype`` and
+    hidden ``activation`` runs, ahead of use, and return when all of it is ready, the cpu
+    engine's parallel step included (only for that dtype and activation).
 
     Only the cpu backend compiles on the host; for the others this does
     nothing. Safe to call from a background thread, to overlap the
@@ -47,7 +48,7 @@ def compile_backend(backend, dtype="float32"):
     from .engines.cpu import wait_compiled
 
     n = 64  # enough rows for every thread: the parallel step gets compiled too
-    mlp = MLP([8, 8, 2], backend="cpu", dtype=dtype)
+    mlp = MLP([8, 8, 2], activation=activation, backend="cpu", dtype=dtype)
     x = np.zeros((n, 8), dtype=mlp.dtype)
     mlp.set_dataset(x, np.zeros(n, dtype=np.int64))
     for _ in range(2):  # the first step compiles the building blocks, the second starts the rest

@@ -41,6 +41,11 @@ rows; the others use every thread for large inputs.
   not overlap them otherwise, nor ``y``.
 - ``activation_backward_rows_into(y, d, code, i0, i1)`` *serial*: in place
   ``d *= act'(.)`` from the saved output ``y`` (2-D) for rows [i0, i1).
+- One activation at a time (a run-time ``code`` compiles all four):
+  ``bias_rows_into(z, b, i0, i1)`` (linear), ``sigmoid_rows_into``,
+  ``tanh_rows_into``, ``relu_rows_into`` (same arguments), and
+  ``sigmoid_backward_rows_into(y, d, i0, i1)``, ``tanh_backward_rows_into``,
+  ``relu_backward_rows_into``, all *serial*.
 - ``softmax_xent_rows(logits, labels, grad, i0, i1, n, width)`` *serial*:
   rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n`` over
   the first ``width`` columns; returns their summed loss (float64). ``softmax_xent_into(logits, labels, grad)``
@@ -88,6 +93,8 @@ __all__ = [
     # compiled building blocks for other @njit code (see the module docstring):
     "dot_nt_into", "dot_nn_into", "matmul_into", "transpose_into", "activation_rows_into", "dense_forward_into",
     "activation_into", "activation_backward_into", "activation_backward_rows_into",
+    "bias_rows_into", "sigmoid_rows_into", "tanh_rows_into", "relu_rows_into",
+    "sigmoid_backward_rows_into", "tanh_backward_rows_into", "relu_backward_rows_into",
     "softmax_xent_rows", "softmax_xent_into", "mse_into", "column_sum_into", "sgd_into", "CACHE",
 ]
 
@@ -210,54 +217,108 @@ def _copy_rows(x, out, i0, i1, c0, c1):
 
 
 @njit(**_FAST)
+def _relu_inplace(out, i0, i1, c0, c1):
+    """``out[i, c0:c1] = max(out, 0)`` for rows [i0, i1) (NaN passes through)."""
+    zero = out.dtype.type(0.0)
+    for i in range(i0, i1):
+        oi = out[i][c0:c1]
+        for j in range(oi.size):
+            v = oi[j]
+            oi[j] = zero if v < zero else v
+
+
+@njit(**_FAST)
+def _sigmoid_inplace(out, i0, i1, c0, c1, e):
+    """``out[i, c0:c1] = sigmoid(out)`` for rows [i0, i1); ``e`` scratch of ``c1 - c0``
+    elements. Stable: exp only ever sees -|v|."""
+    t = out.dtype.type
+    one, zero = t(1.0), t(0.0)
+    e = e[: c1 - c0]
+    for i in range(i0, i1):
+        oi = out[i][c0:c1]
+        for j in range(e.size):
+            e[j] = -abs(oi[j])
+        _exp_nonpos_into(e)
+        for j in range(e.size):
+            s = one / (one + e[j])
+            oi[j] = s if oi[j] >= zero else e[j] * s
+
+
+@njit(**_FAST)
+def _tanh_inplace(out, i0, i1, c0, c1, e):
+    """``out[i, c0:c1] = tanh(out)`` for rows [i0, i1); ``e`` scratch of ``c1 - c0``
+    elements. From exp(-2|v|); an odd Taylor series below 0.125 (no cancellation)."""
+    t = out.dtype.type
+    one, zero = t(1.0), t(0.0)
+    e = e[: c1 - c0]
+    small = t(0.125)
+    f64 = t(1e-300) != t(0.0)  # a compile-time constant, as in _exp_nonpos_into
+    for i in range(i0, i1):
+        oi = out[i][c0:c1]
+        for j in range(e.size):
+            v = abs(oi[j])
+            e[j] = -(v + v)
+        _exp_nonpos_into(e)
+        for j in range(e.size):
+            v = oi[j]
+            th = (one - e[j]) / (one + e[j])
+            th = th if v >= zero else -th
+            q = v * v
+            if f64:  # to v**15
+                s = t(-929569.0 / 638512875.0) * q + t(21844.0 / 6081075.0)
+                s = s * q + t(-1382.0 / 155925.0)
+                s = s * q + t(62.0 / 2835.0)
+                s = s * q + t(-17.0 / 315.0)
+            else:  # to v**7
+                s = t(-17.0 / 315.0)
+            s = s * q + t(2.0 / 15.0)
+            s = s * q + t(-1.0 / 3.0)
+            s = s * q + one
+            oi[j] = v * s if abs(v) < small else th
+
+
+@njit(**_FAST)
 def _activation_rows(x, out, code, i0, i1, c0, c1, e):
     """``out[i, c0:c1] = act(x[i, c0:c1])`` for rows [i0, i1) of 2-D ``x`` and ``out`` (which
     may be ``x``, but must not overlap it otherwise); ``e`` a scratch array of at least
     ``c1 - c0`` elements (sigmoid, tanh). NaN passes through every activation."""
     _copy_rows(x, out, i0, i1, c0, c1)
-    t = x.dtype.type
-    one, zero = t(1.0), t(0.0)
-    e = e[: c1 - c0]
     if code == RELU:
-        for i in range(i0, i1):
-            oi = out[i][c0:c1]
-            for j in range(oi.size):
-                v = oi[j]
-                oi[j] = zero if v < zero else v
-    elif code == SIGMOID:  # stable: exp only ever sees -|v|
-        for i in range(i0, i1):
-            oi = out[i][c0:c1]
-            for j in range(e.size):
-                e[j] = -abs(oi[j])
-            _exp_nonpos_into(e)
-            for j in range(e.size):
-                s = one / (one + e[j])
-                oi[j] = s if oi[j] >= zero else e[j] * s
-    elif code == TANH:  # from exp(-2|v|); an odd Taylor series below 0.125 (no cancellation)
-        small = t(0.125)
-        f64 = t(1e-300) != t(0.0)  # a compile-time constant, as in _exp_nonpos_into
-        for i in range(i0, i1):
-            oi = out[i][c0:c1]
-            for j in range(e.size):
-                v = abs(oi[j])
-                e[j] = -(v + v)
-            _exp_nonpos_into(e)
-            for j in range(e.size):
-                v = oi[j]
-                th = (one - e[j]) / (one + e[j])
-                th = th if v >= zero else -th
-                q = v * v
-                if f64:  # to v**15
-                    s = t(-929569.0 / 638512875.0) * q + t(21844.0 / 6081075.0)
-                    s = s * q + t(-1382.0 / 155925.0)
-                    s = s * q + t(62.0 / 2835.0)
-                    s = s * q + t(-17.0 / 315.0)
-                else:  # to v**7
-                    s = t(-17.0 / 315.0)
-                s = s * q + t(2.0 / 15.0)
-                s = s * q + t(-1.0 / 3.0)
-                s = s * q + one
-                oi[j] = v * s if abs(v) < small else th
+        _relu_inplace(out, i0, i1, c0, c1)
+    elif code == SIGMOID:
+        _sigmoid_inplace(out, i0, i1, c0, c1, e)
+    elif code == TANH:
+        _tanh_inplace(out, i0, i1, c0, c1, e)
+
+
+@njit(**_J)
+def _relu_backward_inplace(y, out, i0, i1, c0, c1):
+    zero = y.dtype.type(0.0)
+    for i in range(i0, i1):
+        yi = y[i][c0:c1]
+        oi = out[i][c0:c1]
+        for j in range(oi.size):
+            oi[j] = oi[j] if yi[j] > zero else zero
+
+
+@njit(**_J)
+def _sigmoid_backward_inplace(y, out, i0, i1, c0, c1):
+    one = y.dtype.type(1.0)
+    for i in range(i0, i1):
+        yi = y[i][c0:c1]
+        oi = out[i][c0:c1]
+        for j in range(oi.size):
+            oi[j] *= yi[j] * (one - yi[j])
+
+
+@njit(**_J)
+def _tanh_backward_inplace(y, out, i0, i1, c0, c1):
+    one = y.dtype.type(1.0)
+    for i in range(i0, i1):
+        yi = y[i][c0:c1]
+        oi = out[i][c0:c1]
+        for j in range(oi.size):
+            oi[j] *= one - yi[j] * yi[j]
 
 
 @njit(**_J)
@@ -265,39 +326,93 @@ def _activation_backward_rows(y, dy, out, code, i0, i1, c0, c1):
     """``out[i, c0:c1] = dy * act'(.)`` from the saved output ``y`` for rows [i0, i1) (2-D;
     ``out`` may be ``dy`` but must not overlap ``y``)."""
     _copy_rows(dy, out, i0, i1, c0, c1)
-    t = y.dtype.type
-    one, zero = t(1.0), t(0.0)
-    for i in range(i0, i1):
-        yi = y[i][c0:c1]
-        oi = out[i][c0:c1]
-        if code == RELU:
-            for j in range(oi.size):
-                oi[j] = oi[j] if yi[j] > zero else zero
-        elif code == SIGMOID:
-            for j in range(oi.size):
-                oi[j] *= yi[j] * (one - yi[j])
-        elif code == TANH:
-            for j in range(oi.size):
-                oi[j] *= one - yi[j] * yi[j]
+    if code == RELU:
+        _relu_backward_inplace(y, out, i0, i1, c0, c1)
+    elif code == SIGMOID:
+        _sigmoid_backward_inplace(y, out, i0, i1, c0, c1)
+    elif code == TANH:
+        _tanh_backward_inplace(y, out, i0, i1, c0, c1)
+
+
+# The row blocks, one per activation (compiled only when used), and the generic two that
+# choose one at run time.
 
 
 @njit(**_J)
-def activation_rows_into(z, b, code, i0, i1):
-    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1) of 2-D ``z``
-    (N, >= F), ``b`` (F,); columns past F (e.g. padding) are not touched."""
+def bias_rows_into(z, b, i0, i1):
+    """*Serial.* In place ``z[i, :F] += b`` for rows [i0, i1) of 2-D ``z`` (N, >= F), ``b`` (F,):
+    the linear activation's row block. Columns past F (e.g. padding) are not touched."""
     f = b.size
     for i in range(i0, i1):
         row = z[i]
         for j in range(f):
             row[j] += b[j]
-    _activation_rows(z, z, code, i0, i1, _ZERO, f, np.empty(f, z.dtype))
+
+
+@njit(**_J)
+def sigmoid_rows_into(z, b, i0, i1):
+    """*Serial.* In place ``z[i, :F] = sigmoid(z[i, :F] + b)`` for rows [i0, i1)."""
+    bias_rows_into(z, b, i0, i1)
+    _sigmoid_inplace(z, i0, i1, _ZERO, b.size, np.empty(b.size, z.dtype))
+
+
+@njit(**_J)
+def tanh_rows_into(z, b, i0, i1):
+    """*Serial.* In place ``z[i, :F] = tanh(z[i, :F] + b)`` for rows [i0, i1)."""
+    bias_rows_into(z, b, i0, i1)
+    _tanh_inplace(z, i0, i1, _ZERO, b.size, np.empty(b.size, z.dtype))
+
+
+@njit(**_J)
+def relu_rows_into(z, b, i0, i1):
+    """*Serial.* In place ``z[i, :F] = relu(z[i, :F] + b)`` for rows [i0, i1)."""
+    bias_rows_into(z, b, i0, i1)
+    _relu_inplace(z, i0, i1, _ZERO, b.size)
+
+
+@njit(**_J)
+def activation_rows_into(z, b, code, i0, i1):
+    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1) of 2-D ``z``
+    (N, >= F), ``b`` (F,); columns past F (e.g. padding) are not touched. The activation is
+    chosen at run time (so all four are compiled); the per-activation blocks above compile one."""
+    if code == SIGMOID:
+        sigmoid_rows_into(z, b, i0, i1)
+    elif code == TANH:
+        tanh_rows_into(z, b, i0, i1)
+    elif code == RELU:
+        relu_rows_into(z, b, i0, i1)
+    else:
+        bias_rows_into(z, b, i0, i1)
+
+
+@njit(**_J)
+def sigmoid_backward_rows_into(y, d, i0, i1):
+    """*Serial.* In place ``d[i] *= y (1 - y)`` for rows [i0, i1) (2-D, same width)."""
+    _sigmoid_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
+
+
+@njit(**_J)
+def tanh_backward_rows_into(y, d, i0, i1):
+    """*Serial.* In place ``d[i] *= 1 - y**2`` for rows [i0, i1) (2-D, same width)."""
+    _tanh_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
+
+
+@njit(**_J)
+def relu_backward_rows_into(y, d, i0, i1):
+    """*Serial.* In place ``d[i] = d[i] if y > 0 else 0`` for rows [i0, i1) (2-D, same width)."""
+    _relu_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**_J)
 def activation_backward_rows_into(y, d, code, i0, i1):
-    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1) (2-D)."""
-    if code != LINEAR:
-        _activation_backward_rows(y, d, d, code, i0, i1, _ZERO, y.shape[1])
+    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1)
+    (2-D); the activation chosen at run time, as in ``activation_rows_into``."""
+    if code == SIGMOID:
+        sigmoid_backward_rows_into(y, d, i0, i1)
+    elif code == TANH:
+        tanh_backward_rows_into(y, d, i0, i1)
+    elif code == RELU:
+        relu_backward_rows_into(y, d, i0, i1)
 
 
 @njit(**_J)

@@ -427,7 +427,7 @@ PARALLEL_SCRIPT = textwrap.dedent(
     from fastinit.mlp import compile_backend
 
     assert numba.get_num_threads() >= 2, numba.get_num_threads()
-    compile_backend("cpu", "float64")  # returns once the parallel step is ready
+    compile_backend("cpu", "float64", "tanh")  # returns once the parallel step is ready
     rng = np.random.default_rng(3)
     sizes = (37, 29, 23, 10)  # feature counts that split unevenly over the threads
     x = rng.normal(size=(90, sizes[0]))
@@ -445,11 +445,18 @@ PARALLEL_SCRIPT = textwrap.dedent(
         np.testing.assert_allclose(w, rw, rtol=1e-11, atol=1e-14)
         np.testing.assert_allclose(b, rb, rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(cpu.forward(x), ref.forward(x), rtol=1e-11, atol=1e-13)
-    blocks = {name: getattr(kc, name) for name in ("dot_nt_into", "dot_nn_into", "activation_rows_into",
-              "activation_backward_rows_into", "softmax_xent_rows", "transpose_into")}
-    blocks.update(gather=engine._gather, sgd_rows=engine._sgd_rows)
-    many = {name: f.signatures for name, f in blocks.items() if len(f.signatures) != 1}
+    blocks = {name: getattr(kc, name) for name in ("dot_nt_into", "dot_nn_into", "tanh_rows_into", "bias_rows_into",
+              "tanh_backward_rows_into", "softmax_xent_rows", "transpose_into")}
+    blocks.update(gather=engine._gather, sgd_rows=engine._sgd_rows, update=engine._update_piece_jit)
+    many = {name: f.signatures for name, f in blocks.items() if len(f.signatures) > 1}  # 0: loaded with a caller
     assert not many, f"compiled more than once: {many}"
+    assert len(engine._PARALLEL_STEPS[2].signatures) == 1, engine._PARALLEL_STEPS[2].signatures
+    # one activation: nothing of the others is compiled
+    others = [kc.sigmoid_rows_into, kc.relu_rows_into, kc.activation_rows_into, kc.sigmoid_backward_rows_into,
+              kc.relu_backward_rows_into, kc.activation_backward_rows_into]
+    others += [step for code, step in engine._PARALLEL_STEPS.items() if code != 2]
+    compiled = [f.py_func.__qualname__ for f in others if f.signatures]
+    assert not compiled, f"compiled for an activation the run does not use: {compiled}"
     print("parallel ok")
     """
 )
@@ -458,8 +465,9 @@ PARALLEL_SCRIPT = textwrap.dedent(
 def test_cpu_parallel_step_matches_numpy_and_compiles_each_block_once():
     """The cpu engine's parallel step (rows and features split over the threads) against the
     numpy engine, and every building block it runs compiled for exactly one signature: a
-    literal or a differently typed argument anywhere would compile a block again. In a fresh
-    process with two threads, so nothing else has compiled the blocks."""
+    literal or a differently typed argument anywhere would compile a block again; and nothing
+    of the activations the run does not use is compiled. In a fresh process with two threads,
+    so nothing else has compiled the blocks."""
     env = dict(os.environ, NUMBA_NUM_THREADS="2")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], cwd=root, env=env, capture_output=True,

@@ -61,11 +61,16 @@ from numba import njit, prange
 
 from kernels.cpu import (
     CACHE,
-    activation_backward_rows_into,
-    activation_rows_into,
+    bias_rows_into,
     dot_nn_into,
     dot_nt_into,
+    relu_backward_rows_into,
+    relu_rows_into,
+    sigmoid_backward_rows_into,
+    sigmoid_rows_into,
     softmax_xent_rows,
+    tanh_backward_rows_into,
+    tanh_rows_into,
     transpose_into,
 )
 from kernels import checks as chk
@@ -77,7 +82,6 @@ _FAST = dict(_J, fastmath={"reassoc", "contract"})  # sums vectorise; NaN and In
 _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
 _MAX_PIECES = 64
-_LINEAR = 0
 _NN_DEPTH = 32  # a delta product with a depth (fan_out) below this runs in outer-product form
 # Integer constants for compiled callees as int64 values: a literal ``0`` in a call
 # would be a type of its own and compile the callee once more.
@@ -115,43 +119,31 @@ def _sgd_rows(wt, g, b, dt, lr, j0, j1, fi):
     return total
 
 
-def _rows_piece(x, labels, idx, net, ws, sizes, code, train, t, parts):
-    """Piece ``t`` of ``parts`` of the batch rows ``x[idx]``: the gather, the forward pass,
-    and when ``train`` the loss, every layer's delta and the rows' share of the transposed
-    copies. Returns the piece's summed loss (0.0 unless ``train``).
+@njit(**_J)
+def _forward_layer(i, xb, wt0, wth, acts, ht, sizes, r0, r1, train):
+    """Rows [r0, r1) of layer i's pre-activation ``acts[i] = H[i-1] @ Wt[i].T`` (H[-1] = xb)
+    and, when ``train``, of the transposed copy of its input ``ht[i-1]`` (for i > 0)."""
+    fo = sizes[i + 1]
+    if i == 0:
+        dot_nt_into(xb, wt0, acts[0], r0, r1, _ZERO, fo, sizes[0])
+        return
+    h_in = acts[i - 1]
+    dot_nt_into(h_in, wth[i - 1], acts[i], r0, r1, _ZERO, fo, (sizes[i] + _PAD - 1) // _PAD * _PAD)
+    if train:
+        transpose_into(h_in, ht[i - 1], r0, r1)
 
-    ``x``, ``labels``, ``idx``: read-only views (one compiled type for any caller's arrays);
-    ``net = (wt0, wth, wh, b)``, ``ws = (xb, lb, acts, deltas, ht, dt)``: see ``CpuEngine``."""
-    wt0, wth, wh, b = net
-    xb, lb, acts, deltas, ht, dt = ws
-    layers = sizes.size - 1
-    n = idx.size
-    step = ((n + parts - 1) // parts + 3) // 4 * 4
-    r0, r1 = min(n, t * step), min(n, (t + 1) * step)
-    _gather(x, labels, idx, xb, lb, r0, r1, train)
-    for i in range(layers):
-        fo = sizes[i + 1]
-        kin = sizes[0] if i == 0 else (sizes[i] + _PAD - 1) // _PAD * _PAD
-        h_in = xb if i == 0 else acts[i - 1]
-        dot_nt_into(h_in, wt0 if i == 0 else wth[i - 1], acts[i], r0, r1, _ZERO, fo, kin)
-        activation_rows_into(acts[i], b[i][:fo], code if i < layers - 1 else _LINEAR, r0, r1)
-        if train and i > 0:
-            transpose_into(h_in, ht[i - 1], r0, r1)
-    if not train:
-        return 0.0
-    d = deltas[layers - 1]
-    loss = softmax_xent_rows(acts[layers - 1], lb, d, r0, r1, n, sizes[layers])
-    for i in range(layers - 1, 0, -1):
-        transpose_into(d, dt[i], r0, r1)
-        fo = sizes[i + 1]
-        if fo < _NN_DEPTH:  # D[i-1] = d @ Wt[i]
-            dot_nn_into(d, wth[i - 1], deltas[i - 1], r0, r1, fo, sizes[i])
-        else:  # the padding of d and W is zero
-            dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], (fo + _PAD - 1) // _PAD * _PAD)
-        activation_backward_rows_into(acts[i - 1], deltas[i - 1], code, r0, r1)
-        d = deltas[i - 1]
-    transpose_into(d, dt[0], r0, r1)
-    return loss
+
+@njit(**_J)
+def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
+    """Rows [r0, r1) of the transposed copy ``dt[i]`` of layer i's delta and of the delta
+    before the activation's derivative, ``deltas[i-1] = deltas[i] @ W[i].T`` (i > 0)."""
+    d = deltas[i]
+    transpose_into(d, dt[i], r0, r1)
+    fo = sizes[i + 1]
+    if fo < _NN_DEPTH:  # D[i-1] = d @ Wt[i]
+        dot_nn_into(d, wth[i - 1], deltas[i - 1], r0, r1, fo, sizes[i])
+    else:  # the padding of d and W is zero
+        dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], (fo + _PAD - 1) // _PAD * _PAD)
 
 
 def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
@@ -179,48 +171,98 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
             transpose_into(wth[i - 1], wh[i - 1], j0, j1)
 
 
-_rows_piece_jit = njit(**_J)(_rows_piece)
 _update_piece_jit = njit(**_J)(_update_piece)
 
 
-@njit(parallel=True, **_J)
-def _parallel_step(x, labels, idx, net, grads, ws, sizes, code, lr, sq, train, losses, parts):
-    """``_rows_piece`` for every piece t < parts on the threads, then when ``train``
-    ``_update_piece``: two fork/joins. Returns the summed loss. (The tuples are unpacked
-    here and built again in the loops: a ``prange`` body takes arrays, not tuples of them.)"""
-    wt0, wth, wh, b = net
-    g0, gh = grads
-    xb, lb, acts, deltas, ht, dt = ws
-    for t in prange(parts):
-        losses[t] = _rows_piece_jit(x, labels, idx, (wt0, wth, wh, b), (xb, lb, acts, deltas, ht, dt), sizes,
-                                    code, train, np.int64(t), parts)
-    if train:
+def _step_for(code):
+    """The whole training (or, without ``train``, forward) step for one activation ``code``,
+    as a Python function: compiled with ``prange`` it is the parallel step; run as Python
+    (``parts=1``) it is the serial step, which calls only compiled blocks. ``code`` is a constant of the
+    closure: Numba drops the other activations' branches before compiling, and keys the
+    on-disk cache entry by it, so a run compiles one activation."""
+    sigmoid, tanh, relu = (chk.ACTIVATION_CODES[a] for a in ("sigmoid", "tanh", "relu"))
+
+    def parallel_step(x, labels, idx, net, grads, ws, sizes, lr, sq, train, losses, parts):
+        """Piece t < parts of the batch rows ``x[idx]`` on each thread: the gather, the
+        forward pass and, when ``train``, the loss, every layer's delta and the rows' share
+        of the transposed copies; then, when ``train``, ``_update_piece`` on each thread. Two
+        fork/joins. Returns the summed loss (0.0 unless ``train``).
+
+        ``x``, ``labels``, ``idx``: read-only views (one compiled type for any caller's
+        arrays); ``net = (wt0, wth, wh, b)``, ``grads = (g0, gh)``,
+        ``ws = (xb, lb, acts, deltas, ht, dt)``: see ``CpuEngine``. (The tuples are unpacked
+        here and built again for ``_update_piece``: a ``prange`` body takes arrays, not tuples
+        of them.)"""
+        wt0, wth, wh, b = net
+        g0, gh = grads
+        xb, lb, acts, deltas, ht, dt = ws
+        layers = sizes.size - 1
+        n = idx.size
+        rows = ((n + parts - 1) // parts + 3) // 4 * 4
         for t in prange(parts):
-            _update_piece_jit((wt0, wth, wh, b), (g0, gh), (xb, lb, acts, deltas, ht, dt), sizes, lr, sq,
-                              np.int64(t), parts)
-    return losses[:parts].sum()
+            r0, r1 = min(n, t * rows), min(n, (t + 1) * rows)
+            _gather(x, labels, idx, xb, lb, r0, r1, train)
+            for i in range(layers):
+                _forward_layer(i, xb, wt0, wth, acts, ht, sizes, r0, r1, train)
+                z, bias = acts[i], b[i][: sizes[i + 1]]
+                if i == layers - 1:
+                    bias_rows_into(z, bias, r0, r1)
+                elif code == sigmoid:
+                    sigmoid_rows_into(z, bias, r0, r1)
+                elif code == tanh:
+                    tanh_rows_into(z, bias, r0, r1)
+                elif code == relu:
+                    relu_rows_into(z, bias, r0, r1)
+                else:
+                    bias_rows_into(z, bias, r0, r1)
+            loss = 0.0
+            if train:
+                loss = softmax_xent_rows(acts[layers - 1], lb, deltas[layers - 1], r0, r1, n, sizes[layers])
+                for i in range(layers - 1, 0, -1):
+                    _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1)
+                    y, d = acts[i - 1], deltas[i - 1]
+                    if code == sigmoid:
+                        sigmoid_backward_rows_into(y, d, r0, r1)
+                    elif code == tanh:
+                        tanh_backward_rows_into(y, d, r0, r1)
+                    elif code == relu:
+                        relu_backward_rows_into(y, d, r0, r1)
+                transpose_into(deltas[0], dt[0], r0, r1)
+            losses[t] = loss
+        if train:
+            for t in prange(parts):
+                _update_piece_jit((wt0, wth, wh, b), (g0, gh), (xb, lb, acts, deltas, ht, dt), sizes, lr, sq,
+                                  np.int64(t), parts)
+        return losses[:parts].sum()
+
+    return parallel_step
+
+
+_STEPS = {code: _step_for(code) for code in chk.ACTIVATION_CODES.values()}  # Python, for the serial path
+_PARALLEL_STEPS = {code: njit(parallel=True, **_J)(step) for code, step in _STEPS.items()}
 
 
 class _Compiled:
-    """The parallel step compiled (or loaded from the cache) in a background thread, once per
-    argument types; ``ready(types)`` says whether it can be called without waiting."""
+    """The parallel step of an activation compiled (or loaded from the cache) in a background
+    thread, once per argument types; ``ready(code, args)`` says whether it can be called
+    without waiting."""
 
     _lock = threading.Lock()
-    _done = {}  # argument types -> threading.Event
-    warm = set()  # dtypes whose building blocks a serial training step has compiled
+    _done = {}  # (activation code, argument types) -> threading.Event
+    warm = set()  # (dtype, code) whose building blocks a serial training step has compiled
 
     @classmethod
-    def ready(cls, args):
+    def ready(cls, code, args):
         import numba
 
         types = tuple(numba.typeof(a) for a in args)
         with cls._lock:
-            event = cls._done.get(types)
+            event = cls._done.get((code, types))
             if event is None:
-                event = cls._done[types] = threading.Event()
+                event = cls._done[code, types] = threading.Event()
                 # Not a daemon: the interpreter waits for it at exit. A daemon thread still in
                 # LLVM when the interpreter shuts down crashes the process (abort or segfault).
-                threading.Thread(target=cls._compile, args=(types, event), daemon=False,
+                threading.Thread(target=cls._compile, args=(_PARALLEL_STEPS[code], types, event), daemon=False,
                                  name="fastinit-compile").start()
         return event.is_set()
 
@@ -233,9 +275,9 @@ class _Compiled:
             event.wait()
 
     @staticmethod
-    def _compile(types, event):
+    def _compile(step, types, event):
         try:
-            _parallel_step.compile(types)
+            step.compile(types)
         finally:
             event.set()
 
@@ -335,27 +377,23 @@ class CpuEngine:
     def _call(self, x, labels, idx, ws, train, lr):
         """Run the pieces on the workspace ``ws``; return the summed loss."""
         parts = _pieces(idx.size)
-        rows = (x, labels, idx, self._net, ws, self._sizes, self.code)
-        update = (self._net, self._grads, ws, self._sizes, lr, self._sq)
-        args = (x, labels, idx, self._net, self._grads, ws, self._sizes, self.code, lr, self._sq, train,
-                self._losses, parts)
+        args = (x, labels, idx, self._net, self._grads, ws, self._sizes, lr, self._sq, train, self._losses, parts)
         if parts > 1 and self._parallel_ready(args):
-            loss = _parallel_step(*args)
+            loss = _PARALLEL_STEPS[self.code](*args)
         else:  # small, or the parallel step still compiling: this thread, no fork/join
             parts = 1
-            loss = _rows_piece(*rows, train, 0, 1)
+            loss = _STEPS[self.code](*args[:-1], 1)
             if train:
-                _update_piece(*update, 0, 1)
-                _Compiled.warm.add(self.dtype)
+                _Compiled.warm.add((self.dtype, self.code))
         self._pieces = parts
         return loss
 
     def _parallel_ready(self, args):
         """Whether the parallel step is compiled for ``args``. Its compile is started only
-        once a serial training step of this dtype has compiled the building blocks on this
+        once a serial training step of this dtype and activation has compiled the building blocks on this
         thread (a compile in the background holds Numba's compiler lock until it is done)."""
-        if not self._ready and self.dtype in _Compiled.warm:
-            self._ready = _Compiled.ready(args)
+        if not self._ready and (self.dtype, self.code) in _Compiled.warm:
+            self._ready = _Compiled.ready(self.code, args)
         return self._ready
 
     def forward(self, x, record):

@@ -510,7 +510,8 @@ def _compile_in_background(config):
 
     def work():
         try:
-            compile_backend(config.backend, config.dtype)
+            for activation in dict.fromkeys(run.activation for run in config.run_specs):
+                compile_backend(config.backend, config.dtype, activation)
         except Exception:  # noqa: BLE001 - re-raised by the run that needs the backend
             pass
 
