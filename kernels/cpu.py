@@ -57,12 +57,16 @@ rows; the others use every thread for large inputs.
 
 How it is fast
 --------------
-Every product is computed as dot products along contiguous rows
+Most products are computed as dot products along contiguous rows
 (``dot_nt_into``): a block of 4 rows of ``a`` by 3 rows of ``b`` keeps 12
 running sums in scalar locals, which LLVM vectorises along the depth and keeps
 in registers (12 accumulators plus 3 loaded vectors fit the 16 vector
 registers of AVX2; AVX-512 has 32). The depth is cut into blocks that stay in
-L1 and the columns into blocks that stay in L2. ``matmul_into`` packs an
+L1 and the columns into blocks that stay in L2. Each output ends with a
+horizontal sum of a vector register, which costs about as much as the
+multiply-adds when the depth is short; ``dot_nn_into`` avoids it for short
+depths and long output rows (outer products, vectorised along the output
+rows, 4 rows of ``b`` per pass). ``matmul_into`` packs an
 operand into that layout (one transposed copy) when it is not already, and
 cuts the output into one tile per thread. Small products and small
 elementwise arrays run on the calling thread: a fork/join costs more than

@@ -45,13 +45,17 @@ Threads. The step is two parallel regions (two fork/joins):
 
 A batch too small to share runs on the calling thread, with no fork/join.
 
-Compilation. On a cold cache, compiling the parallel step (a ``prange``
-wrapper links in and re-optimises everything it calls) takes several times
-as long as the building blocks themselves. So the engine's first steps run
-the pieces' Python bodies (``_rows_piece.py_func``), which only call the
-compiled building blocks, on this thread, while a background thread compiles
-the parallel step; once it is ready (or loaded from the on-disk cache) every
-step uses it. Both paths run the same compiled arithmetic.
+Compilation. The step is written once, as a Python function closed over the
+activation code (``_step_for``), and compiled per activation: the code is a
+constant of the closure, so Numba drops the other activations' branches before
+compiling, and the on-disk cache keys the entry by it. A run therefore compiles
+one dtype and one activation. On a cold cache, compiling the parallel step (a
+``prange`` wrapper links in and re-optimises everything it calls) takes
+several times as long as the building blocks themselves. So the engine's
+first steps run that Python function itself with one piece, which only calls
+compiled blocks, on this thread, while a background thread compiles the
+parallel step; once it is ready (or loaded from the on-disk cache) every step
+uses it. Both paths run the same compiled arithmetic.
 """
 
 import threading
@@ -147,7 +151,7 @@ def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
 
 
 def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
-    """Piece ``t`` of ``parts`` of every layer's output features (after ``_rows_piece``):
+    """Piece ``t`` of ``parts`` of every layer's output features (after the rows pieces):
     the weight gradient over the whole batch and the fused SGD update; the sum of squares
     of the piece's gradient rows of layer i goes to ``sq[t, i]``, and the updated rows of
     ``Wt`` are copied into the columns of ``W``. ``grads = (g0, gh)``."""
