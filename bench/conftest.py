@@ -122,6 +122,11 @@ _NUMPY_TIMES = {}
 SETTLE_S = 0.5
 
 
+def targets_asserted():
+    """Whether ``--bench-assert-targets`` was given: a missed target fails the benchmark."""
+    return _SETTINGS["assert_targets"]
+
+
 def settle():
     """Let other thread pools go idle before a timing: OpenBLAS, PyTorch and Numba's OpenMP
     workers spin for a while after their last call, and on a 2-core machine a spinning pool
