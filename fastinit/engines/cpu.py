@@ -86,6 +86,7 @@ _FAST = dict(_J, fastmath={"reassoc", "contract"})  # sums vectorise; NaN and In
 _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
 _MAX_PIECES = 64
+_UPDATE_ROWS = 4  # rows of a weight gradient computed, then applied, at a time
 _NN_DEPTH = 32  # a delta product with a depth (fan_out) below this runs in outer-product form
 # Integer constants for compiled callees as int64 values: a literal ``0`` in a call
 # would be a type of its own and compile the callee once more.
@@ -164,13 +165,16 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
         step = ((fo + parts - 1) // parts + 3) // 4 * 4
         u = (t + i) % parts  # rotated: an uneven split of the rows evens out over the layers
         j0, j1 = min(fo, u * step), min(fo, (u + 1) * step)
-        if i == 0:  # long rows of G: the outer-product form, G[0] = DT[0] @ x[idx]
-            g = g0
-            dot_nn_into(dt[0], xb, g, j0, j1, n, fi)
-        else:
-            g = gh[i - 1]
-            dot_nt_into(dt[i], ht[i - 1], g, j0, j1, _ZERO, fi, k)
-        sq[t, i] = _sgd_rows(wt0 if i == 0 else wth[i - 1], g, b[i], dt[i], lr, j0, j1, fi)
+        g = g0 if i == 0 else gh[i - 1]
+        total = 0.0
+        for jb in range(j0, j1, _UPDATE_ROWS):  # the SGD update reads each block of G while in L1
+            je = min(j1, jb + _UPDATE_ROWS)
+            if i == 0:  # long rows of G: the outer-product form, G[0] = DT[0] @ x[idx]
+                dot_nn_into(dt[0], xb, g, jb, je, n, fi)
+            else:
+                dot_nt_into(dt[i], ht[i - 1], g, jb, je, _ZERO, fi, k)
+            total += _sgd_rows(wt0 if i == 0 else wth[i - 1], g, b[i], dt[i], lr, jb, je, fi)
+        sq[t, i] = total
         if i > 0:
             transpose_into(wth[i - 1], wh[i - 1], j0, j1)
 
