@@ -499,27 +499,37 @@ def softmax_xent_rows(logits, labels, grad, i0, i1, n, width):
     their summed loss (float64).
 
     Stable for any finite logits (the row max is subtracted first); a NaN in a
-    row makes that row's gradient and the loss NaN."""
+    row makes that row's gradient and the loss NaN. The exponentials of all the
+    rows are taken in one pass over a scratch array: one row (10 classes) is
+    shorter than a vector loop's step, and would run scalar."""
+    rows = max(0, i1 - i0)
     inv_n = logits.dtype.type(1.0 / n)
-    total = 0.0
-    for i in range(i0, i1):
-        z = logits[i][:width]
-        g = grad[i][:width]
-        lab = labels[i]
+    e = np.empty(rows * width, logits.dtype)
+    top = np.empty(rows, logits.dtype)
+    for r in range(rows):
+        z = logits[i0 + r][:width]
         m = z[0]
         for j in range(1, width):
             v = z[j]
             m = v if (v > m or v != v) else m  # a NaN sticks
-        # loss = log(sum exp(z - m)) - (z[label] - m), accumulated in float64
-        total -= float(z[lab]) - float(m)
+        top[r] = m
+        er = e[r * width : (r + 1) * width]
         for j in range(width):
-            g[j] = z[j] - m
-        _exp_nonpos_into(g)
-        s = g.sum()
-        total += math.log(float(s))
+            er[j] = z[j] - m
+    _exp_nonpos_into(e)
+    total = 0.0
+    for r in range(rows):
+        i = i0 + r
+        z = logits[i][:width]
+        g = grad[i][:width]
+        lab = labels[i]
+        er = e[r * width : (r + 1) * width]
+        s = er.sum()
+        # loss = log(sum exp(z - m)) - (z[label] - m), accumulated in float64
+        total += math.log(np.float64(s)) - (np.float64(z[lab]) - np.float64(top[r]))  # float() stays float32
         scale = inv_n / s
         for j in range(width):
-            g[j] *= scale
+            g[j] = er[j] * scale
         g[lab] -= inv_n
     return total
 
