@@ -23,9 +23,9 @@ rows; the others use every thread for large inputs.
   ``out[i, j] = sum_{p<k} a[i, p] * b[j, p]`` for rows [i0, i1) and columns
   [j0, j1): the product ``a @ b.T`` with both operands read along contiguous
   rows. This is the register-blocked micro-kernel of most products here.
-- ``dot_nn_into(a, b, out, i0, i1, k, n)`` *serial*: ``out[i, :n] =
-  a[i, :k] @ b[:k, :n]`` for rows [i0, i1): the plain product, in outer-product
-  form. Faster than ``dot_nt_into`` for a short depth ``k`` or long output rows
+- ``dot_nn_into(a, b, out, i0, i1, j0, j1, k)`` *serial*: ``out[i, j] =
+  sum_{p<k} a[i, p] * b[p, j]`` for rows [i0, i1) and columns [j0, j1): the
+  plain product ``a @ b``, in outer-product form. Faster than ``dot_nt_into`` for a short depth ``k`` or long output rows
   (a weight gradient ``delta.T @ x``).
 - ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
   (``out`` must not overlap ``a`` or ``b``); packs a transposed copy of an
@@ -677,16 +677,16 @@ def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
 
 
 @njit(**_FAST)
-def _nn_4x4(a, b, out, i, p, n):
-    """``out[i + r, :n] += a[i + r, p:p + 4] @ b[p:p + 4, :n]`` for r < 4: sixteen
+def _nn_4x4(a, b, out, i, p, j0, j1):
+    """``out[i + r, j0:j1] += a[i + r, p:p + 4] @ b[p:p + 4, j0:j1]`` for r < 4: sixteen
     coefficients in scalar locals, each row of ``b`` loaded once for four output rows."""
     a00, a01, a02, a03 = a[i, p], a[i, p + 1], a[i, p + 2], a[i, p + 3]
     a10, a11, a12, a13 = a[i + 1, p], a[i + 1, p + 1], a[i + 1, p + 2], a[i + 1, p + 3]
     a20, a21, a22, a23 = a[i + 2, p], a[i + 2, p + 1], a[i + 2, p + 2], a[i + 2, p + 3]
     a30, a31, a32, a33 = a[i + 3, p], a[i + 3, p + 1], a[i + 3, p + 2], a[i + 3, p + 3]
-    b0, b1, b2, b3 = b[p], b[p + 1], b[p + 2], b[p + 3]
-    o0, o1, o2, o3 = out[i], out[i + 1], out[i + 2], out[i + 3]
-    for q in range(n):
+    b0, b1, b2, b3 = b[p][j0:j1], b[p + 1][j0:j1], b[p + 2][j0:j1], b[p + 3][j0:j1]
+    o0, o1, o2, o3 = out[i][j0:j1], out[i + 1][j0:j1], out[i + 2][j0:j1], out[i + 3][j0:j1]
+    for q in range(o0.size):
         x0, x1, x2, x3 = b0[q], b1[q], b2[q], b3[q]
         o0[q] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3
         o1[q] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
@@ -695,43 +695,43 @@ def _nn_4x4(a, b, out, i, p, n):
 
 
 @njit(**_FAST)
-def _nn_1x1(a, b, out, i, p, n):
-    """``out[i, :n] += a[i, p] * b[p, :n]`` (the edges of ``dot_nn_into``)."""
+def _nn_1x1(a, b, out, i, p, j0, j1):
+    """``out[i, j0:j1] += a[i, p] * b[p, j0:j1]`` (the edges of ``dot_nn_into``)."""
     c = a[i, p]
-    x = b[p]
-    o = out[i]
-    for q in range(n):
+    x = b[p][j0:j1]
+    o = out[i][j0:j1]
+    for q in range(o.size):
         o[q] += c * x[q]
 
 
 @njit(**_J)
-def dot_nn_into(a, b, out, i0, i1, k, n):
-    """*Serial.* ``out[i, :n] = a[i, :k] @ b[:k, :n]`` for rows i in [i0, i1).
+def dot_nn_into(a, b, out, i0, i1, j0, j1, k):
+    """*Serial.* ``out[i, j] = sum_{p<k} a[i, p] * b[p, j]`` for i in [i0, i1), j in [j0, j1).
 
-    ``a`` (M, >= k), ``b`` (>= k, >= n), ``out`` (>= M, >= n): 2-D C-contiguous,
+    ``a`` (M, >= k), ``b`` (>= k, N), ``out`` (>= M, N): 2-D C-contiguous,
     one float dtype; ``out`` must not overlap ``a`` or ``b``. The outer-product
     form of the product: blocks of 4 output rows by 4 rows of ``b``, vectorised
     along the output rows, with no horizontal sums. It beats ``dot_nt_into``
     when the depth ``k`` is short (tens) or the output rows are long (hundreds),
     e.g. a weight gradient ``delta.T @ x``; 4 output rows should fit in L1."""
-    if i1 <= i0 or n <= 0:
+    if i1 <= i0 or j1 <= j0:
         return
     zero = out.dtype.type(0)
     for i in range(i0, i1):
-        row = out[i]
-        for q in range(n):
+        row = out[i][j0:j1]
+        for q in range(row.size):
             row[q] = zero
     k4 = k // 4 * 4
     i4 = i0 + (i1 - i0) // 4 * 4
     for i in range(i0, i4, 4):
         for p in range(0, k4, 4):
-            _nn_4x4(a, b, out, i, p, n)
+            _nn_4x4(a, b, out, i, p, j0, j1)
     for p in range(k4, k):
         for i in range(i0, i4):
-            _nn_1x1(a, b, out, i, p, n)
+            _nn_1x1(a, b, out, i, p, j0, j1)
     for i in range(i4, i1):
         for p in range(k):
-            _nn_1x1(a, b, out, i, p, n)
+            _nn_1x1(a, b, out, i, p, j0, j1)
 
 
 @njit(**_J)

@@ -156,29 +156,32 @@ def test_matmul_random_shapes(fast_backend, m, k, n, trans_a, trans_b, f64, seed
     k=st.integers(0, 70),
     n=st.integers(1, 70),
     rows=st.tuples(st.integers(0, 40), st.integers(0, 40)),
+    cols=st.tuples(st.integers(0, 70), st.integers(0, 70)),
     nn=st.booleans(),
     f64=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_serial_products_match_the_reference_on_their_rows(m, k, n, rows, nn, f64, seed):
-    """``kernels.cpu.dot_nt_into`` / ``dot_nn_into`` on a range of output rows, every block
-    edge (rows, columns and depths that are not multiples of the 4 x 3 and 4 x 4 blocks), with
-    operands wider than the product: the rows in range match the reference, nothing else is written."""
+def test_serial_products_match_the_reference_on_their_block(m, k, n, rows, cols, nn, f64, seed):
+    """``kernels.cpu.dot_nt_into`` / ``dot_nn_into`` on a block of output rows and columns,
+    every block edge (rows, columns and depths that are not multiples of the 4 x 3 and 4 x 4
+    blocks), with a left operand wider than the depth: the block matches the reference, nothing
+    else is written."""
     import kernels.cpu as kc
 
     dtype = np.float64 if f64 else np.float32
     rng = np.random.default_rng(seed)
     i0, i1 = sorted(min(r, m) for r in rows)
+    j0, j1 = sorted(min(c, n) for c in cols)
     a = _rand(rng, (m, k + 3), dtype)
-    b = _rand(rng, (k + 2, n + 5), dtype)  # (k, n) in the top-left, used as is or transposed
-    out = np.full((m + 1, n + 2), 7.0, dtype)
+    b = _rand(rng, (k, n), dtype)
+    out = np.full((m + 1, n), 7.0, dtype)
+    args = (np.int64(i0), np.int64(i1), np.int64(j0), np.int64(j1), np.int64(k))
     if nn:
-        kc.dot_nn_into(a, b, out, np.int64(i0), np.int64(i1), np.int64(k), np.int64(n))
+        kc.dot_nn_into(a, b, out, *args)
     else:
-        bt = np.ascontiguousarray(b[:k, :n].T)
-        kc.dot_nt_into(a, bt, out, np.int64(i0), np.int64(i1), np.int64(0), np.int64(n), np.int64(k))
+        kc.dot_nt_into(a, np.ascontiguousarray(b.T), out, *args)
     want = np.full_like(out, 7.0)
-    want[i0:i1, :n] = np.asarray(a[i0:i1, :k], np.float64) @ b[:k, :n]
+    want[i0:i1, j0:j1] = np.asarray(a[i0:i1, :k], np.float64) @ b[:, j0:j1]
     _close(out, want, dtype, scale=k)
 
 
@@ -193,7 +196,7 @@ def test_dot_nn_into_propagates_nan_and_inf():
     b[2, 3] = np.inf  # times a 0 coefficient
     b[4, 7] = np.nan
     out = np.empty((5, 9), np.float32)
-    kc.dot_nn_into(a, b, out, np.int64(0), np.int64(5), np.int64(6), np.int64(9))
+    kc.dot_nn_into(a, b, out, np.int64(0), np.int64(5), np.int64(0), np.int64(9), np.int64(6))
     with np.errstate(invalid="ignore"):
         want = a @ b
     np.testing.assert_array_equal(out, want)

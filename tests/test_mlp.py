@@ -447,7 +447,8 @@ PARALLEL_SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(cpu.forward(x), ref.forward(x), rtol=1e-11, atol=1e-13)
     blocks = {name: getattr(kc, name) for name in ("dot_nt_into", "dot_nn_into", "tanh_rows_into", "bias_rows_into",
               "tanh_backward_rows_into", "softmax_xent_rows", "transpose_into")}
-    blocks.update(gather=engine._gather, sgd_rows=engine._sgd_rows, update=engine._update_piece_jit)
+    blocks.update(gather=engine._gather, sgd_block=engine._sgd_block, sgd_bias=engine._sgd_bias,
+                  update=engine._update_piece_jit)
     many = {name: f.signatures for name, f in blocks.items() if len(f.signatures) > 1}  # 0: loaded with a caller
     assert not many, f"compiled more than once: {many}"
     assert len(engine._PARALLEL_STEPS[2].signatures) == 1, engine._PARALLEL_STEPS[2].signatures

@@ -106,22 +106,28 @@ def _gather(x, labels, idx, xb, lb, r0, r1, with_labels):
 
 
 @njit(**_FAST)
-def _sgd_rows(wt, g, b, dt, lr, j0, j1, fi):
-    """Rows [j0, j1) of one layer's SGD update of ``Wt`` and ``b`` from its weight gradient
-    ``g`` (fan_out, >= fi) and transposed delta ``dt`` (the bias gradient is its row sum).
-    Returns the sum of squares of those rows of g (float64)."""
+def _sgd_block(wt, g, lr, j0, j1, q0, q1):
+    """``wt[j, q] -= lr * g[j, q]`` for j in [j0, j1), q in [q0, q1); returns the sum of
+    squares of that block of ``g`` (float64)."""
     total = 0.0
     for j in range(j0, j1):
-        b[j] -= lr * dt[j].sum()
-        wj = wt[j]
-        gj = g[j]
+        wj = wt[j][q0:q1]
+        gj = g[j][q0:q1]
         ss = g.dtype.type(0)
-        for q in range(fi):
+        for q in range(gj.size):
             v = gj[q]
             wj[q] -= lr * v
             ss += v * v
         total += ss
     return total
+
+
+@njit(**_FAST)
+def _sgd_bias(b, dt, lr, j0, j1):
+    """``b[j] -= lr * dt[j].sum()`` for j in [j0, j1): the bias gradient is the row sum of the
+    transposed delta ``dt`` (its padding is zero)."""
+    for j in range(j0, j1):
+        b[j] -= lr * dt[j].sum()
 
 
 @njit(**_J)
@@ -146,7 +152,7 @@ def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
     transpose_into(d, dt[i], r0, r1)
     fo = sizes[i + 1]
     if fo < _NN_DEPTH:  # D[i-1] = d @ Wt[i]
-        dot_nn_into(d, wth[i - 1], deltas[i - 1], r0, r1, fo, sizes[i])
+        dot_nn_into(d, wth[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], fo)
     else:  # the padding of d and W is zero
         dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], (fo + _PAD - 1) // _PAD * _PAD)
 
@@ -165,15 +171,16 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
         step = ((fo + parts - 1) // parts + 3) // 4 * 4
         u = (t + i) % parts  # rotated: an uneven split of the rows evens out over the layers
         j0, j1 = min(fo, u * step), min(fo, (u + 1) * step)
+        _sgd_bias(b[i], dt[i], lr, j0, j1)
         g = g0 if i == 0 else gh[i - 1]
         total = 0.0
         for jb in range(j0, j1, _UPDATE_ROWS):  # the SGD update reads each block of G while in L1
             je = min(j1, jb + _UPDATE_ROWS)
             if i == 0:  # long rows of G: the outer-product form, G[0] = DT[0] @ x[idx]
-                dot_nn_into(dt[0], xb, g, jb, je, n, fi)
+                dot_nn_into(dt[0], xb, g, jb, je, _ZERO, fi, n)
             else:
                 dot_nt_into(dt[i], ht[i - 1], g, jb, je, _ZERO, fi, k)
-            total += _sgd_rows(wt0 if i == 0 else wth[i - 1], g, b[i], dt[i], lr, jb, je, fi)
+            total += _sgd_block(wt0 if i == 0 else wth[i - 1], g, lr, jb, je, _ZERO, fi)
         sq[t, i] = total
         if i > 0:
             transpose_into(wth[i - 1], wh[i - 1], j0, j1)
