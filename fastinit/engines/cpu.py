@@ -87,6 +87,7 @@ _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
 _MAX_PIECES = 64
 _UPDATE_ROWS = 4  # rows of a weight gradient computed, then applied, at a time
+_ROW_OVERHEAD = 64  # a weight-gradient row costs about fan_in + this many multiply-adds per batch row
 _NN_DEPTH = 32  # a delta product with a depth (fan_out) below this runs in outer-product form
 # Integer constants for compiled callees as int64 values: a literal ``0`` in a call
 # would be a type of its own and compile the callee once more.
@@ -157,20 +158,38 @@ def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
         dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], (fo + _PAD - 1) // _PAD * _PAD)
 
 
+@njit(**_J)
+def _first_block(x, cost, blocks):
+    """The first of ``blocks`` blocks of ``cost`` each whose midpoint is at or past ``x``."""
+    return min(blocks, max(0, (2 * x - cost + 2 * cost - 1) // (2 * cost)))
+
+
 def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
     """Piece ``t`` of ``parts`` of every layer's output features (after the rows pieces):
     the weight gradient over the whole batch and the fused SGD update; the sum of squares
     of the piece's gradient rows of layer i goes to ``sq[t, i]``, and the updated rows of
-    ``Wt`` are copied into the columns of ``W``. ``grads = (g0, gh)``."""
+    ``Wt`` are copied into the columns of ``W``. ``grads = (g0, gh)``.
+
+    The work is split by its cost, not by rows per layer: all layers' blocks of 4 rows, in
+    order, cost ``fan_in + _ROW_OVERHEAD`` a row, and piece t takes the blocks whose midpoints
+    fall in the t-th equal share (the first layer's 784-wide rows cost 5-6 hidden ones)."""
     wt0, wth, wh, b = net
     g0, gh = grads
     xb, lb, acts, deltas, ht, dt = ws
     n, k = xb.shape[0], dt.shape[2]  # the batch, and padded
-    for i in range(sizes.size - 1):
+    layers = sizes.size - 1
+    total_cost = 0
+    for i in range(layers):
+        total_cost += (sizes[i + 1] + _UPDATE_ROWS - 1) // _UPDATE_ROWS * (sizes[i] + _ROW_OVERHEAD) * _UPDATE_ROWS
+    lo, hi = t * total_cost // parts, (t + 1) * total_cost // parts
+    start = 0  # the cost of the blocks before layer i
+    for i in range(layers):
         fi, fo = sizes[i], sizes[i + 1]
-        step = ((fo + parts - 1) // parts + 3) // 4 * 4
-        u = (t + i) % parts  # rotated: an uneven split of the rows evens out over the layers
-        j0, j1 = min(fo, u * step), min(fo, (u + 1) * step)
+        blocks = (fo + _UPDATE_ROWS - 1) // _UPDATE_ROWS
+        cost = (fi + _ROW_OVERHEAD) * _UPDATE_ROWS
+        j0 = min(fo, _UPDATE_ROWS * _first_block(lo - start, cost, blocks))
+        j1 = min(fo, _UPDATE_ROWS * _first_block(hi - start, cost, blocks))
+        start += blocks * cost
         _sgd_bias(b[i], dt[i], lr, j0, j1)
         g = g0 if i == 0 else gh[i - 1]
         total = 0.0
