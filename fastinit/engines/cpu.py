@@ -2,8 +2,8 @@
 
 Implements ``fastinit.engines.Engine``. The step is composed of the public,
 serial building blocks of ``kernels.cpu`` (``dot_nt_into``, ``dot_nn_into``,
-``activation_rows_into``, ``softmax_xent_rows``,
-``activation_backward_rows_into``, ``transpose_into``), so training runs the
+the one-activation row blocks such as ``relu_rows_into`` and
+``relu_backward_rows_into``, ``softmax_xent_rows``, ``transpose_into``), so training runs the
 same activation and product code as the kernels and the histograms; only the
 batch gather and the fused SGD update, which know this engine's storage, are
 its own.
@@ -39,9 +39,9 @@ Threads. The step is two parallel regions (two fork/joins):
    forward pass, the softmax cross-entropy and every layer's delta, and writes
    its rows' share of the transposed copies (rows never interact until the
    weight gradient);
-2. each thread takes a slice of every layer's output features: their weight
-   gradient over the whole batch and the fused SGD update of ``Wt`` and
-   ``b``, with the sum of squares for ``grad_norms``.
+2. each thread takes an equal share, by cost, of all layers' output features
+   (in blocks of 4): their weight gradient over the whole batch and the fused
+   SGD update of ``Wt`` and ``b``, with the sum of squares for ``grad_norms``.
 
 A batch too small to share runs on the calling thread, with no fork/join.
 
