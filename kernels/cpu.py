@@ -25,8 +25,8 @@ rows; the others use every thread for large inputs.
   rows. This is the register-blocked micro-kernel of most products here.
 - ``dot_nn_into(a, b, out, i0, i1, j0, j1, k)`` *serial*: ``out[i, j] =
   sum_{p<k} a[i, p] * b[p, j]`` for rows [i0, i1) and columns [j0, j1): the
-  plain product ``a @ b``, in outer-product form. Faster than ``dot_nt_into`` for a short depth ``k`` or long output rows
-  (a weight gradient ``delta.T @ x``).
+  plain product ``a @ b``, in outer-product form. Faster than ``dot_nt_into``
+  for a short depth ``k`` or long output rows (a weight gradient ``delta.T @ x``).
 - ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
   (``out`` must not overlap ``a`` or ``b``); packs a transposed copy of an
   operand when its layout needs it.

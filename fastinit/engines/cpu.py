@@ -161,7 +161,7 @@ def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
 @njit(**_J)
 def _first_block(x, cost, blocks):
     """The first of ``blocks`` blocks of ``cost`` each whose midpoint is at or past ``x``."""
-    return min(blocks, max(0, (2 * x - cost + 2 * cost - 1) // (2 * cost)))
+    return min(blocks, max(0, (2 * x + cost - 1) // (2 * cost)))  # ceil((x - cost / 2) / cost)
 
 
 def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
@@ -211,9 +211,9 @@ _update_piece_jit = njit(**_J)(_update_piece)
 def _step_for(code):
     """The whole training (or, without ``train``, forward) step for one activation ``code``,
     as a Python function: compiled with ``prange`` it is the parallel step; run as Python
-    (``parts=1``) it is the serial step, which calls only compiled blocks. ``code`` is a constant of the
-    closure: Numba drops the other activations' branches before compiling, and keys the
-    on-disk cache entry by it, so a run compiles one activation."""
+    (``parts=1``) it is the serial step, which calls only compiled blocks. ``code`` is a
+    constant of the closure: Numba drops the other activations' branches before compiling,
+    and keys the on-disk cache entry by it, so a run compiles one activation."""
     sigmoid, tanh, relu = (chk.ACTIVATION_CODES[a] for a in ("sigmoid", "tanh", "relu"))
 
     def parallel_step(x, labels, idx, net, grads, ws, sizes, lr, sq, train, losses, parts):
