@@ -30,6 +30,8 @@ rows; the others use every thread for large inputs.
 - ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
   (``out`` must not overlap ``a`` or ``b``); packs a transposed copy of an
   operand when its layout needs it.
+- ``product_tiles(m, n, k)``: the tile ``(rows, cols)`` each thread of
+  ``matmul_into`` computes, planned for ``numba.get_num_threads()`` at run time.
 - ``transpose_into(a, out, i0, i1)`` *serial*: rows [i0, i1) of ``a`` into
   columns of ``out``; ``transpose_into(a, out, 0, len(a))`` is ``out[:] = a.T``.
 - ``activation_rows_into(z, b, code, i0, i1)`` *serial*: in place
@@ -87,7 +89,8 @@ import os
 import sys
 
 import numpy as np
-from numba import config, njit, prange
+import numba
+from numba import get_num_threads, njit, prange
 
 from . import checks as chk
 from .checks import ACTIVATIONS, KERNEL_API
@@ -99,7 +102,7 @@ __all__ = [
     "activation_into", "activation_backward_into", "activation_backward_rows_into",
     "bias_rows_into", "sigmoid_rows_into", "tanh_rows_into", "relu_rows_into",
     "sigmoid_backward_rows_into", "tanh_backward_rows_into", "relu_backward_rows_into",
-    "softmax_xent_rows", "softmax_xent_into", "mse_into", "column_sum_into", "sgd_into", "CACHE",
+    "softmax_xent_rows", "softmax_xent_into", "mse_into", "column_sum_into", "sgd_into", "product_tiles", "CACHE",
 ]
 
 
@@ -123,6 +126,13 @@ CACHE = _cache_is_writable()
 if not CACHE:
     print("fastinit: no writable Numba cache directory; compiling without an on-disk cache", file=sys.stderr)
 
+# Start Numba's threading layer before any cached function of this module can load.
+# A cached serial function that calls a parallel one, compiled in a process where the
+# parallel callee came from the cache, does not record that the threading layer must be
+# started first, and calls a null pointer in a process that has not started it (numba#8578,
+# open upstream). ``numba.get_num_threads()`` starts it (public API; a few milliseconds).
+numba.get_num_threads()
+
 _J = dict(cache=CACHE, error_model="numpy", nogil=True)
 # Reassociation lets sums vectorise (another, equally accurate order) and
 # contraction gives FMAs; no "nnan"/"ninf", so NaN and Inf still propagate.
@@ -139,9 +149,9 @@ _ZERO, _ONE = np.int64(0), np.int64(1)
 _PAR_FLOPS = 1 << 21
 _PAR_ELEMS = 1 << 16
 _CHUNK = 1 << 13  # elements per parallel elementwise piece
-# Pieces are planned for Numba's thread pool size (a constant, so the kernels
-# stay cacheable; numba.set_num_threads(1) still works, with fewer threads).
-_THREADS = max(1, config.NUMBA_NUM_THREADS)
+# Pieces are planned at run time for the calling thread's ``numba.get_num_threads()``:
+# nothing that varies by process or machine is compiled in as a constant, because one
+# cache entry serves every process (and machine) that reads the cache directory.
 _KC_BYTES = 4096  # depth block of the products: 4 + 3 rows of it (28 KiB) stay in a 32 KiB L1
 _NC_ROWS = 192  # column block: that many rows of b (one depth block each) stay in L2
 
@@ -447,7 +457,7 @@ def _elementwise_into(kind, a, b, code, out):
     """``_elementwise_par``'s kinds 0 and 1 on any-shape arrays: on the calling thread when small."""
     n = a.size
     af, bf, of = a.reshape(n), b.reshape(n), out.reshape(n)
-    if n >= _PAR_ELEMS and _THREADS > 1:
+    if n >= _PAR_ELEMS and get_num_threads() > 1:
         _elementwise_par(kind, af, bf, code, af.dtype.type(0), of)
     elif kind == 0:
         _activation_rows(af.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n, np.empty(n, a.dtype))
@@ -473,7 +483,7 @@ def sgd_into(param, grad, lr):
     p = param.reshape(param.size)
     g = grad.reshape(grad.size)
     lr_t = p.dtype.type(lr)
-    if p.size >= _PAR_ELEMS and _THREADS > 1:
+    if p.size >= _PAR_ELEMS and get_num_threads() > 1:
         _elementwise_par(2, g, g, 0, lr_t, p)
     else:
         _sgd_row(p, g, lr_t)
@@ -551,7 +561,7 @@ def softmax_xent_into(logits, labels, grad):
     Writes ``grad = (softmax(logits) - onehot(labels)) / N`` (N, C; may be
     ``logits``) and returns the loss (float). Labels are not range-checked here."""
     n, c = logits.shape
-    if n * c >= _PAR_ELEMS and _THREADS > 1:
+    if n * c >= _PAR_ELEMS and get_num_threads() > 1:
         total = _softmax_par(logits, labels, grad, max(1, _CHUNK // max(c, 1)))
     else:
         total = softmax_xent_rows(logits, labels, grad, 0, n, n, c)
@@ -778,16 +788,28 @@ def _dot_nt_par(a, b, out, k, rows, cols):
 
 
 @njit(**_J)
+def product_tiles(m, n, k):
+    """The tile ``(rows, cols)`` that ``matmul_into`` cuts an (m, n) output of depth ``k``
+    into, one tile per thread, for the calling thread's ``numba.get_num_threads()`` (read at
+    run time, never compiled in). ``(m, n)``, one tile on the calling thread, when the
+    product is small or there is one thread."""
+    threads = get_num_threads()
+    if threads < 2 or m * n * k < _PAR_FLOPS:
+        return m, n
+    if m >= 4 * threads:  # rows split in multiples of 4
+        return ((m + threads - 1) // threads + 3) // 4 * 4, n
+    return m, ((n + threads - 1) // threads + 2) // 3 * 3  # few rows: columns in multiples of 3
+
+
+@njit(**_J)
 def _dot_nt_all(a, b, out, k):
     """``out = a[:, :k] @ b[:, :k].T``: on one thread when small, else one tile per thread."""
     m, n = out.shape
-    threads = _THREADS
-    if threads < 2 or m * n * k < _PAR_FLOPS:
+    rows, cols = product_tiles(m, n, k)
+    if rows == m and cols == n:
         dot_nt_into(a, b, out, 0, m, 0, n, k)
-    elif m >= 4 * threads:  # rows split in multiples of 4
-        _dot_nt_par(a, b, out, k, ((m + threads - 1) // threads + 3) // 4 * 4, n)
-    else:  # few rows: split the columns in multiples of 3
-        _dot_nt_par(a, b, out, k, m, ((n + threads - 1) // threads + 2) // 3 * 3)
+    else:
+        _dot_nt_par(a, b, out, k, rows, cols)
 
 
 @njit(**_J)

@@ -1,0 +1,129 @@
+"""Every public entry point of the cpu kernels, the MLP and the CLI, each runnable alone in a
+process of its own: ``python tests/entry_points.py NAME`` runs entry point NAME once and exits.
+
+Used by ``tests/test_cache_processes.py`` to run real processes in sequence against one
+Numba cache directory: what one process leaves in the cache must never crash the next
+(numba#8578: a cached serial function that calls a parallel one, compiled while its callee
+came from the cache, calls a null pointer in a process that has not started the threading
+layer). Inputs are large enough to take the parallel paths.
+"""
+
+import sys
+
+import numpy as np
+
+KERNELS = [
+    "matmul", "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward",
+    "activation_forward", "activation_backward", "dense_forward", "dense_backward", "softmax_cross_entropy",
+    "mean_squared_error", "sgd_update", "dot_nt_into", "dot_nn_into", "matmul_into", "transpose_into",
+    "activation_rows_into", "dense_forward_into", "activation_into", "activation_backward_into",
+    "activation_backward_rows_into", "bias_rows_into", "sigmoid_rows_into", "tanh_rows_into", "relu_rows_into",
+    "sigmoid_backward_rows_into", "tanh_backward_rows_into", "relu_backward_rows_into", "softmax_xent_rows",
+    "softmax_xent_into", "mse_into", "column_sum_into", "sgd_into", "product_tiles",
+]
+MLP_ENTRY = "MLP.train_step"
+
+
+def cli_commands(work):
+    """``{name: argv}`` of each CLI command on tiny settings, writing under the folder ``work``."""
+    out = f"{work}/r.h5"
+    return {
+        "cli:histogram": ["histogram", "--samples", "64", "--units", "16", "--layers", "3", "--init", "xavier",
+                          "--no-plot", "-q", "--out", out],
+        "cli:train": ["train", "--init", "he", "--seeds", "0", "--iterations", "4", "--batch-size", "32",
+                      "--train-limit", "256", "--test-limit", "128", "--eval-every", "2", "--no-plot", "-q", "--out", out],
+        "cli:sweep": ["sweep", "--sw2", "1", "2", "--depths", "2", "--seeds", "0", "--steps", "3",
+                      "--executor", "engine", "--no-plot", "-q", "--out", out],
+        "cli:theory": ["theory", "-q", "--out", out],
+        "cli:profile": ["profile", "--quick", "--backends", "numpy", "cpu", "-q", "--out", out],
+        "cli:show": ["show", f"{work}/show.h5"],  # a file the test writes first
+    }
+
+
+def _kernel_args(name, rng):
+    """Arguments for kernel ``name`` of ``kernels.cpu``: float32, big enough for the threads."""
+    f = np.float32
+    n, k = 256, 300
+    a = rng.standard_normal((n, k)).astype(f)
+    b = rng.standard_normal((k, n)).astype(f)
+    sq = rng.standard_normal((n, n)).astype(f)
+    out = np.empty((n, n), f)
+    bias = rng.standard_normal(n).astype(f)
+    i0, i1, code = np.int64(0), np.int64(n), np.int64(2)
+    logits = rng.standard_normal((8192, 10)).astype(f)
+    labels = rng.integers(0, 10, 8192)
+    act = ("sigmoid", "tanh", "relu")
+    if name == "matmul":
+        return (a, b)
+    if name in act:
+        return (sq,)
+    if name in tuple(f"{x}_backward" for x in act):
+        return (sq, sq.copy())
+    if name == "activation_forward":
+        return (sq, "tanh")
+    if name == "activation_backward":
+        return (sq, sq.copy(), "tanh")
+    if name == "dense_forward":
+        return (a, b, bias, "relu")
+    if name == "dense_backward":
+        y = np.maximum(a @ b + bias, 0)
+        return (a, b, y, y.copy(), "relu")
+    if name == "softmax_cross_entropy":
+        return (logits, labels)
+    if name in ("mean_squared_error", "mse_into"):
+        return (sq, sq.copy()) if name == "mean_squared_error" else (sq, sq.copy(), np.empty_like(sq))
+    if name == "sgd_update":
+        return (sq, sq.copy(), 0.1)
+    if name in ("dot_nt_into", "dot_nn_into"):
+        return (sq, sq.copy(), out, i0, i1, i0, i1, np.int64(n))
+    if name == "matmul_into":
+        return (a, b, out, False, False)
+    if name == "transpose_into":
+        return (sq, out, i0, i1)
+    if name == "activation_rows_into":
+        return (sq, bias, code, i0, i1)
+    if name == "dense_forward_into":
+        return (a, np.ascontiguousarray(b.T), bias, code, out)
+    if name == "activation_into":
+        return (sq, code, out)
+    if name == "activation_backward_into":
+        return (sq, sq.copy(), code, out)
+    if name == "activation_backward_rows_into":
+        return (sq, sq.copy(), code, i0, i1)
+    if name.endswith("_backward_rows_into"):
+        return (sq, sq.copy(), i0, i1)
+    if name.endswith("_rows_into"):
+        return (sq, bias, i0, i1)
+    if name == "softmax_xent_rows":
+        return (logits, labels, np.empty_like(logits), i0, np.int64(8192), np.int64(8192), np.int64(10))
+    if name == "softmax_xent_into":
+        return (logits, labels, np.empty_like(logits))
+    if name == "column_sum_into":
+        return (sq, np.empty(n, f))
+    if name == "product_tiles":
+        return (np.int64(1024), np.int64(1024), np.int64(1024))
+    if name == "sgd_into":
+        return (sq, sq.copy(), f(0.1))
+    raise KeyError(name)
+
+
+def run(name):
+    """Run the entry point ``name`` (a kernel of ``kernels.cpu`` or :data:`MLP_ENTRY`) once."""
+    rng = np.random.default_rng(0)
+    if name == MLP_ENTRY:
+        from fastinit import MLP
+
+        mlp = MLP([784, 100, 100, 10], activation="relu", backend="cpu", seed=0)
+        x = rng.random((128, 784), dtype=np.float32)
+        labels = rng.integers(0, 10, 128)
+        for _ in range(3):
+            assert np.isfinite(mlp.train_step(x, labels, 0.01))
+        return
+    from kernels import cpu
+
+    getattr(cpu, name)(*_kernel_args(name, rng))
+
+
+if __name__ == "__main__":
+    for entry in sys.argv[1:]:
+        run(entry)

@@ -1,0 +1,76 @@
+"""What one process leaves in Numba's on-disk cache must never crash the next.
+
+Real processes in sequence, from a fresh ``NUMBA_CACHE_DIR``: a test that compiles and loads
+in one process cannot see a cache entry that crashes the next process (numba#8578). Each
+public entry point (``tests/entry_points.py``: every public function of ``kernels.cpu``,
+``MLP.train_step`` on cpu, each CLI command) runs alone in a process of its own, in order,
+each compiling against what the earlier ones cached; then each runs again, first in a fresh
+process, loading what every other entry point left. Forward and reverse order (two caches),
+so every pair of entry points meets in both orders.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import entry_points  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+HERE = Path(__file__).parent
+
+
+def _env(cache, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(NUMBA_CACHE_DIR=str(cache), PYTHONFAULTHANDLER="1", **extra)
+    return env
+
+
+def _argv(name, work):
+    if name.startswith("cli:"):
+        return [sys.executable, "-m", "fastinit", *entry_points.cli_commands(work)[name]]
+    return [sys.executable, str(HERE / "entry_points.py"), name]
+
+
+def _run(name, cache, work, env=None):
+    """Run entry point ``name`` in a fresh process; a one-line failure, or None."""
+    proc = subprocess.run(_argv(name, work), env=env or _env(cache), capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        why = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        return f"{name}: {why}: {proc.stderr.strip()[-600:]}"
+    return None
+
+
+def _sequence(order, root, failures):
+    cache, work = root / "cache", root / "work"
+    work.mkdir(parents=True)
+    with h5py.File(work / "show.h5", "w") as f:  # for cli:show, which may run first
+        f["x"] = np.arange(3.0)
+    for phase in ("compile", "load"):
+        for name in order:
+            why = _run(name, cache, work)
+            if why:
+                failures.append(f"{phase} phase, after {order.index(name)} others: {why}")
+
+
+def all_entry_points():
+    return entry_points.KERNELS + [entry_points.MLP_ENTRY] + list(entry_points.cli_commands("."))
+
+
+def test_every_entry_point_survives_a_cache_filled_by_the_others(tmp_path):
+    order = all_entry_points()
+    failures = []
+    threads = [threading.Thread(target=_sequence, args=(o, tmp_path / d, failures))
+               for o, d in ((order, "forward"), (order[::-1], "reverse"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, "\n".join(failures)
