@@ -27,19 +27,19 @@ rows; the others use every thread for large inputs.
   sum_{p<k} a[i, p] * b[p, j]`` for rows [i0, i1) and columns [j0, j1): the
   plain product ``a @ b``, in outer-product form. Faster than ``dot_nt_into``
   for a short depth ``k`` or long output rows (a weight gradient ``delta.T @ x``).
-- ``matmul_into(a, b, out, trans_a, trans_b)``: ``out[:] = op(a) @ op(b)``
+- ``matmul_into(a, b, out, trans_a, trans_b, threads)``: ``out[:] = op(a) @ op(b)``
   (``out`` must not overlap ``a`` or ``b``); packs a transposed copy of an
   operand when its layout needs it.
-- ``product_tiles(m, n, k)``: the tile ``(rows, cols)`` each thread of
-  ``matmul_into`` computes, planned for ``numba.get_num_threads()`` at run time.
+- ``product_tiles(m, n, k, threads)``: the tile ``(rows, cols)`` each thread of
+  ``matmul_into`` computes.
 - ``transpose_into(a, out, i0, i1)`` *serial*: rows [i0, i1) of ``a`` into
   columns of ``out``; ``transpose_into(a, out, 0, len(a))`` is ``out[:] = a.T``.
 - ``activation_rows_into(z, b, code, i0, i1)`` *serial*: in place
   ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1), ``b`` (F,).
-- ``dense_forward_into(x, wt, b, code, out)``: ``out = act(x @ wt.T + b)``
+- ``dense_forward_into(x, wt, b, code, out, threads)``: ``out = act(x @ wt.T + b)``
   with the weights stored transposed, ``wt`` (fan_out, fan_in), ``b`` (fan_out,).
-- ``activation_into(x, code, out)``, ``activation_backward_into(y, dy, code,
-  out)``: elementwise, any shape; ``out`` may be ``x``/``dy`` exactly but must
+- ``activation_into(x, code, out, threads)``, ``activation_backward_into(y, dy, code,
+  out, threads)``: elementwise, any shape; ``out`` may be ``x``/``dy`` exactly but must
   not overlap them otherwise, nor ``y``.
 - ``activation_backward_rows_into(y, d, code, i0, i1)`` *serial*: in place
   ``d *= act'(.)`` from the saved output ``y`` (2-D) for rows [i0, i1).
@@ -50,12 +50,19 @@ rows; the others use every thread for large inputs.
   ``relu_backward_rows_into``, all *serial*.
 - ``softmax_xent_rows(logits, labels, grad, i0, i1, n, width)`` *serial*:
   rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n`` over
-  the first ``width`` columns; returns their summed loss (float64). ``softmax_xent_into(logits, labels, grad)``
+  the first ``width`` columns; returns their summed loss (float64). ``softmax_xent_into(logits, labels, grad, threads)``
   returns the mean loss of the whole batch.
 - ``mse_into(pred, target, grad)`` *serial*: ``grad = 2 (pred - target) / (N D)``
   for (N, D) arrays (``grad`` may be ``pred`` or ``target``); returns the mean
   squared error (float64).
-- ``column_sum_into(x, out)``, ``sgd_into(param, grad, lr)``.
+- ``column_sum_into(x, out)``, ``sgd_into(param, grad, lr, threads)``.
+
+``threads`` is how many pieces a kernel may split its work into (pass
+``numba.get_num_threads()``, or 1 inside your own ``prange`` loop). It is an
+argument because compiled code is cached on disk and shared by every process
+that reads the cache: a thread count read while compiling would be frozen
+into it (and ``numba.get_num_threads()`` inside ``@njit`` makes a function
+uncacheable).
 
 How it is fast
 --------------
@@ -90,7 +97,7 @@ import sys
 
 import numpy as np
 import numba
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from . import checks as chk
 from .checks import ACTIVATIONS, KERNEL_API
@@ -149,7 +156,7 @@ _ZERO, _ONE = np.int64(0), np.int64(1)
 _PAR_FLOPS = 1 << 21
 _PAR_ELEMS = 1 << 16
 _CHUNK = 1 << 13  # elements per parallel elementwise piece
-# Pieces are planned at run time for the calling thread's ``numba.get_num_threads()``:
+# Pieces are planned for a ``threads`` argument read at run time by the Python wrappers:
 # nothing that varies by process or machine is compiled in as a constant, because one
 # cache entry serves every process (and machine) that reads the cache directory.
 _KC_BYTES = 4096  # depth block of the products: 4 + 3 rows of it (28 KiB) stay in a 32 KiB L1
@@ -453,11 +460,11 @@ def _elementwise_par(kind, a, b, code, lr, out):
 
 
 @njit(**_J)
-def _elementwise_into(kind, a, b, code, out):
+def _elementwise_into(kind, a, b, code, out, threads):
     """``_elementwise_par``'s kinds 0 and 1 on any-shape arrays: on the calling thread when small."""
     n = a.size
     af, bf, of = a.reshape(n), b.reshape(n), out.reshape(n)
-    if n >= _PAR_ELEMS and get_num_threads() > 1:
+    if n >= _PAR_ELEMS and threads > 1:
         _elementwise_par(kind, af, bf, code, af.dtype.type(0), of)
     elif kind == 0:
         _activation_rows(af.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n, np.empty(n, a.dtype))
@@ -466,24 +473,27 @@ def _elementwise_into(kind, a, b, code, out):
 
 
 @njit(**_J)
-def activation_into(x, code, out):
-    """``out = act(x)`` elementwise for any-shape C-contiguous ``x``, ``out`` (may be ``x``)."""
-    _elementwise_into(0, x, x, code, out)
+def activation_into(x, code, out, threads):
+    """``out = act(x)`` elementwise for any-shape C-contiguous ``x``, ``out`` (may be ``x``);
+    over the threads when large and ``threads`` > 1."""
+    _elementwise_into(0, x, x, code, out, threads)
 
 
 @njit(**_J)
-def activation_backward_into(y, dy, code, out):
-    """``out = dy * act'(.)`` from the saved output ``y``; any shape; ``out`` may be ``dy``."""
-    _elementwise_into(1, y, dy, code, out)
+def activation_backward_into(y, dy, code, out, threads):
+    """``out = dy * act'(.)`` from the saved output ``y``; any shape; ``out`` may be ``dy``;
+    over the threads when large and ``threads`` > 1."""
+    _elementwise_into(1, y, dy, code, out, threads)
 
 
 @njit(**_J)
-def sgd_into(param, grad, lr):
-    """In place ``param -= lr * grad`` (``lr`` cast to the dtype first), any shape."""
+def sgd_into(param, grad, lr, threads):
+    """In place ``param -= lr * grad`` (``lr`` cast to the dtype first), any shape; over the
+    threads when large and ``threads`` > 1."""
     p = param.reshape(param.size)
     g = grad.reshape(grad.size)
     lr_t = p.dtype.type(lr)
-    if p.size >= _PAR_ELEMS and get_num_threads() > 1:
+    if p.size >= _PAR_ELEMS and threads > 1:
         _elementwise_par(2, g, g, 0, lr_t, p)
     else:
         _sgd_row(p, g, lr_t)
@@ -555,13 +565,14 @@ def _softmax_par(logits, labels, grad, rows):
 
 
 @njit(**_J)
-def softmax_xent_into(logits, labels, grad):
+def softmax_xent_into(logits, labels, grad, threads):
     """Mean softmax cross-entropy of ``logits`` (N, C) against int ``labels`` (N,) in [0, C).
 
     Writes ``grad = (softmax(logits) - onehot(labels)) / N`` (N, C; may be
-    ``logits``) and returns the loss (float). Labels are not range-checked here."""
+    ``logits``) and returns the loss (float). Labels are not range-checked here. Over the
+    threads when large and ``threads`` > 1."""
     n, c = logits.shape
-    if n * c >= _PAR_ELEMS and get_num_threads() > 1:
+    if n * c >= _PAR_ELEMS and threads > 1:
         total = _softmax_par(logits, labels, grad, max(1, _CHUNK // max(c, 1)))
     else:
         total = softmax_xent_rows(logits, labels, grad, 0, n, n, c)
@@ -788,12 +799,10 @@ def _dot_nt_par(a, b, out, k, rows, cols):
 
 
 @njit(**_J)
-def product_tiles(m, n, k):
+def product_tiles(m, n, k, threads):
     """The tile ``(rows, cols)`` that ``matmul_into`` cuts an (m, n) output of depth ``k``
-    into, one tile per thread, for the calling thread's ``numba.get_num_threads()`` (read at
-    run time, never compiled in). ``(m, n)``, one tile on the calling thread, when the
-    product is small or there is one thread."""
-    threads = get_num_threads()
+    into, one tile for each of ``threads`` threads; ``(m, n)``, one tile on the calling
+    thread, when the product is small or ``threads`` < 2."""
     if threads < 2 or m * n * k < _PAR_FLOPS:
         return m, n
     if m >= 4 * threads:  # rows split in multiples of 4
@@ -802,10 +811,10 @@ def product_tiles(m, n, k):
 
 
 @njit(**_J)
-def _dot_nt_all(a, b, out, k):
+def _dot_nt_all(a, b, out, k, threads):
     """``out = a[:, :k] @ b[:, :k].T``: on one thread when small, else one tile per thread."""
     m, n = out.shape
-    rows, cols = product_tiles(m, n, k)
+    rows, cols = product_tiles(m, n, k, threads)
     if rows == m and cols == n:
         dot_nt_into(a, b, out, 0, m, 0, n, k)
     else:
@@ -813,13 +822,14 @@ def _dot_nt_all(a, b, out, k):
 
 
 @njit(**_J)
-def matmul_into(a, b, out, trans_a, trans_b):
+def matmul_into(a, b, out, trans_a, trans_b, threads):
     """``out[:] = op(a) @ op(b)`` with ``op(x) = x.T`` when its flag is set.
 
     2-D C-contiguous arrays of one float dtype; ``out`` (M, N) must not
     overlap ``a`` or ``b``. ``op(a)`` is read along its rows and ``op(b)``
     along its columns: ``a`` with ``trans_a`` and ``b`` without ``trans_b``
-    are first packed into a transposed copy (allocated here)."""
+    are first packed into a transposed copy (allocated here). One tile per thread for
+    ``threads`` threads (see ``product_tiles``)."""
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
@@ -834,18 +844,24 @@ def matmul_into(a, b, out, trans_a, trans_b):
     else:
         bp = np.empty((n, k), b.dtype)
         transpose_into(b, bp, 0, k)
-    _dot_nt_all(ap, bp, out, k)
+    _dot_nt_all(ap, bp, out, k, threads)
 
 
 @njit(**_J)
-def dense_forward_into(x, wt, b, code, out):
+def dense_forward_into(x, wt, b, code, out, threads):
     """``out = act(x @ wt.T + b)``: ``x`` (N, K), weights stored transposed ``wt`` (F, K),
-    ``b`` (F,), ``out`` (N, F) not overlapping the inputs."""
-    _dot_nt_all(x, wt, out, x.shape[1])
+    ``b`` (F,), ``out`` (N, F) not overlapping the inputs; the product over ``threads``."""
+    _dot_nt_all(x, wt, out, x.shape[1], threads)
     activation_rows_into(out, b, code, 0, out.shape[0])
 
 
 # ------------------------------------------------------------- public API
+
+
+def _threads():
+    """Numba's thread count for this call, read at run time (``numba.set_num_threads`` and
+    ``NUMBA_NUM_THREADS`` apply): compiled code never reads it, so one cache serves all."""
+    return numba.get_num_threads()
 
 
 def _result(out, value):
@@ -887,7 +903,7 @@ def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
         out[...] = matmul(a, b, trans_a=trans_a, trans_b=trans_b)
         return out
     out = _alloc(out, (m, n), a.dtype)
-    matmul_into(a, b, out, trans_a, trans_b)
+    matmul_into(a, b, out, trans_a, trans_b, _threads())
     return out
 
 
@@ -904,7 +920,7 @@ def activation_forward(x, activation, out=None):
         out[...] = activation_forward(x, activation)
         return out
     out = _alloc(out, x.shape, x.dtype)
-    activation_into(x, code, out)
+    activation_into(x, code, out, _threads())
     return out
 
 
@@ -921,7 +937,7 @@ def activation_backward(y, dy, activation, out=None):
         out[...] = activation_backward(y, dy, activation)  # through a copy: the kernel reads y
         return out
     out = _alloc(out, y.shape, y.dtype)
-    activation_backward_into(y, dy, code, out)
+    activation_backward_into(y, dy, code, out, _threads())
     return out
 
 
@@ -969,7 +985,7 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
     out = _alloc(out, (x.shape[0], w.shape[1]), x.dtype)
     wt = np.empty((w.shape[1], w.shape[0]), w.dtype)
     transpose_into(w, wt, 0, w.shape[0])
-    dense_forward_into(x, wt, np.zeros(w.shape[1], x.dtype) if b is None else b, code, out)
+    dense_forward_into(x, wt, np.zeros(w.shape[1], x.dtype) if b is None else b, code, out, _threads())
     return out
 
 
@@ -989,15 +1005,15 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
         fresh = dense_backward(x, w, y, dy, activation, compute_dx=compute_dx)
         return tuple(None if f is None else _result(o, f) for o, f in zip((dx, dw, db), fresh))
     dz = np.empty(y.shape, y.dtype)
-    activation_backward_into(y, dy, code, dz)
+    activation_backward_into(y, dy, code, dz, _threads())
     dw = _alloc(dw, w.shape, x.dtype)
     db = _alloc(db, (w.shape[1],), x.dtype)
-    matmul_into(x, dz, dw, True, False)
+    matmul_into(x, dz, dw, True, False, _threads())
     column_sum_into(dz, db)
     if not compute_dx:
         return None, dw, db
     dx = _alloc(dx, x.shape, x.dtype)
-    matmul_into(dz, w, dx, False, True)
+    matmul_into(dz, w, dx, False, True, _threads())
     return dx, dw, db
 
 
@@ -1018,7 +1034,7 @@ def softmax_cross_entropy(logits, labels, grad=None):
         grad[...] = fresh
         return loss, grad
     grad = _alloc(grad, logits.shape, logits.dtype)
-    loss = softmax_xent_into(logits, labels, grad)
+    loss = softmax_xent_into(logits, labels, grad, _threads())
     return float(loss), grad
 
 
@@ -1052,5 +1068,5 @@ def sgd_update(param, grad, lr):
     lr = chk.sgd_args(param, grad, lr)
     if _partly_overlaps(grad, param):
         grad = grad.copy()
-    sgd_into(param, grad, lr)
+    sgd_into(param, grad, lr, _threads())
     return param

@@ -49,7 +49,7 @@ def _kernel_args(name, rng):
     sq = rng.standard_normal((n, n)).astype(f)
     out = np.empty((n, n), f)
     bias = rng.standard_normal(n).astype(f)
-    i0, i1, code = np.int64(0), np.int64(n), np.int64(2)
+    i0, i1, code, threads = np.int64(0), np.int64(n), np.int64(2), np.int64(2)
     logits = rng.standard_normal((8192, 10)).astype(f)
     labels = rng.integers(0, 10, 8192)
     act = ("sigmoid", "tanh", "relu")
@@ -77,17 +77,17 @@ def _kernel_args(name, rng):
     if name in ("dot_nt_into", "dot_nn_into"):
         return (sq, sq.copy(), out, i0, i1, i0, i1, np.int64(n))
     if name == "matmul_into":
-        return (a, b, out, False, False)
+        return (a, b, out, False, False, threads)
     if name == "transpose_into":
         return (sq, out, i0, i1)
     if name == "activation_rows_into":
         return (sq, bias, code, i0, i1)
     if name == "dense_forward_into":
-        return (a, np.ascontiguousarray(b.T), bias, code, out)
+        return (a, np.ascontiguousarray(b.T), bias, code, out, threads)
     if name == "activation_into":
-        return (sq, code, out)
+        return (sq, code, out, threads)
     if name == "activation_backward_into":
-        return (sq, sq.copy(), code, out)
+        return (sq, sq.copy(), code, out, threads)
     if name == "activation_backward_rows_into":
         return (sq, sq.copy(), code, i0, i1)
     if name.endswith("_backward_rows_into"):
@@ -97,13 +97,13 @@ def _kernel_args(name, rng):
     if name == "softmax_xent_rows":
         return (logits, labels, np.empty_like(logits), i0, np.int64(8192), np.int64(8192), np.int64(10))
     if name == "softmax_xent_into":
-        return (logits, labels, np.empty_like(logits))
+        return (logits, labels, np.empty_like(logits), threads)
     if name == "column_sum_into":
         return (sq, np.empty(n, f))
     if name == "product_tiles":
-        return (np.int64(1024), np.int64(1024), np.int64(1024))
+        return (np.int64(1024), np.int64(1024), np.int64(1024), threads)
     if name == "sgd_into":
-        return (sq, sq.copy(), f(0.1))
+        return (sq, sq.copy(), f(0.1), threads)
     raise KeyError(name)
 
 

@@ -22,8 +22,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import entry_points  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 HERE = Path(__file__).parent
 
 
@@ -64,6 +62,7 @@ def all_entry_points():
     return entry_points.KERNELS + [entry_points.MLP_ENTRY] + list(entry_points.cli_commands("."))
 
 
+@pytest.mark.slow
 def test_every_entry_point_survives_a_cache_filled_by_the_others(tmp_path):
     order = all_entry_points()
     failures = []
@@ -74,3 +73,30 @@ def test_every_entry_point_survives_a_cache_filled_by_the_others(tmp_path):
     for t in threads:
         t.join()
     assert not failures, "\n".join(failures)
+
+
+THREADS_SCRIPT = """
+import numba, numpy as np
+from kernels import cpu
+from fastinit import MLP
+a = np.ones((512, 512), np.float32)
+cpu.matmul(a, a)
+MLP([64, 32, 10], backend="cpu", seed=0).train_step(np.ones((64, 64), np.float32), np.zeros(64, int), 0.1)
+rows, cols = cpu.product_tiles(512, 512, 512, cpu._threads())
+print(numba.get_num_threads(), -(-512 // rows) * -(-512 // cols), sum(cpu.matmul_into.stats.cache_hits.values()))
+"""
+
+
+def test_thread_count_is_read_at_run_time_not_frozen_into_the_cache(tmp_path):
+    """A cache filled under NUMBA_NUM_THREADS=1 (a batch job's setting) must not leave a later
+    2-thread process planning its products for one thread."""
+    runs = []
+    for threads in ("1", "2"):
+        proc = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], capture_output=True, text=True,
+                              env=_env(tmp_path / "cache", NUMBA_NUM_THREADS=threads), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append([int(v) for v in proc.stdout.split()])
+    assert runs[0][:2] == [1, 1]  # one thread: one piece, compiled into the cache
+    threads, pieces, hits = runs[1]
+    assert (threads, pieces) == (2, 2), runs
+    assert hits >= 1, "the 2-thread process should have loaded matmul_into from the cache"

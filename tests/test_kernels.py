@@ -671,23 +671,23 @@ def test_building_blocks_compose_in_user_njit_code(dtype):
     import kernels.cpu as kc
 
     @njit
-    def user_step(x, wt, b, w2t, labels, lr, code):
+    def user_step(x, wt, b, w2t, labels, lr, code, threads):
         n, f = x.shape[0], wt.shape[0]
         h = np.empty((n, f), x.dtype)
-        kc.dense_forward_into(x, wt, b, code, h)  # h = act(x @ wt.T + b)
+        kc.dense_forward_into(x, wt, b, code, h, threads)  # h = act(x @ wt.T + b)
         logits = np.empty((n, w2t.shape[0]), x.dtype)
         half = n // 2
         zero, c = 0, w2t.shape[0]
         for i0, i1 in ((zero, half), (half, n)):  # the serial blocks, on pieces of the rows
             kc.dot_nt_into(h, w2t, logits, i0, i1, zero, c, f)
         grad = np.empty_like(logits)
-        loss = kc.softmax_xent_into(logits, labels, grad)
+        loss = kc.softmax_xent_into(logits, labels, grad, threads)
         dh = np.empty_like(h)
-        kc.matmul_into(grad, w2t, dh, False, False)  # dh = grad @ W2
-        kc.activation_backward_into(h, dh, code, dh)
+        kc.matmul_into(grad, w2t, dh, False, False, threads)  # dh = grad @ W2
+        kc.activation_backward_into(h, dh, code, dh, threads)
         dwt = np.empty_like(wt)
-        kc.matmul_into(dh, x, dwt, True, False)  # dW1.T = dh.T @ x
-        kc.sgd_into(wt, dwt, lr)
+        kc.matmul_into(dh, x, dwt, True, False, threads)  # dW1.T = dh.T @ x
+        kc.sgd_into(wt, dwt, lr, threads)
         return loss, h
 
     rng = _rng("user-njit", dtype)
@@ -696,7 +696,7 @@ def test_building_blocks_compose_in_user_njit_code(dtype):
     b = _rand(rng, f, dtype)
     labels = rng.integers(0, c, n)
     want_wt = wt.copy()
-    loss, h = user_step(x, wt, b, w2t, labels, dtype(0.1), 2)  # 2: tanh
+    loss, h = user_step(x, wt, b, w2t, labels, dtype(0.1), 2, 2)  # 2: tanh, 2 threads
 
     want_h = ref.dense_forward(x, want_wt.T.copy(), b, "tanh")
     want_loss, want_grad = ref.softmax_cross_entropy(ref.matmul(want_h, w2t, trans_b=True), labels)
