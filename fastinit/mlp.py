@@ -34,28 +34,47 @@ __all__ = ["MLP", "compile_backend"]
 # --------------------------------------------------------------------------- MLP
 
 
-def compile_backend(backend, dtype="float32", activation="relu"):
-    """Compile (or load from the on-disk cache) what an MLP on ``backend`` with ``dtype`` and
-    hidden ``activation`` runs, ahead of use, and return when all of it is ready, the cpu
-    engine's parallel step included (only for that dtype and activation).
+def compile_backend(backend, dtype="float32", activation="relu", parallel=True):
+    """Compile (or load from the on-disk cache) what an MLP on ``backend`` runs, ahead of use.
 
-    Only the cpu backend compiles on the host; for the others this does
-    nothing. Safe to call from a background thread, to overlap the
-    compilation with other start-up work (as ``fastinit.experiments.train`` does).
+    Returns when all of it is ready. Only the cpu backend compiles on the host; for the
+    others this does nothing. Safe to call from a background thread, to overlap the
+    compilation with other start-up work (as ``fastinit.experiments.train`` does). Call it
+    before starting processes that share one Numba cache directory, so that they only load
+    from the cache: processes compiling the same function into one cache at the same moment
+    can corrupt it (numba#4807).
+
+    Parameters
+    ----------
+    backend : {"numpy", "cpu", "cuda"}
+    dtype : {"float32", "float64"}
+    activation : str
+        The hidden activation (``kernels.checks.ACTIVATIONS``).
+    parallel : bool
+        Also compile the cpu engine's parallel step (``False``: only what a single-threaded
+        process runs, as a sweep's worker does).
     """
     if backend != "cpu":
         return
+    import numba
+
     from .engines.cpu import wait_compiled
 
     n = 64  # enough rows for every thread: the parallel step gets compiled too
-    mlp = MLP([8, 8, 2], activation=activation, backend="cpu", dtype=dtype)
-    x = np.zeros((n, 8), dtype=mlp.dtype)
-    mlp.set_dataset(x, np.zeros(n, dtype=np.int64))
-    for _ in range(2):  # the first step compiles the building blocks, the second starts the rest
+    threads = numba.get_num_threads()
+    if not parallel:
+        numba.set_num_threads(1)  # this thread only: the engine then never starts the parallel step
+    try:
+        mlp = MLP([8, 8, 2], activation=activation, backend="cpu", dtype=dtype)
+        x = np.zeros((n, 8), dtype=mlp.dtype)
+        mlp.set_dataset(x, np.zeros(n, dtype=np.int64))
+        for _ in range(2):  # the first step compiles the building blocks, the second starts the rest
+            mlp.train_step_indices(np.arange(n), 0.0)
+        wait_compiled()
         mlp.train_step_indices(np.arange(n), 0.0)
-    wait_compiled()
-    mlp.train_step_indices(np.arange(n), 0.0)
-    mlp.forward(x, record=True)
+        mlp.forward(x, record=True)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def _check_sizes(sizes):

@@ -33,7 +33,7 @@ def cli_commands(work):
         "cli:train": ["train", "--init", "he", "--seeds", "0", "--iterations", "4", "--batch-size", "32",
                       "--train-limit", "256", "--test-limit", "128", "--eval-every", "2", "--no-plot", "-q", "--out", out],
         "cli:sweep": ["sweep", "--sw2", "1", "2", "--depths", "2", "--seeds", "0", "--steps", "3",
-                      "--executor", "engine", "--no-plot", "-q", "--out", out],
+                      "--executor", "engine", "--activation", "relu", "--no-plot", "-q", "--out", out],
         "cli:theory": ["theory", "-q", "--out", out],
         "cli:profile": ["profile", "--quick", "--backends", "numpy", "cpu", "-q", "--out", out],
         "cli:show": ["show", f"{work}/show.h5"],  # a file the test writes first

@@ -100,3 +100,27 @@ def test_thread_count_is_read_at_run_time_not_frozen_into_the_cache(tmp_path):
     threads, pieces, hits = runs[1]
     assert (threads, pieces) == (2, 2), runs
     assert hits >= 1, "the 2-thread process should have loaded matmul_into from the cache"
+
+
+@pytest.mark.slow
+def test_cold_sweep_on_two_pool_workers_then_every_entry_point(tmp_path):
+    """A cold sweep whose 2 pool workers start at once (numba#4807: concurrent compiles into
+    one cache), then every entry point in a fresh process; FASTINIT_COLD_SWEEP_ROUNDS rounds
+    (default 5), each from an empty cache."""
+    rounds = int(os.environ.get("FASTINIT_COLD_SWEEP_ROUNDS", "5"))
+    failures = []
+    for r in range(rounds):
+        cache, work = tmp_path / f"round{r}" / "cache", tmp_path / f"round{r}" / "work"
+        work.mkdir(parents=True)
+        with h5py.File(work / "show.h5", "w") as f:
+            f["x"] = np.arange(3.0)
+        sweep = [sys.executable, "-m", "fastinit", "sweep", "--sw2", "1", "2", "--depths", "2", "3", "--seeds",
+                 "0", "--steps", "5", "--processes", "2", "--no-plot", "-q", "--out", str(work / "sweep.h5")]
+        proc = subprocess.run(sweep, env=_env(cache), capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            failures.append(f"round {r}: cold sweep: exit {proc.returncode}: {proc.stderr.strip()[-600:]}")
+        for name in all_entry_points():
+            why = _run(name, cache, work)
+            if why:
+                failures.append(f"round {r}: {why}")
+    assert not failures, "\n".join(failures)

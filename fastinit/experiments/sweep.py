@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from ..mlp import compile_backend
+
 __all__ = [
     "SweepConfig",
     "SweepError",
@@ -279,6 +281,17 @@ def _process_pool(config, cells, backend, processes):
                 child.join()
 
 
+def _warm_cluster(client, config, backend):
+    """Compile what the cells run on one worker of each host in turn, so that the workers of a
+    host that share a Numba cache directory only load from it (a machine's workers compiling
+    the same functions into one cache at once can corrupt it: numba#4807)."""
+    first = {}
+    for address, info in client.scheduler_info().get("workers", {}).items():
+        first.setdefault(info.get("host", address), address)
+    for address in first.values():
+        client.run(compile_backend, backend, config.dtype, config.activation, False, workers=[address])
+
+
 def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeout=10.0):
     """Cells on a Dask distributed cluster: the one at ``scheduler`` (``tcp://HOST:PORT``), or a
     local cluster of ``workers`` single-threaded worker processes started here. A worker that
@@ -302,6 +315,8 @@ def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeo
     try:
         n = len(client.scheduler_info().get("workers", {}))
         log(f"dask: {n} worker(s) at {client.scheduler.address}")
+        if scheduler is not None:
+            _warm_cluster(client, config, backend)
         futures = {}
         for cell in cells:
             future = client.submit(_single_threaded_cell, config, cell, backend, pure=False,
@@ -496,6 +511,11 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
     if len(pending) < result.done.size:
         log(f"sweep {name}: {result.done.size - len(pending)} of {result.done.size} cells already in {out}; "
             f"running the other {len(pending)}")
+    if pending and (scheduler is not None or workers is not None or (executor == "pool" and len(pending) > 1)):
+        # Workers start cold and would compile the same functions into one cache directory
+        # at the same moment (numba#4807, #10128: mismatched symbols, segfaults). Compile here
+        # first, so that the workers on this machine only load; see _warm_cluster for others.
+        compile_backend(backend, config.dtype, config.activation, parallel=False)
     if scheduler is not None or workers is not None:
         where = f"dask cluster at {scheduler}" if scheduler else f"local dask cluster of {workers} workers"
         runs = _dask(config, pending, backend, scheduler, workers, log=log, timeout=connect_timeout)
