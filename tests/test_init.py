@@ -151,5 +151,18 @@ def test_bad_sampling_arguments():
 
 
 def test_valid_names_listed_parse():
+    """Every listed name parses into a scheme of its own kind and keeps its spec string."""
+    kinds = set()
     for name in INIT_NAMES:
-        parse_init(name.replace("<sigma>", "0.1").replace("<a>", "0.1"))
+        spec = name.replace("<sigma>", "0.1").replace("<a>", "0.1")
+        scheme = parse_init(spec)
+        assert scheme.spec == spec
+        assert scheme.kind in ("zeros", "fixed", "scaling", "orthogonal", "lsuv", "pretrain"), scheme
+        kinds.add(scheme.kind)
+        if scheme.kind == "fixed":
+            assert scheme.fixed_std == pytest.approx(0.1 if not spec.startswith("uniform") else 0.1 / 3**0.5)
+        if "_uniform" in spec or spec.startswith("uniform"):
+            assert scheme.distribution == "uniform"
+        if "truncated" in spec:
+            assert scheme.distribution == "truncated"
+    assert kinds == {"zeros", "fixed", "scaling", "orthogonal", "lsuv", "pretrain"}

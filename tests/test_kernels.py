@@ -127,7 +127,9 @@ def test_matmul_out_is_written_in_place(backend, dtype, trans_a, trans_b):
     out = _empty_on(backend, (m, n), dtype)
     got = backend.k.matmul(backend.to_device(a), backend.to_device(b), out, trans_a=trans_a, trans_b=trans_b)
     assert got is out
-    _close(_host(backend, out), ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, scale=k)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)  # an oracle independent of the reference
+    want = (a64.T if trans_a else a64) @ (b64.T if trans_b else b64)
+    _close(_host(backend, out), want, dtype, scale=k)
 
 
 @HYP
@@ -267,12 +269,15 @@ def test_activation_out_given(backend, act, dtype):
     out = _empty_on(backend, x.shape, dtype)
     got = getattr(backend.k, FORWARD[act])(backend.to_device(x), out)
     assert got is out
-    _close(_host(backend, out), ref.activation_forward(x, act), dtype)
-    y = ref.activation_forward(x, act)
+    x64 = x.astype(np.float64)  # closed forms in float64: an oracle independent of the reference
+    y64 = {"sigmoid": 1 / (1 + np.exp(-x64)), "tanh": np.tanh(x64), "relu": np.maximum(x64, 0)}[act]
+    _close(_host(backend, out), y64, dtype)
+    y = y64.astype(dtype)
+    slope = {"sigmoid": y64 * (1 - y64), "tanh": 1 - y64**2, "relu": (y64 > 0) * 1.0}[act]
     out2 = _empty_on(backend, x.shape, dtype)
     got2 = backend.k.activation_backward(backend.to_device(y), backend.to_device(dy), act, out2)
     assert got2 is out2
-    _close(_host(backend, out2), ref.activation_backward(y, dy, act), dtype)
+    _close(_host(backend, out2), dy * slope, dtype)
 
 
 @pytest.mark.parametrize("act", ("sigmoid", "tanh", "relu", "linear"))
@@ -649,11 +654,13 @@ def test_cpu_kernels_run_without_jit():
     assert "pure-python ok" in proc.stdout
 
 
-def test_every_backend_defines_the_shared_api_with_the_reference_signatures(backend, reference):
+def test_every_backend_defines_the_shared_api_with_the_reference_signatures(fast_backend, reference):
     import inspect
 
     from kernels.checks import KERNEL_API
 
+    backend = fast_backend  # the reference compared with itself could not fail
+    assert set(KERNEL_API) <= set(reference.__all__)
     for name in KERNEL_API:
         assert name in backend.k.__all__, f"{backend.name} does not export {name}"
         want = inspect.signature(getattr(reference, name))
