@@ -206,8 +206,10 @@ def histogram_figure(results):
         f"{results.samples} samples, seed {results.seed} ({rule})",
         fontsize=10,
     )
-    note = ("theory: the mean-field variance recursion, which assumes infinitely wide layers with Gaussian, "
-            "independent pre-activations;\nwith 100 units it drifts from the measurement deeper in the net")
+    note = ("theory: the mean-field variance recursion (its Gaussian integrals exact at any variance) "
+            "for infinitely wide layers with Gaussian, independent pre-activations;\n"
+            "at this width one draw of the weights scatters around it by a few % per layer, "
+            "and the scatter compounds with depth")
     if relu:
         note += (" (compare He's measured and theory std). The dead % is the same for every init drawn from one seed:\n"
                  "they share the random directions and differ only in scale, and a ReLU's sign does not depend on scale.")
