@@ -44,10 +44,14 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "MeanField", "mean_field", "critical_sw2", "variance_by_layer", "gaussian_moments",
-           "slope_moment", "correlation_moments", "phi", "phi_prime"]
+__all__ = ["ACTIVATIONS", "WEIGHTS", "MeanField", "mean_field", "critical_sw2", "edge_of_chaos",
+           "variance_by_layer", "gaussian_moments", "slope_moment", "slope_moments", "correlation_moments",
+           "jacobian_spectrum", "phi", "phi_prime"]
 
 ACTIVATIONS = ("linear", "tanh", "relu", "sigmoid", "erf")
+#: Weight distributions of :func:`jacobian_spectrum`, with the first coefficient s1 of the
+#: S-transform of W W^T / sw2 (Marchenko-Pastur for Gaussian weights, a point mass for orthogonal).
+WEIGHTS = {"gaussian": -1.0, "orthogonal": 0.0}
 _CRITICAL_TOL = 1e-9
 
 # Composite Gauss-Legendre rule: _GL_N nodes per panel (exact for polynomials of degree 15).
@@ -247,18 +251,19 @@ def _line_rule(s, shape):
 
 @lru_cache(maxsize=4096)
 def _moments(q, activation):
-    """(E[phi], E[phi^2], E[phi'^2], E[phi'^2 + phi phi'']) for u ~ N(0, q), bounded activations.
-    The last is d E[phi^2] / dq (Gaussian integration by parts), the slope of the variance map
-    over sw2."""
+    """(E[phi], E[phi^2], E[phi'^2], E[phi'^2 + phi phi''], E[phi'^4]) for u ~ N(0, q), bounded
+    activations. The fourth is d E[phi^2] / dq (Gaussian integration by parts), the slope of the
+    variance map over sw2."""
     shape = _BOUNDED[activation]
     if q == 0.0:
         f, d, dd = (float(v[0]) for v in _phi_all(np.zeros(1), activation))
-        return f, f * f, d * d, d * d + f * dd
+        return f, f * f, d * d, d * d + f * dd, d ** 4
     u, w, tail = _line_rule(math.sqrt(q), shape)
     f, d, dd = _phi_all(u, activation)
     lo, hi = shape.low, shape.high
+    d2 = d * d
     return (float(w @ f) + tail * (lo + hi), float(w @ (f * f)) + tail * (lo * lo + hi * hi),
-            float(w @ (d * d)), float(w @ (d * d + f * dd)))
+            float(w @ d2), float(w @ (d2 + f * dd)), float(w @ (d2 * d2)))
 
 
 def _check_q(q):
@@ -299,7 +304,7 @@ def gaussian_moments(q, activation):
         return 0.0, q
     if activation not in _BOUNDED:
         raise _unknown(activation)
-    mean, second, _, _ = _moments(q, activation)
+    mean, second = _moments(q, activation)[:2]
     return mean, second
 
 
@@ -335,6 +340,38 @@ def slope_moment(q, activation):
     if activation not in _BOUNDED:
         raise _unknown(activation)
     return _moments(q, activation)[2]
+
+
+def slope_moments(q, activation):
+    """The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``, for
+    ``u ~ N(0, q)``: ``mu1`` and ``mu2`` of the Jacobian's spectrum (Pennington et al. 2017).
+
+    Parameters
+    ----------
+    q : float
+        The variance, >= 0.
+    activation : str
+        One of :data:`ACTIVATIONS`.
+
+    Returns
+    -------
+    tuple of float
+        ``(mu1, mu2)`` (both 1/2 for ReLU, both 1 for linear units).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation or a negative or NaN ``q``.
+    """
+    q = _check_q(q)
+    if activation == "relu":
+        return 0.5, 0.5
+    if activation == "linear":
+        return 1.0, 1.0
+    if activation not in _BOUNDED:
+        raise _unknown(activation)
+    moments = _moments(q, activation)
+    return moments[2], moments[4]
 
 
 def _pair_quadrature(q, c, activation):
@@ -451,7 +488,7 @@ def correlation_moments(q, c, activation):
         raise _unknown(activation)
     if q == 0.0 or abs(c) == 1.0:  # u2 = c u1: one-dimensional
         if c == 1.0:
-            _, second, slope, _ = _moments(q, activation)
+            _, second, slope = _moments(q, activation)[:3]
             return second, 0.0, slope
         if q == 0.0:
             f, d, _ = (float(v[0]) for v in _phi_all(np.zeros(1), activation))
@@ -681,7 +718,7 @@ def critical_sw2(activation, sb2=0.0):
         return 1.0 / _moments(0.0, activation)[2]  # q* = 0 at the edge: chi1 = sw2 phi'(0)^2
 
     def gap(q):
-        _, second, slope, _ = _moments(q, activation)
+        _, second, slope = _moments(q, activation)[:3]
         return q - second / slope - sb2
 
     lo, f_lo = 0.0, gap(0.0)
@@ -696,6 +733,102 @@ def critical_sw2(activation, sb2=0.0):
     if sw2 > 1e6:
         raise ValueError(f"{activation} with sb2={sb2} has no edge of chaos below sw2=1e6")
     return sw2
+
+
+def edge_of_chaos(activation, q_star):
+    """The point ``(sw2, sb2)`` on the edge of chaos (chi1 = 1) whose variance fixed point is
+    ``q_star``, the parametrisation of Pennington et al. (2017).
+
+    For bounded activations ``sw2 = 1 / E[phi'^2]`` and ``sb2 = q_star - sw2 E[phi^2]`` at
+    ``q_star``; ReLU's edge is (2, 0) and a linear unit's (1, 0) whatever ``q_star`` (their
+    variance is then preserved at any scale).
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    q_star : float
+        The pre-activation variance at the fixed point, finite and > 0.
+
+    Returns
+    -------
+    tuple of float
+        ``(sw2, sb2)``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, a bad ``q_star``, or one that would need ``sb2 < 0``
+        (sigmoid, whose mean is 1/2, has no edge with a small ``q_star``).
+    """
+    if activation not in ACTIVATIONS:
+        raise _unknown(activation)
+    if isinstance(q_star, bool) or not isinstance(q_star, (int, float, np.integer, np.floating)) \
+            or not 0 < q_star < math.inf:
+        raise ValueError(f"q_star must be a finite number > 0, got {q_star!r}")
+    if activation == "relu":
+        return 2.0, 0.0
+    if activation == "linear":
+        return 1.0, 0.0
+    _, second, slope = _moments(float(q_star), activation)[:3]
+    sw2 = 1.0 / slope
+    sb2 = float(q_star) - sw2 * second
+    if sb2 < 0:
+        raise ValueError(f"{activation} has no edge of chaos with q* = {q_star:g}: "
+                         f"it would need sb2 = {sb2:.3g} < 0")
+    return sw2, max(sb2, 0.0)
+
+
+def jacobian_spectrum(activation, sw2, sb2, depth, weights="gaussian"):
+    """Mean and variance of the squared singular values of a deep network's input-output Jacobian.
+
+    ``J = D_L W_L ... D_1 W_1`` with ``D_l = diag(phi'(h_l))`` at an input whose pre-activations
+    sit at the variance fixed point ``q_star``. In the infinite-width limit the S-transform of
+    ``J J^T`` is the product of its factors' (Pennington, Schoenholz and Ganguli 2017,
+    "Resurrecting the sigmoid in deep learning through dynamical isometry"), whose first two
+    coefficients give, with ``mu_k = E[phi'(h)^(2k)]`` and ``chi1 = sw2 mu1``::
+
+        mean     = chi1^L
+        variance = L (mu2 / mu1^2 - 1 - s1) chi1^(2L)
+
+    ``s1 = -1`` for Gaussian weights, 0 for orthogonal ones (:data:`WEIGHTS`). At the edge of
+    chaos the mean is 1 and the variance grows linearly with depth; it stays small only for
+    orthogonal weights and ``mu2 ~ mu1^2``, i.e. a small ``q_star`` for tanh, never for ReLU
+    (``mu2 / mu1^2 = 2``). Where ``q_star`` is 0 or inf (ReLU or linear units with ``sb2 = 0``,
+    or exploding), their ``mu_k`` do not depend on it.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    sw2, sb2 : float
+        Weight variance times fan_in, and bias variance; finite and >= 0.
+    depth : int
+        Number of layers ``L``, >= 1.
+    weights : str, optional
+        "gaussian" or "orthogonal" (scaled by ``sqrt(sw2)``).
+
+    Returns
+    -------
+    tuple of float
+        ``(mean, variance)`` of the squared singular values (the eigenvalues of ``J J^T``).
+
+    Raises
+    ------
+    ValueError
+        For a bad activation, variance, depth or weight distribution.
+    TypeError
+        For a variance that is not a number.
+    """
+    m = mean_field(activation, sw2, sb2)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise ValueError(f"depth must be a positive integer, got {depth!r}")
+    q = m.q_star if math.isfinite(m.q_star) else 1.0
+    mu1, mu2 = slope_moments(q, activation)
+    chi = m.sw2 * mu1
+    return chi ** depth, depth * (mu2 / mu1 ** 2 - 1.0 - WEIGHTS[weights]) * chi ** (2 * depth)
 
 
 def variance_by_layer(activation, sw2, sb2, q0, depth):

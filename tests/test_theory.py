@@ -273,3 +273,25 @@ def test_tanh_fixed_points_against_adaptive_quadrature(sw2, sb2):
     known = {1.765: 1165.2, 25.0: 3.2906, 100.0: 2.6509}
     if sw2 in known:
         assert m.xi_c == pytest.approx(known[sw2], rel=1e-4)
+
+
+def test_edge_of_chaos_and_the_jacobian_spectrum_theory():
+    from fastinit.theory import edge_of_chaos, jacobian_spectrum, slope_moments
+
+    for q in (1 / 64, 0.25, 1.0, 4.0):
+        sw2, sb2 = edge_of_chaos("tanh", q)
+        m = mean_field("tanh", sw2, sb2)
+        assert m.q_star == pytest.approx(q, rel=1e-9) and m.chi1 == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="sb2"):
+        edge_of_chaos("sigmoid", 0.1)  # its mean is 1/2: q* >= sw2 / 4 >= 4
+    # erf: mu1 = 4/pi / sqrt(1 + 4q), mu2 = E[erf'^4] = (2/sqrt(pi))^4 / sqrt(1 + 8q)
+    mu1, mu2 = slope_moments(0.3, "erf")
+    assert mu1 == pytest.approx(4 / math.pi / math.sqrt(2.2), rel=1e-10)
+    assert mu2 == pytest.approx(16 / math.pi ** 2 / math.sqrt(3.4), rel=1e-10)
+    assert jacobian_spectrum("relu", 2.0, 0.0, 10, "gaussian") == (1.0, 20.0)  # mu2 / mu1^2 = 2
+    assert jacobian_spectrum("relu", 2.0, 0.0, 10, "orthogonal") == (1.0, 10.0)
+    assert jacobian_spectrum("linear", 1.0, 0.0, 7, "orthogonal") == (1.0, 0.0)  # deep linear: an isometry
+    mean, var = jacobian_spectrum("tanh", 3.0, 0.05, 5, "gaussian")
+    chi = mean_field("tanh", 3.0, 0.05).chi1
+    mu1, mu2 = slope_moments(mean_field("tanh", 3.0, 0.05).q_star, "tanh")
+    assert mean == pytest.approx(chi ** 5) and var == pytest.approx(5 * mu2 / mu1 ** 2 * chi ** 10)
