@@ -736,6 +736,100 @@ def _run_sweep(args):
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- spectrum
+
+SPECTRUM_EPILOG = """\
+examples:
+  fastinit spectrum
+      tanh and ReLU, Gaussian and orthogonal weights, depths 8 32 128, width
+      200, at the edge of chaos (tanh: the point with q* = 1/64); writes
+      /spectrum/<activation>-<weights> to fastinit-results/fastinit.h5 and
+      fastinit-results/spectrum.png
+  fastinit spectrum --activation tanh --q-star 1 --depths 16 64
+  fastinit spectrum --activation tanh --sw2 1.76 --sb2 0.05 --weights orthogonal
+
+The Jacobian J = dx_L / dx_0 of a fresh network at an input from the
+fixed-point distribution, as the product of D_l W_l (D_l = diag(phi'(h_l))),
+its singular values by numpy.linalg.svd in float64. At the edge of chaos the
+mean of their squares is 1 at any depth (Pennington, Schoenholz and Ganguli
+2017); their variance grows like L (mu2/mu1^2 - 1 - s1): about L for
+Gaussian weights, 2L for ReLU, and stays small only for orthogonal weights
+with tanh at a small q* (dynamical isometry). The theory is for infinite
+width: expect deviations growing like L / width.
+"""
+
+
+def _add_spectrum(sub):
+    from .experiments.spectrum import ACTIVATIONS as SPECTRUM_ACTIVATIONS
+    from .experiments.spectrum import DEFAULT_Q_STAR, WEIGHTS, SpectrumConfig
+
+    d = SpectrumConfig()
+    p = sub.add_parser("spectrum",
+                       help="singular values of the input-output Jacobian at init: dynamical isometry",
+                       description="The spectrum of the input-output Jacobian of deep random networks at "
+                                   "init, against the free-probability theory of Pennington et al. (2017).",
+                       epilog=SPECTRUM_EPILOG, formatter_class=_Formatter)
+    p.add_argument("--activation", choices=SPECTRUM_ACTIVATIONS, nargs="+", default=list(d.activations),
+                   help="hidden activations")
+    p.add_argument("--weights", choices=WEIGHTS, nargs="+", default=list(d.weights),
+                   help="weight distributions")
+    p.add_argument("--depths", type=_positive_int, nargs="+", default=list(d.depths), metavar="L",
+                   help="depths at which the Jacobian is taken (one network of the largest depth per draw)")
+    p.add_argument("--width", type=_positive_int, default=d.width, help="units per layer")
+    p.add_argument("--sw2", type=_non_negative_float,
+                   help="weight variance sigma_w^2 (times 1/width); default: the edge of chaos (with --sb2 "
+                   "alone: the critical sw2 for it)")
+    p.add_argument("--sb2", type=_non_negative_float, help="bias variance sigma_b^2 (with --sw2 alone: 0)")
+    p.add_argument("--q-star", type=_positive_float, metavar="Q",
+                   help="take the point of the edge of chaos whose variance fixed point is Q (default "
+                   f"{DEFAULT_Q_STAR:g} for tanh; sigmoid: sb2 = 0; ReLU: sw2 = 2, sb2 = 0)")
+    p.add_argument("--samples", type=_positive_int, default=d.samples, metavar="K",
+                   help="draws: each a fresh network and an input from the fixed-point distribution")
+    p.add_argument("--seed", type=_seed, default=d.seed)
+    p.add_argument("--backend", choices=("numpy", "cpu"), default=d.backend,
+                   help="kernels for the matmuls (float64)")
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5",
+                   help="HDF5 results file (created or updated)")
+    _add_plot_options(p, "the spectrum figure; default: fastinit-results/spectrum.png, or "
+                         "<out without .h5>-spectrum.png")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no table")
+
+
+def _run_spectrum(args):
+    from .experiments.spectrum import SpectrumConfig, format_summary, run, write_spectrum
+    from .store import open_results
+
+    if args.q_star is not None and (args.sw2 is not None or args.sb2 is not None):
+        raise UsageError("argument --q-star: not allowed with --sw2 or --sb2")
+    try:
+        config = SpectrumConfig(activations=tuple(args.activation), weights=tuple(args.weights),
+                                depths=tuple(args.depths), width=args.width, sw2=args.sw2, sb2=args.sb2,
+                                q_star=args.q_star, samples=args.samples, seed=args.seed,
+                                backend=args.backend).validate()
+        for activation in config.activations:
+            config.point(activation)  # an edge of chaos that does not exist (sigmoid with a small --q-star)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = _output_path(args.out)
+    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
+    plot = _plot_path(args, os.path.join(DEFAULT_DIR, "spectrum.png") if in_default_dir
+                      else f"{_stem(out)}-spectrum.png")
+    if plot is not None:
+        from .plots import check_figure_path
+
+        check_figure_path(plot)
+    result = run(config, progress=_progress_wanted(args))
+    with open_results(out) as f:
+        groups = write_spectrum(f, result)
+    _say(args, format_summary(result))
+    _say(args, f"wrote {len(groups)} group(s) under /spectrum to {out}")
+    if plot is not None:
+        from .plots import plot_spectrum
+
+        _say(args, f"wrote figure {plot_spectrum(result, plot)}")
+    return EXIT_OK
+
+
 COMMANDS = [
     (_add_histogram, _run_histogram),
     (_add_show, _run_show),
@@ -745,6 +839,7 @@ COMMANDS = [
     (_add_profile, _run_profile),
     (_add_theory, _run_theory),
     (_add_sweep, _run_sweep),
+    (_add_spectrum, _run_spectrum),
 ]
 
 MAIN_EPILOG = """\
@@ -755,6 +850,7 @@ examples:
   fastinit show fastinit-results/fastinit.h5
   fastinit theory --activation tanh           mean-field theory: q*, chi1, xi_c, the edge of chaos
   fastinit sweep --preset schoenholz          the trainability phase diagram (about 10 min on 2 cores)
+  fastinit spectrum                           Jacobian singular values at init: dynamical isometry
   fastinit <command> --help                   options of one command
 """
 

@@ -206,8 +206,10 @@ def histogram_figure(results):
         f"{results.samples} samples, seed {results.seed} ({rule})",
         fontsize=10,
     )
-    note = ("theory: the mean-field variance recursion, which assumes infinitely wide layers with Gaussian, "
-            "independent pre-activations;\nwith 100 units it drifts from the measurement deeper in the net")
+    note = ("theory: the mean-field variance recursion (its Gaussian integrals exact at any variance) "
+            "for infinitely wide layers with Gaussian, independent pre-activations;\n"
+            "at this width one draw of the weights scatters around it by a few % per layer, "
+            "and the scatter compounds with depth")
     if relu:
         note += (" (compare He's measured and theory std). The dead % is the same for every init drawn from one seed:\n"
                  "they share the random directions and differ only in scale, and a ReLU's sign does not depend on scale.")
@@ -859,3 +861,80 @@ def plot_sweep(result, path, threshold=0.5):
 
 
 __all__ += ["sweep_figure", "plot_sweep"]
+
+
+# --------------------------------------------------------------------------- Jacobian spectrum
+
+
+def _drawable(lam):
+    """The squared singular values a log axis can show: above 1e-24 of the largest."""
+    return lam[lam > 1e-24 * lam.max()] if lam.size and lam.max() > 0 else lam[:0]
+
+
+def spectrum_figure(result):
+    """The density of the squared singular values ``lam`` of the input-output Jacobian, one panel per
+    run of a :class:`fastinit.experiments.spectrum.SpectrumResult` (activation x weights), one line
+    per depth, on a log10 axis shared by every panel.
+
+    Each depth's theory (infinite width) is marked: its mean ``chi1^L`` (dashed line) and the
+    interval mean +- std of ``lam`` (a bar at the top, cut at the axis' left end when the
+    lower end is <= 0). ``lam`` below 1e-24 of the largest (ReLU's exact zeros and values under
+    float64's resolution) cannot be drawn; the legend gives their fraction. Returns a ``Figure``.
+    """
+    runs = list(result.runs.values())
+    depths = sorted({d for r in runs for d in r.singular_values})
+    stats = {(r.name, d): r.stats(d) for r in runs for d in r.singular_values}
+    cols = min(2, len(runs))
+    rows = -(-len(runs) // cols)
+    fig = Figure(figsize=(5.2 * cols + 0.6, 3.6 * rows + 1.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True)).ravel()
+    positive = [np.log10(lam) for lam in (_drawable(np.square(r.singular_values[d])) for r in runs
+                                          for d in r.singular_values) if lam.size]
+    lo = max(-12.0, np.floor(min((np.percentile(p, 1) for p in positive), default=-3.0)))
+    hi = np.ceil(max((p.max() for p in positive), default=1.0)) + 0.5
+    edges = np.linspace(lo, hi, 61)
+    colors = {d: f"C{i}" for i, d in enumerate(depths)}
+    for ax, r in zip(axes, runs):
+        for i, d in enumerate(sorted(r.singular_values)):
+            s = stats[(r.name, d)]
+            lam = np.square(r.singular_values[d])
+            density, _ = np.histogram(np.log10(_drawable(lam)), bins=edges)
+            density = density / max(1, lam.size) / np.diff(edges)  # per decade, over all values
+            label = (f"L={d}: mean {s.mean:.3g} (theory {s.theory_mean:.3g}), "
+                     f"var {s.variance:.3g} ({s.theory_variance:.3g})")
+            if s.zero > 0.005:
+                label += f", {100 * s.zero:.0f}% ~0"
+            ax.stairs(density, edges, color=colors[d], lw=1.4, label=label)
+            mean, sd = s.theory_mean, np.sqrt(max(s.theory_variance, 0.0))
+            ax.axvline(np.log10(mean), color=colors[d], ls="--", lw=0.9)
+            left = np.log10(mean - sd) if mean - sd > 0 else lo
+            ax.plot([left, np.log10(mean + sd)], [0.97 - 0.035 * i] * 2, color=colors[d], lw=3,
+                    solid_capstyle="butt", transform=ax.get_xaxis_transform())
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(0, ax.get_ylim()[1] * (1.5 + 0.1 * len(r.singular_values)))  # room for bars and legend
+        ax.set_title(f"{r.activation}, {r.weights} weights: $\\sigma_w^2$ = {r.sw2:.4g}, "
+                     f"$\\sigma_b^2$ = {r.sb2:.3g}, q* = {r.q_star:.3g}", fontsize=9)
+        ax.set_ylabel("density per decade", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(0.0, 0.97 - 0.035 * len(r.singular_values)),
+                  framealpha=0.8)
+    for ax in axes[len(runs):]:
+        ax.set_visible(False)
+    for ax in axes[-cols:]:
+        ax.set_xlabel(r"$\log_{10}\lambda$, $\lambda$ = squared singular value of "
+                      r"$J = \partial x_L / \partial x_0$", fontsize=8)
+    c = result.config
+    fig.suptitle(f"Jacobian spectrum at init: width {c.width}, {c.samples} draws, seed {c.seed}", fontsize=10)
+    fig.supxlabel("dashed: theory mean $\\chi_1^L$; bars at the top: theory mean ± std, std$^2$ = "
+                  "L ($\\mu_2/\\mu_1^2$ - 1 - $s_1$) $\\chi_1^{2L}$, $s_1$ = -1 Gaussian, 0 orthogonal "
+                  "(Pennington et al. 2017; infinite width: at width N expect deviations growing like L/N)",
+                  fontsize=7, color="0.35")
+    return fig
+
+
+def plot_spectrum(result, path):
+    """Build :func:`spectrum_figure` and save it to ``path``; returns ``path``."""
+    return save_figure(spectrum_figure(result), path)
+
+
+__all__ += ["spectrum_figure", "plot_spectrum"]

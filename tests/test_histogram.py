@@ -104,6 +104,28 @@ def test_theory_std_simple_cases():
     assert theory_std("tanh", [1e-4], 100)[0] == pytest.approx(1e-3, rel=1e-4)
 
 
+def test_theory_std_at_large_variance():
+    """std=10 with 100 units: q = 1e4 at layer 1. The mean-field values against adaptive quadrature; a
+    fixed 101-node Gauss-Hermite rule (a node at 0) once printed 0.4679 and 0.9357 here."""
+    integrate = pytest.importorskip("scipy.integrate")
+
+    def std_ref(q, f):
+        def moment(k):
+            g = lambda u: f(u) ** k * np.exp(-0.5 * u * u / q) / np.sqrt(2 * np.pi * q)  # noqa: E731
+            return integrate.quad(g, -9 * np.sqrt(q), 9 * np.sqrt(q), points=[-3, 0, 3], epsabs=1e-15,
+                                  epsrel=1e-12, limit=500)[0]
+        return np.sqrt(moment(2) - moment(1) ** 2)
+
+    sig = theory_std("sigmoid", [10.0] * 3, 100)
+    tanh = theory_std("tanh", [10.0] * 3, 100)
+    assert sig[0] == pytest.approx(std_ref(1e4, lambda u: 0.5 * (1 + np.tanh(0.5 * u))), rel=1e-7)
+    assert tanh[0] == pytest.approx(std_ref(1e4, np.tanh), rel=1e-7)
+    q2 = 1e4 * (sig[0] ** 2 + 0.25)  # layer 2: 100 units x 10^2 x E[sigmoid^2]
+    assert sig[1] == pytest.approx(std_ref(q2, lambda u: 0.5 * (1 + np.tanh(0.5 * u))), rel=1e-7)
+    np.testing.assert_allclose(sig, [0.4960, 0.4943, 0.4943], atol=1e-4)
+    np.testing.assert_allclose(tanh, 0.9960, atol=1e-4)
+
+
 def test_saturated_fraction_rules():
     y = np.array([0.0, 0.005, 0.5, 0.995, 1.0, -0.995])
     assert saturated_fraction(y, "sigmoid") == pytest.approx(5 / 6)  # -0.995 < 0.01 too
