@@ -299,7 +299,7 @@ def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeo
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise SweepError("--scheduler and --workers need Dask: pip install 'fastinit[cluster]' "
+        raise SweepError("--scheduler and --workers need Dask: pip install 'fastinit-numba[cluster]' "
                            "(dask[distributed])") from None
     cluster = None
     if scheduler is None:
