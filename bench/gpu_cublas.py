@@ -17,11 +17,11 @@ import sys
 
 def _time(fn, sync, repeats=5, budget=1.0):
     """Median seconds per call after one warm-up call (cuBLAS handle, kernel caches)."""
-    from fastinit.experiments.profile import _timeit
+    from fastinit.experiments.profile import median_time
 
     fn()
     sync()
-    return _timeit(fn, sync, budget, repeats)[0]
+    return median_time(fn, sync, budget, repeats)[0]
 
 
 def main(argv):

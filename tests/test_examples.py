@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -32,7 +31,6 @@ def test_mnist_init_comparison_runs(tmp_path):
     assert [line.split()[0] for line in text.splitlines()[:3]] == ["std=0.01", "xavier", "he"]
 
 
-@pytest.mark.slow
 def test_phase_diagram_runs(tmp_path):
     text = _run(tmp_path, "phase_diagram", "--steps", "10", "--depths", "2", "4", "--sw2", "1", "3")
     assert text.count("train accuracy") == 4

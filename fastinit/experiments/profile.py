@@ -52,6 +52,7 @@ from ..backends import BACKENDS, available_backends, check_backend, kernels_for
 from ..formatting import format_time
 
 __all__ = [
+    "median_time",
     "ProfileError",
     "ProfileRecord",
     "ProfileResult",
@@ -157,8 +158,27 @@ class _Backend:
         return self.name == "cuda"
 
 
-def _timeit(fn, sync, budget, repeats):
-    """Median seconds per call of ``fn`` (already warmed up), synchronised per batch."""
+def median_time(fn, sync, budget, repeats):
+    """Median seconds per call of ``fn`` (already warmed up), synchronised per batch.
+
+    Parameters
+    ----------
+    fn : callable
+        Called with no arguments.
+    sync : callable
+        Waits for the device (a no-op on the host); called after each batch of calls.
+    budget : float
+        Seconds to spend in all.
+    repeats : int
+        Batches; each runs ``fn`` enough times to take ``budget / repeats`` seconds.
+
+    Returns
+    -------
+    seconds : float
+        The median over the batches of the seconds per call.
+    inner : int
+        Calls per batch.
+    """
     t0 = time.perf_counter()
     fn()
     sync()
@@ -331,7 +351,7 @@ def _measure_case(case, be, host_inputs, dtype, budget, repeats):
     be.sync()
     _check(f"{case.kernel} {case.case}", be.name, be.host(case.result(outputs)), case.reference(host_inputs), dtype,
            case.k_dim)
-    t, inner = _timeit(lambda: case.run(be, inputs, outputs), be.sync, budget, repeats)
+    t, inner = median_time(lambda: case.run(be, inputs, outputs), be.sync, budget, repeats)
     t_xfer = math.nan
     if be.is_cuda:
         def with_transfers():
@@ -341,7 +361,7 @@ def _measure_case(case, be, host_inputs, dtype, budget, repeats):
                 if key in outputs:
                     be.host(outputs[key])
 
-        t_xfer, _ = _timeit(with_transfers, be.sync, budget, repeats)
+        t_xfer, _ = median_time(with_transfers, be.sync, budget, repeats)
     return ProfileRecord(case.kernel, case.case, be.name, float(case.size), t, t_xfer, float(case.work), case.unit,
                          case.work / t / 1e9, inner=inner, repeats=repeats)
 
@@ -369,10 +389,10 @@ def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
         idx = np.arange(batch)
         model.train_step_indices(idx, lr, return_loss=False)
         be.sync()
-        t, inner = _timeit(lambda: model.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats)
-        t_xfer, _ = _timeit(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
+        t, inner = median_time(lambda: model.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats)
+        t_xfer, _ = median_time(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
     else:
-        t, inner = _timeit(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
+        t, inner = median_time(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
     return ProfileRecord("train_step", case, be.name, float(batch), t, t_xfer, flops, "GFLOP/s", flops / t / 1e9,
                          inner=inner, repeats=repeats)
 
