@@ -5,6 +5,7 @@
 """
 
 import importlib
+from .errors import FastinitError
 
 BACKENDS = ("numpy", "cpu", "cuda")
 _MODULES = {"numpy": "kernels.reference", "cpu": "kernels.cpu", "cuda": "kernels.cuda"}
@@ -16,7 +17,7 @@ NO_CUDA_MESSAGE = (
 )
 
 
-class BackendError(RuntimeError):
+class BackendError(FastinitError, RuntimeError):
     """A backend was asked for that does not exist or cannot run here."""
 
 

@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, field
 
 from .formatting import format_time
+from .errors import FastinitError
 
 __all__ = ["BenchReportError", "BenchRow", "BenchReport", "load_benchmarks", "format_markdown", "plot_benchmarks"]
 
@@ -38,7 +39,7 @@ _GFLOPS_KEYS = ("gflops", "gflop_s", "gflop/s", "gflops_per_s")
 _GBS_KEYS = ("gbs", "gb_s", "gb/s", "gbps", "gbytes_s")
 
 
-class BenchReportError(ValueError):
+class BenchReportError(FastinitError, ValueError):
     """The benchmark file cannot be read or is not a pytest-benchmark JSON file."""
 
 

@@ -22,18 +22,15 @@ import signal
 import sys
 
 from . import __version__
+from .errors import EXIT_FAILED, EXIT_USAGE, FastinitError, UsageError
 
 __all__ = ["main", "build_parser", "UsageError"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
 # Every command's results go to one folder: the HDF5 file and the figures beside it
 # (``fastinit reproduce`` writes the same file, plus its summary).
 DEFAULT_DIR = "fastinit-results"
 DEFAULT_OUT = os.path.join(DEFAULT_DIR, "fastinit.h5")
-
-
-class UsageError(Exception):
-    """A bad command-line argument (exit status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -968,7 +965,6 @@ def run():
 
 
 def _main(argv):
-    from .backends import BackendError
     from .store import command_line_scope
 
     debug = os.environ.get("FASTINIT_DEBUG", "") not in ("", "0")
@@ -1000,44 +996,17 @@ def _main(argv):
     except Exception as exc:
         if debug:
             raise
-        status = _classify(exc, BackendError)
+        status = _classify(exc)
         if status is None:
             raise
         return _error(exc, status)
 
 
-def _classify(exc, backend_error):
+def _classify(exc):
     """Exit status for a known user-facing error, or None for a bug (which keeps its traceback)."""
-    from .store import StoreError
-
-    known_failures = [backend_error, StoreError, OSError]
-    plots = sys.modules.get(f"{__package__}.plots")  # a PlotError needs plots imported; never import
-    if plots is not None:  # matplotlib just to classify an error (it may warn about its config dir)
-        known_failures.append(plots.PlotError)
-    try:
-        from .data import DataError
-
-        known_failures.insert(0, DataError)
-    except ImportError:
-        pass
-    try:
-        from .benchreport import BenchReportError
-
-        known_failures.insert(0, BenchReportError)
-    except ImportError:
-        pass
-    try:
-        from .experiments.profile import ProfileError
-
-        known_failures.insert(0, ProfileError)
-    except ImportError:
-        pass
-    sweep = sys.modules.get(f"{__package__}.experiments.sweep")
-    if sweep is not None:
-        known_failures.insert(0, sweep.SweepError)
-    if isinstance(exc, UsageError):
-        return EXIT_USAGE
-    if isinstance(exc, tuple(known_failures)):
+    if isinstance(exc, FastinitError):
+        return exc.exit_status
+    if isinstance(exc, OSError):
         return EXIT_FAILED
     if isinstance(exc, (ValueError, TypeError)):
         return EXIT_USAGE  # a bad value that reached the library's own checks

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from .errors import FastinitError
 
 __all__ = [
     "DataError",
@@ -64,7 +65,7 @@ LABELS_MAGIC = 0x00000801  # uint8 data, 1 dimension
 N_CLASSES = 10
 
 
-class DataError(ValueError):
+class DataError(FastinitError, ValueError):
     """A data file is missing, truncated, corrupt or not what it should be."""
 
 

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .formatting import format_time
+from .errors import FastinitError
 
 __all__ = [
     "PlotError",
@@ -47,7 +48,7 @@ __all__ = [
 FORMATS = ("png", "pdf", "svg")
 
 
-class PlotError(ValueError):
+class PlotError(FastinitError, ValueError):
     """A figure cannot be written (bad path or unsupported format)."""
 
 

@@ -55,6 +55,8 @@ from datetime import datetime, timezone
 import h5py
 import numpy as np
 
+from .errors import FastinitError
+
 __all__ = [
     "StoreError",
     "open_results",
@@ -77,7 +79,7 @@ CHUNK_BYTES = 1 << 20
 _SESSION_GROUPS = {}
 
 
-class StoreError(Exception):
+class StoreError(FastinitError):
     """A results file cannot be read or written (missing, not HDF5, unreadable, ...)."""
 
 

@@ -114,3 +114,21 @@ def test_dependencies_point_down():
             if _layer(t) > _layer(m) or (m in beside and t.startswith("fastinit.experiments")):
                 bad.append(f"{m}:{line} imports {t}")
     assert not bad, "\n".join(bad)
+
+
+def test_every_error_class_derives_from_fastinit_error():
+    """One base, so the CLI classifies errors by type (``exit_status``), not by a list."""
+    import importlib
+    import inspect
+
+    from fastinit.errors import FastinitError
+
+    names = []
+    for module in _modules(("fastinit",)):
+        if module.endswith("__main__"):
+            continue
+        for name, obj in vars(importlib.import_module(module)).items():
+            if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module:
+                names.append(name)
+                assert issubclass(obj, FastinitError), f"{module}.{name} does not derive from FastinitError"
+    assert {"DataError", "StoreError", "SweepError", "UsageError", "BackendError"} <= set(names)

@@ -50,6 +50,7 @@ import numpy as np
 
 from ..backends import BACKENDS, available_backends, check_backend, kernels_for
 from ..formatting import format_time
+from ..errors import FastinitError
 
 __all__ = [
     "median_time",
@@ -80,7 +81,7 @@ QUICK_ELEMENTS = (1024, 4096)
 QUICK_SOFTMAX_SHAPES = ((16, 10),)
 
 
-class ProfileError(RuntimeError):
+class ProfileError(FastinitError, RuntimeError):
     """A backend's result disagreed with the NumPy reference, so it was not timed."""
 
 

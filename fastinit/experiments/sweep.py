@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from ..errors import FastinitError
+
 from ..mlp import compile_backend
 
 __all__ = [
@@ -65,7 +67,7 @@ PRESETS = {
 }
 
 
-class SweepError(RuntimeError):
+class SweepError(FastinitError, RuntimeError):
     """The cells cannot run: a cluster cannot be reached, Dask is missing, a worker pool broke."""
 
 
