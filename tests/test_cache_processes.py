@@ -82,7 +82,7 @@ from fastinit import MLP
 a = np.ones((512, 512), np.float32)
 cpu.matmul(a, a)
 MLP([64, 32, 10], backend="cpu", seed=0).train_step(np.ones((64, 64), np.float32), np.zeros(64, int), 0.1)
-rows, cols = cpu.product_tiles(512, 512, 512, cpu._threads())
+rows, cols = cpu.product_tiles(512, 512, 512, numba.get_num_threads())
 print(numba.get_num_threads(), -(-512 // rows) * -(-512 // cols), sum(cpu.matmul_into.stats.cache_hits.values()))
 """
 

@@ -64,7 +64,6 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.cpu import (
-    CACHE,
     bias_rows_into,
     dot_nn_into,
     dot_nt_into,
@@ -78,11 +77,10 @@ from kernels.cpu import (
     transpose_into,
 )
 from kernels import checks as chk
+from kernels.jit import FAST, JIT
 
 __all__ = ["CpuEngine", "wait_compiled"]
 
-_J = dict(cache=CACHE, error_model="numpy", nogil=True)
-_FAST = dict(_J, fastmath={"reassoc", "contract"})  # sums vectorise; NaN and Inf still propagate
 _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
 _MAX_PIECES = 64
@@ -94,7 +92,7 @@ _NN_DEPTH = 32  # a delta product with a depth (fan_out) below this runs in oute
 _ZERO = np.int64(0)
 
 
-@njit(**_J)
+@njit(**JIT)
 def _gather(x, labels, idx, xb, lb, r0, r1, with_labels):
     """Rows [r0, r1) of ``xb = x[idx]`` (and of ``lb = labels[idx]`` when ``with_labels``)."""
     for r in range(r0, r1):
@@ -106,7 +104,7 @@ def _gather(x, labels, idx, xb, lb, r0, r1, with_labels):
             lb[r] = labels[idx[r]]
 
 
-@njit(**_FAST)
+@njit(**FAST)
 def _sgd_block(wt, g, lr, j0, j1, q0, q1):
     """``wt[j, q] -= lr * g[j, q]`` for j in [j0, j1), q in [q0, q1); returns the sum of
     squares of that block of ``g`` (float64)."""
@@ -123,7 +121,7 @@ def _sgd_block(wt, g, lr, j0, j1, q0, q1):
     return total
 
 
-@njit(**_FAST)
+@njit(**FAST)
 def _sgd_bias(b, dt, lr, j0, j1):
     """``b[j] -= lr * dt[j].sum()`` for j in [j0, j1): the bias gradient is the row sum of the
     transposed delta ``dt`` (its padding is zero)."""
@@ -131,7 +129,7 @@ def _sgd_bias(b, dt, lr, j0, j1):
         b[j] -= lr * dt[j].sum()
 
 
-@njit(**_J)
+@njit(**JIT)
 def _forward_layer(i, xb, wt0, wth, acts, ht, sizes, r0, r1, train):
     """Rows [r0, r1) of layer i's pre-activation ``acts[i] = H[i-1] @ Wt[i].T`` (H[-1] = xb)
     and, when ``train``, of the transposed copy of its input ``ht[i-1]`` (for i > 0)."""
@@ -145,7 +143,7 @@ def _forward_layer(i, xb, wt0, wth, acts, ht, sizes, r0, r1, train):
         transpose_into(h_in, ht[i - 1], r0, r1)
 
 
-@njit(**_J)
+@njit(**JIT)
 def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
     """Rows [r0, r1) of the transposed copy ``dt[i]`` of layer i's delta and of the delta
     before the activation's derivative, ``deltas[i-1] = deltas[i] @ W[i].T`` (i > 0)."""
@@ -158,7 +156,7 @@ def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
         dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], (fo + _PAD - 1) // _PAD * _PAD)
 
 
-@njit(**_J)
+@njit(**JIT)
 def _first_block(x, cost, blocks):
     """The first of ``blocks`` blocks of ``cost`` each whose midpoint is at or past ``x``."""
     return min(blocks, max(0, (2 * x + cost - 1) // (2 * cost)))  # ceil((x - cost / 2) / cost)
@@ -205,7 +203,7 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
             transpose_into(wth[i - 1], wh[i - 1], j0, j1)
 
 
-_update_piece_jit = njit(**_J)(_update_piece)
+_update_piece_jit = njit(**JIT)(_update_piece)
 
 
 def _step_for(code):
@@ -273,7 +271,7 @@ def _step_for(code):
 
 
 _STEPS = {code: _step_for(code) for code in chk.ACTIVATION_CODES.values()}  # Python, for the serial path
-_PARALLEL_STEPS = {code: njit(parallel=True, **_J)(step) for code, step in _STEPS.items()}
+_PARALLEL_STEPS = {code: njit(parallel=True, **JIT)(step) for code, step in _STEPS.items()}
 
 
 class _Compiled:

@@ -1,0 +1,281 @@
+"""Compiled matrix products: register-blocked micro-kernels and the threaded product.
+
+Most products are computed as dot products along contiguous rows (``dot_nt_into``): a block
+of 4 rows of ``a`` by 3 rows of ``b`` keeps 12 running sums in scalar locals, which LLVM
+vectorises along the depth and keeps in registers (12 accumulators plus 3 loaded vectors fit
+the 16 vector registers of AVX2; AVX-512 has 32). The depth is cut into blocks that stay in
+L1 and the columns into blocks that stay in L2. Each output ends with a horizontal sum of a
+vector register, which costs about as much as the multiply-adds when the depth is short;
+``dot_nn_into`` avoids it for short depths and long output rows (outer products, vectorised
+along the output rows, 4 rows of ``b`` per pass). ``matmul_into`` packs an operand into that
+layout (one transposed copy) when it is not already, and cuts the output into one tile per
+thread. Small products run on the calling thread: a fork/join costs more than the work, and
+much more on a busy machine.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .cpu_activations import activation_rows_into
+from .jit import FAST, JIT
+
+__all__ = ["dot_nt_into", "dot_nn_into", "transpose_into", "product_tiles", "matmul_into", "dense_forward_into"]
+
+# Multiply-adds above which a product splits over the threads (below, one thread is faster).
+_PAR_FLOPS = 1 << 21
+_KC_BYTES = 4096  # depth block of the products: 4 + 3 rows of it (28 KiB) stay in a 32 KiB L1
+_NC_ROWS = 192  # column block: that many rows of b (one depth block each) stay in L2
+
+
+@njit(**FAST)
+def _dot_4x3(a, b, out, i0, i1, i2, i3, j0, j1, j2, p0, p1, acc):
+    """``out[i, j] (+)= a[i, p0:p1] . b[j, p0:p1]`` for rows i0..i3 and columns j0..j2.
+
+    Twelve sums in scalar locals: LLVM vectorises them along p and keeps them
+    in registers. Indices may repeat (the edges of a matrix): a repeated
+    output gets the same value twice, since every sum reads ``out`` before
+    any is stored."""
+    a0 = a[i0, p0:p1]
+    a1 = a[i1, p0:p1]
+    a2 = a[i2, p0:p1]
+    a3 = a[i3, p0:p1]
+    b0 = b[j0, p0:p1]
+    b1 = b[j1, p0:p1]
+    b2 = b[j2, p0:p1]
+    z = out.dtype.type(0)
+    s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = s30 = s31 = s32 = z
+    for p in range(a0.size):
+        y0 = b0[p]
+        y1 = b1[p]
+        y2 = b2[p]
+        x = a0[p]
+        s00 += x * y0
+        s01 += x * y1
+        s02 += x * y2
+        x = a1[p]
+        s10 += x * y0
+        s11 += x * y1
+        s12 += x * y2
+        x = a2[p]
+        s20 += x * y0
+        s21 += x * y1
+        s22 += x * y2
+        x = a3[p]
+        s30 += x * y0
+        s31 += x * y1
+        s32 += x * y2
+    if acc:
+        s00 += out[i0, j0]
+        s01 += out[i0, j1]
+        s02 += out[i0, j2]
+        s10 += out[i1, j0]
+        s11 += out[i1, j1]
+        s12 += out[i1, j2]
+        s20 += out[i2, j0]
+        s21 += out[i2, j1]
+        s22 += out[i2, j2]
+        s30 += out[i3, j0]
+        s31 += out[i3, j1]
+        s32 += out[i3, j2]
+    out[i0, j0] = s00
+    out[i0, j1] = s01
+    out[i0, j2] = s02
+    out[i1, j0] = s10
+    out[i1, j1] = s11
+    out[i1, j2] = s12
+    out[i2, j0] = s20
+    out[i2, j1] = s21
+    out[i2, j2] = s22
+    out[i3, j0] = s30
+    out[i3, j1] = s31
+    out[i3, j2] = s32
+
+
+@njit(**JIT)
+def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
+    """*Serial.* ``out[i, j] = sum_{p<k} a[i, p] * b[j, p]`` for i in [i0, i1), j in [j0, j1).
+
+    ``a`` (M, >= k), ``b`` (N, >= k), ``out`` (>= M, >= N): 2-D C-contiguous,
+    one float dtype; ``out`` must not overlap ``a`` or ``b``. Blocks of 4 x 3
+    outputs keep their sums in registers across a depth block (see the module
+    docstring); at the edges a block repeats its last row or column."""
+    if i1 <= i0 or j1 <= j0:
+        return
+    if k <= 0:
+        zero = out.dtype.type(0)
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                out[i, j] = zero
+        return
+    kc = max(1, _KC_BYTES // out.itemsize)
+    last_i = i1 - 1
+    for p0 in range(0, k, kc):
+        p1 = min(k, p0 + kc)
+        acc = p0 > 0
+        for jb in range(j0, j1, _NC_ROWS):
+            je = min(j1, jb + _NC_ROWS)
+            last_j = je - 1
+            for i in range(i0, i1, 4):
+                r1 = min(i + 1, last_i)
+                r2 = min(i + 2, last_i)
+                r3 = min(i + 3, last_i)
+                for j in range(jb, je, 3):
+                    _dot_4x3(a, b, out, i, r1, r2, r3, j, min(j + 1, last_j), min(j + 2, last_j), p0, p1, acc)
+
+
+@njit(**FAST)
+def _nn_4x4(a, b, out, i, p, j0, j1):
+    """``out[i + r, j0:j1] += a[i + r, p:p + 4] @ b[p:p + 4, j0:j1]`` for r < 4: sixteen
+    coefficients in scalar locals, each row of ``b`` loaded once for four output rows."""
+    a00, a01, a02, a03 = a[i, p], a[i, p + 1], a[i, p + 2], a[i, p + 3]
+    a10, a11, a12, a13 = a[i + 1, p], a[i + 1, p + 1], a[i + 1, p + 2], a[i + 1, p + 3]
+    a20, a21, a22, a23 = a[i + 2, p], a[i + 2, p + 1], a[i + 2, p + 2], a[i + 2, p + 3]
+    a30, a31, a32, a33 = a[i + 3, p], a[i + 3, p + 1], a[i + 3, p + 2], a[i + 3, p + 3]
+    b0, b1, b2, b3 = b[p][j0:j1], b[p + 1][j0:j1], b[p + 2][j0:j1], b[p + 3][j0:j1]
+    o0, o1, o2, o3 = out[i][j0:j1], out[i + 1][j0:j1], out[i + 2][j0:j1], out[i + 3][j0:j1]
+    for q in range(o0.size):
+        x0, x1, x2, x3 = b0[q], b1[q], b2[q], b3[q]
+        o0[q] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3
+        o1[q] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
+        o2[q] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3
+        o3[q] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3
+
+
+@njit(**FAST)
+def _nn_1x1(a, b, out, i, p, j0, j1):
+    """``out[i, j0:j1] += a[i, p] * b[p, j0:j1]`` (the edges of ``dot_nn_into``)."""
+    c = a[i, p]
+    x = b[p][j0:j1]
+    o = out[i][j0:j1]
+    for q in range(o.size):
+        o[q] += c * x[q]
+
+
+@njit(**JIT)
+def dot_nn_into(a, b, out, i0, i1, j0, j1, k):
+    """*Serial.* ``out[i, j] = sum_{p<k} a[i, p] * b[p, j]`` for i in [i0, i1), j in [j0, j1).
+
+    ``a`` (M, >= k), ``b`` (>= k, N), ``out`` (>= M, N): 2-D C-contiguous,
+    one float dtype; ``out`` must not overlap ``a`` or ``b``. The outer-product
+    form of the product: blocks of 4 output rows by 4 rows of ``b``, vectorised
+    along the output rows, with no horizontal sums. It beats ``dot_nt_into``
+    when the depth ``k`` is short (tens) or the output rows are long (hundreds),
+    e.g. a weight gradient ``delta.T @ x``; 4 output rows should fit in L1."""
+    if i1 <= i0 or j1 <= j0:
+        return
+    zero = out.dtype.type(0)
+    for i in range(i0, i1):
+        row = out[i][j0:j1]
+        for q in range(row.size):
+            row[q] = zero
+    k4 = k // 4 * 4
+    i4 = i0 + (i1 - i0) // 4 * 4
+    for i in range(i0, i4, 4):
+        for p in range(0, k4, 4):
+            _nn_4x4(a, b, out, i, p, j0, j1)
+    for p in range(k4, k):
+        for i in range(i0, i4):
+            _nn_1x1(a, b, out, i, p, j0, j1)
+    for i in range(i4, i1):
+        for p in range(k):
+            _nn_1x1(a, b, out, i, p, j0, j1)
+
+
+@njit(**JIT)
+def transpose_into(a, out, i0, i1):
+    """*Serial.* ``out[j, i] = a[i, j]`` for rows i in [i0, i1) of ``a`` and j < ``out.shape[0]``
+    (2-D; ``a`` may be wider than ``out`` is tall, e.g. padded). ``transpose_into(a, out, 0,
+    a.shape[0])`` is ``out[:] = a.T``. Eight rows at a time, so each write is eight contiguous values."""
+    n = out.shape[0]
+    m8 = i0 + (i1 - i0) // 8 * 8
+    for i in range(i0, m8, 8):
+        r0 = a[i]
+        r1 = a[i + 1]
+        r2 = a[i + 2]
+        r3 = a[i + 3]
+        r4 = a[i + 4]
+        r5 = a[i + 5]
+        r6 = a[i + 6]
+        r7 = a[i + 7]
+        for j in range(n):
+            d = out[j, i : i + 8]
+            d[0] = r0[j]
+            d[1] = r1[j]
+            d[2] = r2[j]
+            d[3] = r3[j]
+            d[4] = r4[j]
+            d[5] = r5[j]
+            d[6] = r6[j]
+            d[7] = r7[j]
+    for i in range(m8, i1):
+        row = a[i]
+        for j in range(n):
+            out[j, i] = row[j]
+
+
+@njit(parallel=True, **JIT)
+def _dot_nt_par(a, b, out, k, rows, cols):
+    """``dot_nt_into`` over the whole of ``out``, one tile of ``rows`` x ``cols`` per piece."""
+    m, n = out.shape
+    tn = (n + cols - 1) // cols
+    for t in prange(((m + rows - 1) // rows) * tn):
+        i = t // tn * rows
+        j = t % tn * cols
+        dot_nt_into(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k)
+
+
+@njit(**JIT)
+def product_tiles(m, n, k, threads):
+    """The tile ``(rows, cols)`` that ``matmul_into`` cuts an (m, n) output of depth ``k``
+    into, one tile for each of ``threads`` threads; ``(m, n)``, one tile on the calling
+    thread, when the product is small or ``threads`` < 2."""
+    if threads < 2 or m * n * k < _PAR_FLOPS:
+        return m, n
+    if m >= 4 * threads:  # rows split in multiples of 4
+        return ((m + threads - 1) // threads + 3) // 4 * 4, n
+    return m, ((n + threads - 1) // threads + 2) // 3 * 3  # few rows: columns in multiples of 3
+
+
+@njit(**JIT)
+def _dot_nt_all(a, b, out, k, threads):
+    """``out = a[:, :k] @ b[:, :k].T``: on one thread when small, else one tile per thread."""
+    m, n = out.shape
+    rows, cols = product_tiles(m, n, k, threads)
+    if rows == m and cols == n:
+        dot_nt_into(a, b, out, 0, m, 0, n, k)
+    else:
+        _dot_nt_par(a, b, out, k, rows, cols)
+
+
+@njit(**JIT)
+def matmul_into(a, b, out, trans_a, trans_b, threads):
+    """``out[:] = op(a) @ op(b)`` with ``op(x) = x.T`` when its flag is set.
+
+    2-D C-contiguous arrays of one float dtype; ``out`` (M, N) must not
+    overlap ``a`` or ``b``. ``op(a)`` is read along its rows and ``op(b)``
+    along its columns: ``a`` with ``trans_a`` and ``b`` without ``trans_b``
+    are first packed into a transposed copy (allocated here). One tile per thread for
+    ``threads`` threads (see ``product_tiles``)."""
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    if trans_a:
+        ap = np.empty((m, k), a.dtype)
+        transpose_into(a, ap, 0, k)
+    else:
+        ap = a
+    if trans_b:
+        bp = b
+    else:
+        bp = np.empty((n, k), b.dtype)
+        transpose_into(b, bp, 0, k)
+    _dot_nt_all(ap, bp, out, k, threads)
+
+
+@njit(**JIT)
+def dense_forward_into(x, wt, b, code, out, threads):
+    """``out = act(x @ wt.T + b)``: ``x`` (N, K), weights stored transposed ``wt`` (F, K),
+    ``b`` (F,), ``out`` (N, F) not overlapping the inputs; the product over ``threads``."""
+    _dot_nt_all(x, wt, out, x.shape[1], threads)
+    activation_rows_into(out, b, code, 0, out.shape[0])
