@@ -6,6 +6,11 @@
 
 import importlib
 
+__all__ = [
+    "BACKENDS", "NO_CUDA_MESSAGE", "BackendError", "check_backend", "cuda_available", "require_cuda",
+    "available_backends", "kernels_for",
+]
+
 BACKENDS = ("numpy", "cpu", "cuda")
 _MODULES = {"numpy": "kernels.reference", "cpu": "kernels.cpu", "cuda": "kernels.cuda"}
 

@@ -12,6 +12,14 @@ silently copied) so that no kernel hides a copy or writes into a temporary.
 
 import numpy as np
 
+__all__ = [
+    "FLOAT_DTYPES", "INT_DTYPES", "ACTIVATIONS", "ACTIVATION_CODES", "KERNEL_API",
+    "writable", "float_array", "same_dtype", "shape_is", "same_shape", "out_array", "activation_code",
+    "matmul_shapes", "dense_forward_args", "dense_backward_args", "outputs_overlap", "labels_array",
+    "label_range", "row_indices", "softmax_args", "mse_args", "learning_rate", "sgd_args",
+    "elementwise_args", "backward_args",
+]
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
