@@ -11,10 +11,9 @@ test, all offenders listed in one message. Add a module to
 import importlib
 import inspect
 
+import numpydoc.validate as numpydoc_validate  # in the test extra: pip install -e ".[test]"
 import pytest
-
-numpydoc_validate = pytest.importorskip("numpydoc.validate")
-from numpydoc.docscrape import get_doc_object  # noqa: E402
+from numpydoc.docscrape import get_doc_object
 
 #: Modules whose public API must carry numpydoc docstrings.
 DOCUMENTED_MODULES = (
@@ -86,11 +85,10 @@ def _public_objects(module_name):
             for attr, member in vars(obj).items():
                 if attr.startswith("_"):
                     continue
-                if isinstance(member, (staticmethod, classmethod)):
-                    member = member.__func__
-                if inspect.isfunction(member) or isinstance(member, property):
-                    yield f"{module_name}.{name}.{attr}", getattr(obj, attr) if not isinstance(
-                        member, property) else member
+                if isinstance(member, property):
+                    yield f"{module_name}.{name}.{attr}", member
+                elif inspect.isfunction(getattr(member, "__func__", member)):  # methods, static and class
+                    yield f"{module_name}.{name}.{attr}", getattr(obj, attr)
 
 
 def _offences(names_and_objects):
