@@ -7,6 +7,11 @@
 import importlib
 from .errors import FastinitError
 
+__all__ = [
+    "BACKENDS", "NO_CUDA_MESSAGE", "BackendError", "check_backend", "cuda_available", "require_cuda",
+    "available_backends", "kernels_for",
+]
+
 BACKENDS = ("numpy", "cpu", "cuda")
 _MODULES = {"numpy": "kernels.reference", "cpu": "kernels.cpu", "cuda": "kernels.cuda"}
 
@@ -22,14 +27,36 @@ class BackendError(FastinitError, RuntimeError):
 
 
 def check_backend(name):
-    """Return ``name`` if it is a known backend, else raise ``BackendError``."""
+    """Check that `name` is a known backend.
+
+    Parameters
+    ----------
+    name : str
+        A backend name.
+
+    Returns
+    -------
+    str
+        `name`.
+
+    Raises
+    ------
+    BackendError
+        If `name` is not one of ``BACKENDS``.
+    """
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     return name
 
 
 def cuda_available():
-    """True when Numba sees a CUDA device (or runs its simulator)."""
+    """Tell whether Numba sees a CUDA device (or runs its simulator).
+
+    Returns
+    -------
+    bool
+        False too when numba-cuda is missing or broken.
+    """
     try:
         from numba import cuda
     except Exception:  # numba-cuda missing or broken: no CUDA here
@@ -41,18 +68,46 @@ def cuda_available():
 
 
 def require_cuda():
-    """Raise ``BackendError`` with a one-line, actionable message if CUDA cannot run."""
+    """Make sure CUDA can run here.
+
+    Raises
+    ------
+    BackendError
+        With a one-line, actionable message (``NO_CUDA_MESSAGE``) if it cannot.
+    """
     if not cuda_available():
         raise BackendError(NO_CUDA_MESSAGE)
 
 
 def available_backends():
-    """The backends that can run on this machine, in canonical order."""
+    """List the backends that can run on this machine.
+
+    Returns
+    -------
+    tuple of str
+        In canonical order (``BACKENDS``), without ``"cuda"`` when there is no GPU.
+    """
     return tuple(b for b in BACKENDS if b != "cuda" or cuda_available())
 
 
 def kernels_for(name):
-    """The kernel module for backend ``name`` (raises ``BackendError`` if it cannot run)."""
+    """Import the kernel module behind a backend.
+
+    Parameters
+    ----------
+    name : {'numpy', 'cpu', 'cuda'}
+        The backend.
+
+    Returns
+    -------
+    module
+        ``kernels.reference``, ``kernels.cpu`` or ``kernels.cuda``.
+
+    Raises
+    ------
+    BackendError
+        If the backend is unknown, or is cuda without a GPU.
+    """
     check_backend(name)
     if name == "cuda":
         require_cuda()

@@ -73,12 +73,23 @@ class DataError(FastinitError, ValueError):
 class MNIST:
     """A train/test split of images and labels.
 
-    ``train_images`` (n_train, rows*cols) and ``test_images`` (n_test, rows*cols)
-    are C-contiguous float arrays in [0, 1] (float32 unless asked otherwise);
-    ``train_labels`` (n_train,) and ``test_labels`` (n_test,) are int64 in
-    0..9. The arrays may be shared with an in-memory cache, so they are
-    read-only; copy them before changing them. ``source`` says where the
-    files came from and ``image_shape`` is (rows, cols).
+    The arrays may be shared with an in-memory cache, so they are read-only; copy
+    them before changing them.
+
+    Parameters
+    ----------
+    train_images : ndarray, shape (n_train, rows*cols), float32 or float64
+        Training images in [0, 1], flattened, C-contiguous.
+    train_labels : ndarray, shape (n_train,), int64
+        Training labels in 0..9.
+    test_images : ndarray, shape (n_test, rows*cols), same dtype
+        Test images in [0, 1].
+    test_labels : ndarray, shape (n_test,), int64
+        Test labels in 0..9.
+    source : str
+        Where the files came from (``"shipped MNIST"`` or the directory).
+    image_shape : tuple of int
+        ``(rows, cols)``.
     """
 
     train_images: np.ndarray
@@ -90,11 +101,18 @@ class MNIST:
 
     @property
     def n_features(self):
+        """The number of pixels per image, ``rows * cols`` (int)."""
         return self.train_images.shape[1]
 
 
 def shipped_dir():
-    """The package directory holding the shipped MNIST files (a ``Path``)."""
+    """Locate the package directory holding the shipped MNIST files.
+
+    Returns
+    -------
+    pathlib.Path
+        ``fastinit/data/mnist`` inside the installed package.
+    """
     return Path(str(resources.files("fastinit").joinpath("data", "mnist")))
 
 
@@ -152,10 +170,27 @@ def _parse_idx(data, path, magic, ndim):
 def read_idx(path, kind, sha256=None):
     """Read one IDX file (gzipped or not) into a uint8 array.
 
-    ``kind`` is ``"images"`` (magic 0x803, 3-D result (n, rows, cols)) or
-    ``"labels"`` (magic 0x801, 1-D result (n,)). When ``sha256`` is given, the
-    decompressed bytes must have that digest. Raises ``DataError`` naming
-    ``path`` for anything wrong; the result is a read-only view of the bytes.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    kind : {'images', 'labels'}
+        ``"images"`` (magic 0x803, a 3-D result) or ``"labels"`` (magic 0x801, 1-D).
+    sha256 : str, optional
+        When given, the hex SHA-256 the decompressed bytes must have.
+
+    Returns
+    -------
+    ndarray, shape (n, rows, cols) or (n,), uint8
+        A read-only view of the file's bytes.
+
+    Raises
+    ------
+    DataError
+        Naming `path`, for a missing, truncated or corrupt file, a bad magic number or
+        dimensions, trailing bytes, or a checksum mismatch.
+    ValueError
+        For another `kind`.
     """
     if kind not in ("images", "labels"):
         raise ValueError(f"kind must be 'images' or 'labels', got {kind!r}")
@@ -235,19 +270,33 @@ def _load_cached(paths_and_keys, verify, dtype_name):
 
 
 def load_mnist(data_dir=None, *, dtype=np.float32):
-    """Load the train and test splits as an ``MNIST`` record.
-
-    ``data_dir``: ``None`` reads ``$FASTINIT_DATA_DIR`` if set, else the shipped
-    copy (whose decompressed bytes are checked against ``SHA256``); a path
-    reads the four ``FILES`` names from there (``.gz`` or uncompressed),
-    structure validated but no checksums. ``dtype``: float32 (default) or
-    float64 for the images; labels are always int64.
+    """Load the train and test splits as an `MNIST` record.
 
     Images are (n, rows*cols) in [0, 1]. Results are cached in memory per
     directory, file stamps and dtype, and returned read-only.
-    Raises ``DataError`` for a missing, truncated or corrupt file, a bad
-    magic number, inconsistent sizes or labels outside 0..9; ``TypeError`` for
-    a dtype other than float32/float64.
+
+    Parameters
+    ----------
+    data_dir : str or os.PathLike, optional
+        None reads ``$FASTINIT_DATA_DIR`` if set, else the shipped copy (whose
+        decompressed bytes are checked against ``SHA256``); a path reads the four
+        ``FILES`` names from there (``.gz`` or uncompressed), structure validated but
+        no checksums.
+    dtype : numpy.dtype, default numpy.float32
+        float32 or float64, for the images; labels are always int64.
+
+    Returns
+    -------
+    MNIST
+        The two splits.
+
+    Raises
+    ------
+    DataError
+        For a missing directory or file, a truncated or corrupt file, a bad magic
+        number, inconsistent sizes or labels outside 0..9.
+    TypeError
+        For a dtype other than float32/float64.
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -274,9 +323,17 @@ def load_mnist(data_dir=None, *, dtype=np.float32):
 
 
 def verify_shipped():
-    """Check every shipped file's decompressed SHA-256; return {file name: digest}.
+    """Check every shipped file's decompressed SHA-256.
 
-    Raises ``DataError`` on the first missing or mismatching file.
+    Returns
+    -------
+    dict of str to str
+        File name -> hex digest.
+
+    Raises
+    ------
+    DataError
+        On the first missing or mismatching file.
     """
     result = {}
     for name, digest in SHA256.items():

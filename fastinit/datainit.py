@@ -61,11 +61,31 @@ EVAL_ROWS = 1024
 
 
 def check_data(data, n_inputs, dtype, spec):
-    """``data`` as a C-contiguous (N, n_inputs) array of ``dtype``, cast (and copied) if needed.
+    """Check a data-driven init's inputs, cast (and copied) to `dtype` if needed.
 
-    ``spec`` names the data-driven init in the messages. Raises ``ValueError``
-    when ``data`` is ``None`` (pass ``data=``), not 2-D, has the wrong width
-    or no rows, or holds NaN or Inf; ``TypeError`` when it is not numeric.
+    Parameters
+    ----------
+    data : array_like, shape (N, n_inputs), or None
+        The inputs, numeric and finite, N >= 1.
+    n_inputs : int
+        The network's input width, ``sizes[0]``.
+    dtype : numpy.dtype
+        float32 or float64.
+    spec : str
+        The data-driven init's spec, named in the messages.
+
+    Returns
+    -------
+    ndarray, shape (N, n_inputs)
+        `data` as a C-contiguous array of `dtype`.
+
+    Raises
+    ------
+    ValueError
+        When `data` is None (pass ``data=``), not 2-D, has the wrong width or no rows,
+        or holds NaN or Inf.
+    TypeError
+        When `data` is not numeric.
     """
     if data is None:
         raise ValueError(
@@ -84,20 +104,46 @@ def check_data(data, n_inputs, dtype, spec):
 
 
 def initialise(init, sizes, activation, data, rng, dtype, backend):
-    """Weights and biases of a network from a data-driven init spec.
+    """Compute the weights and biases of a network from a data-driven init spec.
 
-    ``init`` a spec string or parsed ``InitScheme`` (``lsuv...`` or
-    ``pretrain...``); ``sizes`` the layer widths ``(inputs, hidden...,
-    outputs)``; ``activation`` the hidden layers' (the last layer is linear);
-    ``data`` a C-contiguous (N, sizes[0]) array of ``dtype`` (``check_data``);
-    ``rng`` a ``numpy.random.Generator``; ``dtype`` float32 or float64;
-    ``backend`` numpy, cpu or cuda. Returns ``(weights, biases, info)``: host
-    arrays W (fan_in, fan_out) and b (fan_out,) per layer, and a dict of
-    per-layer lists: for lsuv ``variance_before``, ``variance``,
-    ``iterations``, ``converged`` (every layer); for pretrain ``loss_before``,
-    ``loss_after`` (each hidden layer's reconstruction error on up to
-    ``EVAL_ROWS`` rows of its input). Raises ``ValueError`` for a scheme that
-    is not data-driven.
+    Parameters
+    ----------
+    init : str or InitScheme
+        A ``lsuv...`` or ``pretrain...`` spec, or its parsed scheme.
+    sizes : sequence of int
+        The layer widths ``(inputs, hidden..., outputs)``.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The hidden layers' activation (the last layer is linear).
+    data : ndarray, shape (N, sizes[0]), `dtype`
+        The inputs, C-contiguous (see `check_data`).
+    rng : numpy.random.Generator
+        The only source of randomness.
+    dtype : numpy.dtype
+        float32 or float64.
+    backend : {'numpy', 'cpu', 'cuda'}
+        Where the computation runs.
+
+    Returns
+    -------
+    weights : list of ndarray, each shape (fan_in, fan_out)
+        Host arrays of `dtype`, one per layer.
+    biases : list of ndarray, each shape (fan_out,)
+        Host arrays of `dtype`, one per layer.
+    info : dict of str to list
+        Per-layer lists: for lsuv ``variance_before``, ``variance``, ``iterations``,
+        ``converged`` (every layer); for pretrain ``loss_before``, ``loss_after``
+        (each hidden layer's reconstruction error on up to ``EVAL_ROWS`` rows of its
+        input).
+
+    Raises
+    ------
+    ValueError
+        For a scheme that is not data-driven, or a malformed spec.
+
+    Warns
+    -----
+    RuntimeWarning
+        From lsuv, naming a layer left unconverged (see the module docstring).
     """
     scheme = parse_init(init)
     if not scheme.data_driven:

@@ -10,7 +10,18 @@ __all__ = ["format_time"]
 
 
 def format_time(seconds):
-    """A duration with a unit that keeps 3 significant digits: ``"1.23 ms"``; ``"-"`` for None, NaN or Inf."""
+    """Format a duration with a unit, to 3 significant digits.
+
+    Parameters
+    ----------
+    seconds : float or None
+        The duration in seconds.
+
+    Returns
+    -------
+    str
+        E.g. ``"1.23 ms"`` (units s, ms, us, ns); ``"-"`` for None, NaN or Inf.
+    """
     if seconds is None or not math.isfinite(seconds):
         return "-"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):

@@ -89,11 +89,25 @@ INIT_NAMES = tuple(
 
 
 def gain(activation, param=None):
-    """Recommended gain for an activation, like ``torch.nn.init.calculate_gain``.
+    """Return the recommended gain for an activation, like ``torch.nn.init.calculate_gain``.
 
-    linear/identity/sigmoid: 1; tanh: 5/3; relu: sqrt(2);
-    leaky_relu: sqrt(2 / (1 + slope**2)) with ``param`` the slope (default 0.01);
-    selu: 3/4. Raises ``ValueError`` for other names.
+    Parameters
+    ----------
+    activation : str
+        ``linear``, ``identity``, ``sigmoid`` (gain 1), ``tanh`` (5/3), ``relu``
+        (sqrt(2)), ``leaky_relu`` (sqrt(2 / (1 + slope**2))) or ``selu`` (3/4).
+    param : float, optional
+        The slope of ``leaky_relu`` (default 0.01); ignored otherwise.
+
+    Returns
+    -------
+    float
+        The gain.
+
+    Raises
+    ------
+    ValueError
+        For any other activation name.
     """
     if activation in ("linear", "identity", "sigmoid"):
         return 1.0
@@ -117,13 +131,29 @@ def _fan(fan_in, fan_out, mode):
 
 @dataclass(frozen=True)
 class InitScheme:
-    """A parsed initialisation scheme; ``spec`` is the string it came from.
+    """A parsed initialisation scheme.
 
-    ``kind`` is "zeros", "fixed" (std given by the spec), "scaling" (std from
-    gain and fan), "orthogonal", or a data-driven scheme ("lsuv",
-    "pretrain"); ``distribution`` is "normal", "uniform" or "truncated" (all
-    with the same std). ``options`` holds a data-driven scheme's options as
-    ``((name, value), ...)``, every option listed, defaults filled in.
+    Built by `parse_init`; frozen.
+
+    Parameters
+    ----------
+    spec : str
+        The spec string it came from.
+    kind : str
+        ``"zeros"``, ``"fixed"`` (std given by the spec), ``"scaling"`` (std from
+        gain and fan), ``"orthogonal"``, or a data-driven scheme (``"lsuv"``,
+        ``"pretrain"``).
+    distribution : {'normal', 'uniform', 'truncated'}, default 'normal'
+        The distribution drawn from (all with the same std).
+    fixed_std : float, default 0.0
+        The std of a ``"fixed"`` scheme.
+    gain : float, default 1.0
+        The gain of a ``"scaling"`` or ``"orthogonal"`` scheme.
+    mode : {'fan_in', 'fan_out', 'fan_avg'}, default 'fan_in'
+        The fan a ``"scaling"`` scheme divides by.
+    options : tuple of tuple, default ()
+        A data-driven scheme's options as ``((name, value), ...)``, every option
+        listed, defaults filled in.
     """
 
     spec: str
@@ -146,8 +176,25 @@ class InitScheme:
         )
 
     def std(self, fan_in, fan_out):
-        """Theoretical standard deviation of the weights of a (fan_in, fan_out) layer
-        (``ValueError`` for a data-driven scheme: it depends on the data)."""
+        """Return the theoretical standard deviation of the weights of a (fan_in, fan_out) layer.
+
+        Parameters
+        ----------
+        fan_in : int
+            Inputs of the layer.
+        fan_out : int
+            Outputs of the layer.
+
+        Returns
+        -------
+        float
+            The std (0 for ``zeros``).
+
+        Raises
+        ------
+        ValueError
+            For a data-driven scheme: its std depends on the data.
+        """
         if self.data_driven:
             raise self._needs_data()
         if self.kind == "zeros":
@@ -160,10 +207,33 @@ class InitScheme:
         return self.gain / math.sqrt(_fan(fan_in, fan_out, self.mode))
 
     def sample(self, fan_in, fan_out, rng, dtype=np.float32):
-        """Draw a (fan_in, fan_out) C-contiguous weight matrix of ``dtype`` from ``rng``.
+        """Draw a C-contiguous weight matrix from `rng`.
 
-        Raises ``TypeError`` if ``rng`` is not a ``numpy.random.Generator`` and
-        ``ValueError`` if a fan is < 1 or the scheme is data-driven.
+        Values are drawn in float64 and cast, so a seed gives the same weights on every
+        backend and dtype.
+
+        Parameters
+        ----------
+        fan_in : int
+            Inputs of the layer, >= 1.
+        fan_out : int
+            Outputs of the layer, >= 1.
+        rng : numpy.random.Generator
+            The source of randomness.
+        dtype : numpy.dtype, default numpy.float32
+            The dtype of the result.
+
+        Returns
+        -------
+        ndarray, shape (fan_in, fan_out)
+            The weights.
+
+        Raises
+        ------
+        TypeError
+            If `rng` is not a ``numpy.random.Generator``.
+        ValueError
+            If a fan is < 1 or the scheme is data-driven.
         """
         if self.data_driven:
             raise self._needs_data()
@@ -221,9 +291,23 @@ def _number(spec, text, what):
 
 
 def parse_init(spec):
-    """Parse an init spec string (see the module docstring) into an ``InitScheme``.
+    """Parse an init spec string (see the module docstring) into an `InitScheme`.
 
-    Raises ``ValueError`` listing the valid names for an unknown or malformed spec.
+    Parameters
+    ----------
+    spec : str or InitScheme
+        E.g. ``"he"``, ``"std=0.01"``, ``"xavier_uniform,gain=tanh"``, ``"lsuv,tol=0.05"``;
+        an `InitScheme` is returned as it is.
+
+    Returns
+    -------
+    InitScheme
+        The parsed scheme.
+
+    Raises
+    ------
+    ValueError
+        Listing the valid names, for an unknown or malformed spec.
     """
     if isinstance(spec, InitScheme):
         return spec
@@ -327,10 +411,32 @@ def _gain_option(spec, opts, default):
 
 
 def init_weights(spec, fan_in, fan_out, rng, dtype=np.float32):
-    """Draw a (fan_in, fan_out) weight matrix for the scheme named by ``spec``.
+    """Draw a (fan_in, fan_out) weight matrix for the scheme named by `spec`.
 
-    ``rng`` is a ``numpy.random.Generator``; ``dtype`` float32 (default) or float64.
-    A data-driven scheme (``lsuv``, ``pretrain``) raises ``ValueError``: use
-    ``MLP(..., data=x)``.
+    Parameters
+    ----------
+    spec : str or InitScheme
+        The scheme (`parse_init`).
+    fan_in : int
+        Inputs of the layer, >= 1.
+    fan_out : int
+        Outputs of the layer, >= 1.
+    rng : numpy.random.Generator
+        The source of randomness.
+    dtype : numpy.dtype, default numpy.float32
+        float32 or float64.
+
+    Returns
+    -------
+    ndarray, shape (fan_in, fan_out)
+        The weights, C-contiguous.
+
+    Raises
+    ------
+    ValueError
+        For a bad spec, a fan < 1, or a data-driven scheme (``lsuv``, ``pretrain``:
+        use ``MLP(..., data=x)``).
+    TypeError
+        If `rng` is not a ``numpy.random.Generator``.
     """
     return parse_init(spec).sample(fan_in, fan_out, rng, dtype)

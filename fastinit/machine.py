@@ -25,7 +25,18 @@ _ISA_BY_CPU_NAME = {
 
 
 def isa_of_features(has):
-    """'AVX-512', 'AVX2', 'SSE' or 'other' for a predicate ``has(feature_name)``."""
+    """Name the widest vector ISA among a CPU's features.
+
+    Parameters
+    ----------
+    has : callable
+        ``has(feature_name) -> bool``, e.g. for ``"avx512f"``, ``"avx2"``, ``"sse2"``.
+
+    Returns
+    -------
+    str
+        ``'AVX-512'``, ``'AVX2'``, ``'SSE'`` or ``'other'``.
+    """
     if has("avx512f"):
         return "AVX-512"
     if has("avx2"):
@@ -48,9 +59,17 @@ def _cpu_model():
 
 @functools.lru_cache(maxsize=1)
 def describe():
-    """{fastinit, cpu_model, host_cpu, host_isa, code_cpu, code_isa, cores, numba_threads, python,
-    numpy, numba, llvmlite, numba_cuda, h5py, platform}: the machine and the software that
-    produced a number."""
+    """Describe the machine and the software that produced a number.
+
+    Computed once per process.
+
+    Returns
+    -------
+    dict of str to str or int
+        Keys ``fastinit``, ``cpu_model``, ``host_cpu``, ``host_isa``, ``code_cpu``,
+        ``code_isa``, ``cores``, ``numba_threads``, ``python``, ``numpy``, ``numba``,
+        ``llvmlite``, ``numba_cuda``, ``h5py``, ``platform``.
+    """
     import llvmlite
     import numba
     import numpy as np
@@ -102,9 +121,15 @@ def _distribution_version(name):
 
 
 def provenance():
-    """``describe()`` as HDF5 root attributes: ``<package>_version`` for the software, and
-    ``cpu_model``, ``cpu_isa`` (the host's), ``code_isa`` (what Numba compiles for),
-    ``cores``, ``threads`` (Numba's), ``platform``."""
+    """Return `describe` as HDF5 root attributes.
+
+    Returns
+    -------
+    dict of str to str or int
+        ``<package>_version`` for python, numpy, numba, llvmlite, numba_cuda and
+        h5py, and ``cpu_model``, ``cpu_isa`` (the host's), ``code_isa`` (what Numba
+        compiles for), ``cores``, ``threads`` (Numba's), ``platform``.
+    """
     d = describe()
     out = {f"{k}_version": d[k] for k in ("python", "numpy", "numba", "llvmlite", "numba_cuda", "h5py")}
     out.update(cpu_model=d["cpu_model"], cpu_isa=d["host_isa"], code_isa=d["code_isa"], cores=d["cores"],
@@ -113,7 +138,13 @@ def provenance():
 
 
 def gpu_name():
-    """The name of the CUDA device this process uses ('' without one; 'SIMULATOR' on Numba's simulator)."""
+    """Name the CUDA device this process uses.
+
+    Returns
+    -------
+    str
+        The device name; ``''`` without a GPU, ``'SIMULATOR'`` on Numba's simulator.
+    """
     try:
         from numba import cuda
 

@@ -35,7 +35,7 @@ __all__ = ["MLP", "compile_backend"]
 
 
 def compile_backend(backend, dtype="float32", activation="relu", parallel=True):
-    """Compile (or load from the on-disk cache) what an MLP on ``backend`` runs, ahead of use.
+    """Compile (or load from the on-disk cache) what an MLP on `backend` runs, ahead of use.
 
     Returns when all of it is ready. Only the cpu backend compiles on the host; for the
     others this does nothing. Safe to call from a background thread, to overlap the
@@ -46,12 +46,14 @@ def compile_backend(backend, dtype="float32", activation="relu", parallel=True):
 
     Parameters
     ----------
-    backend : {"numpy", "cpu", "cuda"}
-    dtype : {"float32", "float64"}
-    activation : str
+    backend : {'numpy', 'cpu', 'cuda'}
+        The backend.
+    dtype : {'float32', 'float64'}, default 'float32'
+        The MLP's dtype.
+    activation : str, default 'relu'
         The hidden activation (``kernels.checks.ACTIVATIONS``).
-    parallel : bool
-        Also compile the cpu engine's parallel step (``False``: only what a single-threaded
+    parallel : bool, default True
+        Also compile the cpu engine's parallel step (False: only what a single-threaded
         process runs, as a sweep's worker does).
     """
     if backend != "cpu":
@@ -107,36 +109,49 @@ class MLP:
     Parameters
     ----------
     sizes : sequence of int
-        Layer widths ``(inputs, hidden..., classes)``, at least 2 entries.
-    activation : str
-        Hidden activation: ``linear``, ``sigmoid``, ``tanh`` or ``relu``.
-        The last layer is always linear (logits).
-    init : str
+        Layer widths ``(inputs, hidden..., classes)``, at least 2 entries, each >= 1.
+    activation : {'relu', 'linear', 'sigmoid', 'tanh'}, default 'relu'
+        Hidden activation. The last layer is always linear (logits).
+    init : str, default 'he'
         Weight init spec for every layer (``fastinit.init``), e.g. ``he``,
         ``xavier``, ``std=0.01``, or a data-driven ``lsuv`` or ``pretrain``
         (options: ``fastinit.init``; what they do: ``fastinit.datainit``).
         Biases start at zero (``pretrain`` learns the hidden layers').
-    backend : str
-        ``numpy``, ``cpu`` (default) or ``cuda``.
-    dtype : str or numpy dtype
-        ``float32`` (default) or ``float64``.
-    seed : int
+    backend : {'cpu', 'numpy', 'cuda'}, default 'cpu'
+        The engine that does the arithmetic (``fastinit.engines``).
+    dtype : str or numpy.dtype, default 'float32'
+        ``float32`` or ``float64``.
+    seed : int, default 0
         Seed of the ``numpy.random.default_rng`` the weights are drawn from.
-    data : array (N, sizes[0]), optional
+    data : ndarray, shape (N, sizes[0]), optional
         Inputs for a data-driven init (its calibration or training set), cast
-        to ``dtype``; required by ``lsuv`` and ``pretrain`` (``ValueError``
-        naming ``data=`` without it), ignored by every other init.
+        to `dtype`; required by ``lsuv`` and ``pretrain``, ignored by every other init.
 
-    After construction, ``init_seconds`` holds the wall-clock seconds the
-    initial weights took (for a data-driven init: its whole computation on
-    the backend, including any first-call compilation of the kernels it
-    uses), and ``init_info`` what a data-driven init measured per layer
-    (``fastinit.datainit.initialise``; ``{}`` for the others).
+    Attributes
+    ----------
+    init_seconds : float
+        Wall-clock seconds the initial weights took (for a data-driven init: its
+        whole computation on the backend, including any first-call compilation of
+        the kernels it uses).
+    init_info : dict
+        What a data-driven init measured per layer (``fastinit.datainit.initialise``;
+        ``{}`` for the others).
 
+    Raises
+    ------
+    ValueError
+        For bad `sizes`, an unknown activation or init, or a data-driven init
+        without `data` (the message names ``data=``).
+    TypeError
+        For a dtype other than float32/float64.
+    BackendError
+        For an unknown backend, or ``cuda`` without a GPU.
+
+    Notes
+    -----
     Inputs are never cast or copied: ``x`` must be a C-contiguous 2-D array
     of the MLP's dtype (anything else raises ``TypeError``/``ValueError``
-    naming ``x``; cast with ``x.astype(mlp.dtype)``). Raises ``BackendError``
-    for an unknown backend or ``cuda`` without a GPU.
+    naming ``x``; cast with ``x.astype(mlp.dtype)``).
     """
 
     def __init__(self, sizes, activation="relu", init="he", backend="cpu", dtype="float32", seed=0, *, data=None):
@@ -180,13 +195,29 @@ class MLP:
 
     @property
     def params(self):
-        """``[(W, b), ...]``: host NumPy *copies* (W (fan_in, fan_out), b (fan_out,)) on every backend.
+        """``[(W, b), ...]``: host NumPy copies of the parameters, on every backend.
 
-        Writing to them does not change the network; use ``load_params``."""
+        W is (fan_in, fan_out) and b (fan_out,). Writing to them does not change the
+        network; use `load_params`.
+        """
         return self._engine.params()
 
     def load_params(self, params):
-        """Replace every layer's (W, b) with host arrays of the MLP's shapes and dtype (forgets any ``set_dataset``)."""
+        """Replace every layer's (W, b); forgets any `set_dataset`.
+
+        Parameters
+        ----------
+        params : sequence of tuple of ndarray
+            ``n_layers`` pairs ``(W, b)``: host arrays of shapes (fan_in, fan_out) and
+            (fan_out,), of the MLP's dtype.
+
+        Raises
+        ------
+        ValueError
+            For a wrong number of pairs, a wrong shape or a non-contiguous array.
+        TypeError
+            For a non-float array or another dtype than the MLP's.
+        """
         if len(params) != self.n_layers:
             raise ValueError(f"params must hold {self.n_layers} (W, b) pairs, got {len(params)}")
         ws, bs = [], []
@@ -221,22 +252,72 @@ class MLP:
     # -- compute --------------------------------------------------------------
 
     def forward(self, x, record=False):
-        """Logits (N, sizes[-1]) for a batch ``x`` (N, sizes[0]).
+        """Compute the logits of a batch.
 
-        With ``record=True`` returns ``(logits, hidden)`` where ``hidden`` is
-        the list of the ``n_layers - 1`` hidden layers' outputs (after the
-        activation, each (N, width)); the logits are not repeated in it. All
-        returned arrays are new host arrays (they may share one base buffer).
+        Parameters
+        ----------
+        x : ndarray, shape (N, sizes[0]), the MLP's dtype
+            A batch, C-contiguous, N >= 1 (never cast or copied).
+        record : bool, default False
+            Also return the hidden layers' outputs.
+
+        Returns
+        -------
+        ndarray, shape (N, sizes[-1]), or tuple
+            The logits; with `record`, ``(logits, hidden)`` where `hidden` is the list of
+            the ``n_layers - 1`` hidden layers' outputs (after the activation, each
+            (N, width)); the logits are not repeated in it. All returned arrays are new
+            host arrays (they may share one base buffer).
+
+        Raises
+        ------
+        TypeError
+            If `x` is not an array of the MLP's dtype.
+        ValueError
+            If `x` is not 2-D of width ``sizes[0]``, is empty or not C-contiguous.
         """
         self._check_x(x)
         return self._engine.forward(x, bool(record))
 
     def predict(self, x):
-        """Predicted class per row of ``x``: int64 (N,)."""
+        """Predict the class of each row of `x`.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, sizes[0]), the MLP's dtype
+            A batch, C-contiguous, N >= 1 (never cast or copied).
+
+        Returns
+        -------
+        ndarray, shape (N,), int64
+            The arg max of the logits.
+        """
         return np.argmax(self.forward(x), axis=1)
 
     def loss(self, x, labels):
-        """Mean softmax cross-entropy on (x, labels) without updating anything."""
+        """Compute the mean softmax cross-entropy on (`x`, `labels`) without updating anything.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, sizes[0]), the MLP's dtype
+            A batch, C-contiguous, N >= 1 (never cast or copied).
+        labels : ndarray, shape (N,), int32 or int64
+            Class labels in [0, sizes[-1]).
+
+        Returns
+        -------
+        float
+            The mean loss.
+
+        Raises
+        ------
+        TypeError
+            If `x` is not an array of the MLP's dtype (cast with ``x.astype(mlp.dtype)``),
+            or `labels` not int32/int64.
+        ValueError
+            If `x` is not 2-D of width ``sizes[0]`` or not C-contiguous, or `labels`
+            has the wrong shape or values out of range.
+        """
         from kernels import reference
 
         self._check_x(x)
@@ -245,11 +326,32 @@ class MLP:
         return reference.softmax_cross_entropy(logits, np.asarray(labels))[0]
 
     def train_step(self, x, labels, lr):
-        """One SGD step on the mean softmax cross-entropy; returns the loss before the update.
+        """Take one SGD step on the mean softmax cross-entropy of a batch.
 
-        ``x`` (N, sizes[0]) of the MLP's dtype, ``labels`` (N,) int32/int64
-        in [0, sizes[-1]), ``lr`` a finite real number. Updates the
-        parameters in place (in the engine's storage).
+        Updates the parameters in place (in the engine's storage).
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, sizes[0]), the MLP's dtype
+            A batch, C-contiguous, N >= 1 (never cast or copied).
+        labels : ndarray, shape (N,), int32 or int64
+            Class labels in [0, sizes[-1]).
+        lr : float
+            Learning rate, a finite real number.
+
+        Returns
+        -------
+        float
+            The loss before the update.
+
+        Raises
+        ------
+        TypeError
+            If `x` is not an array of the MLP's dtype (cast with ``x.astype(mlp.dtype)``),
+            or `labels` not int32/int64.
+        ValueError
+            If `x` is not 2-D of width ``sizes[0]`` or not C-contiguous, or `labels`
+            has the wrong shape or values out of range.
         """
         self._check_x(x)
         self._check_labels(labels, x.shape[0])
@@ -259,11 +361,26 @@ class MLP:
         return loss
 
     def set_dataset(self, x, labels):
-        """Keep a training set for ``train_step_indices``: ``x`` (N, sizes[0]) of the MLP's dtype,
-        ``labels`` (N,) int32/int64 in [0, sizes[-1]).
+        """Keep a training set for `train_step_indices`.
 
-        The host backends keep references (do not modify the arrays while
-        training on them); cuda copies the set to the device once.
+        The host backends keep references (do not modify the arrays while training on
+        them); cuda copies the set to the device once.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, sizes[0]), the MLP's dtype
+            A batch, C-contiguous, N >= 1 (never cast or copied).
+        labels : ndarray, shape (N,), int32 or int64
+            Class labels in [0, sizes[-1]).
+
+        Raises
+        ------
+        TypeError
+            If `x` is not an array of the MLP's dtype (cast with ``x.astype(mlp.dtype)``),
+            or `labels` not int32/int64.
+        ValueError
+            If `x` is not 2-D of width ``sizes[0]`` or not C-contiguous, or `labels`
+            has the wrong shape or values out of range.
         """
         self._check_x(x)
         self._check_labels(labels, x.shape[0])
@@ -272,13 +389,32 @@ class MLP:
         self._dataset_rows = x.shape[0]
 
     def train_step_indices(self, idx, lr, *, return_loss=True):
-        """``train_step`` on the rows ``idx`` ((B,) integers in [0, N)) of the ``set_dataset`` set.
+        """Take `train_step` on the rows `idx` of the `set_dataset` set.
 
-        The same arithmetic as ``train_step(x[idx], labels[idx], lr)``; on cuda
-        only ``idx`` is copied to the device. Returns the loss before the
-        update, or ``None`` when ``return_loss`` is false (on cuda the step then
-        runs without waiting for the GPU; ``last_loss()`` fetches it). Raises
-        ``RuntimeError`` before ``set_dataset``, ``ValueError`` for a bad ``idx``.
+        The same arithmetic as ``train_step(x[idx], labels[idx], lr)``; on cuda only
+        `idx` is copied to the device.
+
+        Parameters
+        ----------
+        idx : array_like of int, shape (B,)
+            Row numbers in [0, N), non-empty.
+        lr : float
+            Learning rate, a finite real number.
+        return_loss : bool, default True
+            Return the loss; when false, on cuda the step runs without waiting for the
+            GPU (`last_loss` fetches it).
+
+        Returns
+        -------
+        float or None
+            The loss before the update, None unless `return_loss`.
+
+        Raises
+        ------
+        RuntimeError
+            Before `set_dataset`.
+        ValueError
+            For a bad `idx` or a non-finite `lr`.
         """
         rows = self._dataset_rows
         if rows is None:
@@ -290,16 +426,36 @@ class MLP:
         return loss
 
     def last_loss(self):
-        """The loss (before its update) of the last training step; ``RuntimeError`` before one."""
+        """Return the loss (before its update) of the last training step.
+
+        Returns
+        -------
+        float
+            The mean loss.
+
+        Raises
+        ------
+        RuntimeError
+            Before the first training step.
+        """
         if not self._stepped:
             raise RuntimeError("last_loss() needs a training step first")
         return float(self._engine.last_loss())
 
     def grad_norms(self):
-        """(n_layers,) float64: Frobenius norm of each layer's dL/dW in the last ``train_step``.
+        """Return the Frobenius norm of each layer's dL/dW in the last training step.
 
-        From the gradients the step kept (the cpu step sums their squares as
-        it goes). Raises ``RuntimeError`` before the first step.
+        From the gradients the step kept (the cpu step sums their squares as it goes).
+
+        Returns
+        -------
+        ndarray, shape (n_layers,), float64
+            One norm per layer.
+
+        Raises
+        ------
+        RuntimeError
+            Before the first training step.
         """
         if not self._stepped:
             raise RuntimeError("grad_norms() needs a train_step first")

@@ -16,7 +16,26 @@ HEARTBEAT_S = 10.0
 
 
 class Progress:
-    """A progress bar or heartbeat lines for ``total`` steps of ``unit``; see the module docstring."""
+    """A progress bar or heartbeat lines for `total` steps of `unit`.
+
+    A tqdm bar when `stream` is a terminal; off a terminal, a plain line at least
+    every `every` seconds, and one line with the result from `close`.
+
+    Parameters
+    ----------
+    total : int
+        The number of steps expected.
+    desc : str
+        What is progressing; starts every line (``desc: ...``).
+    unit : str, default 'it'
+        The unit of a step.
+    enabled : bool, default True
+        False shows nothing (the CLI's ``-q``).
+    every : float, default HEARTBEAT_S
+        Seconds between heartbeat lines off a terminal.
+    stream : file-like, optional
+        Where to write; ``sys.stderr`` when None.
+    """
 
     def __init__(self, total, desc, unit="it", *, enabled=True, every=HEARTBEAT_S, stream=None):
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
@@ -33,7 +52,15 @@ class Progress:
                             file=self.stream)
 
     def update(self, n=1, **postfix):
-        """``n`` more steps done; ``postfix`` (e.g. ``loss="0.31"``) is shown with the progress."""
+        """Record `n` more steps done.
+
+        Parameters
+        ----------
+        n : int, default 1
+            Steps done since the last call.
+        **postfix : str or number
+            Shown with the progress, e.g. ``loss="0.31"``; kept until replaced.
+        """
         self.n += n
         if postfix:
             self.postfix = postfix
@@ -49,7 +76,13 @@ class Progress:
                 self._line(f"{self.n}/{self.total} {self.unit}{extra} ({now - self.start:.0f} s)")
 
     def close(self, headline=None):
-        """End the bar; with ``headline``, write ``desc: headline, <elapsed> s`` (unless disabled)."""
+        """End the bar, and write the result line.
+
+        Parameters
+        ----------
+        headline : str, optional
+            When given (and enabled), write ``desc: headline, <elapsed> s``.
+        """
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -176,18 +176,45 @@ def _phi_all(x, activation):
 class MeanField:
     """The mean-field quantities of one (activation, sw2, sb2); see the module docstring.
 
-    ``phase`` is "ordered" (chi1 < 1), "critical" (chi1 = 1), "chaotic"
-    (chi1 > 1, bounded activation) or "exploding" (chi1 > 1, unbounded
-    activation: the variance grows without limit and q_star is inf).
+    Built by `mean_field`; frozen.
 
+    Parameters
+    ----------
+    activation : str
+        One of ``ACTIVATIONS``.
+    sw2 : float
+        Weight variance times fan_in.
+    sb2 : float
+        Bias variance.
+    q_star : float
+        The fixed point of the pre-activation variance (inf when exploding).
+    chi1 : float
+        ``sw2 E[phi'(sqrt(q_star) z)^2]``, the slope of the correlation map at ``c = 1``.
+    c_star : float
+        The fixed point of the correlation of two inputs.
+    chi_c : float
+        The slope of the correlation map at `c_star`.
+    xi_c : float
+        The depth scale of the correlation, ``1 / |ln chi_c|``.
+    phase : {'ordered', 'critical', 'chaotic', 'exploding'}
+        "ordered" (chi1 < 1), "critical" (chi1 = 1), "chaotic" (chi1 > 1, bounded
+        activation) or "exploding" (chi1 > 1, unbounded activation: the variance grows
+        without limit and q_star is inf).
+    chi_q : float, default nan
+        The slope of the variance map at `q_star` (equal to `chi1` for ReLU and linear units).
+    xi_q : float, default nan
+        The depth scale of the variance, ``1 / |ln chi_q|``.
+
+    Notes
+    -----
     ``xi_c`` is always the depth scale of the *correlation* of two inputs. For
     ReLU and linear units whose ``q_star`` is 0 (``sb2 = 0``, at or below the
     edge) or inf (exploding), the correlation map does not depend on the scale
     of the inputs and has slope exactly 1 at ``c = 1``: correlations approach 1
     only polynomially, so ``chi_c = 1`` and ``xi_c = inf``. What then shrinks or
     grows geometrically is the variance (and the gradient), over ``xi_q``
-    layers: ``xi_q = 1 / |ln chi_q|``, ``chi_q`` the slope of the variance map at
-    ``q_star`` (equal to ``chi1`` for ReLU and linear units)."""
+    layers.
+    """
 
     activation: str
     sw2: float
@@ -309,8 +336,9 @@ def gaussian_moments(q, activation):
 
 
 def slope_moment(q, activation):
-    """``E[phi'(u)^2]`` for ``u ~ N(0, q)``, the per-layer gain of the mean-square gradient
-    over ``sw2``.
+    """``E[phi'(u)^2]`` for ``u ~ N(0, q)``.
+
+    The per-layer gain of the mean-square gradient over ``sw2``.
 
     For tanh, sigmoid and erf ``phi'^2`` is a bump of width about 1 around 0; the sum
     places panels of that width there whatever ``q`` is (see the module docstring).
@@ -343,8 +371,9 @@ def slope_moment(q, activation):
 
 
 def slope_moments(q, activation):
-    """The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``, for
-    ``u ~ N(0, q)``: ``mu1`` and ``mu2`` of the Jacobian's spectrum (Pennington et al. 2017).
+    """The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``.
+
+    For ``u ~ N(0, q)``: ``mu1`` and ``mu2`` of the Jacobian's spectrum (Pennington et al. 2017).
 
     Parameters
     ----------
@@ -736,8 +765,9 @@ def critical_sw2(activation, sb2=0.0):
 
 
 def edge_of_chaos(activation, q_star):
-    """The point ``(sw2, sb2)`` on the edge of chaos (chi1 = 1) whose variance fixed point is
-    ``q_star``, the parametrisation of Pennington et al. (2017).
+    """The point ``(sw2, sb2)`` on the edge of chaos (chi1 = 1) whose variance fixed point is `q_star`.
+
+    The parametrisation of Pennington et al. (2017).
 
     For bounded activations ``sw2 = 1 / E[phi'^2]`` and ``sb2 = q_star - sw2 E[phi^2]`` at
     ``q_star``; ReLU's edge is (2, 0) and a linear unit's (1, 0) whatever ``q_star`` (their

@@ -12,6 +12,14 @@ silently copied) so that no kernel hides a copy or writes into a temporary.
 
 import numpy as np
 
+__all__ = [
+    "FLOAT_DTYPES", "INT_DTYPES", "ACTIVATIONS", "ACTIVATION_CODES", "KERNEL_API",
+    "writable", "float_array", "same_dtype", "shape_is", "same_shape", "out_array", "activation_code",
+    "matmul_shapes", "dense_forward_args", "dense_backward_args", "outputs_overlap", "labels_array",
+    "label_range", "row_indices", "softmax_args", "mse_args", "learning_rate", "sgd_args",
+    "elementwise_args", "backward_args",
+]
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
@@ -42,7 +50,25 @@ def _is_array(x):
 
 
 def writable(name, x):
-    """Check that ``x``, which a kernel writes, is not read-only (host arrays; device arrays pass)."""
+    """Check that `x`, which a kernel writes, is not read-only.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    x : array_like
+        A host array (device arrays, which have no ``WRITEABLE`` flag, pass).
+
+    Returns
+    -------
+    array_like
+        `x`.
+
+    Raises
+    ------
+    ValueError
+        If `x` is read-only.
+    """
     flags = getattr(x, "flags", None)
     try:
         read_only = flags is not None and not flags["WRITEABLE"]
@@ -69,7 +95,29 @@ def _shape_str(shape):
 
 
 def float_array(name, x, ndim=None):
-    """Check that ``x`` is a C-contiguous float32/float64 array of ``ndim`` dims."""
+    """Check that `x` is a C-contiguous float32/float64 array of `ndim` dimensions.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    x : object
+        The argument: a NumPy or Numba device array passes.
+    ndim : int, optional
+        The required number of dimensions; any when None.
+
+    Returns
+    -------
+    array
+        `x`.
+
+    Raises
+    ------
+    TypeError
+        If `x` is not an array (a NumPy scalar included) or not float32/float64.
+    ValueError
+        If `x` has another number of dimensions or is not C-contiguous.
+    """
     if not _is_array(x):
         kind = f"a NumPy scalar ({type(x).__name__}); pass numpy.asarray({name})" if isinstance(x, np.generic) \
             else type(x).__name__
@@ -84,7 +132,23 @@ def float_array(name, x, ndim=None):
 
 
 def same_dtype(**arrays):
-    """Check that all given arrays share one dtype; return it."""
+    """Check that all given arrays share one dtype.
+
+    Parameters
+    ----------
+    **arrays : array or None
+        The arrays by argument name; None values are skipped.
+
+    Returns
+    -------
+    numpy.dtype
+        The common dtype.
+
+    Raises
+    ------
+    TypeError
+        If two arrays have different dtypes.
+    """
     items = [(k, v) for k, v in arrays.items() if v is not None]
     dtype = np.dtype(items[0][1].dtype)
     for name, arr in items[1:]:
@@ -98,12 +162,45 @@ def same_dtype(**arrays):
 
 
 def shape_is(name, x, shape):
-    """Check that ``x.shape == shape``."""
+    """Check that ``x.shape == shape``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    x : array
+        The argument.
+    shape : tuple of int
+        The required shape.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
     if tuple(x.shape) != tuple(shape):
         raise ValueError(f"{name} must have shape {_shape_str(shape)}, got {_shape_str(x.shape)}")
 
 
 def same_shape(name, x, ref_name, ref):
+    """Check that `x` has the shape of `ref`.
+
+    Parameters
+    ----------
+    name : str
+        The name of `x`, for the error message.
+    x : array
+        The argument to check.
+    ref_name : str
+        The name of `ref`, for the error message.
+    ref : array
+        The array whose shape `x` must have.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ.
+    """
     if tuple(x.shape) != tuple(ref.shape):
         raise ValueError(
             f"{name} must have the same shape as {ref_name} {_shape_str(ref.shape)}, "
@@ -112,7 +209,31 @@ def same_shape(name, x, ref_name, ref):
 
 
 def out_array(name, out, shape, dtype):
-    """Check a caller-supplied ``out`` (shape, dtype, contiguity); ``None`` passes."""
+    """Check a caller-supplied output array (shape, dtype, contiguity, writability).
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    out : array or None
+        The output; None passes.
+    shape : tuple of int
+        The required shape.
+    dtype : numpy.dtype
+        The required dtype.
+
+    Returns
+    -------
+    array or None
+        `out`.
+
+    Raises
+    ------
+    TypeError
+        If `out` is not a float array of `dtype`.
+    ValueError
+        On a wrong shape, a non-contiguous or a read-only `out`.
+    """
     if out is None:
         return None
     float_array(name, out, len(shape))
@@ -123,7 +244,23 @@ def out_array(name, out, shape, dtype):
 
 
 def activation_code(activation):
-    """Map an activation name to its integer code (used by compiled kernels)."""
+    """Map an activation name to its integer code (used by compiled kernels).
+
+    Parameters
+    ----------
+    activation : str
+        One of ``ACTIVATIONS``.
+
+    Returns
+    -------
+    int
+        The code, a value of ``ACTIVATION_CODES``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation.
+    """
     try:
         return ACTIVATION_CODES[activation]
     except (KeyError, TypeError):
@@ -133,7 +270,31 @@ def activation_code(activation):
 
 
 def matmul_shapes(a, b, trans_a, trans_b):
-    """Validate a matmul's operands; return (M, K, N)."""
+    """Validate a matmul's operands.
+
+    Parameters
+    ----------
+    a : array, shape (M, K), or (K, M) when `trans_a`
+        Left operand, float32 or float64, C-contiguous.
+    b : array, shape (K, N), or (N, K) when `trans_b`
+        Right operand, same dtype.
+    trans_a : bool
+        Whether `a` is used transposed.
+    trans_b : bool
+        Whether `b` is used transposed.
+
+    Returns
+    -------
+    tuple of int
+        ``(M, K, N)``.
+
+    Raises
+    ------
+    TypeError
+        If an operand is not float32/float64, or the dtypes differ.
+    ValueError
+        If an operand is not 2-D or not C-contiguous, or the inner dimensions differ.
+    """
     float_array("a", a, 2)
     float_array("b", b, 2)
     same_dtype(a=a, b=b)
@@ -150,7 +311,34 @@ def matmul_shapes(a, b, trans_a, trans_b):
 
 
 def dense_forward_args(x, w, b, activation, out):
-    """Validate dense_forward's arguments; return (N, fan_out, activation code)."""
+    """Validate ``dense_forward``'s arguments.
+
+    Parameters
+    ----------
+    x : array, shape (N, fan_in)
+        Input, float32 or float64.
+    w : array, shape (fan_in, fan_out)
+        Weights, same dtype.
+    b : array, shape (fan_out,), or None
+        Bias, same dtype.
+    activation : str
+        One of ``ACTIVATIONS``.
+    out : array, shape (N, fan_out), or None
+        Output, same dtype.
+
+    Returns
+    -------
+    tuple of int
+        ``(N, fan_out, activation code)``.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or the dtypes differ.
+    ValueError
+        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
+        or a read-only output; also for an unknown activation.
+    """
     float_array("x", x, 2)
     float_array("w", w, 2)
     if b is not None:
@@ -169,7 +357,40 @@ def dense_forward_args(x, w, b, activation, out):
 
 
 def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
-    """Validate dense_backward's arguments; return the activation code."""
+    """Validate ``dense_backward``'s arguments.
+
+    Parameters
+    ----------
+    x : array, shape (N, fan_in)
+        Saved input, float32 or float64.
+    w : array, shape (fan_in, fan_out)
+        Weights, same dtype.
+    y : array, shape (N, fan_out)
+        Saved output, same dtype.
+    dy : array, shape (N, fan_out)
+        Upstream gradient, same dtype.
+    activation : str
+        One of ``ACTIVATIONS``.
+    dx : array, shape (N, fan_in), or None
+        Output for dL/dx.
+    dw : array, shape (fan_in, fan_out), or None
+        Output for dL/dw.
+    db : array, shape (fan_out,), or None
+        Output for dL/db.
+
+    Returns
+    -------
+    int
+        The activation code.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or the dtypes differ.
+    ValueError
+        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
+        or a read-only output; also for an unknown activation.
+    """
     for name, arr in (("x", x), ("w", w), ("y", y), ("dy", dy)):
         float_array(name, arr, 2)
     same_dtype(x=x, w=w, y=y, dy=dy)
@@ -188,10 +409,28 @@ def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
 
 
 def outputs_overlap(outputs, inputs):
-    """Whether a given host output may share memory with an input (``None`` and device
-    arrays are skipped): the caller then computes into fresh arrays and copies, so
-    aliasing never changes a result. ``outputs`` is a dict name -> array; outputs that
-    overlap each other cannot all hold their result: ``ValueError``."""
+    """Tell whether a host output may share memory with an input.
+
+    The caller then computes into fresh arrays and copies, so aliasing never
+    changes a result. None and device arrays are skipped.
+
+    Parameters
+    ----------
+    outputs : dict of str to array or None
+        The outputs by argument name.
+    inputs : sequence of array
+        The inputs.
+
+    Returns
+    -------
+    bool
+        True if some output may overlap some input.
+
+    Raises
+    ------
+    ValueError
+        If two outputs overlap each other (they cannot both hold their result).
+    """
     outs = [(k, o) for k, o in outputs.items() if isinstance(o, np.ndarray)]
     for i, (name, o) in enumerate(outs):
         for other, o2 in outs[i + 1:]:
@@ -202,7 +441,29 @@ def outputs_overlap(outputs, inputs):
 
 
 def labels_array(labels, n, n_classes):
-    """Check integer class labels: shape (n,), int32/int64, values in [0, n_classes)."""
+    """Check integer class labels: shape (n,), int32/int64, C-contiguous.
+
+    Parameters
+    ----------
+    labels : object
+        The labels argument.
+    n : int
+        The batch size, the required length.
+    n_classes : int
+        The number of classes (the values are checked by `label_range`).
+
+    Returns
+    -------
+    array, shape (n,)
+        `labels`.
+
+    Raises
+    ------
+    TypeError
+        If `labels` is not an int32/int64 array.
+    ValueError
+        On a wrong shape or a non-contiguous array.
+    """
     if not _is_array(labels):
         raise TypeError(f"labels must be an int32 or int64 array, got {type(labels).__name__}")
     if np.dtype(labels.dtype) not in INT_DTYPES:
@@ -215,14 +476,45 @@ def labels_array(labels, n, n_classes):
 
 
 def label_range(labels_host, n_classes):
-    """Check that host label values lie in [0, n_classes)."""
+    """Check that host label values lie in [0, n_classes).
+
+    Parameters
+    ----------
+    labels_host : ndarray, int
+        The labels, on the host.
+    n_classes : int
+        The number of classes.
+
+    Raises
+    ------
+    ValueError
+        If a label is out of range (the first one is named).
+    """
     if labels_host.size and (labels_host.min() < 0 or labels_host.max() >= n_classes):
         bad = labels_host[(labels_host < 0) | (labels_host >= n_classes)][0]
         raise ValueError(f"labels must lie in [0, {n_classes}), found {bad}")
 
 
 def row_indices(idx, n_rows):
-    """Check a non-empty 1-D host integer array of row numbers in [0, n_rows); return it as int64."""
+    """Check a non-empty 1-D host integer array of row numbers in [0, n_rows).
+
+    Parameters
+    ----------
+    idx : array_like of int
+        The row numbers.
+    n_rows : int
+        The number of rows they index.
+
+    Returns
+    -------
+    ndarray, shape (len(idx),), int64
+        `idx` as a C-contiguous int64 array.
+
+    Raises
+    ------
+    ValueError
+        If `idx` is empty, not 1-D, not integer, or out of range.
+    """
     idx = np.asarray(idx)
     if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
         raise ValueError(f"idx must be a non-empty 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
@@ -232,6 +524,30 @@ def row_indices(idx, n_rows):
 
 
 def softmax_args(logits, labels, grad):
+    """Validate ``softmax_cross_entropy``'s arguments (not the label values).
+
+    Parameters
+    ----------
+    logits : array, shape (N, C)
+        Class scores, float32 or float64, N >= 1.
+    labels : array, shape (N,)
+        int32 or int64 labels.
+    grad : array, shape (N, C), or None
+        Output for the gradient, dtype of `logits`.
+
+    Returns
+    -------
+    tuple of int
+        ``(N, C)``.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or the dtypes differ.
+    ValueError
+        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
+        or a read-only output; also for an empty batch.
+    """
     float_array("logits", logits, 2)
     n, c = logits.shape
     if n == 0:
@@ -242,7 +558,30 @@ def softmax_args(logits, labels, grad):
 
 
 def mse_args(pred, target, grad):
-    """Validate mean_squared_error's arguments; return (N, D)."""
+    """Validate ``mean_squared_error``'s arguments.
+
+    Parameters
+    ----------
+    pred : array, shape (N, D)
+        Predictions, float32 or float64.
+    target : array, shape (N, D)
+        Targets, same dtype.
+    grad : array, shape (N, D), or None
+        Output for the gradient, same dtype.
+
+    Returns
+    -------
+    tuple of int
+        ``(N, D)``.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or the dtypes differ.
+    ValueError
+        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
+        or a read-only output; also for N or D of 0.
+    """
     float_array("pred", pred, 2)
     float_array("target", target, 2)
     same_dtype(pred=pred, target=target)
@@ -254,6 +593,25 @@ def mse_args(pred, target, grad):
 
 
 def learning_rate(lr):
+    """Check a learning rate.
+
+    Parameters
+    ----------
+    lr : float
+        Any real number convertible with ``float``.
+
+    Returns
+    -------
+    float
+        `lr` as a Python float.
+
+    Raises
+    ------
+    TypeError
+        If `lr` is not a real number.
+    ValueError
+        If `lr` is not finite.
+    """
     try:
         lr = float(lr)
     except (TypeError, ValueError):
@@ -264,6 +622,29 @@ def learning_rate(lr):
 
 
 def sgd_args(param, grad, lr):
+    """Validate ``sgd_update``'s arguments.
+
+    Parameters
+    ----------
+    param : array
+        Parameters, float32 or float64, writable.
+    grad : array
+        Gradient, same shape and dtype.
+    lr : float
+        Learning rate.
+
+    Returns
+    -------
+    float
+        The checked learning rate.
+
+    Raises
+    ------
+    TypeError
+        On mixed or non-float dtypes, or a non-real `lr`.
+    ValueError
+        On a shape mismatch, a non-contiguous or read-only array, or a non-finite `lr`.
+    """
     writable("param", float_array("param", param))
     float_array("grad", grad)
     same_dtype(param=param, grad=grad)
@@ -272,11 +653,49 @@ def sgd_args(param, grad, lr):
 
 
 def elementwise_args(x, out, name="x"):
+    """Validate an elementwise kernel's input and output.
+
+    Parameters
+    ----------
+    x : array
+        Input, float32 or float64, any shape.
+    out : array or None
+        Output, same shape and dtype.
+    name : str, default 'x'
+        The input's name, for the error message.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or the dtypes differ.
+    ValueError
+        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
+        or a read-only output.
+    """
     float_array(name, x)
     out_array("out", out, x.shape, x.dtype)
 
 
 def backward_args(y, dy, out):
+    """Validate an activation backward pass's arguments.
+
+    Parameters
+    ----------
+    y : array
+        Saved output, float32 or float64, any shape.
+    dy : array
+        Upstream gradient, same shape and dtype.
+    out : array or None
+        Output, same shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        If an array is not float32/float64, or the dtypes differ.
+    ValueError
+        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
+        or a read-only output.
+    """
     float_array("y", y)
     float_array("dy", dy)
     same_dtype(y=y, dy=dy)

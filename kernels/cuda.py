@@ -88,13 +88,36 @@ _REDUCE_TPB = 256
 
 
 def is_device_array(x):
-    """True for a Numba device array (real or simulated) or any ``__cuda_array_interface__`` object."""
+    """Tell whether `x` lives on the GPU.
+
+    Parameters
+    ----------
+    x : object
+        Any object.
+
+    Returns
+    -------
+    bool
+        True for a Numba device array (real or simulated) or any
+        ``__cuda_array_interface__`` object.
+    """
     return hasattr(x, "copy_to_host") or hasattr(x, "__cuda_array_interface__")
 
 
 def as_device(x):
-    """``x`` as a Numba device array: device arrays pass through, CAI objects are
-    wrapped (no copy), host arrays are copied to the device."""
+    """Return `x` as a Numba device array.
+
+    Parameters
+    ----------
+    x : device array, __cuda_array_interface__ object or ndarray
+        Device arrays pass through, CAI objects (e.g. CuPy) are wrapped without a
+        copy, host arrays are copied to the device.
+
+    Returns
+    -------
+    device array
+        The array on the device.
+    """
     if hasattr(x, "copy_to_host"):
         return x
     if hasattr(x, "__cuda_array_interface__"):
@@ -136,11 +159,26 @@ _MIN_BLOCKS = 100  # about one block per multiprocessor of a large GPU
 
 
 def matmul_config(m, n):
-    """The tiling used for an (m, n) result: the biggest tile that still gives
-    at least ``_MIN_BLOCKS`` blocks, else the smallest. Bigger tiles reuse each
-    loaded element more (8 x 8 outputs per thread at 128 x 128) but small
-    results would leave most of a GPU idle: the MLP's 128 x 100 product makes
-    4 blocks of 64 x 64 but 56 of 16 x 16; 784 x 100 makes 100 of 32 x 32."""
+    """Choose the tiling (a key of ``MATMUL_CONFIGS``) for an (m, n) result.
+
+    The biggest tile that still gives at least ``_MIN_BLOCKS`` (100) blocks, else
+    the smallest. Bigger tiles reuse each loaded element more (8 x 8 outputs per
+    thread at 128 x 128) but small results would leave most of a GPU idle: the
+    MLP's 128 x 100 product makes 4 blocks of 64 x 64 but 56 of 16 x 16; 784 x 100
+    makes 100 of 32 x 32.
+
+    Parameters
+    ----------
+    m : int
+        Rows of the result.
+    n : int
+        Columns of the result.
+
+    Returns
+    -------
+    str
+        ``"128x128"``, ``"64x64"``, ``"32x32"`` or ``"16x16"``.
+    """
     for config in ("128x128", "64x64", "32x32"):
         bm, bn = MATMUL_CONFIGS[config][:2]
         if ((m + bm - 1) // bm) * ((n + bn - 1) // bn) >= _MIN_BLOCKS:
@@ -603,9 +641,29 @@ def _segment_kernels():
 def gemm_into(a, b, out, trans_a=False, trans_b=False, bias=None, act_code=0, config=None):
     """Launch ``out = act(op(a) @ op(b) + bias)`` on device arrays (no checks, no sync).
 
-    ``a``, ``b``, ``out`` (M, N) and ``bias`` (N,) or ``None`` are device arrays
-    of one dtype; ``act_code`` an int of ``kernels.checks.ACTIVATION_CODES``;
-    ``config`` a key of ``MATMUL_CONFIGS`` (default ``matmul_config(M, N)``).
+    Parameters
+    ----------
+    a : device array, shape (M, K), or (K, M) when `trans_a`; float32 or float64
+        Left operand.
+    b : device array, shape (K, N), or (N, K) when `trans_b`; same dtype
+        Right operand.
+    out : device array, shape (M, N), same dtype
+        Receives the result.
+    trans_a : bool, default False
+        Use ``a.T`` (read in place) as the left operand.
+    trans_b : bool, default False
+        Use ``b.T`` (read in place) as the right operand.
+    bias : device array, shape (N,), same dtype, optional
+        Added to every row before the activation; None for no bias.
+    act_code : int, default 0
+        The activation, a value of ``kernels.checks.ACTIVATION_CODES`` (0 is linear).
+    config : str, optional
+        A key of ``MATMUL_CONFIGS``; default ``matmul_config(M, N)``.
+
+    Returns
+    -------
+    device array, shape (M, N)
+        `out`.
     """
     m, n = out.shape
     if m == 0 or n == 0:
@@ -622,7 +680,22 @@ def gemm_into(a, b, out, trans_a=False, trans_b=False, bias=None, act_code=0, co
 
 
 def activation_forward_into(x, act_code, out):
-    """Launch ``out = act(x)`` elementwise (any shape, C-contiguous device arrays)."""
+    """Launch ``out = act(x)`` elementwise (no checks, no sync).
+
+    Parameters
+    ----------
+    x : device array, float32 or float64, C-contiguous
+        Input of any shape.
+    act_code : int
+        The activation, a value of ``kernels.checks.ACTIVATION_CODES``.
+    out : device array, same shape and dtype as `x`
+        Receives the result (may be `x`).
+
+    Returns
+    -------
+    device array
+        `out`.
+    """
     if x.size:
         forward, _, _ = _elementwise_kernels(_nbtype(x.dtype))
         forward[_blocks_1d(x.size), _ELEMENTWISE_TPB](_flat(x), _flat(out), int(act_code))
@@ -630,7 +703,24 @@ def activation_forward_into(x, act_code, out):
 
 
 def activation_backward_into(y, dy, act_code, out):
-    """Launch ``out = act'(y) * dy`` from the saved output ``y`` (``out`` may alias ``dy``)."""
+    """Launch ``out = act'(y) * dy`` from the saved output `y` (no checks, no sync).
+
+    Parameters
+    ----------
+    y : device array, float32 or float64, C-contiguous
+        The saved output of the activation, any shape.
+    dy : device array, same shape and dtype
+        The upstream gradient.
+    act_code : int
+        The activation, a value of ``kernels.checks.ACTIVATION_CODES``.
+    out : device array, same shape and dtype
+        Receives the gradient (may alias `dy`).
+
+    Returns
+    -------
+    device array
+        `out`.
+    """
     if y.size:
         _, backward, _ = _elementwise_kernels(_nbtype(y.dtype))
         backward[_blocks_1d(y.size), _ELEMENTWISE_TPB](_flat(y), _flat(dy), _flat(out), int(act_code))
@@ -638,7 +728,28 @@ def activation_backward_into(y, dy, act_code, out):
 
 
 def activation_backward_colsum_into(y, dy, act_code, dz, db):
-    """Launch ``dz = act'(y) * dy`` (N, F) and ``db = dz.sum(axis=0)`` (F,) in one pass."""
+    """Launch ``dz = act'(y) * dy`` and ``db = dz.sum(axis=0)`` in one pass (no checks, no sync).
+
+    Parameters
+    ----------
+    y : device array, shape (N, F), float32 or float64
+        The saved output of the activation.
+    dy : device array, shape (N, F), same dtype
+        The upstream gradient.
+    act_code : int
+        The activation, a value of ``kernels.checks.ACTIVATION_CODES``.
+    dz : device array, shape (N, F), same dtype
+        Receives the pre-activation gradient.
+    db : device array, shape (F,), same dtype
+        Receives the column sums of `dz` (no atomics: deterministic).
+
+    Returns
+    -------
+    dz : device array, shape (N, F)
+        `dz`.
+    db : device array, shape (F,)
+        `db`.
+    """
     n, f = y.shape
     if f:
         kernel, _ = _column_kernels(_nbtype(y.dtype))
@@ -647,7 +758,20 @@ def activation_backward_colsum_into(y, dy, act_code, dz, db):
 
 
 def column_sums_into(x, out):
-    """Launch ``out = x.sum(axis=0)`` for a 2-D device array (deterministic, no atomics)."""
+    """Launch ``out = x.sum(axis=0)`` (deterministic, no atomics; no checks, no sync).
+
+    Parameters
+    ----------
+    x : device array, shape (N, F), float32 or float64
+        The array to sum.
+    out : device array, shape (F,), same dtype
+        Receives the column sums.
+
+    Returns
+    -------
+    device array, shape (F,)
+        `out`.
+    """
     n, f = x.shape
     if f:
         _, kernel = _column_kernels(_nbtype(x.dtype))
@@ -659,11 +783,25 @@ def softmax_xent_into(logits, labels, grad, rows, stats):
     """Launch softmax cross-entropy on the device, without synchronising.
 
     Up to 64 classes one thread handles a row; beyond, a block of 32 threads.
+    No checks: out-of-range labels are counted in ``stats[1]`` (see `read_stats`).
 
-    ``logits`` (N, C) with N, C >= 1, ``labels`` (N,) int32/int64, ``grad``
-    (N, C) receives ``(softmax - onehot) / N``; ``rows`` (N, 2) float64 is
-    scratch (per-row loss, out-of-range flag); ``stats`` (2,) float64
-    receives ``[mean loss, number of out-of-range labels]``.
+    Parameters
+    ----------
+    logits : device array, shape (N, C), float32 or float64
+        Class scores, N and C >= 1.
+    labels : device array, shape (N,), int32 or int64
+        Class of each row.
+    grad : device array, shape (N, C), same dtype as `logits`
+        Receives ``(softmax(logits) - onehot(labels)) / N``.
+    rows : device array, shape (N, 2), float64
+        Scratch: per-row loss and out-of-range flag.
+    stats : device array, shape (2,), float64
+        Receives ``[mean loss, number of out-of-range labels]``.
+
+    Returns
+    -------
+    device array, shape (2,)
+        `stats`.
     """
     n, c = logits.shape
     wide, narrow = _softmax_kernels(_nbtype(logits.dtype))
@@ -676,13 +814,23 @@ def softmax_xent_into(logits, labels, grad, rows, stats):
 
 
 def mse_into(pred, target, grad, cols):
-    """Launch the squared error of ``pred`` against ``target`` on the device, without synchronising.
+    """Launch the squared error of `pred` against `target` on the device, without synchronising.
 
-    ``pred``, ``target`` and ``grad`` (N, D) with N, D >= 1; ``grad`` receives
-    ``2 * (pred - target) / (N * D)`` (may alias ``pred`` or ``target``);
-    ``cols`` (D,) float64 receives each column's sum of squared errors
-    (summed in the array dtype), so the mean squared error is
-    ``cols.copy_to_host().sum() / (N * D)``.
+    Parameters
+    ----------
+    pred : device array, shape (N, D), float32 or float64
+        Predictions, N and D >= 1.
+    target : device array, shape (N, D), same dtype
+        Targets.
+    grad : device array, shape (N, D), same dtype
+        Receives ``2 * (pred - target) / (N * D)`` (may alias `pred` or `target`).
+    cols : device array, shape (D,), float64
+        Receives each column's sum of squared errors (summed in the array dtype).
+
+    Returns
+    -------
+    device array, shape (D,)
+        `cols`; the mean squared error is ``cols.copy_to_host().sum() / (N * D)``.
     """
     n, d = pred.shape
     scale = np.dtype(pred.dtype).type(2.0 / (n * d))
@@ -691,7 +839,22 @@ def mse_into(pred, target, grad, cols):
 
 
 def sgd_into(param, grad, lr):
-    """Launch ``param -= lr * grad`` (any shape; ``lr`` cast to the array dtype)."""
+    """Launch ``param -= lr * grad`` (no checks, no sync).
+
+    Parameters
+    ----------
+    param : device array, float32 or float64, C-contiguous
+        The parameters, any shape; updated in place.
+    grad : device array, same shape and dtype
+        The gradient.
+    lr : float
+        Learning rate, cast to the array dtype.
+
+    Returns
+    -------
+    device array
+        `param`.
+    """
     if param.size:
         _, _, sgd = _elementwise_kernels(_nbtype(param.dtype))
         sgd[_blocks_1d(param.size), _ELEMENTWISE_TPB](_flat(param), _flat(grad), np.dtype(param.dtype).type(lr))
@@ -699,7 +862,22 @@ def sgd_into(param, grad, lr):
 
 
 def gather_rows_into(src, idx, out):
-    """Launch ``out[i, :] = src[idx[i], :]`` (``idx`` an int device array, not bounds-checked)."""
+    """Launch ``out[i, :] = src[idx[i], :]`` (no checks, no sync).
+
+    Parameters
+    ----------
+    src : device array, shape (R, F)
+        The rows to gather from.
+    idx : device array, shape (N,), int32 or int64
+        Row numbers in [0, R); not bounds-checked.
+    out : device array, shape (N, F), dtype of `src`
+        Receives the gathered rows.
+
+    Returns
+    -------
+    device array, shape (N, F)
+        `out`.
+    """
     if out.size:
         kernel, _ = _gather_kernels()
         kernel[_blocks_1d(out.size), _ELEMENTWISE_TPB](src, idx, out)
@@ -707,7 +885,22 @@ def gather_rows_into(src, idx, out):
 
 
 def gather_into(src, idx, out):
-    """Launch ``out[i] = src[idx[i]]`` for 1-D device arrays (``idx`` not bounds-checked)."""
+    """Launch ``out[i] = src[idx[i]]`` for 1-D device arrays (no checks, no sync).
+
+    Parameters
+    ----------
+    src : device array, shape (R,)
+        The values to gather from.
+    idx : device array, shape (N,), int32 or int64
+        Indices in [0, R); not bounds-checked.
+    out : device array, shape (N,), dtype of `src`
+        Receives the gathered values.
+
+    Returns
+    -------
+    device array, shape (N,)
+        `out`.
+    """
     if out.size:
         _, kernel = _gather_kernels()
         kernel[_blocks_1d(out.size), _ELEMENTWISE_TPB](src, idx, out)
@@ -715,17 +908,49 @@ def gather_into(src, idx, out):
 
 
 def segment_sumsq_into(flat, segments, out):
-    """Launch ``out[s] = sum(flat[start:start + size] ** 2)`` (float64) for each row
-    ``(start, size)`` of the int64 device array ``segments`` (S, 2); one block per
-    segment, deterministic. Used for per-layer gradient norms."""
+    """Launch the float64 sum of squares of each segment of a flat array (no sync).
+
+    ``out[s] = sum(flat[start:start + size] ** 2)`` for each row ``(start, size)``
+    of `segments`; one block per segment, deterministic. Used for per-layer
+    gradient norms.
+
+    Parameters
+    ----------
+    flat : device array, shape (P,), float32 or float64
+        The values, e.g. every layer's gradient laid end to end.
+    segments : device array, shape (S, 2), int64
+        ``(start, size)`` of each segment.
+    out : device array, shape (S,), float64
+        Receives the sums of squares.
+
+    Returns
+    -------
+    device array, shape (S,)
+        `out`.
+    """
     if segments.shape[0]:
         _segment_kernels()[segments.shape[0], _REDUCE_TPB](flat, segments, out)
     return out
 
 
 def read_stats(stats):
-    """Copy a ``softmax_xent_into`` stats buffer to the host (synchronises); return
-    the loss, raising ``ValueError`` if labels were out of range."""
+    """Copy a `softmax_xent_into` stats buffer to the host (synchronises) and return the loss.
+
+    Parameters
+    ----------
+    stats : device array, shape (2,), float64
+        ``[mean loss, number of out-of-range labels]``.
+
+    Returns
+    -------
+    float
+        The mean loss.
+
+    Raises
+    ------
+    ValueError
+        If any label was out of range.
+    """
     host = stats.copy_to_host()
     if host[1] > 0:
         raise ValueError(f"labels must lie in [0, n_classes): {int(host[1])} device label(s) out of range")
@@ -742,11 +967,31 @@ def _empty(shape, dtype):
 def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
     """Matrix product ``op(a) @ op(b)`` on the GPU.
 
-    ``a`` (M, K), or (K, M) when ``trans_a``; ``b`` (K, N), or (N, K) when
-    ``trans_b``; same float dtype. Host arrays are copied to the device.
-    Returns ``out`` (M, N), a device array (``out`` must be one if given).
-    Raises ``ValueError`` on mismatched inner dimensions, ``TypeError`` on
-    dtype problems or a host ``out``.
+    Parameters
+    ----------
+    a : device array or ndarray, shape (M, K), or (K, M) when `trans_a`; float32 or float64
+        Left operand, C-contiguous; a host array is copied to the device.
+    b : device array or ndarray, shape (K, N), or (N, K) when `trans_b`; same dtype as `a`
+        Right operand, C-contiguous.
+    out : device array, shape (M, N), same dtype, optional
+        Receives the product in place; allocated when None.
+    trans_a : bool, default False
+        Use ``a.T`` (read in place) as the left operand.
+    trans_b : bool, default False
+        Use ``b.T`` (read in place) as the right operand.
+
+    Returns
+    -------
+    device array, shape (M, N)
+        The product (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        On mismatched inner dimensions, a non-2-D or non-contiguous operand, or an
+        `out` of the wrong shape.
+    TypeError
+        On mixed or non-float dtypes, or a host `out`.
     """
     m, _, n = chk.matmul_shapes(a, b, trans_a, trans_b)
     chk.out_array("out", out, (m, n), a.dtype)
@@ -776,53 +1021,249 @@ def _backward(y, dy, out, code):
 
 
 def sigmoid(x, out=None):
-    """Logistic sigmoid, numerically stable for any finite input. Any shape; returns a device array."""
+    """Logistic sigmoid, numerically stable for any finite input.
+
+    Parameters
+    ----------
+    x : device array or ndarray, float32 or float64, C-contiguous
+        Input of any shape; a host array is copied to the device.
+    out : device array, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    device array
+        The result, same shape and dtype as `x` (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If `x` is not a float32/float64 array, `out` has another dtype or is a host array.
+    ValueError
+        If an array is not C-contiguous, or `out` has another shape.
+    """
     return _elementwise(x, out, 1)
 
 
 def sigmoid_backward(y, dy, out=None):
-    """``dy * y * (1 - y)`` from the saved sigmoid output ``y``; returns a device array."""
+    """Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.
+
+    Parameters
+    ----------
+    y : device array or ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : device array or ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    out : device array, same shape and dtype as `y`, optional
+        Receives the result in place (may be `dy`); allocated when None.
+
+    Returns
+    -------
+    device array
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        On mixed or non-float dtypes, or a host `out`.
+    ValueError
+        If the shapes differ or an array is not C-contiguous.
+    """
     return _backward(y, dy, out, 1)
 
 
 def tanh(x, out=None):
-    """Hyperbolic tangent. Any shape; returns a device array."""
+    """Hyperbolic tangent, elementwise.
+
+    Parameters
+    ----------
+    x : device array or ndarray, float32 or float64, C-contiguous
+        Input of any shape; a host array is copied to the device.
+    out : device array, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    device array
+        The result, same shape and dtype as `x` (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If `x` is not a float32/float64 array, `out` has another dtype or is a host array.
+    ValueError
+        If an array is not C-contiguous, or `out` has another shape.
+    """
     return _elementwise(x, out, 2)
 
 
 def tanh_backward(y, dy, out=None):
-    """``dy * (1 - y**2)`` from the saved tanh output ``y``; returns a device array."""
+    """Gradient through tanh from its saved output: ``dy * (1 - y**2)``.
+
+    Parameters
+    ----------
+    y : device array or ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : device array or ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    out : device array, same shape and dtype as `y`, optional
+        Receives the result in place (may be `dy`); allocated when None.
+
+    Returns
+    -------
+    device array
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        On mixed or non-float dtypes, or a host `out`.
+    ValueError
+        If the shapes differ or an array is not C-contiguous.
+    """
     return _backward(y, dy, out, 2)
 
 
 def relu(x, out=None):
-    """``max(x, 0)``. Any shape; returns a device array."""
+    """Rectified linear unit ``max(x, 0)``, elementwise.
+
+    Parameters
+    ----------
+    x : device array or ndarray, float32 or float64, C-contiguous
+        Input of any shape; a host array is copied to the device.
+    out : device array, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    device array
+        The result, same shape and dtype as `x` (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If `x` is not a float32/float64 array, `out` has another dtype or is a host array.
+    ValueError
+        If an array is not C-contiguous, or `out` has another shape.
+    """
     return _elementwise(x, out, 3)
 
 
 def relu_backward(y, dy, out=None):
-    """``dy`` where ``y > 0``, else 0, from the saved ReLU output; returns a device array."""
+    """Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.
+
+    Parameters
+    ----------
+    y : device array or ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : device array or ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    out : device array, same shape and dtype as `y`, optional
+        Receives the result in place (may be `dy`); allocated when None.
+
+    Returns
+    -------
+    device array
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        On mixed or non-float dtypes, or a host `out`.
+    ValueError
+        If the shapes differ or an array is not C-contiguous.
+    """
     return _backward(y, dy, out, 3)
 
 
 def activation_forward(x, activation, out=None):
-    """Apply the named activation (one of ``ACTIVATIONS``); returns a device array."""
+    """Apply the named activation elementwise on the GPU.
+
+    Parameters
+    ----------
+    x : device array or ndarray, float32 or float64, C-contiguous
+        Input of any shape; a host array is copied to the device.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The activation's name (one of ``ACTIVATIONS``).
+    out : device array, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    device array
+        ``activation(x)`` (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, a non-contiguous array or an `out` of another shape.
+    TypeError
+        If `x` is not a float32/float64 array, or `out` has another dtype or is a host array.
+    """
     chk.elementwise_args(x, out)
     return _elementwise(x, out, chk.activation_code(activation))
 
 
 def activation_backward(y, dy, activation, out=None):
-    """Gradient through the named activation from its saved output ``y``; returns a device array."""
+    """Gradient through the named activation from its saved output `y`, on the GPU.
+
+    Parameters
+    ----------
+    y : device array or ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : device array or ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The activation's name (one of ``ACTIVATIONS``).
+    out : device array, same shape and dtype as `y`, optional
+        Receives the result in place (may be `dy`); allocated when None.
+
+    Returns
+    -------
+    device array
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, mismatched shapes or a non-contiguous array.
+    TypeError
+        On mixed or non-float dtypes, or a host `out`.
+    """
     chk.backward_args(y, dy, out)
     return _backward(y, dy, out, chk.activation_code(activation))
 
 
 def dense_forward(x, w, b=None, activation="linear", out=None):
-    """Fused dense layer ``act(x @ w + b)``: bias and activation are applied in
-    the matmul kernel's epilogue (one launch, ``x @ w`` never stored).
+    """Fused dense layer ``act(x @ w + b)`` on the GPU, in one launch.
 
-    ``x`` (N, fan_in), ``w`` (fan_in, fan_out), ``b`` (fan_out,) or ``None``.
-    Returns ``out`` (N, fan_out), a device array.
+    Bias and activation are applied in the matmul kernel's epilogue, so
+    ``x @ w`` is never stored.
+
+    Parameters
+    ----------
+    x : device array or ndarray, shape (N, fan_in), float32 or float64
+        The layer's input batch, C-contiguous; a host array is copied to the device.
+    w : device array or ndarray, shape (fan_in, fan_out), same dtype
+        Weights.
+    b : device array or ndarray, shape (fan_out,), same dtype, optional
+        Bias; None for no bias.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
+        The activation applied after the bias.
+    out : device array, shape (N, fan_out), same dtype, optional
+        Receives the result in place; allocated when None.
+
+    Returns
+    -------
+    device array, shape (N, fan_out)
+        The layer's output (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, a non-contiguous array or an unknown activation.
+    TypeError
+        On mixed or non-float dtypes, or a host `out`.
     """
     n, fan_out, code = chk.dense_forward_args(x, w, b, activation, out)
     out = _device_out("out", out)
@@ -837,10 +1278,46 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     """Backward pass of ``y = act(x @ w + b)`` on the GPU.
 
     One kernel computes ``dz = act'(y) * dy`` and ``db = dz.sum(0)`` (column
-    sums without atomics); then ``dw = x.T @ dz`` and ``dx = dz @ w.T`` are
-    tiled matmuls reading the transposes in place. Returns device arrays
-    ``(dx, dw, db)`` (``dx`` is ``None`` when ``compute_dx`` is false); a
-    temporary ``dz`` (N, fan_out) is allocated per call.
+    sums without atomics); then ``dw = x.T @ dz`` and ``dx = dz @ w.T`` are tiled
+    matmuls reading the transposes in place. A temporary `dz` (N, fan_out) is
+    allocated per call.
+
+    Parameters
+    ----------
+    x : device array or ndarray, shape (N, fan_in), float32 or float64
+        The saved input of the layer; host arrays are copied to the device.
+    w : device array or ndarray, shape (fan_in, fan_out), same dtype
+        Weights.
+    y : device array or ndarray, shape (N, fan_out), same dtype
+        The saved output of the layer (after the activation).
+    dy : device array or ndarray, shape (N, fan_out), same dtype
+        The upstream gradient dL/dy.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
+        The layer's activation.
+    dx : device array, shape (N, fan_in), same dtype, optional
+        Receives dL/dx in place; allocated when None.
+    dw : device array, shape (fan_in, fan_out), same dtype, optional
+        Receives dL/dw in place; allocated when None.
+    db : device array, shape (fan_out,), same dtype, optional
+        Receives dL/db in place; allocated when None.
+    compute_dx : bool, default True
+        Compute `dx`; false for the first layer, whose input needs no gradient.
+
+    Returns
+    -------
+    dx : device array, shape (N, fan_in), or None
+        dL/dx, None when `compute_dx` is false.
+    dw : device array, shape (fan_in, fan_out)
+        dL/dw.
+    db : device array, shape (fan_out,)
+        dL/db.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, a non-contiguous array or an unknown activation.
+    TypeError
+        On mixed or non-float dtypes, or a host array as `dx`, `dw` or `db`.
     """
     code = chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
     dx, dw, db = _device_out("dx", dx), _device_out("dw", dw), _device_out("db", db)
@@ -862,11 +1339,32 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
 def softmax_cross_entropy(logits, labels, grad=None):
     """Mean softmax cross-entropy over a batch, and its gradient, on the GPU.
 
-    ``logits`` (N, C) float, ``labels`` (N,) int32/int64 in [0, C), host or
-    device. Returns ``(loss, grad)``: ``loss`` a Python float (copying it is
-    the one synchronisation), ``grad`` (N, C) device array
-    ``(softmax(logits) - onehot(labels)) / N``. Host labels are range-checked
-    before launching; device labels on the device (``ValueError`` either way).
+    Copying the loss back (16 bytes) is the one synchronisation. Host labels are
+    range-checked before launching; device labels on the device.
+
+    Parameters
+    ----------
+    logits : device array or ndarray, shape (N, C), float32 or float64
+        Unnormalised class scores, N and C >= 1.
+    labels : device array or ndarray, shape (N,), int32 or int64
+        Class of each row, in [0, C).
+    grad : device array, shape (N, C), same dtype as `logits`, optional
+        Receives the gradient in place; allocated when None.
+
+    Returns
+    -------
+    loss : float
+        The mean cross-entropy (per-row losses added in float64), a Python float.
+    grad : device array, shape (N, C)
+        ``(softmax(logits) - onehot(labels)) / N``.
+
+    Raises
+    ------
+    ValueError
+        For labels out of range (host or device) or of the wrong shape, or an
+        empty batch.
+    TypeError
+        For non-float logits, non-integer labels or a host `grad`.
     """
     n, c = chk.softmax_args(logits, labels, grad)
     if c == 0:
@@ -886,11 +1384,30 @@ def softmax_cross_entropy(logits, labels, grad=None):
 def mean_squared_error(pred, target, grad=None):
     """Mean squared error over every element, and its gradient, on the GPU.
 
-    ``pred`` and ``target`` (N, D), one float dtype, host or device, N and
-    D >= 1. Returns ``(loss, grad)``: ``loss = mean((pred - target)**2)``, a
-    Python float (per-column sums in the array dtype, added in float64 on the
-    host; copying those D values is the one synchronisation); ``grad`` (N, D)
-    device array ``2 * (pred - target) / (N * D)`` (may be ``pred`` or ``target``).
+    Parameters
+    ----------
+    pred : device array or ndarray, shape (N, D), float32 or float64
+        Predictions, N and D >= 1; host arrays are copied to the device.
+    target : device array or ndarray, shape (N, D), same dtype
+        Targets.
+    grad : device array, shape (N, D), same dtype, optional
+        Receives the gradient in place (may be `pred` or `target`); allocated when None.
+
+    Returns
+    -------
+    loss : float
+        ``mean((pred - target)**2)``, a Python float: per-column sums in the array
+        dtype, added in float64 on the host (copying those D values is the one
+        synchronisation).
+    grad : device array, shape (N, D)
+        ``2 * (pred - target) / (N * D)``.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch or an empty array.
+    TypeError
+        On mixed or non-float dtypes, or a host `grad`.
     """
     n, d = chk.mse_args(pred, target, grad)
     grad = _device_out("grad", grad)
@@ -902,10 +1419,29 @@ def mean_squared_error(pred, target, grad=None):
 
 
 def sgd_update(param, grad, lr):
-    """In place ``param -= lr * grad`` on the device; returns ``param``.
+    """Take an SGD step in place on the device: ``param -= lr * grad``.
 
-    ``param`` must be a device array (``TypeError`` otherwise); ``grad`` may be
-    a host array (copied). ``lr`` is cast to the arrays' dtype.
+    Parameters
+    ----------
+    param : device array, float32 or float64, C-contiguous
+        The parameters, any shape; updated in place.
+    grad : device array or ndarray, same shape and dtype as `param`
+        The gradient; a host array is copied.
+    lr : float
+        Learning rate, finite; cast to the arrays' dtype.
+
+    Returns
+    -------
+    device array
+        `param`, updated.
+
+    Raises
+    ------
+    TypeError
+        If `param` is a host array, on mixed or non-float dtypes, or an `lr` that
+        is not a real number.
+    ValueError
+        On a shape mismatch or a non-finite `lr`.
     """
     lr = chk.sgd_args(param, grad, lr)
     param = _device_out("param", param)

@@ -29,12 +29,34 @@ def _result(out, value):
 
 
 def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
-    """Matrix product ``op(a) @ op(b)``.
+    """Matrix product ``op(a) @ op(b)``, where ``op`` transposes when asked.
 
-    ``a`` is (M, K), or (K, M) stored transposed when ``trans_a`` (computes
-    ``a.T @ b``); ``b`` is (K, N), or (N, K) when ``trans_b``. Returns ``out``
-    (M, N) of the operands' dtype. Raises ``ValueError`` when the inner
-    dimensions differ, ``TypeError`` on mixed or non-float dtypes.
+    Parameters
+    ----------
+    a : ndarray, shape (M, K), or (K, M) when `trans_a`; float32 or float64
+        Left operand, C-contiguous; with `trans_a` it is stored transposed and
+        ``a.T @ b`` is computed without a copy.
+    b : ndarray, shape (K, N), or (N, K) when `trans_b`; same dtype as `a`
+        Right operand, C-contiguous.
+    out : ndarray, shape (M, N), same dtype, optional
+        Receives the product in place; allocated when None.
+    trans_a : bool, default False
+        Use ``a.T`` as the left operand.
+    trans_b : bool, default False
+        Use ``b.T`` as the right operand.
+
+    Returns
+    -------
+    ndarray, shape (M, N)
+        The product, of the operands' dtype (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        If the inner dimensions differ, an operand is not 2-D or not C-contiguous,
+        or `out` has the wrong shape.
+    TypeError
+        On mixed or non-float dtypes.
     """
     m, _, n = chk.matmul_shapes(a, b, trans_a, trans_b)
     chk.out_array("out", out, (m, n), a.dtype)
@@ -53,37 +75,163 @@ def _sigmoid(x):
 
 
 def sigmoid(x, out=None):
-    """Logistic sigmoid, numerically stable for any finite input. Any shape."""
+    """Logistic sigmoid, numerically stable for any finite input.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, C-contiguous
+        Input of any shape.
+    out : ndarray, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    ndarray
+        The result, same shape and dtype as `x` (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If `x` is not a float32/float64 array, or `out` has another dtype.
+    ValueError
+        If an array is not C-contiguous, `out` has another shape or is read-only.
+    """
     chk.elementwise_args(x, out)
     return _result(out, _sigmoid(x))
 
 
 def sigmoid_backward(y, dy, out=None):
-    """Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``."""
+    """Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.
+
+    Parameters
+    ----------
+    y : ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    out : ndarray, same shape and dtype as `y`, optional
+        Receives the result in place; allocated when None.
+
+    Returns
+    -------
+    ndarray
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a float32/float64 array or the dtypes differ.
+    ValueError
+        If the shapes differ, or an array is not C-contiguous or `out` is read-only.
+    """
     chk.backward_args(y, dy, out)
     return _result(out, dy * y * (1 - y))
 
 
 def tanh(x, out=None):
-    """Hyperbolic tangent. Any shape."""
+    """Hyperbolic tangent, elementwise.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, C-contiguous
+        Input of any shape.
+    out : ndarray, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    ndarray
+        The result, same shape and dtype as `x` (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If `x` is not a float32/float64 array, or `out` has another dtype.
+    ValueError
+        If an array is not C-contiguous, `out` has another shape or is read-only.
+    """
     chk.elementwise_args(x, out)
     return _result(out, np.tanh(x))
 
 
 def tanh_backward(y, dy, out=None):
-    """Gradient through tanh from its saved output: ``dy * (1 - y**2)``."""
+    """Gradient through tanh from its saved output: ``dy * (1 - y**2)``.
+
+    Parameters
+    ----------
+    y : ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    out : ndarray, same shape and dtype as `y`, optional
+        Receives the result in place; allocated when None.
+
+    Returns
+    -------
+    ndarray
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a float32/float64 array or the dtypes differ.
+    ValueError
+        If the shapes differ, or an array is not C-contiguous or `out` is read-only.
+    """
     chk.backward_args(y, dy, out)
     return _result(out, dy * (1 - y * y))
 
 
 def relu(x, out=None):
-    """Rectified linear unit ``max(x, 0)``. Any shape."""
+    """Rectified linear unit ``max(x, 0)``, elementwise.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, C-contiguous
+        Input of any shape.
+    out : ndarray, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    ndarray
+        The result, same shape and dtype as `x` (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If `x` is not a float32/float64 array, or `out` has another dtype.
+    ValueError
+        If an array is not C-contiguous, `out` has another shape or is read-only.
+    """
     chk.elementwise_args(x, out)
     return _result(out, np.maximum(x, 0))
 
 
 def relu_backward(y, dy, out=None):
-    """Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0."""
+    """Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.
+
+    Parameters
+    ----------
+    y : ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    out : ndarray, same shape and dtype as `y`, optional
+        Receives the result in place; allocated when None.
+
+    Returns
+    -------
+    ndarray
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a float32/float64 array or the dtypes differ.
+    ValueError
+        If the shapes differ, or an array is not C-contiguous or `out` is read-only.
+    """
     chk.backward_args(y, dy, out)
     return _result(out, np.where(y > 0, dy, 0).astype(y.dtype, copy=False))
 
@@ -98,14 +246,60 @@ _BACKWARD = {
 
 
 def activation_forward(x, activation, out=None):
-    """Apply the named activation (one of ``ACTIVATIONS``). Any shape."""
+    """Apply the named activation elementwise.
+
+    Parameters
+    ----------
+    x : ndarray, float32 or float64, C-contiguous
+        Input of any shape.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The activation's name (one of ``ACTIVATIONS``).
+    out : ndarray, same shape and dtype as `x`, optional
+        Receives the result in place (may be `x`); allocated when None.
+
+    Returns
+    -------
+    ndarray
+        ``activation(x)``, same shape and dtype as `x` (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, a non-contiguous array or a mismatched `out`.
+    TypeError
+        If `x` is not a float32/float64 array, or `out` has another dtype.
+    """
     chk.elementwise_args(x, out)
     chk.activation_code(activation)
     return _result(out, _FORWARD[activation](x))
 
 
 def activation_backward(y, dy, activation, out=None):
-    """Gradient through the named activation from its saved output ``y``."""
+    """Gradient through the named activation from its saved output `y`.
+
+    Parameters
+    ----------
+    y : ndarray, float32 or float64, C-contiguous
+        The saved output of the forward activation, any shape.
+    dy : ndarray, same shape and dtype as `y`
+        The upstream gradient dL/dy.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The activation's name (one of ``ACTIVATIONS``).
+    out : ndarray, same shape and dtype as `y`, optional
+        Receives the result in place; allocated when None.
+
+    Returns
+    -------
+    ndarray
+        The gradient dL/dx (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, mismatched shapes or a non-contiguous array.
+    TypeError
+        On mixed or non-float dtypes.
+    """
     chk.backward_args(y, dy, out)
     chk.activation_code(activation)
     return _result(out, _BACKWARD[activation](y, dy))
@@ -114,9 +308,30 @@ def activation_backward(y, dy, activation, out=None):
 def dense_forward(x, w, b=None, activation="linear", out=None):
     """Fused dense layer ``act(x @ w + b)``.
 
-    ``x`` (N, fan_in), ``w`` (fan_in, fan_out), ``b`` (fan_out,) or ``None``
-    (no bias). Returns ``out`` (N, fan_out). Raises ``ValueError`` on shape
-    mismatch or an unknown activation, ``TypeError`` on dtype problems.
+    Parameters
+    ----------
+    x : ndarray, shape (N, fan_in), float32 or float64
+        The layer's input batch, C-contiguous.
+    w : ndarray, shape (fan_in, fan_out), same dtype
+        Weights.
+    b : ndarray, shape (fan_out,), same dtype, optional
+        Bias; None for no bias.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
+        The activation applied after the bias.
+    out : ndarray, shape (N, fan_out), same dtype, optional
+        Receives the result in place; allocated when None.
+
+    Returns
+    -------
+    ndarray, shape (N, fan_out)
+        The layer's output (`out` when given).
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, a non-contiguous array or an unknown activation.
+    TypeError
+        On mixed or non-float dtypes.
     """
     chk.dense_forward_args(x, w, b, activation, out)
     z = x @ w
@@ -126,14 +341,48 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
 
 
 def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, *, compute_dx=True):
-    """Backward pass of ``y = act(x @ w + b)`` given the upstream gradient ``dy``.
+    """Backward pass of ``y = act(x @ w + b)`` given the upstream gradient `dy`.
 
-    ``x`` (N, fan_in) and ``y`` (N, fan_out) are the saved input and output.
-    Returns ``(dx, dw, db)``: ``dx`` (N, fan_in), or ``None`` when
-    ``compute_dx`` is false (first layer); ``dw`` (fan_in, fan_out);
-    ``db`` (fan_out,), the column sums of the pre-activation gradient. Outputs
-    that overlap an input or each other (``dw=w``) give the same result as
-    separate ones (computed through fresh arrays, then copied).
+    Outputs that overlap an input (``dw=w``) give the same result as separate
+    ones: they are computed through fresh arrays, then copied.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, fan_in), float32 or float64
+        The saved input of the layer.
+    w : ndarray, shape (fan_in, fan_out), same dtype
+        Weights.
+    y : ndarray, shape (N, fan_out), same dtype
+        The saved output of the layer (after the activation).
+    dy : ndarray, shape (N, fan_out), same dtype
+        The upstream gradient dL/dy.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
+        The layer's activation.
+    dx : ndarray, shape (N, fan_in), same dtype, optional
+        Receives dL/dx in place; allocated when None.
+    dw : ndarray, shape (fan_in, fan_out), same dtype, optional
+        Receives dL/dw in place; allocated when None.
+    db : ndarray, shape (fan_out,), same dtype, optional
+        Receives dL/db in place; allocated when None.
+    compute_dx : bool, default True
+        Compute `dx`; false for the first layer, whose input needs no gradient.
+
+    Returns
+    -------
+    dx : ndarray, shape (N, fan_in), or None
+        dL/dx, None when `compute_dx` is false.
+    dw : ndarray, shape (fan_in, fan_out)
+        dL/dw.
+    db : ndarray, shape (fan_out,)
+        dL/db, the column sums of the pre-activation gradient.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch, a non-contiguous array, an unknown activation, or
+        outputs that overlap each other.
+    TypeError
+        On mixed or non-float dtypes.
     """
     chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
     if chk.outputs_overlap(dict(dx=dx, dw=dw, db=db), (x, w, y, dy)):  # e.g. dw=w: through fresh arrays
@@ -149,11 +398,30 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
 def softmax_cross_entropy(logits, labels, grad=None):
     """Mean softmax cross-entropy over a batch, and its gradient.
 
-    ``logits`` (N, C) float, ``labels`` (N,) int32/int64 in [0, C). Returns
-    ``(loss, grad)``: ``loss`` a Python float, ``grad`` (N, C) =
-    ``(softmax(logits) - onehot(labels)) / N``. Stable for any finite logits
-    (the row max is subtracted first). Raises ``ValueError`` for labels out of
-    range or of the wrong shape.
+    Stable for any finite logits (the row max is subtracted first).
+
+    Parameters
+    ----------
+    logits : ndarray, shape (N, C), float32 or float64
+        Unnormalised class scores, N >= 1.
+    labels : ndarray, shape (N,), int32 or int64
+        Class of each row, in [0, C).
+    grad : ndarray, shape (N, C), same dtype as `logits`, optional
+        Receives the gradient in place; allocated when None.
+
+    Returns
+    -------
+    loss : float
+        The mean cross-entropy, a Python float.
+    grad : ndarray, shape (N, C)
+        ``(softmax(logits) - onehot(labels)) / N`` in the dtype of `logits`.
+
+    Raises
+    ------
+    ValueError
+        For labels out of range or of the wrong shape, or an empty batch.
+    TypeError
+        For non-float logits or non-integer labels.
     """
     n, c = chk.softmax_args(logits, labels, grad)
     chk.label_range(np.asarray(labels), c)
@@ -170,12 +438,29 @@ def softmax_cross_entropy(logits, labels, grad=None):
 def mean_squared_error(pred, target, grad=None):
     """Mean squared error over every element, and its gradient.
 
-    ``pred`` and ``target`` (N, D), one float dtype, N and D >= 1. Returns
-    ``(loss, grad)``: ``loss = mean((pred - target)**2)`` over all N * D
-    elements, a Python float (squares summed in float64); ``grad`` (N, D) =
-    ``2 * (pred - target) / (N * D)`` in ``pred``'s dtype (may be ``pred`` or
-    ``target`` itself). Raises ``ValueError`` on a shape mismatch or an empty
-    array, ``TypeError`` on mixed or non-float dtypes.
+    Parameters
+    ----------
+    pred : ndarray, shape (N, D), float32 or float64
+        Predictions, N and D >= 1.
+    target : ndarray, shape (N, D), same dtype
+        Targets.
+    grad : ndarray, shape (N, D), same dtype, optional
+        Receives the gradient in place (may be `pred` or `target`); allocated when None.
+
+    Returns
+    -------
+    loss : float
+        ``mean((pred - target)**2)`` over all N * D elements, a Python float
+        (squares summed in float64).
+    grad : ndarray, shape (N, D)
+        ``2 * (pred - target) / (N * D)`` in the dtype of `pred`.
+
+    Raises
+    ------
+    ValueError
+        On a shape mismatch or an empty array.
+    TypeError
+        On mixed or non-float dtypes.
     """
     n, d = chk.mse_args(pred, target, grad)
     diff = pred - target
@@ -184,7 +469,29 @@ def mean_squared_error(pred, target, grad=None):
 
 
 def sgd_update(param, grad, lr):
-    """In place ``param -= lr * grad``; returns ``param``. Any shape, same dtype."""
+    """Take an SGD step in place: ``param -= lr * grad``.
+
+    Parameters
+    ----------
+    param : ndarray, float32 or float64, C-contiguous, writable
+        The parameters, any shape; updated in place.
+    grad : ndarray, same shape and dtype as `param`
+        The gradient.
+    lr : float
+        Learning rate, finite; cast to the arrays' dtype.
+
+    Returns
+    -------
+    ndarray
+        `param`, updated.
+
+    Raises
+    ------
+    TypeError
+        On mixed or non-float dtypes, or an `lr` that is not a real number.
+    ValueError
+        On a shape mismatch, a read-only `param` or a non-finite `lr`.
+    """
     lr = chk.sgd_args(param, grad, lr)
     param -= param.dtype.type(lr) * grad
     return param

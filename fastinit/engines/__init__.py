@@ -20,44 +20,140 @@ from ..backends import BackendError, check_backend, require_cuda
 __all__ = ["Engine", "engine_class"]
 
 
-class Engine(Protocol):
+class Engine(Protocol):  # numpydoc ignore=PR01,PR02
     """What ``fastinit.MLP`` needs from a backend.
 
-    ``Engine(weights, biases, activation, dtype)``: ``weights`` a list of host
-    arrays (fan_in, fan_out) and ``biases`` of (fan_out,), C-contiguous, of
-    ``dtype`` (a float32 or float64 ``numpy.dtype``); ``activation`` the
-    hidden activation's name (``kernels.ACTIVATIONS``); the last layer is
-    linear. The engine copies what it needs.
+    The engine copies what it needs. ``fastinit.MLP`` validates every argument
+    before an engine sees it.
+
+    Parameters
+    ----------
+    weights : list of ndarray, each shape (fan_in, fan_out)
+        Each layer's weights, host arrays of `dtype`, C-contiguous.
+    biases : list of ndarray, each shape (fan_out,)
+        Each layer's biases, host arrays of `dtype`.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
+    dtype : numpy.dtype
+        float32 or float64.
     """
 
     dtype: np.dtype
 
     def params(self) -> list:
-        """``[(W, b), ...]``: host copies (never views of the engine's storage)."""
+        """Copy the parameters to the host.
+
+        Returns
+        -------
+        list of tuple of ndarray
+            ``[(W, b), ...]``: W (fan_in, fan_out) and b (fan_out,) per layer, host
+            copies (never views of the engine's storage).
+        """
 
     def forward(self, x: np.ndarray, record: bool):
-        """Logits (N, classes) for a validated batch ``x`` (N, fan_in); with ``record``,
-        ``(logits, hidden)``, ``hidden`` the list of the hidden layers' outputs."""
+        """Compute the logits of a validated batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, fan_in), the engine's dtype
+            The batch.
+        record : bool
+            Also return the hidden layers' outputs.
+
+        Returns
+        -------
+        ndarray, shape (N, classes), or tuple
+            The logits on the host; with `record`, ``(logits, hidden)``, `hidden`
+            the list of the hidden layers' outputs (N, fan_out).
+        """
 
     def train_step(self, x: np.ndarray, labels: np.ndarray, lr: float) -> float:
-        """One SGD step on the mean softmax cross-entropy; the loss before the update."""
+        """Take one SGD step on the mean softmax cross-entropy of a batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, fan_in), the engine's dtype
+            The batch, validated.
+        labels : ndarray, shape (N,), int32 or int64
+            Its labels, in [0, classes).
+        lr : float
+            Learning rate.
+
+        Returns
+        -------
+        float
+            The loss before the update.
+        """
 
     def set_dataset(self, x: np.ndarray, labels: np.ndarray) -> None:
-        """Keep a validated training set (``labels`` int64) for ``train_step_indices``."""
+        """Keep a validated training set for `train_step_indices`.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, fan_in), the engine's dtype
+            The inputs.
+        labels : ndarray, shape (N,), int64
+            Their labels.
+        """
 
     def train_step_indices(self, idx: np.ndarray, lr: float, return_loss: bool = True) -> Optional[float]:
-        """``train_step`` on rows ``idx`` (validated int64) of the kept set; ``None`` unless
-        ``return_loss`` (then the GPU engine does not wait for the step)."""
+        """Take `train_step` on the rows `idx` of the kept data set.
+
+        Parameters
+        ----------
+        idx : ndarray, shape (B,), int64
+            Validated row numbers.
+        lr : float
+            Learning rate.
+        return_loss : bool, default True
+            Return the loss.
+
+        Returns
+        -------
+        float or None
+            The loss before the update, None unless `return_loss`
+            (then the GPU engine does not wait for the step).
+        """
 
     def last_loss(self) -> float:
-        """The loss of the last step."""
+        """Return the loss of the last step.
+
+        Returns
+        -------
+        float
+            The mean loss before the last update.
+        """
 
     def grad_norms(self) -> np.ndarray:
-        """(layers,) float64 Frobenius norms of each layer's dL/dW in the last step."""
+        """Return each layer's gradient norm from the last step.
+
+        Returns
+        -------
+        ndarray, shape (layers,), float64
+            Frobenius norms of each layer's dL/dW.
+        """
 
 
 def engine_class(backend):
-    """The engine class for ``backend`` (``BackendError`` if unknown, or cuda without a GPU)."""
+    """Import and return the engine class for a backend.
+
+    Only the engine asked for is imported.
+
+    Parameters
+    ----------
+    backend : {'numpy', 'cpu', 'cuda'}
+        The backend.
+
+    Returns
+    -------
+    type
+        ``NumpyEngine``, ``CpuEngine`` or ``CudaEngine``.
+
+    Raises
+    ------
+    BackendError
+        If the backend is unknown, or is cuda without a GPU or without numba-cuda.
+    """
     check_backend(backend)
     if backend == "numpy":
         from .numpy import NumpyEngine

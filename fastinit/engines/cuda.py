@@ -37,11 +37,19 @@ __all__ = ["CudaEngine"]
 class CudaEngine:
     """MLP engine whose parameters, activations and gradients live on the GPU.
 
-    ``CudaEngine(weights, biases, activation, dtype)``: host arrays as in
-    ``fastinit.engines.Engine``; they are copied to the device once.
-    Methods ``params``, ``forward``, ``train_step``, ``grad_norms`` follow that
-    interface; ``set_dataset``, ``train_step_indices`` and ``last_loss`` are
-    the device-resident training path.
+    The host arrays are copied to the device once. `set_dataset`,
+    `train_step_indices` and `last_loss` are the device-resident training path.
+
+    Parameters
+    ----------
+    weights : list of ndarray, each shape (fan_in, fan_out)
+        Each layer's weights, host arrays of `dtype`, C-contiguous.
+    biases : list of ndarray, each shape (fan_out,)
+        Each layer's biases, host arrays of `dtype`.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
+    dtype : numpy.dtype
+        float32 or float64.
     """
 
     def __init__(self, weights, biases, activation, dtype):
@@ -104,6 +112,14 @@ class CudaEngine:
     # -- interface ------------------------------------------------------------
 
     def params(self):
+        """Copy the parameters to the host.
+
+        Returns
+        -------
+        list of tuple of ndarray
+            ``[(W, b), ...]``: W (fan_in, fan_out) and b (fan_out,) per layer, host
+            copies (never views of the engine's storage).
+        """
         host = self._params.copy_to_host()
         out = []
         for fi, fo, wo, bo in self._layout:
@@ -119,6 +135,21 @@ class CudaEngine:
         return acts
 
     def forward(self, x, record):
+        """Compute the logits of a validated batch.
+
+        Parameters
+        ----------
+        x : device array or ndarray, shape (N, fan_in), the engine's dtype
+            The batch.
+        record : bool
+            Also return the hidden layers' outputs.
+
+        Returns
+        -------
+        ndarray, shape (N, classes), or tuple
+            The logits on the host; with `record`, ``(logits, hidden)``, `hidden`
+            the list of the hidden layers' outputs (N, fan_out).
+        """
         cuda = self._cuda
         n = x.shape[0]
         x = kc.as_device(x)
@@ -149,11 +180,30 @@ class CudaEngine:
         self._stepped = True
 
     def train_step(self, x, labels, lr):
-        """One SGD step on a batch given as host or device arrays; returns the loss before the update.
+        """Take one SGD step on a batch given as host or device arrays.
 
-        Host ``x``/``labels`` are copied into preallocated device buffers.
-        Device labels are range-checked on the device (``ValueError`` here,
-        after the step ran: its update used a meaningless gradient).
+        Host `x` and `labels` are copied into preallocated device buffers.
+        Device labels are range-checked on the device.
+
+        Parameters
+        ----------
+        x : device array or ndarray, shape (N, fan_in), the engine's dtype
+            The batch.
+        labels : device array or ndarray, shape (N,), int32 or int64
+            Its labels, in [0, classes).
+        lr : float
+            Learning rate.
+
+        Returns
+        -------
+        float
+            The loss before the update (copying it is the step's one synchronisation).
+
+        Raises
+        ------
+        ValueError
+            If device labels were out of range (after the step ran: its update used
+            a meaningless gradient).
         """
         n = x.shape[0]
         self._workspace(n)
@@ -171,18 +221,36 @@ class CudaEngine:
         return kc.read_stats(self._stats)
 
     def grad_norms(self):
-        """Per-layer Frobenius norms of dL/dW, reduced on the device (only L floats come back)."""
+        """Return each layer's gradient norm, reduced on the device (only L floats come back).
+
+        Returns
+        -------
+        ndarray, shape (layers,), float64
+            Frobenius norms of each layer's dL/dW in the last step.
+        """
         kc.segment_sumsq_into(self._grads, self._wsegments, self._sumsq)
         return np.sqrt(self._sumsq.copy_to_host())
 
     # -- device-resident data set ---------------------------------------------
 
     def set_dataset(self, x, labels):
-        """Copy a whole training set to the device once, for ``train_step_indices``.
+        """Copy a whole training set to the device once, for `train_step_indices`.
 
-        ``x`` (N, fan_in) of the engine's dtype, ``labels`` (N,) int32/int64 in
-        [0, n_classes), host arrays (labels are range-checked here). Replaces a
-        previous data set.
+        Replaces a previous data set.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, fan_in), the engine's dtype
+            The inputs, a host array.
+        labels : ndarray, shape (N,), int32 or int64
+            Their labels in [0, n_classes), a host array (range-checked here).
+
+        Raises
+        ------
+        TypeError
+            If `x` is not a float array of the engine's dtype, or `labels` not int32/int64.
+        ValueError
+            On a wrong shape, or labels out of range.
         """
         chk.float_array("x", x, 2)
         if np.dtype(x.dtype) != self.dtype:
@@ -196,13 +264,31 @@ class CudaEngine:
         self._data = (cuda.to_device(np.ascontiguousarray(x)), cuda.to_device(np.asarray(labels, dtype=np.int64)))
 
     def train_step_indices(self, idx, lr, return_loss=True):
-        """One SGD step on the rows ``idx`` of the resident data set.
+        """Take one SGD step on the rows `idx` of the resident data set.
 
-        ``idx`` (B,) host integer array of row numbers (checked against the
-        data set's size; only these B integers are copied to the device); the
-        batch is gathered on the device. Returns the loss before the update
-        when ``return_loss`` (one synchronisation), else ``None`` without
-        waiting for the GPU (``last_loss()`` fetches it later).
+        Only the B indices are copied to the device; the batch is gathered there.
+
+        Parameters
+        ----------
+        idx : array_like of int, shape (B,)
+            Row numbers on the host, checked against the data set's size.
+        lr : float
+            Learning rate.
+        return_loss : bool, default True
+            Return the loss (one synchronisation); when false, return without waiting
+            for the GPU (`last_loss` fetches it later).
+
+        Returns
+        -------
+        float or None
+            The loss before the update, None unless `return_loss`.
+
+        Raises
+        ------
+        RuntimeError
+            Without `set_dataset` first.
+        ValueError
+            For indices out of range, a non-finite `lr`, or device labels out of range.
         """
         if self._data is None:
             raise RuntimeError("train_step_indices needs set_dataset(x, labels) first")
@@ -219,7 +305,20 @@ class CudaEngine:
         return kc.read_stats(self._stats) if return_loss else None
 
     def last_loss(self):
-        """The loss of the last step (copies it from the device; waits for the step)."""
+        """Return the loss of the last step (copies it from the device; waits for the step).
+
+        Returns
+        -------
+        float
+            The mean loss before the last update.
+
+        Raises
+        ------
+        RuntimeError
+            Before any training step.
+        ValueError
+            If the last step's labels were out of range.
+        """
         if not self._stepped:
             raise RuntimeError("last_loss() needs a training step first")
         return kc.read_stats(self._stats)

@@ -12,7 +12,19 @@ __all__ = ["NumpyEngine"]
 
 
 class NumpyEngine:
-    """Per-layer weights ``W`` (fan_in, fan_out) and biases, updated with ``kernels.reference``."""
+    """Per-layer weights and biases updated with ``kernels.reference``: the readable oracle.
+
+    Parameters
+    ----------
+    weights : list of ndarray, each shape (fan_in, fan_out)
+        Each layer's weights, host arrays of `dtype`, C-contiguous.
+    biases : list of ndarray, each shape (fan_out,)
+        Each layer's biases, host arrays of `dtype`.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
+    dtype : numpy.dtype
+        float32 or float64.
+    """
 
     def __init__(self, weights, biases, activation, dtype):
         self.activation = activation
@@ -29,6 +41,14 @@ class NumpyEngine:
         return self.activation if i < len(self._w) - 1 else "linear"
 
     def params(self):
+        """Copy the parameters to the host.
+
+        Returns
+        -------
+        list of tuple of ndarray
+            ``[(W, b), ...]``: W (fan_in, fan_out) and b (fan_out,) per layer, host
+            copies (never views of the engine's storage).
+        """
         return [(w.copy(), b.copy()) for w, b in zip(self._w, self._b)]
 
     def _forward(self, x):
@@ -40,10 +60,41 @@ class NumpyEngine:
         return outs
 
     def forward(self, x, record):
+        """Compute the logits of a validated batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, fan_in), the engine's dtype
+            The batch.
+        record : bool
+            Also return the hidden layers' outputs.
+
+        Returns
+        -------
+        ndarray, shape (N, classes), or tuple
+            The logits on the host; with `record`, ``(logits, hidden)``, `hidden`
+            the list of the hidden layers' outputs (N, fan_out).
+        """
         outs = self._forward(x)
         return (outs[-1], outs[:-1]) if record else outs[-1]
 
     def train_step(self, x, labels, lr):
+        """Take one SGD step on the mean softmax cross-entropy of a batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, fan_in), the engine's dtype
+            The batch, validated.
+        labels : ndarray, shape (N,), int32 or int64
+            Its labels, in [0, classes).
+        lr : float
+            Learning rate.
+
+        Returns
+        -------
+        float
+            The loss before the update.
+        """
         outs = self._forward(x)
         loss, dy = k.softmax_cross_entropy(outs[-1], labels)
         for i in range(len(self._w) - 1, -1, -1):
@@ -59,10 +110,35 @@ class NumpyEngine:
         return loss
 
     def set_dataset(self, x, labels):
+        """Keep a validated training set for `train_step_indices`.
+
+        Parameters
+        ----------
+        x : ndarray, shape (N, fan_in), the engine's dtype
+            The inputs.
+        labels : ndarray, shape (N,), int64
+            Their labels.
+        """
         self._data = (x, labels)
         self._batch = None
 
     def train_step_indices(self, idx, lr, return_loss=True):
+        """Take `train_step` on the rows `idx` of the kept data set.
+
+        Parameters
+        ----------
+        idx : ndarray, shape (B,), int64
+            Validated row numbers.
+        lr : float
+            Learning rate.
+        return_loss : bool, default True
+            Return the loss.
+
+        Returns
+        -------
+        float or None
+            The loss before the update, None unless `return_loss`.
+        """
         x, labels = self._data
         if self._batch is None or self._batch[0].shape[0] != idx.size:
             self._batch = (np.empty((idx.size, x.shape[1]), dtype=x.dtype), np.empty(idx.size, dtype=labels.dtype))
@@ -73,9 +149,23 @@ class NumpyEngine:
         return loss if return_loss else None
 
     def last_loss(self):
+        """Return the loss of the last step.
+
+        Returns
+        -------
+        float
+            The mean loss before the last update.
+        """
         return self._loss
 
     def grad_norms(self):
+        """Return each layer's gradient norm from the last step.
+
+        Returns
+        -------
+        ndarray, shape (layers,), float64
+            Frobenius norms of each layer's dL/dW.
+        """
         if self._norms is None:
             self._norms = np.array([np.linalg.norm(g.astype(np.float64)) for g in self._gw])
         return self._norms.copy()
