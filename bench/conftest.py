@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import pytest
+from fastinit.backends import KernelBackend  # the one adapter: profile and the tests use it too
 
 LARGE_OPTION = "--bench-large"
 ASSERT_OPTION = "--bench-assert-targets"
@@ -80,39 +81,13 @@ def real_gpu_available():
         return False
 
 
-class BenchBackend:
-    """A kernel module plus host/device moves and a synchronise for timing."""
-
-    def __init__(self, name):
-        self.name = name
-        if name == "cuda":
-            from numba import cuda
-
-            import kernels.cuda as module
-
-            self.to_device = lambda x: cuda.to_device(np.ascontiguousarray(x))
-            self.to_host = lambda x: x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
-            self.sync = cuda.synchronize
-        else:
-            import importlib
-
-            module = importlib.import_module("kernels.reference" if name == "numpy" else "kernels.cpu")
-            self.to_device = np.ascontiguousarray
-            self.to_host = np.asarray
-            self.sync = lambda: None
-        self.k = module
-
-    def __repr__(self):
-        return f"BenchBackend({self.name!r})"
-
-
 BENCH_BACKENDS = ["numpy", "cpu"] + (["cuda"] if real_gpu_available() else [])
 
 
 @pytest.fixture(params=BENCH_BACKENDS, scope="session")
 def bench_backend(request):
     """numpy, cpu, and cuda when a real GPU is present."""
-    return BenchBackend(request.param)
+    return KernelBackend(request.param)
 
 
 # (median, min) seconds of each group's numpy variant, measured once per process.

@@ -5,11 +5,14 @@
 """
 
 import importlib
+
+import numpy as np
+
 from .errors import FastinitError
 
 __all__ = [
     "BACKENDS", "NO_CUDA_MESSAGE", "BackendError", "check_backend", "cuda_available", "require_cuda",
-    "available_backends", "kernels_for",
+    "available_backends", "kernels_for", "KernelBackend",
 ]
 
 BACKENDS = ("numpy", "cpu", "cuda")
@@ -112,3 +115,99 @@ def kernels_for(name):
     if name == "cuda":
         require_cuda()
     return importlib.import_module(_MODULES[name])
+
+
+class KernelBackend:
+    """A backend's kernel module, with how to put arrays on it, read them back and wait for it.
+
+    The one adapter that ``fastinit profile``, the benchmark suite and the tests use.
+
+    Parameters
+    ----------
+    name : {'numpy', 'cpu', 'cuda'}
+        The backend.
+
+    Attributes
+    ----------
+    name : str
+        The backend's name.
+    k : module
+        Its kernel module (``kernels.reference``, ``kernels.cpu`` or ``kernels.cuda``).
+
+    Raises
+    ------
+    BackendError
+        If the backend is unknown, or is cuda without a GPU (or the simulator).
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.k = kernels_for(name)
+        if name == "cuda":
+            from numba import cuda
+
+            self._cuda = cuda
+
+    @property
+    def is_cuda(self):
+        """bool: Whether arrays live on a CUDA device."""
+        return self.name == "cuda"
+
+    def to_device(self, x):
+        """Copy a host array to the backend.
+
+        Parameters
+        ----------
+        x : array_like
+            The host data.
+
+        Returns
+        -------
+        ndarray or numba.cuda.DeviceNDArray
+            A C-contiguous copy of `x` on the backend (on the host: a new array).
+        """
+        if self.is_cuda:
+            return self._cuda.to_device(np.ascontiguousarray(x))
+        return np.array(x, copy=True, order="C")
+
+    def empty(self, shape, dtype):
+        """Allocate an uninitialised array on the backend.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            Its shape.
+        dtype : numpy.dtype or type
+            Its dtype.
+
+        Returns
+        -------
+        ndarray or numba.cuda.DeviceNDArray
+            The array.
+        """
+        if self.is_cuda:
+            return self._cuda.device_array(shape, dtype=dtype)
+        return np.empty(shape, dtype=dtype)
+
+    def to_host(self, x):
+        """Read an array (or a scalar) of the backend back to the host.
+
+        Parameters
+        ----------
+        x : ndarray, numba.cuda.DeviceNDArray or scalar
+            The backend's data.
+
+        Returns
+        -------
+        ndarray
+            A host array (a view when `x` already is one).
+        """
+        return x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
+
+    def sync(self):
+        """Wait until the backend has finished the work queued so far (a no-op on the host)."""
+        if self.is_cuda:
+            self._cuda.synchronize()
+
+    def __repr__(self):
+        return f"KernelBackend({self.name!r})"

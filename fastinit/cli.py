@@ -276,36 +276,14 @@ def _add_theory(sub):
 
 
 def _run_theory(args):
-    import numpy as np
+    from .experiments import meanfield
 
-    from .theory import critical_sw2, mean_field
-
-    sw2s = args.sw2 or [1.0 + 0.25 * i for i in range(13)]
+    config = meanfield.TheoryConfig(args.activation, args.sb2, tuple(args.sw2 or meanfield.DEFAULT_SW2))
     out = _output_path(args.out) if args.out else None
-    rows = [mean_field(args.activation, sw2, args.sb2) for sw2 in sw2s]
-    crit = critical_sw2(args.activation, args.sb2)
-    lines = [f"{args.activation}, sb2 = {args.sb2:g}: edge of chaos at sw2 = {crit:.4g}",
-             f"{'sw2':>8} {'q*':>10} {'chi1':>8} {'c*':>8} {'xi_c':>9} {'6 xi_c':>9}  phase"]
-    for m in rows:
-        lines.append(f"{m.sw2:8.4g} {m.q_star:10.4g} {m.chi1:8.4f} {m.c_star:8.4f} {m.xi_c:9.4g} {6 * m.xi_c:9.4g}"
-                     f"  {m.phase}")
-    _say(args, "\n".join(lines))
+    result = meanfield.run(config)
+    _say(args, result.format_table())
     if out is not None:
-        from .store import label, open_results, replace_group
-
-        with open_results(out) as f:
-            g = replace_group(f, f"/theory/{args.activation}/sb2={args.sb2:g}",
-                              attrs=dict(activation=args.activation, sb2=args.sb2, critical_sw2=crit))
-            units = {"sw2": "1 (times 1/fan_in)", "q_star": "variance", "chi1": "1", "c_star": "correlation",
-                     "chi_c": "1", "xi_c": "layers"}
-            for name, text in (("sw2", "weight variance sigma_w^2"), ("q_star", "fixed point of the pre-activation "
-                               "variance"), ("chi1", "slope of the correlation map at c = 1 (< 1 ordered, > 1 "
-                               "chaotic)"), ("c_star", "fixed point of the correlation of two inputs"),
-                               ("chi_c", "slope of the correlation map at c*"), ("xi_c", "depth scale of "
-                               "information propagation, 1 / |ln chi_c| (inf at the edge of chaos)")):
-                label(g.create_dataset(name, data=np.array([getattr(m, name) for m in rows], dtype=np.float64)),
-                      units[name], text)
-        _say(args, f"wrote /theory/{args.activation}/sb2={args.sb2:g} to {out}")
+        _say(args, f"wrote {meanfield.write(out, result)} to {out}")
     return EXIT_OK
 
 

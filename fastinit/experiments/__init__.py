@@ -12,6 +12,8 @@
 - :mod:`fastinit.experiments.sweep`: a grid of MNIST training runs over
   weight variance x depth x seed, on local processes or a Dask cluster, and
   its phase diagram against the mean-field theory (``fastinit sweep``).
+- :mod:`fastinit.experiments.meanfield`: the mean-field quantities over a range of
+  weight variances (``fastinit theory``).
 - :mod:`fastinit.experiments.spectrum`: the singular values of deep random
   networks' input-output Jacobians against free probability: dynamical
   isometry (``fastinit spectrum``).

@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..backends import BACKENDS, available_backends, check_backend, kernels_for
+from ..backends import BACKENDS, KernelBackend, available_backends, check_backend
 from ..formatting import format_time
 from ..errors import FastinitError
 
@@ -132,31 +132,6 @@ def default_backends():
 
 
 # --------------------------------------------------------------------------- backends
-
-
-class _Backend:
-    """How to put arrays on a backend, synchronise it and read results back."""
-
-    def __init__(self, name):
-        self.name = name
-        self.k = kernels_for(name)  # raises BackendError for cuda without a device
-        if name == "cuda":
-            from numba import cuda
-
-            self._cuda = cuda
-            self.to_dev = lambda x: cuda.to_device(np.ascontiguousarray(x))
-            self.empty = lambda shape, dtype: cuda.device_array(shape, dtype=dtype)
-            self.host = lambda x: x.copy_to_host()
-            self.sync = cuda.synchronize
-        else:
-            self.to_dev = lambda x: np.array(x, copy=True, order="C")
-            self.empty = lambda shape, dtype: np.empty(shape, dtype=dtype)
-            self.host = np.asarray
-            self.sync = lambda: None
-
-    @property
-    def is_cuda(self):
-        return self.name == "cuda"
 
 
 def median_time(fn, sync, budget, repeats):
@@ -303,7 +278,7 @@ def _sgd_case(n, label=None):
         return {"param": rng.standard_normal(n).astype(dtype), "grad": rng.standard_normal(n).astype(dtype)}
 
     def outputs(be, x):
-        return {"p": be.to_dev(x["param"])}
+        return {"p": be.to_device(x["param"])}
 
     def run(be, x, out):
         be.k.sgd_update(out["p"], x["grad"], lr)
@@ -346,21 +321,21 @@ def _cases(quick, sizes, dtype):
 
 
 def _measure_case(case, be, host_inputs, dtype, budget, repeats):
-    inputs = {k: be.to_dev(v) for k, v in host_inputs.items()}
+    inputs = {k: be.to_device(v) for k, v in host_inputs.items()}
     outputs = case.outputs(be, host_inputs)
     case.run(be, inputs, outputs)  # warm-up (compiles) and the checked result
     be.sync()
-    _check(f"{case.kernel} {case.case}", be.name, be.host(case.result(outputs)), case.reference(host_inputs), dtype,
+    _check(f"{case.kernel} {case.case}", be.name, be.to_host(case.result(outputs)), case.reference(host_inputs), dtype,
            case.k_dim)
     t, inner = median_time(lambda: case.run(be, inputs, outputs), be.sync, budget, repeats)
     t_xfer = math.nan
     if be.is_cuda:
         def with_transfers():
-            dev = {k: be.to_dev(v) for k, v in host_inputs.items()}
+            dev = {k: be.to_device(v) for k, v in host_inputs.items()}
             case.run(be, dev, outputs)
             for key in case.to_host_keys:
                 if key in outputs:
-                    be.host(outputs[key])
+                    be.to_host(outputs[key])
 
         t_xfer, _ = median_time(with_transfers, be.sync, budget, repeats)
     return ProfileRecord(case.kernel, case.case, be.name, float(case.size), t, t_xfer, float(case.work), case.unit,
@@ -453,7 +428,7 @@ def run_profile(backends=None, *, quick=False, dtype="float32", sizes=None, budg
     budget = budget if budget is not None else (0.02 if quick else 0.5)
     repeats = repeats if repeats is not None else (3 if quick else 5)
     order = sorted(backends, key=BACKENDS.index)
-    bes = [_Backend(name) for name in order]  # BackendError before any work
+    bes = [KernelBackend(name) for name in order]  # BackendError before any work
     rng = np.random.default_rng(seed)
     records = []
     cases = [c for c in _cases(quick, tuple(int(s) for s in sizes) if sizes else None, dtype) if c.kernel in kernels]
