@@ -45,7 +45,30 @@ class BenchReportError(FastinitError, ValueError):
 
 @dataclass
 class BenchRow:
-    """One benchmark of the file; times in seconds."""
+    """One benchmark of the file; times in seconds.
+
+    Parameters
+    ----------
+    group : str
+        The pytest-benchmark group (else the test name without its parameters).
+    name : str
+        The test's name, with its parameter ids.
+    backend : str
+        The backend of the row (see the module docstring for how it is found).
+    mean, median, stddev, min : float
+        Statistics of the timed rounds, in seconds.
+    rounds : int
+        The number of timed rounds.
+    gflops : float, optional
+        GFLOP/s from ``extra_info``; None when the benchmark did not record it.
+    gbs : float, optional
+        GB/s from ``extra_info``; None when the benchmark did not record it.
+    speedup : float, optional
+        The group's numpy median / this median; None when the group has no numpy row, or more
+        than one.
+    extra_info : dict, optional
+        The benchmark's ``extra_info``, as saved.
+    """
 
     group: str
     name: str
@@ -62,12 +85,34 @@ class BenchRow:
 
     @property
     def ops(self):
+        """Operations per second, ``1 / mean`` (inf for a zero mean).
+
+        Returns
+        -------
+        float
+            The rate.
+        """
         return 1.0 / self.mean if self.mean > 0 else math.inf
 
 
 @dataclass
 class BenchReport:
-    """All rows of a file, in file order, plus the run's metadata."""
+    """All rows of a file, in file order, plus the run's metadata.
+
+    Parameters
+    ----------
+    path : str
+        The JSON file read.
+    rows : list of BenchRow
+        One row per timed benchmark, in file order.
+    machine : str
+        A one-line description of the machine that ran the benchmarks.
+    when : str
+        The run's date and time, as saved ("?" when missing).
+    commit : str
+        The commit benchmarked (a hex id cut to 10 digits, " (dirty)" appended for a dirty
+        tree), or "unknown".
+    """
 
     path: str
     rows: list
@@ -77,6 +122,13 @@ class BenchReport:
 
     @property
     def groups(self):
+        """The benchmark groups, in order of first appearance.
+
+        Returns
+        -------
+        list of str
+            Each group once.
+        """
         seen = []
         for r in self.rows:
             if r.group not in seen:
@@ -84,6 +136,18 @@ class BenchReport:
         return seen
 
     def group_rows(self, group):
+        """The rows of one group, in file order.
+
+        Parameters
+        ----------
+        group : str
+            The group's name.
+
+        Returns
+        -------
+        list of BenchRow
+            Its rows; empty for an unknown group.
+        """
         return [r for r in self.rows if r.group == group]
 
 
@@ -117,13 +181,25 @@ def newest_json(folder):
 
 
 def load_benchmarks(path):
-    """Read a pytest-benchmark JSON file into a :class:`BenchReport`.
+    """Read a pytest-benchmark JSON file into a `BenchReport`.
 
-    ``path`` may also be a folder such as ``.benchmarks`` (what
-    ``--benchmark-autosave`` writes): its newest ``.json`` file is read.
-    Raises :class:`BenchReportError` with a one-line message if the file is
-    missing, unreadable, not JSON, not a pytest-benchmark file, or holds no
-    timed benchmark (e.g. a run with ``--benchmark-disable``).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSON file, or a folder such as ``.benchmarks`` (what ``--benchmark-autosave``
+        writes), whose newest ``.json`` file is read.
+
+    Returns
+    -------
+    BenchReport
+        The report, with speed-ups computed from the medians.
+
+    Raises
+    ------
+    BenchReportError
+        With a one-line message if the file is missing, unreadable, not JSON, not a
+        pytest-benchmark file, or holds no timed benchmark (e.g. a run with
+        ``--benchmark-disable``), or the folder holds no ``.json`` file.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -220,7 +296,18 @@ def _ops(value):
 
 
 def format_markdown(report):
-    """The report as markdown: a short header and one table (rows grouped by benchmark group)."""
+    """The report as markdown: a short header and one table, rows grouped by benchmark group.
+
+    Parameters
+    ----------
+    report : BenchReport
+        The report, as from `load_benchmarks`.
+
+    Returns
+    -------
+    str
+        The markdown text, without a trailing newline.
+    """
     lines = [
         "# Benchmark report",
         "",
@@ -244,7 +331,26 @@ def format_markdown(report):
 
 
 def plot_benchmarks(report, path):
-    """Build :func:`fastinit.plots.benchmark_figure` and save it to ``path``; return the path."""
+    """Build :func:`fastinit.plots.benchmark_figure` and save it to `path`.
+
+    Parameters
+    ----------
+    report : BenchReport
+        The report, as from `load_benchmarks`.
+    path : str or os.PathLike
+        The figure file; its extension (.png, .pdf or .svg) picks the format.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    fastinit.plots.PlotError
+        For an unsupported extension, a missing folder, a directory, or a failed write;
+        checked before the figure is built.
+    """
     from .plots import benchmark_figure, check_figure_path, save_figure
 
     check_figure_path(path)

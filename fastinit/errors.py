@@ -14,14 +14,23 @@ EXIT_USAGE = 2
 class FastinitError(Exception):
     """A failure fastinit explains in one line: a bad file, missing data, an unreachable cluster.
 
-    ``exit_status`` is the CLI's exit status for it: 1 (the command failed) unless a
-    subclass says otherwise.
+    Attributes
+    ----------
+    exit_status : int
+        The CLI's exit status for it: 1 (``EXIT_FAILED``, the command failed) unless a
+        subclass says otherwise.
     """
 
     exit_status = EXIT_FAILED
 
 
 class UsageError(FastinitError):
-    """A bad command-line argument or option value (exit status 2)."""
+    """A bad command-line argument or option value.
+
+    Attributes
+    ----------
+    exit_status : int
+        2 (``EXIT_USAGE``).
+    """
 
     exit_status = EXIT_USAGE

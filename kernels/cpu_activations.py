@@ -35,15 +35,26 @@ _ZERO, _ONE = np.int64(0), np.int64(1)
 
 @njit(**FMA)
 def exp_nonpos(x, t):
-    """``exp(x)`` for one value ``x <= 0`` of float type ``t`` (also -inf; NaN stays NaN).
+    """``exp(x)`` for one value ``x <= 0`` of float type `t` (also -inf; NaN stays NaN).
 
-    Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a Taylor polynomial of
-    degree 7 (float32) or 13 (float64) in r, times 2**n built as a product of
-    the constant powers of two picked by the bits of -n: branch-free
-    arithmetic, no bit casts, so a loop over it vectorises. The polynomial
-    (Estrin's scheme) and the product are evaluated as trees, not chains: a
-    short dependency chain lets the CPU overlap iterations. Below the dtype's
-    smallest normal result it returns 0."""
+    Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a Taylor polynomial of degree 7
+    (float32) or 13 (float64) in r, times 2**n built as a product of the constant powers of
+    two picked by the bits of -n: branch-free arithmetic, no bit casts, so a loop over it
+    vectorises. The polynomial (Estrin's scheme) and the product are evaluated as trees, not
+    chains: a short dependency chain lets the CPU overlap iterations.
+
+    Parameters
+    ----------
+    x : float32 or float64
+        The exponent, <= 0, -inf or NaN.
+    t : type, numpy.float32 or numpy.float64
+        The float type of `x` (``a.dtype.type``); all constants are made in it.
+
+    Returns
+    -------
+    float of type `t`
+        ``exp(x)``; 0 below the dtype's smallest normal result; NaN for NaN.
+    """
     f64 = t(1e-300) != t(0.0)  # a compile-time constant (float32 rounds 1e-300 to 0), so LLVM
     # keeps one side of each ``if f64``; ``a.itemsize`` is read at run time and is not
     lo = t(-708.39641853) if f64 else t(-87.33654475)
@@ -78,7 +89,13 @@ def exp_nonpos(x, t):
 
 @njit(**FMA)
 def exp_nonpos_into(a):
-    """In place ``a = exp(a)`` for a 1-D array of values <= 0 (see ``exp_nonpos``)."""
+    """*Serial.* In place ``a = exp(a)`` for a 1-D array of values <= 0 (see `exp_nonpos`).
+
+    Parameters
+    ----------
+    a : ndarray, (n,), float32 or float64
+        The exponents, overwritten with their exponentials.
+    """
     t = a.dtype.type
     for i in range(a.size):
         a[i] = exp_nonpos(a[i], t)
@@ -158,9 +175,25 @@ def _tanh_inplace(out, i0, i1, c0, c1, e):
 
 @njit(**FAST)
 def activation_block_into(x, out, code, i0, i1, c0, c1, e):
-    """``out[i, c0:c1] = act(x[i, c0:c1])`` for rows [i0, i1) of 2-D ``x`` and ``out`` (which
-    may be ``x``, but must not overlap it otherwise); ``e`` a scratch array of at least
-    ``c1 - c0`` elements (sigmoid, tanh). NaN passes through every activation."""
+    """*Serial.* ``out[i, c0:c1] = act(x[i, c0:c1])`` for rows [i0, i1).
+
+    NaN passes through every activation.
+
+    Parameters
+    ----------
+    x : ndarray, 2-D, float32 or float64, C-contiguous
+        The input.
+    out : ndarray, same shape and dtype as `x`, C-contiguous
+        Receives the result in place; it may be `x`, but must not overlap it otherwise.
+    code : int
+        The activation code: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
+    i0, i1 : int
+        The rows, [i0, i1).
+    c0, c1 : int
+        The columns, [c0, c1).
+    e : ndarray, (>= c1 - c0,), same dtype
+        Scratch space (used by sigmoid and tanh).
+    """
     _copy_rows(x, out, i0, i1, c0, c1)
     if code == RELU:
         _relu_inplace(out, i0, i1, c0, c1)
@@ -202,8 +235,23 @@ def _tanh_backward_inplace(y, out, i0, i1, c0, c1):
 
 @njit(**JIT)
 def activation_backward_block_into(y, dy, out, code, i0, i1, c0, c1):
-    """``out[i, c0:c1] = dy * act'(.)`` from the saved output ``y`` for rows [i0, i1) (2-D;
-    ``out`` may be ``dy`` but must not overlap ``y``)."""
+    """*Serial.* ``out[i, c0:c1] = dy * act'(.)`` from the saved output `y`, for rows [i0, i1).
+
+    Parameters
+    ----------
+    y : ndarray, 2-D, float32 or float64, C-contiguous
+        The saved output of the forward activation.
+    dy : ndarray, same shape and dtype as `y`, C-contiguous
+        The upstream gradient.
+    out : ndarray, same shape and dtype as `y`, C-contiguous
+        Receives the gradient in place; it may be `dy`, but must not overlap `y`.
+    code : int
+        The activation code: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
+    i0, i1 : int
+        The rows, [i0, i1).
+    c0, c1 : int
+        The columns, [c0, c1).
+    """
     _copy_rows(dy, out, i0, i1, c0, c1)
     if code == RELU:
         _relu_backward_inplace(y, out, i0, i1, c0, c1)
@@ -215,8 +263,17 @@ def activation_backward_block_into(y, dy, out, code, i0, i1, c0, c1):
 
 @njit(**JIT)
 def bias_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] += b`` for rows [i0, i1) of 2-D ``z`` (N, >= F), ``b`` (F,):
-    the linear activation's row block. Columns past F (e.g. padding) are not touched."""
+    """*Serial.* In place ``z[i, :F] += b`` for rows [i0, i1): the linear activation's row block.
+
+    Parameters
+    ----------
+    z : ndarray, (N, >= F), float32 or float64
+        The pre-activations, updated in place; columns past F (e.g. padding) are not touched.
+    b : ndarray, (F,), same dtype
+        The bias.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     f = b.size
     for i in range(i0, i1):
         row = z[i]
@@ -226,30 +283,73 @@ def bias_rows_into(z, b, i0, i1):
 
 @njit(**JIT)
 def sigmoid_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] = sigmoid(z[i, :F] + b)`` for rows [i0, i1)."""
+    """*Serial.* In place ``z[i, :F] = sigmoid(z[i, :F] + b)`` for rows [i0, i1).
+
+    Parameters
+    ----------
+    z : ndarray, (N, >= F), float32 or float64
+        The pre-activations, updated in place; columns past F are not touched.
+    b : ndarray, (F,), same dtype
+        The bias.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     bias_rows_into(z, b, i0, i1)
     _sigmoid_inplace(z, i0, i1, _ZERO, b.size, np.empty(b.size, z.dtype))
 
 
 @njit(**JIT)
 def tanh_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] = tanh(z[i, :F] + b)`` for rows [i0, i1)."""
+    """*Serial.* In place ``z[i, :F] = tanh(z[i, :F] + b)`` for rows [i0, i1).
+
+    Parameters
+    ----------
+    z : ndarray, (N, >= F), float32 or float64
+        The pre-activations, updated in place; columns past F are not touched.
+    b : ndarray, (F,), same dtype
+        The bias.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     bias_rows_into(z, b, i0, i1)
     _tanh_inplace(z, i0, i1, _ZERO, b.size, np.empty(b.size, z.dtype))
 
 
 @njit(**JIT)
 def relu_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] = relu(z[i, :F] + b)`` for rows [i0, i1)."""
+    """*Serial.* In place ``z[i, :F] = relu(z[i, :F] + b)`` for rows [i0, i1).
+
+    Parameters
+    ----------
+    z : ndarray, (N, >= F), float32 or float64
+        The pre-activations, updated in place; columns past F are not touched.
+    b : ndarray, (F,), same dtype
+        The bias.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     bias_rows_into(z, b, i0, i1)
     _relu_inplace(z, i0, i1, _ZERO, b.size)
 
 
 @njit(**JIT)
 def activation_rows_into(z, b, code, i0, i1):
-    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1) of 2-D ``z``
-    (N, >= F), ``b`` (F,); columns past F (e.g. padding) are not touched. The activation is
-    chosen at run time (so all four are compiled); the per-activation blocks above compile one."""
+    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1).
+
+    The activation is chosen at run time (so all four are compiled); the per-activation
+    blocks (`sigmoid_rows_into`, ...) compile one.
+
+    Parameters
+    ----------
+    z : ndarray, (N, >= F), float32 or float64
+        The pre-activations, updated in place; columns past F (e.g. padding) are not touched.
+    b : ndarray, (F,), same dtype
+        The bias.
+    code : int
+        The activation code: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     if code == SIGMOID:
         sigmoid_rows_into(z, b, i0, i1)
     elif code == TANH:
@@ -262,26 +362,69 @@ def activation_rows_into(z, b, code, i0, i1):
 
 @njit(**JIT)
 def sigmoid_backward_rows_into(y, d, i0, i1):
-    """*Serial.* In place ``d[i] *= y (1 - y)`` for rows [i0, i1) (2-D, same width)."""
+    """*Serial.* In place ``d[i] *= y (1 - y)`` for rows [i0, i1).
+
+    Parameters
+    ----------
+    y : ndarray, 2-D, float32 or float64
+        The saved output of the sigmoid.
+    d : ndarray, 2-D, same width and dtype as `y`
+        The upstream gradient, turned into the pre-activation gradient in place.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     _sigmoid_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**JIT)
 def tanh_backward_rows_into(y, d, i0, i1):
-    """*Serial.* In place ``d[i] *= 1 - y**2`` for rows [i0, i1) (2-D, same width)."""
+    """*Serial.* In place ``d[i] *= 1 - y**2`` for rows [i0, i1).
+
+    Parameters
+    ----------
+    y : ndarray, 2-D, float32 or float64
+        The saved output of the tanh.
+    d : ndarray, 2-D, same width and dtype as `y`
+        The upstream gradient, turned into the pre-activation gradient in place.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     _tanh_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**JIT)
 def relu_backward_rows_into(y, d, i0, i1):
-    """*Serial.* In place ``d[i] = d[i] if y > 0 else 0`` for rows [i0, i1) (2-D, same width)."""
+    """*Serial.* In place ``d[i] = d[i] if y > 0 else 0`` for rows [i0, i1).
+
+    Parameters
+    ----------
+    y : ndarray, 2-D, float32 or float64
+        The saved output of the ReLU.
+    d : ndarray, 2-D, same width and dtype as `y`
+        The upstream gradient, turned into the pre-activation gradient in place.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     _relu_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**JIT)
 def activation_backward_rows_into(y, d, code, i0, i1):
-    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1)
-    (2-D); the activation chosen at run time, as in ``activation_rows_into``."""
+    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1).
+
+    The activation is chosen at run time, as in `activation_rows_into`.
+
+    Parameters
+    ----------
+    y : ndarray, 2-D, float32 or float64
+        The saved output of the forward activation.
+    d : ndarray, 2-D, same width and dtype as `y`
+        The upstream gradient, turned into the pre-activation gradient in place.
+    code : int
+        The activation code: 0 linear (`d` unchanged), 1 sigmoid, 2 tanh, 3 relu.
+    i0, i1 : int
+        The rows, [i0, i1).
+    """
     if code == SIGMOID:
         sigmoid_backward_rows_into(y, d, i0, i1)
     elif code == TANH:

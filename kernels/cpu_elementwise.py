@@ -54,22 +54,60 @@ def _elementwise_into(kind, a, b, code, out, threads):
 
 @njit(**JIT)
 def activation_into(x, code, out, threads):
-    """``out = act(x)`` elementwise for any-shape C-contiguous ``x``, ``out`` (may be ``x``);
-    over the threads when large and ``threads`` > 1."""
+    """``out = act(x)`` elementwise; over the threads when large and `threads` > 1.
+
+    Parameters
+    ----------
+    x : ndarray, any shape, float32 or float64, C-contiguous
+        The input.
+    code : int
+        The activation code: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
+    out : ndarray, same shape and dtype as `x`, C-contiguous
+        Receives the result in place; may be `x`.
+    threads : int
+        Threads to split over (from ``PAR_ELEMS`` elements, in pieces of ``CHUNK``):
+        ``numba.get_num_threads()``, or 1 inside a ``prange``.
+    """
     _elementwise_into(0, x, x, code, out, threads)
 
 
 @njit(**JIT)
 def activation_backward_into(y, dy, code, out, threads):
-    """``out = dy * act'(.)`` from the saved output ``y``; any shape; ``out`` may be ``dy``;
-    over the threads when large and ``threads`` > 1."""
+    """``out = dy * act'(.)`` from the saved output `y`; over the threads when large and `threads` > 1.
+
+    Parameters
+    ----------
+    y : ndarray, any shape, float32 or float64, C-contiguous
+        The saved output of the forward activation.
+    dy : ndarray, same shape and dtype as `y`, C-contiguous
+        The upstream gradient.
+    code : int
+        The activation code: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
+    out : ndarray, same shape and dtype as `y`, C-contiguous
+        Receives the gradient in place; may be `dy`.
+    threads : int
+        Threads to split over (from ``PAR_ELEMS`` elements, in pieces of ``CHUNK``):
+        ``numba.get_num_threads()``, or 1 inside a ``prange``.
+    """
     _elementwise_into(1, y, dy, code, out, threads)
 
 
 @njit(**JIT)
 def sgd_into(param, grad, lr, threads):
-    """In place ``param -= lr * grad`` (``lr`` cast to the dtype first), any shape; over the
-    threads when large and ``threads`` > 1."""
+    """In place ``param -= lr * grad``; over the threads when large and `threads` > 1.
+
+    Parameters
+    ----------
+    param : ndarray, any shape, float32 or float64, C-contiguous
+        The parameters, updated in place.
+    grad : ndarray, same size and dtype as `param`, C-contiguous
+        The gradient.
+    lr : float
+        The learning rate, cast to the dtype first.
+    threads : int
+        Threads to split over (from ``PAR_ELEMS`` elements, in pieces of ``CHUNK``):
+        ``numba.get_num_threads()``, or 1 inside a ``prange``.
+    """
     p = param.reshape(param.size)
     g = grad.reshape(grad.size)
     lr_t = p.dtype.type(lr)
@@ -81,7 +119,15 @@ def sgd_into(param, grad, lr, threads):
 
 @njit(**FAST)
 def column_sum_into(x, out):
-    """``out[j] = sum_i x[i, j]`` for 2-D ``x`` (N, F), ``out`` (F,). Serial (memory-bound)."""
+    """*Serial* (memory-bound). ``out[j] = sum_i x[i, j]``.
+
+    Parameters
+    ----------
+    x : ndarray, (N, F), float32 or float64, C-contiguous
+        The rows to sum.
+    out : ndarray, (F,), same dtype
+        Receives the column sums in place.
+    """
     out[:] = 0
     for i in range(x.shape[0]):
         row = x[i]

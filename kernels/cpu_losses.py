@@ -15,14 +15,33 @@ __all__ = ["softmax_xent_rows", "softmax_xent_into", "mse_into"]
 
 @njit(**FAST)
 def softmax_xent_rows(logits, labels, grad, i0, i1, n, width):
-    """*Serial.* Rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n`` over the
-    first ``width`` columns of ``logits`` and ``grad`` (which may be ``logits``); returns
-    their summed loss (float64).
+    """*Serial.* Rows [i0, i1) of ``grad = (softmax(logits) - onehot(labels)) / n``, and their loss.
 
-    Stable for any finite logits (the row max is subtracted first); a NaN in a
-    row makes that row's gradient and the loss NaN. The exponentials of all the
-    rows are taken in one pass over a scratch array: one row (10 classes) is
-    shorter than a vector loop's step, and would run scalar."""
+    Stable for any finite logits (the row max is subtracted first); a NaN in a row makes
+    that row's gradient and the loss NaN. The exponentials of all the rows are taken in one
+    pass over a scratch array: one row (10 classes) is shorter than a vector loop's step,
+    and would run scalar. Labels are not range-checked.
+
+    Parameters
+    ----------
+    logits : ndarray, (N, >= width), float32 or float64, C-contiguous
+        Unnormalised class scores.
+    labels : ndarray, (N,), int32 or int64
+        Class of each row, in [0, width).
+    grad : ndarray, (N, >= width), same dtype as `logits`
+        Receives the gradient of the rows in place; may be `logits`.
+    i0, i1 : int
+        The rows, [i0, i1).
+    n : int
+        The batch size the gradient is divided by (all rows, not only these).
+    width : int
+        The number of classes: the first `width` columns of `logits` and `grad`.
+
+    Returns
+    -------
+    float
+        The rows' summed loss, accumulated in float64.
+    """
     rows = max(0, i1 - i0)
     inv_n = logits.dtype.type(1.0 / n)
     e = np.empty(rows * width, logits.dtype)
@@ -67,11 +86,26 @@ def _softmax_par(logits, labels, grad, rows):
 
 @njit(**JIT)
 def softmax_xent_into(logits, labels, grad, threads):
-    """Mean softmax cross-entropy of ``logits`` (N, C) against int ``labels`` (N,) in [0, C).
+    """Mean softmax cross-entropy of `logits` against `labels`; writes its gradient.
 
-    Writes ``grad = (softmax(logits) - onehot(labels)) / N`` (N, C; may be
-    ``logits``) and returns the loss (float). Labels are not range-checked here. Over the
-    threads when large and ``threads`` > 1."""
+    Over the threads when large and `threads` > 1. Labels are not range-checked here.
+
+    Parameters
+    ----------
+    logits : ndarray, (N, C), float32 or float64, C-contiguous
+        Unnormalised class scores.
+    labels : ndarray, (N,), int32 or int64
+        Class of each row, in [0, C).
+    grad : ndarray, (N, C), same dtype as `logits`, C-contiguous
+        Receives ``(softmax(logits) - onehot(labels)) / N`` in place; may be `logits`.
+    threads : int
+        Threads to split over: ``numba.get_num_threads()``, or 1 inside a ``prange``.
+
+    Returns
+    -------
+    float
+        The mean loss.
+    """
     n, c = logits.shape
     if n * c >= PAR_ELEMS and threads > 1:
         total = _softmax_par(logits, labels, grad, max(1, CHUNK // max(c, 1)))
@@ -82,9 +116,24 @@ def softmax_xent_into(logits, labels, grad, threads):
 
 @njit(**FAST)
 def mse_into(pred, target, grad):
-    """*Serial* (memory-bound). ``grad = 2 * (pred - target) / (N * D)`` for (N, D) arrays of one
-    dtype (``grad`` may be ``pred`` or ``target``); returns ``mean((pred - target)**2)``,
-    the squares summed in float64. NaN propagates."""
+    """*Serial* (memory-bound). ``grad = 2 * (pred - target) / (N * D)``; returns the mean squared error.
+
+    NaN propagates.
+
+    Parameters
+    ----------
+    pred : ndarray, (N, D), float32 or float64, C-contiguous
+        Predictions.
+    target : ndarray, (N, D), same dtype, C-contiguous
+        Targets.
+    grad : ndarray, (N, D), same dtype, C-contiguous
+        Receives the gradient in place; may be `pred` or `target`.
+
+    Returns
+    -------
+    float
+        ``mean((pred - target)**2)``, the squares summed in float64.
+    """
     scale = pred.dtype.type(2.0 / pred.size)
     total = 0.0
     for i in range(pred.shape[0]):

@@ -95,10 +95,24 @@ def _dot_4x3(a, b, out, i0, i1, i2, i3, j0, j1, j2, p0, p1, acc):
 def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
     """*Serial.* ``out[i, j] = sum_{p<k} a[i, p] * b[j, p]`` for i in [i0, i1), j in [j0, j1).
 
-    ``a`` (M, >= k), ``b`` (N, >= k), ``out`` (>= M, >= N): 2-D C-contiguous,
-    one float dtype; ``out`` must not overlap ``a`` or ``b``. Blocks of 4 x 3
-    outputs keep their sums in registers across a depth block (see the module
-    docstring); at the edges a block repeats its last row or column."""
+    Blocks of 4 x 3 outputs keep their sums in registers across a depth block (see the
+    module docstring); at the edges a block repeats its last row or column.
+
+    Parameters
+    ----------
+    a : ndarray, (M, >= k), float32 or float64, C-contiguous
+        Left operand, read along its rows.
+    b : ndarray, (N, >= k), same dtype, C-contiguous
+        Right operand stored transposed, read along its rows.
+    out : ndarray, (>= M, >= N), same dtype, C-contiguous
+        Receives the block in place; must not overlap `a` or `b`.
+    i0, i1 : int
+        The rows of `out` to compute, [i0, i1); none when ``i1 <= i0``.
+    j0, j1 : int
+        The columns of `out` to compute, [j0, j1); none when ``j1 <= j0``.
+    k : int
+        The depth: the first `k` columns of `a` and `b`; ``k <= 0`` writes zeros.
+    """
     if i1 <= i0 or j1 <= j0:
         return
     if k <= 0:
@@ -155,12 +169,26 @@ def _nn_1x1(a, b, out, i, p, j0, j1):
 def dot_nn_into(a, b, out, i0, i1, j0, j1, k):
     """*Serial.* ``out[i, j] = sum_{p<k} a[i, p] * b[p, j]`` for i in [i0, i1), j in [j0, j1).
 
-    ``a`` (M, >= k), ``b`` (>= k, N), ``out`` (>= M, N): 2-D C-contiguous,
-    one float dtype; ``out`` must not overlap ``a`` or ``b``. The outer-product
-    form of the product: blocks of 4 output rows by 4 rows of ``b``, vectorised
-    along the output rows, with no horizontal sums. It beats ``dot_nt_into``
-    when the depth ``k`` is short (tens) or the output rows are long (hundreds),
-    e.g. a weight gradient ``delta.T @ x``; 4 output rows should fit in L1."""
+    The outer-product form of the product: blocks of 4 output rows by 4 rows of `b`,
+    vectorised along the output rows, with no horizontal sums. It beats `dot_nt_into` when
+    the depth `k` is short (tens) or the output rows are long (hundreds), e.g. a weight
+    gradient ``delta.T @ x``; 4 output rows should fit in L1.
+
+    Parameters
+    ----------
+    a : ndarray, (M, >= k), float32 or float64, C-contiguous
+        Left operand.
+    b : ndarray, (>= k, N), same dtype, C-contiguous
+        Right operand, not transposed.
+    out : ndarray, (>= M, N), same dtype, C-contiguous
+        Receives the block in place; must not overlap `a` or `b`.
+    i0, i1 : int
+        The rows of `out` to compute, [i0, i1).
+    j0, j1 : int
+        The columns of `out` to compute, [j0, j1).
+    k : int
+        The depth: the first `k` columns of `a` and rows of `b`.
+    """
     if i1 <= i0 or j1 <= j0:
         return
     zero = out.dtype.type(0)
@@ -183,9 +211,20 @@ def dot_nn_into(a, b, out, i0, i1, j0, j1, k):
 
 @njit(**JIT)
 def transpose_into(a, out, i0, i1):
-    """*Serial.* ``out[j, i] = a[i, j]`` for rows i in [i0, i1) of ``a`` and j < ``out.shape[0]``
-    (2-D; ``a`` may be wider than ``out`` is tall, e.g. padded). ``transpose_into(a, out, 0,
-    a.shape[0])`` is ``out[:] = a.T``. Eight rows at a time, so each write is eight contiguous values."""
+    """*Serial.* ``out[j, i] = a[i, j]`` for rows i in [i0, i1) of `a` and j < ``out.shape[0]``.
+
+    ``transpose_into(a, out, 0, a.shape[0])`` is ``out[:] = a.T``. Eight rows at a time, so
+    each write is eight contiguous values.
+
+    Parameters
+    ----------
+    a : ndarray, 2-D, float32 or float64
+        The source; it may be wider than `out` is tall (e.g. padded).
+    out : ndarray, 2-D, same dtype
+        Receives the transposed rows in place; at least ``i1`` columns.
+    i0, i1 : int
+        The rows of `a` to transpose, [i0, i1).
+    """
     n = out.shape[0]
     m8 = i0 + (i1 - i0) // 8 * 8
     for i in range(i0, m8, 8):
@@ -226,9 +265,24 @@ def _dot_nt_par(a, b, out, k, rows, cols):
 
 @njit(**JIT)
 def product_tiles(m, n, k, threads):
-    """The tile ``(rows, cols)`` that ``matmul_into`` cuts an (m, n) output of depth ``k``
-    into, one tile for each of ``threads`` threads; ``(m, n)``, one tile on the calling
-    thread, when the product is small or ``threads`` < 2."""
+    """The tile ``(rows, cols)`` that `matmul_into` cuts an (m, n) output into, one per thread.
+
+    Parameters
+    ----------
+    m, n : int
+        The output's shape.
+    k : int
+        The product's depth.
+    threads : int
+        The number of threads to split over.
+
+    Returns
+    -------
+    rows, cols : int
+        The tile's shape: ``(m, n)``, one tile on the calling thread, when the product is
+        small or `threads` < 2; else rows in multiples of 4 (when ``m >= 4 * threads``) or,
+        for few rows, columns in multiples of 3.
+    """
     if threads < 2 or m * n * k < _PAR_FLOPS:
         return m, n
     if m >= 4 * threads:  # rows split in multiples of 4
@@ -251,11 +305,25 @@ def _dot_nt_all(a, b, out, k, threads):
 def matmul_into(a, b, out, trans_a, trans_b, threads):
     """``out[:] = op(a) @ op(b)`` with ``op(x) = x.T`` when its flag is set.
 
-    2-D C-contiguous arrays of one float dtype; ``out`` (M, N) must not
-    overlap ``a`` or ``b``. ``op(a)`` is read along its rows and ``op(b)``
-    along its columns: ``a`` with ``trans_a`` and ``b`` without ``trans_b``
-    are first packed into a transposed copy (allocated here). One tile per thread for
-    ``threads`` threads (see ``product_tiles``)."""
+    ``op(a)`` is read along its rows and ``op(b)`` along its columns: `a` with `trans_a` and
+    `b` without `trans_b` are first packed into a transposed copy (allocated here). One tile
+    per thread for `threads` threads (see `product_tiles`).
+
+    Parameters
+    ----------
+    a : ndarray, (M, K), or (K, M) when `trans_a`; float32 or float64, C-contiguous
+        Left operand.
+    b : ndarray, (K, N), or (N, K) when `trans_b`; same dtype, C-contiguous
+        Right operand.
+    out : ndarray, (M, N), same dtype, C-contiguous
+        Receives the product in place; must not overlap `a` or `b`.
+    trans_a : bool
+        Use ``a.T`` as the left operand.
+    trans_b : bool
+        Use ``b.T`` as the right operand.
+    threads : int
+        Threads to split over: ``numba.get_num_threads()``, or 1 inside a ``prange``.
+    """
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
@@ -275,7 +343,23 @@ def matmul_into(a, b, out, trans_a, trans_b, threads):
 
 @njit(**JIT)
 def dense_forward_into(x, wt, b, code, out, threads):
-    """``out = act(x @ wt.T + b)``: ``x`` (N, K), weights stored transposed ``wt`` (F, K),
-    ``b`` (F,), ``out`` (N, F) not overlapping the inputs; the product over ``threads``."""
+    """``out = act(x @ wt.T + b)``, the product split over `threads` threads.
+
+    Parameters
+    ----------
+    x : ndarray, (N, K), float32 or float64, C-contiguous
+        The layer's input.
+    wt : ndarray, (F, K), same dtype, C-contiguous
+        The weights stored transposed.
+    b : ndarray, (F,), same dtype
+        The bias (zeros for none).
+    code : int
+        The activation code: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
+    out : ndarray, (N, F), same dtype, C-contiguous
+        Receives the result in place; must not overlap the inputs.
+    threads : int
+        Threads to split the product over: ``numba.get_num_threads()``, or 1 inside a
+        ``prange``.
+    """
     _dot_nt_all(x, wt, out, x.shape[1], threads)
     activation_rows_into(out, b, code, 0, out.shape[0])

@@ -20,6 +20,12 @@ DOCUMENTED_MODULES = (
     "kernels.reference",
     "kernels.cuda",
     "kernels.checks",
+    "kernels.cpu",
+    "kernels.cpu_products",
+    "kernels.cpu_activations",
+    "kernels.cpu_elementwise",
+    "kernels.cpu_losses",
+    "kernels.jit",
     "fastinit.mlp",
     "fastinit.init",
     "fastinit.data",
@@ -33,6 +39,8 @@ DOCUMENTED_MODULES = (
     "fastinit.progress",
     "fastinit.backends",
     "fastinit.formatting",
+    "fastinit.errors",
+    "fastinit.benchreport",
 )
 
 #: The numpydoc error codes that fail the test. Left out on purpose: summary and
