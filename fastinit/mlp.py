@@ -60,8 +60,6 @@ def compile_backend(backend, dtype="float32", activation="relu", parallel=True):
         return
     import numba
 
-    from .engines.cpu import wait_compiled
-
     n = 64  # enough rows for every thread: the parallel step gets compiled too
     threads = numba.get_num_threads()
     if not parallel:
@@ -72,7 +70,7 @@ def compile_backend(backend, dtype="float32", activation="relu", parallel=True):
         mlp.set_dataset(x, np.zeros(n, dtype=np.int64))
         for _ in range(2):  # the first step compiles the building blocks, the second starts the rest
             mlp.train_step_indices(np.arange(n), 0.0)
-        wait_compiled()
+        engine_class("cpu").wait_compiled()
         mlp.train_step_indices(np.arange(n), 0.0)
         mlp.forward(x, record=True)
     finally:

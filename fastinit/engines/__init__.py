@@ -96,6 +96,10 @@ class Engine(Protocol):  # numpydoc ignore=PR01,PR02
             Their labels.
         """
 
+    @staticmethod
+    def wait_compiled() -> None:
+        """Block until what the engine compiles in the background is ready (a no-op for most)."""
+
     def train_step_indices(self, idx: np.ndarray, lr: float, return_loss: bool = True) -> Optional[float]:
         """Take `train_step` on the rows `idx` of the kept data set.
 

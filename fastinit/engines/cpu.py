@@ -79,7 +79,7 @@ from kernels.cpu import (
 from kernels import checks as chk
 from kernels.jit import FAST, JIT
 
-__all__ = ["CpuEngine", "wait_compiled"]
+__all__ = ["CpuEngine"]
 
 _PAD = 16  # row padding in elements: one AVX-512 vector of float32
 _ROWS_PER_PIECE = 16  # fewest batch rows worth a thread of their own
@@ -314,11 +314,6 @@ class _Compiled:
             event.set()
 
 
-def wait_compiled():
-    """Block until the parallel steps being compiled in the background are ready."""
-    _Compiled.wait()
-
-
 def _read_only(a):
     """A read-only view of ``a``: the compiled step takes its inputs read-only, one type for all."""
     v = a.view()
@@ -403,6 +398,11 @@ class CpuEngine:
         self._data = None
         self._range = None  # read-only arange(n): the rows of a batch given as x
         self._ready = False  # see _parallel_ready
+
+    @staticmethod
+    def wait_compiled():
+        """Block until the parallel steps being compiled in the background are ready."""
+        _Compiled.wait()
 
     def params(self):
         """Copy the parameters to the host.

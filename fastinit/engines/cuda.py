@@ -111,6 +111,10 @@ class CudaEngine:
 
     # -- interface ------------------------------------------------------------
 
+    @staticmethod
+    def wait_compiled():
+        """Return at once: this engine compiles nothing in the background."""
+
     def params(self):
         """Copy the parameters to the host.
 

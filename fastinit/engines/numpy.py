@@ -40,6 +40,10 @@ class NumpyEngine:
     def _act(self, i):
         return self.activation if i < len(self._w) - 1 else "linear"
 
+    @staticmethod
+    def wait_compiled():
+        """Return at once: this engine compiles nothing in the background."""
+
     def params(self):
         """Copy the parameters to the host.
 
