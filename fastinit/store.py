@@ -406,7 +406,8 @@ class _Session:
         self.command_line = command_line
         self.folder = parts_folder(path)
         self.parts = {}  # group path -> _Part, not yet committed
-        self.index_groups = []  # groups made in the top file by replace_group(part=False)
+        self.index_groups = {}  # groups made in the top file by replace_group(part=False) -> old children
+        self.written = set()  # group paths written in this block (parts finished, index groups made)
         self.doomed = set()  # part file names to delete once a committed top no longer links them
 
     # -- part files
@@ -460,6 +461,7 @@ class _Session:
         self.discard(part)
         _write_atomically(image, part.target, self.path)
         self.drop(part.group_path)
+        self.written.add(part.group_path)
         _require_top_group(self.top, part.group_path.rsplit("/", 1)[0] or "/")
         self.top[part.group_path] = h5py.ExternalLink(
             f"{os.path.basename(self.folder)}/{part.name}", part.group_path)
@@ -653,8 +655,13 @@ def _update(path, command_line, keep_on_interrupt=True):
 def _finish_all(session, status):
     for part in list(session.parts.values()):
         session.finish_part(part, status)
-    for name in session.index_groups:
-        if _top_path_exists(session.top, name) and session.top[name].attrs.get("status") == "running":
+    for name, old_children in session.index_groups.items():
+        if not _top_path_exists(session.top, name):
+            continue
+        for child in old_children:  # groups of the command this one replaces, not written again
+            if f"{name}/{child}" not in session.written:
+                session.drop(f"{name}/{child}")
+        if session.top[name].attrs.get("status") == "running":
             session.top[name].attrs["status"] = status
     session.commit()
 
@@ -757,9 +764,10 @@ def replace_group(f, path, attrs=None, *, part=True):
         True (default): the group gets its own part file, linked into the tree
         when it is finished, so the old group at ``path`` stays readable until
         then. False: a group in the top file itself, for attrs and small
-        datasets that hold other groups (e.g. the seeds of one run); it
-        replaces the old group at once. Inside a group whose part file is
-        still open in this block, the new group goes into that part.
+        datasets that hold other groups (e.g. the seeds of one run); its old
+        attrs go at once, its old children when the block commits without
+        having written them again. Inside a group whose part file is still
+        open in this block, the new group goes into that part.
 
     Returns
     -------
@@ -798,11 +806,22 @@ def replace_group(f, path, attrs=None, *, part=True):
         raise StoreError(f"cannot write {path} into {ancestor} of {session.path}: {ancestor} was finished "
                          f"earlier; replace {ancestor} as a whole")
     if not part:
-        session.drop(path)
-        _require_top_group(session.top, path.rsplit("/", 1)[0] or "/")
-        g = _init_group(session.top.create_group(path), session.command_line, attrs)
-        session.index_groups.append(path)
-        return g
+        top = session.top
+        if _top_path_exists(top, path) and isinstance(top.get(path, getlink=True), h5py.HardLink) \
+                and isinstance(top[path], h5py.Group):
+            # Keep the old children until this block writes their successors or ends, so a process
+            # killed in between leaves the runs finished before it readable.
+            g = top[path]
+            old = set(g.keys()) | session.index_groups.get(path, set())
+            for key in list(g.attrs):
+                del g.attrs[key]
+        else:
+            session.drop(path)
+            _require_top_group(top, path.rsplit("/", 1)[0] or "/")
+            g, old = top.create_group(path), set()
+        session.index_groups[path] = old
+        session.written.add(path)
+        return _init_group(g, session.command_line, attrs)
     new = session.new_part(path)
     return _init_group(new.file.create_group(path), session.command_line, attrs)
 
