@@ -314,7 +314,7 @@ def open_results(path, command_line=None, *, wait=None, keep_on_interrupt=True):
         check_output_path(path)
         if lock.fd is not None:
             _remove_stale_temps(path)
-        yield from _update(path, command_line, keep_on_interrupt)
+        yield from _update(path, command_line, keep_on_interrupt, collect=lock.fd is not None)
 
 
 def _remove_stale_temps(path):
@@ -600,7 +600,7 @@ def _session_group_names(group):
     return names
 
 
-def _update(path, command_line, keep_on_interrupt=True):
+def _update(path, command_line, keep_on_interrupt=True, collect=True):
     """The body of open_results: load the top file, yield it, commit or discard (a generator)."""
     top = None
     session = None
@@ -614,7 +614,8 @@ def _update(path, command_line, keep_on_interrupt=True):
             raise StoreError(f"cannot open {path} for writing: {h5_reason(exc)}") from None
         session = _Session(path, top, command_line)
         _SESSIONS[top.filename] = session
-        session.collect_garbage()
+        if collect:  # only under the lock: another writer's files are never garbage to us
+            session.collect_garbage()
         now = utc_now()
         if "created_utc" not in top.attrs:
             top.attrs["created_utc"] = now
