@@ -1016,9 +1016,12 @@ def walk(group):
             obj = group[name]
         except (KeyError, OSError) as exc:
             link = group.get(name, getlink=True)
-            where = f" (part file {link.filename})" if isinstance(link, h5py.ExternalLink) else ""
-            raise StoreError(f"cannot read {path}{where} of {group.file.filename}: "
-                             f"{'the file is missing' if where else h5_reason(exc)}") from None
+            if not isinstance(link, h5py.ExternalLink):
+                raise StoreError(f"cannot read {path} of {group.file.filename}: {h5_reason(exc)}") from None
+            part = os.path.join(os.path.dirname(group.file.filename), link.filename)
+            reason = h5_reason(exc) if os.path.exists(part) else "the file is missing"
+            raise StoreError(f"cannot read {path} of {group.file.filename}: its part file {link.filename}: "
+                             f"{reason}") from None
         if obj is None:
             continue
         yield path, obj

@@ -484,3 +484,22 @@ def test_old_single_file_results_are_read_and_converted_by_the_next_update(tmp_p
     assert [p.split(".")[0] for p in _parts(path)] == [
         "histogram-relu-he", "histogram-sigmoid-xavier", "train-he-seed=0", "train-he-seed=1"]
     assert os.path.getsize(path) < 20_000 and _leftovers(tmp_path) == []
+
+
+def test_a_missing_or_corrupt_part_file_is_one_clear_line(tmp_path, capsys):
+    from fastinit.cli import main
+
+    path = tmp_path / "r.h5"
+    _write(path, "/a", np.arange(1000.0))
+    _write(path, "/b", [1.0])
+    part_a, part_b = (os.path.join(parts_folder(path), name) for name in _parts(path))
+    data = open(part_a, "rb").read()
+    open(part_a, "wb").write(data[: len(data) // 3])
+    with pytest.raises(StoreError, match=r"cannot read /a of .*r\.h5: its part file r\.h5\.parts/a\..*\.h5"):
+        describe(path)
+    open(part_a, "wb").write(data)
+    os.remove(part_b)
+    capsys.readouterr()
+    assert main(["show", str(path), "/b"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the file is missing" in err and "Traceback" not in err
