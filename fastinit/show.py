@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from .store import StoreError, _h5_reason, _plain, open_read
+from .store import StoreError, h5_reason, open_read, plain, walk
 
 __all__ = ["describe", "FileInfo", "NodeInfo", "format_info"]
 
@@ -76,43 +76,60 @@ class FileInfo:
 def describe(path):
     """Read the structure of the results file ``path`` into a :class:`FileInfo`.
 
-    Every group and dataset in file order with attrs, shapes, dtypes, chunking
-    and compression; small datasets (per-layer statistics and the like) carry
-    their values. Raises ``StoreError`` for a missing, unreadable or non-HDF5 file.
+    Every group and dataset in file order (through the external links to part
+    files) with attrs, shapes, dtypes, chunking and compression; small
+    datasets (per-layer statistics and the like) carry their values.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A top file (or a file of the single-file layout).
+
+    Returns
+    -------
+    FileInfo
+        ``size_bytes`` counts the top file and every part file it links.
+
+    Raises
+    ------
+    StoreError
+        For a missing, unreadable or non-HDF5 file, or a missing part file.
     """
     with open_read(path) as f:
         nodes = []
-
-        def visit(name, obj):
-            attrs = {k: _plain(v) for k, v in obj.attrs.items()}
-            full = "/" + name
-            if isinstance(obj, h5py.Dataset):
-                numeric = obj.dtype.kind in "fiub"
-                text = h5py.check_string_dtype(obj.dtype) is not None
-                value = None
-                if obj.size <= SMALL_DATASET and numeric:
-                    value = obj[()]
-                elif obj.size <= SMALL_DATASET and text and obj.ndim == 1:
-                    value = np.array(obj.asstr(errors="replace")[()], dtype=object)
-                summary = None
-                if numeric and obj.ndim == 1 and 0 < obj.size <= SUMMARY_DATASET:
-                    data = np.asarray(value if value is not None else obj[()], dtype=np.float64)
-                    finite = data[np.isfinite(data)]
-                    summary = {"first": data[0], "last": data[-1],
-                               "min": finite.min() if finite.size else np.nan,
-                               "max": finite.max() if finite.size else np.nan,
-                               "nonfinite": int(data.size - finite.size)}
-                nodes.append(NodeInfo(full, "dataset", attrs, tuple(obj.shape), str(obj.dtype), obj.chunks,
-                                      obj.compression, value, summary))
-            else:
-                nodes.append(NodeInfo(full, "group", attrs))
-
+        files = {os.path.abspath(f.filename)}
         try:
-            f.visititems(visit)
+            for full, obj in walk(f):
+                files.add(os.path.abspath(obj.file.filename))
+                nodes.append(_node(full, obj))
         except (OSError, RuntimeError, KeyError) as exc:
-            raise StoreError(f"cannot read {path}: {_h5_reason(exc)}") from None
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
-    return FileInfo(os.fspath(path), os.path.getsize(path), attrs, nodes)
+            raise StoreError(f"cannot read {path}: {h5_reason(exc)}") from None
+        attrs = {k: plain(v) for k, v in f.attrs.items()}
+    size = sum(os.path.getsize(name) for name in files if os.path.exists(name))
+    return FileInfo(os.fspath(path), size, attrs, nodes)
+
+
+def _node(full, obj):
+    attrs = {k: plain(v) for k, v in obj.attrs.items()}
+    if not isinstance(obj, h5py.Dataset):
+        return NodeInfo(full, "group", attrs)
+    numeric = obj.dtype.kind in "fiub"
+    text = h5py.check_string_dtype(obj.dtype) is not None
+    value = None
+    if obj.size <= SMALL_DATASET and numeric:
+        value = obj[()]
+    elif obj.size <= SMALL_DATASET and text and obj.ndim == 1:
+        value = np.array(obj.asstr(errors="replace")[()], dtype=object)
+    summary = None
+    if numeric and obj.ndim == 1 and 0 < obj.size <= SUMMARY_DATASET:
+        data = np.asarray(value if value is not None else obj[()], dtype=np.float64)
+        finite = data[np.isfinite(data)]
+        summary = {"first": data[0], "last": data[-1],
+                   "min": finite.min() if finite.size else np.nan,
+                   "max": finite.max() if finite.size else np.nan,
+                   "nonfinite": int(data.size - finite.size)}
+    return NodeInfo(full, "dataset", attrs, tuple(obj.shape), str(obj.dtype), obj.chunks, obj.compression,
+                    value, summary)
 
 
 # --------------------------------------------------------------------------- text view (fastinit show)

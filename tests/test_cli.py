@@ -68,7 +68,8 @@ def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study-histogram-tanh-depth.png",
                                                          "study-histogram-tanh-gradient-histogram.png",
                                                          "study-histogram-tanh-gradients.png",
-                                                         "study-histogram-tanh.png", "study.h5"]
+                                                         "study-histogram-tanh.png", "study.h5",
+                                                         "study.h5.parts"]
     info = describe(out)
     assert info.node("/histogram/tanh/xavier") is not None and info.node("/histogram/relu/he") is not None
     # --plot with no file name: the default file (it used to fail with "expected one argument")
@@ -83,7 +84,8 @@ def test_train_draws_its_figures_by_default(tmp_path, capsys):
                 "--test-limit", "50", "--backend", "numpy", "-q", "--out", str(out))[0]
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t-accuracy.png", "t-activations-he.png",
-                                                         "t-gradients-he.png", "t-loss.png", "t.h5"]
+                                                         "t-gradients-he.png", "t-loss.png", "t.h5",
+                                                         "t.h5.parts"]
 
 
 def test_show_tree_and_stats(tmp_path, capsys):
@@ -177,7 +179,7 @@ def test_cuda_backend_without_device_is_a_clear_error(tmp_path, capsys, monkeypa
 def test_ctrl_c_during_the_run_keeps_the_old_file(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r.h5"
     main(["histogram", *SMALL, "--init", "xavier", "--no-plot", "-q", "--out", str(out)])
-    before = out.read_bytes()
+    before, parts = out.read_bytes(), sorted(os.listdir(tmp_path / "r.h5.parts"))
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -185,8 +187,8 @@ def test_ctrl_c_during_the_run_keeps_the_old_file(tmp_path, capsys, monkeypatch)
     monkeypatch.setattr(histogram_module, "run_histogram", interrupted)
     code, _, err = _run(capsys, "histogram", *SMALL, "--init", "he", "--out", str(out))
     assert code == 130 and "interrupted" in err and "Traceback" not in err
-    assert out.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path / "r.h5.parts")) == parts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "r.h5.parts"]
 
 
 def test_ctrl_c_while_writing_leaves_a_readable_file(tmp_path, capsys, monkeypatch):
@@ -205,13 +207,13 @@ def test_ctrl_c_while_writing_leaves_a_readable_file(tmp_path, capsys, monkeypat
         assert f["/histogram/sigmoid/xavier"].attrs["status"] == "complete"
         assert f["/histogram/sigmoid/he"].attrs["status"] == "interrupted"
         assert f["/histogram/sigmoid/he/activations"].shape == (2, 16, 8)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "r.h5.parts"]
 
 
 def test_a_bug_while_writing_keeps_its_traceback_and_the_old_file(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r.h5"
     main(["histogram", *SMALL, "--init", "xavier", "--no-plot", "-q", "--out", str(out)])
-    before = out.read_bytes()
+    before, parts = out.read_bytes(), sorted(os.listdir(tmp_path / "r.h5.parts"))
 
     def broken(f, results):
         f.create_group("/half-written")
@@ -220,8 +222,8 @@ def test_a_bug_while_writing_keeps_its_traceback_and_the_old_file(tmp_path, caps
     monkeypatch.setattr(histogram_module, "write_histogram", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["histogram", *SMALL, "--init", "he", "--no-plot", "--out", str(out)])
-    assert out.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
+    assert out.read_bytes() == before and sorted(os.listdir(tmp_path / "r.h5.parts")) == parts
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "r.h5.parts"]
 
 
 def test_debug_env_shows_the_traceback(tmp_path, monkeypatch):
@@ -416,7 +418,8 @@ def test_stop_signal_during_train_keeps_finished_runs_and_cleans_up(tmp_path, ca
     assert code == status, err
     assert "Traceback" not in err and signal.Signals(sig).name in err
     assert signal.getsignal(sig) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.h5", "t.h5.parts"]
+    assert not [p for p in (tmp_path / "t.h5.parts").iterdir() if p.name.startswith(".")]  # no temp part
     with open_read(out) as f:
         assert f["/train/he"].attrs["status"] == "complete"
         assert f["/train/xavier"].attrs["status"] == "interrupted"
@@ -458,7 +461,9 @@ def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
             proc.wait()
         assert "Traceback" not in err, (delay, err)
         assert proc.returncode == 128 + sig, (delay, proc.returncode, err)
-    assert all(p.suffix == ".h5" for p in tmp_path.iterdir())
+    # Results (a top file, and the parts folder of a run stopped once it had started) and nothing else.
+    assert all(p.suffix in (".h5", ".parts") for p in tmp_path.iterdir())
+    assert not [name for _, _, files in os.walk(tmp_path) for name in files if name.endswith((".tmp", ".lock"))]
 
 
 def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys, monkeypatch):
@@ -468,7 +473,7 @@ def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys,
                 "--test-limit", "50", "--backend", "numpy", "-q")[0] == 0
     folder = tmp_path / "fastinit-results"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "fastinit.h5", "histogram-sigmoid-depth.png", "histogram-sigmoid-gradient-histogram.png",
+        "fastinit.h5", "fastinit.h5.parts", "histogram-sigmoid-depth.png", "histogram-sigmoid-gradient-histogram.png",
         "histogram-sigmoid-gradients.png", "histogram-sigmoid.png", "mnist-accuracy.png", "mnist-activations-he.png",
         "mnist-gradients-he.png", "mnist-loss.png"]
     code, stdout, _ = _run(capsys, "show")

@@ -1,5 +1,7 @@
 """`fastinit reproduce --quick`: the whole pipeline end to end on tiny sizes."""
 
+import os
+
 import h5py
 import pytest
 
@@ -26,6 +28,8 @@ def test_exit_status_and_files(quick_run):
         assert f"mnist-activations-{run}.png" in names
     assert all((out / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
     assert not [n for n in names if n.endswith(".tmp")]
+    assert "fastinit.h5.parts" in names and not [n for n in os.listdir(out / "fastinit.h5.parts")
+                                                  if n.startswith(".")]  # no temp part left
 
 
 def test_hdf5_holds_histograms_and_runs(quick_run):
@@ -41,6 +45,10 @@ def test_hdf5_holds_histograms_and_runs(quick_run):
             assert f[f"train/{run}"].attrs["seeds"].tolist() == list(REPRODUCE_SEEDS)
             assert sorted(f[f"train/{run}"]) == [f"seed={s}" for s in REPRODUCE_SEEDS]
             assert f[f"train/{run}/seed=0/gradients"].shape == f[f"train/{run}/seed=0/activations"].shape
+            assert "activations" not in f[f"train/{run}/seed=1"]  # probe snapshots: the first seed's only
+        for lr in ("0.1", "0.5"):  # the history runs at other learning rates: curves only
+            g = f[f"history/lr={lr}/xavier:sigmoid"]
+            assert g["loss"].shape == (40,) and "activations" not in g and "gradients" not in g
 
 
 def test_summary_states_numbers_and_setup(quick_run):

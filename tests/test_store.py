@@ -1,4 +1,5 @@
-"""The HDF5 store: atomic updates, other groups kept, appendable datasets, clear errors."""
+"""The HDF5 store: a top file of links plus part files, atomic updates, other groups kept,
+appendable datasets, old single-file results read and converted, clear errors."""
 
 import os
 import subprocess
@@ -14,15 +15,26 @@ from fastinit.store import (
     StoreError,
     append,
     create_appendable,
+    finish_group,
     mark_interrupted,
     open_read,
     open_results,
+    parts_folder,
     replace_group,
 )
 
 
 def _leftovers(folder):
-    return [p for p in os.listdir(folder) if p.endswith(".tmp")]
+    """Temp and lock files in ``folder`` and its parts folders."""
+    found = []
+    for root, _, files in os.walk(folder):
+        found += [name for name in files if name.endswith((".tmp", ".lock"))]
+    return found
+
+
+def _parts(path):
+    folder = parts_folder(path)
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
 def test_round_trip_and_root_attrs(tmp_path):
@@ -251,7 +263,7 @@ def test_concurrent_update_of_one_file_is_refused_not_lost(tmp_path):
         replace_group(f, "/first_again")
     with open_read(path) as f:
         assert sorted(f) == ["first", "first_again"]
-    assert sorted(os.listdir(tmp_path)) == ["r.h5"]  # no lock or temp file left
+    assert sorted(os.listdir(tmp_path)) == ["r.h5", "r.h5.parts"] and _leftovers(tmp_path) == []
     with open_results(path, wait=0) as f:  # free again
         replace_group(f, "/third")
 
@@ -263,9 +275,15 @@ def test_temp_copies_of_killed_runs_are_cleaned_up(tmp_path):
     stale.write_bytes(b"half a file")
     other = tmp_path / ".other.h5.1.cafe.tmp"  # belongs to another results file: left alone
     other.write_bytes(b"x")
+    parts = tmp_path / "r.h5.parts"
+    parts.mkdir()
+    (parts / ".a.0123abcd.h5.99999.deadbeef.tmp").write_bytes(b"half a part")
+    (parts / "a.0123abcd.h5").write_bytes(b"a part finished, never linked: killed before the commit")
+    (parts / "notes.txt").write_text("the user's own file: left alone")
     with open_results(path) as f:
         replace_group(f, "/a")
-    assert sorted(os.listdir(tmp_path)) == [".other.h5.1.cafe.tmp", "r.h5"]
+    assert sorted(os.listdir(tmp_path)) == [".other.h5.1.cafe.tmp", "r.h5", "r.h5.parts"]
+    assert len(_parts(path)) == 2 and "notes.txt" in _parts(path)
 
 
 def test_disk_full_while_writing_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
@@ -309,13 +327,14 @@ def test_disk_full_on_a_real_small_filesystem(tmp_path):
         small = [sys.executable, "-m", "fastinit", "histogram", "--units", "8", "--samples", "16", "--layers", "2",
                  "--no-plot", "-q", "--out", str(out)]
         assert subprocess.run(small, capture_output=True).returncode == 0
-        before = out.read_bytes()
+        before, parts_before = out.read_bytes(), _parts(out)
         big = small[:4] + ["--units", "100", "--samples", "1000", "--no-plot", "-q", "--out", str(out)]
         proc = subprocess.run(big, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 1, proc.stderr
         assert proc.stderr.strip().count("\n") == 0 and "No space left on device" in proc.stderr, proc.stderr
         assert out.read_bytes() == before
-        assert sorted(p.name for p in mnt.iterdir()) == ["h.h5"]
+        assert sorted(p.name for p in mnt.iterdir()) == ["h.h5", "h.h5.parts"] and _leftovers(mnt) == []
+        assert _parts(out) == parts_before
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
@@ -335,3 +354,152 @@ def test_files_record_machine_and_versions_and_show_prints_them_with_units(tmp_p
     text = format_info(describe(path))
     assert "written on:" in text and "NumPy" in text and "Numba" in text
     assert "[fraction (0-1)] test accuracy per epoch" in text
+
+
+# --- the layout: a top file of external links plus one part file per group -------------------------
+
+
+def _write(path, group, values, **kw):
+    with open_results(path, **kw) as f:
+        g = replace_group(f, group, attrs={"note": group})
+        g.create_dataset("v", data=np.asarray(values, dtype=np.float64))
+
+
+def test_each_group_is_a_part_file_linked_relatively_and_the_folder_can_move(tmp_path, monkeypatch):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    path = folder / "fastinit.h5"
+    _write(path, "/train/he", np.arange(5))
+    _write(path, "/histogram/sigmoid/xavier", [1.0])
+    with h5py.File(path, "r") as f:
+        link = f["train"].get("he", getlink=True)
+        assert isinstance(link, h5py.ExternalLink) and link.path == "/train/he"
+        assert link.filename.startswith("fastinit.h5.parts/") and not os.path.isabs(link.filename)
+        assert f.attrs["fastinit_layout"] == 2
+    assert [p.split(".")[0] for p in _parts(path)] == ["histogram-sigmoid-xavier", "train-he"]
+    moved = tmp_path / "elsewhere" / "copy"
+    moved.parent.mkdir()
+    os.rename(folder, moved)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # neither the old folder nor the results' own folder
+    with h5py.File(moved / "fastinit.h5", "r") as f:  # what a user does: one tree
+        assert f["train/he/v"][()].tolist() == [0, 1, 2, 3, 4]
+        assert f["train/he"].attrs["status"] == "complete" and f["train/he"].name == "/train/he"
+    info = describe(moved / "fastinit.h5")
+    assert [n.path for n in info.nodes] == ["/histogram", "/histogram/sigmoid", "/histogram/sigmoid/xavier",
+                                            "/histogram/sigmoid/xavier/v", "/train", "/train/he", "/train/he/v"]
+    assert info.size_bytes > os.path.getsize(moved / "fastinit.h5")  # the parts count
+
+
+def test_an_update_writes_only_what_it_adds_and_replaces_only_its_group(tmp_path):
+    path = tmp_path / "r.h5"
+    _write(path, "/a", np.zeros(200_000))
+    (first,) = _parts(path)
+    stat = os.stat(os.path.join(parts_folder(path), first))
+    _write(path, "/b", [1.0])
+    assert os.stat(os.path.join(parts_folder(path), first)) == stat  # not read, not rewritten
+    assert os.path.getsize(path) < 20_000  # the top file stays small
+    _write(path, "/b", [2.0, 3.0])  # replaced: its old part is deleted
+    assert len(_parts(path)) == 2
+    with open_read(path) as f:
+        assert f["/b/v"][()].tolist() == [2.0, 3.0] and f["/a/v"].shape == (200_000,)
+
+
+def test_finished_groups_survive_a_later_failure_and_the_failing_one_leaves_nothing(tmp_path):
+    path = tmp_path / "r.h5"
+    _write(path, "/old", [1.0])
+    with pytest.raises(RuntimeError, match="boom"):
+        with open_results(path) as f:
+            g = replace_group(f, "/done")
+            g.create_dataset("v", data=[1.0])
+            finish_group(g)
+            replace_group(f, "/old").create_dataset("v", data=[9.0])  # would replace /old: never finished
+            raise RuntimeError("boom")
+    with open_read(path) as f:
+        assert f["/done"].attrs["status"] == "complete" and f["/old/v"][()].tolist() == [1.0]
+    assert len(_parts(path)) == 2 and _leftovers(tmp_path) == []
+
+
+def test_index_groups_hold_parts_and_nested_groups_go_into_their_part(tmp_path):
+    path = tmp_path / "r.h5"
+    with open_results(path) as f:
+        parent = replace_group(f, "/train/he", attrs={"seeds": [0, 1]}, part=False)
+        for seed in (0, 1):
+            g = replace_group(f, f"/train/he/seed={seed}")
+            g.create_dataset("loss", data=[float(seed)])
+            finish_group(g)
+        parent.attrs["status"] = "complete"
+        outer = replace_group(f, "/sweep/s")
+        inner = replace_group(f, "/sweep/s/cells")
+        inner.create_dataset("x", data=[1])
+        assert inner.file == outer.file
+    with open_read(path) as f:
+        assert f["/train/he"].attrs["status"] == "complete"
+        assert f["/train/he/seed=1/loss"][()].tolist() == [1.0]
+        assert f["/sweep/s/cells"].attrs["status"] == "complete" and f["/sweep/s/cells/x"][()].tolist() == [1]
+        assert isinstance(f["train"]["he"].get("seed=0", getlink=True), h5py.ExternalLink)
+    assert len(_parts(path)) == 3
+    with pytest.raises(StoreError, match="replace /sweep/s as a whole"):
+        with open_results(path) as f:
+            replace_group(f, "/sweep/s/cells")
+    with open_results(path) as f:  # a one-part run replaces the index group and its seeds' parts
+        replace_group(f, "/train/he").create_dataset("loss", data=[5.0])
+    assert len(_parts(path)) == 2
+
+
+def _old_layout_file(path):
+    """A results file as fastinit wrote it before part files: every group in one file."""
+    with h5py.File(path, "w") as f:
+        f.attrs["fastinit_version"] = "0.0.9"
+        f.attrs["created_utc"] = "2000-01-01T00:00:00Z"
+        he = f.create_group("/train/he")
+        he.attrs.update(status="complete", seeds=[0, 1])
+        for seed in (0, 1):
+            g = he.create_group(f"seed={seed}")
+            g.attrs["status"] = "complete"
+            g.create_dataset("loss", data=np.arange(3.0) + seed, chunks=True, compression="gzip")
+        h = f.create_group("/histogram/sigmoid/xavier")
+        h.attrs["status"] = "complete"
+        h.create_dataset("mean", data=[0.5, 0.4])
+        f.create_dataset("/loose", data=[7])
+
+
+def test_old_single_file_results_are_read_and_converted_by_the_next_update(tmp_path):
+    path = tmp_path / "old.h5"
+    _old_layout_file(path)
+    before = [(n.path, str(n.attrs), None if n.value is None else n.value.tolist()) for n in describe(path).nodes]
+    from fastinit.show import format_info
+
+    assert "seed=1/" in format_info(describe(path))  # read as it is
+    assert not os.path.exists(parts_folder(path))
+    _write(path, "/histogram/relu/he", [1.0])  # the first update converts it
+    after = describe(path)
+    kept = [(n.path, str(n.attrs), None if n.value is None else n.value.tolist()) for n in after.nodes
+            if not n.path.startswith("/histogram/relu")]
+    assert kept == before
+    assert after.attrs["created_utc"] == "2000-01-01T00:00:00Z" and after.attrs["fastinit_layout"] == 2
+    with h5py.File(path, "r") as f:
+        assert isinstance(f["train/he"].get("seed=0", getlink=True), h5py.ExternalLink)
+        assert isinstance(f.get("/histogram/sigmoid/xavier", getlink=True), h5py.ExternalLink)
+        assert f["train/he/seed=1/loss"].compression == "gzip"
+    assert [p.split(".")[0] for p in _parts(path)] == [
+        "histogram-relu-he", "histogram-sigmoid-xavier", "train-he-seed=0", "train-he-seed=1"]
+    assert os.path.getsize(path) < 20_000 and _leftovers(tmp_path) == []
+
+
+def test_a_missing_or_corrupt_part_file_is_one_clear_line(tmp_path, capsys):
+    from fastinit.cli import main
+
+    path = tmp_path / "r.h5"
+    _write(path, "/a", np.arange(1000.0))
+    _write(path, "/b", [1.0])
+    part_a, part_b = (os.path.join(parts_folder(path), name) for name in _parts(path))
+    data = open(part_a, "rb").read()
+    open(part_a, "wb").write(data[: len(data) // 3])
+    with pytest.raises(StoreError, match=r"cannot read /a of .*r\.h5: its part file r\.h5\.parts/a\..*\.h5"):
+        describe(path)
+    open(part_a, "wb").write(data)
+    os.remove(part_b)
+    capsys.readouterr()
+    assert main(["show", str(path), "/b"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the file is missing" in err and "Traceback" not in err

@@ -18,10 +18,12 @@ from fastinit.experiments.train import (
     TrainConfig,
     batch_indices,
     format_results,
+    gradient_steps,
     parse_run,
     read_activations,
     read_runs,
     seed_ranking,
+    snapshot_choice,
     train,
     write_figures,
 )
@@ -226,11 +228,19 @@ def test_seeds_layout_and_each_seed_equals_a_one_seed_run(tmp_path):
         assert he.attrs["status"] == "complete" and he.attrs["init"] == "he"
         g = he["seed=1"]
         assert g.attrs["seed"] == 1 and json.loads(g.attrs["config"])["seed"] == 1
-        assert g["loss"].shape == (30,) and g["activations"].shape == (2, 2, 10, 16)
+        assert g["loss"].shape == (30,) and he["seed=0/activations"].shape == (2, 2, 10, 16)
+        # The probe snapshots are recorded for the first seed only (what the figures read) by default.
+        assert "activations" not in g and "gradients" not in g and g["snapshot_steps"].shape == (0,)
     runs = read_runs(out, ["he"])
     assert [(r["name"], r["label"], r["seed"]) for r in runs] == [("he", "he/seed=0", 0), ("he", "he/seed=1", 1)]
     assert not np.array_equal(runs[0]["loss"], runs[1]["loss"])
-    acts, steps = read_activations(out, "he/seed=1")
+    acts, steps = read_activations(out, "he/seed=0")
+    assert acts.shape == (2, 2, 10, 16) and steps.tolist() == [0, 25]
+    with pytest.raises(KeyError, match="no activations"):
+        read_activations(out, "he/seed=1")
+    (tmp_path / "all").mkdir()
+    _, every = small_train(tmp_path / "all", runs=("he",), seeds=(0, 1), iterations=30, snapshot_seeds="all")
+    acts, steps = read_activations(every, "he/seed=1")
     assert acts.shape == (2, 2, 10, 16) and steps.tolist() == [0, 25]
     for seed, run in zip((0, 1), runs):  # a run of several seeds is, seed by seed, the one-seed run
         folder = tmp_path / f"one{seed}"
@@ -305,6 +315,27 @@ def test_uneven_hidden_layers_are_padded_with_nan(tmp_path):
     acts, _ = read_activations(out, "he")
     assert acts.shape == (3, 2, 10, 16)
     assert np.isnan(acts[:, 1, :, 8:]).all() and not np.isnan(acts[:, 1, :, :8]).any()
+
+
+def test_gradients_only_at_the_snapshots_the_figure_draws(tmp_path):
+    """Per-image gradients are stored at the gradient_snapshots (default 4) snapshots spread from the
+    first to the last, the ones the activation figure draws too; the activations at every snapshot."""
+    _, out = small_train(tmp_path, runs=("he",), iterations=100, snapshot_every=10)
+    with h5py.File(out, "r") as f:
+        g = f["train/he"]
+        assert g["snapshot_steps"][()].tolist() == list(range(0, 101, 10))
+        assert g["gradient_steps"][()].tolist() == [0, 30, 70, 100] == gradient_steps(TrainConfig(
+            iterations=100, snapshot_every=10))
+        assert g["activations"].shape[0] == 11 and g["gradients"].shape[0] == 4
+    acts, act_steps = read_activations(out, "he", snapshot_choice(out, "he"))
+    grads, grad_steps = read_activations(out, "he", snapshot_choice(out, "he", dataset="gradients"), "gradients")
+    assert act_steps.tolist() == grad_steps.tolist() == [0, 30, 70, 100]
+    (tmp_path / "none").mkdir()
+    _, out = small_train(tmp_path / "none", runs=("he",), gradient_snapshots=0)
+    with h5py.File(out, "r") as f:
+        assert "gradients" not in f["train/he"] and f["train/he/activations"].shape[0] == 3
+    with pytest.raises(ValueError, match="snapshot_seeds must be one of first, all, none"):
+        TrainConfig(snapshot_seeds="some").validate()
 
 
 # --- divergence and interruption -------------------------------------------------------

@@ -11,8 +11,10 @@
    ``pretrain`` and the ReLU network under ``he`` and ``lsuv`` (in the runs
    above), with each init's own cost; the sigmoid runs are tried again at
    the learning rates ``HISTORY_LRS`` (first seed, ``/history/lr=<lr>/``) to
-   show where each starts to learn.
-4. Everything goes to ``DIR/fastinit.h5``; the figures to ``DIR/*.png``; and
+   show where each starts to learn (their curves only: no probe snapshots,
+   which no figure or summary reads).
+4. Everything goes to ``DIR/fastinit.h5`` (a small index, with each run's data
+   in its own file under ``DIR/fastinit.h5.parts/``); the figures to ``DIR/*.png``; and
    ``DIR/summary.md`` states the numbers and, in plain words, what they show.
 
 ``quick=True`` shrinks every size (few samples, a few dozen steps on a
@@ -80,7 +82,7 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     non-negative ints); the histograms use the first seed.
 
     ``out_dir`` is created if needed; ``DIR/fastinit.h5`` is updated
-    atomically (groups of other commands in it stay), the figures are
+    run by run (:mod:`fastinit.store`; groups of other commands in it stay), the figures are
     ``histogram-<activation>.png`` with ``-depth``, ``-gradients`` (RMS
     against depth) and ``-gradient-histogram`` beside it, ``mnist-loss.png``,
     ``mnist-accuracy.png``, ``mnist-activations-<run>.png`` and ``mnist-gradients-<run>.png``, and
@@ -134,8 +136,9 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     log(f"training: {len(config.runs)} runs x {len(config.seeds)} seed(s) x {config.iterations} iterations "
         f"({times['training']:.1f} s)")
     t0 = time.perf_counter()
-    lr_probe = {lr: train(replace(config, runs=HISTORY_SIGMOID, lr=lr, seeds=config.seeds[:1]), h5_path,
-                          root=f"history/lr={lr:g}", progress=progress, log=log) for lr in HISTORY_LRS}
+    history = replace(config, runs=HISTORY_SIGMOID, seeds=config.seeds[:1], snapshot_seeds="none")
+    lr_probe = {lr: train(replace(history, lr=lr), h5_path, root=f"history/lr={lr:g}", progress=progress, log=log)
+                for lr in HISTORY_LRS}
     times["history learning rates"] = time.perf_counter() - t0
 
     # 3. Figures.

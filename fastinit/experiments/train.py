@@ -23,9 +23,12 @@ group ``/train/<spec>/seed=<s>/``. A run's group, in either layout, holds:
   activations of a fixed probe batch (the first ``probe_samples`` test
   images) at ``snapshot_steps`` (every ``snapshot_every`` steps, step 0
   included). Hidden layers narrower than the widest are padded with NaN;
-- ``gradients`` (same shape and steps): each probe image's own loss
-  differentiated with respect to each hidden layer's pre-activation
-  (:func:`probe_gradients`), NaN-padded the same way;
+- ``gradients`` (gradient snapshots, hidden layers, probe_samples, units):
+  each probe image's own loss differentiated with respect to each hidden
+  layer's pre-activation (:func:`probe_gradients`), NaN-padded the same way,
+  at ``gradient_steps``: only the ``gradient_snapshots`` (default 4)
+  snapshots spread from the first to the last that the gradient figure draws
+  (:func:`gradient_steps`), the same ones the activation figure draws;
 - attrs: ``status`` (complete, interrupted or diverged), ``final_train_loss``
   (mean loss over the last ``final_window`` steps), ``final_test_accuracy``,
   ``wall_time_s``, ``init_seconds`` (the init's own cost, part of the wall
@@ -37,13 +40,23 @@ A data-driven init (``lsuv``, ``pretrain``: :mod:`fastinit.datainit`)
 calibrates on the training images, never the test set, and its per-layer
 measurements go to the attr ``init_info`` (JSON).
 
+The probe snapshots (``activations``, ``gradients`` and their steps) are
+recorded for the seeds named by ``snapshot_seeds``: by default the first seed
+of each run only, which is what the figures and ``fastinit reproduce``'s
+summary read (``"all"``: every seed; ``"none"``: no snapshots). Other seeds
+keep ``snapshot_steps`` empty. Per-image data is most of a results file's
+size, so it is stored only where it is used.
+
 A run's *label* is its group path under ``/train``: ``<spec>`` or
 ``<spec>/seed=<s>``; :func:`read_activations` and :func:`snapshot_choice`
 take it, :func:`read_runs` reads both layouts.
 
-Datasets are chunked and appended while the run goes (memory stays flat);
-everything goes through :func:`fastinit.store.open_results`, so Ctrl-C leaves a
-readable file with the run marked ``interrupted``. A NaN or Inf loss stops
+Datasets are chunked, compressed (gzip with shuffle) and appended while the
+run goes; everything goes through :func:`fastinit.store.open_results`: each
+run (each seed) is its own part file, written once when the run ends
+(:func:`fastinit.store.finish_group`), so a run finished is kept even if the
+process is killed later, and Ctrl-C leaves a readable file with the current
+run marked ``interrupted``. A NaN or Inf loss stops
 that run with status ``diverged`` and the step recorded; the other runs go on.
 """
 
@@ -76,6 +89,7 @@ __all__ = [
     "seed_ranking",
     "snapshot_choice",
     "probe_gradients",
+    "gradient_steps",
     "DEFAULT_INITS",
 ]
 
@@ -84,6 +98,7 @@ CLASSIC_ORDER = ("he", "xavier", "std=0.01")  # best to worst final train loss i
 DEFAULT_SIZES = (784, 100, 100, 100, 100, 10)
 _FLUSH_ROWS = 100  # loss/grad_norm rows buffered before each append
 _SEED_MAX = 2**63 - 1  # stored as an int64 attr
+SNAPSHOT_SEEDS = ("first", "all", "none")
 
 
 @dataclass(frozen=True)
@@ -128,7 +143,11 @@ class TrainConfig:
     data's features) and classes last; ``eval_every``: steps between test
     accuracy evaluations; ``snapshot_every``: steps between activation
     snapshots; ``probe_samples``: test images in the probe batch;
-    ``final_window``: steps averaged for ``final_train_loss``; ``seeds``:
+    ``final_window``: steps averaged for ``final_train_loss``;
+    ``snapshot_seeds``: which seeds record the probe snapshots, ``"first"``
+    (the first of ``seeds``: what the figures read), ``"all"`` or ``"none"``;
+    ``gradient_snapshots``: how many of those snapshots, spread from the
+    first to the last, also record the per-image gradients (0: none); ``seeds``:
     distinct non-negative ints, each run is trained once per seed (the
     weights and the mini-batch order come from the seed);
     ``train_limit`` / ``test_limit``: use only the first n images (for
@@ -148,6 +167,8 @@ class TrainConfig:
     snapshot_every: int = 100
     probe_samples: int = 200
     final_window: int = 100
+    snapshot_seeds: str = "first"
+    gradient_snapshots: int = 4
     train_limit: int = None
     test_limit: int = None
     data_dir: str = None
@@ -180,6 +201,10 @@ class TrainConfig:
         positive_int("snapshot_every", self.snapshot_every)
         positive_int("probe_samples", self.probe_samples)
         positive_int("final_window", self.final_window)
+        if self.snapshot_seeds not in SNAPSHOT_SEEDS:
+            raise ValueError(f"snapshot_seeds must be one of {', '.join(SNAPSHOT_SEEDS)}, "
+                             f"got {self.snapshot_seeds!r}")
+        positive_int("gradient_snapshots", self.gradient_snapshots, minimum=0)
         if not isinstance(self.seeds, (tuple, list)) or not self.seeds:
             raise ValueError(f"seeds must be a non-empty sequence of integers, got {self.seeds!r}")
         for s in self.seeds:
@@ -284,11 +309,13 @@ def _attrs(config, spec, seed):
     return attrs
 
 
-def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=print):
+def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=print, snapshots=None):
     """Train one run into the (already created) HDF5 ``group``; return a :class:`RunResult`.
 
     ``dataset`` is a :class:`fastinit.data.MNIST`; ``seed`` (default: the
     first of ``config.seeds``) draws the weights and the mini-batch order.
+    ``snapshots``: whether to record the probe snapshots (default: as
+    ``config.snapshot_seeds`` says for this seed).
     Datasets are created in ``group`` and appended as the run goes. A NaN/Inf
     loss ends the run with status ``diverged``. On ``KeyboardInterrupt`` what
     was computed is flushed, the group is marked ``interrupted`` and the
@@ -309,6 +336,10 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     probe_labels = y_test[: config.probe_samples]
     seed = int(config.seeds[0] if seed is None else seed)
     run_label = group.name.removeprefix("/train/")
+    if snapshots is None:
+        snapshots = config.snapshot_seeds == "all" or (config.snapshot_seeds == "first"
+                                                       and seed == int(config.seeds[0]))
+    grad_at = set(gradient_steps(config))
 
     for key, value in _attrs(config, spec, seed).items():
         group.attrs[key] = value
@@ -325,21 +356,25 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     ds_eval = label(create_appendable(group, "eval_steps", (), "int64"), "iterations",
                     "SGD steps done when each test_accuracy was measured")
     ds_snap_steps = label(create_appendable(group, "snapshot_steps", (), "int64"), "iterations",
-                          "SGD steps done when each snapshot of activations and gradients was taken")
-    ds_act = ds_probe_grad = None
-    if hidden:
+                          "SGD steps done when each snapshot of the probe activations was taken")
+    ds_act = ds_probe_grad = ds_grad_steps = None
+    if hidden and snapshots:
         ds_act = label(
             create_appendable(group, "activations", (len(hidden), probe.shape[0], units), config.dtype,
                               chunk_rows=1),
             "activation value", "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
             layers=np.arange(1, len(hidden) + 1), probe=f"the first {probe.shape[0]} test images",
             padding="NaN where a layer is narrower than the widest hidden layer")
+    if ds_act is not None and grad_at:
         ds_probe_grad = label(
             create_appendable(group, "gradients", (len(hidden), probe.shape[0], units), config.dtype,
                               chunk_rows=1),
             "dloss_i/dz (nats per unit of pre-activation)", PROBE_GRADIENT_DESCRIPTION,
             layers=np.arange(1, len(hidden) + 1), probe=f"the first {probe.shape[0]} test images",
             padding="NaN where a layer is narrower than the widest hidden layer")
+        ds_grad_steps = label(create_appendable(group, "gradient_steps", (), "int64"), "iterations",
+                              "SGD steps done when each snapshot of the probe gradients was taken: the "
+                              "snapshots the gradient figure draws")
 
     t0 = time.perf_counter()
     # A data-driven init (lsuv, pretrain) calibrates on the training images, never the test set.
@@ -373,13 +408,18 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
         if ds_act is None:
             return
         logits, acts = model.forward(np.ascontiguousarray(probe), record=True)
-        grads = probe_gradients(model.params, acts, logits, probe_labels, spec.activation)
-        for ds, layers in ((ds_act, acts), (ds_probe_grad, grads)):
+
+        def put(ds, layers):
             row = np.full((len(hidden), probe.shape[0], units), np.nan, dtype=dtype)
             for i, a in enumerate(layers):
                 row[i, :, : a.shape[1]] = a
             append(ds, row)
+
+        put(ds_act, acts)
         append(ds_snap_steps, step)
+        if ds_probe_grad is not None and step in grad_at:
+            put(ds_probe_grad, probe_gradients(model.params, acts, logits, probe_labels, spec.activation))
+            append(ds_grad_steps, step)
 
     from ..progress import Progress
 
@@ -462,6 +502,26 @@ def probe_gradients(params, hidden, logits, labels, activation):
     return grads[::-1]
 
 
+def gradient_steps(config):
+    """The steps at which a run of ``config`` records the probe gradients (if it records snapshots).
+
+    The ``config.gradient_snapshots`` snapshots spread from the first (step 0)
+    to the last planned one, chosen as :func:`snapshot_choice` chooses the
+    snapshots the figures draw. Returns a list of int (empty when
+    ``gradient_snapshots`` is 0)."""
+    n = config.iterations // config.snapshot_every + 1
+    return [i * config.snapshot_every for i in _spread(n, config.gradient_snapshots)]
+
+
+def _spread(n, count):
+    """Up to ``count`` indices of ``range(n)`` spread from the first to the last."""
+    if count <= 0 or n <= 0:
+        return []
+    if n <= count:
+        return list(range(n))
+    return sorted(set(int(round(i)) for i in np.linspace(0, n - 1, count)))
+
+
 def _plain_number(value):
     """JSON for the NumPy scalars and arrays in an ``init_info``."""
     return value.tolist() if hasattr(value, "tolist") else float(value)
@@ -538,7 +598,7 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, root="train",
     that cannot run. ``KeyboardInterrupt`` propagates after the file is saved
     with the current run marked interrupted.
     """
-    from ..store import open_results, replace_group
+    from ..store import finish_group, open_results, replace_group
 
     config = replace(config or TrainConfig(), **overrides).validate()
     if config.backend == "cuda":
@@ -561,11 +621,17 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, root="train",
             if len(config.seeds) == 1:
                 group = replace_group(f, f"/{root}/{spec.name}")
                 results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
+                finish_group(group)  # on disk now: kept even if a later run is killed
                 continue
+            # The parent holds only attrs (in the results' top file); each seed is its own part.
             parent = replace_group(f, f"/{root}/{spec.name}", dict(init=spec.init, activation=spec.activation,
-                                                                   seeds=np.asarray(config.seeds, np.int64)))
-            seeded = [train_run(replace_group(f, f"{parent.name}/seed={seed}"), spec, config, dataset, seed=seed,
-                                progress=progress, log=log) for seed in config.seeds]
+                                                                   seeds=np.asarray(config.seeds, np.int64)),
+                                   part=False)
+            seeded = []
+            for seed in config.seeds:
+                group = replace_group(f, f"{parent.name}/seed={seed}")
+                seeded.append(train_run(group, spec, config, dataset, seed=seed, progress=progress, log=log))
+                finish_group(group)
             parent.attrs["status"] = "diverged" if any(r.status == "diverged" for r in seeded) else "complete"
             results += seeded
     return results
@@ -591,7 +657,7 @@ def read_runs(path, names=None):
     each). Raises ``StoreError`` for an unreadable file and ``KeyError`` when
     a named run is missing.
     """
-    from ..store import _plain, open_read
+    from ..store import open_read, plain
 
     runs = []
     with open_read(path) as f:
@@ -607,7 +673,7 @@ def read_runs(path, names=None):
             labels = [f"{name}/{s}" for s in _seed_groups(group[name])] or [name]
             for label in labels:
                 g = group[label]
-                attrs = {k: _plain(v) for k, v in g.attrs.items()}
+                attrs = {k: plain(v) for k, v in g.attrs.items()}
                 run = {"name": name, "label": label, "seed": int(attrs.get("seed", 0)), "attrs": attrs}
                 for key in ("loss", "grad_norm", "test_accuracy", "eval_steps", "snapshot_steps"):
                     run[key] = g[key][()] if key in g else np.empty(0)
@@ -615,11 +681,19 @@ def read_runs(path, names=None):
     return runs
 
 
+def _steps_key(group, dataset):
+    """The dataset holding the steps of ``dataset``'s snapshots (files written before
+    ``gradient_steps`` stored gradients at every snapshot)."""
+    return "gradient_steps" if dataset == "gradients" and "gradient_steps" in group else "snapshot_steps"
+
+
 def read_activations(path, name, snapshots=None, dataset="activations"):
     """Read ``/train/<name>/activations`` (or the snapshot indices ``snapshots``) and their steps.
 
     ``name`` is a run's label: ``<spec>``, or ``<spec>/seed=<s>`` for a run with several seeds;
-    ``dataset="gradients"`` reads the probe batch's gradients instead (same shape and steps)."""
+    ``dataset="gradients"`` reads the probe batch's gradients instead (at their own steps,
+    ``gradient_steps``; indices count those snapshots). Raises ``KeyError`` when the run
+    has no such snapshots."""
     from ..store import open_read
 
     with open_read(path) as f:
@@ -627,24 +701,24 @@ def read_activations(path, name, snapshots=None, dataset="activations"):
         if key not in f or dataset not in f[key]:
             raise KeyError(f"{path} has no {dataset} for run {name!r}")
         ds = f[key][dataset]
-        steps = f[key]["snapshot_steps"][()]
+        steps = f[key][_steps_key(f[key], dataset)][()]
         if snapshots is None:
             return ds[()], steps
         idx = sorted(int(i) for i in snapshots)
         return ds[idx], steps[idx]
 
 
-def snapshot_choice(path, name, count=4):
+def snapshot_choice(path, name, count=4, dataset="activations"):
     """Indices of up to ``count`` snapshots of run ``name`` (a label, as in :func:`read_activations`),
-    spread from the first to the last."""
+    spread from the first to the last; ``dataset="gradients"`` counts the gradient snapshots."""
     from ..store import open_read
 
     with open_read(path) as f:
-        key = f"train/{name}/snapshot_steps"
-        n = f[key].shape[0] if key in f else 0
-    if n <= count:
-        return list(range(n))
-    return sorted(set(int(round(i)) for i in np.linspace(0, n - 1, count)))
+        group = f.get(f"train/{name}")
+        n = 0
+        if group is not None and dataset in group:
+            n = group[_steps_key(group, dataset)].shape[0]
+    return _spread(n, count)
 
 
 def _file_safe(name):
@@ -685,10 +759,10 @@ def write_figures(path, plot, names=None):
         acts, steps = read_activations(path, run["label"], chosen)
         target = f"{stem}-activations-{_file_safe(run['name'])}{ext}"
         written.append(plots.plot_train_activations(acts, steps, run["label"], run["attrs"]["activation"], target))
-        try:
-            grads, steps = read_activations(path, run["label"], chosen, "gradients")
-        except KeyError:  # written before gradients were recorded
+        chosen = snapshot_choice(path, run["label"], dataset="gradients")
+        if not chosen:  # no gradients recorded (or written before they were)
             continue
+        grads, steps = read_activations(path, run["label"], chosen, "gradients")
         target = f"{stem}-gradients-{_file_safe(run['name'])}{ext}"
         written.append(plots.plot_train_gradients(grads, steps, run["label"], run["attrs"]["activation"], target))
     return written
