@@ -10,6 +10,8 @@ Policy: arrays must be C-contiguous; a non-contiguous array is rejected (not
 silently copied) so that no kernel hides a copy or writes into a temporary.
 """
 
+import inspect
+
 import numpy as np
 
 __all__ = [
@@ -17,7 +19,7 @@ __all__ = [
     "writable", "float_array", "same_dtype", "shape_is", "same_shape", "out_array", "activation_code",
     "matmul_shapes", "dense_forward_args", "dense_backward_args", "outputs_overlap", "labels_array",
     "label_range", "row_indices", "softmax_args", "mse_args", "learning_rate", "sgd_args",
-    "elementwise_args", "backward_args",
+    "elementwise_args", "backward_args", "shared_doc", "with_doc",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -701,3 +703,56 @@ def backward_args(y, dy, out):
     same_dtype(y=y, dy=dy)
     same_shape("dy", dy, "y", y)
     out_array("out", out, y.shape, y.dtype)
+
+
+# ---------------------------------------------------------------- shared docstrings
+
+
+def shared_doc(reference_function, notes=""):
+    """Return the docstring of `reference_function`, with `notes` added as its Notes section.
+
+    How ``kernels.cpu`` and ``kernels.cuda`` document the shared API: the full text lives
+    once, in ``kernels.reference``; each backend adds only what differs.
+
+    Parameters
+    ----------
+    reference_function : callable
+        The function whose docstring is the full text (its last section is Raises or
+        Notes, none of the sections that go after Notes).
+    notes : str, default ''
+        Paragraphs to add, indented or not; appended to an existing Notes section.
+
+    Returns
+    -------
+    str
+        The docstring, dedented.
+    """
+    doc = inspect.cleandoc(reference_function.__doc__)
+    notes = inspect.cleandoc(notes)
+    if not notes:
+        return doc
+    heading = "" if "\nNotes\n-----\n" in doc else "\n\nNotes\n-----"
+    return f"{doc}{heading}\n{notes}" if heading else f"{doc}\n\n{notes}"
+
+
+def with_doc(doc):
+    """Decorate a function so that its docstring is `doc` (one built by `shared_doc`, say).
+
+    Put it under a Numba decorator (``@njit`` then ``@with_doc(...)``): the dispatcher
+    takes the docstring of the function it wraps.
+
+    Parameters
+    ----------
+    doc : str
+        The docstring.
+
+    Returns
+    -------
+    callable
+        A decorator that sets ``__doc__`` and returns the function itself.
+    """
+    def decorate(function):
+        function.__doc__ = doc
+        return function
+
+    return decorate
