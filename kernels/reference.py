@@ -11,6 +11,10 @@ Conventions, shared by all backends:
 - a dense layer computes ``y = act(x @ w + b)`` with ``x`` (N, fan_in),
   ``w`` (fan_in, fan_out), ``b`` (fan_out,) or ``None``;
 - activation backward passes take the saved *output* ``y``, not the input.
+
+The docstrings here are the full text of the shared API (``kernels.checks.KERNEL_API``):
+``kernels.cpu`` and ``kernels.cuda`` take them at import (``kernels.checks.shared_doc``)
+and add a Notes section on what differs.
 """
 
 import numpy as np
@@ -75,32 +79,32 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-#: The docstring of sigmoid, tanh and relu; `summary` names the function.
-_ACTIVATION_DOC = """{summary}
+# The activations' docstrings: one template for the forward functions (sigmoid, tanh, relu,
+# activation_forward), one for the backward ones; filled by _activation_doc.
+_FORWARD_DOC = """{summary}
 
 Parameters
 ----------
 x : ndarray, float32 or float64, C-contiguous
     Input of any shape.
-out : ndarray, same shape and dtype as `x`, optional
-    Receives the result in place; it may be `x` itself or overlap it (as in
-    `activation_forward`); allocated when None.
+{activation}out : ndarray, same shape and dtype as `x`, optional
+    Receives the result in place; it may be `x` itself (an in-place update) or overlap it
+    in part (the result is the same). Allocated when None.
 
 Returns
 -------
 ndarray
-    The result, same shape and dtype as `x` (`out` when given).
+    {result}, same shape and dtype as `x` (`out` when given).
 
 Raises
 ------
 TypeError
     If `x` is not a float32/float64 array, or `out` has another dtype.
 ValueError
-    If an array is not C-contiguous, `out` has another shape or is read-only.
+    If an array is not C-contiguous, or `out` has another shape or is read-only.{unknown}
 """
 
-#: The docstring of sigmoid_backward, tanh_backward and relu_backward.
-_ACTIVATION_BACKWARD_DOC = """Gradient through {name} from its saved output: {formula}.
+_BACKWARD_DOC = """{summary}
 
 Parameters
 ----------
@@ -108,9 +112,9 @@ y : ndarray, float32 or float64, C-contiguous
     The saved output of the {name}, any shape.
 dy : ndarray, same shape and dtype as `y`
     The upstream gradient dL/dy.
-out : ndarray, same shape and dtype as `y`, optional
-    Receives the result in place; it may be `dy` itself or overlap `y` or `dy` (as
-    in `activation_backward`); allocated when None.
+{activation}out : ndarray, same shape and dtype as `y`, optional
+    Receives the result in place; it may be `dy` itself, or overlap `y` or `dy` (the
+    result is the same). Allocated when None.
 
 Returns
 -------
@@ -122,43 +126,59 @@ Raises
 TypeError
     If an argument is not a float32/float64 array or the dtypes differ.
 ValueError
-    If the shapes differ, or an array is not C-contiguous or `out` is read-only.
+    If the shapes differ, an array is not C-contiguous, or `out` is read-only.{unknown}
+"""
+
+_ACTIVATION_PARAMETER = """activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+    The activation's name (one of ``ACTIVATIONS``).
 """
 
 
-@chk.with_doc(_ACTIVATION_DOC.format(
-    summary="Logistic sigmoid, elementwise; numerically stable for any input (+-1000 give exactly 1 and 0)."))
+def _activation_doc(template, summary, named=False, name="forward activation", result="The result"):
+    """Fill `template`; `named` adds the ``activation`` parameter (and its ValueError)."""
+    return template.format(
+        summary=summary, name=name, result=result, activation=_ACTIVATION_PARAMETER if named else "",
+        unknown="\n    Also for an unknown activation." if named else "",
+    )
+
+
+@chk.with_doc(_activation_doc(
+    _FORWARD_DOC, "Logistic sigmoid, elementwise; numerically stable (+-1000 give exactly 1 and 0)."))
 def sigmoid(x, out=None):
     chk.elementwise_args(x, out)
     return _result(out, _sigmoid(x))
 
 
-@chk.with_doc(_ACTIVATION_BACKWARD_DOC.format(name="sigmoid", formula="``dy * y * (1 - y)``"))
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.", name="sigmoid"))
 def sigmoid_backward(y, dy, out=None):
     chk.backward_args(y, dy, out)
     return _result(out, dy * y * (1 - y))
 
 
-@chk.with_doc(_ACTIVATION_DOC.format(summary="Hyperbolic tangent, elementwise."))
+@chk.with_doc(_activation_doc(_FORWARD_DOC, "Hyperbolic tangent, elementwise."))
 def tanh(x, out=None):
     chk.elementwise_args(x, out)
     return _result(out, np.tanh(x))
 
 
-@chk.with_doc(_ACTIVATION_BACKWARD_DOC.format(name="tanh", formula="``dy * (1 - y**2)``"))
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through tanh from its saved output: ``dy * (1 - y**2)``.", name="tanh"))
 def tanh_backward(y, dy, out=None):
     chk.backward_args(y, dy, out)
     return _result(out, dy * (1 - y * y))
 
 
-@chk.with_doc(_ACTIVATION_DOC.format(
-    summary="Rectified linear unit ``max(x, 0)``, elementwise (NaN passes through)."))
+@chk.with_doc(_activation_doc(
+    _FORWARD_DOC, "Rectified linear unit ``max(x, 0)``, elementwise (NaN passes through)."))
 def relu(x, out=None):
     chk.elementwise_args(x, out)
     return _result(out, np.maximum(x, 0))
 
 
-@chk.with_doc(_ACTIVATION_BACKWARD_DOC.format(name="ReLU", formula="``dy`` where ``y > 0``, else 0"))
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.",
+    name="ReLU"))
 def relu_backward(y, dy, out=None):
     chk.backward_args(y, dy, out)
     return _result(out, np.where(y > 0, dy, 0).astype(y.dtype, copy=False))
@@ -173,65 +193,17 @@ _BACKWARD = {
 }
 
 
+@chk.with_doc(_activation_doc(
+    _FORWARD_DOC, "Apply the named activation elementwise.", named=True, result="``activation(x)``"))
 def activation_forward(x, activation, out=None):
-    """Apply the named activation elementwise.
-
-    Parameters
-    ----------
-    x : ndarray, float32 or float64, C-contiguous
-        Input of any shape.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place; it may be `x` itself (an in-place update) or
-        overlap it in part (the result is the same). Allocated when None.
-
-    Returns
-    -------
-    ndarray
-        ``activation(x)``, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, a non-contiguous array, or an `out` of another shape or
-        read-only.
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    """
     chk.elementwise_args(x, out)
     chk.activation_code(activation)
     return _result(out, _FORWARD[activation](x))
 
 
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through the named activation from its saved output `y`.", named=True))
 def activation_backward(y, dy, activation, out=None):
-    """Gradient through the named activation from its saved output `y`.
-
-    Parameters
-    ----------
-    y : ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place; it may be `dy` itself, or overlap `y` or `dy` (the
-        result is the same). Allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, mismatched shapes, a non-contiguous array or a read-only
-        `out`.
-    TypeError
-        On mixed or non-float dtypes.
-    """
     chk.backward_args(y, dy, out)
     chk.activation_code(activation)
     return _result(out, _BACKWARD[activation](y, dy))
