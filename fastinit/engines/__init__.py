@@ -13,19 +13,18 @@ engine is built. The MLP validates every argument before an engine sees it.
 
 from typing import Optional, Protocol
 
+import inspect
+
 import numpy as np
+
+from kernels.checks import with_doc
 
 from ..backends import BackendError, check_backend, require_cuda
 
-__all__ = ["Engine", "engine_class"]
+__all__ = ["ENGINE_PARAMETERS", "Engine", "engine_class", "engine_doc"]
 
-
-class Engine(Protocol):  # numpydoc ignore=PR01,PR02
-    """What ``fastinit.MLP`` needs from a backend.
-
-    The engine copies what it needs. ``fastinit.MLP`` validates every argument
-    before an engine sees it.
-
+#: The Parameters section of ``Engine`` and of every engine class: what ``fastinit.MLP`` passes.
+ENGINE_PARAMETERS = """
     Parameters
     ----------
     weights : list of ndarray, each shape (fan_in, fan_out)
@@ -36,8 +35,34 @@ class Engine(Protocol):  # numpydoc ignore=PR01,PR02
         The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
     dtype : numpy.dtype
         float32 or float64.
-    """
+"""
 
+
+def engine_doc(doc):
+    """Return an engine class's docstring with ``ENGINE_PARAMETERS`` in place of ``{parameters}``.
+
+    Parameters
+    ----------
+    doc : str
+        The docstring, indented as written; a line ``{parameters}`` stands for the section.
+
+    Returns
+    -------
+    str
+        The docstring, dedented.
+    """
+    return inspect.cleandoc(doc).replace("{parameters}", inspect.cleandoc(ENGINE_PARAMETERS))
+
+
+@with_doc(engine_doc("""What ``fastinit.MLP`` needs from a backend.
+
+    The engine copies what it needs. ``fastinit.MLP`` validates every argument
+    before an engine sees it. The engines' methods take these methods' docstrings
+    (``kernels.checks.shared_doc``), adding what differs.
+
+    {parameters}
+    """))
+class Engine(Protocol):  # numpydoc ignore=PR01,PR02
     dtype: np.dtype
 
     def params(self) -> list:
