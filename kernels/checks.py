@@ -8,6 +8,9 @@ contiguity flag, so they work on NumPy arrays and on Numba device arrays.
 
 Policy: arrays must be C-contiguous; a non-contiguous array is rejected (not
 silently copied) so that no kernel hides a copy or writes into a temporary.
+
+Also the docstring helpers (``shared_doc``, ``fill_doc``, ``with_doc``) with which a
+text shared by several functions is written once.
 """
 
 import inspect
@@ -19,7 +22,7 @@ __all__ = [
     "writable", "float_array", "same_dtype", "shape_is", "same_shape", "out_array", "activation_code",
     "matmul_shapes", "dense_forward_args", "dense_backward_args", "outputs_overlap", "labels_array",
     "label_range", "row_indices", "softmax_args", "mse_args", "learning_rate", "sgd_args",
-    "elementwise_args", "backward_args", "shared_doc", "with_doc",
+    "elementwise_args", "backward_args", "shared_doc", "fill_doc", "with_doc",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -74,6 +77,30 @@ def shared_doc(reference_function, notes=""):
         return doc
     heading = "" if "\nNotes\n-----\n" in doc else "\n\nNotes\n-----"
     return f"{doc}{heading}\n{notes}" if heading else f"{doc}\n\n{notes}"
+
+
+def fill_doc(doc, **parts):
+    """Return `doc` dedented, with each ``{name}`` in it replaced by ``parts[name]``, dedented.
+
+    For sections that several docstrings share: write the part once, as a constant, and put
+    ``{name}`` on a line of its own where it goes, at the docstring's indentation.
+
+    Parameters
+    ----------
+    doc : str
+        The docstring, indented as written.
+    **parts : str
+        The shared text of each placeholder, indented or not.
+
+    Returns
+    -------
+    str
+        The filled docstring.
+    """
+    doc = inspect.cleandoc(doc)
+    for name, part in parts.items():
+        doc = doc.replace("{" + name + "}", inspect.cleandoc(part))
+    return doc
 
 
 def with_doc(doc):

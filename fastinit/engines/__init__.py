@@ -13,15 +13,13 @@ engine is built. The MLP validates every argument before an engine sees it.
 
 from typing import Optional, Protocol
 
-import inspect
-
 import numpy as np
 
-from kernels.checks import with_doc
+from kernels.checks import fill_doc, with_doc
 
 from ..backends import BackendError, check_backend, require_cuda
 
-__all__ = ["ENGINE_PARAMETERS", "Engine", "engine_class", "engine_doc"]
+__all__ = ["ENGINE_PARAMETERS", "Engine", "engine_class"]
 
 #: The Parameters section of ``Engine`` and of every engine class: what ``fastinit.MLP`` passes.
 ENGINE_PARAMETERS = """
@@ -38,30 +36,14 @@ ENGINE_PARAMETERS = """
 """
 
 
-def engine_doc(doc):
-    """Return an engine class's docstring with ``ENGINE_PARAMETERS`` in place of ``{parameters}``.
-
-    Parameters
-    ----------
-    doc : str
-        The docstring, indented as written; a line ``{parameters}`` stands for the section.
-
-    Returns
-    -------
-    str
-        The docstring, dedented.
-    """
-    return inspect.cleandoc(doc).replace("{parameters}", inspect.cleandoc(ENGINE_PARAMETERS))
-
-
-@with_doc(engine_doc("""What ``fastinit.MLP`` needs from a backend.
+@with_doc(fill_doc("""What ``fastinit.MLP`` needs from a backend.
 
     The engine copies what it needs. ``fastinit.MLP`` validates every argument
     before an engine sees it. The engines' methods take these methods' docstrings
     (``kernels.checks.shared_doc``), adding what differs.
 
     {parameters}
-    """))
+    """, parameters=ENGINE_PARAMETERS))
 class Engine(Protocol):  # numpydoc ignore=PR01,PR02
     dtype: np.dtype
 

@@ -77,10 +77,10 @@ from kernels.cpu import (
     transpose_into,
 )
 from kernels import checks as chk
-from kernels.checks import shared_doc, with_doc
+from kernels.checks import fill_doc, shared_doc, with_doc
 from kernels.jit import FAST, JIT
 
-from . import Engine, engine_doc
+from . import ENGINE_PARAMETERS, Engine
 
 __all__ = ["CpuEngine"]
 
@@ -335,7 +335,7 @@ def _padded(n):
     return (n + _PAD - 1) // _PAD * _PAD
 
 
-@with_doc(engine_doc("""Numba engine: one compiled call per training step, allocating nothing.
+@with_doc(fill_doc("""Numba engine: one compiled call per training step, allocating nothing.
 
     {parameters}
 
@@ -359,7 +359,7 @@ def _padded(n):
     and ``lb`` (n,), every layer's output ``acts`` and delta ``deltas``
     (layers, n, K), and the transposed copies ``ht`` (layers - 1, F, n16)
     and ``dt`` (layers, F, n16) with n16 = n padded.
-    """))
+    """, parameters=ENGINE_PARAMETERS))
 class CpuEngine:
 
     def __init__(self, weights, biases, activation, dtype):

@@ -30,20 +30,20 @@ import numpy as np
 
 from kernels import checks as chk
 from kernels import cuda as kc
-from kernels.checks import shared_doc, with_doc
+from kernels.checks import fill_doc, shared_doc, with_doc
 
-from . import Engine, engine_doc
+from . import ENGINE_PARAMETERS, Engine
 
 __all__ = ["CudaEngine"]
 
 
-@with_doc(engine_doc("""MLP engine whose parameters, activations and gradients live on the GPU.
+@with_doc(fill_doc("""MLP engine whose parameters, activations and gradients live on the GPU.
 
     The host arrays are copied to the device once. `set_dataset`,
     `train_step_indices` and `last_loss` are the device-resident training path.
 
     {parameters}
-    """))
+    """, parameters=ENGINE_PARAMETERS))
 class CudaEngine:
 
     def __init__(self, weights, biases, activation, dtype):

@@ -7,17 +7,17 @@ Readable and slow; every other engine is tested against it. Implements
 import numpy as np
 
 from kernels import reference as k
-from kernels.checks import shared_doc, with_doc
+from kernels.checks import fill_doc, shared_doc, with_doc
 
-from . import Engine, engine_doc
+from . import ENGINE_PARAMETERS, Engine
 
 __all__ = ["NumpyEngine"]
 
 
-@with_doc(engine_doc("""Per-layer weights and biases updated with ``kernels.reference``: the readable oracle.
+@with_doc(fill_doc("""Per-layer weights and biases updated with ``kernels.reference``: the readable oracle.
 
     {parameters}
-    """))
+    """, parameters=ENGINE_PARAMETERS))
 class NumpyEngine:
 
     def __init__(self, weights, biases, activation, dtype):
