@@ -44,6 +44,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from kernels.checks import fill_doc, with_doc
+
 __all__ = ["ACTIVATIONS", "WEIGHTS", "MeanField", "mean_field", "critical_sw2", "edge_of_chaos",
            "variance_by_layer", "gaussian_moments", "slope_moment", "slope_moments", "correlation_moments",
            "jacobian_spectrum", "phi", "phi_prime"]
@@ -89,9 +91,8 @@ def _unknown(activation):
     return ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
 
 
-def phi(x, activation):
-    """The activation applied to an array.
-
+# The docstring of phi and phi_prime, after their summary line.
+_PHI_DOC = """
     Parameters
     ----------
     x : array_like
@@ -108,12 +109,23 @@ def phi(x, activation):
     ------
     ValueError
         For an unknown activation.
-    """
+"""
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+@with_doc(fill_doc("""The activation applied to an array.
+
+    {rest}
+    """, rest=_PHI_DOC))
+def phi(x, activation):
     x = np.asarray(x, dtype=np.float64)
     if activation == "tanh":
         return np.tanh(x)
     if activation == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * x))
+        return _sigmoid(x)
     if activation == "relu":
         return np.maximum(x, 0.0)
     if activation == "linear":
@@ -123,31 +135,16 @@ def phi(x, activation):
     raise _unknown(activation)
 
 
+@with_doc(fill_doc("""The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).
+
+    {rest}
+    """, rest=_PHI_DOC))
 def phi_prime(x, activation):
-    """The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).
-
-    Parameters
-    ----------
-    x : array_like
-        Pre-activations.
-    activation : str
-        One of :data:`ACTIVATIONS`.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, the shape of ``x``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation.
-    """
     x = np.asarray(x, dtype=np.float64)
     if activation == "tanh":
         return 1.0 - np.tanh(x) ** 2
     if activation == "sigmoid":
-        s = 0.5 * (1.0 + np.tanh(0.5 * x))
+        s = _sigmoid(x)
         return s * (1.0 - s)
     if activation == "relu":
         return (x > 0).astype(np.float64)
@@ -165,7 +162,7 @@ def _phi_all(x, activation):
         d = 1.0 - t * t
         return t, d, -2.0 * t * d
     if activation == "sigmoid":
-        s = 0.5 * (1.0 + np.tanh(0.5 * x))
+        s = _sigmoid(x)
         d = s * (1.0 - s)
         return s, d, d * (1.0 - 2.0 * s)
     d = (2.0 / math.sqrt(math.pi)) * np.exp(-x * x)  # erf
