@@ -297,8 +297,24 @@ def _check_q(q):
     return q
 
 
-def gaussian_moments(q, activation):
-    """The mean and mean square of ``phi(u)`` for ``u ~ N(0, q)``.
+# The Parameters of slope_moment and slope_moments, and the Raises of gaussian_moments too.
+_Q_PARAMETERS = """
+    Parameters
+    ----------
+    q : float
+        The variance, >= 0.
+    activation : str
+        One of :data:`ACTIVATIONS`.
+"""
+_Q_RAISES = """
+    Raises
+    ------
+    ValueError
+        For an unknown activation or a negative or NaN ``q``.
+"""
+
+
+@with_doc(fill_doc("""The mean and mean square of ``phi(u)`` for ``u ~ N(0, q)``.
 
     Closed forms for ReLU and linear units; for tanh, sigmoid and erf a composite
     Gauss-Legendre sum in ``u`` (see the module docstring), accurate to 1e-9 relative
@@ -316,11 +332,9 @@ def gaussian_moments(q, activation):
     tuple of float
         ``(E[phi(u)], E[phi(u)^2])``.
 
-    Raises
-    ------
-    ValueError
-        For an unknown activation or a negative or NaN ``q``.
-    """
+    {raises}
+    """, raises=_Q_RAISES))
+def gaussian_moments(q, activation):
     q = _check_q(q)
     if activation == "relu":
         return math.sqrt(q / (2.0 * math.pi)), q / 2.0
@@ -332,31 +346,23 @@ def gaussian_moments(q, activation):
     return mean, second
 
 
-def slope_moment(q, activation):
-    """``E[phi'(u)^2]`` for ``u ~ N(0, q)``.
+@with_doc(fill_doc("""``E[phi'(u)^2]`` for ``u ~ N(0, q)``.
 
     The per-layer gain of the mean-square gradient over ``sw2``.
 
     For tanh, sigmoid and erf ``phi'^2`` is a bump of width about 1 around 0; the sum
     places panels of that width there whatever ``q`` is (see the module docstring).
 
-    Parameters
-    ----------
-    q : float
-        The variance, >= 0.
-    activation : str
-        One of :data:`ACTIVATIONS`.
+    {parameters}
 
     Returns
     -------
     float
         ``E[phi'(u)^2]`` (1/2 for ReLU, 1 for linear units).
 
-    Raises
-    ------
-    ValueError
-        For an unknown activation or a negative or NaN ``q``.
-    """
+    {raises}
+    """, parameters=_Q_PARAMETERS, raises=_Q_RAISES))
+def slope_moment(q, activation):
     q = _check_q(q)
     if activation == "relu":
         return 0.5
@@ -367,28 +373,20 @@ def slope_moment(q, activation):
     return _moments(q, activation)[2]
 
 
-def slope_moments(q, activation):
-    """The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``.
+@with_doc(fill_doc("""The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``.
 
     For ``u ~ N(0, q)``: ``mu1`` and ``mu2`` of the Jacobian's spectrum (Pennington et al. 2017).
 
-    Parameters
-    ----------
-    q : float
-        The variance, >= 0.
-    activation : str
-        One of :data:`ACTIVATIONS`.
+    {parameters}
 
     Returns
     -------
     tuple of float
         ``(mu1, mu2)`` (both 1/2 for ReLU, both 1 for linear units).
 
-    Raises
-    ------
-    ValueError
-        For an unknown activation or a negative or NaN ``q``.
-    """
+    {raises}
+    """, parameters=_Q_PARAMETERS, raises=_Q_RAISES))
+def slope_moments(q, activation):
     q = _check_q(q)
     if activation == "relu":
         return 0.5, 0.5
