@@ -79,14 +79,19 @@ _positive_int = _int_at_least(1, "positive")
 _seed = _int_at_least(0, "non-negative")
 
 
-def _init_spec(text):
-    from .init import parse_init
-
+def _parsed_by(parse, text):
+    """``text``, once ``parse(text)`` accepts it; its ValueError becomes argparse's error."""
     try:
-        parse_init(text)
+        parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _init_spec(text):
+    from .init import parse_init
+
+    return _parsed_by(parse_init, text)
 
 
 def _progress_wanted(args):
@@ -413,11 +418,7 @@ EXIT_DIVERGED = 3
 def _run_spec(text):
     from .experiments.train import parse_run
 
-    try:
-        parse_run(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return _parsed_by(parse_run, text)
 
 
 def _positive_float(text):

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernels.checks import fill_doc, with_doc
+
 __all__ = ["InitScheme", "parse_init", "init_weights", "gain", "INIT_NAMES", "TRUNCATED_STD_CORRECTION"]
 
 #: std of a unit normal truncated at +-2 sigma; Keras divides by it.
@@ -129,6 +131,17 @@ def _fan(fan_in, fan_out, mode):
     return {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
 
 
+# The layer's parameters of InitScheme.sample and init_weights.
+_LAYER_PARAMETERS = """
+    fan_in : int
+        Inputs of the layer, >= 1.
+    fan_out : int
+        Outputs of the layer, >= 1.
+    rng : numpy.random.Generator
+        The source of randomness.
+"""
+
+
 @dataclass(frozen=True)
 class InitScheme:
     """A parsed initialisation scheme.
@@ -206,20 +219,14 @@ class InitScheme:
             return self.gain / math.sqrt(max(fan_in, fan_out))
         return self.gain / math.sqrt(_fan(fan_in, fan_out, self.mode))
 
-    def sample(self, fan_in, fan_out, rng, dtype=np.float32):
-        """Draw a C-contiguous weight matrix from `rng`.
+    @with_doc(fill_doc("""Draw a C-contiguous weight matrix from `rng`.
 
         Values are drawn in float64 and cast, so a seed gives the same weights on every
         backend and dtype.
 
         Parameters
         ----------
-        fan_in : int
-            Inputs of the layer, >= 1.
-        fan_out : int
-            Outputs of the layer, >= 1.
-        rng : numpy.random.Generator
-            The source of randomness.
+        {layer}
         dtype : numpy.dtype, default numpy.float32
             The dtype of the result.
 
@@ -234,7 +241,8 @@ class InitScheme:
             If `rng` is not a ``numpy.random.Generator``.
         ValueError
             If a fan is < 1 or the scheme is data-driven.
-        """
+        """, layer=_LAYER_PARAMETERS))
+    def sample(self, fan_in, fan_out, rng, dtype=np.float32):
         if self.data_driven:
             raise self._needs_data()
         if not isinstance(rng, np.random.Generator):
@@ -410,19 +418,13 @@ def _gain_option(spec, opts, default):
     return value
 
 
-def init_weights(spec, fan_in, fan_out, rng, dtype=np.float32):
-    """Draw a (fan_in, fan_out) weight matrix for the scheme named by `spec`.
+@with_doc(fill_doc("""Draw a (fan_in, fan_out) weight matrix for the scheme named by `spec`.
 
     Parameters
     ----------
     spec : str or InitScheme
         The scheme (`parse_init`).
-    fan_in : int
-        Inputs of the layer, >= 1.
-    fan_out : int
-        Outputs of the layer, >= 1.
-    rng : numpy.random.Generator
-        The source of randomness.
+    {layer}
     dtype : numpy.dtype, default numpy.float32
         float32 or float64.
 
@@ -438,5 +440,6 @@ def init_weights(spec, fan_in, fan_out, rng, dtype=np.float32):
         use ``MLP(..., data=x)``).
     TypeError
         If `rng` is not a ``numpy.random.Generator``.
-    """
+    """, layer=_LAYER_PARAMETERS))
+def init_weights(spec, fan_in, fan_out, rng, dtype=np.float32):
     return parse_init(spec).sample(fan_in, fan_out, rng, dtype)

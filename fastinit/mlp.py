@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from kernels import checks as chk
+from kernels.checks import fill_doc, with_doc
 
 from . import datainit
 from .engines import engine_class
@@ -99,6 +100,25 @@ def _check_dtype(dtype):
     if d not in chk.FLOAT_DTYPES:
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return d
+
+
+# The batch parameters and their errors, shared by MLP.loss, train_step and set_dataset.
+_BATCH = """
+    x : ndarray, shape (N, sizes[0]), the MLP's dtype
+        A batch, C-contiguous, N >= 1 (never cast or copied).
+    labels : ndarray, shape (N,), int32 or int64
+        Class labels in [0, sizes[-1]).
+"""
+_BATCH_RAISES = """
+    Raises
+    ------
+    TypeError
+        If `x` is not an array of the MLP's dtype (cast with ``x.astype(mlp.dtype)``),
+        or `labels` not int32/int64.
+    ValueError
+        If `x` is not 2-D of width ``sizes[0]`` or not C-contiguous, or `labels`
+        has the wrong shape or values out of range.
+"""
 
 
 class MLP:
@@ -292,30 +312,20 @@ class MLP:
         """
         return np.argmax(self.forward(x), axis=1)
 
-    def loss(self, x, labels):
-        """Compute the mean softmax cross-entropy on (`x`, `labels`) without updating anything.
+    @with_doc(fill_doc("""Compute the mean softmax cross-entropy on (`x`, `labels`) without updating anything.
 
         Parameters
         ----------
-        x : ndarray, shape (N, sizes[0]), the MLP's dtype
-            A batch, C-contiguous, N >= 1 (never cast or copied).
-        labels : ndarray, shape (N,), int32 or int64
-            Class labels in [0, sizes[-1]).
+        {batch}
 
         Returns
         -------
         float
             The mean loss.
 
-        Raises
-        ------
-        TypeError
-            If `x` is not an array of the MLP's dtype (cast with ``x.astype(mlp.dtype)``),
-            or `labels` not int32/int64.
-        ValueError
-            If `x` is not 2-D of width ``sizes[0]`` or not C-contiguous, or `labels`
-            has the wrong shape or values out of range.
-        """
+        {batch_raises}
+        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+    def loss(self, x, labels):
         from kernels import reference
 
         self._check_x(x)
@@ -323,17 +333,13 @@ class MLP:
         logits = np.ascontiguousarray(self._engine.forward(x, False))
         return reference.softmax_cross_entropy(logits, np.asarray(labels))[0]
 
-    def train_step(self, x, labels, lr):
-        """Take one SGD step on the mean softmax cross-entropy of a batch.
+    @with_doc(fill_doc("""Take one SGD step on the mean softmax cross-entropy of a batch.
 
         Updates the parameters in place (in the engine's storage).
 
         Parameters
         ----------
-        x : ndarray, shape (N, sizes[0]), the MLP's dtype
-            A batch, C-contiguous, N >= 1 (never cast or copied).
-        labels : ndarray, shape (N,), int32 or int64
-            Class labels in [0, sizes[-1]).
+        {batch}
         lr : float
             Learning rate, a finite real number.
 
@@ -342,15 +348,9 @@ class MLP:
         float
             The loss before the update.
 
-        Raises
-        ------
-        TypeError
-            If `x` is not an array of the MLP's dtype (cast with ``x.astype(mlp.dtype)``),
-            or `labels` not int32/int64.
-        ValueError
-            If `x` is not 2-D of width ``sizes[0]`` or not C-contiguous, or `labels`
-            has the wrong shape or values out of range.
-        """
+        {batch_raises}
+        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+    def train_step(self, x, labels, lr):
         self._check_x(x)
         self._check_labels(labels, x.shape[0])
         lr = chk.learning_rate(lr)
@@ -358,28 +358,18 @@ class MLP:
         self._stepped = True
         return loss
 
-    def set_dataset(self, x, labels):
-        """Keep a training set for `train_step_indices`.
+    @with_doc(fill_doc("""Keep a training set for `train_step_indices`.
 
         The host backends keep references (do not modify the arrays while training on
         them); cuda copies the set to the device once.
 
         Parameters
         ----------
-        x : ndarray, shape (N, sizes[0]), the MLP's dtype
-            A batch, C-contiguous, N >= 1 (never cast or copied).
-        labels : ndarray, shape (N,), int32 or int64
-            Class labels in [0, sizes[-1]).
+        {batch}
 
-        Raises
-        ------
-        TypeError
-            If `x` is not an array of the MLP's dtype (cast with ``x.astype(mlp.dtype)``),
-            or `labels` not int32/int64.
-        ValueError
-            If `x` is not 2-D of width ``sizes[0]`` or not C-contiguous, or `labels`
-            has the wrong shape or values out of range.
-        """
+        {batch_raises}
+        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+    def set_dataset(self, x, labels):
         self._check_x(x)
         self._check_labels(labels, x.shape[0])
         labels = np.ascontiguousarray(labels, dtype=np.int64)

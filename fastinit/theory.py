@@ -44,6 +44,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from kernels.checks import fill_doc, with_doc
+
 __all__ = ["ACTIVATIONS", "WEIGHTS", "MeanField", "mean_field", "critical_sw2", "edge_of_chaos",
            "variance_by_layer", "gaussian_moments", "slope_moment", "slope_moments", "correlation_moments",
            "jacobian_spectrum", "phi", "phi_prime"]
@@ -89,9 +91,8 @@ def _unknown(activation):
     return ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
 
 
-def phi(x, activation):
-    """The activation applied to an array.
-
+# The docstring of phi and phi_prime, after their summary line.
+_PHI_DOC = """
     Parameters
     ----------
     x : array_like
@@ -108,12 +109,23 @@ def phi(x, activation):
     ------
     ValueError
         For an unknown activation.
-    """
+"""
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+@with_doc(fill_doc("""The activation applied to an array.
+
+    {rest}
+    """, rest=_PHI_DOC))
+def phi(x, activation):
     x = np.asarray(x, dtype=np.float64)
     if activation == "tanh":
         return np.tanh(x)
     if activation == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * x))
+        return _sigmoid(x)
     if activation == "relu":
         return np.maximum(x, 0.0)
     if activation == "linear":
@@ -123,31 +135,16 @@ def phi(x, activation):
     raise _unknown(activation)
 
 
+@with_doc(fill_doc("""The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).
+
+    {rest}
+    """, rest=_PHI_DOC))
 def phi_prime(x, activation):
-    """The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).
-
-    Parameters
-    ----------
-    x : array_like
-        Pre-activations.
-    activation : str
-        One of :data:`ACTIVATIONS`.
-
-    Returns
-    -------
-    numpy.ndarray
-        float64, the shape of ``x``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation.
-    """
     x = np.asarray(x, dtype=np.float64)
     if activation == "tanh":
         return 1.0 - np.tanh(x) ** 2
     if activation == "sigmoid":
-        s = 0.5 * (1.0 + np.tanh(0.5 * x))
+        s = _sigmoid(x)
         return s * (1.0 - s)
     if activation == "relu":
         return (x > 0).astype(np.float64)
@@ -165,7 +162,7 @@ def _phi_all(x, activation):
         d = 1.0 - t * t
         return t, d, -2.0 * t * d
     if activation == "sigmoid":
-        s = 0.5 * (1.0 + np.tanh(0.5 * x))
+        s = _sigmoid(x)
         d = s * (1.0 - s)
         return s, d, d * (1.0 - 2.0 * s)
     d = (2.0 / math.sqrt(math.pi)) * np.exp(-x * x)  # erf
@@ -300,8 +297,24 @@ def _check_q(q):
     return q
 
 
-def gaussian_moments(q, activation):
-    """The mean and mean square of ``phi(u)`` for ``u ~ N(0, q)``.
+# The Parameters of slope_moment and slope_moments, and the Raises of gaussian_moments too.
+_Q_PARAMETERS = """
+    Parameters
+    ----------
+    q : float
+        The variance, >= 0.
+    activation : str
+        One of :data:`ACTIVATIONS`.
+"""
+_Q_RAISES = """
+    Raises
+    ------
+    ValueError
+        For an unknown activation or a negative or NaN ``q``.
+"""
+
+
+@with_doc(fill_doc("""The mean and mean square of ``phi(u)`` for ``u ~ N(0, q)``.
 
     Closed forms for ReLU and linear units; for tanh, sigmoid and erf a composite
     Gauss-Legendre sum in ``u`` (see the module docstring), accurate to 1e-9 relative
@@ -319,11 +332,9 @@ def gaussian_moments(q, activation):
     tuple of float
         ``(E[phi(u)], E[phi(u)^2])``.
 
-    Raises
-    ------
-    ValueError
-        For an unknown activation or a negative or NaN ``q``.
-    """
+    {raises}
+    """, raises=_Q_RAISES))
+def gaussian_moments(q, activation):
     q = _check_q(q)
     if activation == "relu":
         return math.sqrt(q / (2.0 * math.pi)), q / 2.0
@@ -335,31 +346,23 @@ def gaussian_moments(q, activation):
     return mean, second
 
 
-def slope_moment(q, activation):
-    """``E[phi'(u)^2]`` for ``u ~ N(0, q)``.
+@with_doc(fill_doc("""``E[phi'(u)^2]`` for ``u ~ N(0, q)``.
 
     The per-layer gain of the mean-square gradient over ``sw2``.
 
     For tanh, sigmoid and erf ``phi'^2`` is a bump of width about 1 around 0; the sum
     places panels of that width there whatever ``q`` is (see the module docstring).
 
-    Parameters
-    ----------
-    q : float
-        The variance, >= 0.
-    activation : str
-        One of :data:`ACTIVATIONS`.
+    {parameters}
 
     Returns
     -------
     float
         ``E[phi'(u)^2]`` (1/2 for ReLU, 1 for linear units).
 
-    Raises
-    ------
-    ValueError
-        For an unknown activation or a negative or NaN ``q``.
-    """
+    {raises}
+    """, parameters=_Q_PARAMETERS, raises=_Q_RAISES))
+def slope_moment(q, activation):
     q = _check_q(q)
     if activation == "relu":
         return 0.5
@@ -370,28 +373,20 @@ def slope_moment(q, activation):
     return _moments(q, activation)[2]
 
 
-def slope_moments(q, activation):
-    """The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``.
+@with_doc(fill_doc("""The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``.
 
     For ``u ~ N(0, q)``: ``mu1`` and ``mu2`` of the Jacobian's spectrum (Pennington et al. 2017).
 
-    Parameters
-    ----------
-    q : float
-        The variance, >= 0.
-    activation : str
-        One of :data:`ACTIVATIONS`.
+    {parameters}
 
     Returns
     -------
     tuple of float
         ``(mu1, mu2)`` (both 1/2 for ReLU, both 1 for linear units).
 
-    Raises
-    ------
-    ValueError
-        For an unknown activation or a negative or NaN ``q``.
-    """
+    {raises}
+    """, parameters=_Q_PARAMETERS, raises=_Q_RAISES))
+def slope_moments(q, activation):
     q = _check_q(q)
     if activation == "relu":
         return 0.5, 0.5

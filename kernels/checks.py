@@ -8,7 +8,12 @@ contiguity flag, so they work on NumPy arrays and on Numba device arrays.
 
 Policy: arrays must be C-contiguous; a non-contiguous array is rejected (not
 silently copied) so that no kernel hides a copy or writes into a temporary.
+
+Also the docstring helpers (``shared_doc``, ``fill_doc``, ``with_doc``) with which a
+text shared by several functions is written once.
 """
+
+import inspect
 
 import numpy as np
 
@@ -17,7 +22,7 @@ __all__ = [
     "writable", "float_array", "same_dtype", "shape_is", "same_shape", "out_array", "activation_code",
     "matmul_shapes", "dense_forward_args", "dense_backward_args", "outputs_overlap", "labels_array",
     "label_range", "row_indices", "softmax_args", "mse_args", "learning_rate", "sgd_args",
-    "elementwise_args", "backward_args",
+    "elementwise_args", "backward_args", "shared_doc", "fill_doc", "with_doc",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -42,6 +47,99 @@ KERNEL_API = (
     "mean_squared_error",
     "sgd_update",
 )
+
+
+# ---------------------------------------------------------------- shared docstrings
+
+
+def shared_doc(reference_function, notes=""):
+    """Return the docstring of `reference_function`, with `notes` added as its Notes section.
+
+    How ``kernels.cpu`` and ``kernels.cuda`` document the shared API: the full text lives
+    once, in ``kernels.reference``; each backend adds only what differs.
+
+    Parameters
+    ----------
+    reference_function : callable
+        The function whose docstring is the full text (its last section is Raises or
+        Notes, none of the sections that go after Notes).
+    notes : str, default ''
+        Paragraphs to add, indented or not; appended to an existing Notes section.
+
+    Returns
+    -------
+    str
+        The docstring, dedented.
+    """
+    doc = inspect.cleandoc(reference_function.__doc__)
+    notes = inspect.cleandoc(notes)
+    if not notes:
+        return doc
+    heading = "" if "\nNotes\n-----\n" in doc else "\n\nNotes\n-----"
+    return f"{doc}{heading}\n{notes}" if heading else f"{doc}\n\n{notes}"
+
+
+def fill_doc(doc, **parts):
+    """Return `doc` dedented, with each ``{name}`` in it replaced by ``parts[name]``, dedented.
+
+    For sections that several docstrings share: write the part once, as a constant, and put
+    ``{name}`` on a line of its own where it goes, at the docstring's indentation.
+
+    Parameters
+    ----------
+    doc : str
+        The docstring, indented as written.
+    **parts : str
+        The shared text of each placeholder, indented or not.
+
+    Returns
+    -------
+    str
+        The filled docstring.
+    """
+    doc = inspect.cleandoc(doc)
+    for name, part in parts.items():
+        doc = doc.replace("{" + name + "}", inspect.cleandoc(part))
+    return doc
+
+
+def with_doc(doc):
+    """Decorate a function so that its docstring is `doc` (one built by `shared_doc`, say).
+
+    Put it under a Numba decorator (``@njit`` then ``@with_doc(...)``): the dispatcher
+    takes the docstring of the function it wraps.
+
+    Parameters
+    ----------
+    doc : str
+        The docstring.
+
+    Returns
+    -------
+    callable
+        A decorator that sets ``__doc__`` and returns the function itself.
+    """
+    def decorate(function):
+        function.__doc__ = doc
+        return function
+
+    return decorate
+
+
+#: The Raises section of the ``*_args`` checks below; `also` adds their own ValueErrors.
+_ARGS_RAISES = """Raises
+------
+TypeError
+    If an array is not float32/float64, or the dtypes differ.
+ValueError
+    On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
+    or a read-only output{also}.
+"""
+
+
+def _args_doc(doc, also=""):
+    """`doc` (Summary to Returns) followed by ``_ARGS_RAISES``."""
+    return inspect.cleandoc(doc) + "\n\n" + _ARGS_RAISES.format(also=also)
 
 
 def _is_array(x):
@@ -310,8 +408,15 @@ def matmul_shapes(a, b, trans_a, trans_b):
     return m, k, n
 
 
-def dense_forward_args(x, w, b, activation, out):
-    """Validate ``dense_forward``'s arguments.
+def _fan_in_matches(x, w):
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(
+            f"x has {x.shape[1]} features but w has {w.shape[0]} rows; "
+            f"w must have shape ({x.shape[1]}, fan_out)"
+        )
+
+
+@with_doc(_args_doc("""Validate ``dense_forward``'s arguments.
 
     Parameters
     ----------
@@ -330,25 +435,14 @@ def dense_forward_args(x, w, b, activation, out):
     -------
     tuple of int
         ``(N, fan_out, activation code)``.
-
-    Raises
-    ------
-    TypeError
-        If an array is not float32/float64, or the dtypes differ.
-    ValueError
-        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
-        or a read-only output; also for an unknown activation.
-    """
+    """, also="; also for an unknown activation"))
+def dense_forward_args(x, w, b, activation, out):
     float_array("x", x, 2)
     float_array("w", w, 2)
     if b is not None:
         float_array("b", b, 1)
     same_dtype(x=x, w=w, b=b)
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(
-            f"x has {x.shape[1]} features but w has {w.shape[0]} rows; "
-            f"w must have shape ({x.shape[1]}, fan_out)"
-        )
+    _fan_in_matches(x, w)
     if b is not None:
         shape_is("b", b, (w.shape[1],))
     code = activation_code(activation)
@@ -356,8 +450,7 @@ def dense_forward_args(x, w, b, activation, out):
     return x.shape[0], w.shape[1], code
 
 
-def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
-    """Validate ``dense_backward``'s arguments.
+@with_doc(_args_doc("""Validate ``dense_backward``'s arguments.
 
     Parameters
     ----------
@@ -382,23 +475,12 @@ def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
     -------
     int
         The activation code.
-
-    Raises
-    ------
-    TypeError
-        If an array is not float32/float64, or the dtypes differ.
-    ValueError
-        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
-        or a read-only output; also for an unknown activation.
-    """
+    """, also="; also for an unknown activation"))
+def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
     for name, arr in (("x", x), ("w", w), ("y", y), ("dy", dy)):
         float_array(name, arr, 2)
     same_dtype(x=x, w=w, y=y, dy=dy)
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(
-            f"x has {x.shape[1]} features but w has {w.shape[0]} rows; "
-            f"w must have shape ({x.shape[1]}, fan_out)"
-        )
+    _fan_in_matches(x, w)
     shape_is("y", y, (x.shape[0], w.shape[1]))
     same_shape("dy", dy, "y", y)
     code = activation_code(activation)
@@ -523,8 +605,7 @@ def row_indices(idx, n_rows):
     return np.ascontiguousarray(idx, dtype=np.int64)
 
 
-def softmax_args(logits, labels, grad):
-    """Validate ``softmax_cross_entropy``'s arguments (not the label values).
+@with_doc(_args_doc("""Validate ``softmax_cross_entropy``'s arguments (not the label values).
 
     Parameters
     ----------
@@ -539,15 +620,8 @@ def softmax_args(logits, labels, grad):
     -------
     tuple of int
         ``(N, C)``.
-
-    Raises
-    ------
-    TypeError
-        If an array is not float32/float64, or the dtypes differ.
-    ValueError
-        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
-        or a read-only output; also for an empty batch.
-    """
+    """, also="; also for an empty batch"))
+def softmax_args(logits, labels, grad):
     float_array("logits", logits, 2)
     n, c = logits.shape
     if n == 0:
@@ -557,8 +631,7 @@ def softmax_args(logits, labels, grad):
     return n, c
 
 
-def mse_args(pred, target, grad):
-    """Validate ``mean_squared_error``'s arguments.
+@with_doc(_args_doc("""Validate ``mean_squared_error``'s arguments.
 
     Parameters
     ----------
@@ -573,15 +646,8 @@ def mse_args(pred, target, grad):
     -------
     tuple of int
         ``(N, D)``.
-
-    Raises
-    ------
-    TypeError
-        If an array is not float32/float64, or the dtypes differ.
-    ValueError
-        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
-        or a read-only output; also for N or D of 0.
-    """
+    """, also="; also for N or D of 0"))
+def mse_args(pred, target, grad):
     float_array("pred", pred, 2)
     float_array("target", target, 2)
     same_dtype(pred=pred, target=target)
@@ -652,8 +718,7 @@ def sgd_args(param, grad, lr):
     return learning_rate(lr)
 
 
-def elementwise_args(x, out, name="x"):
-    """Validate an elementwise kernel's input and output.
+@with_doc(_args_doc("""Validate an elementwise kernel's input and output.
 
     Parameters
     ----------
@@ -663,21 +728,13 @@ def elementwise_args(x, out, name="x"):
         Output, same shape and dtype.
     name : str, default 'x'
         The input's name, for the error message.
-
-    Raises
-    ------
-    TypeError
-        If an array is not float32/float64, or the dtypes differ.
-    ValueError
-        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
-        or a read-only output.
-    """
+    """))
+def elementwise_args(x, out, name="x"):
     float_array(name, x)
     out_array("out", out, x.shape, x.dtype)
 
 
-def backward_args(y, dy, out):
-    """Validate an activation backward pass's arguments.
+@with_doc(_args_doc("""Validate an activation backward pass's arguments.
 
     Parameters
     ----------
@@ -687,17 +744,11 @@ def backward_args(y, dy, out):
         Upstream gradient, same shape and dtype.
     out : array or None
         Output, same shape and dtype.
-
-    Raises
-    ------
-    TypeError
-        If an array is not float32/float64, or the dtypes differ.
-    ValueError
-        On a wrong number of dimensions, a shape mismatch, a non-contiguous array,
-        or a read-only output.
-    """
+    """))
+def backward_args(y, dy, out):
     float_array("y", y)
     float_array("dy", dy)
     same_dtype(y=y, dy=dy)
     same_shape("dy", dy, "y", y)
     out_array("out", out, y.shape, y.dtype)
+

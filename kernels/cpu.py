@@ -32,7 +32,8 @@ import numba
 import numpy as np
 
 from . import checks as chk
-from .checks import ACTIVATIONS, KERNEL_API
+from . import reference
+from .checks import ACTIVATIONS, KERNEL_API, shared_doc, with_doc
 from .cpu_activations import (
     activation_backward_rows_into,
     activation_rows_into,
@@ -88,36 +89,18 @@ def _partly_overlaps(out, a):
     return out is not None and np.shares_memory(out, a) and out.ctypes.data != a.ctypes.data
 
 
+# The shared API: the full docstrings live in kernels.reference; each function below takes its
+# reference docstring (kernels.checks.shared_doc) with these Notes added.
+_NOTES = """
+    Compiled: the arguments are checked in Python, then compiled Numba loops (no BLAS) run on
+    ``numba.get_num_threads()`` threads. An output that overlaps an input gets the same result
+    as a separate one: an exact alias (``out=x``, ``out=dy``, ``grad=logits``, ``grad=pred``,
+    ``grad=param``) is updated in place, any other overlap goes through a temporary.
+"""
+
+
+@with_doc(shared_doc(reference.matmul, _NOTES))
 def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
-    """Matrix product ``op(a) @ op(b)``, where ``op`` transposes when asked.
-
-    Parameters
-    ----------
-    a : ndarray, (M, K), or (K, M) when `trans_a`; float32 or float64, C-contiguous
-        Left operand; with `trans_a` it is stored transposed and ``a.T @ b`` is computed.
-    b : ndarray, (K, N), or (N, K) when `trans_b`; same dtype as `a`, C-contiguous
-        Right operand.
-    out : ndarray, (M, N), same dtype, C-contiguous, optional
-        Receives the product in place; allocated when None. If it overlaps `a` or `b` the
-        product goes through a temporary first.
-    trans_a : bool, default False
-        Use ``a.T`` as the left operand.
-    trans_b : bool, default False
-        Use ``b.T`` as the right operand.
-
-    Returns
-    -------
-    ndarray, (M, N)
-        The product, of the operands' dtype (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        If the inner dimensions differ, an operand is not 2-D or not C-contiguous, or `out`
-        has the wrong shape or is read-only.
-    TypeError
-        On mixed or non-float dtypes.
-    """
     m, _, n = chk.matmul_shapes(a, b, trans_a, trans_b)
     chk.out_array("out", out, (m, n), a.dtype)
     trans_a, trans_b = bool(trans_a), bool(trans_b)
@@ -129,33 +112,8 @@ def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
     return out
 
 
+@with_doc(shared_doc(reference.activation_forward, _NOTES))
 def activation_forward(x, activation, out=None):
-    """Apply the named activation elementwise.
-
-    Parameters
-    ----------
-    x : ndarray, any shape, float32 or float64, C-contiguous
-        The input.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place; may be `x` itself (an in-place update); one that
-        overlaps `x` only in part gets the same result through a temporary. Allocated when
-        None.
-
-    Returns
-    -------
-    ndarray
-        ``activation(x)``, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, a non-contiguous array, or an `out` of another shape or
-        read-only.
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    """
     chk.elementwise_args(x, out)
     code = chk.activation_code(activation)
     if _partly_overlaps(out, x):  # the kernel works in place on out: go through a copy
@@ -166,34 +124,8 @@ def activation_forward(x, activation, out=None):
     return out
 
 
+@with_doc(shared_doc(reference.activation_backward, _NOTES))
 def activation_backward(y, dy, activation, out=None):
-    """Gradient through the named activation from its saved output `y`.
-
-    Parameters
-    ----------
-    y : ndarray, any shape, float32 or float64, C-contiguous
-        The saved output of the forward activation.
-    dy : ndarray, same shape and dtype as `y`, C-contiguous
-        The upstream gradient dL/dy.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place; may be `dy`; one that overlaps `y`, or `dy` only in
-        part, gets the same result through a temporary. Allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, mismatched shapes, a non-contiguous array or a read-only
-        `out`.
-    TypeError
-        On mixed or non-float dtypes.
-    """
     chk.backward_args(y, dy, out)
     code = chk.activation_code(activation)
     if out is not None and (np.shares_memory(out, y) or _partly_overlaps(out, dy)):
@@ -204,198 +136,38 @@ def activation_backward(y, dy, activation, out=None):
     return out
 
 
+@with_doc(shared_doc(reference.sigmoid, _NOTES))
 def sigmoid(x, out=None):
-    """Logistic sigmoid, elementwise; numerically stable for any input (+-1000 give exactly 1 and 0).
-
-    Parameters
-    ----------
-    x : ndarray, any shape, float32 or float64, C-contiguous
-        The input.
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`; aliasing as in `activation_forward`);
-        allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    ValueError
-        If an array is not C-contiguous, or `out` has another shape or is read-only.
-    """
     return activation_forward(x, "sigmoid", out)
 
 
+@with_doc(shared_doc(reference.sigmoid_backward, _NOTES))
 def sigmoid_backward(y, dy, out=None):
-    """Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.
-
-    Parameters
-    ----------
-    y : ndarray, any shape, float32 or float64, C-contiguous
-        The saved output of the sigmoid.
-    dy : ndarray, same shape and dtype as `y`, C-contiguous
-        The upstream gradient dL/dy.
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place (may be `dy`; aliasing as in `activation_backward`);
-        allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a float32/float64 array or the dtypes differ.
-    ValueError
-        If the shapes differ, an array is not C-contiguous or `out` is read-only.
-    """
     return activation_backward(y, dy, "sigmoid", out)
 
 
+@with_doc(shared_doc(reference.tanh, _NOTES))
 def tanh(x, out=None):
-    """Hyperbolic tangent, elementwise.
-
-    Parameters
-    ----------
-    x : ndarray, any shape, float32 or float64, C-contiguous
-        The input.
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`; aliasing as in `activation_forward`);
-        allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    ValueError
-        If an array is not C-contiguous, or `out` has another shape or is read-only.
-    """
     return activation_forward(x, "tanh", out)
 
 
+@with_doc(shared_doc(reference.tanh_backward, _NOTES))
 def tanh_backward(y, dy, out=None):
-    """Gradient through tanh from its saved output: ``dy * (1 - y**2)``.
-
-    Parameters
-    ----------
-    y : ndarray, any shape, float32 or float64, C-contiguous
-        The saved output of the tanh.
-    dy : ndarray, same shape and dtype as `y`, C-contiguous
-        The upstream gradient dL/dy.
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place (may be `dy`; aliasing as in `activation_backward`);
-        allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a float32/float64 array or the dtypes differ.
-    ValueError
-        If the shapes differ, an array is not C-contiguous or `out` is read-only.
-    """
     return activation_backward(y, dy, "tanh", out)
 
 
+@with_doc(shared_doc(reference.relu, _NOTES))
 def relu(x, out=None):
-    """Rectified linear unit ``max(x, 0)``, elementwise (NaN passes through).
-
-    Parameters
-    ----------
-    x : ndarray, any shape, float32 or float64, C-contiguous
-        The input.
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`; aliasing as in `activation_forward`);
-        allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    ValueError
-        If an array is not C-contiguous, or `out` has another shape or is read-only.
-    """
     return activation_forward(x, "relu", out)
 
 
+@with_doc(shared_doc(reference.relu_backward, _NOTES))
 def relu_backward(y, dy, out=None):
-    """Gradient through ReLU from its saved output: `dy` where ``y > 0``, else 0.
-
-    Parameters
-    ----------
-    y : ndarray, any shape, float32 or float64, C-contiguous
-        The saved output of the ReLU.
-    dy : ndarray, same shape and dtype as `y`, C-contiguous
-        The upstream gradient dL/dy.
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place (may be `dy`; aliasing as in `activation_backward`);
-        allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a float32/float64 array or the dtypes differ.
-    ValueError
-        If the shapes differ, an array is not C-contiguous or `out` is read-only.
-    """
     return activation_backward(y, dy, "relu", out)
 
 
+@with_doc(shared_doc(reference.dense_forward, _NOTES))
 def dense_forward(x, w, b=None, activation="linear", out=None):
-    """Fused dense layer ``act(x @ w + b)``.
-
-    Parameters
-    ----------
-    x : ndarray, (N, fan_in), float32 or float64, C-contiguous
-        The layer's input batch.
-    w : ndarray, (fan_in, fan_out), same dtype, C-contiguous
-        Weights.
-    b : ndarray, (fan_out,), same dtype, optional
-        Bias; None for no bias.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
-        The activation applied after the bias.
-    out : ndarray, (N, fan_out), same dtype, optional
-        Receives the result in place; allocated when None. If it overlaps an input the
-        result goes through a temporary first.
-
-    Returns
-    -------
-    ndarray, (N, fan_out)
-        The layer's output (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        On a shape mismatch, a non-contiguous array, a read-only `out` or an unknown
-        activation.
-    TypeError
-        On mixed or non-float dtypes.
-    """
     _, _, code = chk.dense_forward_args(x, w, b, activation, out)
     if out is not None and _overlaps(out, x, w, b):
         out[...] = dense_forward(x, w, b, activation)
@@ -407,51 +179,8 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
     return out
 
 
+@with_doc(shared_doc(reference.dense_backward, _NOTES))
 def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, *, compute_dx=True):
-    """Backward pass of ``y = act(x @ w + b)`` given the upstream gradient `dy`.
-
-    Outputs given by the caller are written in place; `dy` is not modified. Outputs that
-    overlap an input (``dw=w``) give the same result as separate ones: they are computed
-    through fresh arrays, then copied.
-
-    Parameters
-    ----------
-    x : ndarray, (N, fan_in), float32 or float64, C-contiguous
-        The saved input of the layer.
-    w : ndarray, (fan_in, fan_out), same dtype, C-contiguous
-        Weights.
-    y : ndarray, (N, fan_out), same dtype, C-contiguous
-        The saved output of the layer (after the activation).
-    dy : ndarray, (N, fan_out), same dtype, C-contiguous
-        The upstream gradient dL/dy.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
-        The layer's activation.
-    dx : ndarray, (N, fan_in), same dtype, optional
-        Receives dL/dx in place; allocated when None.
-    dw : ndarray, (fan_in, fan_out), same dtype, optional
-        Receives dL/dw in place; allocated when None.
-    db : ndarray, (fan_out,), same dtype, optional
-        Receives dL/db in place; allocated when None.
-    compute_dx : bool, default True
-        Compute `dx`; false for the first layer, whose input needs no gradient.
-
-    Returns
-    -------
-    dx : ndarray, (N, fan_in), or None
-        dL/dx; None when `compute_dx` is false.
-    dw : ndarray, (fan_in, fan_out)
-        dL/dw.
-    db : ndarray, (fan_out,)
-        dL/db, the column sums of the pre-activation gradient.
-
-    Raises
-    ------
-    ValueError
-        On a shape mismatch, a non-contiguous array, a read-only output, an unknown
-        activation, or outputs that overlap each other.
-    TypeError
-        On mixed or non-float dtypes.
-    """
     code = chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
     if chk.outputs_overlap(dict(dx=dx, dw=dw, db=db), (x, w, y, dy)):  # e.g. dw=w: through fresh arrays
         fresh = dense_backward(x, w, y, dy, activation, compute_dx=compute_dx)
@@ -469,36 +198,8 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     return dx, dw, db
 
 
+@with_doc(shared_doc(reference.softmax_cross_entropy, _NOTES))
 def softmax_cross_entropy(logits, labels, grad=None):
-    """Mean softmax cross-entropy over a batch, and its gradient.
-
-    Stable for any finite logits (the row max is subtracted first).
-
-    Parameters
-    ----------
-    logits : ndarray, (N, C), float32 or float64, C-contiguous
-        Unnormalised class scores, N >= 1.
-    labels : ndarray, (N,), int32 or int64, C-contiguous
-        Class of each row, in [0, C).
-    grad : ndarray, (N, C), same dtype as `logits`, optional
-        Receives the gradient in place; may be `logits` itself; one that overlaps `logits`
-        only in part gets the same result through a temporary. Allocated when None.
-
-    Returns
-    -------
-    loss : float
-        The mean cross-entropy, a Python float.
-    grad : ndarray, (N, C)
-        ``(softmax(logits) - onehot(labels)) / N`` in the dtype of `logits`.
-
-    Raises
-    ------
-    ValueError
-        For labels out of range or of the wrong shape, an empty batch, a non-contiguous
-        array or a mismatched `grad`.
-    TypeError
-        For non-float logits or non-integer labels.
-    """
     _, c = chk.softmax_args(logits, labels, grad)
     chk.label_range(np.asarray(labels), c)
     if _partly_overlaps(grad, logits):
@@ -510,34 +211,8 @@ def softmax_cross_entropy(logits, labels, grad=None):
     return float(loss), grad
 
 
+@with_doc(shared_doc(reference.mean_squared_error, _NOTES))
 def mean_squared_error(pred, target, grad=None):
-    """Mean squared error over every element, and its gradient.
-
-    Parameters
-    ----------
-    pred : ndarray, (N, D), float32 or float64, C-contiguous
-        Predictions, N and D >= 1.
-    target : ndarray, (N, D), same dtype, C-contiguous
-        Targets.
-    grad : ndarray, (N, D), same dtype, optional
-        Receives the gradient in place; may be `pred` or `target` itself; one that overlaps
-        them only in part gets the same result through a temporary. Allocated when None.
-
-    Returns
-    -------
-    loss : float
-        ``mean((pred - target)**2)`` over all N * D elements, a Python float (squares summed
-        in float64).
-    grad : ndarray, (N, D)
-        ``2 * (pred - target) / (N * D)`` in the dtype of `pred`.
-
-    Raises
-    ------
-    ValueError
-        On a shape mismatch, an empty array, a non-contiguous array or a read-only `grad`.
-    TypeError
-        On mixed or non-float dtypes.
-    """
     chk.mse_args(pred, target, grad)
     if _partly_overlaps(grad, pred) or _partly_overlaps(grad, target):
         loss, fresh = mean_squared_error(pred, target)
@@ -547,31 +222,8 @@ def mean_squared_error(pred, target, grad=None):
     return float(mse_into(pred, target, grad)), grad
 
 
+@with_doc(shared_doc(reference.sgd_update, _NOTES))
 def sgd_update(param, grad, lr):
-    """Take an SGD step in place: ``param -= lr * grad``.
-
-    Parameters
-    ----------
-    param : ndarray, any shape, float32 or float64, C-contiguous, writable
-        The parameters; updated in place.
-    grad : ndarray, same shape and dtype as `param`, C-contiguous
-        The gradient; may be `param` itself; one that overlaps it only in part is read from
-        a copy.
-    lr : float
-        Learning rate, finite; cast to the arrays' dtype.
-
-    Returns
-    -------
-    ndarray
-        `param`, updated.
-
-    Raises
-    ------
-    TypeError
-        On mixed or non-float dtypes, or an `lr` that is not a real number.
-    ValueError
-        On a shape mismatch, a non-contiguous or read-only `param`, or a non-finite `lr`.
-    """
     lr = chk.sgd_args(param, grad, lr)
     if _partly_overlaps(grad, param):
         grad = grad.copy()

@@ -18,6 +18,7 @@ every activation.
 import numpy as np
 from numba import njit
 
+from .checks import with_doc
 from .jit import FAST, FMA, JIT
 
 __all__ = [
@@ -261,19 +262,46 @@ def activation_backward_block_into(y, dy, out, code, i0, i1, c0, c1):
         _tanh_backward_inplace(y, out, i0, i1, c0, c1)
 
 
-@njit(**JIT)
-def bias_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] += b`` for rows [i0, i1): the linear activation's row block.
+# The row blocks' docstrings: one template for the forward blocks, one for the backward ones.
+_ROWS_DOC = """*Serial.* {summary}
+{extended}
+Parameters
+----------
+z : ndarray, (N, >= F), float32 or float64
+    The pre-activations, updated in place; columns past F (e.g. padding) are not touched.
+b : ndarray, (F,), same dtype
+    The bias.
+{code}i0, i1 : int
+    The rows, [i0, i1).
+"""
 
-    Parameters
-    ----------
-    z : ndarray, (N, >= F), float32 or float64
-        The pre-activations, updated in place; columns past F (e.g. padding) are not touched.
-    b : ndarray, (F,), same dtype
-        The bias.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
+_BACKWARD_ROWS_DOC = """*Serial.* {summary}
+{extended}
+Parameters
+----------
+y : ndarray, 2-D, float32 or float64
+    The saved output of the {name}.
+d : ndarray, 2-D, same width and dtype as `y`
+    The upstream gradient, turned into the pre-activation gradient in place.
+{code}i0, i1 : int
+    The rows, [i0, i1).
+"""
+
+_CODE_PARAMETER = """code : int
+    The activation code: 0 linear{linear}, 1 sigmoid, 2 tanh, 3 relu.
+"""
+
+
+def _rows_doc(template, summary, name="", code=None, extended=""):
+    """Fill `template`; `code` (what linear does, or None for no ``code`` parameter) adds one."""
+    code = "" if code is None else _CODE_PARAMETER.format(linear=code)
+    return template.format(summary=summary, name=name, code=code, extended=extended and f"\n{extended}\n")
+
+
+@njit(**JIT)
+@with_doc(_rows_doc(
+    _ROWS_DOC, "In place ``z[i, :F] += b`` for rows [i0, i1): the linear activation's row block."))
+def bias_rows_into(z, b, i0, i1):
     f = b.size
     for i in range(i0, i1):
         row = z[i]
@@ -282,74 +310,32 @@ def bias_rows_into(z, b, i0, i1):
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(_ROWS_DOC, "In place ``z[i, :F] = sigmoid(z[i, :F] + b)`` for rows [i0, i1)."))
 def sigmoid_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] = sigmoid(z[i, :F] + b)`` for rows [i0, i1).
-
-    Parameters
-    ----------
-    z : ndarray, (N, >= F), float32 or float64
-        The pre-activations, updated in place; columns past F are not touched.
-    b : ndarray, (F,), same dtype
-        The bias.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     bias_rows_into(z, b, i0, i1)
     _sigmoid_inplace(z, i0, i1, _ZERO, b.size, np.empty(b.size, z.dtype))
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(_ROWS_DOC, "In place ``z[i, :F] = tanh(z[i, :F] + b)`` for rows [i0, i1)."))
 def tanh_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] = tanh(z[i, :F] + b)`` for rows [i0, i1).
-
-    Parameters
-    ----------
-    z : ndarray, (N, >= F), float32 or float64
-        The pre-activations, updated in place; columns past F are not touched.
-    b : ndarray, (F,), same dtype
-        The bias.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     bias_rows_into(z, b, i0, i1)
     _tanh_inplace(z, i0, i1, _ZERO, b.size, np.empty(b.size, z.dtype))
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(_ROWS_DOC, "In place ``z[i, :F] = relu(z[i, :F] + b)`` for rows [i0, i1)."))
 def relu_rows_into(z, b, i0, i1):
-    """*Serial.* In place ``z[i, :F] = relu(z[i, :F] + b)`` for rows [i0, i1).
-
-    Parameters
-    ----------
-    z : ndarray, (N, >= F), float32 or float64
-        The pre-activations, updated in place; columns past F are not touched.
-    b : ndarray, (F,), same dtype
-        The bias.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     bias_rows_into(z, b, i0, i1)
     _relu_inplace(z, i0, i1, _ZERO, b.size)
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(
+    _ROWS_DOC, "In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1).", code="",
+    extended="The activation is chosen at run time (so all four are compiled); the per-activation\n"
+             "blocks (`sigmoid_rows_into`, ...) compile one."))
 def activation_rows_into(z, b, code, i0, i1):
-    """*Serial.* In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1).
-
-    The activation is chosen at run time (so all four are compiled); the per-activation
-    blocks (`sigmoid_rows_into`, ...) compile one.
-
-    Parameters
-    ----------
-    z : ndarray, (N, >= F), float32 or float64
-        The pre-activations, updated in place; columns past F (e.g. padding) are not touched.
-    b : ndarray, (F,), same dtype
-        The bias.
-    code : int
-        The activation code: 0 linear, 1 sigmoid, 2 tanh, 3 relu.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     if code == SIGMOID:
         sigmoid_rows_into(z, b, i0, i1)
     elif code == TANH:
@@ -361,70 +347,30 @@ def activation_rows_into(z, b, code, i0, i1):
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(_BACKWARD_ROWS_DOC, "In place ``d[i] *= y (1 - y)`` for rows [i0, i1).", name="sigmoid"))
 def sigmoid_backward_rows_into(y, d, i0, i1):
-    """*Serial.* In place ``d[i] *= y (1 - y)`` for rows [i0, i1).
-
-    Parameters
-    ----------
-    y : ndarray, 2-D, float32 or float64
-        The saved output of the sigmoid.
-    d : ndarray, 2-D, same width and dtype as `y`
-        The upstream gradient, turned into the pre-activation gradient in place.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     _sigmoid_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(_BACKWARD_ROWS_DOC, "In place ``d[i] *= 1 - y**2`` for rows [i0, i1).", name="tanh"))
 def tanh_backward_rows_into(y, d, i0, i1):
-    """*Serial.* In place ``d[i] *= 1 - y**2`` for rows [i0, i1).
-
-    Parameters
-    ----------
-    y : ndarray, 2-D, float32 or float64
-        The saved output of the tanh.
-    d : ndarray, 2-D, same width and dtype as `y`
-        The upstream gradient, turned into the pre-activation gradient in place.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     _tanh_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(
+    _BACKWARD_ROWS_DOC, "In place ``d[i] = d[i] if y > 0 else 0`` for rows [i0, i1).", name="ReLU"))
 def relu_backward_rows_into(y, d, i0, i1):
-    """*Serial.* In place ``d[i] = d[i] if y > 0 else 0`` for rows [i0, i1).
-
-    Parameters
-    ----------
-    y : ndarray, 2-D, float32 or float64
-        The saved output of the ReLU.
-    d : ndarray, 2-D, same width and dtype as `y`
-        The upstream gradient, turned into the pre-activation gradient in place.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     _relu_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**JIT)
+@with_doc(_rows_doc(
+    _BACKWARD_ROWS_DOC, "In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1).",
+    name="forward activation", code=" (`d` unchanged)",
+    extended="The activation is chosen at run time, as in `activation_rows_into`."))
 def activation_backward_rows_into(y, d, code, i0, i1):
-    """*Serial.* In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1).
-
-    The activation is chosen at run time, as in `activation_rows_into`.
-
-    Parameters
-    ----------
-    y : ndarray, 2-D, float32 or float64
-        The saved output of the forward activation.
-    d : ndarray, 2-D, same width and dtype as `y`
-        The upstream gradient, turned into the pre-activation gradient in place.
-    code : int
-        The activation code: 0 linear (`d` unchanged), 1 sigmoid, 2 tanh, 3 relu.
-    i0, i1 : int
-        The rows, [i0, i1).
-    """
     if code == SIGMOID:
         sigmoid_backward_rows_into(y, d, i0, i1)
     elif code == TANH:

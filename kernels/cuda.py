@@ -52,7 +52,8 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from . import checks as chk
-from .checks import ACTIVATIONS, KERNEL_API
+from . import reference
+from .checks import ACTIVATIONS, KERNEL_API, shared_doc, with_doc
 
 __all__ = [
     "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels.checks.KERNEL_API)
@@ -959,40 +960,27 @@ def read_stats(stats):
 
 # =========================================================================== public API
 
+# The full docstrings live in kernels.reference; each function below takes its reference
+# docstring (kernels.checks.shared_doc) with these Notes added, and some a paragraph of its own.
+_NOTES = """
+    On the GPU. Every input may be a device array, or a host array (copied to the device on
+    each call); the results are device arrays (``.copy_to_host()`` reads them). The arrays
+    written in place (`out`, `grad`, `dx`, `dw`, `db`, `param`) must be device arrays: a host
+    one raises TypeError. Overlaps are not checked: an output may be exactly an input of an
+    elementwise function (``out=x``, ``out=dy``, ``grad=pred``, ``grad=param``), and must not
+    overlap an input, or another output, otherwise.
+"""
+
 
 def _empty(shape, dtype):
     return cuda.device_array(shape, dtype=dtype)
 
 
+@with_doc(shared_doc(reference.matmul, _NOTES + """
+    A tiled, register-blocked kernel (see ``MATMUL_CONFIGS``); `trans_a` and
+    `trans_b` read the transposes in place.
+"""))
 def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
-    """Matrix product ``op(a) @ op(b)`` on the GPU.
-
-    Parameters
-    ----------
-    a : device array or ndarray, shape (M, K), or (K, M) when `trans_a`; float32 or float64
-        Left operand, C-contiguous; a host array is copied to the device.
-    b : device array or ndarray, shape (K, N), or (N, K) when `trans_b`; same dtype as `a`
-        Right operand, C-contiguous.
-    out : device array, shape (M, N), same dtype, optional
-        Receives the product in place; allocated when None.
-    trans_a : bool, default False
-        Use ``a.T`` (read in place) as the left operand.
-    trans_b : bool, default False
-        Use ``b.T`` (read in place) as the right operand.
-
-    Returns
-    -------
-    device array, shape (M, N)
-        The product (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        On mismatched inner dimensions, a non-2-D or non-contiguous operand, or an
-        `out` of the wrong shape.
-    TypeError
-        On mixed or non-float dtypes, or a host `out`.
-    """
     m, _, n = chk.matmul_shapes(a, b, trans_a, trans_b)
     chk.out_array("out", out, (m, n), a.dtype)
     out = _device_out("out", out)
@@ -1020,251 +1008,53 @@ def _backward(y, dy, out, code):
     return activation_backward_into(y, dy, code, out)
 
 
+@with_doc(shared_doc(reference.sigmoid, _NOTES))
 def sigmoid(x, out=None):
-    """Logistic sigmoid, numerically stable for any finite input.
-
-    Parameters
-    ----------
-    x : device array or ndarray, float32 or float64, C-contiguous
-        Input of any shape; a host array is copied to the device.
-    out : device array, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    device array
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, `out` has another dtype or is a host array.
-    ValueError
-        If an array is not C-contiguous, or `out` has another shape.
-    """
     return _elementwise(x, out, 1)
 
 
+@with_doc(shared_doc(reference.sigmoid_backward, _NOTES))
 def sigmoid_backward(y, dy, out=None):
-    """Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.
-
-    Parameters
-    ----------
-    y : device array or ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : device array or ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    out : device array, same shape and dtype as `y`, optional
-        Receives the result in place (may be `dy`); allocated when None.
-
-    Returns
-    -------
-    device array
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        On mixed or non-float dtypes, or a host `out`.
-    ValueError
-        If the shapes differ or an array is not C-contiguous.
-    """
     return _backward(y, dy, out, 1)
 
 
+@with_doc(shared_doc(reference.tanh, _NOTES))
 def tanh(x, out=None):
-    """Hyperbolic tangent, elementwise.
-
-    Parameters
-    ----------
-    x : device array or ndarray, float32 or float64, C-contiguous
-        Input of any shape; a host array is copied to the device.
-    out : device array, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    device array
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, `out` has another dtype or is a host array.
-    ValueError
-        If an array is not C-contiguous, or `out` has another shape.
-    """
     return _elementwise(x, out, 2)
 
 
+@with_doc(shared_doc(reference.tanh_backward, _NOTES))
 def tanh_backward(y, dy, out=None):
-    """Gradient through tanh from its saved output: ``dy * (1 - y**2)``.
-
-    Parameters
-    ----------
-    y : device array or ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : device array or ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    out : device array, same shape and dtype as `y`, optional
-        Receives the result in place (may be `dy`); allocated when None.
-
-    Returns
-    -------
-    device array
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        On mixed or non-float dtypes, or a host `out`.
-    ValueError
-        If the shapes differ or an array is not C-contiguous.
-    """
     return _backward(y, dy, out, 2)
 
 
+@with_doc(shared_doc(reference.relu, _NOTES))
 def relu(x, out=None):
-    """Rectified linear unit ``max(x, 0)``, elementwise.
-
-    Parameters
-    ----------
-    x : device array or ndarray, float32 or float64, C-contiguous
-        Input of any shape; a host array is copied to the device.
-    out : device array, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    device array
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, `out` has another dtype or is a host array.
-    ValueError
-        If an array is not C-contiguous, or `out` has another shape.
-    """
     return _elementwise(x, out, 3)
 
 
+@with_doc(shared_doc(reference.relu_backward, _NOTES))
 def relu_backward(y, dy, out=None):
-    """Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.
-
-    Parameters
-    ----------
-    y : device array or ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : device array or ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    out : device array, same shape and dtype as `y`, optional
-        Receives the result in place (may be `dy`); allocated when None.
-
-    Returns
-    -------
-    device array
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        On mixed or non-float dtypes, or a host `out`.
-    ValueError
-        If the shapes differ or an array is not C-contiguous.
-    """
     return _backward(y, dy, out, 3)
 
 
+@with_doc(shared_doc(reference.activation_forward, _NOTES))
 def activation_forward(x, activation, out=None):
-    """Apply the named activation elementwise on the GPU.
-
-    Parameters
-    ----------
-    x : device array or ndarray, float32 or float64, C-contiguous
-        Input of any shape; a host array is copied to the device.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : device array, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    device array
-        ``activation(x)`` (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, a non-contiguous array or an `out` of another shape.
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype or is a host array.
-    """
     chk.elementwise_args(x, out)
     return _elementwise(x, out, chk.activation_code(activation))
 
 
+@with_doc(shared_doc(reference.activation_backward, _NOTES))
 def activation_backward(y, dy, activation, out=None):
-    """Gradient through the named activation from its saved output `y`, on the GPU.
-
-    Parameters
-    ----------
-    y : device array or ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : device array or ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : device array, same shape and dtype as `y`, optional
-        Receives the result in place (may be `dy`); allocated when None.
-
-    Returns
-    -------
-    device array
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, mismatched shapes or a non-contiguous array.
-    TypeError
-        On mixed or non-float dtypes, or a host `out`.
-    """
     chk.backward_args(y, dy, out)
     return _backward(y, dy, out, chk.activation_code(activation))
 
 
+@with_doc(shared_doc(reference.dense_forward, _NOTES + """
+    One launch: the bias and the activation are applied in the matmul kernel's
+    epilogue, so ``x @ w`` is never stored.
+"""))
 def dense_forward(x, w, b=None, activation="linear", out=None):
-    """Fused dense layer ``act(x @ w + b)`` on the GPU, in one launch.
-
-    Bias and activation are applied in the matmul kernel's epilogue, so
-    ``x @ w`` is never stored.
-
-    Parameters
-    ----------
-    x : device array or ndarray, shape (N, fan_in), float32 or float64
-        The layer's input batch, C-contiguous; a host array is copied to the device.
-    w : device array or ndarray, shape (fan_in, fan_out), same dtype
-        Weights.
-    b : device array or ndarray, shape (fan_out,), same dtype, optional
-        Bias; None for no bias.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
-        The activation applied after the bias.
-    out : device array, shape (N, fan_out), same dtype, optional
-        Receives the result in place; allocated when None.
-
-    Returns
-    -------
-    device array, shape (N, fan_out)
-        The layer's output (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        On a shape mismatch, a non-contiguous array or an unknown activation.
-    TypeError
-        On mixed or non-float dtypes, or a host `out`.
-    """
     n, fan_out, code = chk.dense_forward_args(x, w, b, activation, out)
     out = _device_out("out", out)
     x, w = as_device(x), as_device(w)
@@ -1274,51 +1064,12 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
     return gemm_into(x, w, out, False, False, b, code)
 
 
+@with_doc(shared_doc(reference.dense_backward, _NOTES + """
+    One kernel computes ``dz = act'(y) * dy`` and ``db = dz.sum(0)`` (column sums
+    without atomics); then ``dw = x.T @ dz`` and ``dx = dz @ w.T`` are tiled matmuls reading the
+    transposes in place. A temporary `dz` (N, fan_out) is allocated per call.
+"""))
 def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, *, compute_dx=True):
-    """Backward pass of ``y = act(x @ w + b)`` on the GPU.
-
-    One kernel computes ``dz = act'(y) * dy`` and ``db = dz.sum(0)`` (column
-    sums without atomics); then ``dw = x.T @ dz`` and ``dx = dz @ w.T`` are tiled
-    matmuls reading the transposes in place. A temporary `dz` (N, fan_out) is
-    allocated per call.
-
-    Parameters
-    ----------
-    x : device array or ndarray, shape (N, fan_in), float32 or float64
-        The saved input of the layer; host arrays are copied to the device.
-    w : device array or ndarray, shape (fan_in, fan_out), same dtype
-        Weights.
-    y : device array or ndarray, shape (N, fan_out), same dtype
-        The saved output of the layer (after the activation).
-    dy : device array or ndarray, shape (N, fan_out), same dtype
-        The upstream gradient dL/dy.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
-        The layer's activation.
-    dx : device array, shape (N, fan_in), same dtype, optional
-        Receives dL/dx in place; allocated when None.
-    dw : device array, shape (fan_in, fan_out), same dtype, optional
-        Receives dL/dw in place; allocated when None.
-    db : device array, shape (fan_out,), same dtype, optional
-        Receives dL/db in place; allocated when None.
-    compute_dx : bool, default True
-        Compute `dx`; false for the first layer, whose input needs no gradient.
-
-    Returns
-    -------
-    dx : device array, shape (N, fan_in), or None
-        dL/dx, None when `compute_dx` is false.
-    dw : device array, shape (fan_in, fan_out)
-        dL/dw.
-    db : device array, shape (fan_out,)
-        dL/db.
-
-    Raises
-    ------
-    ValueError
-        On a shape mismatch, a non-contiguous array or an unknown activation.
-    TypeError
-        On mixed or non-float dtypes, or a host array as `dx`, `dw` or `db`.
-    """
     code = chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
     dx, dw, db = _device_out("dx", dx), _device_out("dw", dw), _device_out("db", db)
     x, w, y, dy = as_device(x), as_device(w), as_device(y), as_device(dy)
@@ -1336,36 +1087,12 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     return dx, dw, db
 
 
+@with_doc(shared_doc(reference.softmax_cross_entropy, _NOTES + """
+    Copying the loss back (16 bytes) is the one synchronisation. Host labels
+    are range-checked before anything is launched, device labels on the device (out-of-range
+    ones raise ValueError either way). The per-row losses are added into the mean in float64.
+"""))
 def softmax_cross_entropy(logits, labels, grad=None):
-    """Mean softmax cross-entropy over a batch, and its gradient, on the GPU.
-
-    Copying the loss back (16 bytes) is the one synchronisation. Host labels are
-    range-checked before launching; device labels on the device.
-
-    Parameters
-    ----------
-    logits : device array or ndarray, shape (N, C), float32 or float64
-        Unnormalised class scores, N and C >= 1.
-    labels : device array or ndarray, shape (N,), int32 or int64
-        Class of each row, in [0, C).
-    grad : device array, shape (N, C), same dtype as `logits`, optional
-        Receives the gradient in place; allocated when None.
-
-    Returns
-    -------
-    loss : float
-        The mean cross-entropy (per-row losses added in float64), a Python float.
-    grad : device array, shape (N, C)
-        ``(softmax(logits) - onehot(labels)) / N``.
-
-    Raises
-    ------
-    ValueError
-        For labels out of range (host or device) or of the wrong shape, or an
-        empty batch.
-    TypeError
-        For non-float logits, non-integer labels or a host `grad`.
-    """
     n, c = chk.softmax_args(logits, labels, grad)
     if c == 0:
         raise ValueError("logits must have at least one column (class)")
@@ -1381,34 +1108,11 @@ def softmax_cross_entropy(logits, labels, grad=None):
     return read_stats(stats), grad
 
 
+@with_doc(shared_doc(reference.mean_squared_error, _NOTES + """
+    The loss: per-column sums of squares in the arrays' dtype, added in
+    float64 on the host; copying those D values is the one synchronisation.
+"""))
 def mean_squared_error(pred, target, grad=None):
-    """Mean squared error over every element, and its gradient, on the GPU.
-
-    Parameters
-    ----------
-    pred : device array or ndarray, shape (N, D), float32 or float64
-        Predictions, N and D >= 1; host arrays are copied to the device.
-    target : device array or ndarray, shape (N, D), same dtype
-        Targets.
-    grad : device array, shape (N, D), same dtype, optional
-        Receives the gradient in place (may be `pred` or `target`); allocated when None.
-
-    Returns
-    -------
-    loss : float
-        ``mean((pred - target)**2)``, a Python float: per-column sums in the array
-        dtype, added in float64 on the host (copying those D values is the one
-        synchronisation).
-    grad : device array, shape (N, D)
-        ``2 * (pred - target) / (N * D)``.
-
-    Raises
-    ------
-    ValueError
-        On a shape mismatch or an empty array.
-    TypeError
-        On mixed or non-float dtypes, or a host `grad`.
-    """
     n, d = chk.mse_args(pred, target, grad)
     grad = _device_out("grad", grad)
     pred, target = as_device(pred), as_device(target)
@@ -1418,31 +1122,8 @@ def mean_squared_error(pred, target, grad=None):
     return float(cols.copy_to_host().sum()) / (n * d), grad
 
 
+@with_doc(shared_doc(reference.sgd_update, _NOTES))
 def sgd_update(param, grad, lr):
-    """Take an SGD step in place on the device: ``param -= lr * grad``.
-
-    Parameters
-    ----------
-    param : device array, float32 or float64, C-contiguous
-        The parameters, any shape; updated in place.
-    grad : device array or ndarray, same shape and dtype as `param`
-        The gradient; a host array is copied.
-    lr : float
-        Learning rate, finite; cast to the arrays' dtype.
-
-    Returns
-    -------
-    device array
-        `param`, updated.
-
-    Raises
-    ------
-    TypeError
-        If `param` is a host array, on mixed or non-float dtypes, or an `lr` that
-        is not a real number.
-    ValueError
-        On a shape mismatch or a non-finite `lr`.
-    """
     lr = chk.sgd_args(param, grad, lr)
     param = _device_out("param", param)
     grad = as_device(grad)

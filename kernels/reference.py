@@ -11,6 +11,10 @@ Conventions, shared by all backends:
 - a dense layer computes ``y = act(x @ w + b)`` with ``x`` (N, fan_in),
   ``w`` (fan_in, fan_out), ``b`` (fan_out,) or ``None``;
 - activation backward passes take the saved *output* ``y``, not the input.
+
+The docstrings here are the full text of the shared API (``kernels.checks.KERNEL_API``):
+``kernels.cpu`` and ``kernels.cuda`` take them at import (``kernels.checks.shared_doc``)
+and add a Notes section on what differs.
 """
 
 import numpy as np
@@ -39,7 +43,8 @@ def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
     b : ndarray, shape (K, N), or (N, K) when `trans_b`; same dtype as `a`
         Right operand, C-contiguous.
     out : ndarray, shape (M, N), same dtype, optional
-        Receives the product in place; allocated when None.
+        Receives the product in place; allocated when None. It may overlap `a` or `b`
+        (the product then goes through a temporary).
     trans_a : bool, default False
         Use ``a.T`` as the left operand.
     trans_b : bool, default False
@@ -54,7 +59,7 @@ def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
     ------
     ValueError
         If the inner dimensions differ, an operand is not 2-D or not C-contiguous,
-        or `out` has the wrong shape.
+        or `out` has the wrong shape or is read-only.
     TypeError
         On mixed or non-float dtypes.
     """
@@ -74,164 +79,107 @@ def _sigmoid(x):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
+# The activations' docstrings: one template for the forward functions (sigmoid, tanh, relu,
+# activation_forward), one for the backward ones; filled by _activation_doc.
+_FORWARD_DOC = """{summary}
+
+Parameters
+----------
+x : ndarray, float32 or float64, C-contiguous
+    Input of any shape.
+{activation}out : ndarray, same shape and dtype as `x`, optional
+    Receives the result in place; it may be `x` itself (an in-place update) or overlap it
+    in part (the result is the same). Allocated when None.
+
+Returns
+-------
+ndarray
+    {result}, same shape and dtype as `x` (`out` when given).
+
+Raises
+------
+TypeError
+    If `x` is not a float32/float64 array, or `out` has another dtype.
+ValueError
+    If an array is not C-contiguous, or `out` has another shape or is read-only.{unknown}
+"""
+
+_BACKWARD_DOC = """{summary}
+
+Parameters
+----------
+y : ndarray, float32 or float64, C-contiguous
+    The saved output of the {name}, any shape.
+dy : ndarray, same shape and dtype as `y`
+    The upstream gradient dL/dy.
+{activation}out : ndarray, same shape and dtype as `y`, optional
+    Receives the result in place; it may be `dy` itself, or overlap `y` or `dy` (the
+    result is the same). Allocated when None.
+
+Returns
+-------
+ndarray
+    The gradient dL/dx (`out` when given).
+
+Raises
+------
+TypeError
+    If an argument is not a float32/float64 array or the dtypes differ.
+ValueError
+    If the shapes differ, an array is not C-contiguous, or `out` is read-only.{unknown}
+"""
+
+_ACTIVATION_PARAMETER = """activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+    The activation's name (one of ``ACTIVATIONS``).
+"""
+
+
+def _activation_doc(template, summary, named=False, name="forward activation", result="The result"):
+    """Fill `template`; `named` adds the ``activation`` parameter (and its ValueError)."""
+    return template.format(
+        summary=summary, name=name, result=result, activation=_ACTIVATION_PARAMETER if named else "",
+        unknown="\n    Also for an unknown activation." if named else "",
+    )
+
+
+@chk.with_doc(_activation_doc(
+    _FORWARD_DOC, "Logistic sigmoid, elementwise; numerically stable (+-1000 give exactly 1 and 0)."))
 def sigmoid(x, out=None):
-    """Logistic sigmoid, numerically stable for any finite input.
-
-    Parameters
-    ----------
-    x : ndarray, float32 or float64, C-contiguous
-        Input of any shape.
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    ValueError
-        If an array is not C-contiguous, `out` has another shape or is read-only.
-    """
     chk.elementwise_args(x, out)
     return _result(out, _sigmoid(x))
 
 
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.", name="sigmoid"))
 def sigmoid_backward(y, dy, out=None):
-    """Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.
-
-    Parameters
-    ----------
-    y : ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place; allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a float32/float64 array or the dtypes differ.
-    ValueError
-        If the shapes differ, or an array is not C-contiguous or `out` is read-only.
-    """
     chk.backward_args(y, dy, out)
     return _result(out, dy * y * (1 - y))
 
 
+@chk.with_doc(_activation_doc(_FORWARD_DOC, "Hyperbolic tangent, elementwise."))
 def tanh(x, out=None):
-    """Hyperbolic tangent, elementwise.
-
-    Parameters
-    ----------
-    x : ndarray, float32 or float64, C-contiguous
-        Input of any shape.
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    ValueError
-        If an array is not C-contiguous, `out` has another shape or is read-only.
-    """
     chk.elementwise_args(x, out)
     return _result(out, np.tanh(x))
 
 
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through tanh from its saved output: ``dy * (1 - y**2)``.", name="tanh"))
 def tanh_backward(y, dy, out=None):
-    """Gradient through tanh from its saved output: ``dy * (1 - y**2)``.
-
-    Parameters
-    ----------
-    y : ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place; allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a float32/float64 array or the dtypes differ.
-    ValueError
-        If the shapes differ, or an array is not C-contiguous or `out` is read-only.
-    """
     chk.backward_args(y, dy, out)
     return _result(out, dy * (1 - y * y))
 
 
+@chk.with_doc(_activation_doc(
+    _FORWARD_DOC, "Rectified linear unit ``max(x, 0)``, elementwise (NaN passes through)."))
 def relu(x, out=None):
-    """Rectified linear unit ``max(x, 0)``, elementwise.
-
-    Parameters
-    ----------
-    x : ndarray, float32 or float64, C-contiguous
-        Input of any shape.
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The result, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    ValueError
-        If an array is not C-contiguous, `out` has another shape or is read-only.
-    """
     chk.elementwise_args(x, out)
     return _result(out, np.maximum(x, 0))
 
 
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.",
+    name="ReLU"))
 def relu_backward(y, dy, out=None):
-    """Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.
-
-    Parameters
-    ----------
-    y : ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place; allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a float32/float64 array or the dtypes differ.
-    ValueError
-        If the shapes differ, or an array is not C-contiguous or `out` is read-only.
-    """
     chk.backward_args(y, dy, out)
     return _result(out, np.where(y > 0, dy, 0).astype(y.dtype, copy=False))
 
@@ -245,61 +193,17 @@ _BACKWARD = {
 }
 
 
+@chk.with_doc(_activation_doc(
+    _FORWARD_DOC, "Apply the named activation elementwise.", named=True, result="``activation(x)``"))
 def activation_forward(x, activation, out=None):
-    """Apply the named activation elementwise.
-
-    Parameters
-    ----------
-    x : ndarray, float32 or float64, C-contiguous
-        Input of any shape.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : ndarray, same shape and dtype as `x`, optional
-        Receives the result in place (may be `x`); allocated when None.
-
-    Returns
-    -------
-    ndarray
-        ``activation(x)``, same shape and dtype as `x` (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, a non-contiguous array or a mismatched `out`.
-    TypeError
-        If `x` is not a float32/float64 array, or `out` has another dtype.
-    """
     chk.elementwise_args(x, out)
     chk.activation_code(activation)
     return _result(out, _FORWARD[activation](x))
 
 
+@chk.with_doc(_activation_doc(
+    _BACKWARD_DOC, "Gradient through the named activation from its saved output `y`.", named=True))
 def activation_backward(y, dy, activation, out=None):
-    """Gradient through the named activation from its saved output `y`.
-
-    Parameters
-    ----------
-    y : ndarray, float32 or float64, C-contiguous
-        The saved output of the forward activation, any shape.
-    dy : ndarray, same shape and dtype as `y`
-        The upstream gradient dL/dy.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The activation's name (one of ``ACTIVATIONS``).
-    out : ndarray, same shape and dtype as `y`, optional
-        Receives the result in place; allocated when None.
-
-    Returns
-    -------
-    ndarray
-        The gradient dL/dx (`out` when given).
-
-    Raises
-    ------
-    ValueError
-        For an unknown activation, mismatched shapes or a non-contiguous array.
-    TypeError
-        On mixed or non-float dtypes.
-    """
     chk.backward_args(y, dy, out)
     chk.activation_code(activation)
     return _result(out, _BACKWARD[activation](y, dy))
@@ -319,7 +223,8 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
     activation : {'linear', 'sigmoid', 'tanh', 'relu'}, default 'linear'
         The activation applied after the bias.
     out : ndarray, shape (N, fan_out), same dtype, optional
-        Receives the result in place; allocated when None.
+        Receives the result in place; allocated when None. It may overlap an input (the
+        result then goes through a temporary).
 
     Returns
     -------
@@ -329,7 +234,8 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
     Raises
     ------
     ValueError
-        On a shape mismatch, a non-contiguous array or an unknown activation.
+        On a shape mismatch, a non-contiguous array, a read-only `out` or an unknown
+        activation.
     TypeError
         On mixed or non-float dtypes.
     """
@@ -343,8 +249,9 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
 def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, *, compute_dx=True):
     """Backward pass of ``y = act(x @ w + b)`` given the upstream gradient `dy`.
 
-    Outputs that overlap an input (``dw=w``) give the same result as separate
-    ones: they are computed through fresh arrays, then copied.
+    Outputs given by the caller are written in place; `dy` is not modified. Outputs
+    that overlap an input (``dw=w``) give the same result as separate ones: they are
+    computed through fresh arrays, then copied.
 
     Parameters
     ----------
@@ -379,8 +286,8 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     Raises
     ------
     ValueError
-        On a shape mismatch, a non-contiguous array, an unknown activation, or
-        outputs that overlap each other.
+        On a shape mismatch, a non-contiguous array, a read-only output, an unknown
+        activation, or outputs that overlap each other.
     TypeError
         On mixed or non-float dtypes.
     """
@@ -403,11 +310,12 @@ def softmax_cross_entropy(logits, labels, grad=None):
     Parameters
     ----------
     logits : ndarray, shape (N, C), float32 or float64
-        Unnormalised class scores, N >= 1.
+        Unnormalised class scores, N and C >= 1.
     labels : ndarray, shape (N,), int32 or int64
         Class of each row, in [0, C).
     grad : ndarray, shape (N, C), same dtype as `logits`, optional
-        Receives the gradient in place; allocated when None.
+        Receives the gradient in place; it may be `logits` itself or overlap it (the
+        result is the same). Allocated when None.
 
     Returns
     -------
@@ -419,7 +327,8 @@ def softmax_cross_entropy(logits, labels, grad=None):
     Raises
     ------
     ValueError
-        For labels out of range or of the wrong shape, or an empty batch.
+        For labels out of range or of the wrong shape, an empty batch, a non-contiguous
+        array or a mismatched `grad`.
     TypeError
         For non-float logits or non-integer labels.
     """
@@ -445,7 +354,8 @@ def mean_squared_error(pred, target, grad=None):
     target : ndarray, shape (N, D), same dtype
         Targets.
     grad : ndarray, shape (N, D), same dtype, optional
-        Receives the gradient in place (may be `pred` or `target`); allocated when None.
+        Receives the gradient in place; it may be `pred` or `target` itself or overlap
+        them (the result is the same). Allocated when None.
 
     Returns
     -------
@@ -458,7 +368,7 @@ def mean_squared_error(pred, target, grad=None):
     Raises
     ------
     ValueError
-        On a shape mismatch or an empty array.
+        On a shape mismatch, an empty array, a non-contiguous array or a read-only `grad`.
     TypeError
         On mixed or non-float dtypes.
     """
@@ -476,7 +386,7 @@ def sgd_update(param, grad, lr):
     param : ndarray, float32 or float64, C-contiguous, writable
         The parameters, any shape; updated in place.
     grad : ndarray, same shape and dtype as `param`
-        The gradient.
+        The gradient; it may be `param` itself or overlap it.
     lr : float
         Learning rate, finite; cast to the arrays' dtype.
 
@@ -490,7 +400,7 @@ def sgd_update(param, grad, lr):
     TypeError
         On mixed or non-float dtypes, or an `lr` that is not a real number.
     ValueError
-        On a shape mismatch, a read-only `param` or a non-finite `lr`.
+        On a shape mismatch, a non-contiguous or read-only `param`, or a non-finite `lr`.
     """
     lr = chk.sgd_args(param, grad, lr)
     param -= param.dtype.type(lr) * grad

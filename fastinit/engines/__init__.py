@@ -15,17 +15,14 @@ from typing import Optional, Protocol
 
 import numpy as np
 
+from kernels.checks import fill_doc, with_doc
+
 from ..backends import BackendError, check_backend, require_cuda
 
-__all__ = ["Engine", "engine_class"]
+__all__ = ["ENGINE_PARAMETERS", "Engine", "engine_class"]
 
-
-class Engine(Protocol):  # numpydoc ignore=PR01,PR02
-    """What ``fastinit.MLP`` needs from a backend.
-
-    The engine copies what it needs. ``fastinit.MLP`` validates every argument
-    before an engine sees it.
-
+#: The Parameters section of ``Engine`` and of every engine class: what ``fastinit.MLP`` passes.
+ENGINE_PARAMETERS = """
     Parameters
     ----------
     weights : list of ndarray, each shape (fan_in, fan_out)
@@ -36,8 +33,18 @@ class Engine(Protocol):  # numpydoc ignore=PR01,PR02
         The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
     dtype : numpy.dtype
         float32 or float64.
-    """
+"""
 
+
+@with_doc(fill_doc("""What ``fastinit.MLP`` needs from a backend.
+
+    The engine copies what it needs. ``fastinit.MLP`` validates every argument
+    before an engine sees it. The engines' methods take these methods' docstrings
+    (``kernels.checks.shared_doc``), adding what differs.
+
+    {parameters}
+    """, parameters=ENGINE_PARAMETERS))
+class Engine(Protocol):  # numpydoc ignore=PR01,PR02
     dtype: np.dtype
 
     def params(self) -> list:

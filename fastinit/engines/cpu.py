@@ -77,7 +77,10 @@ from kernels.cpu import (
     transpose_into,
 )
 from kernels import checks as chk
+from kernels.checks import fill_doc, shared_doc, with_doc
 from kernels.jit import FAST, JIT
+
+from . import ENGINE_PARAMETERS, Engine
 
 __all__ = ["CpuEngine"]
 
@@ -332,19 +335,9 @@ def _padded(n):
     return (n + _PAD - 1) // _PAD * _PAD
 
 
-class CpuEngine:
-    """Numba engine: one compiled call per training step, allocating nothing.
+@with_doc(fill_doc("""Numba engine: one compiled call per training step, allocating nothing.
 
-    Parameters
-    ----------
-    weights : list of ndarray, each shape (fan_in, fan_out)
-        Each layer's weights, host arrays of `dtype`, C-contiguous.
-    biases : list of ndarray, each shape (fan_out,)
-        Each layer's biases, host arrays of `dtype`.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
-    dtype : numpy.dtype
-        float32 or float64.
+    {parameters}
 
     Raises
     ------
@@ -366,7 +359,8 @@ class CpuEngine:
     and ``lb`` (n,), every layer's output ``acts`` and delta ``deltas``
     (layers, n, K), and the transposed copies ``ht`` (layers - 1, F, n16)
     and ``dt`` (layers, F, n16) with n16 = n padded.
-    """
+    """, parameters=ENGINE_PARAMETERS))
+class CpuEngine:
 
     def __init__(self, weights, biases, activation, dtype):
         self.dtype = np.dtype(dtype)
@@ -404,15 +398,8 @@ class CpuEngine:
         """Block until the parallel steps being compiled in the background are ready."""
         _Compiled.wait()
 
+    @with_doc(shared_doc(Engine.params))
     def params(self):
-        """Copy the parameters to the host.
-
-        Returns
-        -------
-        list of tuple of ndarray
-            ``[(W, b), ...]``: W (fan_in, fan_out) and b (fan_out,) per layer, host
-            copies (never views of the engine's storage).
-        """
         wt0, wth, _, b = self._net
         out = []
         for i, (fi, fo) in enumerate(zip(self._sizes[:-1].tolist(), self._sizes[1:].tolist())):
@@ -454,22 +441,8 @@ class CpuEngine:
             self._ready = _Compiled.ready(self.code, args)
         return self._ready
 
+    @with_doc(shared_doc(Engine.forward))
     def forward(self, x, record):
-        """Compute the logits of a validated batch.
-
-        Parameters
-        ----------
-        x : ndarray, shape (N, fan_in), the engine's dtype
-            The batch.
-        record : bool
-            Also return the hidden layers' outputs.
-
-        Returns
-        -------
-        ndarray, shape (N, classes), or tuple
-            The logits on the host; with `record`, ``(logits, hidden)``, `hidden`
-            the list of the hidden layers' outputs (N, fan_out).
-        """
         n = x.shape[0]
         ws = self._workspace(n, False)
         idx = _read_only(np.arange(n, dtype=np.int64))
@@ -486,81 +459,31 @@ class CpuEngine:
         self._loss = float(loss) / n
         return self._loss
 
+    @with_doc(shared_doc(Engine.train_step, """
+        One compiled call (two parallel regions), allocating nothing once the workspace for
+        this batch size exists.
+    """))
     def train_step(self, x, labels, lr):
-        """Take one SGD step on the mean softmax cross-entropy of a batch.
-
-        One compiled call (two parallel regions), allocating nothing once the
-        workspace for this batch size exists.
-
-        Parameters
-        ----------
-        x : ndarray, shape (N, fan_in), the engine's dtype
-            The batch, validated.
-        labels : ndarray, shape (N,), int32 or int64
-            Its labels, in [0, classes).
-        lr : float
-            Learning rate.
-
-        Returns
-        -------
-        float
-            The loss before the update.
-        """
         n = x.shape[0]
         if self._range is None or self._range.size != n:
             self._range = _read_only(np.arange(n, dtype=np.int64))
         labels = _read_only(np.ascontiguousarray(labels, dtype=np.int64))
         return self._step(_read_only(x), labels, self._range, lr)
 
+    @with_doc(shared_doc(Engine.set_dataset))
     def set_dataset(self, x, labels):
-        """Keep a validated training set for `train_step_indices`.
-
-        Parameters
-        ----------
-        x : ndarray, shape (N, fan_in), the engine's dtype
-            The inputs.
-        labels : ndarray, shape (N,), int64
-            Their labels.
-        """
         self._data = (_read_only(x), _read_only(labels))
 
+    @with_doc(shared_doc(Engine.train_step_indices))
     def train_step_indices(self, idx, lr, return_loss=True):
-        """Take `train_step` on the rows `idx` of the kept data set.
-
-        Parameters
-        ----------
-        idx : ndarray, shape (B,), int64
-            Validated row numbers.
-        lr : float
-            Learning rate.
-        return_loss : bool, default True
-            Return the loss.
-
-        Returns
-        -------
-        float or None
-            The loss before the update, None unless `return_loss`.
-        """
         x, labels = self._data
         loss = self._step(x, labels, _read_only(idx), lr)
         return loss if return_loss else None
 
+    @with_doc(shared_doc(Engine.last_loss))
     def last_loss(self):
-        """Return the loss of the last step.
-
-        Returns
-        -------
-        float
-            The mean loss before the last update.
-        """
         return self._loss
 
+    @with_doc(shared_doc(Engine.grad_norms))
     def grad_norms(self):
-        """Return each layer's gradient norm from the last step.
-
-        Returns
-        -------
-        ndarray, shape (layers,), float64
-            Frobenius norms of each layer's dL/dW.
-        """
         return np.sqrt(self._sq[: self._pieces].sum(axis=0))

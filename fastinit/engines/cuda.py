@@ -30,27 +30,21 @@ import numpy as np
 
 from kernels import checks as chk
 from kernels import cuda as kc
+from kernels.checks import fill_doc, shared_doc, with_doc
+
+from . import ENGINE_PARAMETERS, Engine
 
 __all__ = ["CudaEngine"]
 
 
-class CudaEngine:
-    """MLP engine whose parameters, activations and gradients live on the GPU.
+@with_doc(fill_doc("""MLP engine whose parameters, activations and gradients live on the GPU.
 
     The host arrays are copied to the device once. `set_dataset`,
     `train_step_indices` and `last_loss` are the device-resident training path.
 
-    Parameters
-    ----------
-    weights : list of ndarray, each shape (fan_in, fan_out)
-        Each layer's weights, host arrays of `dtype`, C-contiguous.
-    biases : list of ndarray, each shape (fan_out,)
-        Each layer's biases, host arrays of `dtype`.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
-    dtype : numpy.dtype
-        float32 or float64.
-    """
+    {parameters}
+    """, parameters=ENGINE_PARAMETERS))
+class CudaEngine:
 
     def __init__(self, weights, biases, activation, dtype):
         from numba import cuda
@@ -115,15 +109,8 @@ class CudaEngine:
     def wait_compiled():
         """Return at once: this engine compiles nothing in the background."""
 
+    @with_doc(shared_doc(Engine.params))
     def params(self):
-        """Copy the parameters to the host.
-
-        Returns
-        -------
-        list of tuple of ndarray
-            ``[(W, b), ...]``: W (fan_in, fan_out) and b (fan_out,) per layer, host
-            copies (never views of the engine's storage).
-        """
         host = self._params.copy_to_host()
         out = []
         for fi, fo, wo, bo in self._layout:
@@ -138,22 +125,10 @@ class CudaEngine:
             h = out
         return acts
 
+    @with_doc(shared_doc(Engine.forward, """
+        `x` may also be a device array; the outputs are copied to the host.
+    """))
     def forward(self, x, record):
-        """Compute the logits of a validated batch.
-
-        Parameters
-        ----------
-        x : device array or ndarray, shape (N, fan_in), the engine's dtype
-            The batch.
-        record : bool
-            Also return the hidden layers' outputs.
-
-        Returns
-        -------
-        ndarray, shape (N, classes), or tuple
-            The logits on the host; with `record`, ``(logits, hidden)``, `hidden`
-            the list of the hidden layers' outputs (N, fan_out).
-        """
         cuda = self._cuda
         n = x.shape[0]
         x = kc.as_device(x)
@@ -224,14 +199,10 @@ class CudaEngine:
         self._step(xd, ld, lr)
         return kc.read_stats(self._stats)
 
+    @with_doc(shared_doc(Engine.grad_norms, """
+        Reduced on the device: only the L norms are copied back.
+    """))
     def grad_norms(self):
-        """Return each layer's gradient norm, reduced on the device (only L floats come back).
-
-        Returns
-        -------
-        ndarray, shape (layers,), float64
-            Frobenius norms of each layer's dL/dW in the last step.
-        """
         kc.segment_sumsq_into(self._grads, self._wsegments, self._sumsq)
         return np.sqrt(self._sumsq.copy_to_host())
 

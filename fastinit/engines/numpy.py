@@ -7,24 +7,18 @@ Readable and slow; every other engine is tested against it. Implements
 import numpy as np
 
 from kernels import reference as k
+from kernels.checks import fill_doc, shared_doc, with_doc
+
+from . import ENGINE_PARAMETERS, Engine
 
 __all__ = ["NumpyEngine"]
 
 
-class NumpyEngine:
-    """Per-layer weights and biases updated with ``kernels.reference``: the readable oracle.
+@with_doc(fill_doc("""Per-layer weights and biases updated with ``kernels.reference``: the readable oracle.
 
-    Parameters
-    ----------
-    weights : list of ndarray, each shape (fan_in, fan_out)
-        Each layer's weights, host arrays of `dtype`, C-contiguous.
-    biases : list of ndarray, each shape (fan_out,)
-        Each layer's biases, host arrays of `dtype`.
-    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
-    dtype : numpy.dtype
-        float32 or float64.
-    """
+    {parameters}
+    """, parameters=ENGINE_PARAMETERS))
+class NumpyEngine:
 
     def __init__(self, weights, biases, activation, dtype):
         self.activation = activation
@@ -44,15 +38,8 @@ class NumpyEngine:
     def wait_compiled():
         """Return at once: this engine compiles nothing in the background."""
 
+    @with_doc(shared_doc(Engine.params))
     def params(self):
-        """Copy the parameters to the host.
-
-        Returns
-        -------
-        list of tuple of ndarray
-            ``[(W, b), ...]``: W (fan_in, fan_out) and b (fan_out,) per layer, host
-            copies (never views of the engine's storage).
-        """
         return [(w.copy(), b.copy()) for w, b in zip(self._w, self._b)]
 
     def _forward(self, x):
@@ -63,42 +50,13 @@ class NumpyEngine:
             outs.append(h)
         return outs
 
+    @with_doc(shared_doc(Engine.forward))
     def forward(self, x, record):
-        """Compute the logits of a validated batch.
-
-        Parameters
-        ----------
-        x : ndarray, shape (N, fan_in), the engine's dtype
-            The batch.
-        record : bool
-            Also return the hidden layers' outputs.
-
-        Returns
-        -------
-        ndarray, shape (N, classes), or tuple
-            The logits on the host; with `record`, ``(logits, hidden)``, `hidden`
-            the list of the hidden layers' outputs (N, fan_out).
-        """
         outs = self._forward(x)
         return (outs[-1], outs[:-1]) if record else outs[-1]
 
+    @with_doc(shared_doc(Engine.train_step))
     def train_step(self, x, labels, lr):
-        """Take one SGD step on the mean softmax cross-entropy of a batch.
-
-        Parameters
-        ----------
-        x : ndarray, shape (N, fan_in), the engine's dtype
-            The batch, validated.
-        labels : ndarray, shape (N,), int32 or int64
-            Its labels, in [0, classes).
-        lr : float
-            Learning rate.
-
-        Returns
-        -------
-        float
-            The loss before the update.
-        """
         outs = self._forward(x)
         loss, dy = k.softmax_cross_entropy(outs[-1], labels)
         for i in range(len(self._w) - 1, -1, -1):
@@ -113,36 +71,13 @@ class NumpyEngine:
         self._loss = loss
         return loss
 
+    @with_doc(shared_doc(Engine.set_dataset))
     def set_dataset(self, x, labels):
-        """Keep a validated training set for `train_step_indices`.
-
-        Parameters
-        ----------
-        x : ndarray, shape (N, fan_in), the engine's dtype
-            The inputs.
-        labels : ndarray, shape (N,), int64
-            Their labels.
-        """
         self._data = (x, labels)
         self._batch = None
 
+    @with_doc(shared_doc(Engine.train_step_indices))
     def train_step_indices(self, idx, lr, return_loss=True):
-        """Take `train_step` on the rows `idx` of the kept data set.
-
-        Parameters
-        ----------
-        idx : ndarray, shape (B,), int64
-            Validated row numbers.
-        lr : float
-            Learning rate.
-        return_loss : bool, default True
-            Return the loss.
-
-        Returns
-        -------
-        float or None
-            The loss before the update, None unless `return_loss`.
-        """
         x, labels = self._data
         if self._batch is None or self._batch[0].shape[0] != idx.size:
             self._batch = (np.empty((idx.size, x.shape[1]), dtype=x.dtype), np.empty(idx.size, dtype=labels.dtype))
@@ -152,24 +87,12 @@ class NumpyEngine:
         loss = self.train_step(xb, lb, lr)
         return loss if return_loss else None
 
+    @with_doc(shared_doc(Engine.last_loss))
     def last_loss(self):
-        """Return the loss of the last step.
-
-        Returns
-        -------
-        float
-            The mean loss before the last update.
-        """
         return self._loss
 
+    @with_doc(shared_doc(Engine.grad_norms))
     def grad_norms(self):
-        """Return each layer's gradient norm from the last step.
-
-        Returns
-        -------
-        ndarray, shape (layers,), float64
-            Frobenius norms of each layer's dL/dW.
-        """
         if self._norms is None:
             self._norms = np.array([np.linalg.norm(g.astype(np.float64)) for g in self._gw])
         return self._norms.copy()
