@@ -253,19 +253,16 @@ def _remove(path):
         pass
 
 
-def _fsync_path(path, directory=False):
-    """fsync a file (or a folder, where the OS allows it) by name."""
+def _fsync_folder(folder):
+    """fsync a folder (so the renames in it are on disk), where the OS allows it."""
     try:
-        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
-        if directory:
-            return
-        raise
+        return
     try:
         os.fsync(fd)
     except OSError:
-        if not directory:
-            raise
+        pass
     finally:
         os.close(fd)
 
@@ -484,7 +481,7 @@ class _Session:
         top.attrs["modified_utc"] = utc_now()
         top.flush()
         if os.path.isdir(self.folder):
-            _fsync_path(self.folder, directory=True)  # the renamed parts are on disk before the link
+            _fsync_folder(self.folder)  # the renamed parts are on disk before the link
         _write_atomically(top.id.get_file_image(), self.path, self.path)
         if self.doomed:
             linked = set(_part_names(top, "/"))
