@@ -122,6 +122,11 @@ def test_help_and_version(capsys):
     assert code == 2 and "histogram" in out
 
 
+
+def _files(folder):
+    """{relative path: bytes} of every file below ``folder`` (a results set's parts included)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
 @pytest.mark.parametrize(
     "argv, status, needle",
     [
@@ -151,7 +156,7 @@ def test_bad_input_gives_one_line_and_leaves_files_alone(tmp_path, capsys, argv,
     (tmp_path / "notes.txt").write_text("precious")
     main(["histogram", *SMALL, "--init", "xavier", "--no-plot", "-q", "--out", str(tmp_path / "r.h5")])
     capsys.readouterr()
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = _files(tmp_path)
     argv = [a.format(tmp=tmp_path) for a in argv]
     if argv[0] == "histogram" and "--out" not in argv:
         argv += ["--out", str(tmp_path / "r.h5")]
@@ -161,8 +166,7 @@ def test_bad_input_gives_one_line_and_leaves_files_alone(tmp_path, capsys, argv,
     assert code == status
     _assert_one_line_error(err)
     assert needle in err
-    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    assert after == before
+    assert _files(tmp_path) == before
 
 
 def test_cuda_backend_without_device_is_a_clear_error(tmp_path, capsys, monkeypatch):
