@@ -8,7 +8,10 @@
   present (never the simulator: its timings mean nothing);
 - every benchmark's ``extra_info`` names the CPU model, the host's vector ISA
   and the ISA of the generated code (``fastinit.machine.describe``), so a
-  figure always travels with the machine that produced it;
+  figure always travels with the machine that produced it, and the thread
+  pools it ran with (BLAS threads, Numba's threading layer, the settle pause);
+- each backend is timed after ``settle()``: a pause longer than the busy-wait of
+  the pool used before (OpenBLAS's ~0.1 s), so it does not tax the next backend;
 - ``check_then_time(benchmark, fn, expected, ...)``: check the result against
   the NumPy reference, warm up (JIT compilation excluded), then time with the
   device synchronised, and record GFLOP/s or GB/s and the speed-up over numpy
@@ -60,7 +63,21 @@ def _machine_in_extra_info(request):
     if "benchmark" in request.fixturenames:
         from fastinit.machine import describe
 
-        request.getfixturevalue("benchmark").extra_info.update(describe())
+        info = request.getfixturevalue("benchmark").extra_info
+        info.update(describe())
+        info.update(_pools())
+
+
+def _pools():
+    """The thread pools a figure was measured with: BLAS's thread count, Numba's threading
+    layer, and the pause (``settle``) taken before each backend's timing."""
+    import numba
+
+    from fastinit.threads import blas_threads
+
+    numba.get_num_threads()  # the layer is known once it started
+    return {"blas_threads": sorted(set(blas_threads().values())),
+            "numba_threading_layer": numba.threading_layer(), "settle_s": SETTLE_S}
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

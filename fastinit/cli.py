@@ -957,7 +957,9 @@ def _main(argv):
             parser.print_help()
             return EXIT_USAGE
         words = sys.argv[1:] if argv is None else [str(a) for a in argv]
-        with command_line_scope(shlex.join(["fastinit", *words])):
+        from .threads import pools_for  # the cpu backend's runs hold BLAS to one thread (fastinit.threads)
+
+        with command_line_scope(shlex.join(["fastinit", *words])), pools_for(getattr(args, "backend", None)):
             return args._runners[args.command](args)
     except BrokenPipeError:  # e.g. `fastinit show f.h5 | head`: stop quietly like other tools
         try:
