@@ -1086,3 +1086,97 @@ def plot_spectrum(result, path):
 
 
 __all__ += ["spectrum_figure", "plot_spectrum"]
+
+
+# --------------------------------------------------------------------------- learning speed (--train)
+
+
+def spectrum_training_figure(result):
+    """Learning speed under dynamical isometry, from a
+    :class:`fastinit.experiments.spectrum_training.TrainingResult`.
+
+    Left: the train accuracy on the fixed subset against the steps, one colour per weight
+    distribution, one line style per depth, one thin line per seed. Right: the steps each seed
+    took to reach the target per depth and weight distribution (a marker above the axis' top
+    for a seed that did not reach it within ``max_steps``), the median as a bar.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.spectrum_training.TrainingResult
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    c = result.config
+    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.25, 1.0]))
+    colors = {"orthogonal": "tab:green", "gaussian": "tab:purple"}
+    depths = sorted(c.depths)
+    dashes = ["-", "--", ":", "-."]
+    for (weights, depth), r in sorted(result.runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        style = dashes[depths.index(depth) % len(dashes)]
+        for k in range(len(r.seeds)):
+            ok = ~np.isnan(r.train_accuracy[k])
+            left.plot(r.eval_steps[ok], r.train_accuracy[k][ok], color=colors.get(weights, "0.3"), ls=style,
+                      lw=1.0, alpha=0.8, label=f"{weights}, depth {depth}" if k == 0 else None)
+    left.axhline(c.target, color="0.4", lw=0.8, ls=":")
+    left.set_xlabel("SGD steps")
+    left.set_ylabel(f"train accuracy (first {c.eval_samples} training images)")
+    left.set_ylim(0, 1)
+    left.set_title("one line per seed; runs stop at the target", fontsize=9)
+    left.legend(fontsize=7, loc="lower right", framealpha=0.85)
+    width = 0.35
+    top = c.max_steps * 1.12
+    for w_i, weights in enumerate(c.weights):
+        for d_i, depth in enumerate(depths):
+            r = result.runs.get((weights, depth))
+            if r is None:
+                continue
+            x = d_i + (w_i - (len(c.weights) - 1) / 2) * width
+            med = r.median_steps
+            right.bar(x, min(med, top), width=width * 0.9, color=colors.get(weights, "0.5"), alpha=0.35,
+                      label=weights if d_i == 0 else None)
+            steps = np.where(np.isnan(r.steps_to_target), top * 0.97, r.steps_to_target)
+            jitter = np.linspace(-0.08, 0.08, len(steps)) if len(steps) > 1 else np.zeros(1)
+            right.scatter(x + jitter, steps, color=colors.get(weights, "0.3"), s=18, zorder=3,
+                          marker="o")
+            missed = np.isnan(r.steps_to_target)
+            if missed.any():
+                right.scatter(x + jitter[missed], steps[missed], color="black", marker="^", s=22, zorder=4)
+    right.axhline(c.max_steps, color="0.5", lw=0.8, ls="--")
+    right.set_xticks(range(len(depths)), [f"depth {d}" for d in depths])
+    right.set_ylim(0, top)
+    right.set_ylabel(f"steps to {100 * c.target:g}% train accuracy")
+    right.set_title(f"bars: median over seeds {', '.join(map(str, c.seeds))}; "
+                    f"▲ not reached by {c.max_steps}", fontsize=9)
+    right.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    fig.suptitle(f"Learning speed at the edge of chaos: tanh, width {c.width}, "
+                 f"$\\sigma_w^2$ = {result.sw2:.4g}, "
+                 f"$\\sigma_b^2$ = {result.sb2:.2g} (q* = {result.q_star:.3g}), SGD lr {c.lr:g}, batch "
+                 f"{c.batch_size}, MNIST", fontsize=10)
+    return fig
+
+
+def plot_spectrum_training(result, path):
+    """Build :func:`spectrum_training_figure` and save it to ``path``.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.spectrum_training.TrainingResult
+    path : str
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    PlotError
+        For a bad path.
+    """
+    return save_figure(spectrum_training_figure(result), path)
+
+
+__all__ += ["spectrum_training_figure", "plot_spectrum_training"]
