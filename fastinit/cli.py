@@ -619,6 +619,8 @@ SWEEP_EPILOG = """\
 examples:
   fastinit sweep                              a small tanh grid (12 cells, about 10 s on 2 cores)
   fastinit sweep --preset schoenholz          the phase diagram of Schoenholz et al. 2017 (about 10 min on 2 cores)
+  fastinit sweep --preset schoenholz-time     the same grid at steps 100, 300, 1000 and 3000 (about 25 min)
+  fastinit sweep --preset schoenholz --checkpoints 100 300 800 --name s3
   fastinit sweep --sw2 1 2 3 --depths 10 40 --seeds 0 1 --name mine
   fastinit sweep --preset schoenholz --workers 4               a local Dask cluster of 4 processes
   fastinit sweep --preset schoenholz --scheduler tcp://10.0.0.5:8786   an existing Dask cluster
@@ -628,6 +630,17 @@ Each cell trains an MLP of DEPTH hidden tanh (or --activation) layers of
 SGD, and records train loss and accuracy, test accuracy and divergence in
 /sweep/<name>/ of --out (arrays shaped (n_sw2, n_depths, n_seeds)). Options
 given with --preset override the preset's values.
+
+Training time: --checkpoints S1 S2 ... evaluates every cell after each of
+those steps within its one run (--steps defaults to the largest), stores
+/sweep/<name>/checkpoints/<metric> with a trailing checkpoint axis, fits n in
+"deepest trainable depth = n xi_c" per phase (ordered: chi1 < 1, chaotic:
+chi1 > 1) and checkpoint, prints n(t) and draws it against the steps beside
+the phase diagram (<figure>-steps.png). Caveats, printed too: the boundary is
+a 0.5 cut of the mean train accuracy, from few seeds, at width 100, with
+inputs (pixels / 255) whose variance starts below q*, resolved to the grid's
+depth step. For ReLU at sb2 = 0, xi_c is infinite: rows are compared with
+the variance depth scale xi_q instead.
 
 Stopping and resuming: the finished cells are saved every 10 s and on Ctrl-C;
 run the same command again and only the missing cells run (a grid that grew
@@ -663,6 +676,12 @@ def _add_sweep(sub):
     p.add_argument("--steps", type=_positive_int, help="SGD steps per cell (default 300; schoenholz: 800)")
     p.add_argument("--lr", type=_positive_float, help="learning rate (default 0.005; schoenholz: 0.01)")
     p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 128)")
+    p.add_argument("--checkpoints", type=_positive_int, nargs="+", metavar="STEP",
+                   help="also evaluate every cell after these steps, in the same run (--steps defaults to "
+                   "the largest); schoenholz-time: 100 300 1000 3000")
+    p.add_argument("--eval-samples", type=_positive_int, metavar="N",
+                   help="training and test images each evaluation uses (default 10000; "
+                   "schoenholz-time: 2000)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST-format IDX files (on a cluster: a folder every "
                    "worker can read)")
     p.add_argument("--name", help="the sweep's group, /sweep/<name> (default: the preset's name, else 'sweep')")
@@ -689,7 +708,12 @@ def _run_sweep(args):
 
     config = SweepConfig(**PRESETS.get(args.preset, {}))
     given = {k: getattr(args, k) for k in ("sw2", "depths", "seeds", "sb2", "activation", "width", "steps", "lr",
-                                           "batch_size", "data_dir") if getattr(args, k) is not None}
+                                           "batch_size", "data_dir", "checkpoints", "eval_samples")
+             if getattr(args, k) is not None}
+    if args.checkpoints and args.steps is None:
+        given["steps"] = max(args.checkpoints)
+    elif args.checkpoints and max(args.checkpoints) > args.steps:
+        raise UsageError(f"argument --checkpoints: {max(args.checkpoints)} is beyond --steps {args.steps}")
     config = replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}).validate()
     name = args.name or args.preset or "sweep"
     out = _output_path(args.out)
@@ -705,10 +729,12 @@ def _run_sweep(args):
     _say(args, format_summary(result, args.threshold))
     _say(args, f"wrote /sweep/{name} to {out}")
     if plot is not None:
-        from .plots import plot_sweep
+        from .plots import plot_sweep, plot_sweep_steps, sweep_steps_path
 
         plot_sweep(result, plot, args.threshold)
         _say(args, f"wrote figure {plot}")
+        if result.config.checkpoints:
+            _say(args, f"wrote figure {plot_sweep_steps(result, sweep_steps_path(plot), args.threshold)}")
     return EXIT_OK
 
 
@@ -723,6 +749,16 @@ examples:
       fastinit-results/spectrum.png
   fastinit spectrum --activation tanh --q-star 1 --depths 16 64
   fastinit spectrum --activation tanh --sw2 1.76 --sb2 0.05 --weights orthogonal
+
+  fastinit spectrum --train
+      learning speed under dynamical isometry: tanh networks of depths 32
+      and 64, width 128, at the edge of chaos with q* = 1/64, trained on
+      MNIST (SGD lr 0.05, batch 128) from orthogonal and from Gaussian
+      weights, seeds 0 1 2 with the same mini-batches; the steps each takes
+      to reach 90% train accuracy (first 1000 training images, measured
+      every 25 steps, up to 1500); writes /spectrum/training and
+      spectrum-training.png (a few minutes on 2 cores)
+  fastinit spectrum --train --depths 16 --seeds 0 --max-steps 300
 
 The Jacobian J = dx_L / dx_0 of a fresh network at an input from the
 fixed-point distribution, as the product of D_l W_l (D_l = diag(phi'(h_l))),
@@ -745,13 +781,14 @@ def _add_spectrum(sub):
                        description="The spectrum of the input-output Jacobian of deep random networks at "
                                    "init, against the free-probability theory of Pennington et al. (2017).",
                        epilog=SPECTRUM_EPILOG, formatter_class=_Formatter)
-    p.add_argument("--activation", choices=SPECTRUM_ACTIVATIONS, nargs="+", default=list(d.activations),
-                   help="hidden activations")
+    p.add_argument("--activation", choices=SPECTRUM_ACTIVATIONS, nargs="+",
+                   help=f"hidden activations (default {' '.join(d.activations)}; --train: tanh only)")
     p.add_argument("--weights", choices=WEIGHTS, nargs="+", default=list(d.weights),
                    help="weight distributions")
-    p.add_argument("--depths", type=_positive_int, nargs="+", default=list(d.depths), metavar="L",
-                   help="depths at which the Jacobian is taken (one network of the largest depth per draw)")
-    p.add_argument("--width", type=_positive_int, default=d.width, help="units per layer")
+    p.add_argument("--depths", type=_positive_int, nargs="+", metavar="L",
+                   help="depths at which the Jacobian is taken (one network of the largest depth per draw; "
+                   f"default {' '.join(map(str, d.depths))}; --train: hidden layers, default 32 64)")
+    p.add_argument("--width", type=_positive_int, help=f"units per layer (default {d.width}; --train: 128)")
     p.add_argument("--sw2", type=_non_negative_float,
                    help="weight variance sigma_w^2 (times 1/width); default: the edge of chaos (with --sb2 "
                    "alone: the critical sw2 for it)")
@@ -766,8 +803,24 @@ def _add_spectrum(sub):
                    help="kernels for the matmuls (float64)")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5",
                    help="HDF5 results file (created or updated)")
+    t = p.add_argument_group("learning speed (--train)")
+    t.add_argument("--train", action="store_true",
+                   help="instead of the spectrum, train tanh networks at the edge of chaos from orthogonal "
+                   "and Gaussian weights and record the steps to --target train accuracy (default depths "
+                   "32 64, width 128, both weights)")
+    t.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="--train: seeds (default 0 1 2)")
+    t.add_argument("--lr", type=_positive_float, help="--train: SGD learning rate (default 0.05)")
+    t.add_argument("--batch-size", type=_positive_int, help="--train: mini-batch size (default 128)")
+    t.add_argument("--target", type=_positive_float, help="--train: train accuracy to reach (default 0.9)")
+    t.add_argument("--eval-every", type=_positive_int, metavar="K",
+                   help="--train: measure the train accuracy every K steps (default 25)")
+    t.add_argument("--eval-samples", type=_positive_int, metavar="N",
+                   help="--train: on the first N training images (default 1000)")
+    t.add_argument("--max-steps", type=_positive_int,
+                   help="--train: give up after this many steps (default 1500)")
+    t.add_argument("--data-dir", metavar="DIR", help="--train: MNIST-format IDX files")
     _add_plot_options(p, "the spectrum figure; default: fastinit-results/spectrum.png, or "
-                         "<out without .h5>-spectrum.png")
+                         "<out without .h5>-spectrum.png (--train: spectrum-training.png)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no table")
 
 
@@ -777,9 +830,17 @@ def _run_spectrum(args):
 
     if args.q_star is not None and (args.sw2 is not None or args.sb2 is not None):
         raise UsageError("argument --q-star: not allowed with --sw2 or --sb2")
+    d = SpectrumConfig()
+    if args.train:
+        return _run_spectrum_training(args)
+    for name in _TRAIN_ONLY:
+        if getattr(args, name) is not None:
+            raise UsageError(f"argument --{name.replace('_', '-')}: only with --train")
     try:
-        config = SpectrumConfig(activations=tuple(args.activation), weights=tuple(args.weights),
-                                depths=tuple(args.depths), width=args.width, sw2=args.sw2, sb2=args.sb2,
+        config = SpectrumConfig(activations=tuple(args.activation or d.activations),
+                                weights=tuple(args.weights),
+                                depths=tuple(args.depths or d.depths), width=args.width or d.width,
+                                sw2=args.sw2, sb2=args.sb2,
                                 q_star=args.q_star, samples=args.samples, seed=args.seed,
                                 backend=args.backend).validate()
         for activation in config.activations:
@@ -806,6 +867,52 @@ def _run_spectrum(args):
     return EXIT_OK
 
 
+_TRAIN_ONLY = ("seeds", "lr", "batch_size", "target", "eval_every", "eval_samples", "max_steps", "data_dir")
+
+
+def _run_spectrum_training(args):
+    from .experiments.spectrum_training import (TrainingConfig, format_training_summary, run_training,
+                                                write_training)
+    from .store import open_results
+
+    if args.activation not in (None, ["tanh"]):
+        raise UsageError("argument --activation: --train trains tanh networks only")
+    if args.weights and set(args.weights) - {"orthogonal", "gaussian"}:
+        raise UsageError("argument --weights: orthogonal and/or gaussian")
+    if (args.sw2 is None) != (args.sb2 is None):
+        raise UsageError("argument --sw2/--sb2: --train needs both (or --q-star)")
+    default = TrainingConfig()
+    given = dict(depths=tuple(args.depths or default.depths), width=args.width or default.width,
+                 weights=tuple(args.weights),
+                 q_star=args.q_star, sw2=args.sw2, sb2=args.sb2, backend=args.backend)
+    for name in _TRAIN_ONLY:
+        if getattr(args, name) is not None:
+            given[name] = tuple(getattr(args, name)) if name == "seeds" else getattr(args, name)
+    try:
+        config = TrainingConfig(**given).validate()
+        config.point()  # the edge of chaos for --q-star must exist
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    out = _output_path(args.out)
+    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
+    plot = _plot_path(args, os.path.join(DEFAULT_DIR, "spectrum-training.png") if in_default_dir
+                      else f"{_stem(out)}-spectrum-training.png")
+    if plot is not None:
+        from .plots import check_figure_path
+
+        check_figure_path(plot)
+    result = run_training(config, progress=_progress_wanted(args))
+    with open_results(out) as f:
+        group = write_training(f, result)
+    _say(args, format_training_summary(result))
+    _say(args, f"wrote {group} to {out}")
+    if plot is not None:
+        from .plots import plot_spectrum_training
+
+        _say(args, f"wrote figure {plot_spectrum_training(result, plot)}")
+    return EXIT_OK
+
+
 COMMANDS = [
     (_add_histogram, _run_histogram),
     (_add_show, _run_show),
@@ -826,6 +933,7 @@ examples:
   fastinit show fastinit-results/fastinit.h5
   fastinit theory --activation tanh           mean-field theory: q*, chi1, xi_c, the edge of chaos
   fastinit sweep --preset schoenholz          the trainability phase diagram (about 10 min on 2 cores)
+  fastinit sweep --preset schoenholz-time     ... and how it grows with training steps (about 25 min)
   fastinit spectrum                           Jacobian singular values at init: dynamical isometry
   fastinit <command> --help                   options of one command
 """

@@ -818,12 +818,28 @@ def _edges(values):
     return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
 
 
+def _theory_curve(result, fine):
+    """6 x the depth scale over ``fine`` sw2 values: xi_c, or xi_q where xi_c is infinite off the
+    edge (ReLU at sb2 = 0); returns (values, label)."""
+    from .theory import mean_field
+
+    c = result.config
+    fields = [mean_field(c.activation, s, c.sb2) for s in fine]
+    xi_c = np.array([m.xi_c for m in fields])
+    off_edge = np.array([m.phase != "critical" for m in fields])
+    if np.all(np.isfinite(xi_c) | ~off_edge):
+        return 6 * xi_c, r"$6\,\xi_c$ (mean-field theory)"
+    xi_q = np.array([m.xi_q for m in fields])
+    values = np.where(np.isfinite(xi_c), xi_c, xi_q)
+    return 6 * values, r"$6\,\xi_q$ where $\xi_c = \infty$ (variance depth scale), else $6\,\xi_c$"
+
+
 def sweep_figure(result, threshold=0.5):
     """The trainability phase diagram of a :class:`fastinit.experiments.sweep.SweepResult`:
-    mean train accuracy over seeds as a heatmap on (sw2, depth), the theory's 6 xi_c curve,
-    the edge of chaos, and the deepest depth measured to train (accuracy >= ``threshold``)."""
+    mean train accuracy over seeds as a heatmap on (sw2, depth), the theory's 6 xi_c curve
+    (6 xi_q where xi_c is infinite, as for ReLU at sb2 = 0), the edge of chaos, and the deepest
+    depth measured to train (accuracy >= ``threshold``), at each checkpoint if the sweep has them."""
     from .experiments.sweep import _seed_mean, trainable_depth
-    from .theory import mean_field
 
     c = result.config
     order_s, order_d = np.argsort(c.sw2), np.argsort(c.depths)
@@ -837,22 +853,28 @@ def sweep_figure(result, threshold=0.5):
     fig.colorbar(mesh, ax=ax, label=f"train accuracy after {c.steps} steps" +
                  (f" (mean of {len(c.seeds)} seeds)" if len(c.seeds) > 1 else ""))
     fine = np.linspace(sw2[0], sw2[-1], 400)
-    six_xi = np.array([6 * mean_field(c.activation, s, c.sb2).xi_c for s in fine])
-    ax.plot(fine, six_xi, color="white", lw=2.2, label=r"$6\,\xi_c$ (mean-field theory)")
+    six_xi, curve_label = _theory_curve(result, fine)
+    ax.plot(fine, six_xi, color="white", lw=2.2, label=curve_label)
     ax.plot(fine, six_xi, color="black", lw=0.8, ls="--")
     if sw2[0] <= result.critical_sw2 <= sw2[-1]:
         ax.axvline(result.critical_sw2, color="tab:red", ls=":", lw=1.5,
                    label=rf"edge of chaos $\sigma_w^2$ = {result.critical_sw2:.3g}")
+    cps = tuple(c.checkpoints)
+    for k, step in enumerate(cps[:-1]):
+        deepest = trainable_depth(result, threshold, checkpoint=k)[order_s]
+        shade = 0.25 + 0.5 * k / max(1, len(cps) - 1)
+        ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec=(1.0, shade + 0.2, shade), mew=1.2,
+                ms=4 + 1.5 * k, label=f"deepest trainable after {step} steps")
     deepest = trainable_depth(result, threshold)[order_s]
     ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec="tab:orange", mew=2, ms=7,
-            label=f"deepest trainable (acc ≥ {threshold:g})")
+            label=f"deepest trainable (acc ≥ {threshold:g})" + (f" after {c.steps} steps" if cps else ""))
     ax.set_ylim(max(0.0, _edges(depths)[0]), _edges(depths)[-1])
     ax.set_xlim(max(0.0, _edges(sw2)[0]), _edges(sw2)[-1])
     ax.set_xlabel(r"weight variance $\sigma_w^2$ (weights $\sim N(0, \sigma_w^2/\mathrm{fan\_in})$)")
     ax.set_ylabel("depth (hidden layers)")
     ax.set_title(f"Trainability of {c.activation} networks, width {c.width}, "
                  rf"$\sigma_b^2$ = {c.sb2:g}, MNIST, SGD lr {c.lr:g}", fontsize=10)
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    ax.legend(loc="upper right", fontsize=7 if cps else 8, framealpha=0.85)
     return fig
 
 
@@ -861,7 +883,133 @@ def plot_sweep(result, path, threshold=0.5):
     save_figure(sweep_figure(result, threshold), path)
 
 
-__all__ += ["sweep_figure", "plot_sweep"]
+def sweep_steps_path(phase_diagram_path):
+    """Where the n(t) figure goes beside the phase diagram: ``<name>-steps.<ext>``.
+
+    Parameters
+    ----------
+    phase_diagram_path : str
+
+    Returns
+    -------
+    str
+    """
+    stem, ext = os.path.splitext(os.fspath(phase_diagram_path))
+    return f"{stem}-steps{ext}"
+
+
+def sweep_steps_figure(result, threshold=0.5):
+    """How the trainable depth grows with training time, for a sweep with checkpoints.
+
+    Left: the deepest trainable depth per sw2, one line per checkpoint, with the theory's 6 xi_c.
+    Right: n(t) in "deepest trainable depth = n xi_c" per phase (ordered: chi1 < 1, chaotic:
+    chi1 > 1) against the steps (log axis), the bar up to the next grid depth's n, and
+    Schoenholz et al.'s 6.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.sweep.SweepResult
+        With ``config.checkpoints``.
+    threshold : float, optional
+        Mean train accuracy from which a network counts as trainable.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        If the sweep has no checkpoints.
+    """
+    from .experiments.sweep import fit_multiplier, trainable_depth
+
+    c = result.config
+    cps = tuple(c.checkpoints)
+    if not cps:
+        raise ValueError(f"sweep {result.name} has no checkpoints: run it with --checkpoints")
+    fig = Figure(figsize=(11.0, 4.6), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.15, 1.0]))
+    order = np.argsort(c.sw2)
+    sw2 = np.asarray(c.sw2, dtype=np.float64)[order]
+    cmap = __import__("matplotlib").colormaps["plasma"]
+    for k, step in enumerate(cps):
+        color = cmap(0.1 + 0.75 * k / max(1, len(cps) - 1))
+        deepest = trainable_depth(result, threshold, checkpoint=k)[order]
+        left.plot(sw2, deepest, marker="o", ms=4, color=color, lw=1.3, label=f"after {step} steps")
+    fine = np.linspace(sw2[0], sw2[-1], 400)
+    six_xi, curve_label = _theory_curve(result, fine)
+    left.plot(fine, six_xi, color="black", ls="--", lw=1.0, label=curve_label)
+    if sw2[0] <= result.critical_sw2 <= sw2[-1]:
+        left.axvline(result.critical_sw2, color="tab:red", ls=":", lw=1.2, label="edge of chaos")
+    top = max(c.depths)
+    left.axhline(top, color="0.6", lw=0.8)
+    left.set_ylim(0, top * 1.15)
+    left.set_xlabel(r"$\sigma_w^2$")
+    left.set_ylabel("deepest trainable depth (hidden layers)")
+    left.set_title(f"deepest depth with mean train accuracy ≥ {threshold:g} (grey: the grid's deepest)",
+                   fontsize=9)
+    left.legend(fontsize=7, loc="upper right", framealpha=0.85)
+    fits = [fit_multiplier(result, threshold, k) for k in range(len(cps))]
+    styles = {"ordered": ("tab:blue", "s", r"ordered ($\chi_1 < 1$)"),
+              "chaotic": ("tab:red", "o", r"chaotic ($\chi_1 > 1$)")}
+    steps = np.asarray(cps, dtype=np.float64)
+    for phase, (color, marker, name) in styles.items():
+        n = np.array([f[phase].n if phase in f else np.nan for f in fits])
+        up = np.array([f[phase].n_upper if phase in f else np.nan for f in fits])
+        rows = [len(f[phase].ratios) if phase in f else 0 for f in fits]
+        if np.all(np.isnan(n)):
+            continue
+        shift = 0.97 if phase == "ordered" else 1.03  # keep the bars of the two phases apart
+        right.errorbar(steps * shift, n, yerr=[np.zeros_like(n), np.nan_to_num(up - n)], color=color,
+                       marker=marker, ms=6, capsize=3, lw=1.4, label=name)
+        for x, y, r in zip(steps * shift, n, rows):
+            if r:
+                right.annotate(f"{r}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=6,
+                               color=color)
+    right.axhline(6.0, color="black", ls="--", lw=1.0, label="6 (Schoenholz et al. 2017)")
+    right.set_xscale("log")
+    right.set_xticks(steps, [str(s) for s in cps])
+    right.set_xlabel("SGD steps")
+    right.set_ylabel(r"n in deepest trainable depth = n $\xi_c$")
+    right.set_ylim(0, max(7.0, right.get_ylim()[1]))
+    right.set_title("n(t) per phase (rows fitted beside each point; bar: up to the next grid depth)",
+                    fontsize=9)
+    right.legend(fontsize=7, loc="lower right", framealpha=0.85)
+    fig.suptitle(f"Trainable depth against training time: {c.activation}, width {c.width}, "
+                 f"$\\sigma_b^2$ = {c.sb2:g}, lr {c.lr:g}, batch {c.batch_size}, {len(c.seeds)} seed(s), "
+                 f"accuracy on {c.eval_samples} training images", fontsize=10)
+    fig.supxlabel("n: geometric mean of (deepest trainable depth) / xi_c over the rows whose boundary lies "
+                  "inside the grid; a lower estimate at the grid's resolution. Inputs are pixels/255, whose "
+                  "variance starts below q*.", fontsize=7, color="0.35")
+    return fig
+
+
+def plot_sweep_steps(result, path, threshold=0.5):
+    """Build :func:`sweep_steps_figure` and save it to ``path``.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.sweep.SweepResult
+    path : str
+    threshold : float, optional
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    PlotError
+        For a bad path.
+    ValueError
+        If the sweep has no checkpoints.
+    """
+    return save_figure(sweep_steps_figure(result, threshold), path)
+
+
+__all__ += ["sweep_figure", "plot_sweep", "sweep_steps_path", "sweep_steps_figure", "plot_sweep_steps"]
 
 
 # --------------------------------------------------------------------------- Jacobian spectrum
@@ -939,3 +1087,97 @@ def plot_spectrum(result, path):
 
 
 __all__ += ["spectrum_figure", "plot_spectrum"]
+
+
+# --------------------------------------------------------------------------- learning speed (--train)
+
+
+def spectrum_training_figure(result):
+    """Learning speed under dynamical isometry, from a
+    :class:`fastinit.experiments.spectrum_training.TrainingResult`.
+
+    Left: the train accuracy on the fixed subset against the steps, one colour per weight
+    distribution, one line style per depth, one thin line per seed. Right: the steps each seed
+    took to reach the target per depth and weight distribution (a marker above the axis' top
+    for a seed that did not reach it within ``max_steps``), the median as a bar.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.spectrum_training.TrainingResult
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    c = result.config
+    fig = Figure(figsize=(11.0, 4.4), layout="constrained")
+    left, right = fig.subplots(1, 2, gridspec_kw=dict(width_ratios=[1.25, 1.0]))
+    colors = {"orthogonal": "tab:green", "gaussian": "tab:purple"}
+    depths = sorted(c.depths)
+    dashes = ["-", "--", ":", "-."]
+    for (weights, depth), r in sorted(result.runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        style = dashes[depths.index(depth) % len(dashes)]
+        for k in range(len(r.seeds)):
+            ok = ~np.isnan(r.train_accuracy[k])
+            left.plot(r.eval_steps[ok], r.train_accuracy[k][ok], color=colors.get(weights, "0.3"), ls=style,
+                      lw=1.0, alpha=0.8, label=f"{weights}, depth {depth}" if k == 0 else None)
+    left.axhline(c.target, color="0.4", lw=0.8, ls=":")
+    left.set_xlabel("SGD steps")
+    left.set_ylabel(f"train accuracy (first {c.eval_samples} training images)")
+    left.set_ylim(0, 1)
+    left.set_title("one line per seed; runs stop at the target", fontsize=9)
+    left.legend(fontsize=7, loc="lower right", framealpha=0.85)
+    width = 0.35
+    top = c.max_steps * 1.12
+    for w_i, weights in enumerate(c.weights):
+        for d_i, depth in enumerate(depths):
+            r = result.runs.get((weights, depth))
+            if r is None:
+                continue
+            x = d_i + (w_i - (len(c.weights) - 1) / 2) * width
+            med = r.median_steps
+            right.bar(x, min(med, top), width=width * 0.9, color=colors.get(weights, "0.5"), alpha=0.35,
+                      label=weights if d_i == 0 else None)
+            steps = np.where(np.isnan(r.steps_to_target), top * 0.97, r.steps_to_target)
+            jitter = np.linspace(-0.08, 0.08, len(steps)) if len(steps) > 1 else np.zeros(1)
+            right.scatter(x + jitter, steps, color=colors.get(weights, "0.3"), s=18, zorder=3,
+                          marker="o")
+            missed = np.isnan(r.steps_to_target)
+            if missed.any():
+                right.scatter(x + jitter[missed], steps[missed], color="black", marker="^", s=22, zorder=4)
+    right.axhline(c.max_steps, color="0.5", lw=0.8, ls="--")
+    right.set_xticks(range(len(depths)), [f"depth {d}" for d in depths])
+    right.set_ylim(0, top)
+    right.set_ylabel(f"steps to {100 * c.target:g}% train accuracy")
+    right.set_title(f"bars: median over seeds {', '.join(map(str, c.seeds))}; "
+                    f"▲ not reached by {c.max_steps}", fontsize=9)
+    right.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    fig.suptitle(f"Learning speed at the edge of chaos: tanh, width {c.width}, "
+                 f"$\\sigma_w^2$ = {result.sw2:.4g}, "
+                 f"$\\sigma_b^2$ = {result.sb2:.2g} (q* = {result.q_star:.3g}), SGD lr {c.lr:g}, batch "
+                 f"{c.batch_size}, MNIST", fontsize=10)
+    return fig
+
+
+def plot_spectrum_training(result, path):
+    """Build :func:`spectrum_training_figure` and save it to ``path``.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.spectrum_training.TrainingResult
+    path : str
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    PlotError
+        For a bad path.
+    """
+    return save_figure(spectrum_training_figure(result), path)
+
+
+__all__ += ["spectrum_training_figure", "plot_spectrum_training"]

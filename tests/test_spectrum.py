@@ -134,3 +134,93 @@ def test_cli_spectrum(tmp_path, capsys):
                  "--samples", "1", "--backend", "numpy", "--out", str(out), "--no-plot"]) == 0
     text = capsys.readouterr().out
     assert "relu-gaussian" in text and "theory" in text
+
+
+# --------------------------------------------------------------------------- learning speed (--train)
+
+TINY_TRAIN = dict(depths=(3,), width=16, seeds=(0, 1), lr=0.1, batch_size=32, eval_every=10, eval_samples=200,
+                  max_steps=40, train_limit=400, target=0.3)
+
+
+def test_training_config_is_validated():
+    from fastinit.experiments.spectrum_training import TrainingConfig
+
+    for bad, match in ((dict(weights=("uniform",)), "weights"), (dict(target=1.5), "target"),
+                       (dict(q_star=0.1, sw2=1.0, sb2=0.0), "not both"), (dict(sw2=1.0), "together"),
+                       (dict(depths=()), "empty"), (dict(eval_every=0), "eval_every")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            TrainingConfig(**bad).validate()
+    c = TrainingConfig(max_steps=120, eval_every=50).validate()
+    assert list(c.eval_steps) == [0, 50, 100, 120]
+    assert c.point() == pytest.approx(edge_of_chaos("tanh", 1 / 64))
+
+
+def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_path):
+    from fastinit.experiments import spectrum_training as st
+    from fastinit.store import open_results
+
+    config = st.TrainingConfig(**TINY_TRAIN)
+    result = st.run_training(config, progress=False)
+    assert set(result.runs) == {("orthogonal", 3), ("gaussian", 3)}
+    for r in result.runs.values():
+        for k in range(2):
+            acc, reached = r.train_accuracy[k], r.steps_to_target[k]
+            if not math.isnan(reached):  # stopped at the first evaluation at or above the target
+                e = int(np.flatnonzero(r.eval_steps == reached)[0])
+                assert acc[e] >= 0.3 and np.all(acc[:e] < 0.3) and np.all(np.isnan(acc[e + 1:]))
+            else:
+                assert not np.any(acc >= 0.3)
+    again = st.run_training(config, progress=False)  # deterministic
+    for key, r in result.runs.items():
+        assert np.array_equal(r.train_accuracy, again.runs[key].train_accuracy, equal_nan=True)
+    # at sw2 -> the same gain, orthogonal and Gaussian differ only in the weights: with a learning rate of
+    # ~0 both stay at their init, and the first evaluation (step 0) differs between them
+    assert not np.array_equal(result.runs[("orthogonal", 3)].train_loss[:, 0],
+                              result.runs[("gaussian", 3)].train_loss[:, 0])
+    out = str(tmp_path / "t.h5")
+    with open_results(out) as f:
+        assert st.write_training(f, result) == "/spectrum/training"
+    back = st.read_training(out)
+    assert back.sw2 == result.sw2 and back.config.seeds == (0, 1)
+    for key, r in result.runs.items():
+        assert np.array_equal(back.runs[key].steps_to_target, r.steps_to_target, equal_nan=True)
+    text = st.format_training_summary(result)
+    assert "steps to train accuracy >= 0.3" in text and "orthogonal" in text and "gaussian" in text
+    with pytest.raises(KeyError, match="holds no /spectrum group"):
+        read_spectrum(out)  # the training group is not a spectrum run
+
+
+def test_same_seed_same_minibatches_for_both_weight_distributions(monkeypatch):
+    from fastinit.experiments import spectrum_training as st
+    from fastinit.experiments import train
+
+    seen = []
+    real = train.batch_indices
+
+    def spy(n, batch_size, iterations, seed):
+        for idx in real(n, batch_size, iterations, seed):
+            seen.append((seed, tuple(idx[:3])))
+            yield idx
+
+    monkeypatch.setattr(train, "batch_indices", spy)
+    config = st.TrainingConfig(**dict(TINY_TRAIN, seeds=(5,), target=1.0, max_steps=10))
+    st.run_training(config, progress=False)
+    half = len(seen) // 2
+    assert half == 10 and seen[:half] == seen[half:]
+
+
+def test_cli_spectrum_train(tmp_path, capsys):
+    from fastinit.cli import main
+
+    out = tmp_path / "r.h5"
+    args = ["spectrum", "--train", "--depths", "3", "--width", "16", "--seeds", "0", "--lr", "0.1",
+            "--batch-size", "32", "--eval-every", "10", "--eval-samples", "200", "--max-steps", "20",
+            "--target", "0.3", "--out", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "learning speed at the edge of chaos" in text and "/spectrum/training" in text
+    assert (tmp_path / "r-spectrum-training.png").stat().st_size > 10_000
+    assert main(["spectrum", "--lr", "0.1", "--out", str(out)]) == 2
+    assert "only with --train" in capsys.readouterr().err
+    assert main(args[:2] + ["--activation", "relu", "--out", str(out)]) == 2
+    assert main(args[:2] + ["--target", "2", "--out", str(out)]) == 2

@@ -197,3 +197,147 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
         sweep(SweepConfig(sw2=(1.0,), depths=(2,), **TINY), str(tmp_path / "a.h5"), "u",
               scheduler="tcp://127.0.0.1:9", connect_timeout=1.0, progress=False)
     assert not os.path.exists(tmp_path / "a.h5")
+
+
+# --------------------------------------------------------------------------- checkpoints and n(t)
+
+
+def test_checkpoints_are_validated_sorted_and_end_at_steps():
+    config = SweepConfig(steps=50, checkpoints=(20, 5)).validate()
+    assert config.checkpoints == (5, 20, 50) and config.stops == (5, 20, 50)
+    assert SweepConfig(steps=50).validate().stops == (50,)
+    for bad, match in (((0,), "from 1 to steps"), ((51,), "from 1 to steps .50."), ((5, 5), "repeated"),
+                       ("10", "sequence"), ((2.5,), "integers")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            SweepConfig(steps=50, checkpoints=bad).validate()
+
+
+@pytest.mark.parametrize("sw2, depth", [(2.0, 3), (100.0, 40)])  # the second diverges (ReLU overflow)
+def test_checkpoint_metrics_equal_runs_stopped_at_those_steps(sw2, depth):
+    activation = "relu" if sw2 > 10 else "tanh"
+    cell = Cell(0, 0, 0, sw2=sw2, depth=depth, seed=3)
+    config = SweepConfig(**dict(TINY, steps=25), activation=activation, checkpoints=(1, 10)).validate()
+    both = run_cell(config, cell)
+    series = both["checkpoints"]
+    assert all(len(v) == 3 for v in series.values())
+    for k, stop in enumerate((1, 10, 25)):
+        alone = run_cell(SweepConfig(**dict(TINY, steps=stop), activation=activation).validate(), cell)
+        assert "checkpoints" not in alone
+        for m in COMPARED:
+            assert np.array_equal(series[m][k], alone[m], equal_nan=True), (stop, m)
+    for m in COMPARED:
+        assert np.array_equal(both[m], series[m][-1], equal_nan=True)
+    assert series["wall_time_s"] == sorted(series["wall_time_s"])
+
+
+def test_sweep_with_checkpoints_stores_resumes_and_old_sweeps_still_read(tmp_path, monkeypatch):
+    out = str(tmp_path / "c.h5")
+    config = SweepConfig(sw2=(1.0, 3.0), depths=(2,), **dict(TINY, steps=20), checkpoints=(5,))
+    calls = []
+    real = sw.run_cell
+    monkeypatch.setattr(sw, "run_cell",
+                        lambda c, cell, backend="cpu": calls.append(cell) or real(c, cell, backend))
+    first = sweep(config, out, "c", executor="engine", progress=False)
+    with h5py.File(out, "r") as f:
+        g = f["/sweep/c"]
+        assert list(g["checkpoints/steps"][()]) == [5, 20] and list(g.attrs["checkpoints"]) == [5, 20]
+        assert g["checkpoints/train_accuracy"].shape == (2, 1, 1, 2)
+        assert list(g["checkpoints/train_accuracy"].attrs["steps"]) == [5, 20]
+        assert np.array_equal(g["checkpoints/train_accuracy"][..., -1], g["train_accuracy"][()])
+    back = read_sweep(out, "c")
+    assert back.config.checkpoints == (5, 20)
+    for m in COMPARED:
+        assert np.array_equal(back.checkpoint_metrics[m], first.checkpoint_metrics[m], equal_nan=True)
+    calls.clear()
+    grown = sweep(replace_depths(config, (2, 3)), out, "c", executor="engine", progress=False)
+    assert sorted((c.sw2, c.depth) for c in calls) == [(1.0, 3), (3.0, 3)]
+    for m in COMPARED:
+        assert np.array_equal(grown.checkpoint_metrics[m][:, :1], first.checkpoint_metrics[m], equal_nan=True)
+    with pytest.raises(ValueError, match="checkpoints"):
+        sweep(replace_depths(config, (2,), checkpoints=(6,)), out, "c", progress=False)
+    # a sweep stored before checkpoints existed (no checkpoints in its config, no xi_q) still reads
+    plain = sweep(SweepConfig(sw2=(1.0,), depths=(2,), **TINY), out, "old", executor="engine", progress=False)
+    with h5py.File(out, "r+") as f:
+        g = f["/sweep/old"]
+        import json
+
+        cfg = json.loads(g.attrs["config"])
+        del cfg["checkpoints"]
+        g.attrs["config"] = json.dumps(cfg)
+        del g["xi_q"]
+    old = read_sweep(out, "old")
+    assert old.checkpoint_metrics == {} and old.config.checkpoints == ()
+    assert old.xi_q.shape == (1,) and np.array_equal(old.metrics["train_loss"], plain.metrics["train_loss"])
+    assert "step     30:" in sw.format_summary(old)
+
+
+def replace_depths(config, depths, **more):
+    from dataclasses import replace
+
+    return replace(config, depths=depths, **more)
+
+
+def _synthetic(sw2, xi, depths, n_true, steps=(10, 100)):
+    """A result whose rows train exactly up to n_true[k] * xi (rounded down to the grid) at checkpoint k."""
+    config = SweepConfig(sw2=sw2, depths=depths, seeds=(0, 1), steps=steps[-1], checkpoints=steps).validate()
+    result = sw._empty("syn", config)
+    result.xi_c = np.asarray(xi, np.float64)
+    d = np.asarray(depths, np.float64)
+    for k, n in enumerate(n_true):
+        trains = d[None, :] <= n * result.xi_c[:, None] + 1e-9
+        acc = np.where(trains, 0.9, 0.1)[:, :, None].repeat(2, axis=2)
+        result.checkpoint_metrics["train_accuracy"][..., k] = acc
+        if k == len(n_true) - 1:
+            result.metrics["train_accuracy"][:] = acc
+    result.done[:] = True
+    return result
+
+
+def test_multiplier_fit_recovers_a_known_n_per_phase_and_checkpoint():
+    # sw2 1.0 and 1.5 ordered, 3.0 and 4.0 chaotic (edge 1.76); xi chosen so n * xi hits grid depths
+    depths = tuple(range(2, 101, 2))
+    result = _synthetic((1.0, 1.5, 3.0, 4.0), (4.0, 8.0, 5.0, 10.0), depths, n_true=(2.0, 4.0))
+    result.checkpoint_metrics["train_accuracy"][2, :, :, 0] = 0.1  # at step 10 the sw2 = 3 row trains nowhere
+    early, late = sw.fit_multiplier(result, 0.5, 0), sw.fit_multiplier(result, 0.5, -1)
+    assert early["ordered"].n == pytest.approx(2.0) and early["ordered"].step == 10
+    assert early["chaotic"].n == pytest.approx(2.0) and early["chaotic"].below == (3.0,)
+    assert early["chaotic"].sw2 == (4.0,)
+    assert late["ordered"].n == pytest.approx(4.0) and late["chaotic"].n == pytest.approx(4.0)
+    assert late["ordered"].n_upper == pytest.approx(np.exp(np.mean(np.log([18 / 4, 34 / 8]))))
+    assert sw.fit_multiplier(result, 0.5)["chaotic"].n == pytest.approx(4.0)  # None: after all steps
+    # a row whose deepest grid depth trains is only a lower bound: left out and counted
+    wide = _synthetic((1.0, 3.0), (4.0, 30.0), depths, n_true=(4.0,), steps=(10,))
+    fit = sw.fit_multiplier(wide, 0.5, 0)
+    assert fit["chaotic"].above == (3.0,) and math.isnan(fit["chaotic"].n)
+    text = sw.format_summary(result, 0.5)
+    assert "step     10: ordered (chi1 < 1) n = 2.00" in text and "n = 4.00" in text
+    assert "width 100" in text and "E[x^2] = 0.112" in text and "2 seed(s)" in text
+
+
+def test_relu_rows_use_the_variance_depth_scale():
+    config = SweepConfig(sw2=(1.5, 2.5), depths=(5, 10), activation="relu", sb2=0.0).validate()
+    result = sw._empty("r", config)
+    scale, names = sw.depth_scales(result)
+    assert names == ["xi_q", "xi_q"] and np.all(np.isfinite(scale))
+    assert scale[0] == pytest.approx(-1 / math.log(0.75))
+    assert sw.phases(result) == ["ordered", "chaotic"]
+    assert "xi_q" in sw.format_summary(result)
+
+
+def test_cli_sweep_with_checkpoints_prints_n_and_draws_both_figures(tmp_path, capsys):
+    from fastinit.cli import main
+
+    out = tmp_path / "r.h5"
+    args = ["sweep", "--sw2", "1", "3", "--depths", "2", "4", "--checkpoints", "10", "5", "--width", "8",
+            "--eval-samples", "300", "--executor", "engine", "--out", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "deepest trainable after step      5     10" in text
+    assert "step      5:" in text and "caveats" in text
+    assert (tmp_path / "r-sweep-sweep.png").stat().st_size > 10_000
+    assert (tmp_path / "r-sweep-sweep-steps.png").stat().st_size > 10_000
+    assert read_sweep(str(out), "sweep").config.steps == 10
+    assert main(args[:-2] + ["--steps", "8", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "beyond --steps 8" in capsys.readouterr().err
+    assert main(["sweep", "--checkpoints", "0", "--out", str(tmp_path / "y.h5")]) == 2
+    assert sw.PRESETS["schoenholz-time"]["checkpoints"] == (100, 300, 1000, 3000)

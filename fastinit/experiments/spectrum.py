@@ -30,6 +30,8 @@ HDF5 layout written by :func:`write_spectrum`::
     /spectrum/<activation>-<weights>/                  attrs: the config and the theory (below)
     /spectrum/<activation>-<weights>/depth=<L>/singular_values   (samples * width,) float64
 
+(``/spectrum/training``, written by ``fastinit spectrum --train``, is the learning-speed
+comparison of :mod:`fastinit.experiments.spectrum_training`; :func:`read_spectrum` skips it),
 with attrs ``activation``, ``weights``, ``sw2``, ``sb2``, ``q_star``, ``chi1``,
 ``mu1``, ``mu2``, ``width``, ``samples``, ``seed``, ``backend`` on the group and
 on every ``singular_values`` dataset, which also carries ``depth``,
@@ -382,9 +384,11 @@ def read_spectrum(path):
 
     runs, depths, first = {}, set(), None
     with open_read(path) as f:
-        if "spectrum" not in f:
+        if "spectrum" not in f or not any(name != "training" for name in f["spectrum"]):
             raise KeyError(f"{path} holds no /spectrum group (run 'fastinit spectrum')")
         for name, g in f["spectrum"].items():
+            if name == "training":  # fastinit spectrum --train (spectrum_training.read_training)
+                continue
             a = g.attrs
             first = first or dict(a)
             r = SpectrumRun(str(a["activation"]), str(a["weights"]), float(a["sw2"]), float(a["sb2"]),

@@ -18,16 +18,26 @@ process, on any worker, in any order.
 
 Results live in the HDF5 group ``/sweep/<name>/`` (see :func:`save`): one
 float64 dataset per metric shaped (n_sw2, n_depths, n_seeds), the grid, the
-theory's xi_c per sw2, a ``done`` mask and the config as attributes.
+theory's xi_c and xi_q per sw2, a ``done`` mask and the config as attributes.
+
+Checkpoints (``checkpoints=(100, 300, 1000, 3000)``): each cell is evaluated
+after each of those steps within its one training run, so the sweep costs
+what its longest run costs. The per-checkpoint metrics go to
+``/sweep/<name>/checkpoints/<metric>``, shaped (n_sw2, n_depths, n_seeds,
+n_checkpoints), the steps in ``checkpoints/steps`` and in each dataset's
+``steps`` attribute; the plain metrics are those at the last checkpoint.
+:func:`fit_multiplier` fits n(t) in "deepest trainable depth = n xi_c" per
+phase and checkpoint.
 Running a sweep again with the same config skips the cells already done (a
 stopped sweep resumes); a grid that grew keeps the cells it shares with the
 old one.
 """
 
+import itertools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -46,7 +56,13 @@ __all__ = [
     "SweepResult",
     "read_sweep",
     "trainable_depth",
+    "depth_scales",
+    "phases",
+    "MultiplierFit",
+    "fit_multiplier",
+    "caveats",
     "format_summary",
+    "MNIST_MEAN_SQUARE",
 ]
 
 #: Metrics of a cell: name -> (units, description). All are float64 in the file.
@@ -58,13 +74,20 @@ METRICS = {
     "wall_time_s": ("seconds", "wall time of the cell on the process that ran it (not deterministic)"),
 }
 
-#: Named grids for ``fastinit sweep --preset``.
+#: Mean of x^2 over the pixels of the MNIST training images as fastinit feeds them (pixels / 255):
+#: the first hidden layer's pre-activations have variance sw2 * MNIST_MEAN_SQUARE + sb2.
+MNIST_MEAN_SQUARE = 0.112
+
+#: Named grids for ``fastinit sweep --preset``. ``schoenholz-time``: the schoenholz grid without
+#: depth 70, evaluated at steps 100, 300, 1000 and 3000 on 2000 images (about 25 min on 2 cores).
 PRESETS = {
     "schoenholz": dict(
         activation="tanh", sb2=0.05, width=100, lr=0.01, steps=800, batch_size=128,
         sw2=tuple(1.0 + 0.25 * i for i in range(13)),
         depths=(5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 100), seeds=(0,)),
 }
+PRESETS["schoenholz-time"] = dict(PRESETS["schoenholz"], steps=3000, checkpoints=(100, 300, 1000, 3000),
+                                  eval_samples=2000, depths=(5, 10, 15, 20, 30, 40, 50, 60, 80, 100))
 
 
 class SweepError(FastinitError, RuntimeError):
@@ -90,9 +113,12 @@ class SweepConfig:
     ``sw2``: weight variances sigma_w^2 (weights N(0, sw2 / fan_in)); ``depths``:
     numbers of hidden layers; ``seeds``: one run per seed; ``sb2``: bias variance;
     ``steps``, ``lr``, ``batch_size``: plain SGD; ``eval_samples``: training and
-    test images the final metrics are measured on; ``train_limit``: use only the
+    test images the metrics are measured on; ``train_limit``: use only the
     first n training images for SGD (tests); ``data_dir``: MNIST files (default:
-    the copy shipped with fastinit; on a cluster the folder must exist on the workers).
+    the copy shipped with fastinit; on a cluster the folder must exist on the workers);
+    ``checkpoints``: steps (each from 1 to ``steps``) after which every cell is also
+    evaluated, within the same run; ``validate`` sorts them and adds ``steps`` as the last.
+    ``()`` (default): evaluated once, after ``steps``.
     """
 
     sw2: tuple = (1.0, 1.75, 2.5, 4.0)
@@ -108,6 +134,7 @@ class SweepConfig:
     eval_samples: int = 10000
     train_limit: int = None
     data_dir: str = None
+    checkpoints: tuple = ()
 
     def validate(self):
         """Return the config with normalised types; raise ``ValueError``/``TypeError`` naming a bad field."""
@@ -148,14 +175,27 @@ class SweepConfig:
         if self.dtype not in ("float32", "float64"):
             raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         mean_field(self.activation, 1.0, self.sb2)  # checks the activation and sb2
+        checkpoints = ()
+        if self.checkpoints is None or isinstance(self.checkpoints, (str, bytes)) \
+                or not hasattr(self.checkpoints, "__iter__"):
+            raise TypeError(f"checkpoints must be a sequence of steps, got {self.checkpoints!r}")
+        if len(tuple(self.checkpoints)):
+            given = values("checkpoints", int, lambda v: 1 <= v <= self.steps,
+                           f"integers from 1 to steps ({self.steps})")
+            checkpoints = tuple(sorted(set(given) | {int(self.steps)}))
         return replace(self, sw2=sw2, depths=depths, seeds=seeds, sb2=float(self.sb2), lr=float(self.lr),
                        width=int(self.width), steps=int(self.steps), batch_size=int(self.batch_size),
-                       eval_samples=int(self.eval_samples))
+                       eval_samples=int(self.eval_samples), checkpoints=checkpoints)
 
     @property
     def shape(self):
         """(n_sw2, n_depths, n_seeds)."""
         return len(self.sw2), len(self.depths), len(self.seeds)
+
+    @property
+    def stops(self):
+        """The steps after which a cell is evaluated: ``checkpoints``, or ``(steps,)`` without them."""
+        return tuple(self.checkpoints) or (self.steps,)
 
     def cells(self):
         """Every :class:`Cell`, deepest first (long cells start early, so a pool ends evenly)."""
@@ -200,11 +240,33 @@ def _evaluate(model, x, labels, chunk=1000):
 
 
 def run_cell(config, cell, backend="cpu"):
-    """Train and evaluate one cell; return a dict of the :data:`METRICS` (floats).
+    """Train and evaluate one cell.
 
-    Pure: the result depends only on ``config`` and the cell's values, never on
-    the process, thread count or order (``wall_time_s`` aside). Loads MNIST
-    once per process. Raises ``DataError`` if the data cannot be read.
+    Pure: the result depends only on ``config`` and the cell's values, never on the process,
+    thread count or order (``wall_time_s`` aside). Loads MNIST once per process. With
+    ``config.checkpoints`` the one training run stops after each checkpoint to evaluate (the
+    same numbers as a run of that many steps: the mini-batches are a prefix of the same
+    sequence); a run that diverged keeps its last parameters, so the later checkpoints repeat
+    the evaluation made where it stopped.
+
+    Parameters
+    ----------
+    config : SweepConfig
+        Validated (:meth:`SweepConfig.validate`).
+    cell : Cell
+    backend : {"cpu", "numpy", "cuda"}, optional
+
+    Returns
+    -------
+    dict
+        The :data:`METRICS` (floats) after ``config.steps``; with checkpoints also
+        ``"checkpoints"``: metric name -> list of floats, one per checkpoint (``wall_time_s``
+        there counts from the cell's start).
+
+    Raises
+    ------
+    fastinit.data.DataError
+        If the data cannot be read.
     """
     from .. import MLP
     from .train import batch_indices
@@ -221,17 +283,28 @@ def run_cell(config, cell, backend="cpu"):
         model.load_params([(w, (math.sqrt(config.sb2) * rng.standard_normal(b.size)).astype(config.dtype))
                            for w, b in model.params])
     model.set_dataset(x_train, y_train)
-    diverged = 0.0
+    n = config.eval_samples
+    batches = batch_indices(x_train.shape[0], config.batch_size, config.steps, cell.seed)
+    diverged, done, last = 0.0, 0, None
+    series = {m: [] for m in METRICS}
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for idx in batch_indices(x_train.shape[0], config.batch_size, config.steps, cell.seed):
-            if not math.isfinite(model.train_step_indices(idx, config.lr)):
-                diverged = 1.0
-                break
-        n = config.eval_samples
-        train_loss, train_acc = _evaluate(model, x_train[:n], y_train[:n])
-        _, test_acc = _evaluate(model, x_test[:n], y_test[:n])
-    return dict(train_loss=float(train_loss), train_accuracy=float(train_acc), test_accuracy=float(test_acc),
-                diverged=diverged, wall_time_s=time.perf_counter() - t0)
+        for stop in config.stops:
+            if not diverged:
+                for idx in itertools.islice(batches, stop - done):
+                    if not math.isfinite(model.train_step_indices(idx, config.lr)):
+                        diverged = 1.0
+                        break
+                done = stop
+                train_loss, train_acc = _evaluate(model, x_train[:n], y_train[:n])
+                _, test_acc = _evaluate(model, x_test[:n], y_test[:n])
+                last = dict(train_loss=float(train_loss), train_accuracy=float(train_acc),
+                            test_accuracy=float(test_acc), diverged=diverged)
+            for m in METRICS:
+                series[m].append(time.perf_counter() - t0 if m == "wall_time_s" else last[m])
+    out = {m: v[-1] for m, v in series.items()}
+    if config.checkpoints:
+        out["checkpoints"] = series
+    return out
 
 
 def _single_threaded_cell(config, cell, backend):
@@ -353,8 +426,11 @@ class SweepResult:
     """A sweep's grid and measurements (see :func:`read_sweep`).
 
     ``metrics``: name -> float64 (n_sw2, n_depths, n_seeds), NaN where not
-    done; ``done``: bool of the same shape; ``xi_c`` (n_sw2,) from the theory;
-    ``critical_sw2``: the edge of chaos."""
+    done (with checkpoints: the values at the last one); ``done``: bool of the
+    same shape; ``xi_c`` and ``xi_q`` (n_sw2,) from the theory (correlation and
+    variance depth scales); ``critical_sw2``: the edge of chaos;
+    ``checkpoint_metrics``: name -> float64 (n_sw2, n_depths, n_seeds,
+    n_checkpoints) at ``config.checkpoints`` (empty without checkpoints)."""
 
     name: str
     config: SweepConfig
@@ -362,6 +438,12 @@ class SweepResult:
     done: np.ndarray
     xi_c: np.ndarray
     critical_sw2: float
+    checkpoint_metrics: dict = field(default_factory=dict)
+    xi_q: np.ndarray = None
+
+    def __post_init__(self):
+        if self.xi_q is None:
+            self.xi_q = _theory(self.config)[2]
 
     @property
     def complete(self):
@@ -371,14 +453,28 @@ class SweepResult:
 def _theory(config):
     from ..theory import critical_sw2, mean_field
 
-    xi = np.array([mean_field(config.activation, s, config.sb2).xi_c for s in config.sw2])
-    return xi, critical_sw2(config.activation, config.sb2)
+    fields = [mean_field(config.activation, s, config.sb2) for s in config.sw2]
+    return (np.array([m.xi_c for m in fields], dtype=np.float64), critical_sw2(config.activation, config.sb2),
+            np.array([m.xi_q for m in fields], dtype=np.float64))
 
 
 def _empty(name, config):
-    xi, crit = _theory(config)
+    xi, crit, xi_q = _theory(config)
     shape = config.shape
-    return SweepResult(name, config, {m: np.full(shape, np.nan) for m in METRICS}, np.zeros(shape, bool), xi, crit)
+    n_cp = len(config.checkpoints)
+    per_step = {m: np.full(shape + (n_cp,), np.nan) for m in METRICS} if n_cp else {}
+    return SweepResult(name, config, {m: np.full(shape, np.nan) for m in METRICS}, np.zeros(shape, bool), xi,
+                       crit, per_step, xi_q)
+
+
+def _store_cell(result, cell, metrics):
+    """Put what :func:`run_cell` returned for ``cell`` into ``result``."""
+    at = (cell.i, cell.j, cell.k)
+    for m in METRICS:
+        result.metrics[m][at] = metrics[m]
+        if result.checkpoint_metrics:
+            result.checkpoint_metrics[m][at] = metrics["checkpoints"][m]
+    result.done[at] = True
 
 
 def _config_json(config):
@@ -410,10 +506,15 @@ def read_sweep(path, name):
             raise KeyError(f"{path} has no sweep named {name!r}" + (f"; it has: {', '.join(have)}" if have
                                                                     else "; run 'fastinit sweep' first"))
         config = SweepConfig(**json.loads(group.attrs["config"]))
-        config = replace(config, sw2=tuple(config.sw2), depths=tuple(config.depths), seeds=tuple(config.seeds))
+        config = replace(config, sw2=tuple(config.sw2), depths=tuple(config.depths),
+                         seeds=tuple(config.seeds), checkpoints=tuple(config.checkpoints))
         metrics = {m: group[m][()] for m in METRICS}
+        per_step = {}
+        if config.checkpoints and "checkpoints" in group:
+            per_step = {m: group["checkpoints"][m][()] for m in METRICS}
+        xi_q = group["xi_q"][()] if "xi_q" in group else None  # sweeps stored before xi_q: computed
         return SweepResult(name, config, metrics, group["done"][()].astype(bool), group["xi_c"][()],
-                           float(group.attrs["critical_sw2"]))
+                           float(group.attrs["critical_sw2"]), per_step, xi_q)
 
 
 def _resume(path, name, config, restart):
@@ -441,6 +542,8 @@ def _resume(path, name, config, restart):
             result.done[cell.i, cell.j, cell.k] = True
             for m in METRICS:
                 result.metrics[m][cell.i, cell.j, cell.k] = old.metrics[m][src]
+                if result.checkpoint_metrics:
+                    result.checkpoint_metrics[m][cell.i, cell.j, cell.k] = old.checkpoint_metrics[m][src]
     return result
 
 
@@ -448,17 +551,21 @@ def save(path, result, **attrs):
     """Write ``result`` as ``/sweep/<name>`` of ``path`` (replacing it) in one atomic update.
 
     The group holds ``sw2`` (n_sw2,), ``depths`` (n_depths,), ``seeds``
-    (n_seeds,), ``xi_c`` (n_sw2,), ``done`` (uint8) and one float64 dataset per
-    metric shaped (n_sw2, n_depths, n_seeds); attrs: ``config`` (JSON), every
-    config field, ``critical_sw2``, ``cells_done``, ``cells_total`` and
-    ``status`` ("complete" or "incomplete"). A stop signal during the update
-    leaves the file as it was."""
+    (n_seeds,), ``xi_c`` and ``xi_q`` (n_sw2,), ``done`` (uint8) and one float64
+    dataset per metric shaped (n_sw2, n_depths, n_seeds); with checkpoints also
+    ``checkpoints/steps`` (n_checkpoints,) and ``checkpoints/<metric>`` shaped
+    (n_sw2, n_depths, n_seeds, n_checkpoints), each with a ``steps`` attribute.
+    Attrs: ``config`` (JSON), every config field, ``critical_sw2``,
+    ``cells_done``, ``cells_total`` and ``status`` ("complete" or
+    "incomplete"). A stop signal during the update leaves the file as it was."""
     from ..store import label, open_results, replace_group
 
     config = result.config
     with open_results(path, keep_on_interrupt=False) as f:
         fields = {k: ("none" if v is None else v) for k, v in asdict(config).items()
-                  if k not in ("sw2", "depths", "seeds")}
+                  if k not in ("sw2", "depths", "seeds", "checkpoints")}
+        if config.checkpoints:
+            fields["checkpoints"] = np.asarray(config.checkpoints, np.int64)
         g = replace_group(f, _group_path(result.name), attrs=dict(
             fields, config=_config_json(config), critical_sw2=result.critical_sw2,
             cells_done=int(result.done.sum()), cells_total=int(result.done.size), **attrs))
@@ -470,10 +577,24 @@ def save(path, result, **attrs):
               "seed of each run along the last axis (weights, biases and mini-batches)")
         label(g.create_dataset("xi_c", data=result.xi_c), "layers",
               "mean-field depth scale of information propagation at each sw2 (inf at the edge of chaos)")
+        label(g.create_dataset("xi_q", data=result.xi_q), "layers",
+              "mean-field depth scale of the variance's approach to q* at each sw2 (ReLU with sb2 = 0: "
+              "the only finite one)")
         label(g.create_dataset("done", data=result.done.astype(np.uint8)), "1 = measured",
               "which cells have been run; the metrics are NaN elsewhere")
         for m, (units, text) in METRICS.items():
             label(g.create_dataset(m, data=result.metrics[m]), units, text + "; axes (sw2, depth, seed)")
+        if result.checkpoint_metrics:
+            steps = np.asarray(config.checkpoints, np.int64)
+            sub = g.create_group("checkpoints")
+            label(sub.create_dataset("steps", data=steps), "SGD steps",
+                  "the steps after which each cell was evaluated (the last axis of the datasets beside)")
+            for m, (units, text) in METRICS.items():
+                text = text.replace("after training", "after each checkpoint's steps")
+                if m == "wall_time_s":
+                    text = "wall time from the cell's start to the end of each checkpoint's evaluation"
+                label(sub.create_dataset(m, data=result.checkpoint_metrics[m]), units,
+                      text + "; axes (sw2, depth, seed, checkpoint)", steps=steps)
         g.attrs["status"] = "complete" if result.complete else "incomplete"
 
 
@@ -532,9 +653,7 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
     last_save, unsaved = time.monotonic(), 0
     try:
         for cell, metrics in runs:
-            for m, v in metrics.items():
-                result.metrics[m][cell.i, cell.j, cell.k] = v
-            result.done[cell.i, cell.j, cell.k] = True
+            _store_cell(result, cell, metrics)
             unsaved += 1
             bar.update(1, last=f"sw2={cell.sw2:g} depth={cell.depth}: acc {100 * metrics['train_accuracy']:.0f}%")
             if time.monotonic() - last_save >= save_every:
@@ -555,10 +674,30 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
 # --------------------------------------------------------------------------- reading it
 
 
-def trainable_depth(result, threshold=0.5, metric="train_accuracy"):
-    """Per sw2, the deepest depth of the grid whose mean ``metric`` over seeds is at least
-    ``threshold`` (NaN if none is, or the row is not done): float64 (n_sw2,)."""
-    mean = _seed_mean(result, metric)
+def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=None):
+    """Per sw2, the deepest depth of the grid whose mean ``metric`` over seeds is at least ``threshold``.
+
+    Parameters
+    ----------
+    result : SweepResult
+    threshold : float, optional
+    metric : str, optional
+        One of :data:`METRICS`.
+    checkpoint : int, optional
+        Index into ``result.config.checkpoints`` (negative counts from the end); ``None``: the
+        values after all ``steps``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_sw2,): NaN where no depth reaches ``threshold`` or the row is not done.
+
+    Raises
+    ------
+    IndexError
+        For a ``checkpoint`` the sweep does not have.
+    """
+    mean = _seed_mean(result, metric, checkpoint)
     depths = np.asarray(result.config.depths, dtype=np.float64)
     out = np.full(mean.shape[0], np.nan)
     for i, row in enumerate(mean):
@@ -568,36 +707,256 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy"):
     return out
 
 
-def _seed_mean(result, metric):
-    values = np.where(result.done, result.metrics[metric], np.nan)
+def _seed_mean(result, metric, checkpoint=None):
+    if checkpoint is None:
+        source = result.metrics[metric]
+    else:
+        if not result.checkpoint_metrics:
+            raise IndexError(f"sweep {result.name} has no checkpoints")
+        source = result.checkpoint_metrics[metric][..., checkpoint]
+    values = np.where(result.done, source, np.nan)
     with np.errstate(invalid="ignore"):
         count = result.done.sum(axis=2)
         total = np.nansum(values, axis=2)
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def format_summary(result, threshold=0.5):
-    """A few lines: per sw2 the deepest depth that trains (mean train accuracy >= ``threshold``)
-    against the theory's 6 xi_c."""
+def depth_scales(result):
+    """The theory's depth scale each row of the sweep is compared with.
+
+    ``xi_c`` (the correlation depth scale of Schoenholz et al.) where it is finite; where it
+    is infinite away from the edge of chaos (ReLU and linear units with ``q*`` 0 or infinite,
+    e.g. ReLU at ``sb2 = 0``, whose correlations approach 1 only polynomially), ``xi_q``, the
+    depth scale of the variance (and gradient) shrinking or growing geometrically, if finite.
+
+    Parameters
+    ----------
+    result : SweepResult
+
+    Returns
+    -------
+    scale : numpy.ndarray
+        float64 (n_sw2,), inf where neither is finite (at the edge of chaos).
+    names : list of str
+        ``"xi_c"``, ``"xi_q"`` or ``"none"`` per row.
+    """
+    xi_c, xi_q = np.asarray(result.xi_c, np.float64), np.asarray(result.xi_q, np.float64)
+    names = ["xi_c" if math.isfinite(c) else "xi_q" if math.isfinite(q) else "none"
+             for c, q in zip(xi_c, xi_q)]
+    scale = np.where(np.isfinite(xi_c), xi_c, np.where(np.isfinite(xi_q), xi_q, np.inf))
+    return scale, names
+
+
+def phases(result):
+    """Each row's phase by the theory's chi1: ``"ordered"`` (chi1 < 1), ``"chaotic"`` (chi1 > 1;
+    for unbounded activations the theory calls it exploding) or ``"critical"``.
+
+    Parameters
+    ----------
+    result : SweepResult
+
+    Returns
+    -------
+    list of str
+        One per sw2.
+    """
+    from ..theory import mean_field
+
     c = result.config
-    deepest = trainable_depth(result, threshold)
+    chi = [mean_field(c.activation, s, c.sb2).chi1 for s in c.sw2]
+    return ["ordered" if x < 1 - 1e-12 else "chaotic" if x > 1 + 1e-12 else "critical" for x in chi]
+
+
+@dataclass(frozen=True)
+class MultiplierFit:
+    """n in "deepest trainable depth = n xi" for one phase at one checkpoint (see :func:`fit_multiplier`).
+
+    ``n``: geometric mean of D / xi over the rows used, D the deepest grid depth that trains;
+    ``n_upper``: the same with D replaced by the next grid depth (which does not train), so the
+    boundary's multiplier lies in [n, n_upper) up to the grid's resolution; ``ratios``: D / xi
+    per row used; ``sw2``: those rows; ``above``: rows where the deepest grid depth trains
+    (boundary beyond the grid, only a lower bound); ``below``: rows where no depth trains;
+    ``scale``: the depth scale compared with (``xi_c``, or ``xi_q`` where ``xi_c`` is infinite).
+    ``n`` and ``n_upper`` are NaN when no row is usable."""
+
+    phase: str
+    step: int
+    n: float
+    n_upper: float
+    ratios: tuple
+    sw2: tuple
+    above: tuple
+    below: tuple
+    scale: str
+
+
+def fit_multiplier(result, threshold=0.5, checkpoint=None):
+    """Fit n in "deepest trainable depth = n xi" per phase (ordered: chi1 < 1; chaotic: chi1 > 1).
+
+    Uses the rows whose boundary lies inside the grid (some depth trains, the deepest does not)
+    and whose depth scale is finite (:func:`depth_scales`); the fit is the geometric mean of
+    D / xi, so each row counts the same whatever its xi.
+
+    Parameters
+    ----------
+    result : SweepResult
+    threshold : float, optional
+        Mean train accuracy from which a network counts as trainable.
+    checkpoint : int, optional
+        Index into ``result.config.checkpoints``; ``None``: after all ``steps``.
+
+    Returns
+    -------
+    dict
+        ``{"ordered": MultiplierFit, "chaotic": MultiplierFit}`` (a phase with no row of the grid
+        is left out).
+
+    Raises
+    ------
+    IndexError
+        For a ``checkpoint`` the sweep does not have.
+    """
+    c = result.config
+    step = c.steps if checkpoint is None else int(c.checkpoints[checkpoint])
+    deepest = trainable_depth(result, threshold, checkpoint=checkpoint)
+    order = np.argsort(c.depths)
+    grid = np.asarray(c.depths, np.float64)[order]
+    scale, names = depth_scales(result)
+    phase_of = phases(result)
+    out = {}
+    for phase in ("ordered", "chaotic"):
+        rows = [i for i, p in enumerate(phase_of) if p == phase]
+        if not rows:
+            continue
+        used, ratios, uppers, above, below, kinds = [], [], [], [], [], set()
+        for i in rows:
+            d, xi = deepest[i], scale[i]
+            if not result.done[i].all():
+                continue
+            if math.isnan(d):
+                below.append(c.sw2[i])
+            elif d >= grid[-1]:
+                above.append(c.sw2[i])
+            elif math.isfinite(xi) and xi > 0:
+                used.append(c.sw2[i])
+                ratios.append(d / xi)
+                uppers.append(grid[np.searchsorted(grid, d, side="right")] / xi)
+                kinds.add(names[i])
+        n = float(np.exp(np.mean(np.log(ratios)))) if ratios else math.nan
+        n_up = float(np.exp(np.mean(np.log(uppers)))) if uppers else math.nan
+        out[phase] = MultiplierFit(phase, step, n, n_up, tuple(float(r) for r in ratios), tuple(used),
+                                   tuple(above), tuple(below), "/".join(sorted(kinds)) or "xi_c")
+    return out
+
+
+def caveats(result, threshold=0.5):
+    """What the measured boundary depends on besides the theory, as short lines for summaries.
+
+    Parameters
+    ----------
+    result : SweepResult
+    threshold : float, optional
+
+    Returns
+    -------
+    list of str
+    """
+    from ..theory import mean_field
+
+    c = result.config
+    q1 = [s * MNIST_MEAN_SQUARE + c.sb2 for s in (min(c.sw2), max(c.sw2))]
+    qs = [mean_field(c.activation, s, c.sb2).q_star for s in (min(c.sw2), max(c.sw2))]
+    depths = sorted(c.depths)
+    steps = sorted(set(b - a for a, b in zip(depths, depths[1:])))
+    lines = [
+        f"- trainable = mean train accuracy >= {threshold:g} on the first {c.eval_samples} training images "
+        "(chance 0.1): a cut through a continuous accuracy, not a convergence test",
+        f"- {len(c.seeds)} seed(s) per cell: one draw of weights, biases and mini-batches; cells near the "
+        "boundary can flip with the seed",
+        f"- width {c.width}: the theory is for infinite width",
+        f"- inputs are pixels / 255 (E[x^2] = {MNIST_MEAN_SQUARE:g}), so the first layer's pre-activation "
+        f"variance is sw2 * {MNIST_MEAN_SQUARE:g} + sb2 = {q1[0]:.3g} to {q1[1]:.3g}, below q* = "
+        f"{qs[0]:.3g} to {qs[1]:.3g}: the first layers approach q* instead of starting there",
+        "- the grid steps by " + (", ".join(map(str, steps)) if steps else "-") + " layers: the boundary "
+        "lies between the deepest depth that trains and the next one, so n is a lower estimate "
+        "(the bracket [n, n_upper) is to the next grid depth)",
+    ]
+    _, names = depth_scales(result)
+    if "xi_q" in names:
+        lines.append("- xi_c is infinite here (correlations approach 1 only polynomially, as for ReLU at "
+                     "sb2 = 0): rows marked xi_q are compared with the variance depth scale xi_q instead")
+    return lines
+
+
+def format_summary(result, threshold=0.5):
+    """A few lines: per sw2 the deepest depth that trains (mean train accuracy >= ``threshold``) against
+    the theory's 6 xi_c, at each checkpoint if the sweep has them, n in "deepest = n xi_c" per phase,
+    and the caveats.
+
+    Parameters
+    ----------
+    result : SweepResult
+    threshold : float, optional
+
+    Returns
+    -------
+    str
+    """
+    c = result.config
+    cps = tuple(c.checkpoints)
+    scale, names = depth_scales(result)
     lines = [f"sweep {result.name}: {c.activation}, sb2 = {c.sb2:g}, width {c.width}, {c.steps} SGD steps at lr "
              f"{c.lr:g}, {len(c.seeds)} seed(s); {int(result.done.sum())}/{result.done.size} cells; "
              f"edge of chaos sw2 = {result.critical_sw2:.3g}",
-             f"trainable = mean train accuracy >= {threshold:g} (chance is 0.1)",
-             f"{'sw2':>6} {'deepest trainable':>18} {'6 xi_c':>8}  within grid depths {min(c.depths)}-{max(c.depths)}"]
-    for s, d, xi in zip(c.sw2, deepest, result.xi_c):
-        shown = "none" if math.isnan(d) else f"{d:.0f}" + ("+" if d == max(c.depths) else "")
-        lines.append(f"{s:6.3g} {shown:>18} {6 * xi:8.1f}")
-    lines.append(_against_theory(result, deepest))
+             f"trainable = mean train accuracy >= {threshold:g} (chance is 0.1)"]
+    columns = [None] if not cps else list(range(len(cps)))
+    deepest = [trainable_depth(result, threshold, checkpoint=k) for k in columns]
+    what = "6 xi_c" if "xi_q" not in names else "6 xi"
+    if cps:
+        lines.append(f"{'sw2':>6} {what:>8}  deepest trainable after step " + " ".join(f"{s:>6}" for s in cps)
+                     + f"   (grid depths {min(c.depths)}-{max(c.depths)})")
+    else:
+        lines.append(f"{'sw2':>6} {'deepest trainable':>18} {what:>8}  within grid depths "
+                     f"{min(c.depths)}-{max(c.depths)}")
+
+    def shown(d):
+        return "none" if math.isnan(d) else f"{d:.0f}" + ("+" if d == max(c.depths) else "")
+
+    for i, (s, xi) in enumerate(zip(c.sw2, scale)):
+        tag = " (xi_q)" if names[i] == "xi_q" else ""
+        if cps:
+            cells = " ".join(f"{shown(d[i]):>6}" for d in deepest)
+            lines.append(f"{s:6.3g} {6 * xi:8.1f}  {'':29}" + cells + tag)
+        else:
+            lines.append(f"{s:6.3g} {shown(deepest[0][i]):>18} {6 * xi:8.1f}{tag}")
+    lines.append(_against_theory(result, deepest[-1], scale))
+    lines.append("n in 'deepest trainable = n xi_c' (geometric mean over the rows whose boundary lies inside "
+                 "the grid; [n, n_upper) to the next grid depth; Schoenholz et al.: about 6 after long "
+                 "training):")
+    for k in columns:
+        fits = fit_multiplier(result, threshold, k)
+        parts = []
+        for phase, f in fits.items():
+            label_ = f"{phase} (chi1 {'<' if phase == 'ordered' else '>'} 1)"
+            if f.ratios:
+                parts.append(f"{label_} n = {f.n:.2f} [{f.n:.2f}, {f.n_upper:.2f}) from {len(f.ratios)} rows"
+                             + (f", {len(f.above)} beyond the grid" if f.above else ""))
+            else:
+                parts.append(f"{label_}: no boundary inside the grid ({len(f.above)} rows beyond it, "
+                             f"{len(f.below)} with none)")
+        step = c.steps if k is None else cps[k]
+        lines.append(f"  step {step:>6}: " + "; ".join(parts))
+    lines.append("caveats:")
+    lines.extend("  " + line for line in caveats(result, threshold))
     return "\n".join(lines)
 
 
-def _against_theory(result, deepest):
+def _against_theory(result, deepest, scale=None):
     """One line: the measured boundary over 6 xi_c, per phase, where both lie inside the grid."""
     c = result.config
+    scale = result.xi_c if scale is None else scale
     ratios = {"ordered": [], "chaotic": []}
-    for s, d, xi in zip(c.sw2, deepest, result.xi_c):
+    for s, d, xi in zip(c.sw2, deepest, scale):
         if 6 * xi <= max(c.depths) and not math.isnan(d) and d < max(c.depths):
             ratios["ordered" if s < result.critical_sw2 else "chaotic"].append(d / (6 * xi))
     parts = [f"{phase} phase {min(r):.2f} to {max(r):.2f}" for phase, r in ratios.items() if r]
