@@ -333,6 +333,41 @@ class MLP:
         logits = np.ascontiguousarray(self._engine.forward(x, False))
         return reference.softmax_cross_entropy(logits, np.asarray(labels))[0]
 
+    @with_doc(fill_doc("""Evaluate the network on a data set, in chunks: the one evaluation of every experiment.
+
+        The logits of each chunk go through a float64 softmax cross-entropy, so the loss
+        does not depend on the chunk size beyond rounding.
+
+        Parameters
+        ----------
+        {batch}
+        chunk : int, optional
+            Rows per forward pass (bounds the memory of the logits).
+
+        Returns
+        -------
+        loss : float
+            The mean softmax cross-entropy over the rows.
+        accuracy : float
+            The fraction of rows whose largest logit is the label's.
+
+        {batch_raises}
+        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+    def evaluate(self, x, labels, chunk=1000):
+        from kernels import reference
+
+        self._check_x(x)
+        labels = np.asarray(labels)
+        self._check_labels(labels, x.shape[0])
+        total, correct = 0.0, 0
+        for start in range(0, x.shape[0], chunk):
+            rows = np.ascontiguousarray(x[start:start + chunk])
+            logits = np.asarray(self._engine.forward(rows, False), dtype=np.float64)
+            y = labels[start:start + chunk]
+            total += reference.softmax_cross_entropy(np.ascontiguousarray(logits), y)[0] * y.size
+            correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y))
+        return total / x.shape[0], correct / x.shape[0]
+
     @with_doc(fill_doc("""Take one SGD step on the mean softmax cross-entropy of a batch.
 
         Updates the parameters in place (in the engine's storage).

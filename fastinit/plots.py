@@ -839,13 +839,11 @@ def sweep_figure(result, threshold=0.5):
     mean train accuracy over seeds as a heatmap on (sw2, depth), the theory's 6 xi_c curve
     (6 xi_q where xi_c is infinite, as for ReLU at sb2 = 0), the edge of chaos, and the deepest
     depth measured to train (accuracy >= ``threshold``), at each checkpoint if the sweep has them."""
-    from .experiments.sweep import _seed_mean, trainable_depth
-
     c = result.config
     order_s, order_d = np.argsort(c.sw2), np.argsort(c.depths)
     sw2 = np.asarray(c.sw2, dtype=np.float64)[order_s]
     depths = np.asarray(c.depths, dtype=np.float64)[order_d]
-    acc = _seed_mean(result, "train_accuracy")[np.ix_(order_s, order_d)]
+    acc = result.seed_mean("train_accuracy")[np.ix_(order_s, order_d)]
     fig = Figure(figsize=(7.5, 5.0), layout="constrained")
     ax = fig.add_subplot()
     cmap = __import__("matplotlib").colormaps["viridis"].with_extremes(bad="0.85")
@@ -861,11 +859,11 @@ def sweep_figure(result, threshold=0.5):
                    label=rf"edge of chaos $\sigma_w^2$ = {result.critical_sw2:.3g}")
     cps = tuple(c.checkpoints)
     for k, step in enumerate(cps[:-1]):
-        deepest = trainable_depth(result, threshold, checkpoint=k)[order_s]
+        deepest = result.trainable_depth(threshold, checkpoint=k)[order_s]
         shade = 0.25 + 0.5 * k / max(1, len(cps) - 1)
         ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec=(1.0, shade + 0.2, shade), mew=1.2,
                 ms=4 + 1.5 * k, label=f"deepest trainable after {step} steps")
-    deepest = trainable_depth(result, threshold)[order_s]
+    deepest = result.trainable_depth(threshold)[order_s]
     ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec="tab:orange", mew=2, ms=7,
             label=f"deepest trainable (acc ≥ {threshold:g})" + (f" after {c.steps} steps" if cps else ""))
     ax.set_ylim(max(0.0, _edges(depths)[0]), _edges(depths)[-1])
@@ -922,8 +920,6 @@ def sweep_steps_figure(result, threshold=0.5):
     ValueError
         If the sweep has no checkpoints.
     """
-    from .experiments.sweep import fit_multiplier, trainable_depth
-
     c = result.config
     cps = tuple(c.checkpoints)
     if not cps:
@@ -935,7 +931,7 @@ def sweep_steps_figure(result, threshold=0.5):
     cmap = __import__("matplotlib").colormaps["plasma"]
     for k, step in enumerate(cps):
         color = cmap(0.1 + 0.75 * k / max(1, len(cps) - 1))
-        deepest = trainable_depth(result, threshold, checkpoint=k)[order]
+        deepest = result.trainable_depth(threshold, checkpoint=k)[order]
         left.plot(sw2, deepest, marker="o", ms=4, color=color, lw=1.3, label=f"after {step} steps")
     fine = np.linspace(sw2[0], sw2[-1], 400)
     six_xi, curve_label = _theory_curve(result, fine)
@@ -950,7 +946,7 @@ def sweep_steps_figure(result, threshold=0.5):
     left.set_title(f"deepest depth with mean train accuracy ≥ {threshold:g} (grey: the grid's deepest)",
                    fontsize=9)
     left.legend(fontsize=7, loc="upper right", framealpha=0.85)
-    fits = [fit_multiplier(result, threshold, k) for k in range(len(cps))]
+    fits = [result.fit_multiplier(threshold, k) for k in range(len(cps))]
     styles = {"ordered": ("tab:blue", "s", r"ordered ($\chi_1 < 1$)"),
               "chaotic": ("tab:red", "o", r"chaotic ($\chi_1 > 1$)")}
     steps = np.asarray(cps, dtype=np.float64)

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from .sweep import mnist_arrays
+
 __all__ = ["TrainingConfig", "TrainingRun", "TrainingResult", "WEIGHT_INITS", "run_training",
            "write_training", "read_training", "format_training_summary", "GROUP"]
 
@@ -202,7 +204,6 @@ class TrainingResult:
 def _train_one(config, weights, depth, seed, sw2, sb2, data):
     """Train one network until the target or ``max_steps``; return (accuracy, loss, steps, seconds)."""
     from .. import MLP
-    from .sweep import _evaluate
     from .train import batch_indices
 
     t0 = time.perf_counter()
@@ -232,7 +233,7 @@ def _train_one(config, weights, depth, seed, sw2, sb2, data):
             done = int(stop)
             if diverged:
                 break
-            loss[e], acc[e] = _evaluate(model, x_eval, y_eval)
+            loss[e], acc[e] = model.evaluate(x_eval, y_eval)
             if acc[e] >= config.target:
                 reached = float(stop)
                 break
@@ -268,13 +269,11 @@ def run_training(config, *, progress=True):
     """
     from ..progress import Progress
     from ..theory import mean_field
-    from .sweep import _data
-
     config = config.validate()
     sw2, sb2 = config.point()
     m = mean_field("tanh", sw2, sb2)
     result = TrainingResult(config, sw2, sb2, m.q_star, m.chi1)
-    x_train, y_train, _, _ = _data(config.data_dir, config.dtype)
+    x_train, y_train, _, _ = mnist_arrays(config.data_dir, config.dtype)
     if config.train_limit is not None:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     n_evals = config.eval_steps.size

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..errors import FastinitError
 
+from ..data import load_mnist
 from ..mlp import compile_backend
 
 __all__ = [
@@ -56,6 +57,8 @@ __all__ = [
     "SweepResult",
     "read_sweep",
     "trainable_depth",
+    "seed_mean",
+    "mnist_arrays",
     "depth_scales",
     "phases",
     "MultiplierFit",
@@ -213,30 +216,25 @@ class SweepConfig:
 
 # --------------------------------------------------------------------------- one cell
 
-_DATA = {}  # (data_dir, dtype) -> (x_train, y_train, x_test, y_test): loaded once per process
 
 
-def _data(data_dir, dtype):
-    key = (data_dir, dtype)
-    if key not in _DATA:
-        from ..data import load_mnist
+def mnist_arrays(data_dir, dtype):
+    """MNIST as ``(train_images, train_labels, test_images, test_labels)``.
 
-        d = load_mnist(data_dir, dtype=dtype)
-        _DATA[key] = (d.train_images, d.train_labels, d.test_images, d.test_labels)
-    return _DATA[key]
+    Parameters
+    ----------
+    data_dir : str or None
+        The folder of the four IDX files; ``None``: the shipped copy.
+    dtype : str
+        float32 or float64, for the images.
 
-
-def _evaluate(model, x, labels, chunk=1000):
-    """(mean softmax cross-entropy, accuracy) of ``model`` on ``x``, in fixed chunks."""
-    from kernels import reference
-
-    total, correct = 0.0, 0
-    for start in range(0, x.shape[0], chunk):
-        logits = np.ascontiguousarray(model.forward(np.ascontiguousarray(x[start:start + chunk])), dtype=np.float64)
-        y = labels[start:start + chunk]
-        total += reference.softmax_cross_entropy(logits, y)[0] * y.size
-        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y))
-    return total / x.shape[0], correct / x.shape[0]
+    Returns
+    -------
+    tuple of ndarray
+        Read-only arrays, cached in memory by :func:`fastinit.data.load_mnist`.
+    """
+    d = load_mnist(data_dir, dtype=dtype)
+    return d.train_images, d.train_labels, d.test_images, d.test_labels
 
 
 def run_cell(config, cell, backend="cpu"):
@@ -272,7 +270,7 @@ def run_cell(config, cell, backend="cpu"):
     from .train import batch_indices
 
     t0 = time.perf_counter()
-    x_train, y_train, x_test, y_test = _data(config.data_dir, config.dtype)
+    x_train, y_train, x_test, y_test = mnist_arrays(config.data_dir, config.dtype)
     if config.train_limit is not None:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     sizes = [x_train.shape[1]] + [config.width] * cell.depth + [10]
@@ -295,8 +293,8 @@ def run_cell(config, cell, backend="cpu"):
                         diverged = 1.0
                         break
                 done = stop
-                train_loss, train_acc = _evaluate(model, x_train[:n], y_train[:n])
-                _, test_acc = _evaluate(model, x_test[:n], y_test[:n])
+                train_loss, train_acc = model.evaluate(x_train[:n], y_train[:n])
+                _, test_acc = model.evaluate(x_test[:n], y_test[:n])
                 last = dict(train_loss=float(train_loss), train_accuracy=float(train_acc),
                             test_accuracy=float(test_acc), diverged=diverged)
             for m in METRICS:
@@ -447,7 +445,22 @@ class SweepResult:
 
     @property
     def complete(self):
+        """bool: Whether every cell is done."""
         return bool(self.done.all())
+
+    # The result's own statistics, so that figures (fastinit.plots) need only the result.
+
+    def seed_mean(self, metric, checkpoint=None):
+        """The mean of ``metric`` over the done seeds of each cell; see :func:`seed_mean`."""
+        return seed_mean(self, metric, checkpoint)
+
+    def trainable_depth(self, threshold=0.5, metric="train_accuracy", checkpoint=None):
+        """The deepest depth that trains at each sw2; see :func:`trainable_depth`."""
+        return trainable_depth(self, threshold, metric, checkpoint)
+
+    def fit_multiplier(self, threshold=0.5, checkpoint=None):
+        """n in "deepest trainable depth = n xi" per phase; see :func:`fit_multiplier`."""
+        return fit_multiplier(self, threshold, checkpoint)
 
 
 def _theory(config):
@@ -697,7 +710,7 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=N
     IndexError
         For a ``checkpoint`` the sweep does not have.
     """
-    mean = _seed_mean(result, metric, checkpoint)
+    mean = seed_mean(result, metric, checkpoint)
     depths = np.asarray(result.config.depths, dtype=np.float64)
     out = np.full(mean.shape[0], np.nan)
     for i, row in enumerate(mean):
@@ -707,7 +720,7 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=N
     return out
 
 
-def _seed_mean(result, metric, checkpoint=None):
+def seed_mean(result, metric, checkpoint=None):
     if checkpoint is None:
         source = result.metrics[metric]
     else:

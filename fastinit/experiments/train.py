@@ -282,15 +282,6 @@ def batch_indices(n, batch_size, iterations, seed):
         yield idx
 
 
-def _accuracy(model, x, labels, chunk=2000):
-    """Fraction of ``x``'s rows whose argmax logit equals the label, ``chunk`` rows at a time."""
-    correct = 0
-    for start in range(0, x.shape[0], chunk):
-        logits = model.forward(np.ascontiguousarray(x[start:start + chunk]))
-        correct += int(np.count_nonzero(np.argmax(logits, axis=1) == labels[start:start + chunk]))
-    return correct / x.shape[0]
-
-
 def _attrs(config, spec, seed):
     attrs = {}
     for key, value in asdict(config).items():
@@ -400,7 +391,7 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
 
     def evaluate(step):
         nonlocal last_acc
-        last_acc = _accuracy(model, x_test, y_test)
+        last_acc = model.evaluate(x_test, y_test, chunk=2000)[1]
         append(ds_acc, last_acc)
         append(ds_eval, step)
 
