@@ -1,10 +1,10 @@
-"""Matmul GFLOP/s of kernels.cuda against cuBLAS (through CuPy) on the same GPU.
+"""Matmul GFLOP/s of fastinit.kernels.cuda against cuBLAS (through CuPy) on the same GPU.
 
 Usage: python bench/gpu_cublas.py OUT.json [N ...]   (default N: 1024 2048 4096)
 
 A benchmark-only comparison: CuPy is never a dependency of fastinit. Both
 products use the same float32 device operands (CuPy arrays are handed to
-``kernels.cuda.matmul`` through ``__cuda_array_interface__``, no copy); each
+``fastinit.kernels.cuda.matmul`` through ``__cuda_array_interface__``, no copy); each
 is checked against the other, warmed up, then timed over several launches
 with the device synchronised before the clock stops (median of 5 batches).
 Exits 2 when CuPy cannot be imported (the caller reports it), 1 when the two
@@ -39,7 +39,7 @@ def main(argv):
     import numpy as np
     from numba import cuda
 
-    import kernels.cuda as kc
+    import fastinit.kernels.cuda as kc
 
     rows = []
     for n in sizes:
@@ -53,7 +53,7 @@ def main(argv):
         diff = float(cp.abs(cp.asarray(ours) - theirs).max())
         scale = float(cp.abs(theirs).max())
         if not diff <= 1e-3 * scale:
-            print(f"gpu_cublas: n={n}: kernels.cuda.matmul differs from cuBLAS by {diff} (scale {scale})",
+            print(f"gpu_cublas: n={n}: fastinit.kernels.cuda.matmul differs from cuBLAS by {diff} (scale {scale})",
                   file=sys.stderr)
             return 1
         t_ours = _time(lambda: kc.gemm_into(a, b, c_ours), cuda.synchronize)

@@ -21,8 +21,8 @@ import time
 import numpy as np
 import pytest
 
-import kernels.cpu as kcpu
-import kernels.reference as ref
+import fastinit.kernels.cpu as kcpu
+import fastinit.kernels.reference as ref
 from conftest import settle, time_stats
 from fastinit import MLP
 from fastinit.mlp import compile_backend

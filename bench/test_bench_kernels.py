@@ -1,6 +1,6 @@
 """Kernel benchmarks: every kernel on every backend, grouped by kernel and size.
 
-Each benchmark first checks its result against ``kernels.reference``, warms up
+Each benchmark first checks its result against ``fastinit.kernels.reference``, warms up
 (JIT compilation and, for cuda, host-to-device copies stay out of the
 timing), then times the kernel with the device synchronised. ``extra_info``
 carries GFLOP/s or GB/s and ``speedup_vs_numpy`` (numpy timed in the same
@@ -15,7 +15,7 @@ All benchmarks are float32, the toolkit's default.
 import numpy as np
 import pytest
 
-import kernels.reference as ref
+import fastinit.kernels.reference as ref
 from conftest import check_then_time
 
 DT = np.float32

@@ -110,7 +110,7 @@ def _summary(settled, after):
 def test_pools_mixed(benchmark, shape, order):
     import contextlib
 
-    import kernels.cpu as kc
+    import fastinit.kernels.cpu as kc
     from fastinit.threads import limit_blas
 
     a, b = _operands(*SHAPES[shape])

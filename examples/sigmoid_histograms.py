@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fastinit import init_weights  # noqa: E402
-from kernels import cpu  # noqa: E402  (the compiled kernels; kernels.reference is the NumPy twin)
+from fastinit.kernels import cpu  # noqa: E402  (the compiled kernels; fastinit.kernels.reference is the NumPy twin)
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--samples", type=int, default=1000)

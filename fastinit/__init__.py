@@ -1,6 +1,6 @@
 """fastinit: how weight initialisation decides whether an MLP learns.
 
-Hand-written Numba kernels (``kernels`` package) train and probe multilayer
+Hand-written Numba kernels (``fastinit.kernels``) train and probe multilayer
 perceptrons; this package holds the toolkit around them: init schemes, the
 MLP, data loading, the HDF5 store, the experiments, plots and the CLI.
 """

@@ -1,7 +1,7 @@
 """Backend names and the kernel module behind each.
 
-``numpy`` -> ``kernels.reference``, ``cpu`` -> ``kernels.cpu``,
-``cuda`` -> ``kernels.cuda``. Nothing here needs a GPU until ``cuda`` is asked for.
+``numpy`` -> ``fastinit.kernels.reference``, ``cpu`` -> ``fastinit.kernels.cpu``,
+``cuda`` -> ``fastinit.kernels.cuda``. Nothing here needs a GPU until ``cuda`` is asked for.
 """
 
 import importlib
@@ -16,7 +16,7 @@ __all__ = [
 ]
 
 BACKENDS = ("numpy", "cpu", "cuda")
-_MODULES = {"numpy": "kernels.reference", "cpu": "kernels.cpu", "cuda": "kernels.cuda"}
+_MODULES = {"numpy": "fastinit.kernels.reference", "cpu": "fastinit.kernels.cpu", "cuda": "fastinit.kernels.cuda"}
 
 NO_CUDA_MESSAGE = (
     "no CUDA device was found (numba.cuda.is_available() is False). "
@@ -104,7 +104,7 @@ def kernels_for(name):
     Returns
     -------
     module
-        ``kernels.reference``, ``kernels.cpu`` or ``kernels.cuda``.
+        ``fastinit.kernels.reference``, ``fastinit.kernels.cpu`` or ``fastinit.kernels.cuda``.
 
     Raises
     ------
@@ -132,7 +132,7 @@ class KernelBackend:
     name : str
         The backend's name.
     k : module
-        Its kernel module (``kernels.reference``, ``kernels.cpu`` or ``kernels.cuda``).
+        Its kernel module (``fastinit.kernels.reference``, ``fastinit.kernels.cpu`` or ``fastinit.kernels.cuda``).
 
     Raises
     ------

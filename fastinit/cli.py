@@ -432,7 +432,7 @@ def _positive_float(text):
 
 
 def _add_train(sub):
-    from kernels import ACTIVATIONS
+    from fastinit.kernels import ACTIVATIONS
 
     from .experiments.train import DEFAULT_INITS, TrainConfig
 

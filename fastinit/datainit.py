@@ -38,8 +38,8 @@ strings and options are parsed, with the other schemes, by
     ``2 (r - x) / (batch * width)``: on MNIST it is stable for sigmoid, tanh
     and relu (tanh diverged at 10).
 
-Both run on the MLP's backend through its kernel module (``kernels.reference``,
-``kernels.cpu``, ``kernels.cuda``): dense_forward, dense_backward,
+Both run on the MLP's backend through its kernel module (``fastinit.kernels.reference``,
+``fastinit.kernels.cpu``, ``fastinit.kernels.cuda``): dense_forward, dense_backward,
 mean_squared_error, sgd_update; on cuda the data and the autoencoder stay on
 the device and mini-batches are gathered there. Randomness comes from the
 caller's ``numpy.random.Generator`` only, so a seed gives the same weights on

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels.checks import fill_doc, with_doc
+from fastinit.kernels.checks import fill_doc, with_doc
 
 __all__ = ["InitScheme", "parse_init", "init_weights", "gain", "INIT_NAMES", "TRUNCATED_STD_CORRECTION"]
 

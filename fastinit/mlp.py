@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from kernels import checks as chk
-from kernels.checks import fill_doc, with_doc
+from fastinit.kernels import checks as chk
+from fastinit.kernels.checks import fill_doc, with_doc
 
 from . import datainit
 from .engines import engine_class
@@ -52,7 +52,7 @@ def compile_backend(backend, dtype="float32", activation="relu", parallel=True):
     dtype : {'float32', 'float64'}, default 'float32'
         The MLP's dtype.
     activation : str, default 'relu'
-        The hidden activation (``kernels.checks.ACTIVATIONS``).
+        The hidden activation (``fastinit.kernels.checks.ACTIVATIONS``).
     parallel : bool, default True
         Also compile the cpu engine's parallel step (False: only what a single-threaded
         process runs, as a sweep's worker does).
@@ -326,7 +326,7 @@ class MLP:
         {batch_raises}
         """, batch=_BATCH, batch_raises=_BATCH_RAISES))
     def loss(self, x, labels):
-        from kernels import reference
+        from fastinit.kernels import reference
 
         self._check_x(x)
         self._check_labels(labels, x.shape[0])
@@ -354,7 +354,7 @@ class MLP:
         {batch_raises}
         """, batch=_BATCH, batch_raises=_BATCH_RAISES))
     def evaluate(self, x, labels, chunk=1000):
-        from kernels import reference
+        from fastinit.kernels import reference
 
         self._check_x(x)
         labels = np.asarray(labels)

@@ -44,7 +44,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from kernels.checks import fill_doc, with_doc
+from fastinit.kernels.checks import fill_doc, with_doc
 
 __all__ = ["ACTIVATIONS", "WEIGHTS", "MeanField", "mean_field", "critical_sw2", "edge_of_chaos",
            "variance_by_layer", "gaussian_moments", "slope_moment", "slope_moments", "correlation_moments",

@@ -5,7 +5,7 @@ library's (OpenBLAS, MKL or BLIS, behind NumPy's products) and Numba's (OpenMP, 
 every ``parallel=True`` kernel). Each keeps its threads busy-waiting for a while after its
 last call so the next call starts fast. OpenBLAS's threads wait about 0.1 s (2**28 cycles)
 after each product; on a 2-core machine a parallel kernel started in that window gets about
-one core. A 128x784 @ 784x100 product of ``kernels.cpu`` ran 3-4x slower right after a
+one core. A 128x784 @ 784x100 product of ``fastinit.kernels.cpu`` ran 3-4x slower right after a
 block of ``np.matmul`` than after a pause, and one 2000-step training run about 1.7x
 slower, because the run does a few small float64 NumPy products every 100 steps. Numba's
 OpenMP threads wait a few milliseconds only, so NumPy after a cpu kernel loses little.

@@ -55,8 +55,8 @@ KERNEL_API = (
 def shared_doc(reference_function, notes=""):
     """Return the docstring of `reference_function`, with `notes` added as its Notes section.
 
-    How ``kernels.cpu`` and ``kernels.cuda`` document the shared API: the full text lives
-    once, in ``kernels.reference``; each backend adds only what differs.
+    How ``fastinit.kernels.cpu`` and ``fastinit.kernels.cuda`` document the shared API: the full text lives
+    once, in ``fastinit.kernels.reference``; each backend adds only what differs.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
-"""Numba CPU kernels (``@njit``, cached on disk), with the same API as ``kernels.reference``.
+"""Numba CPU kernels (``@njit``, cached on disk), with the same API as ``fastinit.kernels.reference``.
 
-The shared API (``kernels.checks.KERNEL_API``: ``matmul``, ``dense_forward``,
-``softmax_cross_entropy``, ...) validates its arguments in Python with ``kernels.checks``, so
+The shared API (``fastinit.kernels.checks.KERNEL_API``: ``matmul``, ``dense_forward``,
+``softmax_cross_entropy``, ...) validates its arguments in Python with ``fastinit.kernels.checks``, so
 errors are the same ``TypeError``/``ValueError`` as on every other backend, then calls
 compiled loops written in ordinary Numba: no BLAS, ``np.dot`` or ``@`` inside. float32 or
 float64, one dtype per call; C-contiguous arrays (others are rejected, never copied);
@@ -14,16 +14,16 @@ inside your own ``prange`` loop on disjoint rows; the others take a ``threads`` 
 code is cached on disk and shared by every process that reads the cache: a thread count read
 while compiling would be frozen into it. They live in one module per idea:
 
-- ``kernels.cpu_products``: ``dot_nt_into``, ``dot_nn_into``, ``transpose_into``,
+- ``fastinit.kernels.cpu_products``: ``dot_nt_into``, ``dot_nn_into``, ``transpose_into``,
   ``product_tiles``, ``matmul_into``, ``dense_forward_into``;
-- ``kernels.cpu_activations``: the row blocks (``relu_rows_into``, ``activation_rows_into``,
+- ``fastinit.kernels.cpu_activations``: the row blocks (``relu_rows_into``, ``activation_rows_into``,
   ``relu_backward_rows_into``, ...) and the vectorisable ``exp``;
-- ``kernels.cpu_elementwise``: ``activation_into``, ``activation_backward_into``,
+- ``fastinit.kernels.cpu_elementwise``: ``activation_into``, ``activation_backward_into``,
   ``sgd_into``, ``column_sum_into``;
-- ``kernels.cpu_losses``: ``softmax_xent_rows``, ``softmax_xent_into``, ``mse_into``;
-- ``kernels.jit``: the compile options and the on-disk cache (``CACHE``).
+- ``fastinit.kernels.cpu_losses``: ``softmax_xent_rows``, ``softmax_xent_into``, ``mse_into``;
+- ``fastinit.kernels.jit``: the compile options and the on-disk cache (``CACHE``).
 
-Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu (``kernels.checks.ACTIVATION_CODES``).
+Activation codes: 0 linear, 1 sigmoid, 2 tanh, 3 relu (``fastinit.kernels.checks.ACTIVATION_CODES``).
 Under ``NUMBA_DISABLE_JIT=1`` everything runs as plain Python (slowly) and gives the same
 results. See ``docs/kernels.md`` for a worked example.
 """
@@ -51,7 +51,7 @@ from .cpu_products import dense_forward_into, dot_nn_into, dot_nt_into, matmul_i
 from .jit import CACHE
 
 __all__ = [
-    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels.checks.KERNEL_API)
+    "ACTIVATIONS", *KERNEL_API,  # the shared API (see fastinit.kernels.checks.KERNEL_API)
     # compiled building blocks for other @njit code (see the module docstring):
     "dot_nt_into", "dot_nn_into", "matmul_into", "transpose_into", "activation_rows_into", "dense_forward_into",
     "activation_into", "activation_backward_into", "activation_backward_rows_into",
@@ -89,8 +89,8 @@ def _partly_overlaps(out, a):
     return out is not None and np.shares_memory(out, a) and out.ctypes.data != a.ctypes.data
 
 
-# The shared API: the full docstrings live in kernels.reference; each function below takes its
-# reference docstring (kernels.checks.shared_doc) with these Notes added.
+# The shared API: the full docstrings live in fastinit.kernels.reference; each function below takes its
+# reference docstring (fastinit.kernels.checks.shared_doc) with these Notes added.
 _NOTES = """
     Compiled: the arguments are checked in Python, then compiled Numba loops (no BLAS) run on
     ``numba.get_num_threads()`` threads. An output that overlaps an input gets the same result

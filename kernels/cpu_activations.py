@@ -28,7 +28,7 @@ __all__ = [
     "activation_backward_rows_into",
 ]
 
-LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3  # kernels.checks.ACTIVATION_CODES
+LINEAR, SIGMOID, TANH, RELU = 0, 1, 2, 3  # fastinit.kernels.checks.ACTIVATION_CODES
 # Integer constants for calls between compiled functions: a literal ``0`` in a call is a
 # type of its own and would compile the callee once more.
 _ZERO, _ONE = np.int64(0), np.int64(1)

@@ -1,7 +1,7 @@
 """CUDA kernels (Numba ``@cuda.jit``) with thin host wrappers.
 
-Same public functions and signatures as ``kernels.reference`` (the NumPy
-oracle) and ``kernels.cpu``; see ``kernels.reference`` for the shared
+Same public functions and signatures as ``fastinit.kernels.reference`` (the NumPy
+oracle) and ``fastinit.kernels.cpu``; see ``fastinit.kernels.reference`` for the shared
 conventions (dtypes, C-contiguity, ``out=`` arguments, saved outputs in the
 backward passes). What is specific to this backend:
 
@@ -34,7 +34,7 @@ dtypes
     ``mean_squared_error`` its per-column sums (D values, on the host).
 
 Nothing is compiled at import: the kernels are built by cached factories on
-first use, so ``import kernels.cuda`` needs neither a GPU nor a CUDA toolkit.
+first use, so ``import fastinit.kernels.cuda`` needs neither a GPU nor a CUDA toolkit.
 On a machine without a GPU they run on Numba's simulator when
 ``NUMBA_ENABLE_CUDASIM=1`` is set before Numba is imported (slow; small
 sizes only).
@@ -56,7 +56,7 @@ from . import reference
 from .checks import ACTIVATIONS, KERNEL_API, shared_doc, with_doc
 
 __all__ = [
-    "ACTIVATIONS", *KERNEL_API,  # the shared API (see kernels.checks.KERNEL_API)
+    "ACTIVATIONS", *KERNEL_API,  # the shared API (see fastinit.kernels.checks.KERNEL_API)
     # njit/device building blocks for other compiled code:
     "MATMUL_CONFIGS", "matmul_config", "gemm_into", "activation_forward_into",
     "activation_backward_into", "activation_backward_colsum_into", "column_sums_into",
@@ -657,7 +657,7 @@ def gemm_into(a, b, out, trans_a=False, trans_b=False, bias=None, act_code=0, co
     bias : device array, shape (N,), same dtype, optional
         Added to every row before the activation; None for no bias.
     act_code : int, default 0
-        The activation, a value of ``kernels.checks.ACTIVATION_CODES`` (0 is linear).
+        The activation, a value of ``fastinit.kernels.checks.ACTIVATION_CODES`` (0 is linear).
     config : str, optional
         A key of ``MATMUL_CONFIGS``; default ``matmul_config(M, N)``.
 
@@ -688,7 +688,7 @@ def activation_forward_into(x, act_code, out):
     x : device array, float32 or float64, C-contiguous
         Input of any shape.
     act_code : int
-        The activation, a value of ``kernels.checks.ACTIVATION_CODES``.
+        The activation, a value of ``fastinit.kernels.checks.ACTIVATION_CODES``.
     out : device array, same shape and dtype as `x`
         Receives the result (may be `x`).
 
@@ -713,7 +713,7 @@ def activation_backward_into(y, dy, act_code, out):
     dy : device array, same shape and dtype
         The upstream gradient.
     act_code : int
-        The activation, a value of ``kernels.checks.ACTIVATION_CODES``.
+        The activation, a value of ``fastinit.kernels.checks.ACTIVATION_CODES``.
     out : device array, same shape and dtype
         Receives the gradient (may alias `dy`).
 
@@ -738,7 +738,7 @@ def activation_backward_colsum_into(y, dy, act_code, dz, db):
     dy : device array, shape (N, F), same dtype
         The upstream gradient.
     act_code : int
-        The activation, a value of ``kernels.checks.ACTIVATION_CODES``.
+        The activation, a value of ``fastinit.kernels.checks.ACTIVATION_CODES``.
     dz : device array, shape (N, F), same dtype
         Receives the pre-activation gradient.
     db : device array, shape (F,), same dtype
@@ -960,8 +960,8 @@ def read_stats(stats):
 
 # =========================================================================== public API
 
-# The full docstrings live in kernels.reference; each function below takes its reference
-# docstring (kernels.checks.shared_doc) with these Notes added, and some a paragraph of its own.
+# The full docstrings live in fastinit.kernels.reference; each function below takes its reference
+# docstring (fastinit.kernels.checks.shared_doc) with these Notes added, and some a paragraph of its own.
 _NOTES = """
     On the GPU. Every input may be a device array, or a host array (copied to the device on
     each call); the results are device arrays (``.copy_to_host()`` reads them). The arrays

@@ -1,4 +1,4 @@
-"""How the cpu kernels are compiled: the options every ``@njit`` of ``kernels.cpu`` (and the
+"""How the cpu kernels are compiled: the options every ``@njit`` of ``fastinit.kernels.cpu`` (and the
 cpu engine) uses, the on-disk cache, and the threading layer started before any cached code
 loads.
 

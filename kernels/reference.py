@@ -1,6 +1,6 @@
 """NumPy reference kernels: the oracle every other backend is tested against.
 
-Same public functions and signatures as ``kernels.cpu`` and ``kernels.cuda``.
+Same public functions and signatures as ``fastinit.kernels.cpu`` and ``fastinit.kernels.cuda``.
 Conventions, shared by all backends:
 
 - float32 or float64, one dtype per call (mixed dtypes raise ``TypeError``);
@@ -12,8 +12,8 @@ Conventions, shared by all backends:
   ``w`` (fan_in, fan_out), ``b`` (fan_out,) or ``None``;
 - activation backward passes take the saved *output* ``y``, not the input.
 
-The docstrings here are the full text of the shared API (``kernels.checks.KERNEL_API``):
-``kernels.cpu`` and ``kernels.cuda`` take them at import (``kernels.checks.shared_doc``)
+The docstrings here are the full text of the shared API (``fastinit.kernels.checks.KERNEL_API``):
+``fastinit.kernels.cpu`` and ``fastinit.kernels.cuda`` take them at import (``fastinit.kernels.checks.shared_doc``)
 and add a Notes section on what differs.
 """
 

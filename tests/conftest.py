@@ -30,7 +30,7 @@ def tolerances(dtype, scale=1.0):
 def _kernel_backend_names():
     names = ["numpy", "cpu"]
     try:
-        import kernels.cuda  # noqa: F401
+        import fastinit.kernels.cuda  # noqa: F401
         from numba import cuda
 
         if cuda.is_available():
@@ -57,7 +57,7 @@ def fast_backend(request):
 
 @pytest.fixture
 def reference():
-    import kernels.reference as module
+    import fastinit.kernels.reference as module
 
     return module
 

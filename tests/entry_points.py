@@ -41,7 +41,7 @@ def cli_commands(work):
 
 
 def _kernel_args(name, rng):
-    """Arguments for kernel ``name`` of ``kernels.cpu``: float32, big enough for the threads."""
+    """Arguments for kernel ``name`` of ``fastinit.kernels.cpu``: float32, big enough for the threads."""
     f = np.float32
     n, k = 256, 300
     a = rng.standard_normal((n, k)).astype(f)
@@ -108,7 +108,7 @@ def _kernel_args(name, rng):
 
 
 def run(name):
-    """Run the entry point ``name`` (a kernel of ``kernels.cpu`` or :data:`MLP_ENTRY`) once."""
+    """Run the entry point ``name`` (a kernel of ``fastinit.kernels.cpu`` or :data:`MLP_ENTRY`) once."""
     rng = np.random.default_rng(0)
     if name == MLP_ENTRY:
         from fastinit import MLP
@@ -119,7 +119,7 @@ def run(name):
         for _ in range(3):
             assert np.isfinite(mlp.train_step(x, labels, 0.01))
         return
-    from kernels import cpu
+    from fastinit.kernels import cpu
 
     getattr(cpu, name)(*_kernel_args(name, rng))
 

@@ -10,19 +10,23 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("fastinit", "kernels")
+PACKAGES = ("fastinit", "kernels")  # folders; kernels/ is the package fastinit.kernels
 
 
 def _module_name(path):
     rel = path.relative_to(ROOT).with_suffix("")
     parts = list(rel.parts)
+    if parts[0] == "kernels":  # installed as fastinit.kernels (fastinit/kernels links to it)
+        parts.insert(0, "fastinit")
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
 def _modules(packages=PACKAGES):
-    return {_module_name(p): p for pkg in packages for p in sorted((ROOT / pkg).rglob("*.py"))}
+    link = ROOT / "fastinit" / "kernels"
+    return {_module_name(p): p for pkg in packages for p in sorted((ROOT / pkg).rglob("*.py"))
+            if link not in p.parents}
 
 
 def _resolve(module, node, is_package):
@@ -93,7 +97,7 @@ def test_import_graph_has_no_cycle():
 
 
 def _layer(module):
-    if module.startswith("kernels") or module.startswith("fastinit.kernels"):
+    if module.startswith("fastinit.kernels"):
         return 0
     if module.startswith("fastinit.experiments"):
         return 2
@@ -109,7 +113,7 @@ def test_dependencies_point_down():
     for m, found in _imports(modules).items():
         for target, _, line in found:
             t = _owner(target, modules)
-            if t in ("fastinit", "kernels"):
+            if t in ("fastinit", "fastinit.kernels"):
                 continue  # the packages' own __init__ (version, lazy names)
             if _layer(t) > _layer(m) or (m in beside and t.startswith("fastinit.experiments")):
                 bad.append(f"{m}:{line} imports {t}")
@@ -132,3 +136,14 @@ def test_every_error_class_derives_from_fastinit_error():
                 names.append(name)
                 assert issubclass(obj, FastinitError), f"{module}.{name} does not derive from FastinitError"
     assert {"DataError", "StoreError", "SweepError", "UsageError", "BackendError"} <= set(names)
+
+
+def test_one_top_level_import_name():
+    """The wheel installs only ``fastinit`` (PyPI's ``kernels`` is another project)."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert {p.split(".")[0] for p in packages} == {"fastinit"}
+    stray = [f"{m}:{line} imports {t}" for m, found in _imports(_modules()).items() for t, _, line in found
+             if t.split(".")[0] == "kernels"]
+    assert not stray, "\n".join(stray)

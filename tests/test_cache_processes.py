@@ -2,7 +2,7 @@
 
 Real processes in sequence, from a fresh ``NUMBA_CACHE_DIR``: a test that compiles and loads
 in one process cannot see a cache entry that crashes the next process (numba#8578). Each
-public entry point (``tests/entry_points.py``: every public function of ``kernels.cpu``,
+public entry point (``tests/entry_points.py``: every public function of ``fastinit.kernels.cpu``,
 ``MLP.train_step`` on cpu, each CLI command) runs alone in a process of its own, in order,
 each compiling against what the earlier ones cached; then each runs again, first in a fresh
 process, loading what every other entry point left. Forward and reverse order (two caches),
@@ -77,7 +77,7 @@ def test_every_entry_point_survives_a_cache_filled_by_the_others(tmp_path):
 
 THREADS_SCRIPT = """
 import numba, numpy as np
-from kernels import cpu
+from fastinit.kernels import cpu
 from fastinit import MLP
 a = np.ones((512, 512), np.float32)
 cpu.matmul(a, a)

@@ -20,8 +20,8 @@ cuda = pytest.importorskip("numba.cuda")
 if not cuda.is_available():
     pytest.skip("no CUDA device and the simulator is off", allow_module_level=True)
 
-import kernels.cuda as kc  # noqa: E402
-import kernels.reference as kr  # noqa: E402
+import fastinit.kernels.cuda as kc  # noqa: E402
+import fastinit.kernels.reference as kr  # noqa: E402
 
 DTYPES = (np.float32, np.float64)
 RNG = np.random.default_rng(1234)
@@ -342,7 +342,7 @@ def test_resident_dataset_steps_match_host_batches():
 def test_import_needs_no_cuda():
     code = textwrap.dedent(
         """
-        import fastinit, kernels, kernels.cuda, fastinit.mlp
+        import fastinit, kernels, fastinit.kernels.cuda, fastinit.mlp
         from fastinit.backends import BackendError, NO_CUDA_MESSAGE, cuda_available
         if not cuda_available():
             try:

@@ -18,9 +18,9 @@ from fastinit.experiments.histogram import (
 from fastinit.plots import PlotError, histogram_figure, plot_histogram
 from fastinit.store import open_read, open_results
 
-HAVE_CPU = importlib.util.find_spec("kernels.cpu") is not None
-HAVE_CUDA = importlib.util.find_spec("kernels.cuda") is not None
-needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason="kernels.cpu not available")
+HAVE_CPU = importlib.util.find_spec("fastinit.kernels.cpu") is not None
+HAVE_CUDA = importlib.util.find_spec("fastinit.kernels.cuda") is not None
+needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason="fastinit.kernels.cpu not available")
 
 SMALL = dict(layers=3, units=16, samples=32)
 
@@ -186,7 +186,7 @@ def test_cpu_agrees_with_numpy(activation):
     _agree(activation, "cpu", layers=4, units=50, samples=100)
 
 
-@pytest.mark.skipif(not HAVE_CUDA, reason="kernels.cuda not available")
+@pytest.mark.skipif(not HAVE_CUDA, reason="fastinit.kernels.cuda not available")
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_cuda_agrees_with_numpy(activation):
     from fastinit.backends import cuda_available

@@ -1,4 +1,4 @@
-"""Kernel conformance: every public kernel, on every backend, against kernels.reference.
+"""Kernel conformance: every public kernel, on every backend, against fastinit.kernels.reference.
 
 Comparisons with the reference run on ``fast_backend``: cpu, and cuda (on
 Numba's simulator unless FASTINIT_TEST_GPU=1). Properties that hold for any
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import kernels.reference as ref
+import fastinit.kernels.reference as ref
 from conftest import DTYPES, ON_SIMULATOR, tolerances
 
 ACTS = ("linear", "sigmoid", "tanh", "relu")
@@ -164,11 +164,11 @@ def test_matmul_random_shapes(fast_backend, m, k, n, trans_a, trans_b, f64, seed
     seed=st.integers(0, 2**16),
 )
 def test_serial_products_match_the_reference_on_their_block(m, k, n, rows, cols, nn, f64, seed):
-    """``kernels.cpu.dot_nt_into`` / ``dot_nn_into`` on a block of output rows and columns,
+    """``fastinit.kernels.cpu.dot_nt_into`` / ``dot_nn_into`` on a block of output rows and columns,
     every block edge (rows, columns and depths that are not multiples of the 4 x 3 and 4 x 4
     blocks), with a left operand wider than the depth: the block matches the reference, nothing
     else is written."""
-    import kernels.cpu as kc
+    import fastinit.kernels.cpu as kc
 
     dtype = np.float64 if f64 else np.float32
     rng = np.random.default_rng(seed)
@@ -190,7 +190,7 @@ def test_serial_products_match_the_reference_on_their_block(m, k, n, rows, cols,
 def test_dot_nn_into_propagates_nan_and_inf():
     """The outer-product form multiplies every coefficient: a NaN or an Inf times 0 in
     ``b`` gives NaN in its column, as the reference does."""
-    import kernels.cpu as kc
+    import fastinit.kernels.cpu as kc
 
     a = np.ones((5, 6), np.float32)
     a[:, 2] = 0.0
@@ -214,7 +214,7 @@ def test_matmul_empty_depth_gives_zeros(backend):
 
 def test_matmul_out_overlapping_input_cpu():
     # A square product written over its own left operand still gives a @ b.
-    import kernels.cpu as cpu
+    import fastinit.kernels.cpu as cpu
 
     rng = _rng("alias")
     a = _rand(rng, (8, 8), np.float32)
@@ -282,7 +282,7 @@ def test_activation_out_given(backend, act, dtype):
 
 @pytest.mark.parametrize("act", ("sigmoid", "tanh", "relu", "linear"))
 def test_activation_in_place(act):
-    import kernels.cpu as cpu
+    import fastinit.kernels.cpu as cpu
 
     rng = _rng("inplace", act)
     x = _rand(rng, (50, 9), np.float32, scale=3.0)
@@ -323,7 +323,7 @@ def test_sigmoid_tanh_extremes_are_finite_and_exact(backend, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_sigmoid_tanh_accurate_to_a_few_ulp(dtype):
     # Tighter than the cross-backend tolerance: the cpu's own exp must be good.
-    import kernels.cpu as cpu
+    import fastinit.kernels.cpu as cpu
 
     x = np.concatenate([np.linspace(-40, 40, 20001), np.geomspace(1e-8, 1.0, 2001)]).astype(dtype)
     eps = np.finfo(dtype).eps
@@ -605,8 +605,8 @@ PURE_PYTHON_SCRIPT = textwrap.dedent(
     import numpy as np
     import numba
     assert numba.config.DISABLE_JIT
-    import kernels.cpu as cpu
-    import kernels.reference as ref
+    import fastinit.kernels.cpu as cpu
+    import fastinit.kernels.reference as ref
 
     for dt in (np.float32, np.float64):
         x = np.array([-1000.0, -3.0, 0.0, 0.05, 2.0, 1000.0], dt)
@@ -657,7 +657,7 @@ def test_cpu_kernels_run_without_jit():
 def test_every_backend_defines_the_shared_api_with_the_reference_signatures(fast_backend, reference):
     import inspect
 
-    from kernels.checks import KERNEL_API
+    from fastinit.kernels.checks import KERNEL_API
 
     backend = fast_backend  # the reference compared with itself could not fail
     assert set(KERNEL_API) <= set(reference.__all__)
@@ -670,12 +670,12 @@ def test_every_backend_defines_the_shared_api_with_the_reference_signatures(fast
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_building_blocks_compose_in_user_njit_code(dtype):
-    """The public ``kernels.cpu`` blocks called from a user's own ``@njit`` function (one
+    """The public ``fastinit.kernels.cpu`` blocks called from a user's own ``@njit`` function (one
     hidden layer, softmax cross-entropy, its backward pass and an SGD step, rows split into
     two serial pieces) give the reference's numbers."""
     from numba import njit
 
-    import kernels.cpu as kc
+    import fastinit.kernels.cpu as kc
 
     @njit
     def user_step(x, wt, b, w2t, labels, lr, code, threads):

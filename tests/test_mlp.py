@@ -86,7 +86,7 @@ def test_gradients_match_finite_differences(name, activation):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cpu_edge_blocks_match_autograd(dtype):
-    """Widths and a batch that take every edge of the cpu products (``kernels.cpu.dot_nt_into``'s
+    """Widths and a batch that take every edge of the cpu products (``fastinit.kernels.cpu.dot_nt_into``'s
     4 x 3 blocks): row and column counts that are not multiples of 4 or 3, widths that are not
     multiples of the 16-element padding, and a batch of 11 rows."""
     rng = np.random.default_rng(7)
@@ -421,7 +421,7 @@ PARALLEL_SCRIPT = textwrap.dedent(
     """
     import numba
     import numpy as np
-    import kernels.cpu as kc
+    import fastinit.kernels.cpu as kc
     from fastinit import MLP
     from fastinit.engines import cpu as engine
     from fastinit.mlp import compile_backend
@@ -485,7 +485,7 @@ def test_cpu_backend_runs_uncached_when_no_cache_directory_is_writable(tmp_path)
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True).returncode:
         pytest.skip("cannot mount a read-only tmpfs here")
     try:
-        script = ("import numpy as np; import kernels.cpu as k; from fastinit import MLP; "
+        script = ("import numpy as np; import fastinit.kernels.cpu as k; from fastinit import MLP; "
                   "assert not k.CACHE; print(k.relu(np.array([-1.0, 2.0])).tolist()); "
                   "m = MLP((4, 3, 2), backend='cpu', dtype='float64'); "
                   "print(m.train_step(np.ones((2, 4)), np.array([0, 1]), 0.1) > 0)")

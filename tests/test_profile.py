@@ -42,7 +42,7 @@ def test_records_cover_every_case_with_speedups_against_numpy():
 
 
 def test_wrong_results_are_refused_before_timing(monkeypatch):
-    import kernels.cpu as cpu
+    import fastinit.kernels.cpu as cpu
 
     def bad_relu(x, out=None):
         out[...] = 1.0

@@ -68,7 +68,7 @@ def _network(activation, kind, sw2, sb2, q_in, depth, width, seed):
 @pytest.mark.parametrize("activation, kind",
                          [("tanh", "orthogonal"), ("tanh", "gaussian"), ("sigmoid", "gaussian")])
 def test_the_jacobian_product_matches_finite_differences(activation, kind):
-    import kernels.reference as k
+    import fastinit.kernels.reference as k
 
     sw2, sb2 = (1.5, 0.1) if activation != "sigmoid" else (16.0, 0.0)
     width, depth, seed = 12, 3, [5, 1]

@@ -60,7 +60,7 @@ def small_train(tmp_path, backend="numpy", **kw):
 def backends():
     names = ["numpy"]
     try:
-        import kernels.cpu  # noqa: F401
+        import fastinit.kernels.cpu  # noqa: F401
 
         names.append("cpu")
     except ImportError:

@@ -1,9 +1,9 @@
 """The arithmetic behind ``fastinit.MLP``: one engine per backend, one interface.
 
 - ``numpy``: ``fastinit.engines.numpy.NumpyEngine``, a Python loop over the
-  ``kernels.reference`` layer kernels (the readable oracle);
+  ``fastinit.kernels.reference`` layer kernels (the readable oracle);
 - ``cpu``: ``fastinit.engines.cpu.CpuEngine``, a whole training step in two
-  parallel regions composed of ``kernels.cpu``'s compiled building blocks;
+  parallel regions composed of ``fastinit.kernels.cpu``'s compiled building blocks;
 - ``cuda``: ``fastinit.engines.cuda.CudaEngine``, everything resident on the GPU.
 
 ``engine_class(backend)`` imports only the engine asked for, so the numpy
@@ -15,7 +15,7 @@ from typing import Optional, Protocol
 
 import numpy as np
 
-from kernels.checks import fill_doc, with_doc
+from fastinit.kernels.checks import fill_doc, with_doc
 
 from ..backends import BackendError, check_backend, require_cuda
 
@@ -30,7 +30,7 @@ ENGINE_PARAMETERS = """
     biases : list of ndarray, each shape (fan_out,)
         Each layer's biases, host arrays of `dtype`.
     activation : {'linear', 'sigmoid', 'tanh', 'relu'}
-        The hidden layers' activation (``kernels.ACTIVATIONS``); the last layer is linear.
+        The hidden layers' activation (``fastinit.kernels.ACTIVATIONS``); the last layer is linear.
     dtype : numpy.dtype
         float32 or float64.
 """
@@ -40,7 +40,7 @@ ENGINE_PARAMETERS = """
 
     The engine copies what it needs. ``fastinit.MLP`` validates every argument
     before an engine sees it. The engines' methods take these methods' docstrings
-    (``kernels.checks.shared_doc``), adding what differs.
+    (``fastinit.kernels.checks.shared_doc``), adding what differs.
 
     {parameters}
     """, parameters=ENGINE_PARAMETERS))

@@ -1,7 +1,7 @@
-"""The cpu engine: a whole SGD step of the MLP in two parallel regions of ``kernels.cpu`` blocks.
+"""The cpu engine: a whole SGD step of the MLP in two parallel regions of ``fastinit.kernels.cpu`` blocks.
 
 Implements ``fastinit.engines.Engine``. The step is composed of the public,
-serial building blocks of ``kernels.cpu`` (``dot_nt_into``, ``dot_nn_into``,
+serial building blocks of ``fastinit.kernels.cpu`` (``dot_nt_into``, ``dot_nn_into``,
 the one-activation row blocks such as ``relu_rows_into`` and
 ``relu_backward_rows_into``, ``softmax_xent_rows``, ``transpose_into``), so training runs the
 same activation and product code as the kernels and the histograms; only the
@@ -63,7 +63,7 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-from kernels.cpu import (
+from fastinit.kernels.cpu import (
     bias_rows_into,
     dot_nn_into,
     dot_nt_into,
@@ -76,9 +76,9 @@ from kernels.cpu import (
     tanh_rows_into,
     transpose_into,
 )
-from kernels import checks as chk
-from kernels.checks import fill_doc, shared_doc, with_doc
-from kernels.jit import FAST, JIT
+from fastinit.kernels import checks as chk
+from fastinit.kernels.checks import fill_doc, shared_doc, with_doc
+from fastinit.kernels.jit import FAST, JIT
 
 from . import ENGINE_PARAMETERS, Engine
 

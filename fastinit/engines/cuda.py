@@ -1,7 +1,7 @@
 """The MLP engine on the GPU (``MLP(..., backend="cuda")``).
 
 Implements ``fastinit.engines.Engine`` with the device-level building blocks
-of ``kernels.cuda``. Everything the
+of ``fastinit.kernels.cuda``. Everything the
 network owns stays on the device across steps:
 
 - ``_params``: one flat device buffer holding every layer's W (fan_in,
@@ -28,9 +28,9 @@ does so only after ``fastinit.backends.require_cuda()`` has passed.
 
 import numpy as np
 
-from kernels import checks as chk
-from kernels import cuda as kc
-from kernels.checks import fill_doc, shared_doc, with_doc
+from fastinit.kernels import checks as chk
+from fastinit.kernels import cuda as kc
+from fastinit.kernels.checks import fill_doc, shared_doc, with_doc
 
 from . import ENGINE_PARAMETERS, Engine
 

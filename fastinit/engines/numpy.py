@@ -1,4 +1,4 @@
-"""The reference engine: a Python loop over ``kernels.reference``'s layer kernels.
+"""The reference engine: a Python loop over ``fastinit.kernels.reference``'s layer kernels.
 
 Readable and slow; every other engine is tested against it. Implements
 ``fastinit.engines.Engine``.
@@ -6,15 +6,15 @@ Readable and slow; every other engine is tested against it. Implements
 
 import numpy as np
 
-from kernels import reference as k
-from kernels.checks import fill_doc, shared_doc, with_doc
+from fastinit.kernels import reference as k
+from fastinit.kernels.checks import fill_doc, shared_doc, with_doc
 
 from . import ENGINE_PARAMETERS, Engine
 
 __all__ = ["NumpyEngine"]
 
 
-@with_doc(fill_doc("""Per-layer weights and biases updated with ``kernels.reference``: the readable oracle.
+@with_doc(fill_doc("""Per-layer weights and biases updated with ``fastinit.kernels.reference``: the readable oracle.
 
     {parameters}
     """, parameters=ENGINE_PARAMETERS))

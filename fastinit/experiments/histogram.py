@@ -310,7 +310,7 @@ def backprop(acts, weights, activation, rng):
     outputs ``acts`` (layers, samples, units) and ``weights(l)`` layer l's
     weights (drawn again, in float64). Returns float64 (layers, samples,
     units); NaN where an activation is NaN (overflow) and below it."""
-    import kernels.reference as ref
+    import fastinit.kernels.reference as ref
 
     grads = np.empty(acts.shape)
     grads[-1] = rng.standard_normal(acts.shape[1:])

@@ -1,7 +1,7 @@
 """``fastinit profile``: time every kernel and the training step on each backend.
 
-What is measured, per backend (``numpy`` = ``kernels.reference``, ``cpu`` =
-``kernels.cpu``, ``cuda`` = ``kernels.cuda``):
+What is measured, per backend (``numpy`` = ``fastinit.kernels.reference``, ``cpu`` =
+``fastinit.kernels.cpu``, ``cuda`` = ``fastinit.kernels.cuda``):
 
 - ``matmul`` at the MLP's shapes (784-100-100-100-100-10, batch 128: the
   forward product, the weight gradient ``x.T @ dz`` and the back-propagated
@@ -218,7 +218,7 @@ def _matmul_case(label, m, k, n, trans_a=False, trans_b=False, size=None):
         be.k.matmul(x["a"], x["b"], out=out["c"], trans_a=trans_a, trans_b=trans_b)
 
     def ref(x):
-        from kernels import reference
+        from fastinit.kernels import reference
 
         return reference.matmul(x["a"], x["b"], trans_a=trans_a, trans_b=trans_b)
 
@@ -235,7 +235,7 @@ def _activation_case(name, n):
         getattr(be.k, name)(x["x"], out=out["y"])
 
     def ref(x):
-        from kernels import reference
+        from fastinit.kernels import reference
 
         return getattr(reference, name)(x["x"])
 
@@ -263,7 +263,7 @@ def _softmax_case(rows, cols):
             be.k.softmax_cross_entropy(x["logits"], x["labels"], grad=out["grad"])
 
     def ref(x):
-        from kernels import reference
+        from fastinit.kernels import reference
 
         return reference.softmax_cross_entropy(x["logits"], x["labels"])[1]
 

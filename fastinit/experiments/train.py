@@ -68,7 +68,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from kernels import ACTIVATIONS
+from fastinit.kernels import ACTIVATIONS
 
 from ..backends import check_backend
 from ..init import parse_init
@@ -475,11 +475,11 @@ def probe_gradients(params, hidden, logits, labels, activation):
     ``params``: the MLP's ``[(W, b), ...]``; ``hidden``: its recorded hidden
     outputs (``MLP.forward(x, record=True)``), each (N, width); ``logits`` (N,
     classes); ``labels`` (N,) ints. Backpropagates the softmax cross-entropy
-    on the host in float64 with :mod:`kernels.reference`: row i of layer l is
+    on the host in float64 with :mod:`fastinit.kernels.reference`: row i of layer l is
     ``d loss_i / d z_l[i]`` (N times the gradient of the mean loss). Returns a
     list of float64 (N, width) arrays, layer 1 first; NaN where the network
     overflowed."""
-    import kernels.reference as ref
+    import fastinit.kernels.reference as ref
 
     logits = np.ascontiguousarray(logits, dtype=np.float64)
     _, d = ref.softmax_cross_entropy(logits, np.asarray(labels))
