@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import pytest
+
 from fastinit.backends import KernelBackend  # the one adapter: profile and the tests use it too
 
 LARGE_OPTION = "--bench-large"
@@ -31,7 +32,9 @@ ASSERT_OPTION = "--bench-assert-targets"
 
 def pytest_addoption(parser):
     group = parser.getgroup("fastinit benchmarks")
-    group.addoption(LARGE_OPTION, action="store_true", default=False, help="also run the large benchmark sizes")
+    group.addoption(
+        LARGE_OPTION, action="store_true", default=False, help="also run the large benchmark sizes"
+    )
     group.addoption(
         ASSERT_OPTION,
         action="store_true",
@@ -76,8 +79,11 @@ def _pools():
     from fastinit.threads import blas_threads
 
     numba.get_num_threads()  # the layer is known once it started
-    return {"blas_threads": sorted(set(blas_threads().values())),
-            "numba_threading_layer": numba.threading_layer(), "settle_s": SETTLE_S}
+    return {
+        "blas_threads": sorted(set(blas_threads().values())),
+        "numba_threading_layer": numba.threading_layer(),
+        "settle_s": SETTLE_S,
+    }
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -158,7 +164,10 @@ def _as_tuple(x):
 
 
 def assert_matches(got, expected, rtol, atol, what="result"):
-    """Assert each array of ``got`` matches ``expected`` (tuples compared pairwise; ``None`` must match ``None``)."""
+    """Assert each array of ``got`` matches ``expected``.
+
+    Tuples are compared pairwise; ``None`` must match ``None``.
+    """
     for i, (g, e) in enumerate(zip(_as_tuple(got), _as_tuple(expected))):
         if e is None:
             assert g is None, f"{what}[{i}]: expected None"
@@ -166,7 +175,9 @@ def assert_matches(got, expected, rtol, atol, what="result"):
         g = np.asarray(g)
         e = np.asarray(e)
         assert g.shape == e.shape, f"{what}[{i}]: shape {g.shape}, expected {e.shape}"
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=f"{what}[{i}] differs from the reference")
+        np.testing.assert_allclose(
+            g, e, rtol=rtol, atol=atol, err_msg=f"{what}[{i}] differs from the reference"
+        )
 
 
 def check_then_time(

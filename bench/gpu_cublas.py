@@ -33,8 +33,10 @@ def main(argv):
     try:
         import cupy as cp
     except Exception as exc:  # noqa: BLE001 - any import failure means "no CuPy here"
-        print(f"gpu_cublas: CuPy not importable ({type(exc).__name__}: {exc}); skipping the cuBLAS comparison",
-              file=sys.stderr)
+        print(
+            f"gpu_cublas: CuPy not importable ({type(exc).__name__}: {exc}); skipping the cuBLAS comparison",
+            file=sys.stderr,
+        )
         return 2
     import numpy as np
     from numba import cuda
@@ -53,8 +55,11 @@ def main(argv):
         diff = float(cp.abs(cp.asarray(ours) - theirs).max())
         scale = float(cp.abs(theirs).max())
         if not diff <= 1e-3 * scale:
-            print(f"gpu_cublas: n={n}: fastinit.kernels.cuda.matmul differs from cuBLAS by {diff} (scale {scale})",
-                  file=sys.stderr)
+            print(
+                f"gpu_cublas: n={n}: fastinit.kernels.cuda.matmul differs from cuBLAS by {diff} "
+                f"(scale {scale})",
+                file=sys.stderr,
+            )
             return 1
         t_ours = _time(lambda: kc.gemm_into(a, b, c_ours), cuda.synchronize)
         c_cublas = cp.empty((n, n), dtype=cp.float32)
@@ -72,13 +77,22 @@ def main(argv):
         }
         # every tiling at this size, to show which one a GPU prefers
         for config in kc.MATMUL_CONFIGS:
-            row[f"fastinit_gflops_{config}"] = flops / _time(
-                lambda config=config: kc.gemm_into(a, b, c_ours, config=config), cuda.synchronize) / 1e9
+            row[f"fastinit_gflops_{config}"] = (
+                flops
+                / _time(lambda config=config: kc.gemm_into(a, b, c_ours, config=config), cuda.synchronize)
+                / 1e9
+            )
         rows.append(row)
-        print(f"n={n}: fastinit {row['fastinit_gflops']:.0f} GFLOP/s ({row['config']}), "
-              f"cuBLAS {row['cublas_gflops']:.0f} GFLOP/s, fraction {row['fraction_of_cublas']:.2f}")
+        print(
+            f"n={n}: fastinit {row['fastinit_gflops']:.0f} GFLOP/s ({row['config']}), "
+            f"cuBLAS {row['cublas_gflops']:.0f} GFLOP/s, fraction {row['fraction_of_cublas']:.2f}"
+        )
     name = cuda.get_current_device().name
-    info = {"gpu": name.decode() if isinstance(name, bytes) else str(name), "cupy": cp.__version__, "rows": rows}
+    info = {
+        "gpu": name.decode() if isinstance(name, bytes) else str(name),
+        "cupy": cp.__version__,
+        "rows": rows,
+    }
     with open(out_path, "w", encoding="utf-8") as fh:
         json.dump(info, fh, indent=1)
     return 0

@@ -43,8 +43,9 @@ def summarise(folder):
     cublas = _load(os.path.join(folder, "cublas.json"))
     lines = ["# fastinit GPU check", ""]
     info = (prof or big or {}).get("info", {})
-    lines.append(f"GPU: {info.get('gpu', 'unknown')}; numba {info.get('numba', '?')}; "
-                 f"python {info.get('python', '?')}")
+    lines.append(
+        f"GPU: {info.get('gpu', 'unknown')}; numba {info.get('numba', '?')}; python {info.get('python', '?')}"
+    )
     lines.append("")
     lines.append("## Targets")
     # target 1: matmul 4096 vs cuBLAS
@@ -53,11 +54,16 @@ def summarise(folder):
         row = next((r for r in cublas["rows"] if r["n"] == 4096), None)
     if row:
         ok = row["fraction_of_cublas"] >= 0.5
-        lines.append(f"- float32 matmul 4096^2: fastinit {row['fastinit_gflops']:.0f} GFLOP/s, cuBLAS "
-                     f"{row['cublas_gflops']:.0f} GFLOP/s: {row['fraction_of_cublas']:.2f} of cuBLAS "
-                     f"(target >= 0.5: {'MET' if ok else 'NOT MET'})")
-        tilings = ", ".join(f"{k[len('fastinit_gflops_'):]} {v:.0f}" for k, v in row.items()
-                            if k.startswith("fastinit_gflops_"))
+        lines.append(
+            f"- float32 matmul 4096^2: fastinit {row['fastinit_gflops']:.0f} GFLOP/s, cuBLAS "
+            f"{row['cublas_gflops']:.0f} GFLOP/s: {row['fraction_of_cublas']:.2f} of cuBLAS "
+            f"(target >= 0.5: {'MET' if ok else 'NOT MET'})"
+        )
+        tilings = ", ".join(
+            f"{k[len('fastinit_gflops_') :]} {v:.0f}"
+            for k, v in row.items()
+            if k.startswith("fastinit_gflops_")
+        )
         lines.append(f"  per tiling (GFLOP/s): {tilings}")
     else:
         r = _find(_records(big), "matmul", "cuda", "4096^2")
@@ -69,9 +75,11 @@ def summarise(folder):
     if cpu and gpu:
         ok = gpu["time_s"] < cpu["time_s"]
         xfer = gpu.get("time_xfer_s")
-        lines.append(f"- MNIST training step ({gpu['case']}): cuda {_ms(gpu['time_s'])} resident "
-                     f"({_ms(xfer)} with the batch copied in and the loss out), cpu {_ms(cpu['time_s'])}: "
-                     f"{cpu['time_s'] / gpu['time_s']:.2f}x (target cuda faster: {'MET' if ok else 'NOT MET'})")
+        lines.append(
+            f"- MNIST training step ({gpu['case']}): cuda {_ms(gpu['time_s'])} resident "
+            f"({_ms(xfer)} with the batch copied in and the loss out), cpu {_ms(cpu['time_s'])}: "
+            f"{cpu['time_s'] / gpu['time_s']:.2f}x (target cuda faster: {'MET' if ok else 'NOT MET'})"
+        )
     else:
         lines.append("- MNIST training step: not measured on both cpu and cuda")
     lines.append("")
@@ -83,8 +91,10 @@ def summarise(folder):
         if r["backend"] != "cuda":
             continue
         sp = r.get("speedup")
-        lines.append(f"| {r['kernel']} | {r['case']} | {_ms(r['time_s'])} | {_ms(r.get('time_xfer_s'))} | "
-                     f"{r['throughput']:.3g} {r['unit']} | {'-' if sp is None else f'{sp:.2f}x'} |")
+        lines.append(
+            f"| {r['kernel']} | {r['case']} | {_ms(r['time_s'])} | {_ms(r.get('time_xfer_s'))} | "
+            f"{r['throughput']:.3g} {r['unit']} | {'-' if sp is None else f'{sp:.2f}x'} |"
+        )
     text = "\n".join(lines) + "\n"
     with open(os.path.join(folder, "summary.md"), "w", encoding="utf-8") as fh:
         fh.write(text)

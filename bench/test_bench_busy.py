@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import settle, time_stats
 
 import fastinit.kernels.cpu as kcpu
 import fastinit.kernels.reference as ref
-from conftest import settle, time_stats
 from fastinit import MLP
 from fastinit.mlp import compile_backend
 
@@ -88,8 +88,13 @@ def test_busy(benchmark, work, backend):
     slowdown = busy / quiet
     _SLOWDOWN[work, backend] = slowdown
     info = benchmark.extra_info
-    info.update(backend=backend, busy_processes=os.cpu_count() or 1, quiet_median_ms=round(quiet * 1e3, 4),
-                busy_median_ms=round(busy * 1e3, 4), slowdown=round(slowdown, 3))
+    info.update(
+        backend=backend,
+        busy_processes=os.cpu_count() or 1,
+        quiet_median_ms=round(quiet * 1e3, 4),
+        busy_median_ms=round(busy * 1e3, 4),
+        slowdown=round(slowdown, 3),
+    )
     if backend == "cpu" and (work, "numpy") in _SLOWDOWN:
         info["numpy_slowdown"] = round(_SLOWDOWN[work, "numpy"], 3)
         info["meets_target"] = bool(slowdown <= _SLOWDOWN[work, "numpy"])

@@ -14,9 +14,9 @@ All benchmarks are float32, the toolkit's default.
 
 import numpy as np
 import pytest
+from conftest import check_then_time
 
 import fastinit.kernels.reference as ref
-from conftest import check_then_time
 
 DT = np.float32
 F32_TOL = dict(rtol=2e-4, atol=2e-5)
@@ -61,7 +61,9 @@ MATMUL_CASES = [
 ]
 for _size in (256, 1024):
     for _v in VARIANTS:
-        MATMUL_CASES.append(_matmul_case(_size, _size, _size, _v, MATMUL_TARGET_SQUARE if _size == 1024 else None))
+        MATMUL_CASES.append(
+            _matmul_case(_size, _size, _size, _v, MATMUL_TARGET_SQUARE if _size == 1024 else None)
+        )
 for _v in VARIANTS:
     MATMUL_CASES.append(_matmul_case(2048, 2048, 2048, _v, MATMUL_TARGET_SQUARE, marks=(large,)))
 

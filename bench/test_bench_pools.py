@@ -31,7 +31,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import targets_asserted
 
 TARGET = 1.15  # a block after the other backend's: at most this times its settled time
@@ -128,11 +127,19 @@ def test_pools_mixed(benchmark, shape, order):
     with limit_blas(1):
         benchmark.pedantic(second, setup=first, rounds=ROUNDS, warmup_rounds=1)
     info = benchmark.extra_info
-    info.update(shape=shape, order=order, dtype="float32", rounds=ROUNDS, pause_s=PAUSE_S,
-                setting=SETTING, under_setting=setting, under_default=default,
-                default_note="process default: OpenBLAS at its own thread count (all cores), "
-                             "busy-waiting ~0.1 s after each product",
-                target_ratio=TARGET)
+    info.update(
+        shape=shape,
+        order=order,
+        dtype="float32",
+        rounds=ROUNDS,
+        pause_s=PAUSE_S,
+        setting=SETTING,
+        under_setting=setting,
+        under_default=default,
+        default_note="process default: OpenBLAS at its own thread count (all cores), "
+        "busy-waiting ~0.1 s after each product",
+        target_ratio=TARGET,
+    )
     met = setting["ratio_median"] <= TARGET
     info["meets_target"] = bool(met)
     if targets_asserted():
@@ -140,8 +147,19 @@ def test_pools_mixed(benchmark, shape, order):
 
 
 def _train_args(out):
-    return ["train", "--init", "he", "--seeds", "0", "--no-plot", "-q", "--iterations", str(ITERATIONS),
-            "--out", out]
+    return [
+        "train",
+        "--init",
+        "he",
+        "--seeds",
+        "0",
+        "--no-plot",
+        "-q",
+        "--iterations",
+        str(ITERATIONS),
+        "--out",
+        out,
+    ]
 
 
 _LIBRARY_CALL = (
@@ -192,16 +210,19 @@ def test_train_command_default_vs_openblas_one_thread(benchmark, tmp_path):
     default = float(stats.stats.median)
     medians = {name: float(np.median(v)) for name, v in arms.items()}
     ratio = default / medians["openblas_1"]
-    info.update(command="fastinit " + " ".join(_train_args("OUT")), rounds=COMMAND_ROUNDS,
-                default_median_s=round(default, 3),
-                openblas_1_median_s=round(medians["openblas_1"], 3),
-                library_call_default_median_s=round(medians["library_call_default"], 3),
-                default_vs_openblas_1=round(ratio, 3),
-                library_call_vs_openblas_1=round(medians["library_call_default"] / medians["openblas_1"], 3),
-                note="whole processes (start-up, data loading, cached compile included); the library call "
-                     "holds no thread setting, as the command did before fastinit.threads",
-                target=f"default <= {NOISE} x OPENBLAS_NUM_THREADS=1",
-                cpu_s_median={name: round(float(np.median(v)), 3) for name, v in _CPU.items()})
+    info.update(
+        command="fastinit " + " ".join(_train_args("OUT")),
+        rounds=COMMAND_ROUNDS,
+        default_median_s=round(default, 3),
+        openblas_1_median_s=round(medians["openblas_1"], 3),
+        library_call_default_median_s=round(medians["library_call_default"], 3),
+        default_vs_openblas_1=round(ratio, 3),
+        library_call_vs_openblas_1=round(medians["library_call_default"] / medians["openblas_1"], 3),
+        note="whole processes (start-up, data loading, cached compile included); the library call "
+        "holds no thread setting, as the command did before fastinit.threads",
+        target=f"default <= {NOISE} x OPENBLAS_NUM_THREADS=1",
+        cpu_s_median={name: round(float(np.median(v)), 3) for name, v in _CPU.items()},
+    )
     met = ratio <= NOISE
     info["meets_target"] = bool(met)
     if targets_asserted():

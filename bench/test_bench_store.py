@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import settle, targets_asserted
+
 from fastinit.store import open_results, replace_group
 
 TIME_TARGET = 1.15
@@ -42,8 +42,22 @@ ROUNDS = 5
 
 
 def _command(out):
-    return [sys.executable, "-m", "fastinit", "train", "--init", "he", "--iterations", "200", "--backend", "cpu",
-            "--no-plot", "-q", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "fastinit",
+        "train",
+        "--init",
+        "he",
+        "--iterations",
+        "200",
+        "--backend",
+        "cpu",
+        "--no-plot",
+        "-q",
+        "--out",
+        str(out),
+    ]
 
 
 def _add(out):
@@ -61,8 +75,11 @@ def _add(out):
 
 
 def _disk_bytes(folder):
-    return sum(os.stat(os.path.join(root, name)).st_blocks * 512
-               for root, _, files in os.walk(folder) for name in files)
+    return sum(
+        os.stat(os.path.join(root, name)).st_blocks * 512
+        for root, _, files in os.walk(folder)
+        for name in files
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +91,11 @@ def large_set(tmp_path_factory):
     with open_results(out, command_line="bench: a large results set") as f:
         for i in range(24):
             g = replace_group(f, f"/train/run{i}")
-            g.create_dataset("activations", data=rng.standard_normal((21, 4, 200, 80), dtype=np.float32),
-                             chunks=(1, 4, 200, 80))
+            g.create_dataset(
+                "activations",
+                data=rng.standard_normal((21, 4, 200, 80), dtype=np.float32),
+                chunks=(1, 4, 200, 80),
+            )
             g.create_dataset("loss", data=rng.random(2000))
     assert _disk_bytes(folder) >= LARGE_BYTES
     return out
@@ -104,12 +124,20 @@ def test_adding_a_run_costs_what_it_adds(benchmark, large_set, tmp_path):
     time_ratio = large_time / statistics.median(empty_times)
     memory_ratio = statistics.median(large_rss) / statistics.median(empty_rss)
     benchmark.extra_info.update(
-        time_ratio=time_ratio, time_target=TIME_TARGET, memory_ratio=memory_ratio, memory_target=MEMORY_TARGET,
-        empty_median_s=statistics.median(empty_times), large_median_s=large_time,
+        time_ratio=time_ratio,
+        time_target=TIME_TARGET,
+        memory_ratio=memory_ratio,
+        memory_target=MEMORY_TARGET,
+        empty_median_s=statistics.median(empty_times),
+        large_median_s=large_time,
         time_ratio_of_minima=benchmark.stats.stats.min / min(empty_times),
         empty_peak_rss_mb=statistics.median(empty_rss) / 2**20,
         large_peak_rss_mb=statistics.median(large_rss) / 2**20,
-        large_set_mb=_disk_bytes(large_set.parent) / 2**20, rounds=ROUNDS)
+        large_set_mb=_disk_bytes(large_set.parent) / 2**20,
+        rounds=ROUNDS,
+    )
     if targets_asserted():
-        assert time_ratio <= TIME_TARGET, f"adding to a large set took {time_ratio:.2f}x the time of an empty one"
+        assert time_ratio <= TIME_TARGET, (
+            f"adding to a large set took {time_ratio:.2f}x the time of an empty one"
+        )
         assert memory_ratio <= MEMORY_TARGET, f"adding to a large set took {memory_ratio:.2f}x the memory"

@@ -20,8 +20,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import settle
+
 from fastinit.experiments.sweep import SweepConfig, sweep
 
 GRID = SweepConfig(sw2=(1.0, 1.75, 2.5, 4.0), depths=(10, 20), steps=200, eval_samples=2000)
@@ -32,8 +32,13 @@ _REFERENCE = {}
 @pytest.fixture(scope="module")
 def dask_scheduler():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=50)
+    cluster = distributed.LocalCluster(
+        n_workers=os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=50,
+    )
     try:
         yield cluster.scheduler_address
     finally:
@@ -58,5 +63,9 @@ def test_sweep_cells_per_minute(benchmark, tmp_path, where, request):
     settle()
     benchmark.pedantic(run, rounds=3, iterations=1)
     cells = result.done.size
-    benchmark.extra_info.update(cells=cells, cells_per_minute=60.0 * cells / benchmark.stats.stats.median,
-                                workers=os.cpu_count(), where=where)
+    benchmark.extra_info.update(
+        cells=cells,
+        cells_per_minute=60.0 * cells / benchmark.stats.stats.median,
+        workers=os.cpu_count(),
+        where=where,
+    )

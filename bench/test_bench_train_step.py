@@ -37,10 +37,11 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import settle, targets_asserted
 from train_step_worker import BATCH, LR, SEED, SIZES
-from train_step_worker import batch as _batch, torch_step_factory as _torch_step_factory
+from train_step_worker import batch as _batch
+from train_step_worker import torch_step_factory as _torch_step_factory
+
 from fastinit import MLP
 from fastinit.mlp import compile_backend
 
@@ -129,7 +130,11 @@ def _real_gpu():
     return cuda_available()
 
 
-BACKENDS = ["numpy", "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not _real_gpu(), reason="no CUDA GPU"))]
+BACKENDS = [
+    "numpy",
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not _real_gpu(), reason="no CUDA GPU")),
+]
 
 
 @pytest.mark.benchmark(group="train_step")
@@ -141,7 +146,9 @@ def test_train_step(benchmark, backend):
     _assert_matches_reference(mlp.train_step(x, labels, LR), mlp.params)
     for _ in range(3):  # warm-up: compilation, workspaces, caches
         mlp.train_step(x, labels, LR)
-    benchmark.extra_info.update(backend=backend, sizes="-".join(map(str, SIZES)), batch=BATCH, dtype="float32")
+    benchmark.extra_info.update(
+        backend=backend, sizes="-".join(map(str, SIZES)), batch=BATCH, dtype="float32"
+    )
     if backend == "cuda":
         benchmark.extra_info["note"] = "host batch: includes the host-to-device copy of x and labels"
     settle()
@@ -191,8 +198,9 @@ class _Worker:
 
     def __init__(self, backend):
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step_worker.py")
-        self.proc = subprocess.Popen([sys.executable, script, backend], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, script, backend], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         line = self.proc.stdout.readline()
         if not line:
             self.close()
@@ -235,8 +243,9 @@ def _isolated(names, rounds=ROUNDS, per_turn=STEPS_PER_TURN):
 
 
 def _figures(stats):
-    return {name: {"median_ms": round(m * 1e3, 4), "min_ms": round(b * 1e3, 4)}
-            for name, (m, b) in stats.items()}
+    return {
+        name: {"median_ms": round(m * 1e3, 4), "min_ms": round(b * 1e3, 4)} for name, (m, b) in stats.items()
+    }
 
 
 def _ratios(stats):
@@ -275,8 +284,15 @@ def test_train_step_side_by_side(benchmark):
         assert message["first_loss"] == pytest.approx(ref_loss, rel=RTOL), name
     mixed = _side_by_side(steps)
     info = benchmark.extra_info
-    info.update(backend="cpu", sizes="-".join(map(str, SIZES)), batch=BATCH, dtype="float32",
-                rounds=ROUNDS, steps_per_turn=STEPS_PER_TURN, pause_between_turns_s=PAUSE_S)
+    info.update(
+        backend="cpu",
+        sizes="-".join(map(str, SIZES)),
+        batch=BATCH,
+        dtype="float32",
+        rounds=ROUNDS,
+        steps_per_turn=STEPS_PER_TURN,
+        pause_between_turns_s=PAUSE_S,
+    )
     info["isolated"] = dict(_figures(isolated), **_ratios(isolated))
     info["mixed_in_one_process"] = dict(_figures(mixed), **_ratios(mixed))
     worker_machine = ready["cpu"]["machine"]

@@ -26,7 +26,9 @@ parser.add_argument("--out", default="mnist-loss.png")
 args = parser.parse_args()
 
 mnist = load_mnist()  # shipped with the package: no download
-batches = np.random.default_rng(0).integers(0, mnist.train_images.shape[0], (args.iterations, args.batch_size))
+batches = np.random.default_rng(0).integers(
+    0, mnist.train_images.shape[0], (args.iterations, args.batch_size)
+)
 fig, ax = plt.subplots(figsize=(6, 4))
 for init in ("std=0.01", "xavier", "he"):
     mlp = MLP([784, 100, 100, 100, 100, 10], activation="relu", init=init, backend="cpu", seed=0)

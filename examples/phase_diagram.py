@@ -35,8 +35,9 @@ for i, depth in enumerate(args.depths):
     for j, sw2 in enumerate(args.sw2):
         mlp = MLP([784] + [100] * depth + [10], activation="tanh", init=f"lecun,gain={np.sqrt(sw2)}", seed=0)
         rng = np.random.default_rng(1)  # biases ~ N(0, sb2)
-        mlp.load_params([(w, (np.sqrt(args.sb2) * rng.standard_normal(b.size)).astype(b.dtype))
-                         for w, b in mlp.params])
+        mlp.load_params(
+            [(w, (np.sqrt(args.sb2) * rng.standard_normal(b.size)).astype(b.dtype)) for w, b in mlp.params]
+        )
         mlp.set_dataset(x, y)
         for idx in batches:
             mlp.train_step_indices(idx, 0.005)

@@ -28,8 +28,9 @@ args = parser.parse_args()
 inits = ["std=1", "std=0.01", "xavier"]
 rng = np.random.default_rng(0)
 x0 = rng.standard_normal((args.samples, args.units), dtype=np.float32)
-fig, axes = plt.subplots(len(inits), args.layers, figsize=(2.2 * args.layers, 2.0 * len(inits)),
-                         sharex=True, squeeze=False)
+fig, axes = plt.subplots(
+    len(inits), args.layers, figsize=(2.2 * args.layers, 2.0 * len(inits)), sharex=True, squeeze=False
+)
 for row, spec in enumerate(inits):
     x = x0
     for layer in range(args.layers):

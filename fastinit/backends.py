@@ -11,12 +11,23 @@ import numpy as np
 from .errors import FastinitError
 
 __all__ = [
-    "BACKENDS", "NO_CUDA_MESSAGE", "BackendError", "check_backend", "cuda_available", "require_cuda",
-    "available_backends", "kernels_for", "KernelBackend",
+    "BACKENDS",
+    "NO_CUDA_MESSAGE",
+    "BackendError",
+    "check_backend",
+    "cuda_available",
+    "require_cuda",
+    "available_backends",
+    "kernels_for",
+    "KernelBackend",
 ]
 
 BACKENDS = ("numpy", "cpu", "cuda")
-_MODULES = {"numpy": "fastinit.kernels.reference", "cpu": "fastinit.kernels.cpu", "cuda": "fastinit.kernels.cuda"}
+_MODULES = {
+    "numpy": "fastinit.kernels.reference",
+    "cpu": "fastinit.kernels.cpu",
+    "cuda": "fastinit.kernels.cuda",
+}
 
 NO_CUDA_MESSAGE = (
     "no CUDA device was found (numba.cuda.is_available() is False). "
@@ -132,7 +143,8 @@ class KernelBackend:
     name : str
         The backend's name.
     k : module
-        Its kernel module (``fastinit.kernels.reference``, ``fastinit.kernels.cpu`` or ``fastinit.kernels.cuda``).
+        Its kernel module (``fastinit.kernels.reference``, ``fastinit.kernels.cpu`` or
+        ``fastinit.kernels.cuda``).
 
     Raises
     ------

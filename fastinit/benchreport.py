@@ -29,10 +29,17 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .formatting import format_time
 from .errors import FastinitError
+from .formatting import format_time
 
-__all__ = ["BenchReportError", "BenchRow", "BenchReport", "load_benchmarks", "format_markdown", "plot_benchmarks"]
+__all__ = [
+    "BenchReportError",
+    "BenchRow",
+    "BenchReport",
+    "load_benchmarks",
+    "format_markdown",
+    "plot_benchmarks",
+]
 
 KNOWN_BACKENDS = ("numpy", "cpu", "cuda", "torch")
 _GFLOPS_KEYS = ("gflops", "gflop_s", "gflop/s", "gflops_per_s")
@@ -158,7 +165,9 @@ def _backend_of(bench):
     params = bench.get("params") or {}
     if isinstance(params.get("backend"), str):
         return params["backend"]
-    param_ids = re.split(r"[-\[\],]", bench.get("param") or "") + re.split(r"[\[\]\-_]", bench.get("name", ""))
+    param_ids = re.split(r"[-\[\],]", bench.get("param") or "") + re.split(
+        r"[\[\]\-_]", bench.get("name", "")
+    )
     for token in param_ids:
         if token in KNOWN_BACKENDS:
             return token
@@ -217,29 +226,35 @@ def load_benchmarks(path):
     except OSError as exc:
         raise BenchReportError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise BenchReportError(f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list); "
-                               "write one with pytest --benchmark-json FILE")
+        raise BenchReportError(
+            f"{path} is not a pytest-benchmark JSON file (no 'benchmarks' list); "
+            "write one with pytest --benchmark-json FILE"
+        )
     rows = []
     for bench in data["benchmarks"]:
         stats = bench.get("stats") if isinstance(bench, dict) else None
         if not isinstance(stats, dict) or not isinstance(stats.get("median"), (int, float)):
             continue
         extra = bench.get("extra_info") or {}
-        rows.append(BenchRow(
-            group=bench.get("group") or bench.get("name", "?").split("[")[0],
-            name=bench.get("name", "?"),
-            backend=_backend_of(bench),
-            mean=float(stats["mean"]),
-            median=float(stats["median"]),
-            stddev=float(stats.get("stddev", 0.0)),
-            min=float(stats.get("min", stats["median"])),
-            rounds=int(stats.get("rounds", 0)),
-            gflops=_extra_number(extra, _GFLOPS_KEYS),
-            gbs=_extra_number(extra, _GBS_KEYS),
-            extra_info=extra,
-        ))
+        rows.append(
+            BenchRow(
+                group=bench.get("group") or bench.get("name", "?").split("[")[0],
+                name=bench.get("name", "?"),
+                backend=_backend_of(bench),
+                mean=float(stats["mean"]),
+                median=float(stats["median"]),
+                stddev=float(stats.get("stddev", 0.0)),
+                min=float(stats.get("min", stats["median"])),
+                rounds=int(stats.get("rounds", 0)),
+                gflops=_extra_number(extra, _GFLOPS_KEYS),
+                gbs=_extra_number(extra, _GBS_KEYS),
+                extra_info=extra,
+            )
+        )
     if not rows:
-        raise BenchReportError(f"{path} holds no timed benchmarks (was the run made with --benchmark-disable?)")
+        raise BenchReportError(
+            f"{path} holds no timed benchmarks (was the run made with --benchmark-disable?)"
+        )
     report = BenchReport(path, rows, _machine(data), str(data.get("datetime", "?")), _commit(data))
     _speedups(report)
     return report
@@ -268,7 +283,9 @@ def _machine(data):
         parts.append(str(info["system"]))
     ours = info.get("fastinit") or {}  # bench/conftest.py: fastinit.machine.describe()
     if ours:
-        parts.append(f"host ISA {ours.get('host_isa')}, code for {ours.get('code_cpu')} ({ours.get('code_isa')})")
+        parts.append(
+            f"host ISA {ours.get('host_isa')}, code for {ours.get('code_cpu')} ({ours.get('code_isa')})"
+        )
         parts.append(f"numpy {ours.get('numpy')}, numba {ours.get('numba')}")
     return ", ".join(str(p) for p in parts)
 
@@ -325,8 +342,10 @@ def format_markdown(report):
         for r in rows:
             label = r.backend if r.backend not in dup else f"{r.backend} ({r.name})"
             speed = "-" if r.speedup is None else f"{r.speedup:.3g}x"
-            lines.append(f"| {group} | {label} | {format_time(r.mean)} | {format_time(r.median)} | {_ops(r.ops)} | "
-                         f"{_num(r.gflops)} | {_num(r.gbs)} | {speed} | {r.rounds} |")
+            lines.append(
+                f"| {group} | {label} | {format_time(r.mean)} | {format_time(r.median)} | {_ops(r.ops)} | "
+                f"{_num(r.gflops)} | {_num(r.gbs)} | {speed} | {r.rounds} |"
+            )
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from .errors import FastinitError
 
 __all__ = [
@@ -143,27 +144,19 @@ def _parse_idx(data, path, magic, ndim):
     """Validate an IDX buffer and return its uint8 array of ``ndim`` dimensions."""
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataError(
-            f"{path}: truncated IDX header ({len(data)} bytes, expected at least {header})"
-        )
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, expected at least {header})")
     found = int.from_bytes(data[:4], "big")
     if found != magic:
         kind = "images" if magic == IMAGES_MAGIC else "labels"
-        raise DataError(
-            f"{path}: bad IDX magic number 0x{found:08x}, expected 0x{magic:08x} ({kind} file)"
-        )
+        raise DataError(f"{path}: bad IDX magic number 0x{found:08x}, expected 0x{magic:08x} ({kind} file)")
     dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if any(d <= 0 for d in dims):
         raise DataError(f"{path}: bad IDX dimensions {dims}, all must be > 0")
     expected = header + int(np.prod(dims))
     if len(data) < expected:
-        raise DataError(
-            f"{path}: truncated IDX data ({len(data)} bytes, header {dims} needs {expected})"
-        )
+        raise DataError(f"{path}: truncated IDX data ({len(data)} bytes, header {dims} needs {expected})")
     if len(data) > expected:
-        raise DataError(
-            f"{path}: {len(data) - expected} unexpected trailing bytes after the IDX data {dims}"
-        )
+        raise DataError(f"{path}: {len(data) - expected} unexpected trailing bytes after the IDX data {dims}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 

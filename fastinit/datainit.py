@@ -160,7 +160,13 @@ def _device(backend, dtype):
     if backend == "cuda":
         from numba import cuda
 
-        return k, k.as_device, lambda a: a.copy_to_host(), k.gather_rows_into, lambda s: cuda.device_array(s, dtype)
+        return (
+            k,
+            k.as_device,
+            lambda a: a.copy_to_host(),
+            k.gather_rows_into,
+            lambda s: cuda.device_array(s, dtype),
+        )
     take = lambda x, idx, out: np.take(x, idx, axis=0, out=out)  # noqa: E731
     return k, np.ascontiguousarray, np.array, take, lambda s: np.empty(s, dtype)
 
@@ -188,7 +194,9 @@ def _lsuv(sizes, activation, data, rng, dtype, backend, *, tol, batch, max_iter)
         for key, value in zip(info, (before, var, iterations, converged)):
             info[key].append(value)
         if not converged:
-            why = "it cannot be rescaled" if not 0 < var < math.inf else f"after max_iter={max_iter} rescalings"
+            why = (
+                "it cannot be rescaled" if not 0 < var < math.inf else f"after max_iter={max_iter} rescalings"
+            )
             warnings.warn(
                 f"lsuv: layer {i} ({w.shape[0]} -> {w.shape[1]}) has pre-activation variance {var:.6g}, "
                 f"not 1 +- {tol}, {why}; its weights are kept as they are (MLP.init_info['converged'])",
@@ -216,7 +224,9 @@ def _pretrain(sizes, activation, data, rng, dtype, backend, *, steps, lr, batch)
         dec = (put(init_weights("xavier", fo, fi, rng, dtype)), put(np.zeros(fi, dtype)))
         x_eval = take(x, eval_rows, empty((eval_rows.shape[0], fi)))
         info["loss_before"].append(_reconstruction_error(k, x_eval, enc, dec, activation))
-        _train_autoencoder(k, take, empty, x, put(rng.integers(0, n, size=(steps, batch))), enc, dec, activation, lr)
+        _train_autoencoder(
+            k, take, empty, x, put(rng.integers(0, n, size=(steps, batch))), enc, dec, activation, lr
+        )
         info["loss_after"].append(_reconstruction_error(k, x_eval, enc, dec, activation))
         weights.append(get(enc[0]))
         biases.append(get(enc[1]))

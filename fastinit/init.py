@@ -123,7 +123,8 @@ def gain(activation, param=None):
     if activation == "selu":
         return 0.75
     raise ValueError(
-        f"no gain for activation {activation!r}; expected linear, identity, sigmoid, tanh, relu, leaky_relu or selu"
+        f"no gain for activation {activation!r}; "
+        "expected linear, identity, sigmoid, tanh, relu, leaky_relu or selu"
     )
 
 
@@ -219,7 +220,9 @@ class InitScheme:
             return self.gain / math.sqrt(max(fan_in, fan_out))
         return self.gain / math.sqrt(_fan(fan_in, fan_out, self.mode))
 
-    @with_doc(fill_doc("""Draw a C-contiguous weight matrix from `rng`.
+    @with_doc(
+        fill_doc(
+            """Draw a C-contiguous weight matrix from `rng`.
 
         Values are drawn in float64 and cast, so a seed gives the same weights on every
         backend and dtype.
@@ -241,7 +244,10 @@ class InitScheme:
             If `rng` is not a ``numpy.random.Generator``.
         ValueError
             If a fan is < 1 or the scheme is data-driven.
-        """, layer=_LAYER_PARAMETERS))
+        """,
+            layer=_LAYER_PARAMETERS,
+        )
+    )
     def sample(self, fan_in, fan_out, rng, dtype=np.float32):
         if self.data_driven:
             raise self._needs_data()
@@ -330,7 +336,11 @@ def parse_init(spec):
     for opt in options:
         key, eq, val = opt.partition("=")
         if not eq or key.strip() not in ("gain", "mode"):
-            raise _bad_spec(spec, f"unknown option {opt!r}; options are gain=<number|activation> and mode=fan_in|fan_out|fan_avg")
+            raise _bad_spec(
+                spec,
+                f"unknown option {opt!r}; "
+                "options are gain=<number|activation> and mode=fan_in|fan_out|fan_avg",
+            )
         opts[key.strip()] = val.strip()
 
     if name in _VALUED:
@@ -342,7 +352,9 @@ def parse_init(spec):
         if value < 0:
             raise _bad_spec(spec, f"{name} must be >= 0, got {value}")
         if name == "uniform":
-            return InitScheme(spec=spec, kind="fixed", distribution="uniform", fixed_std=value / math.sqrt(3.0))
+            return InitScheme(
+                spec=spec, kind="fixed", distribution="uniform", fixed_std=value / math.sqrt(3.0)
+            )
         dist = "truncated" if name == "truncated" else "normal"
         return InitScheme(spec=spec, kind="fixed", distribution=dist, fixed_std=value)
     if value_text:
@@ -399,7 +411,9 @@ def _parse_data_driven(spec, name, value_text, options):
         if not ok(value):
             raise _bad_spec(spec, f"{key} must be {what}, got {text!r}")
         values[key] = value
-    return InitScheme(spec=spec, kind=name, options=tuple((k, values.get(k, d)) for k, (d, _, _) in table.items()))
+    return InitScheme(
+        spec=spec, kind=name, options=tuple((k, values.get(k, d)) for k, (d, _, _) in table.items())
+    )
 
 
 def _gain_option(spec, opts, default):
@@ -418,7 +432,9 @@ def _gain_option(spec, opts, default):
     return value
 
 
-@with_doc(fill_doc("""Draw a (fan_in, fan_out) weight matrix for the scheme named by `spec`.
+@with_doc(
+    fill_doc(
+        """Draw a (fan_in, fan_out) weight matrix for the scheme named by `spec`.
 
     Parameters
     ----------
@@ -440,6 +456,9 @@ def _gain_option(spec, opts, default):
         use ``MLP(..., data=x)``).
     TypeError
         If `rng` is not a ``numpy.random.Generator``.
-    """, layer=_LAYER_PARAMETERS))
+    """,
+        layer=_LAYER_PARAMETERS,
+    )
+)
 def init_weights(spec, fan_in, fan_out, rng, dtype=np.float32):
     return parse_init(spec).sample(fan_in, fan_out, rng, dtype)

@@ -18,8 +18,9 @@ __all__ = ["describe", "provenance", "gpu_name", "isa_of_features"]
 # Vector ISA of the code LLVM generates for a CPU name given in NUMBA_CPU_NAME.
 _ISA_BY_CPU_NAME = {
     **dict.fromkeys(("haswell", "broadwell", "skylake", "znver1", "znver2", "znver3", "alderlake"), "AVX2"),
-    **dict.fromkeys(("skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "znver4", "znver5"),
-                    "AVX-512"),
+    **dict.fromkeys(
+        ("skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "znver4", "znver5"), "AVX-512"
+    ),
     **dict.fromkeys(("generic", "x86-64", "core2", "nehalem"), "SSE"),
 }
 
@@ -132,8 +133,14 @@ def provenance():
     """
     d = describe()
     out = {f"{k}_version": d[k] for k in ("python", "numpy", "numba", "llvmlite", "numba_cuda", "h5py")}
-    out.update(cpu_model=d["cpu_model"], cpu_isa=d["host_isa"], code_isa=d["code_isa"], cores=d["cores"],
-               threads=d["numba_threads"], platform=d["platform"])
+    out.update(
+        cpu_model=d["cpu_model"],
+        cpu_isa=d["host_isa"],
+        code_isa=d["code_isa"],
+        cores=d["cores"],
+        threads=d["numba_threads"],
+        platform=d["platform"],
+    )
     return out
 
 

@@ -87,7 +87,8 @@ def _check_sizes(sizes):
         ok = False
     if not ok:
         raise ValueError(
-            f"sizes must be a sequence of at least 2 positive ints (inputs, hidden..., classes), got {sizes!r}"
+            "sizes must be a sequence of at least 2 positive ints (inputs, hidden..., classes), "
+            f"got {sizes!r}"
         )
     return tuple(int(s) for s in sizes)
 
@@ -172,7 +173,9 @@ class MLP:
     naming ``x``; cast with ``x.astype(mlp.dtype)``).
     """
 
-    def __init__(self, sizes, activation="relu", init="he", backend="cpu", dtype="float32", seed=0, *, data=None):
+    def __init__(
+        self, sizes, activation="relu", init="he", backend="cpu", dtype="float32", seed=0, *, data=None
+    ):
         self.sizes = _check_sizes(sizes)
         chk.activation_code(activation)
         self.activation = activation
@@ -191,7 +194,8 @@ class MLP:
             )
         else:
             weights = [
-                init_weights(self.init, fi, fo, rng, self.dtype) for fi, fo in zip(self.sizes[:-1], self.sizes[1:])
+                init_weights(self.init, fi, fo, rng, self.dtype)
+                for fi, fo in zip(self.sizes[:-1], self.sizes[1:])
             ]
             biases = [np.zeros(fo, dtype=self.dtype) for fo in self.sizes[1:]]
             self.init_info = {}
@@ -256,7 +260,9 @@ class MLP:
     def _check_x(self, x):
         chk.float_array("x", x, 2)
         if np.dtype(x.dtype) != self.dtype:
-            raise TypeError(f"x must have dtype {self.dtype} (the MLP's dtype), got {x.dtype}; cast with x.astype")
+            raise TypeError(
+                f"x must have dtype {self.dtype} (the MLP's dtype), got {x.dtype}; cast with x.astype"
+            )
         if x.shape[1] != self.sizes[0] or x.shape[0] < 1:
             raise ValueError(f"x must have shape (N, {self.sizes[0]}) with N >= 1, got {tuple(x.shape)}")
         return x
@@ -312,7 +318,9 @@ class MLP:
         """
         return np.argmax(self.forward(x), axis=1)
 
-    @with_doc(fill_doc("""Compute the mean softmax cross-entropy on (`x`, `labels`) without updating anything.
+    @with_doc(
+        fill_doc(
+            """Compute the mean softmax cross-entropy on (`x`, `labels`) without updating anything.
 
         Parameters
         ----------
@@ -324,7 +332,11 @@ class MLP:
             The mean loss.
 
         {batch_raises}
-        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+        """,
+            batch=_BATCH,
+            batch_raises=_BATCH_RAISES,
+        )
+    )
     def loss(self, x, labels):
         from fastinit.kernels import reference
 
@@ -333,7 +345,9 @@ class MLP:
         logits = np.ascontiguousarray(self._engine.forward(x, False))
         return reference.softmax_cross_entropy(logits, np.asarray(labels))[0]
 
-    @with_doc(fill_doc("""Evaluate the network on a data set, in chunks: the one evaluation of every experiment.
+    @with_doc(
+        fill_doc(
+            """Evaluate the network on a data set, in chunks: the one evaluation of every experiment.
 
         The logits of each chunk go through a float64 softmax cross-entropy, so the loss
         does not depend on the chunk size beyond rounding.
@@ -352,7 +366,11 @@ class MLP:
             The fraction of rows whose largest logit is the label's.
 
         {batch_raises}
-        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+        """,
+            batch=_BATCH,
+            batch_raises=_BATCH_RAISES,
+        )
+    )
     def evaluate(self, x, labels, chunk=1000):
         from fastinit.kernels import reference
 
@@ -361,14 +379,16 @@ class MLP:
         self._check_labels(labels, x.shape[0])
         total, correct = 0.0, 0
         for start in range(0, x.shape[0], chunk):
-            rows = np.ascontiguousarray(x[start:start + chunk])
+            rows = np.ascontiguousarray(x[start : start + chunk])
             logits = np.asarray(self._engine.forward(rows, False), dtype=np.float64)
-            y = labels[start:start + chunk]
+            y = labels[start : start + chunk]
             total += reference.softmax_cross_entropy(np.ascontiguousarray(logits), y)[0] * y.size
             correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         return total / x.shape[0], correct / x.shape[0]
 
-    @with_doc(fill_doc("""Take one SGD step on the mean softmax cross-entropy of a batch.
+    @with_doc(
+        fill_doc(
+            """Take one SGD step on the mean softmax cross-entropy of a batch.
 
         Updates the parameters in place (in the engine's storage).
 
@@ -384,7 +404,11 @@ class MLP:
             The loss before the update.
 
         {batch_raises}
-        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+        """,
+            batch=_BATCH,
+            batch_raises=_BATCH_RAISES,
+        )
+    )
     def train_step(self, x, labels, lr):
         self._check_x(x)
         self._check_labels(labels, x.shape[0])
@@ -393,7 +417,9 @@ class MLP:
         self._stepped = True
         return loss
 
-    @with_doc(fill_doc("""Keep a training set for `train_step_indices`.
+    @with_doc(
+        fill_doc(
+            """Keep a training set for `train_step_indices`.
 
         The host backends keep references (do not modify the arrays while training on
         them); cuda copies the set to the device once.
@@ -403,7 +429,11 @@ class MLP:
         {batch}
 
         {batch_raises}
-        """, batch=_BATCH, batch_raises=_BATCH_RAISES))
+        """,
+            batch=_BATCH,
+            batch_raises=_BATCH_RAISES,
+        )
+    )
     def set_dataset(self, x, labels):
         self._check_x(x)
         self._check_labels(labels, x.shape[0])

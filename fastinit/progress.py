@@ -48,8 +48,15 @@ class Progress:
         if self.enabled and _isatty(self.stream):
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, mininterval=0.5, leave=False,
-                            file=self.stream)
+            self.bar = tqdm(
+                total=total,
+                desc=desc,
+                unit=unit,
+                dynamic_ncols=True,
+                mininterval=0.5,
+                leave=False,
+                file=self.stream,
+            )
 
     def update(self, n=1, **postfix):
         """Record `n` more steps done.

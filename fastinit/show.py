@@ -40,7 +40,9 @@ class NodeInfo:
     chunks: tuple = None
     compression: str = None
     value: object = None  # numpy array for small datasets (<= SMALL_DATASET elements), else None
-    summary: dict = None  # 1-D numeric datasets up to SUMMARY_DATASET elements: first, last, min, max, nonfinite
+    summary: dict = (
+        None  # 1-D numeric datasets up to SUMMARY_DATASET elements: first, last, min, max, nonfinite
+    )
 
     @property
     def depth(self):
@@ -70,7 +72,7 @@ class FileInfo:
     def children(self, path):
         """Direct children of the group at ``path``."""
         prefix = path.rstrip("/") + "/"
-        return [n for n in self.nodes if n.path.startswith(prefix) and "/" not in n.path[len(prefix):]]
+        return [n for n in self.nodes if n.path.startswith(prefix) and "/" not in n.path[len(prefix) :]]
 
 
 def describe(path):
@@ -124,12 +126,16 @@ def _node(full, obj):
     if numeric and obj.ndim == 1 and 0 < obj.size <= SUMMARY_DATASET:
         data = np.asarray(value if value is not None else obj[()], dtype=np.float64)
         finite = data[np.isfinite(data)]
-        summary = {"first": data[0], "last": data[-1],
-                   "min": finite.min() if finite.size else np.nan,
-                   "max": finite.max() if finite.size else np.nan,
-                   "nonfinite": int(data.size - finite.size)}
-    return NodeInfo(full, "dataset", attrs, tuple(obj.shape), str(obj.dtype), obj.chunks, obj.compression,
-                    value, summary)
+        summary = {
+            "first": data[0],
+            "last": data[-1],
+            "min": finite.min() if finite.size else np.nan,
+            "max": finite.max() if finite.size else np.nan,
+            "nonfinite": int(data.size - finite.size),
+        }
+    return NodeInfo(
+        full, "dataset", attrs, tuple(obj.shape), str(obj.dtype), obj.chunks, obj.compression, value, summary
+    )
 
 
 # --------------------------------------------------------------------------- text view (fastinit show)
@@ -195,8 +201,11 @@ def _stat_columns(info, group_path):
     if sum(not _is_text(v) for v in cols.values()) < 2:
         return None
     text = sorted(k for k, v in cols.items() if _is_text(v))
-    order = text + [k for k in STAT_ORDER if k in cols] + sorted(k for k in cols if k not in STAT_ORDER
-                                                                   and k not in text)
+    order = (
+        text
+        + [k for k in STAT_ORDER if k in cols]
+        + sorted(k for k in cols if k not in STAT_ORDER and k not in text)
+    )
     return {k: cols[k] for k in order}
 
 
@@ -224,13 +233,25 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
     if "command_line" in a:
         lines.append(f"  last command: {a['command_line']}")
     if "cpu_model" in a:  # written by fastinit.store from fastinit.machine.provenance()
-        lines.append(f"  written on: {a['cpu_model']} ({a.get('cpu_isa')}; code for {a.get('code_isa')}), "
-                     f"{a.get('cores')} cores, {a.get('threads')} Numba threads"
-                     + (f"; GPU {a['gpu']}" if a.get("gpu") else ""))
-        lines.append("  software: " + ", ".join(
-            f"{name} {a[key]}" for name, key in (("Python", "python_version"), ("NumPy", "numpy_version"),
-                                                 ("Numba", "numba_version"), ("numba-cuda", "numba_cuda_version"),
-                                                 ("h5py", "h5py_version")) if key in a))
+        lines.append(
+            f"  written on: {a['cpu_model']} ({a.get('cpu_isa')}; code for {a.get('code_isa')}), "
+            f"{a.get('cores')} cores, {a.get('threads')} Numba threads"
+            + (f"; GPU {a['gpu']}" if a.get("gpu") else "")
+        )
+        lines.append(
+            "  software: "
+            + ", ".join(
+                f"{name} {a[key]}"
+                for name, key in (
+                    ("Python", "python_version"),
+                    ("NumPy", "numpy_version"),
+                    ("Numba", "numba_version"),
+                    ("numba-cuda", "numba_cuda_version"),
+                    ("h5py", "h5py_version"),
+                )
+                if key in a
+            )
+        )
     for k in sorted(a):
         if all_attrs and k not in ("fastinit_version", "created_utc", "modified_utc", "command_line"):
             lines.append(f"  {k} = {_fmt_value(a[k])}")
@@ -248,10 +269,13 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
         indent = "  " * (n.depth - base_depth)
         if n.kind == "group":
             label = f"{indent}{n.name if n.depth > base_depth or group == '/' else n.path}/"
-            shown = {k: v for k, v in n.attrs.items() if all_attrs or (k not in QUIET_ATTRS and k != "status")}
+            shown = {
+                k: v for k, v in n.attrs.items() if all_attrs or (k not in QUIET_ATTRS and k != "status")
+            }
             status = n.attrs.get("status")
             words = ([f"[{status}]"] if status else []) + [
-                f"{k}={_fmt_value(v) if all_attrs else _short(_fmt_value(v))}" for k, v in shown.items()]
+                f"{k}={_fmt_value(v) if all_attrs else _short(_fmt_value(v))}" for k, v in shown.items()
+            ]
             lines += _wrap(f"{label:<{name_width}}  ", words, " " * (len(indent) + 4))
         else:
             parent = n.path.rsplit("/", 1)[0] or "/"
@@ -273,8 +297,10 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
                 lines += _units_lines(n, f"{'':<{name_width}}    ", explained)
             if n.summary is not None:
                 sm = n.summary
-                text = (f"first {sm['first']:.4g}, last {sm['last']:.4g}, min {sm['min']:.4g}, "
-                        f"max {sm['max']:.4g}")
+                text = (
+                    f"first {sm['first']:.4g}, last {sm['last']:.4g}, min {sm['min']:.4g}, "
+                    f"max {sm['max']:.4g}"
+                )
                 if sm["nonfinite"]:
                     text += f", {sm['nonfinite']} NaN/Inf"
                 lines.append(f"{'':<{name_width}}    {text}")
@@ -300,7 +326,9 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
         for key in tables:
             members = by_parent[key]
             length = key[2]
-            per_layer = all(_int_attr(info.node(path).attrs.get("layers")) == length for _, path, _ in members)
+            per_layer = all(
+                _int_attr(info.node(path).attrs.get("layers")) == length for _, path, _ in members
+            )
             lines.append("")
             lines += _stat_table(key[0] if len(members) > 1 else None, members, per_layer)
     return "\n".join(lines)
@@ -323,12 +351,19 @@ def _stat_table(parent, members, per_layer):
     title = "per-layer" if per_layer else "short datasets side by side"
     if parent is None:
         _, path, cols = members[0]
-        out = [f"{path}  {title}", "  " + f"{index:>5}  " + "  ".join(f"{k:{align[k]}{widths[k]}}" for k in names)]
+        out = [
+            f"{path}  {title}",
+            "  " + f"{index:>5}  " + "  ".join(f"{k:{align[k]}{widths[k]}}" for k in names),
+        ]
         label_width = 0
     else:
         label_width = max(len("group"), max(len(m[0]) for m in members))
-        out = [f"{parent}/*  {title}",
-               "  " + f"{'group':<{label_width}}  {index:>5}  " + "  ".join(f"{k:{align[k]}{widths[k]}}" for k in names)]
+        out = [
+            f"{parent}/*  {title}",
+            "  "
+            + f"{'group':<{label_width}}  {index:>5}  "
+            + "  ".join(f"{k:{align[k]}{widths[k]}}" for k in names),
+        ]
     for name, _, cols in members:
         length = len(next(iter(cols.values())))
         for i in range(length):

@@ -190,7 +190,9 @@ def check_output_path(path):
     if not path:
         raise StoreError("results path is empty")
     if os.path.isdir(path):
-        raise StoreError(f"{path} is a directory; give a file name such as {os.path.join(path, 'results.h5')}")
+        raise StoreError(
+            f"{path} is a directory; give a file name such as {os.path.join(path, 'results.h5')}"
+        )
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise StoreError(f"cannot write {path}: folder {parent} does not exist")
@@ -201,7 +203,8 @@ def check_output_path(path):
             raise StoreError(f"cannot read {path}: permission denied")
         if not _is_hdf5(path):
             raise StoreError(
-                f"{path} exists and is not an HDF5 file; refusing to overwrite it (choose another output file)"
+                f"{path} exists and is not an HDF5 file; "
+                "refusing to overwrite it (choose another output file)"
             )
     return path
 
@@ -355,7 +358,8 @@ class _UpdateLock:
                 if time.monotonic() >= deadline:
                     raise StoreError(
                         f"{self.path} is being updated by another fastinit process ({holder or 'unknown'}); "
-                        "wait for it to finish or write to another file") from None
+                        "wait for it to finish or write to another file"
+                    ) from None
                 time.sleep(0.1)
                 continue
             try:
@@ -463,7 +467,8 @@ class _Session:
         self.written.add(part.group_path)
         _require_top_group(self.top, part.group_path.rsplit("/", 1)[0] or "/")
         self.top[part.group_path] = h5py.ExternalLink(
-            f"{os.path.basename(self.folder)}/{part.name}", part.group_path)
+            f"{os.path.basename(self.folder)}/{part.name}", part.group_path
+        )
 
     def drop(self, group_path):
         """Remove ``group_path`` from the top file; its part files are deleted after the next commit."""
@@ -509,7 +514,7 @@ def _write_atomically(image, target, results):
         try:
             view = memoryview(image)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -713,8 +718,9 @@ def _migrate(path):
             top.attrs["fastinit_layout"] = LAYOUT
             session.commit()
         except (OSError, RuntimeError, KeyError) as exc:
-            raise StoreError(f"cannot convert {path} to the layout with part files: "
-                             f"{h5_reason(exc)}") from None
+            raise StoreError(
+                f"cannot convert {path} to the layout with part files: {h5_reason(exc)}"
+            ) from None
         finally:
             for part in list(session.parts.values()):
                 session.discard(part)
@@ -803,12 +809,17 @@ def replace_group(f, path, attrs=None, *, part=True):
         return _init_group(pf.create_group(path), session.command_line, attrs)
     ancestor = _external_ancestor(session.top, path)
     if ancestor is not None:
-        raise StoreError(f"cannot write {path} into {ancestor} of {session.path}: {ancestor} was finished "
-                         f"earlier; replace {ancestor} as a whole")
+        raise StoreError(
+            f"cannot write {path} into {ancestor} of {session.path}: {ancestor} was finished "
+            f"earlier; replace {ancestor} as a whole"
+        )
     if not part:
         top = session.top
-        if _top_path_exists(top, path) and isinstance(top.get(path, getlink=True), h5py.HardLink) \
-                and isinstance(top[path], h5py.Group):
+        if (
+            _top_path_exists(top, path)
+            and isinstance(top.get(path, getlink=True), h5py.HardLink)
+            and isinstance(top[path], h5py.Group)
+        ):
             # Keep the old children until this block writes their successors or ends, so a process
             # killed in between leaves the runs finished before it readable.
             g = top[path]
@@ -893,8 +904,17 @@ def _chunk_shape(row_shape, itemsize, chunk_rows=None):
     return (rows,) + tuple(max(1, r) for r in row)
 
 
-def create_appendable(group, name, row_shape=(), dtype="float32", *, chunk_rows=None, compression="gzip",
-                      compression_opts=4, attrs=None):
+def create_appendable(
+    group,
+    name,
+    row_shape=(),
+    dtype="float32",
+    *,
+    chunk_rows=None,
+    compression="gzip",
+    compression_opts=4,
+    attrs=None,
+):
     """Create an empty dataset ``name`` in ``group`` that grows along its first axis.
 
     The dataset has shape ``(0,) + row_shape`` and ``maxshape (None,) + row_shape``,
@@ -943,7 +963,7 @@ def append(ds, rows):
     k = rows.shape[0]
     if k:
         ds.resize(n + k, axis=0)
-        ds[n:n + k] = rows
+        ds[n : n + k] = rows
     return n + k
 
 
@@ -1019,8 +1039,9 @@ def walk(group):
                 raise StoreError(f"cannot read {path} of {group.file.filename}: {h5_reason(exc)}") from None
             part = os.path.join(os.path.dirname(group.file.filename), link.filename)
             reason = h5_reason(exc) if os.path.exists(part) else "the file is missing"
-            raise StoreError(f"cannot read {path} of {group.file.filename}: its part file {link.filename}: "
-                             f"{reason}") from None
+            raise StoreError(
+                f"cannot read {path} of {group.file.filename}: its part file {link.filename}: {reason}"
+            ) from None
         if obj is None:
             continue
         yield path, obj

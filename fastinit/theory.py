@@ -46,9 +46,22 @@ import numpy as np
 
 from fastinit.kernels.checks import fill_doc, with_doc
 
-__all__ = ["ACTIVATIONS", "WEIGHTS", "MeanField", "mean_field", "critical_sw2", "edge_of_chaos",
-           "variance_by_layer", "gaussian_moments", "slope_moment", "slope_moments", "correlation_moments",
-           "jacobian_spectrum", "phi", "phi_prime"]
+__all__ = [
+    "ACTIVATIONS",
+    "WEIGHTS",
+    "MeanField",
+    "mean_field",
+    "critical_sw2",
+    "edge_of_chaos",
+    "variance_by_layer",
+    "gaussian_moments",
+    "slope_moment",
+    "slope_moments",
+    "correlation_moments",
+    "jacobian_spectrum",
+    "phi",
+    "phi_prime",
+]
 
 ACTIVATIONS = ("linear", "tanh", "relu", "sigmoid", "erf")
 #: Weight distributions of :func:`jacobian_spectrum`, with the first coefficient s1 of the
@@ -79,9 +92,11 @@ class _Shape:
     high: float
 
 
-_BOUNDED = {"tanh": _Shape(20.0, 1.25, -1.0, 1.0),  # poles at i pi/2: 1 - tanh(20) < 1e-17
-            "sigmoid": _Shape(40.0, 2.5, 0.0, 1.0),  # sigmoid(-40) = 4e-18
-            "erf": _Shape(6.5, 0.6, -1.0, 1.0)}  # erfc(6.5) = 4e-20
+_BOUNDED = {
+    "tanh": _Shape(20.0, 1.25, -1.0, 1.0),  # poles at i pi/2: 1 - tanh(20) < 1e-17
+    "sigmoid": _Shape(40.0, 2.5, 0.0, 1.0),  # sigmoid(-40) = 4e-18
+    "erf": _Shape(6.5, 0.6, -1.0, 1.0),
+}  # erfc(6.5) = 4e-20
 _HOMOGENEOUS = ("relu", "linear")  # phi(a u) = a phi(u) for a > 0: closed forms
 _erf = np.frompyfunc(math.erf, 1, 1)
 _erfc = np.frompyfunc(math.erfc, 1, 1)
@@ -116,10 +131,15 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-@with_doc(fill_doc("""The activation applied to an array.
+@with_doc(
+    fill_doc(
+        """The activation applied to an array.
 
     {rest}
-    """, rest=_PHI_DOC))
+    """,
+        rest=_PHI_DOC,
+    )
+)
 def phi(x, activation):
     x = np.asarray(x, dtype=np.float64)
     if activation == "tanh":
@@ -135,10 +155,15 @@ def phi(x, activation):
     raise _unknown(activation)
 
 
-@with_doc(fill_doc("""The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).
+@with_doc(
+    fill_doc(
+        """The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).
 
     {rest}
-    """, rest=_PHI_DOC))
+    """,
+        rest=_PHI_DOC,
+    )
+)
 def phi_prime(x, activation):
     x = np.asarray(x, dtype=np.float64)
     if activation == "tanh":
@@ -239,6 +264,7 @@ def _check(activation, sw2, sb2):
 
 # --------------------------------------------------------------------------- quadrature
 
+
 def _grid(lo, hi, step):
     """Breakpoints from ``lo`` to ``hi`` (``hi > lo``), equally spaced, at most ``step`` apart."""
     return np.linspace(lo, hi, max(1, math.ceil((hi - lo) / step - 1e-9)) + 1)
@@ -281,13 +307,18 @@ def _moments(q, activation):
     shape = _BOUNDED[activation]
     if q == 0.0:
         f, d, dd = (float(v[0]) for v in _phi_all(np.zeros(1), activation))
-        return f, f * f, d * d, d * d + f * dd, d ** 4
+        return f, f * f, d * d, d * d + f * dd, d**4
     u, w, tail = _line_rule(math.sqrt(q), shape)
     f, d, dd = _phi_all(u, activation)
     lo, hi = shape.low, shape.high
     d2 = d * d
-    return (float(w @ f) + tail * (lo + hi), float(w @ (f * f)) + tail * (lo * lo + hi * hi),
-            float(w @ d2), float(w @ (d2 + f * dd)), float(w @ (d2 * d2)))
+    return (
+        float(w @ f) + tail * (lo + hi),
+        float(w @ (f * f)) + tail * (lo * lo + hi * hi),
+        float(w @ d2),
+        float(w @ (d2 + f * dd)),
+        float(w @ (d2 * d2)),
+    )
 
 
 def _check_q(q):
@@ -314,7 +345,9 @@ _Q_RAISES = """
 """
 
 
-@with_doc(fill_doc("""The mean and mean square of ``phi(u)`` for ``u ~ N(0, q)``.
+@with_doc(
+    fill_doc(
+        """The mean and mean square of ``phi(u)`` for ``u ~ N(0, q)``.
 
     Closed forms for ReLU and linear units; for tanh, sigmoid and erf a composite
     Gauss-Legendre sum in ``u`` (see the module docstring), accurate to 1e-9 relative
@@ -333,7 +366,10 @@ _Q_RAISES = """
         ``(E[phi(u)], E[phi(u)^2])``.
 
     {raises}
-    """, raises=_Q_RAISES))
+    """,
+        raises=_Q_RAISES,
+    )
+)
 def gaussian_moments(q, activation):
     q = _check_q(q)
     if activation == "relu":
@@ -346,7 +382,9 @@ def gaussian_moments(q, activation):
     return mean, second
 
 
-@with_doc(fill_doc("""``E[phi'(u)^2]`` for ``u ~ N(0, q)``.
+@with_doc(
+    fill_doc(
+        """``E[phi'(u)^2]`` for ``u ~ N(0, q)``.
 
     The per-layer gain of the mean-square gradient over ``sw2``.
 
@@ -361,7 +399,11 @@ def gaussian_moments(q, activation):
         ``E[phi'(u)^2]`` (1/2 for ReLU, 1 for linear units).
 
     {raises}
-    """, parameters=_Q_PARAMETERS, raises=_Q_RAISES))
+    """,
+        parameters=_Q_PARAMETERS,
+        raises=_Q_RAISES,
+    )
+)
 def slope_moment(q, activation):
     q = _check_q(q)
     if activation == "relu":
@@ -373,7 +415,9 @@ def slope_moment(q, activation):
     return _moments(q, activation)[2]
 
 
-@with_doc(fill_doc("""The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``.
+@with_doc(
+    fill_doc(
+        """The first two moments of the squared slope, ``E[phi'(u)^2]`` and ``E[phi'(u)^4]``.
 
     For ``u ~ N(0, q)``: ``mu1`` and ``mu2`` of the Jacobian's spectrum (Pennington et al. 2017).
 
@@ -385,7 +429,11 @@ def slope_moment(q, activation):
         ``(mu1, mu2)`` (both 1/2 for ReLU, both 1 for linear units).
 
     {raises}
-    """, parameters=_Q_PARAMETERS, raises=_Q_RAISES))
+    """,
+        parameters=_Q_PARAMETERS,
+        raises=_Q_RAISES,
+    )
+)
 def slope_moments(q, activation):
     q = _check_q(q)
     if activation == "relu":
@@ -458,8 +506,9 @@ def _pair_quadrature(q, c, activation):
         above = np.asarray(_erfc((sat - m) / (_SQRT2 * sp)), dtype=np.float64) * 0.5  # P(u2 > sat | u1)
         below = np.asarray(_erfc((sat + m) / (_SQRT2 * sp)), dtype=np.float64) * 0.5
         inner_f = (w2 * f2).sum(axis=1) + lo * below + hi * above
-        inner_dd = ((w2 * (f1[:, None] - f2) ** 2).sum(axis=1) + (f1 - lo) ** 2 * below
-                    + (f1 - hi) ** 2 * above)
+        inner_dd = (
+            (w2 * (f1[:, None] - f2) ** 2).sum(axis=1) + (f1 - lo) ** 2 * below + (f1 - hi) ** 2 * above
+        )
         inner_d = (w2 * d2).sum(axis=1)
     return float(w1 @ (f1 * inner_f)), float(w1 @ inner_dd), float(w1 @ (d1 * inner_d))
 
@@ -503,7 +552,7 @@ def correlation_moments(q, c, activation):
         both = q / (2.0 * math.pi) * (sine + (math.pi - theta) * c)
         # q - 2 both = q (1 - c - (sin theta - theta cos theta) / pi), summed without cancellation
         t2 = theta * theta
-        bend = (theta * t2 * (1 / 3 - t2 * (1 / 30 - t2 / 840)) if theta < 1e-2 else sine - theta * c)
+        bend = theta * t2 * (1 / 3 - t2 * (1 / 30 - t2 / 840)) if theta < 1e-2 else sine - theta * c
         diff = q * (2.0 * math.sin(0.5 * theta) ** 2 - bend / math.pi)
         return both, diff, (math.pi - theta) / (2.0 * math.pi)
     if activation == "linear":
@@ -521,12 +570,16 @@ def correlation_moments(q, c, activation):
         u, w, tail = _line_rule(math.sqrt(q), shape)
         f, d, _ = _phi_all(u, activation)
         g, e, _ = _phi_all(-u, activation)
-        return (float(w @ (f * g)) + 2 * tail * shape.low * shape.high, float(w @ (f - g) ** 2)
-                + 2 * tail * (shape.high - shape.low) ** 2, float(w @ (d * e)))
+        return (
+            float(w @ (f * g)) + 2 * tail * shape.low * shape.high,
+            float(w @ (f - g) ** 2) + 2 * tail * (shape.high - shape.low) ** 2,
+            float(w @ (d * e)),
+        )
     return _pair_quadrature(q, c, activation)
 
 
 # --------------------------------------------------------------------------- root finding
+
 
 def _brent(f, a, b, fa, fb, xtol=0.0, maxiter=200):
     """A root of ``f`` in [a, b] where ``fa = f(a)`` and ``fb = f(b)`` differ in sign (Brent 1973)."""
@@ -598,7 +651,7 @@ def _q_star(activation, sw2, sb2):
     def excess(q):
         return sw2 * _moments(q, activation)[1] + sb2 - q
 
-    hi = sw2 * max(shape.low ** 2, shape.high ** 2) + sb2  # the map never exceeds this
+    hi = sw2 * max(shape.low**2, shape.high**2) + sb2  # the map never exceeds this
     f_hi = excess(hi)
     if f_hi >= 0.0:
         return hi
@@ -788,8 +841,11 @@ def edge_of_chaos(activation, q_star):
     """
     if activation not in ACTIVATIONS:
         raise _unknown(activation)
-    if isinstance(q_star, bool) or not isinstance(q_star, (int, float, np.integer, np.floating)) \
-            or not 0 < q_star < math.inf:
+    if (
+        isinstance(q_star, bool)
+        or not isinstance(q_star, (int, float, np.integer, np.floating))
+        or not 0 < q_star < math.inf
+    ):
         raise ValueError(f"q_star must be a finite number > 0, got {q_star!r}")
     if activation == "relu":
         return 2.0, 0.0
@@ -799,8 +855,9 @@ def edge_of_chaos(activation, q_star):
     sw2 = 1.0 / slope
     sb2 = float(q_star) - sw2 * second
     if sb2 < 0:
-        raise ValueError(f"{activation} has no edge of chaos with q* = {q_star:g}: "
-                         f"it would need sb2 = {sb2:.3g} < 0")
+        raise ValueError(
+            f"{activation} has no edge of chaos with q* = {q_star:g}: it would need sb2 = {sb2:.3g} < 0"
+        )
     return sw2, max(sb2, 0.0)
 
 
@@ -853,7 +910,7 @@ def jacobian_spectrum(activation, sw2, sb2, depth, weights="gaussian"):
     q = m.q_star if math.isfinite(m.q_star) else 1.0
     mu1, mu2 = slope_moments(q, activation)
     chi = m.sw2 * mu1
-    return chi ** depth, depth * (mu2 / mu1 ** 2 - 1.0 - WEIGHTS[weights]) * chi ** (2 * depth)
+    return chi**depth, depth * (mu2 / mu1**2 - 1.0 - WEIGHTS[weights]) * chi ** (2 * depth)
 
 
 def variance_by_layer(activation, sw2, sb2, q0, depth):

@@ -18,11 +18,34 @@ import inspect
 import numpy as np
 
 __all__ = [
-    "FLOAT_DTYPES", "INT_DTYPES", "ACTIVATIONS", "ACTIVATION_CODES", "KERNEL_API",
-    "writable", "float_array", "same_dtype", "shape_is", "same_shape", "out_array", "activation_code",
-    "matmul_shapes", "dense_forward_args", "dense_backward_args", "outputs_overlap", "labels_array",
-    "label_range", "row_indices", "softmax_args", "mse_args", "learning_rate", "sgd_args",
-    "elementwise_args", "backward_args", "shared_doc", "fill_doc", "with_doc",
+    "FLOAT_DTYPES",
+    "INT_DTYPES",
+    "ACTIVATIONS",
+    "ACTIVATION_CODES",
+    "KERNEL_API",
+    "writable",
+    "float_array",
+    "same_dtype",
+    "shape_is",
+    "same_shape",
+    "out_array",
+    "activation_code",
+    "matmul_shapes",
+    "dense_forward_args",
+    "dense_backward_args",
+    "outputs_overlap",
+    "labels_array",
+    "label_range",
+    "row_indices",
+    "softmax_args",
+    "mse_args",
+    "learning_rate",
+    "sgd_args",
+    "elementwise_args",
+    "backward_args",
+    "shared_doc",
+    "fill_doc",
+    "with_doc",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -119,6 +142,7 @@ def with_doc(doc):
     callable
         A decorator that sets ``__doc__`` and returns the function itself.
     """
+
     def decorate(function):
         function.__doc__ = doc
         return function
@@ -144,7 +168,9 @@ def _args_doc(doc, also=""):
 
 def _is_array(x):
     # a NumPy scalar (np.float32(1.0)) has shape and dtype too, but is not an array
-    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "ndim") and not isinstance(x, np.generic)
+    return (
+        hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "ndim") and not isinstance(x, np.generic)
+    )
 
 
 def writable(name, x):
@@ -217,8 +243,11 @@ def float_array(name, x, ndim=None):
         If `x` has another number of dimensions or is not C-contiguous.
     """
     if not _is_array(x):
-        kind = f"a NumPy scalar ({type(x).__name__}); pass numpy.asarray({name})" if isinstance(x, np.generic) \
+        kind = (
+            f"a NumPy scalar ({type(x).__name__}); pass numpy.asarray({name})"
+            if isinstance(x, np.generic)
             else type(x).__name__
+        )
         raise TypeError(f"{name} must be a float32 or float64 array, got {kind}")
     if np.dtype(x.dtype) not in FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
@@ -416,7 +445,9 @@ def _fan_in_matches(x, w):
         )
 
 
-@with_doc(_args_doc("""Validate ``dense_forward``'s arguments.
+@with_doc(
+    _args_doc(
+        """Validate ``dense_forward``'s arguments.
 
     Parameters
     ----------
@@ -435,7 +466,10 @@ def _fan_in_matches(x, w):
     -------
     tuple of int
         ``(N, fan_out, activation code)``.
-    """, also="; also for an unknown activation"))
+    """,
+        also="; also for an unknown activation",
+    )
+)
 def dense_forward_args(x, w, b, activation, out):
     float_array("x", x, 2)
     float_array("w", w, 2)
@@ -450,7 +484,9 @@ def dense_forward_args(x, w, b, activation, out):
     return x.shape[0], w.shape[1], code
 
 
-@with_doc(_args_doc("""Validate ``dense_backward``'s arguments.
+@with_doc(
+    _args_doc(
+        """Validate ``dense_backward``'s arguments.
 
     Parameters
     ----------
@@ -475,7 +511,10 @@ def dense_forward_args(x, w, b, activation, out):
     -------
     int
         The activation code.
-    """, also="; also for an unknown activation"))
+    """,
+        also="; also for an unknown activation",
+    )
+)
 def dense_backward_args(x, w, y, dy, activation, dx, dw, db):
     for name, arr in (("x", x), ("w", w), ("y", y), ("dy", dy)):
         float_array(name, arr, 2)
@@ -515,7 +554,7 @@ def outputs_overlap(outputs, inputs):
     """
     outs = [(k, o) for k, o in outputs.items() if isinstance(o, np.ndarray)]
     for i, (name, o) in enumerate(outs):
-        for other, o2 in outs[i + 1:]:
+        for other, o2 in outs[i + 1 :]:
             if np.may_share_memory(o, o2):
                 raise ValueError(f"{name} and {other} overlap; pass separate arrays")
     ins = [a for a in inputs if isinstance(a, np.ndarray)]
@@ -599,13 +638,17 @@ def row_indices(idx, n_rows):
     """
     idx = np.asarray(idx)
     if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu":
-        raise ValueError(f"idx must be a non-empty 1-D integer array, got shape {idx.shape} dtype {idx.dtype}")
+        raise ValueError(
+            f"idx must be a non-empty 1-D integer array, got shape {idx.shape} dtype {idx.dtype}"
+        )
     if idx.min() < 0 or idx.max() >= n_rows:
         raise ValueError(f"idx must lie in [0, {n_rows}), found {idx.min()}..{idx.max()}")
     return np.ascontiguousarray(idx, dtype=np.int64)
 
 
-@with_doc(_args_doc("""Validate ``softmax_cross_entropy``'s arguments (not the label values).
+@with_doc(
+    _args_doc(
+        """Validate ``softmax_cross_entropy``'s arguments (not the label values).
 
     Parameters
     ----------
@@ -620,7 +663,10 @@ def row_indices(idx, n_rows):
     -------
     tuple of int
         ``(N, C)``.
-    """, also="; also for an empty batch"))
+    """,
+        also="; also for an empty batch",
+    )
+)
 def softmax_args(logits, labels, grad):
     float_array("logits", logits, 2)
     n, c = logits.shape
@@ -631,7 +677,9 @@ def softmax_args(logits, labels, grad):
     return n, c
 
 
-@with_doc(_args_doc("""Validate ``mean_squared_error``'s arguments.
+@with_doc(
+    _args_doc(
+        """Validate ``mean_squared_error``'s arguments.
 
     Parameters
     ----------
@@ -646,14 +694,19 @@ def softmax_args(logits, labels, grad):
     -------
     tuple of int
         ``(N, D)``.
-    """, also="; also for N or D of 0"))
+    """,
+        also="; also for N or D of 0",
+    )
+)
 def mse_args(pred, target, grad):
     float_array("pred", pred, 2)
     float_array("target", target, 2)
     same_dtype(pred=pred, target=target)
     same_shape("target", target, "pred", pred)
     if pred.shape[0] == 0 or pred.shape[1] == 0:
-        raise ValueError(f"pred must have at least one row and one column, got shape {_shape_str(pred.shape)}")
+        raise ValueError(
+            f"pred must have at least one row and one column, got shape {_shape_str(pred.shape)}"
+        )
     out_array("grad", grad, pred.shape, pred.dtype)
     return pred.shape
 
@@ -718,7 +771,8 @@ def sgd_args(param, grad, lr):
     return learning_rate(lr)
 
 
-@with_doc(_args_doc("""Validate an elementwise kernel's input and output.
+@with_doc(
+    _args_doc("""Validate an elementwise kernel's input and output.
 
     Parameters
     ----------
@@ -728,13 +782,15 @@ def sgd_args(param, grad, lr):
         Output, same shape and dtype.
     name : str, default 'x'
         The input's name, for the error message.
-    """))
+    """)
+)
 def elementwise_args(x, out, name="x"):
     float_array(name, x)
     out_array("out", out, x.shape, x.dtype)
 
 
-@with_doc(_args_doc("""Validate an activation backward pass's arguments.
+@with_doc(
+    _args_doc("""Validate an activation backward pass's arguments.
 
     Parameters
     ----------
@@ -744,11 +800,11 @@ def elementwise_args(x, out, name="x"):
         Upstream gradient, same shape and dtype.
     out : array or None
         Output, same shape and dtype.
-    """))
+    """)
+)
 def backward_args(y, dy, out):
     float_array("y", y)
     float_array("dy", dy)
     same_dtype(y=y, dy=dy)
     same_shape("dy", dy, "y", y)
     out_array("out", out, y.shape, y.dtype)
-

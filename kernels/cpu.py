@@ -47,17 +47,43 @@ from .cpu_activations import (
 )
 from .cpu_elementwise import activation_backward_into, activation_into, column_sum_into, sgd_into
 from .cpu_losses import mse_into, softmax_xent_into, softmax_xent_rows
-from .cpu_products import dense_forward_into, dot_nn_into, dot_nt_into, matmul_into, product_tiles, transpose_into
+from .cpu_products import (
+    dense_forward_into,
+    dot_nn_into,
+    dot_nt_into,
+    matmul_into,
+    product_tiles,
+    transpose_into,
+)
 from .jit import CACHE
 
 __all__ = [
-    "ACTIVATIONS", *KERNEL_API,  # the shared API (see fastinit.kernels.checks.KERNEL_API)
+    "ACTIVATIONS",
+    *KERNEL_API,  # the shared API (see fastinit.kernels.checks.KERNEL_API)
     # compiled building blocks for other @njit code (see the module docstring):
-    "dot_nt_into", "dot_nn_into", "matmul_into", "transpose_into", "activation_rows_into", "dense_forward_into",
-    "activation_into", "activation_backward_into", "activation_backward_rows_into",
-    "bias_rows_into", "sigmoid_rows_into", "tanh_rows_into", "relu_rows_into",
-    "sigmoid_backward_rows_into", "tanh_backward_rows_into", "relu_backward_rows_into",
-    "softmax_xent_rows", "softmax_xent_into", "mse_into", "column_sum_into", "sgd_into", "product_tiles", "CACHE",
+    "dot_nt_into",
+    "dot_nn_into",
+    "matmul_into",
+    "transpose_into",
+    "activation_rows_into",
+    "dense_forward_into",
+    "activation_into",
+    "activation_backward_into",
+    "activation_backward_rows_into",
+    "bias_rows_into",
+    "sigmoid_rows_into",
+    "tanh_rows_into",
+    "relu_rows_into",
+    "sigmoid_backward_rows_into",
+    "tanh_backward_rows_into",
+    "relu_backward_rows_into",
+    "softmax_xent_rows",
+    "softmax_xent_into",
+    "mse_into",
+    "column_sum_into",
+    "sgd_into",
+    "product_tiles",
+    "CACHE",
 ]
 
 

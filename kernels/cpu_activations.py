@@ -22,9 +22,18 @@ from .checks import with_doc
 from .jit import FAST, FMA, JIT
 
 __all__ = [
-    "exp_nonpos", "exp_nonpos_into", "activation_block_into", "activation_backward_block_into",
-    "bias_rows_into", "sigmoid_rows_into", "tanh_rows_into", "relu_rows_into", "activation_rows_into",
-    "sigmoid_backward_rows_into", "tanh_backward_rows_into", "relu_backward_rows_into",
+    "exp_nonpos",
+    "exp_nonpos_into",
+    "activation_block_into",
+    "activation_backward_block_into",
+    "bias_rows_into",
+    "sigmoid_rows_into",
+    "tanh_rows_into",
+    "relu_rows_into",
+    "activation_rows_into",
+    "sigmoid_backward_rows_into",
+    "tanh_backward_rows_into",
+    "relu_backward_rows_into",
     "activation_backward_rows_into",
 ]
 
@@ -299,8 +308,9 @@ def _rows_doc(template, summary, name="", code=None, extended=""):
 
 
 @njit(**JIT)
-@with_doc(_rows_doc(
-    _ROWS_DOC, "In place ``z[i, :F] += b`` for rows [i0, i1): the linear activation's row block."))
+@with_doc(
+    _rows_doc(_ROWS_DOC, "In place ``z[i, :F] += b`` for rows [i0, i1): the linear activation's row block.")
+)
 def bias_rows_into(z, b, i0, i1):
     f = b.size
     for i in range(i0, i1):
@@ -331,10 +341,15 @@ def relu_rows_into(z, b, i0, i1):
 
 
 @njit(**JIT)
-@with_doc(_rows_doc(
-    _ROWS_DOC, "In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1).", code="",
-    extended="The activation is chosen at run time (so all four are compiled); the per-activation\n"
-             "blocks (`sigmoid_rows_into`, ...) compile one."))
+@with_doc(
+    _rows_doc(
+        _ROWS_DOC,
+        "In place ``z[i, :F] = act(z[i, :F] + b)`` for rows [i0, i1).",
+        code="",
+        extended="The activation is chosen at run time (so all four are compiled); the per-activation\n"
+        "blocks (`sigmoid_rows_into`, ...) compile one.",
+    )
+)
 def activation_rows_into(z, b, code, i0, i1):
     if code == SIGMOID:
         sigmoid_rows_into(z, b, i0, i1)
@@ -359,17 +374,23 @@ def tanh_backward_rows_into(y, d, i0, i1):
 
 
 @njit(**JIT)
-@with_doc(_rows_doc(
-    _BACKWARD_ROWS_DOC, "In place ``d[i] = d[i] if y > 0 else 0`` for rows [i0, i1).", name="ReLU"))
+@with_doc(
+    _rows_doc(_BACKWARD_ROWS_DOC, "In place ``d[i] = d[i] if y > 0 else 0`` for rows [i0, i1).", name="ReLU")
+)
 def relu_backward_rows_into(y, d, i0, i1):
     _relu_backward_inplace(y, d, i0, i1, _ZERO, y.shape[1])
 
 
 @njit(**JIT)
-@with_doc(_rows_doc(
-    _BACKWARD_ROWS_DOC, "In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1).",
-    name="forward activation", code=" (`d` unchanged)",
-    extended="The activation is chosen at run time, as in `activation_rows_into`."))
+@with_doc(
+    _rows_doc(
+        _BACKWARD_ROWS_DOC,
+        "In place ``d[i] *= act'(.)`` from the saved output ``y[i]`` for rows [i0, i1).",
+        name="forward activation",
+        code=" (`d` unchanged)",
+        extended="The activation is chosen at run time, as in `activation_rows_into`.",
+    )
+)
 def activation_backward_rows_into(y, d, code, i0, i1):
     if code == SIGMOID:
         sigmoid_backward_rows_into(y, d, i0, i1)

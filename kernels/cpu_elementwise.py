@@ -47,9 +47,13 @@ def _elementwise_into(kind, a, b, code, out, threads):
     if n >= PAR_ELEMS and threads > 1:
         _elementwise_par(kind, af, bf, code, af.dtype.type(0), of)
     elif kind == 0:
-        activation_block_into(af.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n, np.empty(n, a.dtype))
+        activation_block_into(
+            af.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n, np.empty(n, a.dtype)
+        )
     else:
-        activation_backward_block_into(af.reshape(1, n), bf.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n)
+        activation_backward_block_into(
+            af.reshape(1, n), bf.reshape(1, n), of.reshape(1, n), code, _ZERO, _ONE, _ZERO, n
+        )
 
 
 @njit(**JIT)

@@ -80,7 +80,9 @@ def _softmax_par(logits, labels, grad, rows):
     pieces = (n + rows - 1) // rows
     partial = np.empty(pieces, np.float64)  # one slot per piece: no shared accumulator
     for t in prange(pieces):
-        partial[t] = softmax_xent_rows(logits, labels, grad, t * rows, min(n, (t + 1) * rows), n, logits.shape[1])
+        partial[t] = softmax_xent_rows(
+            logits, labels, grad, t * rows, min(n, (t + 1) * rows), n, logits.shape[1]
+        )
     return partial.sum()
 
 

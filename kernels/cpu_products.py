@@ -19,7 +19,14 @@ from numba import njit, prange
 from .cpu_activations import activation_rows_into
 from .jit import FAST, JIT
 
-__all__ = ["dot_nt_into", "dot_nn_into", "transpose_into", "product_tiles", "matmul_into", "dense_forward_into"]
+__all__ = [
+    "dot_nt_into",
+    "dot_nn_into",
+    "transpose_into",
+    "product_tiles",
+    "matmul_into",
+    "dense_forward_into",
+]
 
 # Multiply-adds above which a product splits over the threads (below, one thread is faster).
 _PAR_FLOPS = 1 << 21

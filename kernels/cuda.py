@@ -46,7 +46,7 @@ copies, no synchronisation; used by ``fastinit.engines.cuda`` and ``fastinit.exp
 """
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from numba import cuda, float32, float64
@@ -56,12 +56,26 @@ from . import reference
 from .checks import ACTIVATIONS, KERNEL_API, shared_doc, with_doc
 
 __all__ = [
-    "ACTIVATIONS", *KERNEL_API,  # the shared API (see fastinit.kernels.checks.KERNEL_API)
+    "ACTIVATIONS",
+    *KERNEL_API,  # the shared API (see fastinit.kernels.checks.KERNEL_API)
     # njit/device building blocks for other compiled code:
-    "MATMUL_CONFIGS", "matmul_config", "gemm_into", "activation_forward_into",
-    "activation_backward_into", "activation_backward_colsum_into", "column_sums_into",
-    "softmax_xent_into", "mse_into", "sgd_into", "gather_rows_into", "gather_into",
-    "segment_sumsq_into", "read_stats", "as_device", "is_device_array", "synchronize",
+    "MATMUL_CONFIGS",
+    "matmul_config",
+    "gemm_into",
+    "activation_forward_into",
+    "activation_backward_into",
+    "activation_backward_colsum_into",
+    "column_sums_into",
+    "softmax_xent_into",
+    "mse_into",
+    "sgd_into",
+    "gather_rows_into",
+    "gather_into",
+    "segment_sumsq_into",
+    "read_stats",
+    "as_device",
+    "is_device_array",
+    "synchronize",
 ]
 
 _NUMBA_TYPES = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}
@@ -190,7 +204,7 @@ def matmul_config(m, n):
 # =========================================================================== device functions
 
 
-@lru_cache(maxsize=None)
+@cache
 def _activation_fns(T):
     """Device functions (forward, backward) of every activation for numba type ``T``."""
     zero = T(0)
@@ -225,7 +239,7 @@ def _activation_fns(T):
 # =========================================================================== kernel factories
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gemm_kernel(T, trans_a, trans_b, config):
     """Tiled, register-blocked ``c = act(op(a) @ op(b) + bias)`` for numba type ``T``.
 
@@ -362,7 +376,7 @@ def _gemm_kernel(T, trans_a, trans_b, config):
     return gemm, (TX, TY), (BM, BN)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _elementwise_kernels(T):
     act_forward, act_backward = _activation_fns(T)
 
@@ -390,7 +404,7 @@ def _elementwise_kernels(T):
     return forward, backward, sgd
 
 
-@lru_cache(maxsize=None)
+@cache
 def _column_kernels(T):
     """Column sums without atomics: each block owns 32 columns, 8 row groups
     accumulate strided rows, then a shared-memory tree adds the 8 partials."""
@@ -445,7 +459,7 @@ def _column_kernels(T):
     return backward_colsum, colsum
 
 
-@lru_cache(maxsize=None)
+@cache
 def _softmax_kernels(T):
     """Softmax cross-entropy rows: for many classes one block of 32 threads per
     row (shared-memory max and sum reductions), for few classes (MNIST's 10)
@@ -535,7 +549,7 @@ def _softmax_kernels(T):
     return softmax_rows, softmax_rows_narrow
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mse_kernel(T):
     """One thread per column: a warp reads 32 neighbouring entries of a row
     (coalesced), with no shared memory and no barriers; each thread writes
@@ -556,7 +570,7 @@ def _mse_kernel(T):
     return mse_columns
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stats_kernel():
     """Single block: ``stats = [mean of rows[:, 0], sum of rows[:, 1]]`` in float64."""
 
@@ -587,7 +601,7 @@ def _stats_kernel():
     return row_stats
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gather_kernels():
     @cuda.jit
     def gather_rows(src, idx, out):
@@ -608,7 +622,7 @@ def _gather_kernels():
     return gather_rows, gather
 
 
-@lru_cache(maxsize=None)
+@cache
 def _segment_kernels():
     @cuda.jit
     def segment_sumsq(flat, segments, out):
@@ -858,7 +872,9 @@ def sgd_into(param, grad, lr):
     """
     if param.size:
         _, _, sgd = _elementwise_kernels(_nbtype(param.dtype))
-        sgd[_blocks_1d(param.size), _ELEMENTWISE_TPB](_flat(param), _flat(grad), np.dtype(param.dtype).type(lr))
+        sgd[_blocks_1d(param.size), _ELEMENTWISE_TPB](
+            _flat(param), _flat(grad), np.dtype(param.dtype).type(lr)
+        )
     return param
 
 
@@ -976,10 +992,16 @@ def _empty(shape, dtype):
     return cuda.device_array(shape, dtype=dtype)
 
 
-@with_doc(shared_doc(reference.matmul, _NOTES + """
+@with_doc(
+    shared_doc(
+        reference.matmul,
+        _NOTES
+        + """
     A tiled, register-blocked kernel (see ``MATMUL_CONFIGS``); `trans_a` and
     `trans_b` read the transposes in place.
-"""))
+""",
+    )
+)
 def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
     m, _, n = chk.matmul_shapes(a, b, trans_a, trans_b)
     chk.out_array("out", out, (m, n), a.dtype)
@@ -1050,10 +1072,16 @@ def activation_backward(y, dy, activation, out=None):
     return _backward(y, dy, out, chk.activation_code(activation))
 
 
-@with_doc(shared_doc(reference.dense_forward, _NOTES + """
+@with_doc(
+    shared_doc(
+        reference.dense_forward,
+        _NOTES
+        + """
     One launch: the bias and the activation are applied in the matmul kernel's
     epilogue, so ``x @ w`` is never stored.
-"""))
+""",
+    )
+)
 def dense_forward(x, w, b=None, activation="linear", out=None):
     n, fan_out, code = chk.dense_forward_args(x, w, b, activation, out)
     out = _device_out("out", out)
@@ -1064,11 +1092,17 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
     return gemm_into(x, w, out, False, False, b, code)
 
 
-@with_doc(shared_doc(reference.dense_backward, _NOTES + """
+@with_doc(
+    shared_doc(
+        reference.dense_backward,
+        _NOTES
+        + """
     One kernel computes ``dz = act'(y) * dy`` and ``db = dz.sum(0)`` (column sums
     without atomics); then ``dw = x.T @ dz`` and ``dx = dz @ w.T`` are tiled matmuls reading the
     transposes in place. A temporary `dz` (N, fan_out) is allocated per call.
-"""))
+""",
+    )
+)
 def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, *, compute_dx=True):
     code = chk.dense_backward_args(x, w, y, dy, activation, dx, dw, db)
     dx, dw, db = _device_out("dx", dx), _device_out("dw", dw), _device_out("db", db)
@@ -1087,11 +1121,17 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     return dx, dw, db
 
 
-@with_doc(shared_doc(reference.softmax_cross_entropy, _NOTES + """
+@with_doc(
+    shared_doc(
+        reference.softmax_cross_entropy,
+        _NOTES
+        + """
     Copying the loss back (16 bytes) is the one synchronisation. Host labels
     are range-checked before anything is launched, device labels on the device (out-of-range
     ones raise ValueError either way). The per-row losses are added into the mean in float64.
-"""))
+""",
+    )
+)
 def softmax_cross_entropy(logits, labels, grad=None):
     n, c = chk.softmax_args(logits, labels, grad)
     if c == 0:
@@ -1108,10 +1148,16 @@ def softmax_cross_entropy(logits, labels, grad=None):
     return read_stats(stats), grad
 
 
-@with_doc(shared_doc(reference.mean_squared_error, _NOTES + """
+@with_doc(
+    shared_doc(
+        reference.mean_squared_error,
+        _NOTES
+        + """
     The loss: per-column sums of squares in the arrays' dtype, added in
     float64 on the host; copying those D values is the one synchronisation.
-"""))
+""",
+    )
+)
 def mean_squared_error(pred, target, grad=None):
     n, d = chk.mse_args(pred, target, grad)
     grad = _device_out("grad", grad)

@@ -13,7 +13,8 @@ Conventions, shared by all backends:
 - activation backward passes take the saved *output* ``y``, not the input.
 
 The docstrings here are the full text of the shared API (``fastinit.kernels.checks.KERNEL_API``):
-``fastinit.kernels.cpu`` and ``fastinit.kernels.cuda`` take them at import (``fastinit.kernels.checks.shared_doc``)
+``fastinit.kernels.cpu`` and ``fastinit.kernels.cuda`` take them at import
+(``fastinit.kernels.checks.shared_doc``)
 and add a Notes section on what differs.
 """
 
@@ -137,20 +138,29 @@ _ACTIVATION_PARAMETER = """activation : {'linear', 'sigmoid', 'tanh', 'relu'}
 def _activation_doc(template, summary, named=False, name="forward activation", result="The result"):
     """Fill `template`; `named` adds the ``activation`` parameter (and its ValueError)."""
     return template.format(
-        summary=summary, name=name, result=result, activation=_ACTIVATION_PARAMETER if named else "",
+        summary=summary,
+        name=name,
+        result=result,
+        activation=_ACTIVATION_PARAMETER if named else "",
         unknown="\n    Also for an unknown activation." if named else "",
     )
 
 
-@chk.with_doc(_activation_doc(
-    _FORWARD_DOC, "Logistic sigmoid, elementwise; numerically stable (+-1000 give exactly 1 and 0)."))
+@chk.with_doc(
+    _activation_doc(
+        _FORWARD_DOC, "Logistic sigmoid, elementwise; numerically stable (+-1000 give exactly 1 and 0)."
+    )
+)
 def sigmoid(x, out=None):
     chk.elementwise_args(x, out)
     return _result(out, _sigmoid(x))
 
 
-@chk.with_doc(_activation_doc(
-    _BACKWARD_DOC, "Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.", name="sigmoid"))
+@chk.with_doc(
+    _activation_doc(
+        _BACKWARD_DOC, "Gradient through sigmoid from its saved output: ``dy * y * (1 - y)``.", name="sigmoid"
+    )
+)
 def sigmoid_backward(y, dy, out=None):
     chk.backward_args(y, dy, out)
     return _result(out, dy * y * (1 - y))
@@ -162,23 +172,31 @@ def tanh(x, out=None):
     return _result(out, np.tanh(x))
 
 
-@chk.with_doc(_activation_doc(
-    _BACKWARD_DOC, "Gradient through tanh from its saved output: ``dy * (1 - y**2)``.", name="tanh"))
+@chk.with_doc(
+    _activation_doc(
+        _BACKWARD_DOC, "Gradient through tanh from its saved output: ``dy * (1 - y**2)``.", name="tanh"
+    )
+)
 def tanh_backward(y, dy, out=None):
     chk.backward_args(y, dy, out)
     return _result(out, dy * (1 - y * y))
 
 
-@chk.with_doc(_activation_doc(
-    _FORWARD_DOC, "Rectified linear unit ``max(x, 0)``, elementwise (NaN passes through)."))
+@chk.with_doc(
+    _activation_doc(_FORWARD_DOC, "Rectified linear unit ``max(x, 0)``, elementwise (NaN passes through).")
+)
 def relu(x, out=None):
     chk.elementwise_args(x, out)
     return _result(out, np.maximum(x, 0))
 
 
-@chk.with_doc(_activation_doc(
-    _BACKWARD_DOC, "Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.",
-    name="ReLU"))
+@chk.with_doc(
+    _activation_doc(
+        _BACKWARD_DOC,
+        "Gradient through ReLU from its saved output: ``dy`` where ``y > 0``, else 0.",
+        name="ReLU",
+    )
+)
 def relu_backward(y, dy, out=None):
     chk.backward_args(y, dy, out)
     return _result(out, np.where(y > 0, dy, 0).astype(y.dtype, copy=False))
@@ -193,16 +211,22 @@ _BACKWARD = {
 }
 
 
-@chk.with_doc(_activation_doc(
-    _FORWARD_DOC, "Apply the named activation elementwise.", named=True, result="``activation(x)``"))
+@chk.with_doc(
+    _activation_doc(
+        _FORWARD_DOC, "Apply the named activation elementwise.", named=True, result="``activation(x)``"
+    )
+)
 def activation_forward(x, activation, out=None):
     chk.elementwise_args(x, out)
     chk.activation_code(activation)
     return _result(out, _FORWARD[activation](x))
 
 
-@chk.with_doc(_activation_doc(
-    _BACKWARD_DOC, "Gradient through the named activation from its saved output `y`.", named=True))
+@chk.with_doc(
+    _activation_doc(
+        _BACKWARD_DOC, "Gradient through the named activation from its saved output `y`.", named=True
+    )
+)
 def activation_backward(y, dy, activation, out=None):
     chk.backward_args(y, dy, out)
     chk.activation_code(activation)

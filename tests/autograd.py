@@ -21,7 +21,17 @@ Values are kept in the dtype given (use float64 for oracle checks).
 
 import numpy as np
 
-__all__ = ["Var", "matmul", "add_bias", "sigmoid", "tanh", "relu", "activation", "softmax_cross_entropy", "mlp_loss"]
+__all__ = [
+    "Var",
+    "matmul",
+    "add_bias",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "activation",
+    "softmax_cross_entropy",
+    "mlp_loss",
+]
 
 
 class Var:

@@ -12,6 +12,7 @@ if os.environ.get("FASTINIT_TEST_GPU", "0") != "1":
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
 from fastinit.backends import KernelBackend  # noqa: E402  (the one adapter: profile and bench use it too)
 
 ON_SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
@@ -30,8 +31,9 @@ def tolerances(dtype, scale=1.0):
 def _kernel_backend_names():
     names = ["numpy", "cpu"]
     try:
-        import fastinit.kernels.cuda  # noqa: F401
         from numba import cuda
+
+        import fastinit.kernels.cuda  # noqa: F401
 
         if cuda.is_available():
             names.append("cuda")

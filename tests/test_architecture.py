@@ -25,8 +25,12 @@ def _module_name(path):
 
 def _modules(packages=PACKAGES):
     link = ROOT / "fastinit" / "kernels"
-    return {_module_name(p): p for pkg in packages for p in sorted((ROOT / pkg).rglob("*.py"))
-            if link not in p.parents}
+    return {
+        _module_name(p): p
+        for pkg in packages
+        for p in sorted((ROOT / pkg).rglob("*.py"))
+        if link not in p.parents
+    }
 
 
 def _resolve(module, node, is_package):
@@ -53,7 +57,9 @@ def _imports(modules):
                     continue
                 for alias in node.names:
                     sub = f"{target}.{alias.name}"
-                    found.append((sub, None, node.lineno) if sub in modules else (target, alias.name, node.lineno))
+                    found.append(
+                        (sub, None, node.lineno) if sub in modules else (target, alias.name, node.lineno)
+                    )
         out[module] = found
     return out
 
@@ -66,8 +72,12 @@ def _owner(name, modules):
 
 def test_no_private_names_cross_modules():
     modules = _modules(PACKAGES + ("bench",))
-    bad = [f"{m}:{line} imports {name} from {target}" for m, found in _imports(modules).items()
-           for target, name, line in found if name and name.startswith("_") and not name.startswith("__")]
+    bad = [
+        f"{m}:{line} imports {name} from {target}"
+        for m, found in _imports(modules).items()
+        for target, name, line in found
+        if name and name.startswith("_") and not name.startswith("__")
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -75,8 +85,10 @@ def test_import_graph_has_no_cycle():
     modules = _modules()
     graph = {m: {_owner(t, modules) for t, _, _ in found} - {m, ""} for m, found in _imports(modules).items()}
     # Packages' __init__ re-export their submodules: an edge into a package is not an edge back.
-    graph = {m: {t for t in ts if not (modules[t].name == "__init__.py" and m.startswith(t + "."))}
-             for m, ts in graph.items()}
+    graph = {
+        m: {t for t in ts if not (modules[t].name == "__init__.py" and m.startswith(t + "."))}
+        for m, ts in graph.items()
+    }
     state, stack, cycles = {}, [], []
 
     def visit(m):
@@ -84,7 +96,7 @@ def test_import_graph_has_no_cycle():
         stack.append(m)
         for t in sorted(graph.get(m, ())):
             if state.get(t) == "open":
-                cycles.append(" -> ".join(stack[stack.index(t):] + [t]))
+                cycles.append(" -> ".join(stack[stack.index(t) :] + [t]))
             elif t not in state:
                 visit(t)
         stack.pop()
@@ -144,6 +156,10 @@ def test_one_top_level_import_name():
 
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     assert {p.split(".")[0] for p in packages} == {"fastinit"}
-    stray = [f"{m}:{line} imports {t}" for m, found in _imports(_modules()).items() for t, _, line in found
-             if t.split(".")[0] == "kernels"]
+    stray = [
+        f"{m}:{line} imports {t}"
+        for m, found in _imports(_modules()).items()
+        for t, _, line in found
+        if t.split(".")[0] == "kernels"
+    ]
     assert not stray, "\n".join(stray)

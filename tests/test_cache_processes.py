@@ -39,7 +39,9 @@ def _argv(name, work):
 
 def _run(name, cache, work, env=None):
     """Run entry point ``name`` in a fresh process; a one-line failure, or None."""
-    proc = subprocess.run(_argv(name, work), env=env or _env(cache), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        _argv(name, work), env=env or _env(cache), capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         why = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
         return f"{name}: {why}: {proc.stderr.strip()[-600:]}"
@@ -66,8 +68,10 @@ def all_entry_points():
 def test_every_entry_point_survives_a_cache_filled_by_the_others(tmp_path):
     order = all_entry_points()
     failures = []
-    threads = [threading.Thread(target=_sequence, args=(o, tmp_path / d, failures))
-               for o, d in ((order, "forward"), (order[::-1], "reverse"))]
+    threads = [
+        threading.Thread(target=_sequence, args=(o, tmp_path / d, failures))
+        for o, d in ((order, "forward"), (order[::-1], "reverse"))
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -83,7 +87,8 @@ a = np.ones((512, 512), np.float32)
 cpu.matmul(a, a)
 MLP([64, 32, 10], backend="cpu", seed=0).train_step(np.ones((64, 64), np.float32), np.zeros(64, int), 0.1)
 rows, cols = cpu.product_tiles(512, 512, 512, numba.get_num_threads())
-print(numba.get_num_threads(), -(-512 // rows) * -(-512 // cols), sum(cpu.matmul_into.stats.cache_hits.values()))
+pieces = -(-512 // rows) * -(-512 // cols)
+print(numba.get_num_threads(), pieces, sum(cpu.matmul_into.stats.cache_hits.values()))
 """
 
 
@@ -92,8 +97,13 @@ def test_thread_count_is_read_at_run_time_not_frozen_into_the_cache(tmp_path):
     2-thread process planning its products for one thread."""
     runs = []
     for threads in ("1", "2"):
-        proc = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], capture_output=True, text=True,
-                              env=_env(tmp_path / "cache", NUMBA_NUM_THREADS=threads), timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", THREADS_SCRIPT],
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path / "cache", NUMBA_NUM_THREADS=threads),
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs.append([int(v) for v in proc.stdout.split()])
     assert runs[0][:2] == [1, 1]  # one thread: one piece, compiled into the cache
@@ -114,8 +124,28 @@ def test_cold_sweep_on_two_pool_workers_then_every_entry_point(tmp_path):
         work.mkdir(parents=True)
         with h5py.File(work / "show.h5", "w") as f:
             f["x"] = np.arange(3.0)
-        sweep = [sys.executable, "-m", "fastinit", "sweep", "--sw2", "1", "2", "--depths", "2", "3", "--seeds",
-                 "0", "--steps", "5", "--processes", "2", "--no-plot", "-q", "--out", str(work / "sweep.h5")]
+        sweep = [
+            sys.executable,
+            "-m",
+            "fastinit",
+            "sweep",
+            "--sw2",
+            "1",
+            "2",
+            "--depths",
+            "2",
+            "3",
+            "--seeds",
+            "0",
+            "--steps",
+            "5",
+            "--processes",
+            "2",
+            "--no-plot",
+            "-q",
+            "--out",
+            str(work / "sweep.h5"),
+        ]
         proc = subprocess.run(sweep, env=_env(cache), capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             failures.append(f"round {r}: cold sweep: exit {proc.returncode}: {proc.stderr.strip()[-600:]}")

@@ -35,13 +35,16 @@ def _assert_one_line_error(err):
 def test_histogram_end_to_end(tmp_path, capsys):
     out = tmp_path / "r.h5"
     plot = tmp_path / "fig.png"
-    code, stdout, _ = _run(capsys, "histogram", *SMALL, "--init", "std=1", "xavier", "--out", str(out),
-                           "--plot", str(plot))
+    code, stdout, _ = _run(
+        capsys, "histogram", *SMALL, "--init", "std=1", "xavier", "--out", str(out), "--plot", str(plot)
+    )
     assert code == 0
     assert "std=1" in stdout and "xavier" in stdout and "sat %" in stdout
     assert f"wrote figure {plot}" in stdout
     assert plot.read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "fig-gradient-histogram.png").read_bytes()[:4] == b"\x89PNG"  # --gradients: on by default
+    assert (tmp_path / "fig-gradient-histogram.png").read_bytes()[
+        :4
+    ] == b"\x89PNG"  # --gradients: on by default
     with open_read(out) as f:
         assert sorted(f["/histogram/sigmoid"]) == ["std=1", "xavier"]
         assert f["/histogram/sigmoid/xavier/activations"].shape == (2, 16, 8)
@@ -51,41 +54,101 @@ def test_histogram_end_to_end(tmp_path, capsys):
 
 def test_histogram_no_gradients(tmp_path, capsys):
     out = tmp_path / "r.h5"
-    assert _run(capsys, "histogram", *SMALL, "--init", "xavier", "--no-gradients", "-q", "--out", str(out))[0] == 0
+    assert (
+        _run(capsys, "histogram", *SMALL, "--init", "xavier", "--no-gradients", "-q", "--out", str(out))[0]
+        == 0
+    )
     assert not (tmp_path / "r-histogram-sigmoid-gradient-histogram.png").exists()
     assert (tmp_path / "r-histogram-sigmoid-gradients.png").exists()  # the RMS against depth stays
     with open_read(out) as f:
-        assert "gradients" not in f["/histogram/sigmoid/xavier"] and "grad_rms" in f["/histogram/sigmoid/xavier"]
+        assert (
+            "gradients" not in f["/histogram/sigmoid/xavier"] and "grad_rms" in f["/histogram/sigmoid/xavier"]
+        )
 
 
 def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     out = tmp_path / "study.h5"
-    assert _run(capsys, "histogram", *SMALL, "--activation", "tanh", "--init", "xavier", "-q", "--out", str(out))[0] == 0
+    assert (
+        _run(
+            capsys, "histogram", *SMALL, "--activation", "tanh", "--init", "xavier", "-q", "--out", str(out)
+        )[0]
+        == 0
+    )
     assert (tmp_path / "study-histogram-tanh.png").exists()
-    code, stdout, _ = _run(capsys, "histogram", *SMALL, "--activation", "relu", "--init", "he", "-q",
-                           "--no-plot", "--out", str(out))
+    code, stdout, _ = _run(
+        capsys,
+        "histogram",
+        *SMALL,
+        "--activation",
+        "relu",
+        "--init",
+        "he",
+        "-q",
+        "--no-plot",
+        "--out",
+        str(out),
+    )
     assert code == 0 and stdout == ""
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["study-histogram-tanh-depth.png",
-                                                         "study-histogram-tanh-gradient-histogram.png",
-                                                         "study-histogram-tanh-gradients.png",
-                                                         "study-histogram-tanh.png", "study.h5",
-                                                         "study.h5.parts"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "study-histogram-tanh-depth.png",
+        "study-histogram-tanh-gradient-histogram.png",
+        "study-histogram-tanh-gradients.png",
+        "study-histogram-tanh.png",
+        "study.h5",
+        "study.h5.parts",
+    ]
     info = describe(out)
     assert info.node("/histogram/tanh/xavier") is not None and info.node("/histogram/relu/he") is not None
     # --plot with no file name: the default file (it used to fail with "expected one argument")
-    assert _run(capsys, "histogram", *SMALL, "--activation", "relu", "--init", "he", "-q", "--plot",
-                "--out", str(out))[0] == 0
+    assert (
+        _run(
+            capsys,
+            "histogram",
+            *SMALL,
+            "--activation",
+            "relu",
+            "--init",
+            "he",
+            "-q",
+            "--plot",
+            "--out",
+            str(out),
+        )[0]
+        == 0
+    )
     assert (tmp_path / "study-histogram-relu.png").exists()
 
 
 def test_train_draws_its_figures_by_default(tmp_path, capsys):
     out = tmp_path / "t.h5"
-    code = _run(capsys, "train", "--init", "he", "--iterations", "20", "--eval-every", "10", "--train-limit", "300",
-                "--test-limit", "50", "--backend", "numpy", "-q", "--out", str(out))[0]
+    code = _run(
+        capsys,
+        "train",
+        "--init",
+        "he",
+        "--iterations",
+        "20",
+        "--eval-every",
+        "10",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "50",
+        "--backend",
+        "numpy",
+        "-q",
+        "--out",
+        str(out),
+    )[0]
     assert code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t-accuracy.png", "t-activations-he.png",
-                                                         "t-gradients-he.png", "t-loss.png", "t.h5",
-                                                         "t.h5.parts"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "t-accuracy.png",
+        "t-activations-he.png",
+        "t-gradients-he.png",
+        "t-loss.png",
+        "t.h5",
+        "t.h5.parts",
+    ]
 
 
 def test_show_tree_and_stats(tmp_path, capsys):
@@ -100,7 +163,7 @@ def test_show_tree_and_stats(tmp_path, capsys):
     assert "/histogram/sigmoid/*  per-layer" in stdout  # one table for the sibling inits
     header = next(line for line in stdout.splitlines() if line.strip().startswith("group"))
     assert header.split()[:5] == ["group", "layer", "mean", "std", "saturated"]
-    rows = [line.split() for line in stdout.splitlines()[stdout.splitlines().index(header) + 1:]]
+    rows = [line.split() for line in stdout.splitlines()[stdout.splitlines().index(header) + 1 :]]
     assert rows[0][:2] == ["std=0.01", "1"] and rows[2][:2] == ["xavier", "1"] and len(rows) == 4
     info = describe(out)
     assert float(rows[2][3]) == pytest.approx(info.node("/histogram/sigmoid/xavier/std").value[0], rel=1e-3)
@@ -122,10 +185,10 @@ def test_help_and_version(capsys):
     assert code == 2 and "histogram" in out
 
 
-
 def _files(folder):
     """{relative path: bytes} of every file below ``folder`` (a results set's parts included)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
 
 @pytest.mark.parametrize(
     "argv, status, needle",
@@ -246,8 +309,14 @@ def test_console_script_subprocess(tmp_path):
     exe = _console_script()
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     out = tmp_path / "r.h5"
-    run = subprocess.run([exe, "histogram", *SMALL, "--init", "std=1", "he", "--out", str(out)],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    run = subprocess.run(
+        [exe, "histogram", *SMALL, "--init", "std=1", "he", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert "he" in run.stdout and (tmp_path / "r-histogram-sigmoid.png").exists()
     with open_read(out) as f:
@@ -255,15 +324,20 @@ def test_console_script_subprocess(tmp_path):
     assert acts.shape == (2, 16, 8) and np.all((acts > 0) & (acts < 1))
     show = subprocess.run([exe, "show", str(out)], capture_output=True, text=True, env=env, timeout=300)
     assert show.returncode == 0 and "/histogram/sigmoid/*  per-layer" in show.stdout
-    bad = subprocess.run([exe, "show", str(tmp_path / "r-histogram-sigmoid.png")], capture_output=True,
-                         text=True, env=env, timeout=300)
+    bad = subprocess.run(
+        [exe, "show", str(tmp_path / "r-histogram-sigmoid.png")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 1
     _assert_one_line_error(bad.stderr)
 
 
 # --------------------------------------------------------------------------- bench-report
 
-TINY_BENCH = '''
+TINY_BENCH = """
 import numpy as np
 import pytest
 
@@ -293,7 +367,7 @@ def test_square_cpu(benchmark):
 @pytest.mark.benchmark(group="alone")
 def test_alone(benchmark):
     benchmark(len, X)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -302,10 +376,24 @@ def bench_json(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     (folder / "test_tiny_bench.py").write_text(TINY_BENCH)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_tiny_bench.py",
-         "--benchmark-json=bench.json", "--benchmark-max-time=0.01", "--benchmark-min-rounds=3",
-         "--benchmark-warmup=off"],
-        cwd=folder, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_tiny_bench.py",
+            "--benchmark-json=bench.json",
+            "--benchmark-max-time=0.01",
+            "--benchmark-min-rounds=3",
+            "--benchmark-warmup=off",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if run.returncode != 0:
         pytest.fail(f"tiny benchmark run failed:\n{run.stdout}\n{run.stderr}")
     return folder / "bench.json"
@@ -323,8 +411,9 @@ def test_bench_report_numbers_come_from_the_file(bench_json):
     assert [r.backend for r in report.group_rows("square-2000")] == ["numpy", "cpu"]
     numpy_sum, cpu_sum = report.group_rows("sum-2000")
     assert cpu_sum.median == raw["test_sum[cpu]"]["stats"]["median"]
-    assert cpu_sum.speedup == pytest.approx(raw["test_sum[numpy]"]["stats"]["median"] /
-                                            raw["test_sum[cpu]"]["stats"]["median"])
+    assert cpu_sum.speedup == pytest.approx(
+        raw["test_sum[numpy]"]["stats"]["median"] / raw["test_sum[cpu]"]["stats"]["median"]
+    )
     assert numpy_sum.speedup == pytest.approx(1.0)
     assert numpy_sum.gbs == pytest.approx(16.0) and cpu_sum.gbs == pytest.approx(0.25)
     assert report.group_rows("square-2000")[0].gflops == pytest.approx(0.5)
@@ -338,7 +427,9 @@ def test_bench_report_command(bench_json, tmp_path, capsys):
     assert code == 0, err
     assert md.read_text().strip() == out.strip()
     table = [line for line in out.splitlines() if line.startswith("| ")]
-    assert table[0].startswith("| group | backend | mean | median | ops/s | GFLOP/s | GB/s | speed-up vs numpy")
+    assert table[0].startswith(
+        "| group | backend | mean | median | ops/s | GFLOP/s | GB/s | speed-up vs numpy"
+    )
     assert len(table) == 1 + 5
     assert any(line.startswith("| sum-2000 | numpy |") and "| 1x |" in line for line in table)
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -358,8 +449,9 @@ def test_bench_report_bad_files(tmp_path, capsys, content, needle):
     if content is not None:
         path.write_text(content)
     before = sorted(p.name for p in tmp_path.iterdir())
-    code, _, err = _run(capsys, "bench-report", str(path), "--md", str(tmp_path / "o.md"),
-                        "--plot", str(tmp_path / "o.png"))
+    code, _, err = _run(
+        capsys, "bench-report", str(path), "--md", str(tmp_path / "o.md"), "--plot", str(tmp_path / "o.png")
+    )
     assert code == 1
     _assert_one_line_error(err)
     assert needle in err
@@ -395,7 +487,9 @@ def test_bench_report_bad_output_paths(bench_json, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_stop_signal_during_train_keeps_finished_runs_and_cleans_up(tmp_path, capsys, monkeypatch, sig, status):
+def test_stop_signal_during_train_keeps_finished_runs_and_cleans_up(
+    tmp_path, capsys, monkeypatch, sig, status
+):
     """SIGTERM and SIGHUP (a batch scheduler's or ``timeout``'s stop), sent for real in the
     middle of the second run, unwind like Ctrl-C: exit 128 + signal, one line and no
     traceback, no temp or lock file, the first run kept complete and the second marked
@@ -409,16 +503,35 @@ def test_stop_signal_during_train_keeps_finished_runs_and_cleans_up(tmp_path, ca
     def step_then_signal(self, idx, lr, **kwargs):
         calls["n"] += 1
         if calls["n"] == iterations + 7:  # step 7 of the second run
-            assert signal.getsignal(sig) not in (signal.SIG_DFL, signal.SIG_IGN, before), "no handler: would kill pytest"
+            assert signal.getsignal(sig) not in (signal.SIG_DFL, signal.SIG_IGN, before), (
+                "no handler: would kill pytest"
+            )
             os.kill(os.getpid(), sig)
         return real(self, idx, lr, **kwargs)
 
     monkeypatch.setattr(mlp.MLP, "train_step_indices", step_then_signal)
     before = signal.getsignal(sig)
     out = tmp_path / "t.h5"
-    code, _, err = _run(capsys, "train", "--init", "he", "xavier", "--iterations", str(iterations),
-                        "--eval-every", "10", "--train-limit", "500", "--test-limit", "100", "--backend", "numpy",
-                        "--out", str(out), "-q")
+    code, _, err = _run(
+        capsys,
+        "train",
+        "--init",
+        "he",
+        "xavier",
+        "--iterations",
+        str(iterations),
+        "--eval-every",
+        "10",
+        "--train-limit",
+        "500",
+        "--test-limit",
+        "100",
+        "--backend",
+        "numpy",
+        "--out",
+        str(out),
+        "-q",
+    )
     assert code == status, err
     assert "Traceback" not in err and signal.Signals(sig).name in err
     assert signal.getsignal(sig) == before
@@ -439,8 +552,10 @@ def test_integers_beyond_int64_are_refused_before_any_work(tmp_path, capsys, opt
 
 def test_an_error_does_not_import_matplotlib():
     """Classifying an error must not import matplotlib (with an unwritable HOME it warns first)."""
-    script = ("import sys; from fastinit.cli import main; code = main(['histogram', '--init', 'bogus']); "
-              "print(code, 'matplotlib' in sys.modules)")
+    script = (
+        "import sys; from fastinit.cli import main; code = main(['histogram', '--init', 'bogus']); "
+        "print(code, 'matplotlib' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
 
@@ -453,8 +568,19 @@ def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
     # PYTHONDONTWRITEBYTECODE is set) and no Python program has a handler installed yet.
     for delay in (0.4, 0.7, 1.0, 1.5):
         out = tmp_path / f"t{delay}.h5"
-        cmd = [sys.executable, "-m", "fastinit", "train", "--iterations", "100000", "--backend", "numpy", "-q",
-               "--out", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fastinit",
+            "train",
+            "--iterations",
+            "100000",
+            "--backend",
+            "numpy",
+            "-q",
+            "--out",
+            str(out),
+        ]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(delay)
@@ -467,21 +593,54 @@ def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
         assert proc.returncode == 128 + sig, (delay, proc.returncode, err)
     # Results (a top file, and the parts folder of a run stopped once it had started) and nothing else.
     assert all(p.suffix in (".h5", ".parts") for p in tmp_path.iterdir())
-    assert not [name for _, _, files in os.walk(tmp_path) for name in files if name.endswith((".tmp", ".lock"))]
+    assert not [
+        name for _, _, files in os.walk(tmp_path) for name in files if name.endswith((".tmp", ".lock"))
+    ]
 
 
 def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert _run(capsys, "histogram", *SMALL, "--init", "xavier", "-q")[0] == 0
-    assert _run(capsys, "train", "--init", "he", "--iterations", "20", "--eval-every", "10", "--train-limit", "300",
-                "--test-limit", "50", "--backend", "numpy", "-q")[0] == 0
+    assert (
+        _run(
+            capsys,
+            "train",
+            "--init",
+            "he",
+            "--iterations",
+            "20",
+            "--eval-every",
+            "10",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "50",
+            "--backend",
+            "numpy",
+            "-q",
+        )[0]
+        == 0
+    )
     folder = tmp_path / "fastinit-results"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "fastinit.h5", "fastinit.h5.parts", "histogram-sigmoid-depth.png", "histogram-sigmoid-gradient-histogram.png",
-        "histogram-sigmoid-gradients.png", "histogram-sigmoid.png", "mnist-accuracy.png", "mnist-activations-he.png",
-        "mnist-gradients-he.png", "mnist-loss.png"]
+        "fastinit.h5",
+        "fastinit.h5.parts",
+        "histogram-sigmoid-depth.png",
+        "histogram-sigmoid-gradient-histogram.png",
+        "histogram-sigmoid-gradients.png",
+        "histogram-sigmoid.png",
+        "mnist-accuracy.png",
+        "mnist-activations-he.png",
+        "mnist-gradients-he.png",
+        "mnist-loss.png",
+    ]
     code, stdout, _ = _run(capsys, "show")
-    assert code == 0 and "fastinit-results/fastinit.h5" in stdout and "histogram/" in stdout and "train/" in stdout
+    assert (
+        code == 0
+        and "fastinit-results/fastinit.h5" in stdout
+        and "histogram/" in stdout
+        and "train/" in stdout
+    )
 
 
 def test_a_stop_signal_inside_numba_cache_writes_or_a_finalizer_is_delivered_again_after_them(monkeypatch):
@@ -492,8 +651,11 @@ def test_a_stop_signal_inside_numba_cache_writes_or_a_finalizer_is_delivered_aga
 
     sent = []
     monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append(sig))
-    code = compile("def write(handler, sig):\n    import sys\n    handler(sig, sys._getframe())\n",
-                   os.path.join("site-packages", "numba", "core", "caching.py"), "exec")
+    code = compile(
+        "def write(handler, sig):\n    import sys\n    handler(sig, sys._getframe())\n",
+        os.path.join("site-packages", "numba", "core", "caching.py"),
+        "exec",
+    )
     namespace = {}
     exec(code, namespace)
     namespace["write"](cli._on_stop_signal, signal.SIGTERM)  # no exception inside the cache code

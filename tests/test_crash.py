@@ -27,10 +27,34 @@ TRIALS = 10
 
 
 def _command(out):
-    return [sys.executable, "-m", "fastinit", "train", "--init", *INITS, "--seeds", *map(str, SEEDS),
-            "--iterations", str(ITERATIONS), "--batch-size", "16", "--eval-every", "25", "--snapshot-every", "25",
-            "--train-limit", "300", "--test-limit", "50", "--backend", "numpy", "--no-plot", "-q",
-            "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "fastinit",
+        "train",
+        "--init",
+        *INITS,
+        "--seeds",
+        *map(str, SEEDS),
+        "--iterations",
+        str(ITERATIONS),
+        "--batch-size",
+        "16",
+        "--eval-every",
+        "25",
+        "--snapshot-every",
+        "25",
+        "--train-limit",
+        "300",
+        "--test-limit",
+        "50",
+        "--backend",
+        "numpy",
+        "--no-plot",
+        "-q",
+        "--out",
+        str(out),
+    ]
 
 
 def _finished_runs(out):
@@ -80,15 +104,41 @@ def test_kill_9_at_random_moments_keeps_every_finished_run(tmp_path, capsys):
         capsys.readouterr()
         assert main(["show", str(out)]) == 0, capsys.readouterr().err
         assert main(["show", str(out), "/train/he"]) == 0
-    print(f"\n{TRIALS} kill -9 trials ({mid_write} while runs were being committed), "
-          f"a whole command takes {duration:.1f} s")
+    print(
+        f"\n{TRIALS} kill -9 trials ({mid_write} while runs were being committed), "
+        f"a whole command takes {duration:.1f} s"
+    )
     # The next update removes what killed processes left: temp and unlinked part files.
-    assert main(["train", "--init", "he", "--iterations", "5", "--train-limit", "300", "--test-limit", "50",
-                 "--backend", "numpy", "--no-plot", "-q", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--init",
+                "he",
+                "--iterations",
+                "5",
+                "--train-limit",
+                "300",
+                "--test-limit",
+                "50",
+                "--backend",
+                "numpy",
+                "--no-plot",
+                "-q",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     parts = sorted(os.listdir(parts_folder(out)))
     with h5py.File(out, "r") as f:
-        linked = {os.path.basename(f["train"][name].get(key, getlink=True).filename)
-                  for name in f["train"] if name != "he" for key in f["train"][name]}
+        linked = {
+            os.path.basename(f["train"][name].get(key, getlink=True).filename)
+            for name in f["train"]
+            if name != "he"
+            for key in f["train"][name]
+        }
         linked.add(os.path.basename(f["train"].get("he", getlink=True).filename))
     assert set(parts) == linked
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "r.h5.parts"]

@@ -13,7 +13,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import ON_SIMULATOR, tolerances
 
 cuda = pytest.importorskip("numba.cuda")
@@ -50,7 +49,9 @@ def _no_cuda_env():
 def _real_gpu_present():
     """Whether a real CUDA device is visible (asked in a subprocess with the simulator off)."""
     code = "from numba import cuda; print(int(cuda.is_available()))"
-    res = subprocess.run([sys.executable, "-c", code], env=_no_cuda_env(), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=_no_cuda_env(), capture_output=True, text=True, timeout=120
+    )
     return res.stdout.strip().endswith("1")
 
 
@@ -93,8 +94,14 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=8, deadline=None)
-@given(m=st.integers(1, 24), k=st.integers(0, 24), n=st.integers(1, 24), ta=st.booleans(), tb=st.booleans(),
-       config=st.sampled_from(sorted(kc.MATMUL_CONFIGS)))
+@given(
+    m=st.integers(1, 24),
+    k=st.integers(0, 24),
+    n=st.integers(1, 24),
+    ta=st.booleans(),
+    tb=st.booleans(),
+    config=st.sampled_from(sorted(kc.MATMUL_CONFIGS)),
+)
 def test_matmul_random_shapes_every_tiling(m, k, n, ta, tb, config):
     rng = np.random.default_rng(m * 10007 + k * 101 + n)
     a = rng.standard_normal((k, m) if ta else (m, k))
@@ -354,8 +361,9 @@ def test_import_needs_no_cuda():
         print("ok")
         """
     )
-    res = subprocess.run([sys.executable, "-c", code], env=_no_cuda_env(), capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=_no_cuda_env(), capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
 
@@ -366,9 +374,22 @@ def test_cli_backend_cuda_without_a_device_is_one_line(tmp_path):
     from fastinit.backends import NO_CUDA_MESSAGE
 
     res = subprocess.run(
-        [sys.executable, "-m", "fastinit", "histogram", "--backend", "cuda", "--out", str(tmp_path / "r.h5"),
-         "--no-plot", "-q"],
-        env=_no_cuda_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "fastinit",
+            "histogram",
+            "--backend",
+            "cuda",
+            "--out",
+            str(tmp_path / "r.h5"),
+            "--no-plot",
+            "-q",
+        ],
+        env=_no_cuda_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()

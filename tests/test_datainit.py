@@ -6,11 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import DTYPES, KERNEL_BACKENDS, make_mlp
 
 from fastinit import MLP
 from fastinit.init import INIT_NAMES, init_weights, parse_init
-
-from conftest import DTYPES, KERNEL_BACKENDS, make_mlp
 
 SIZES = (12, 10, 8, 6, 4)  # input, three hidden layers, output
 
@@ -65,11 +64,15 @@ def test_lsuv_warns_and_records_a_layer_it_cannot_rescale():
     with pytest.warns(RuntimeWarning, match=r"lsuv: layer \d .* cannot be rescaled") as record:
         mlp = MLP(SIZES, "tanh", "lsuv", backend="numpy", dtype="float64", seed=0, data=x)
     assert len(record) == 4  # one warning per layer
-    assert str(record[0].message).startswith("lsuv: layer 0 (12 -> 10) has pre-activation variance 0, not 1 +- 0.1")
+    assert str(record[0].message).startswith(
+        "lsuv: layer 0 (12 -> 10) has pre-activation variance 0, not 1 +- 0.1"
+    )
     assert mlp.init_info["converged"] == [False] * 4 and mlp.init_info["variance"] == [0.0] * 4
     # The layer keeps its orthogonal weights.
-    np.testing.assert_array_equal(mlp.params[0][0], MLP(SIZES, "tanh", "orthogonal", backend="numpy",
-                                                        dtype="float64", seed=0).params[0][0])
+    np.testing.assert_array_equal(
+        mlp.params[0][0],
+        MLP(SIZES, "tanh", "orthogonal", backend="numpy", dtype="float64", seed=0).params[0][0],
+    )
 
 
 def test_lsuv_warns_when_max_iter_is_hit():
@@ -131,7 +134,9 @@ def test_pretrain_matches_a_numpy_autoencoder_and_lowers_each_reconstruction_err
 
 def test_pretrain_without_hidden_layers_is_the_base_init():
     mlp = MLP((12, 4), "relu", "pretrain", backend="numpy", seed=0, data=_data())
-    np.testing.assert_array_equal(mlp.params[0][0], init_weights("he", 12, 4, _rng_after_eval_draw(0, 48), np.float32))
+    np.testing.assert_array_equal(
+        mlp.params[0][0], init_weights("he", 12, 4, _rng_after_eval_draw(0, 48), np.float32)
+    )
     assert mlp.init_info == {"loss_before": [], "loss_after": []}
 
 
@@ -173,7 +178,9 @@ def test_backends_agree_with_numpy(backend, spec, dtype):
         np.testing.assert_allclose(w, ww, rtol=rtol, atol=atol)
         np.testing.assert_allclose(b, wb, rtol=rtol, atol=atol)
     for key, values in want.init_info.items():
-        np.testing.assert_allclose(np.asarray(got.init_info[key], float), np.asarray(values, float), rtol=rtol)
+        np.testing.assert_allclose(
+            np.asarray(got.init_info[key], float), np.asarray(values, float), rtol=rtol
+        )
 
 
 def test_init_seconds_is_recorded():
@@ -191,13 +198,22 @@ def test_specs_parse_with_defaults_and_round_trip():
     assert {"lsuv", "pretrain"} <= set(INIT_NAMES)
     assert parse_init("lsuv").options == (("tol", 0.1), ("batch", 512), ("max_iter", 10))
     assert parse_init("pretrain").options == (("steps", 500), ("lr", 1.0), ("batch", 128))
-    for spec in ("lsuv,tol=0.05", " LSUV , max_iter=3 ,batch=64", "pretrain,batch=32,lr=0.25", "pretrain,steps=7"):
+    for spec in (
+        "lsuv,tol=0.05",
+        " LSUV , max_iter=3 ,batch=64",
+        "pretrain,batch=32,lr=0.25",
+        "pretrain,steps=7",
+    ):
         scheme = parse_init(spec)
         assert scheme.data_driven and not parse_init("he").data_driven
         canonical = ",".join([scheme.kind] + [f"{k}={v}" for k, v in scheme.options])
         again = parse_init(canonical)
         assert (again.kind, again.options) == (scheme.kind, scheme.options)
-    assert dict(parse_init(" LSUV , max_iter=3 ,batch=64").options) == {"tol": 0.1, "batch": 64, "max_iter": 3}
+    assert dict(parse_init(" LSUV , max_iter=3 ,batch=64").options) == {
+        "tol": 0.1,
+        "batch": 64,
+        "max_iter": 3,
+    }
 
 
 @pytest.mark.parametrize(

@@ -47,25 +47,27 @@ DOCUMENTED_MODULES = (
 #: description punctuation and wording (GL01-GL03, SS02-SS05, PR05, PR06, PR08,
 #: PR09, RT04, RT05), RT02 (a named single return is allowed), and the optional
 #: sections (ES01 extended summary, SA01-SA04 See Also, EX01 Examples).
-CHECKED_CODES = frozenset({
-    "GL05",  # tabs at the start of a line
-    "GL06",  # unknown section
-    "GL07",  # sections in the wrong order
-    "GL08",  # no docstring
-    "GL09",  # deprecation note not first
-    "GL10",  # reST directive with one colon
-    "SS01",  # no summary
-    "SS06",  # summary longer than one line
-    "PR01",  # a parameter not documented
-    "PR02",  # an unknown parameter documented
-    "PR03",  # parameters documented in the wrong order
-    "PR04",  # a parameter without a type
-    "PR07",  # a parameter without a description
-    "PR10",  # "name: type" instead of "name : type"
-    "RT01",  # no Returns section for a function that returns something
-    "RT03",  # a return value without a description
-    "YD01",  # no Yields section for a generator
-})
+CHECKED_CODES = frozenset(
+    {
+        "GL05",  # tabs at the start of a line
+        "GL06",  # unknown section
+        "GL07",  # sections in the wrong order
+        "GL08",  # no docstring
+        "GL09",  # deprecation note not first
+        "GL10",  # reST directive with one colon
+        "SS01",  # no summary
+        "SS06",  # summary longer than one line
+        "PR01",  # a parameter not documented
+        "PR02",  # an unknown parameter documented
+        "PR03",  # parameters documented in the wrong order
+        "PR04",  # a parameter without a type
+        "PR07",  # a parameter without a description
+        "PR10",  # "name: type" instead of "name : type"
+        "RT01",  # no Returns section for a function that returns something
+        "RT03",  # a return value without a description
+        "YD01",  # no Yields section for a generator
+    }
+)
 
 
 def _validate(name, obj):

@@ -6,15 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def _run(tmp_path, script, *args):
     out = tmp_path / f"{script}.png"
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / f"{script}.py"), *args, "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{script}.py"), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.stat().st_size > 1000
     return proc.stdout
@@ -22,7 +27,9 @@ def _run(tmp_path, script, *args):
 
 def test_sigmoid_histograms_show_collapse_and_spread(tmp_path):
     text = _run(tmp_path, "sigmoid_histograms", "--samples", "300")
-    std = {(m[1], int(m[2])): float(m[3]) for m in re.finditer(r"(\S+)\s+layer (\d): mean \S+ std (\S+)", text)}
+    std = {
+        (m[1], int(m[2])): float(m[3]) for m in re.finditer(r"(\S+)\s+layer (\d): mean \S+ std (\S+)", text)
+    }
     assert std[("std=0.01", 5)] < 0.05 < std[("xavier", 5)]
 
 

@@ -112,8 +112,10 @@ def test_theory_std_at_large_variance():
     def std_ref(q, f):
         def moment(k):
             g = lambda u: f(u) ** k * np.exp(-0.5 * u * u / q) / np.sqrt(2 * np.pi * q)  # noqa: E731
-            return integrate.quad(g, -9 * np.sqrt(q), 9 * np.sqrt(q), points=[-3, 0, 3], epsabs=1e-15,
-                                  epsrel=1e-12, limit=500)[0]
+            return integrate.quad(
+                g, -9 * np.sqrt(q), 9 * np.sqrt(q), points=[-3, 0, 3], epsabs=1e-15, epsrel=1e-12, limit=500
+            )[0]
+
         return np.sqrt(moment(2) - moment(1) ** 2)
 
     sig = theory_std("sigmoid", [10.0] * 3, 100)
@@ -146,8 +148,9 @@ def test_seed_reproducible_and_independent_of_other_inits():
 def test_overflow_is_counted_and_reported():
     from fastinit.experiments.histogram import format_table
 
-    res = run_histogram("relu", inits=("std=10", "he"), layers=40, units=16, samples=8, backend="numpy",
-                        progress=False)
+    res = run_histogram(
+        "relu", inits=("std=10", "he"), layers=40, units=16, samples=8, backend="numpy", progress=False
+    )
     blown, fine = res.runs["std=10"], res.runs["he"]
     first = blown.overflow_layer()
     assert first is not None and 10 < first <= 40
@@ -164,7 +167,9 @@ def test_overflow_is_counted_and_reported():
 
 
 def test_float64():
-    res = run_histogram("sigmoid", inits=("xavier",), dtype="float64", backend="numpy", progress=False, **SMALL)
+    res = run_histogram(
+        "sigmoid", inits=("xavier",), dtype="float64", backend="numpy", progress=False, **SMALL
+    )
     assert res.runs["xavier"].activations.dtype == np.float64
 
 
@@ -228,11 +233,25 @@ def test_hdf5_round_trip_and_layout(tmp_path):
     back = read_histogram(path, "sigmoid")
     assert back.inits == ["std=1", "xavier"]
     assert (back.layers, back.units, back.samples, back.seed, back.backend, back.dtype) == (
-        3, 16, 32, 0, "numpy", "float32")
+        3,
+        16,
+        32,
+        0,
+        "numpy",
+        "float32",
+    )
     for spec, run in res.runs.items():
         other = back.runs[spec]
         np.testing.assert_array_equal(other.activations, run.activations)
-        for name in ("mean", "std", "saturated", "weight_std", "weight_std_measured", "theory_std", "nonfinite"):
+        for name in (
+            "mean",
+            "std",
+            "saturated",
+            "weight_std",
+            "weight_std_measured",
+            "theory_std",
+            "nonfinite",
+        ):
             np.testing.assert_array_equal(getattr(other, name), getattr(run, name))
     with open_read(path) as f:
         ds = f["/histogram/sigmoid/xavier/activations"]
@@ -242,7 +261,7 @@ def test_hdf5_round_trip_and_layout(tmp_path):
         for key in ("init", "activation", "seed", "backend", "dtype", "weight_std"):
             assert key in g.attrs and key in ds.attrs
         assert g.attrs["init"] == "xavier" and g.attrs["status"] == "complete"
-        np.testing.assert_allclose(g.attrs["weight_std"], 16 ** -0.5)
+        np.testing.assert_allclose(g.attrs["weight_std"], 16**-0.5)
 
 
 def test_rerun_replaces_only_its_groups(tmp_path):
@@ -267,7 +286,9 @@ def test_rerun_replaces_only_its_groups(tmp_path):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_figure_has_a_panel_per_init_and_layer(tmp_path, activation):
-    res = run_histogram(activation, inits=("std=1", "xavier", "std=0"), backend="numpy", progress=False, **SMALL)
+    res = run_histogram(
+        activation, inits=("std=1", "xavier", "std=0"), backend="numpy", progress=False, **SMALL
+    )
     fig = histogram_figure(res)
     axes = fig.get_axes()
     assert len(axes) == 3 * 3
@@ -289,7 +310,9 @@ def test_figure_has_a_panel_per_init_and_layer(tmp_path, activation):
 
 
 def test_figure_bad_paths(tmp_path):
-    res = run_histogram("sigmoid", inits=("xavier",), backend="numpy", progress=False, layers=1, units=4, samples=4)
+    res = run_histogram(
+        "sigmoid", inits=("xavier",), backend="numpy", progress=False, layers=1, units=4, samples=4
+    )
     with pytest.raises(PlotError, match="must end in"):
         plot_histogram(res, tmp_path / "fig.gif")
     with pytest.raises(PlotError, match="does not exist"):
@@ -305,8 +328,28 @@ def test_the_cuda_backend_names_its_gpu_in_the_file(tmp_path, capsys):
     if "cuda" not in KERNEL_BACKENDS:
         pytest.skip("no CUDA (not even the simulator)")
     out = tmp_path / "g.h5"
-    assert main(["histogram", "--backend", "cuda", "--units", "8", "--samples", "8", "--layers", "2", "--init", "he",
-                 "--no-plot", "-q", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "histogram",
+                "--backend",
+                "cuda",
+                "--units",
+                "8",
+                "--samples",
+                "8",
+                "--layers",
+                "2",
+                "--init",
+                "he",
+                "--no-plot",
+                "-q",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with h5py.File(out, "r") as f:
         assert f.attrs["gpu"]  # the device's name, or SIMULATOR
 
@@ -315,8 +358,15 @@ def test_deep_nets_get_a_depth_figure_and_at_most_ten_histogram_columns(tmp_path
     from fastinit.cli import main
     from fastinit.plots import depth_figure
 
-    res = run_histogram("relu", inits=("he", "xavier", "std=0"), backend="numpy", progress=False, layers=30,
-                        units=32, samples=64)
+    res = run_histogram(
+        "relu",
+        inits=("he", "xavier", "std=0"),
+        backend="numpy",
+        progress=False,
+        layers=30,
+        units=32,
+        samples=64,
+    )
     fig = histogram_figure(res)
     titles = [ax.get_title() for ax in fig.get_axes() if ax.get_title()]
     assert len(titles) == 10 and titles[0] == "layer 1" and titles[-1] == "layer 30"
@@ -327,24 +377,74 @@ def test_deep_nets_get_a_depth_figure_and_at_most_ten_histogram_columns(tmp_path
     he = next(line for line in ax.get_lines() if line.get_label() == "he (measured)")
     np.testing.assert_allclose(he.get_ydata(), res.runs["he"].std)  # every layer's measured std
     out = tmp_path / "d.h5"
-    assert main(["histogram", "--activation", "relu", "--layers", "12", "--units", "16", "--samples", "32",
-                 "--init", "he", "-q", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "histogram",
+                "--activation",
+                "relu",
+                "--layers",
+                "12",
+                "--units",
+                "16",
+                "--samples",
+                "32",
+                "--init",
+                "he",
+                "-q",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "d-histogram-relu-depth.png").exists()
 
 
 def test_bias_std_draws_biases_and_the_theory_follows():
     """On a wide net the measured std tracks the theory with sb2 = bias_std^2 (here the biases
     dominate: sw2 = 400 * 0.03^2 = 0.36, sb2 = 0.25); bias_std=0 is the bias-free experiment, bit for bit."""
-    plain = run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, layers=4, units=64, samples=64)
-    zero = run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, layers=4, units=64, samples=64,
-                         bias_std=0.0)
+    plain = run_histogram(
+        "tanh", inits=("xavier",), backend="numpy", progress=False, layers=4, units=64, samples=64
+    )
+    zero = run_histogram(
+        "tanh",
+        inits=("xavier",),
+        backend="numpy",
+        progress=False,
+        layers=4,
+        units=64,
+        samples=64,
+        bias_std=0.0,
+    )
     np.testing.assert_array_equal(plain.runs["xavier"].activations, zero.runs["xavier"].activations)
-    res = run_histogram("tanh", inits=("std=0.03",), backend="numpy", progress=False, layers=6, units=400,
-                        samples=1000, bias_std=0.5, dtype="float64")
+    res = run_histogram(
+        "tanh",
+        inits=("std=0.03",),
+        backend="numpy",
+        progress=False,
+        layers=6,
+        units=400,
+        samples=1000,
+        bias_std=0.5,
+        dtype="float64",
+    )
     run = res.runs["std=0.03"]
     np.testing.assert_allclose(run.std, run.theory_std, rtol=0.05)
-    no_bias_theory = run_histogram("tanh", inits=("std=0.03",), backend="numpy", progress=False, layers=6, units=400,
-                                   samples=10, dtype="float64").runs["std=0.03"].theory_std
+    no_bias_theory = (
+        run_histogram(
+            "tanh",
+            inits=("std=0.03",),
+            backend="numpy",
+            progress=False,
+            layers=6,
+            units=400,
+            samples=10,
+            dtype="float64",
+        )
+        .runs["std=0.03"]
+        .theory_std
+    )
     assert np.all(run.theory_std[1:] > 1.5 * no_bias_theory[1:])  # the bias variance keeps deep layers alive
     with pytest.raises(ValueError, match="bias_std"):
         run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, bias_std=-1.0)
@@ -355,22 +455,34 @@ def test_backpropagated_gradients_follow_the_mean_field_theory(tmp_path):
     sqrt(chi) per layer: vanishing for std=0.01 and sigmoid + Xavier, about constant for He + ReLU."""
     from fastinit.plots import gradient_figure
 
-    tanh = run_histogram("tanh", inits=("xavier", "std=0.01"), backend="numpy", progress=False, layers=8, units=200,
-                         samples=400, dtype="float64")
+    tanh = run_histogram(
+        "tanh",
+        inits=("xavier", "std=0.01"),
+        backend="numpy",
+        progress=False,
+        layers=8,
+        units=200,
+        samples=400,
+        dtype="float64",
+    )
     for run in tanh.runs.values():
         assert run.grad_rms[-1] == run.grad_theory[-1] == 1.0
         np.testing.assert_allclose(run.grad_rms, run.grad_theory, rtol=0.12)
     assert tanh.runs["std=0.01"].grad_rms[0] < 1e-4  # vanished: about 0.14 per layer
-    relu = run_histogram("relu", inits=("he",), backend="numpy", progress=False, layers=8, units=200, samples=400)
+    relu = run_histogram(
+        "relu", inits=("he",), backend="numpy", progress=False, layers=8, units=200, samples=400
+    )
     np.testing.assert_allclose(relu.runs["he"].grad_rms, 1.0, rtol=0.2)  # He: chi1 = 1
     np.testing.assert_allclose(relu.runs["he"].grad_theory, 1.0, rtol=1e-6)
     ax = gradient_figure(tanh).get_axes()[0]
-    assert ax.get_yscale() == "log" and "xavier (measured)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_yscale() == "log" and "xavier (measured)" in [
+        t.get_text() for t in ax.get_legend().get_texts()
+    ]
 
 
 def _loss_at(z, layer, weights, g, phi):
     """The histogram's random loss sum(G * z_last) with layer ``layer``'s pre-activation set to ``z``."""
-    for w in weights[layer + 1:]:
+    for w in weights[layer + 1 :]:
         z = phi(z) @ w
     return float(np.sum(g * z))
 
@@ -383,12 +495,23 @@ def test_stored_gradients_are_the_finite_differences_of_the_loss(activation):
 
     phi = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}[activation]
     layers, units, samples, seed = 3, 4, 3, 7
-    res = run_histogram(activation, inits=("std=1",), layers=layers, units=units, samples=samples, seed=seed,
-                        backend="numpy", dtype="float64", progress=False)
+    res = run_histogram(
+        activation,
+        inits=("std=1",),
+        layers=layers,
+        units=units,
+        samples=samples,
+        seed=seed,
+        backend="numpy",
+        dtype="float64",
+        progress=False,
+    )
     grads = res.runs["std=1"].gradients
     assert grads.shape == (layers, samples, units) and grads.dtype == np.float64
-    weights = [parse_init("std=1").sample(units, units, np.random.default_rng([seed, i + 1]), "float64")
-               for i in range(layers)]
+    weights = [
+        parse_init("std=1").sample(units, units, np.random.default_rng([seed, i + 1]), "float64")
+        for i in range(layers)
+    ]
     g = np.random.default_rng([seed, 0, 2]).standard_normal((samples, units))
     z = [np.random.default_rng(seed).standard_normal((samples, units)) @ weights[0]]
     for w in weights[1:]:
@@ -399,16 +522,22 @@ def test_stored_gradients_are_the_finite_differences_of_the_loss(activation):
         for idx in np.ndindex(samples, units):
             step = np.zeros((samples, units))
             step[idx] = eps
-            numeric[idx] = (_loss_at(z[layer] + step, layer, weights, g, phi)
-                            - _loss_at(z[layer] - step, layer, weights, g, phi)) / (2 * eps)
+            numeric[idx] = (
+                _loss_at(z[layer] + step, layer, weights, g, phi)
+                - _loss_at(z[layer] - step, layer, weights, g, phi)
+            ) / (2 * eps)
         np.testing.assert_allclose(grads[layer], numeric, rtol=1e-6, atol=1e-8, err_msg=f"layer {layer + 1}")
-    np.testing.assert_allclose(res.runs["std=1"].grad_rms[:-1], np.sqrt(np.mean(grads[:-1] ** 2, axis=(1, 2))))
+    np.testing.assert_allclose(
+        res.runs["std=1"].grad_rms[:-1], np.sqrt(np.mean(grads[:-1] ** 2, axis=(1, 2)))
+    )
 
 
 def test_gradients_in_hdf5_and_only_when_asked(tmp_path):
     path = tmp_path / "r.h5"
     res = run_histogram("relu", inits=("he",), backend="numpy", progress=False, **SMALL)
-    plain = run_histogram("relu", inits=("xavier",), backend="numpy", progress=False, gradients=False, **SMALL)
+    plain = run_histogram(
+        "relu", inits=("xavier",), backend="numpy", progress=False, gradients=False, **SMALL
+    )
     assert plain.runs["xavier"].gradients is None and np.isfinite(plain.runs["xavier"].grad_rms).all()
     with open_results(path) as f:
         write_histogram(f, res)
@@ -427,7 +556,9 @@ def test_gradients_in_hdf5_and_only_when_asked(tmp_path):
 def test_gradient_histogram_figure(tmp_path):
     from fastinit.plots import gradient_histogram_figure, plot_gradient_histogram
 
-    res = run_histogram("sigmoid", inits=("std=0.01", "xavier", "std=0"), backend="numpy", progress=False, **SMALL)
+    res = run_histogram(
+        "sigmoid", inits=("std=0.01", "xavier", "std=0"), backend="numpy", progress=False, **SMALL
+    )
     axes = gradient_histogram_figure(res).get_axes()
     assert len(axes) == 3 * 3 and axes[0].get_title() == "layer 1"
     lo, hi = axes[0].get_xlim()
@@ -439,8 +570,11 @@ def test_gradient_histogram_figure(tmp_path):
     plot_gradient_histogram(res, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no gradients"):
-        gradient_histogram_figure(run_histogram("sigmoid", inits=("xavier",), backend="numpy", progress=False,
-                                                gradients=False, **SMALL))
+        gradient_histogram_figure(
+            run_histogram(
+                "sigmoid", inits=("xavier",), backend="numpy", progress=False, gradients=False, **SMALL
+            )
+        )
 
 
 def test_data_driven_inits_calibrate_on_the_samples():
@@ -448,8 +582,16 @@ def test_data_driven_inits_calibrate_on_the_samples():
     pre-activation (arctanh of the stored tanh output) has variance 1 within lsuv's tol."""
     from fastinit.experiments.histogram import run_histogram
 
-    res = run_histogram("tanh", ("lsuv,tol=0.05", "pretrain,steps=20"), layers=3, units=16, samples=400,
-                        backend="numpy", dtype="float64", progress=False)
+    res = run_histogram(
+        "tanh",
+        ("lsuv,tol=0.05", "pretrain,steps=20"),
+        layers=3,
+        units=16,
+        samples=400,
+        backend="numpy",
+        dtype="float64",
+        progress=False,
+    )
     z = np.arctanh(res.runs["lsuv,tol=0.05"].activations)
     assert np.all(np.abs(z.var(axis=(1, 2)) - 1) <= 0.05)
     pre = res.runs["pretrain,steps=20"]

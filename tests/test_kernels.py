@@ -15,11 +15,11 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import DTYPES, ON_SIMULATOR, tolerances
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastinit.kernels.reference as ref
-from conftest import DTYPES, ON_SIMULATOR, tolerances
 
 ACTS = ("linear", "sigmoid", "tanh", "relu")
 FORWARD = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -148,7 +148,10 @@ def test_matmul_random_shapes(fast_backend, m, k, n, trans_a, trans_b, f64, seed
         m, k, n = (min(v, 16) for v in (m, k, n))
     dtype = np.float64 if f64 else np.float32
     a, b = _matmul_operands(np.random.default_rng(seed), m, k, n, dtype, trans_a, trans_b)
-    got = _host(backend, backend.k.matmul(backend.to_device(a), backend.to_device(b), trans_a=trans_a, trans_b=trans_b))
+    got = _host(
+        backend,
+        backend.k.matmul(backend.to_device(a), backend.to_device(b), trans_a=trans_a, trans_b=trans_b),
+    )
     _close(got, ref.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype, scale=k)
 
 
@@ -305,7 +308,11 @@ def test_activation_random_sizes(fast_backend, n, act, f64, seed):
     dtype = np.float64 if f64 else np.float32
     rng = np.random.default_rng(seed)
     x = _rand(rng, (n,), dtype, scale=10.0)
-    _close(_host(backend, backend.k.activation_forward(backend.to_device(x), act)), ref.activation_forward(x, act), dtype)
+    _close(
+        _host(backend, backend.k.activation_forward(backend.to_device(x), act)),
+        ref.activation_forward(x, act),
+        dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -363,7 +370,9 @@ def test_dense_forward_backward(fast_backend, shape, act, dtype, bias):
     backend = fast_backend  # the numpy backend would be the reference against itself
     n, fan_in, fan_out = shape
     _skip_big(backend, shape)
-    _trim_on_simulator(backend, (np.dtype(dtype) == np.float64) != bias or (n > 8 and act in ("linear", "sigmoid")))
+    _trim_on_simulator(
+        backend, (np.dtype(dtype) == np.float64) != bias or (n > 8 and act in ("linear", "sigmoid"))
+    )
     rng = _rng("dense", shape, act, bias)
     x = _rand(rng, (n, fan_in), dtype)
     w = _rand(rng, (fan_in, fan_out), dtype, scale=1 / np.sqrt(fan_in))
@@ -500,6 +509,7 @@ def test_sgd_update(fast_backend, shape, dtype):
 
 # ----------------------------------------------------------- bad inputs
 
+
 def _bad_cases():
     """(id, call(k), error type, message fragment): one per bad-input path."""
     f32 = lambda *s: np.zeros(s, np.float32)  # noqa: E731
@@ -512,26 +522,71 @@ def _bad_cases():
         ("matmul-inner", lambda k: k.matmul(f32(2, 3), f32(4, 2)), ValueError, "inner dimensions"),
         ("matmul-inner-T", lambda k: k.matmul(f32(2, 3), f32(3, 2), trans_a=True), ValueError, "a.T"),
         ("matmul-mixed", lambda k: k.matmul(f32(2, 3), f64(3, 2)), TypeError, "mixed dtypes"),
-        ("matmul-int", lambda k: k.matmul(np.zeros((2, 3), np.int64), f32(3, 2)), TypeError, "float32 or float64"),
+        (
+            "matmul-int",
+            lambda k: k.matmul(np.zeros((2, 3), np.int64), f32(3, 2)),
+            TypeError,
+            "float32 or float64",
+        ),
         ("matmul-list", lambda k: k.matmul([[1.0]], f32(1, 1)), TypeError, "a must be"),
         ("matmul-noncontig", lambda k: k.matmul(noncontig, f32(3, 2)), ValueError, "C-contiguous"),
-        ("matmul-out-shape", lambda k: k.matmul(f32(2, 3), f32(3, 2), f32(3, 3)), ValueError, "out must have shape"),
-        ("matmul-out-dtype", lambda k: k.matmul(f32(2, 3), f32(3, 2), f64(2, 2)), TypeError, "out must have dtype"),
+        (
+            "matmul-out-shape",
+            lambda k: k.matmul(f32(2, 3), f32(3, 2), f32(3, 3)),
+            ValueError,
+            "out must have shape",
+        ),
+        (
+            "matmul-out-dtype",
+            lambda k: k.matmul(f32(2, 3), f32(3, 2), f64(2, 2)),
+            TypeError,
+            "out must have dtype",
+        ),
         ("sigmoid-int", lambda k: k.sigmoid(np.zeros(3, np.int32)), TypeError, "x must have dtype"),
         ("tanh-noncontig", lambda k: k.tanh(noncontig), ValueError, "C-contiguous"),
         ("relu-out-shape", lambda k: k.relu(f32(3), f32(4)), ValueError, "out must have shape"),
         ("relu-out-dtype", lambda k: k.relu(f32(3), f64(3)), TypeError, "out must have dtype"),
         ("act-unknown", lambda k: k.activation_forward(f32(3), "softplus"), ValueError, "unknown activation"),
-        ("actb-unknown", lambda k: k.activation_backward(f32(3), f32(3), "gelu"), ValueError, "unknown activation"),
-        ("bwd-shape", lambda k: k.sigmoid_backward(f32(3), f32(4)), ValueError, "dy must have the same shape"),
+        (
+            "actb-unknown",
+            lambda k: k.activation_backward(f32(3), f32(3), "gelu"),
+            ValueError,
+            "unknown activation",
+        ),
+        (
+            "bwd-shape",
+            lambda k: k.sigmoid_backward(f32(3), f32(4)),
+            ValueError,
+            "dy must have the same shape",
+        ),
         ("bwd-mixed", lambda k: k.tanh_backward(f32(3), f64(3)), TypeError, "mixed dtypes"),
-        ("bwd-noncontig", lambda k: k.relu_backward(noncontig, f32(4, 3)), ValueError, "y must be C-contiguous"),
+        (
+            "bwd-noncontig",
+            lambda k: k.relu_backward(noncontig, f32(4, 3)),
+            ValueError,
+            "y must be C-contiguous",
+        ),
         ("dense-ndim", lambda k: k.dense_forward(f32(4), f32(4, 2)), ValueError, "x must be 2-D"),
         ("dense-inner", lambda k: k.dense_forward(f32(4, 3), f32(2, 2)), ValueError, "features"),
-        ("dense-bias", lambda k: k.dense_forward(f32(4, 3), f32(3, 2), f32(3)), ValueError, "b must have shape"),
+        (
+            "dense-bias",
+            lambda k: k.dense_forward(f32(4, 3), f32(3, 2), f32(3)),
+            ValueError,
+            "b must have shape",
+        ),
         ("dense-mixed", lambda k: k.dense_forward(f32(4, 3), f64(3, 2)), TypeError, "mixed dtypes"),
-        ("dense-act", lambda k: k.dense_forward(f32(4, 3), f32(3, 2), None, "swish"), ValueError, "unknown activation"),
-        ("dense-out", lambda k: k.dense_forward(f32(4, 3), f32(3, 2), out=f32(2, 4)), ValueError, "out must have shape"),
+        (
+            "dense-act",
+            lambda k: k.dense_forward(f32(4, 3), f32(3, 2), None, "swish"),
+            ValueError,
+            "unknown activation",
+        ),
+        (
+            "dense-out",
+            lambda k: k.dense_forward(f32(4, 3), f32(3, 2), out=f32(2, 4)),
+            ValueError,
+            "out must have shape",
+        ),
         (
             "dense-bwd-y",
             lambda k: k.dense_backward(f32(4, 3), f32(3, 2), f32(4, 3), f32(4, 2)),
@@ -550,35 +605,104 @@ def _bad_cases():
             ValueError,
             "dw must have shape",
         ),
-        ("sm-label-range", lambda k: k.softmax_cross_entropy(f32(4, 3), np.array([0, 1, 3, 0])), ValueError, "[0, 3)"),
-        ("sm-label-neg", lambda k: k.softmax_cross_entropy(f32(4, 3), np.array([0, -1, 2, 0])), ValueError, "[0, 3)"),
+        (
+            "sm-label-range",
+            lambda k: k.softmax_cross_entropy(f32(4, 3), np.array([0, 1, 3, 0])),
+            ValueError,
+            "[0, 3)",
+        ),
+        (
+            "sm-label-neg",
+            lambda k: k.softmax_cross_entropy(f32(4, 3), np.array([0, -1, 2, 0])),
+            ValueError,
+            "[0, 3)",
+        ),
         (
             "sm-label-dtype",
             lambda k: k.softmax_cross_entropy(f32(4, 3), np.zeros(4, np.float32)),
             TypeError,
             "labels must have dtype",
         ),
-        ("sm-label-shape", lambda k: k.softmax_cross_entropy(f32(4, 3), labels[:3]), ValueError, "labels must have shape"),
-        ("sm-label-2d", lambda k: k.softmax_cross_entropy(f32(4, 3), labels.reshape(4, 1)), ValueError, "labels must have shape"),
+        (
+            "sm-label-shape",
+            lambda k: k.softmax_cross_entropy(f32(4, 3), labels[:3]),
+            ValueError,
+            "labels must have shape",
+        ),
+        (
+            "sm-label-2d",
+            lambda k: k.softmax_cross_entropy(f32(4, 3), labels.reshape(4, 1)),
+            ValueError,
+            "labels must have shape",
+        ),
         ("sm-logits-1d", lambda k: k.softmax_cross_entropy(f32(4), labels), ValueError, "logits must be 2-D"),
-        ("sm-logits-int", lambda k: k.softmax_cross_entropy(labels.reshape(2, 2), labels[:2]), TypeError, "logits must"),
-        ("sm-grad", lambda k: k.softmax_cross_entropy(f32(4, 3), labels, f32(3, 4)), ValueError, "grad must have shape"),
-        ("mse-shape", lambda k: k.mean_squared_error(f32(4, 3), f32(4, 2)), ValueError, "target must have the same shape"),
+        (
+            "sm-logits-int",
+            lambda k: k.softmax_cross_entropy(labels.reshape(2, 2), labels[:2]),
+            TypeError,
+            "logits must",
+        ),
+        (
+            "sm-grad",
+            lambda k: k.softmax_cross_entropy(f32(4, 3), labels, f32(3, 4)),
+            ValueError,
+            "grad must have shape",
+        ),
+        (
+            "mse-shape",
+            lambda k: k.mean_squared_error(f32(4, 3), f32(4, 2)),
+            ValueError,
+            "target must have the same shape",
+        ),
         ("mse-mixed", lambda k: k.mean_squared_error(f32(4, 3), f64(4, 3)), TypeError, "mixed dtypes"),
         ("mse-1d", lambda k: k.mean_squared_error(f32(4), f32(4)), ValueError, "pred must be 2-D"),
         ("mse-empty", lambda k: k.mean_squared_error(f32(0, 3), f32(0, 3)), ValueError, "at least one row"),
-        ("mse-int", lambda k: k.mean_squared_error(f32(2, 2), labels.reshape(2, 2)), TypeError, "target must"),
-        ("mse-grad", lambda k: k.mean_squared_error(f32(4, 3), f32(4, 3), f32(3, 4)), ValueError, "grad must have shape"),
-        ("sgd-shape", lambda k: k.sgd_update(f32(4), f32(5), 0.1), ValueError, "grad must have the same shape"),
+        (
+            "mse-int",
+            lambda k: k.mean_squared_error(f32(2, 2), labels.reshape(2, 2)),
+            TypeError,
+            "target must",
+        ),
+        (
+            "mse-grad",
+            lambda k: k.mean_squared_error(f32(4, 3), f32(4, 3), f32(3, 4)),
+            ValueError,
+            "grad must have shape",
+        ),
+        (
+            "sgd-shape",
+            lambda k: k.sgd_update(f32(4), f32(5), 0.1),
+            ValueError,
+            "grad must have the same shape",
+        ),
         ("sgd-mixed", lambda k: k.sgd_update(f32(4), f64(4), 0.1), TypeError, "mixed dtypes"),
-        ("sgd-lr-type", lambda k: k.sgd_update(f32(4), f32(4), "fast"), TypeError, "lr must be a real number"),
+        (
+            "sgd-lr-type",
+            lambda k: k.sgd_update(f32(4), f32(4), "fast"),
+            TypeError,
+            "lr must be a real number",
+        ),
         ("sgd-lr-nan", lambda k: k.sgd_update(f32(4), f32(4), float("nan")), ValueError, "lr must be finite"),
-        ("sgd-noncontig", lambda k: k.sgd_update(noncontig, f32(4, 3), 0.1), ValueError, "param must be C-contiguous"),
+        (
+            "sgd-noncontig",
+            lambda k: k.sgd_update(noncontig, f32(4, 3), 0.1),
+            ValueError,
+            "param must be C-contiguous",
+        ),
         ("scalar-x", lambda k: k.sigmoid(np.float32(1.0)), TypeError, "NumPy scalar"),
         ("readonly-out", lambda k: k.sigmoid(f32(4), out=_read_only(f32(4))), ValueError, "out is read-only"),
-        ("readonly-param", lambda k: k.sgd_update(_read_only(f32(4)), f32(4), 0.1), ValueError, "param is read-only"),
-        ("readonly-dw", lambda k: k.dense_backward(f32(4, 3), f32(3, 2), f32(4, 2), f32(4, 2), dw=_read_only(f32(3, 2))),
-         ValueError, "dw is read-only"),
+        (
+            "readonly-param",
+            lambda k: k.sgd_update(_read_only(f32(4)), f32(4), 0.1),
+            ValueError,
+            "param is read-only",
+        ),
+        (
+            "readonly-dw",
+            lambda k: k.dense_backward(f32(4, 3), f32(3, 2), f32(4, 2), f32(4, 2), dw=_read_only(f32(3, 2))),
+            ValueError,
+            "dw is read-only",
+        ),
     ]
 
 
@@ -622,7 +746,8 @@ PURE_PYTHON_SCRIPT = textwrap.dedent(
         for ta, tb in ((False, False), (True, False), (False, True)):
             aa = np.ascontiguousarray(a.T) if ta else a
             bb = np.ascontiguousarray(b.T) if tb else b
-            np.testing.assert_allclose(cpu.matmul(aa, bb, trans_a=ta, trans_b=tb), a @ b, rtol=1e-5, atol=1e-5)
+            got = cpu.matmul(aa, bb, trans_a=ta, trans_b=tb)
+            np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-5)
         logits = np.array([[1000.0, -1000.0, 0.0], [0.5, 0.1, -0.2]], dt)
         labels = np.array([2, 0])
         loss, grad = cpu.softmax_cross_entropy(logits, labels)

@@ -5,15 +5,14 @@ import subprocess
 import sys
 import textwrap
 
+import autograd as ag
 import numpy as np
 import pytest
+from conftest import KERNEL_BACKENDS, ON_SIMULATOR, make_mlp
 
 import fastinit.backends
 from fastinit import MLP
 from fastinit.backends import BackendError
-
-import autograd as ag
-from conftest import KERNEL_BACKENDS, ON_SIMULATOR, make_mlp
 
 ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")
 
@@ -163,9 +162,13 @@ def test_steps_on_indices_equal_steps_on_gathered_batches(backend):
 
 @pytest.mark.parametrize(
     "idx, match",
-    [(np.array([0, 6]), r"idx must lie in \[0, 6\)"), (np.array([-1]), r"idx must lie in \[0, 6\)"),
-     (np.array([], dtype=np.int64), "non-empty 1-D integer"), (np.array([0.0]), "non-empty 1-D integer"),
-     (np.zeros((2, 1), dtype=np.int64), "non-empty 1-D integer")],
+    [
+        (np.array([0, 6]), r"idx must lie in \[0, 6\)"),
+        (np.array([-1]), r"idx must lie in \[0, 6\)"),
+        (np.array([], dtype=np.int64), "non-empty 1-D integer"),
+        (np.array([0.0]), "non-empty 1-D integer"),
+        (np.zeros((2, 1), dtype=np.int64), "non-empty 1-D integer"),
+    ],
 )
 def test_bad_indices_are_rejected(small, idx, match):
     mlp, x, labels = small
@@ -190,7 +193,9 @@ def test_same_seed_gives_identical_weights_on_every_backend(backend):
         np.testing.assert_array_equal(b, np.zeros_like(rb))
     # Layer by layer from one generator, in order.
     rng = np.random.default_rng(42)
-    np.testing.assert_array_equal(ref.params[0][0], rng.normal(0, np.sqrt(2 / 12), size=(12, 9)).astype(np.float32))
+    np.testing.assert_array_equal(
+        ref.params[0][0], rng.normal(0, np.sqrt(2 / 12), size=(12, 9)).astype(np.float32)
+    )
 
 
 def test_different_seeds_give_different_weights():
@@ -321,7 +326,11 @@ def small(request):
         (lambda x: x.astype(np.int32), TypeError, "x must have dtype"),
         (lambda x: x[0], ValueError, "x must be 2-D"),
         (lambda x: x[:, :4].copy(), ValueError, r"x must have shape \(N, 5\)"),
-        (lambda x: np.asfortranarray(np.ones((6, 5), np.float32))[:, :5:1].T.copy().T, ValueError, "contiguous"),
+        (
+            lambda x: np.asfortranarray(np.ones((6, 5), np.float32))[:, :5:1].T.copy().T,
+            ValueError,
+            "contiguous",
+        ),
         (lambda x: x[:0], ValueError, "N >= 1"),
     ],
 )
@@ -357,8 +366,12 @@ def test_bad_labels_are_rejected(small, bad, exc, match):
 
 @pytest.mark.parametrize(
     "lr, exc, match",
-    [(float("nan"), ValueError, "lr must be finite"), (float("inf"), ValueError, "lr must be finite"),
-     ("0.1", TypeError, "lr must be a real number"), (None, TypeError, "lr must be a real number")],
+    [
+        (float("nan"), ValueError, "lr must be finite"),
+        (float("inf"), ValueError, "lr must be finite"),
+        ("0.1", TypeError, "lr must be a real number"),
+        (None, TypeError, "lr must be a real number"),
+    ],
 )
 def test_bad_learning_rate_is_rejected(small, lr, exc, match):
     mlp, x, labels = small
@@ -401,7 +414,10 @@ def test_cpu_engine_runs_without_jit():
         rng = np.random.default_rng(0)
         x = rng.normal(size=(10, 40)).astype(np.float64)
         labels = rng.integers(0, 3, size=10)
-        cpu, ref = (MLP((40, 9, 3), activation="sigmoid", backend=b, dtype="float64", seed=2) for b in ("cpu", "numpy"))
+        cpu, ref = (
+            MLP((40, 9, 3), activation="sigmoid", backend=b, dtype="float64", seed=2)
+            for b in ("cpu", "numpy")
+        )
         for _ in range(2):
             assert abs(cpu.train_step(x, labels, 0.1) - ref.train_step(x, labels, 0.1)) < 1e-12
         np.testing.assert_allclose(cpu.grad_norms(), ref.grad_norms(), rtol=1e-12)
@@ -411,8 +427,9 @@ def test_cpu_engine_runs_without_jit():
     )
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pure-python ok" in proc.stdout
 
@@ -445,11 +462,13 @@ PARALLEL_SCRIPT = textwrap.dedent(
         np.testing.assert_allclose(w, rw, rtol=1e-11, atol=1e-14)
         np.testing.assert_allclose(b, rb, rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(cpu.forward(x), ref.forward(x), rtol=1e-11, atol=1e-13)
-    blocks = {name: getattr(kc, name) for name in ("dot_nt_into", "dot_nn_into", "tanh_rows_into", "bias_rows_into",
-              "tanh_backward_rows_into", "softmax_xent_rows", "transpose_into")}
+    names = ("dot_nt_into", "dot_nn_into", "tanh_rows_into", "bias_rows_into", "tanh_backward_rows_into",
+             "softmax_xent_rows", "transpose_into")
+    blocks = {name: getattr(kc, name) for name in names}
     blocks.update(gather=engine._gather, sgd_block=engine._sgd_block, sgd_bias=engine._sgd_bias,
                   update=engine._update_piece_jit)
-    many = {name: f.signatures for name, f in blocks.items() if len(f.signatures) > 1}  # 0: loaded with a caller
+    # 0 signatures: loaded with a caller
+    many = {name: f.signatures for name, f in blocks.items() if len(f.signatures) > 1}
     assert not many, f"compiled more than once: {many}"
     assert len(engine._PARALLEL_STEPS[2].signatures) == 1, engine._PARALLEL_STEPS[2].signatures
     # one activation: nothing of the others is compiled
@@ -471,8 +490,14 @@ def test_cpu_parallel_step_matches_numpy_and_compiles_each_block_once():
     so nothing else has compiled the blocks."""
     env = dict(os.environ, NUMBA_NUM_THREADS="2")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", PARALLEL_SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "parallel ok" in proc.stdout
 
@@ -482,17 +507,22 @@ def test_cpu_backend_runs_uncached_when_no_cache_directory_is_writable(tmp_path)
     cpu kernels and a training step run, uncached, with one line on stderr saying so."""
     ro = tmp_path / "ro"
     ro.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a read-only tmpfs here")
     try:
-        script = ("import numpy as np; import fastinit.kernels.cpu as k; from fastinit import MLP; "
-                  "assert not k.CACHE; print(k.relu(np.array([-1.0, 2.0])).tolist()); "
-                  "m = MLP((4, 3, 2), backend='cpu', dtype='float64'); "
-                  "print(m.train_step(np.ones((2, 4)), np.array([0, 1]), 0.1) > 0)")
+        script = (
+            "import numpy as np; import fastinit.kernels.cpu as k; from fastinit import MLP; "
+            "assert not k.CACHE; print(k.relu(np.array([-1.0, 2.0])).tolist()); "
+            "m = MLP((4, 3, 2), backend='cpu', dtype='float64'); "
+            "print(m.train_step(np.ones((2, 4)), np.array([0, 1]), 0.1) > 0)"
+        )
         env = dict(os.environ, NUMBA_CACHE_DIR=str(ro / "cache"))
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proc = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
-                              timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.split("\n")[:2] == ["[0.0, 2.0]", "True"], proc.stdout
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -6,7 +6,6 @@ import math
 import h5py
 import numpy as np
 import pytest
-
 from conftest import ON_SIMULATOR
 
 from fastinit.experiments import profile as prof
@@ -111,8 +110,27 @@ def test_cli_quick_profile_writes_h5_json_and_figure(tmp_path, capsys):
     from fastinit.cli import main
 
     out, js, png = tmp_path / "p.h5", tmp_path / "p.json", tmp_path / "p.png"
-    status = main(["profile", "--quick", "--backends", "numpy", "--kernels", "matmul", "sgd_update", "train_step",
-                   "--budget", "0.001", "--out", str(out), "--json", str(js), "--plot", str(png), "-q"])
+    status = main(
+        [
+            "profile",
+            "--quick",
+            "--backends",
+            "numpy",
+            "--kernels",
+            "matmul",
+            "sgd_update",
+            "train_step",
+            "--budget",
+            "0.001",
+            "--out",
+            str(out),
+            "--json",
+            str(js),
+            "--plot",
+            str(png),
+            "-q",
+        ]
+    )
     assert status == 0
     assert out.exists() and js.exists() and png.stat().st_size > 1000
     with h5py.File(out, "r") as f:
@@ -125,8 +143,18 @@ def test_cli_quick_profile_writes_h5_json_and_figure(tmp_path, capsys):
 def test_cli_bad_path_fails_before_work(tmp_path, capsys):
     from fastinit.cli import main
 
-    status = main(["profile", "--quick", "--backends", "numpy", "--plot", str(tmp_path / "missing" / "p.png"),
-                   "--out", str(tmp_path / "p.h5")])
+    status = main(
+        [
+            "profile",
+            "--quick",
+            "--backends",
+            "numpy",
+            "--plot",
+            str(tmp_path / "missing" / "p.png"),
+            "--out",
+            str(tmp_path / "p.h5"),
+        ]
+    )
     assert status != 0
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "p.h5").exists()
@@ -139,14 +167,34 @@ def test_cli_cuda_without_a_device_is_one_line(tmp_path):
 
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0")
     env.pop("FASTINIT_TEST_GPU", None)
-    probe = subprocess.run([sys.executable, "-c", "from numba import cuda; print(int(cuda.is_available()))"],
-                           env=env, capture_output=True, text=True, timeout=120)
+    probe = subprocess.run(
+        [sys.executable, "-c", "from numba import cuda; print(int(cuda.is_available()))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if probe.stdout.strip().endswith("1"):
         pytest.skip("a real GPU is present")
     from fastinit.backends import NO_CUDA_MESSAGE
 
-    res = subprocess.run([sys.executable, "-m", "fastinit", "profile", "--backends", "cuda", "--quick",
-                          "--out", str(tmp_path / "p.h5")], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastinit",
+            "profile",
+            "--backends",
+            "cuda",
+            "--quick",
+            "--out",
+            str(tmp_path / "p.h5"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 1
     assert res.stderr.strip() == f"fastinit: error: {NO_CUDA_MESSAGE}"
     assert not (tmp_path / "p.h5").exists()

@@ -23,6 +23,7 @@ def test_python_examples_run(doc, tmp_path):
     script = tmp_path / "example.py"  # a file, so that @njit(cache=True) can cache
     script.write_text("\n".join(blocks))
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]

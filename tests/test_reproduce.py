@@ -28,8 +28,9 @@ def test_exit_status_and_files(quick_run):
         assert f"mnist-activations-{run}.png" in names
     assert all((out / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
     assert not [n for n in names if n.endswith(".tmp")]
-    assert "fastinit.h5.parts" in names and not [n for n in os.listdir(out / "fastinit.h5.parts")
-                                                  if n.startswith(".")]  # no temp part left
+    assert "fastinit.h5.parts" in names and not [
+        n for n in os.listdir(out / "fastinit.h5.parts") if n.startswith(".")
+    ]  # no temp part left
 
 
 def test_hdf5_holds_histograms_and_runs(quick_run):
@@ -73,17 +74,41 @@ def test_findings_follow_the_numbers():
     from fastinit.experiments.reproduce import _train_findings
 
     def run(name, loss, acc, status="complete"):
-        return SimpleNamespace(name=name, init=name.split(":")[0], activation="relu", status=status,
-                               final_train_loss=loss, final_test_accuracy=acc, iterations_done=2000,
-                               diverged_step=-1, wall_time_s=1.0)
+        return SimpleNamespace(
+            name=name,
+            init=name.split(":")[0],
+            activation="relu",
+            status=status,
+            final_train_loss=loss,
+            final_test_accuracy=acc,
+            iterations_done=2000,
+            diverged_step=-1,
+            wall_time_s=1.0,
+        )
 
-    good = _train_findings([run("std=0.01", 2.302, 0.11), run("xavier", 0.4, 0.88), run("he", 0.2, 0.94),
-                            run("xavier:sigmoid", 2.29, 0.11)], quick=False)
+    good = _train_findings(
+        [
+            run("std=0.01", 2.302, 0.11),
+            run("xavier", 0.4, 0.88),
+            run("he", 0.2, 0.94),
+            run("xavier:sigmoid", 2.29, 0.11),
+        ],
+        quick=False,
+    )
     text = "\n".join(good)
     assert "as in the classic figure" in text and "does not learn" in text
     assert "(at least 90%)" in text and "barely moves" in text
-    bad = "\n".join(_train_findings([run("std=0.01", 0.3, 0.9), run("xavier", 0.4, 0.88), run("he", 0.5, 0.85),
-                                     run("xavier:sigmoid", 0.6, 0.8)], quick=False))
+    bad = "\n".join(
+        _train_findings(
+            [
+                run("std=0.01", 0.3, 0.9),
+                run("xavier", 0.4, 0.88),
+                run("he", 0.5, 0.85),
+                run("xavier:sigmoid", 0.6, 0.8),
+            ],
+            quick=False,
+        )
+    )
     assert "NOT the classic" in bad and "does not learn" not in bad and "barely moves" not in bad
 
 
@@ -92,17 +117,37 @@ def test_findings_use_the_mean_over_seeds():
     from fastinit.experiments.train import RunResult
 
     def run(name, seed, loss, acc):
-        return RunResult(name=name, init=name, activation="relu", status="complete", iterations_done=2000,
-                         final_train_loss=loss, final_test_accuracy=acc, wall_time_s=1.0,
-                         group=f"/train/{name}/seed={seed}", seed=seed)
+        return RunResult(
+            name=name,
+            init=name,
+            activation="relu",
+            status="complete",
+            iterations_done=2000,
+            final_train_loss=loss,
+            final_test_accuracy=acc,
+            wall_time_s=1.0,
+            group=f"/train/{name}/seed={seed}",
+            seed=seed,
+        )
 
-    runs = [run("std=0.01", 0, 2.302, 0.11), run("std=0.01", 1, 2.302, 0.11), run("xavier", 0, 0.3, 0.9),
-            run("xavier", 1, 0.45, 0.9), run("he", 0, 0.2, 0.95), run("he", 1, 0.5, 0.91)]
+    runs = [
+        run("std=0.01", 0, 2.302, 0.11),
+        run("std=0.01", 1, 2.302, 0.11),
+        run("xavier", 0, 0.3, 0.9),
+        run("xavier", 1, 0.45, 0.9),
+        run("he", 0, 0.2, 0.95),
+        run("he", 1, 0.5, 0.91),
+    ]
     text = "\n".join(_train_findings(runs, quick=False))
-    assert "Mean final loss orders he (0.350) < xavier (0.375) < std=0.01 (2.302): He < Xavier < std=0.01" in text
+    assert (
+        "Mean final loss orders he (0.350) < xavier (0.375) < std=0.01 (2.302): He < Xavier < std=0.01"
+        in text
+    )
     assert "he reaches 93.0% mean test accuracy (at least 90%)." in text
-    assert "Seed by seed: he < xavier < std=0.01 (final train loss) does NOT hold for every seed: it fails for " \
-           "seed 1 (xavier < he < std=0.01)." in text
+    assert (
+        "Seed by seed: he < xavier < std=0.01 (final train loss) does NOT hold for every seed: it fails for "
+        "seed 1 (xavier < he < std=0.01)." in text
+    )
 
 
 def test_history_verdicts_follow_the_numbers(quick_run):
@@ -110,19 +155,34 @@ def test_history_verdicts_follow_the_numbers(quick_run):
     from fastinit.experiments.train import RunResult, TrainConfig
 
     def run(name, loss):
-        return RunResult(name=name, init=name.split(":")[0], activation="sigmoid", status="complete",
-                         iterations_done=2000, final_train_loss=loss, final_test_accuracy=0.5, wall_time_s=1.0)
+        return RunResult(
+            name=name,
+            init=name.split(":")[0],
+            activation="sigmoid",
+            status="complete",
+            iterations_done=2000,
+            final_train_loss=loss,
+            final_test_accuracy=0.5,
+            wall_time_s=1.0,
+        )
 
-    by = {"xavier:sigmoid": run("xavier:sigmoid", 2.30), "lsuv:sigmoid": run("lsuv:sigmoid", 0.4),
-          "pretrain:sigmoid": run("pretrain:sigmoid", 2.29)}
-    probe = {0.1: [run("xavier:sigmoid", 2.3), run("pretrain:sigmoid", 2.2)],
-             0.5: [run("xavier:sigmoid", 0.4), run("pretrain:sigmoid", 0.3)]}
+    by = {
+        "xavier:sigmoid": run("xavier:sigmoid", 2.30),
+        "lsuv:sigmoid": run("lsuv:sigmoid", 0.4),
+        "pretrain:sigmoid": run("pretrain:sigmoid", 2.29),
+    }
+    probe = {
+        0.1: [run("xavier:sigmoid", 2.3), run("pretrain:sigmoid", 2.2)],
+        0.5: [run("xavier:sigmoid", 0.4), run("pretrain:sigmoid", 0.3)],
+    }
     text = "\n".join(_history_findings(by, probe, TrainConfig()))
     assert "Layer-wise pre-training does NOT rescue" in text and "It learns from lr 0.5 (of 0.1, 0.5)" in text
     assert "LSUV rescues the 5-layer sigmoid network at lr 0.01" in text and "Xavier from lr 0.5." in text
     _, out = quick_run  # the real run writes the section, the lr probe included
     summary = (out / "summary.md").read_text()
-    assert "## History: layer-wise pre-training and LSUV" in summary and "| 0.5 | pretrain:sigmoid |" in summary
+    assert (
+        "## History: layer-wise pre-training and LSUV" in summary and "| 0.5 | pretrain:sigmoid |" in summary
+    )
     with h5py.File(out / "fastinit.h5", "r") as f:
         assert set(f["history/lr=0.1"]) == {"xavier:sigmoid", "lsuv:sigmoid", "pretrain:sigmoid"}
         assert f["train/pretrain:sigmoid/seed=0"].attrs["init_seconds"] > 0

@@ -6,8 +6,14 @@ import h5py
 import numpy as np
 import pytest
 
-from fastinit.experiments.spectrum import (SpectrumConfig, _singular_values, format_summary, read_spectrum,
-                                           run, write_spectrum)
+from fastinit.experiments.spectrum import (
+    SpectrumConfig,
+    _singular_values,
+    format_summary,
+    read_spectrum,
+    run,
+    write_spectrum,
+)
 from fastinit.theory import edge_of_chaos, jacobian_spectrum, mean_field, phi
 
 
@@ -16,8 +22,9 @@ def moderate():
     """Depth 8 at width 192, 10 draws: L / width = 4%, so the infinite-width theory should hold to a
     few percent beyond the sampling error (seeds 0-5 all pass with the deviations under 0.85 of the
     allowance; about 5 s)."""
-    config = SpectrumConfig(activations=("tanh", "relu"), depths=(2, 8), width=192, samples=10,
-                            backend="numpy")
+    config = SpectrumConfig(
+        activations=("tanh", "relu"), depths=(2, 8), width=192, samples=10, backend="numpy"
+    )
     return run(config, progress=False)
 
 
@@ -65,8 +72,9 @@ def _network(activation, kind, sw2, sb2, q_in, depth, width, seed):
     return x0, forward
 
 
-@pytest.mark.parametrize("activation, kind",
-                         [("tanh", "orthogonal"), ("tanh", "gaussian"), ("sigmoid", "gaussian")])
+@pytest.mark.parametrize(
+    "activation, kind", [("tanh", "orthogonal"), ("tanh", "gaussian"), ("sigmoid", "gaussian")]
+)
 def test_the_jacobian_product_matches_finite_differences(activation, kind):
     import fastinit.kernels.reference as k
 
@@ -83,8 +91,12 @@ def test_the_jacobian_product_matches_finite_differences(activation, kind):
 def test_hdf5_layout_roundtrip_and_summary(tmp_path):
     from fastinit.store import open_results
 
-    res = run(SpectrumConfig(activations=("tanh",), weights=("orthogonal",), depths=(3, 1), width=8,
-                             samples=2, backend="numpy"), progress=False)
+    res = run(
+        SpectrumConfig(
+            activations=("tanh",), weights=("orthogonal",), depths=(3, 1), width=8, samples=2, backend="numpy"
+        ),
+        progress=False,
+    )
     path = tmp_path / "s.h5"
     with open_results(path) as f:
         assert write_spectrum(f, res) == ["/spectrum/tanh-orthogonal"]
@@ -99,8 +111,9 @@ def test_hdf5_layout_roundtrip_and_summary(tmp_path):
         assert ds.attrs["theory_mean"] == pytest.approx(mean)
         assert ds.attrs["theory_variance"] == pytest.approx(var)
     back = read_spectrum(str(path))
-    np.testing.assert_array_equal(back.runs["tanh-orthogonal"].singular_values[3],
-                                  res.runs["tanh-orthogonal"].singular_values[3])
+    np.testing.assert_array_equal(
+        back.runs["tanh-orthogonal"].singular_values[3], res.runs["tanh-orthogonal"].singular_values[3]
+    )
     assert back.config.depths == (1, 3) and "tanh-orthogonal" in format_summary(back)
 
 
@@ -122,32 +135,90 @@ def test_cli_spectrum(tmp_path, capsys):
     from fastinit.cli import main
 
     out = tmp_path / "s.h5"
-    assert main(["spectrum", "--activation", "tanh", "--weights", "orthogonal", "--depths", "2", "4",
-                 "--width", "8", "--samples", "2", "--backend", "numpy", "--out", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "spectrum",
+                "--activation",
+                "tanh",
+                "--weights",
+                "orthogonal",
+                "--depths",
+                "2",
+                "4",
+                "--width",
+                "8",
+                "--samples",
+                "2",
+                "--backend",
+                "numpy",
+                "--out",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "s-spectrum.png").stat().st_size > 0
     with h5py.File(out, "r") as f:
         assert set(f["spectrum/tanh-orthogonal"]) == {"depth=2", "depth=4"}
     assert main(["spectrum", "--q-star", "1", "--sw2", "1", "--out", str(out)]) == 2
     assert main(["spectrum", "--activation", "sigmoid", "--q-star", "0.01", "--out", str(out)]) == 2
     capsys.readouterr()
-    assert main(["spectrum", "--activation", "relu", "--weights", "gaussian", "--depths", "3", "--width", "6",
-                 "--samples", "1", "--backend", "numpy", "--out", str(out), "--no-plot"]) == 0
+    assert (
+        main(
+            [
+                "spectrum",
+                "--activation",
+                "relu",
+                "--weights",
+                "gaussian",
+                "--depths",
+                "3",
+                "--width",
+                "6",
+                "--samples",
+                "1",
+                "--backend",
+                "numpy",
+                "--out",
+                str(out),
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "relu-gaussian" in text and "theory" in text
 
 
 # --------------------------------------------------------------------------- learning speed (--train)
 
-TINY_TRAIN = dict(depths=(3,), width=16, seeds=(0, 1), lr=0.1, batch_size=32, eval_every=10, eval_samples=200,
-                  max_steps=40, train_limit=400, target=0.3)
+TINY_TRAIN = dict(
+    depths=(3,),
+    width=16,
+    seeds=(0, 1),
+    lr=0.1,
+    batch_size=32,
+    eval_every=10,
+    eval_samples=200,
+    max_steps=40,
+    train_limit=400,
+    target=0.3,
+)
 
 
 def test_training_config_is_validated():
     from fastinit.experiments.spectrum_training import TrainingConfig
 
-    for bad, match in ((dict(weights=("uniform",)), "weights"), (dict(target=1.5), "target"),
-                       (dict(q_star=0.1, sw2=1.0, sb2=0.0), "not both"), (dict(sw2=1.0), "together"),
-                       (dict(depths=()), "empty"), (dict(eval_every=0), "eval_every")):
+    for bad, match in (
+        (dict(weights=("uniform",)), "weights"),
+        (dict(target=1.5), "target"),
+        (dict(q_star=0.1, sw2=1.0, sb2=0.0), "not both"),
+        (dict(sw2=1.0), "together"),
+        (dict(depths=()), "empty"),
+        (dict(eval_every=0), "eval_every"),
+    ):
         with pytest.raises((ValueError, TypeError), match=match):
             TrainingConfig(**bad).validate()
     c = TrainingConfig(max_steps=120, eval_every=50).validate()
@@ -167,7 +238,7 @@ def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_p
             acc, reached = r.train_accuracy[k], r.steps_to_target[k]
             if not math.isnan(reached):  # stopped at the first evaluation at or above the target
                 e = int(np.flatnonzero(r.eval_steps == reached)[0])
-                assert acc[e] >= 0.3 and np.all(acc[:e] < 0.3) and np.all(np.isnan(acc[e + 1:]))
+                assert acc[e] >= 0.3 and np.all(acc[:e] < 0.3) and np.all(np.isnan(acc[e + 1 :]))
             else:
                 assert not np.any(acc >= 0.3)
     again = st.run_training(config, progress=False)  # deterministic
@@ -175,8 +246,9 @@ def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_p
         assert np.array_equal(r.train_accuracy, again.runs[key].train_accuracy, equal_nan=True)
     # at sw2 -> the same gain, orthogonal and Gaussian differ only in the weights: with a learning rate of
     # ~0 both stay at their init, and the first evaluation (step 0) differs between them
-    assert not np.array_equal(result.runs[("orthogonal", 3)].train_loss[:, 0],
-                              result.runs[("gaussian", 3)].train_loss[:, 0])
+    assert not np.array_equal(
+        result.runs[("orthogonal", 3)].train_loss[:, 0], result.runs[("gaussian", 3)].train_loss[:, 0]
+    )
     out = str(tmp_path / "t.h5")
     with open_results(out) as f:
         assert st.write_training(f, result) == "/spectrum/training"
@@ -213,9 +285,30 @@ def test_cli_spectrum_train(tmp_path, capsys):
     from fastinit.cli import main
 
     out = tmp_path / "r.h5"
-    args = ["spectrum", "--train", "--depths", "3", "--width", "16", "--seeds", "0", "--lr", "0.1",
-            "--batch-size", "32", "--eval-every", "10", "--eval-samples", "200", "--max-steps", "20",
-            "--target", "0.3", "--out", str(out)]
+    args = [
+        "spectrum",
+        "--train",
+        "--depths",
+        "3",
+        "--width",
+        "16",
+        "--seeds",
+        "0",
+        "--lr",
+        "0.1",
+        "--batch-size",
+        "32",
+        "--eval-every",
+        "10",
+        "--eval-samples",
+        "200",
+        "--max-steps",
+        "20",
+        "--target",
+        "0.3",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "learning speed at the edge of chaos" in text and "/spectrum/training" in text

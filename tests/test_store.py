@@ -27,7 +27,7 @@ from fastinit.store import (
 def _leftovers(folder):
     """Temp and lock files in ``folder`` and its parts folders."""
     found = []
-    for root, _, files in os.walk(folder):
+    for _root, _, files in os.walk(folder):
         found += [name for name in files if name.endswith((".tmp", ".lock"))]
     return found
 
@@ -229,7 +229,7 @@ def test_format_info_tables_and_series(tmp_path):
     assert "first 3, last 2, min 1.5, max 3, 1 NaN/Inf" in text
     assert "x" * 60 not in text and "..." in text  # long attrs are cut
     assert "x" * 200 in format_info(describe(path), all_attrs=True)
-    run_table = lines[lines.index("/run  short datasets side by side") + 1:]
+    run_table = lines[lines.index("/run  short datasets side by side") + 1 :]
     assert run_table[0].split() == ["index", "case", "acc", "step"]
     assert run_table[1].split() == ["0", "first", "case", "0.5", "0"]
     assert run_table[2].split() == ["1", "second", "0.75", "10"]
@@ -257,7 +257,9 @@ def test_concurrent_update_of_one_file_is_refused_not_lost(tmp_path):
     path = tmp_path / "r.h5"
     with open_results(path, command_line="fastinit first") as f:
         replace_group(f, "/first")
-        with pytest.raises(StoreError, match=r"being updated by another fastinit process \(pid \d+: fastinit first\)"):
+        with pytest.raises(
+            StoreError, match=r"being updated by another fastinit process \(pid \d+: fastinit first\)"
+        ):
             with open_results(path, command_line="fastinit second", wait=0.3) as g:
                 replace_group(g, "/second")
         replace_group(f, "/first_again")
@@ -320,12 +322,28 @@ def test_disk_full_on_a_real_small_filesystem(tmp_path):
     not allowed): exit 1, one line, old file intact, no temp file, no crash."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         out = mnt / "h.h5"
-        small = [sys.executable, "-m", "fastinit", "histogram", "--units", "8", "--samples", "16", "--layers", "2",
-                 "--no-plot", "-q", "--out", str(out)]
+        small = [
+            sys.executable,
+            "-m",
+            "fastinit",
+            "histogram",
+            "--units",
+            "8",
+            "--samples",
+            "16",
+            "--layers",
+            "2",
+            "--no-plot",
+            "-q",
+            "--out",
+            str(out),
+        ]
         assert subprocess.run(small, capture_output=True).returncode == 0
         before, parts_before = out.read_bytes(), _parts(out)
         big = small[:4] + ["--units", "100", "--samples", "1000", "--no-plot", "-q", "--out", str(out)]
@@ -348,8 +366,18 @@ def test_files_record_machine_and_versions_and_show_prints_them_with_units(tmp_p
         g = replace_group(f, "/run")
         label(g.create_dataset("acc", data=np.array([0.5, 0.9])), "fraction (0-1)", "test accuracy per epoch")
     with open_read(path) as f:
-        for key in ("python_version", "numpy_version", "numba_version", "numba_cuda_version", "h5py_version",
-                    "cpu_model", "cpu_isa", "code_isa", "cores", "threads"):
+        for key in (
+            "python_version",
+            "numpy_version",
+            "numba_version",
+            "numba_cuda_version",
+            "h5py_version",
+            "cpu_model",
+            "cpu_isa",
+            "code_isa",
+            "cores",
+            "threads",
+        ):
             assert key in f.attrs, key
     text = format_info(describe(path))
     assert "written on:" in text and "NumPy" in text and "Numba" in text
@@ -385,8 +413,15 @@ def test_each_group_is_a_part_file_linked_relatively_and_the_folder_can_move(tmp
         assert f["train/he/v"][()].tolist() == [0, 1, 2, 3, 4]
         assert f["train/he"].attrs["status"] == "complete" and f["train/he"].name == "/train/he"
     info = describe(moved / "fastinit.h5")
-    assert [n.path for n in info.nodes] == ["/histogram", "/histogram/sigmoid", "/histogram/sigmoid/xavier",
-                                            "/histogram/sigmoid/xavier/v", "/train", "/train/he", "/train/he/v"]
+    assert [n.path for n in info.nodes] == [
+        "/histogram",
+        "/histogram/sigmoid",
+        "/histogram/sigmoid/xavier",
+        "/histogram/sigmoid/xavier/v",
+        "/train",
+        "/train/he",
+        "/train/he/v",
+    ]
     assert info.size_bytes > os.path.getsize(moved / "fastinit.h5")  # the parts count
 
 
@@ -466,15 +501,20 @@ def _old_layout_file(path):
 def test_old_single_file_results_are_read_and_converted_by_the_next_update(tmp_path):
     path = tmp_path / "old.h5"
     _old_layout_file(path)
-    before = [(n.path, str(n.attrs), None if n.value is None else n.value.tolist()) for n in describe(path).nodes]
+    before = [
+        (n.path, str(n.attrs), None if n.value is None else n.value.tolist()) for n in describe(path).nodes
+    ]
     from fastinit.show import format_info
 
     assert "seed=1/" in format_info(describe(path))  # read as it is
     assert not os.path.exists(parts_folder(path))
     _write(path, "/histogram/relu/he", [1.0])  # the first update converts it
     after = describe(path)
-    kept = [(n.path, str(n.attrs), None if n.value is None else n.value.tolist()) for n in after.nodes
-            if not n.path.startswith("/histogram/relu")]
+    kept = [
+        (n.path, str(n.attrs), None if n.value is None else n.value.tolist())
+        for n in after.nodes
+        if not n.path.startswith("/histogram/relu")
+    ]
     assert kept == before
     assert after.attrs["created_utc"] == "2000-01-01T00:00:00Z" and after.attrs["fastinit_layout"] == 2
     with h5py.File(path, "r") as f:
@@ -482,7 +522,11 @@ def test_old_single_file_results_are_read_and_converted_by_the_next_update(tmp_p
         assert isinstance(f.get("/histogram/sigmoid/xavier", getlink=True), h5py.ExternalLink)
         assert f["train/he/seed=1/loss"].compression == "gzip"
     assert [p.split(".")[0] for p in _parts(path)] == [
-        "histogram-relu-he", "histogram-sigmoid-xavier", "train-he-seed=0", "train-he-seed=1"]
+        "histogram-relu-he",
+        "histogram-sigmoid-xavier",
+        "train-he-seed=0",
+        "train-he-seed=1",
+    ]
     assert os.path.getsize(path) < 20_000 and _leftovers(tmp_path) == []
 
 

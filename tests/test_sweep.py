@@ -19,16 +19,28 @@ COMPARED = ("train_loss", "train_accuracy", "test_accuracy", "diverged")  # wall
 
 
 def _same(a, b):
-    return all(np.array_equal(a.metrics[m], b.metrics[m], equal_nan=True) for m in COMPARED) \
-        and np.array_equal(a.done, b.done)
+    return all(
+        np.array_equal(a.metrics[m], b.metrics[m], equal_nan=True) for m in COMPARED
+    ) and np.array_equal(a.done, b.done)
 
 
-@pytest.mark.parametrize("field, value, match", [
-    ("sw2", (), "empty"), ("sw2", (1.0, 1.0), "repeated"), ("sw2", (-1.0,), "finite numbers > 0"),
-    ("sw2", (math.nan,), "finite"), ("depths", (0,), "integers from 1"), ("depths", (2.5,), "integers"),
-    ("seeds", (-1,), ">= 0"), ("sw2", "1 2", "sequence"), ("steps", 0, "positive integer"),
-    ("lr", 0.0, "lr"), ("activation", "swish", "activation"), ("sb2", -0.1, "sb2"),
-])
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("sw2", (), "empty"),
+        ("sw2", (1.0, 1.0), "repeated"),
+        ("sw2", (-1.0,), "finite numbers > 0"),
+        ("sw2", (math.nan,), "finite"),
+        ("depths", (0,), "integers from 1"),
+        ("depths", (2.5,), "integers"),
+        ("seeds", (-1,), ">= 0"),
+        ("sw2", "1 2", "sequence"),
+        ("steps", 0, "positive integer"),
+        ("lr", 0.0, "lr"),
+        ("activation", "swish", "activation"),
+        ("sb2", -0.1, "sb2"),
+    ],
+)
 def test_bad_configs_are_refused_with_the_field_named(field, value, match):
     with pytest.raises((ValueError, TypeError), match=match):
         SweepConfig(**{field: value}).validate()
@@ -57,8 +69,12 @@ def test_sweep_writes_the_grid_resumes_and_keeps_shared_cells(tmp_path, monkeypa
     out = str(tmp_path / "s.h5")
     calls = []
     real = sw.run_cell
-    monkeypatch.setattr(sw, "run_cell", lambda c, cell, backend="cpu": calls.append(cell) or real(c, cell, backend))
-    first = sweep(SweepConfig(sw2=(1.0, 3.0), depths=(2,), **TINY), out, "g", executor="engine", progress=False)
+    monkeypatch.setattr(
+        sw, "run_cell", lambda c, cell, backend="cpu": calls.append(cell) or real(c, cell, backend)
+    )
+    first = sweep(
+        SweepConfig(sw2=(1.0, 3.0), depths=(2,), **TINY), out, "g", executor="engine", progress=False
+    )
     assert len(calls) == 2 and first.complete
     with h5py.File(out, "r") as f:
         g = f["/sweep/g"]
@@ -67,7 +83,9 @@ def test_sweep_writes_the_grid_resumes_and_keeps_shared_cells(tmp_path, monkeypa
         assert g["xi_c"][0] == pytest.approx(3.627, rel=1e-3)  # fastinit theory's table
         assert g["train_accuracy"].attrs["units"]
     calls.clear()
-    grown = sweep(SweepConfig(sw2=(1.0, 3.0), depths=(2, 4), **TINY), out, "g", executor="engine", progress=False)
+    grown = sweep(
+        SweepConfig(sw2=(1.0, 3.0), depths=(2, 4), **TINY), out, "g", executor="engine", progress=False
+    )
     assert sorted((c.sw2, c.depth) for c in calls) == [(1.0, 4), (3.0, 4)]  # only the new column ran
     for m in COMPARED:
         assert np.array_equal(grown.metrics[m][:, :1], first.metrics[m])
@@ -76,8 +94,14 @@ def test_sweep_writes_the_grid_resumes_and_keeps_shared_cells(tmp_path, monkeypa
     assert calls == []
     with pytest.raises(ValueError, match="steps 30 .now 31.*--name.*--restart"):
         sweep(SweepConfig(sw2=(1.0,), depths=(2,), **dict(TINY, steps=31)), out, "g", progress=False)
-    again = sweep(SweepConfig(sw2=(1.0,), depths=(2,), **dict(TINY, steps=31)), out, "g", restart=True,
-                  executor="engine", progress=False)
+    again = sweep(
+        SweepConfig(sw2=(1.0,), depths=(2,), **dict(TINY, steps=31)),
+        out,
+        "g",
+        restart=True,
+        executor="engine",
+        progress=False,
+    )
     assert again.done.shape == (1, 1, 1) and len(calls) == 1
 
 
@@ -116,8 +140,12 @@ def test_process_pool_gives_the_numbers_of_the_in_process_run(tmp_path):
 def test_trainable_depth_and_summary():
     config = SweepConfig(sw2=(1.0, 2.0), depths=(5, 10, 20), seeds=(0, 1)).validate()
     result = sw._empty("x", config)
-    acc = np.array([[[0.9, 0.9], [0.6, 0.2], [0.1, 0.1]],    # depth 10 averages 0.4: not trainable
-                    [[0.9, 0.9], [0.9, 0.8], [0.7, 0.7]]])
+    acc = np.array(
+        [
+            [[0.9, 0.9], [0.6, 0.2], [0.1, 0.1]],  # depth 10 averages 0.4: not trainable
+            [[0.9, 0.9], [0.9, 0.8], [0.7, 0.7]],
+        ]
+    )
     result.metrics["train_accuracy"][:] = acc
     result.done[:] = True
     assert list(trainable_depth(result, 0.5)) == [5.0, 20.0]
@@ -129,11 +157,44 @@ def test_cli_sweep_prints_the_summary_and_draws_the_phase_diagram(tmp_path, caps
     from fastinit.cli import main
 
     out = tmp_path / "r.h5"
-    code = main(["sweep", "--sw2", "1", "2", "--depths", "2", "--steps", "20", "--width", "8", "--executor",
-                 "engine", "--out", str(out), "-q"])
+    code = main(
+        [
+            "sweep",
+            "--sw2",
+            "1",
+            "2",
+            "--depths",
+            "2",
+            "--steps",
+            "20",
+            "--width",
+            "8",
+            "--executor",
+            "engine",
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     assert code == 0
-    code = main(["sweep", "--sw2", "1", "2", "--depths", "2", "--steps", "20", "--width", "8", "--executor",
-                 "engine", "--out", str(out)])
+    code = main(
+        [
+            "sweep",
+            "--sw2",
+            "1",
+            "2",
+            "--depths",
+            "2",
+            "--steps",
+            "20",
+            "--width",
+            "8",
+            "--executor",
+            "engine",
+            "--out",
+            str(out),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0 and "2 of 2 cells already" in captured.err and "6 xi_c" in captured.out
     assert (tmp_path / "r-sweep-sweep.png").stat().st_size > 10_000
@@ -148,8 +209,9 @@ def test_cli_sweep_prints_the_summary_and_draws_the_phase_diagram(tmp_path, caps
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=50)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    )
     client = distributed.Client(cluster)
     try:
         yield cluster, client
@@ -194,8 +256,14 @@ def test_a_cell_failing_on_a_worker_is_one_clear_error(tmp_path, dask_cluster):
 def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(sw.SweepError, match="cannot reach the Dask scheduler"):
-        sweep(SweepConfig(sw2=(1.0,), depths=(2,), **TINY), str(tmp_path / "a.h5"), "u",
-              scheduler="tcp://127.0.0.1:9", connect_timeout=1.0, progress=False)
+        sweep(
+            SweepConfig(sw2=(1.0,), depths=(2,), **TINY),
+            str(tmp_path / "a.h5"),
+            "u",
+            scheduler="tcp://127.0.0.1:9",
+            connect_timeout=1.0,
+            progress=False,
+        )
     assert not os.path.exists(tmp_path / "a.h5")
 
 
@@ -206,8 +274,13 @@ def test_checkpoints_are_validated_sorted_and_end_at_steps():
     config = SweepConfig(steps=50, checkpoints=(20, 5)).validate()
     assert config.checkpoints == (5, 20, 50) and config.stops == (5, 20, 50)
     assert SweepConfig(steps=50).validate().stops == (50,)
-    for bad, match in (((0,), "from 1 to steps"), ((51,), "from 1 to steps .50."), ((5, 5), "repeated"),
-                       ("10", "sequence"), ((2.5,), "integers")):
+    for bad, match in (
+        ((0,), "from 1 to steps"),
+        ((51,), "from 1 to steps .50."),
+        ((5, 5), "repeated"),
+        ("10", "sequence"),
+        ((2.5,), "integers"),
+    ):
         with pytest.raises((ValueError, TypeError), match=match):
             SweepConfig(steps=50, checkpoints=bad).validate()
 
@@ -235,8 +308,9 @@ def test_sweep_with_checkpoints_stores_resumes_and_old_sweeps_still_read(tmp_pat
     config = SweepConfig(sw2=(1.0, 3.0), depths=(2,), **dict(TINY, steps=20), checkpoints=(5,))
     calls = []
     real = sw.run_cell
-    monkeypatch.setattr(sw, "run_cell",
-                        lambda c, cell, backend="cpu": calls.append(cell) or real(c, cell, backend))
+    monkeypatch.setattr(
+        sw, "run_cell", lambda c, cell, backend="cpu": calls.append(cell) or real(c, cell, backend)
+    )
     first = sweep(config, out, "c", executor="engine", progress=False)
     with h5py.File(out, "r") as f:
         g = f["/sweep/c"]
@@ -328,8 +402,26 @@ def test_cli_sweep_with_checkpoints_prints_n_and_draws_both_figures(tmp_path, ca
     from fastinit.cli import main
 
     out = tmp_path / "r.h5"
-    args = ["sweep", "--sw2", "1", "3", "--depths", "2", "4", "--checkpoints", "10", "5", "--width", "8",
-            "--eval-samples", "300", "--executor", "engine", "--out", str(out)]
+    args = [
+        "sweep",
+        "--sw2",
+        "1",
+        "3",
+        "--depths",
+        "2",
+        "4",
+        "--checkpoints",
+        "10",
+        "5",
+        "--width",
+        "8",
+        "--eval-samples",
+        "300",
+        "--executor",
+        "engine",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "deepest trainable after step      5     10" in text

@@ -28,7 +28,9 @@ def test_relu_closed_forms(sw2, sb2):
 def test_linear_closed_forms_and_phases():
     m = mean_field("linear", 0.8, 0.2)
     assert m.q_star == pytest.approx(0.2 / (1 - 0.8)) and m.chi1 == 0.8 and m.phase == "ordered"
-    assert mean_field("linear", 1.0, 0.0).phase == "critical" and math.isinf(mean_field("linear", 1.0, 0.0).xi_c)
+    assert mean_field("linear", 1.0, 0.0).phase == "critical" and math.isinf(
+        mean_field("linear", 1.0, 0.0).xi_c
+    )
     boom = mean_field("linear", 1.3, 0.0)
     assert boom.phase == "exploding" and math.isinf(boom.q_star)
     np.testing.assert_allclose(variance_by_layer("linear", 1.3, 0.1, 1.0, 3), [1.4, 1.92, 2.596])
@@ -60,8 +62,14 @@ def test_quadrature_matches_closed_gaussian_integrals():
     # E[tanh'(u)] etc. cannot be checked in closed form, but E[relu(u)^2] = q/2 and
     # E[sigmoid(u)] = 1/2 for a zero-mean Gaussian (odd symmetry) can, through the same code.
     m = mean_field("sigmoid", 4.0, 0.0)
-    assert m.q_star == pytest.approx(4.0 * (0.25 + np.var(phi(np.sqrt(m.q_star) * np.random.default_rng(0)
-                                                                .standard_normal(400_000), "sigmoid"))), rel=2e-3)
+    assert m.q_star == pytest.approx(
+        4.0
+        * (
+            0.25
+            + np.var(phi(np.sqrt(m.q_star) * np.random.default_rng(0).standard_normal(400_000), "sigmoid"))
+        ),
+        rel=2e-3,
+    )
     assert phi_prime(np.array([0.0]), "sigmoid")[0] == 0.25
 
 
@@ -80,12 +88,15 @@ def _wide_net(activation, sw2, sb2, depth, width=2000, samples=2, seed=0):
     return np.array(qs), z
 
 
-@pytest.mark.parametrize("activation, sw2, sb2", [("tanh", 1.5, 0.05), ("tanh", 3.0, 0.05), ("sigmoid", 6.0, 0.1),
-                                                  ("relu", 2.0, 0.0)])
+@pytest.mark.parametrize(
+    "activation, sw2, sb2",
+    [("tanh", 1.5, 0.05), ("tanh", 3.0, 0.05), ("sigmoid", 6.0, 0.1), ("relu", 2.0, 0.0)],
+)
 def test_variance_by_layer_matches_a_wide_random_network(activation, sw2, sb2):
     # finite width: each layer's variance fluctuates by about sqrt(2 / width); three nets averaged
-    measured = np.mean([_wide_net(activation, sw2, sb2, depth=8, width=1500, samples=8, seed=s)[0]
-                        for s in range(3)], axis=0)
+    measured = np.mean(
+        [_wide_net(activation, sw2, sb2, depth=8, width=1500, samples=8, seed=s)[0] for s in range(3)], axis=0
+    )
     want = variance_by_layer(activation, sw2, sb2, q0=1.0, depth=8)
     np.testing.assert_allclose(measured, want, rtol=0.06)
 
@@ -99,8 +110,15 @@ def test_chaotic_correlation_fixed_point_matches_a_wide_random_network():
     assert np.mean(corr) == pytest.approx(m.c_star, abs=0.05)
 
 
-@pytest.mark.parametrize("args, exc", [(("swish", 1.0, 0.0), ValueError), (("tanh", -1.0, 0.0), ValueError),
-                                       (("tanh", float("nan"), 0.0), ValueError), (("tanh", "2", 0.0), TypeError)])
+@pytest.mark.parametrize(
+    "args, exc",
+    [
+        (("swish", 1.0, 0.0), ValueError),
+        (("tanh", -1.0, 0.0), ValueError),
+        (("tanh", float("nan"), 0.0), ValueError),
+        (("tanh", "2", 0.0), TypeError),
+    ],
+)
 def test_bad_arguments(args, exc):
     with pytest.raises(exc):
         mean_field(*args)
@@ -112,7 +130,9 @@ def test_cli_prints_the_phases_and_writes_hdf5(tmp_path, capsys):
     from fastinit.cli import main
 
     out = tmp_path / "t.h5"
-    assert main(["theory", "--activation", "tanh", "--sb2", "0.05", "--sw2", "1", "2", "--out", str(out)]) == 0
+    assert (
+        main(["theory", "--activation", "tanh", "--sb2", "0.05", "--sw2", "1", "2", "--out", str(out)]) == 0
+    )
     text = capsys.readouterr().out
     assert "edge of chaos at sw2 = 1.761" in text and "ordered" in text and "chaotic" in text
     with h5py.File(out, "r") as f:
@@ -148,8 +168,13 @@ def _erf_theory(sw2, sb2):
     if sb2 == 0 and sw2 * 4 / math.pi <= 1:
         q = 0.0
     else:
-        q = brentq(lambda q: sw2 * 2 / math.pi * math.asin(2 * q / (1 + 2 * q)) + sb2 - q, 1e-12 if sb2 == 0
-                   else 0.0, sw2 + sb2 + 1, xtol=1e-300, rtol=1e-15)
+        q = brentq(
+            lambda q: sw2 * 2 / math.pi * math.asin(2 * q / (1 + 2 * q)) + sb2 - q,
+            1e-12 if sb2 == 0 else 0.0,
+            sw2 + sb2 + 1,
+            xtol=1e-300,
+            rtol=1e-15,
+        )
     chi1 = sw2 * 4 / math.pi / math.sqrt(1 + 4 * q)
     if chi1 <= 1:
         return q, chi1, 1.0, chi1
@@ -172,8 +197,12 @@ def _quad(f, lo, hi, points=()):
 def _gauss_ref(q, f):
     """E[f(u)], u ~ N(0, q), by adaptive quadrature with breakpoints where the activations turn."""
     s = math.sqrt(q)
-    return _quad(lambda u: f(u) * math.exp(-0.5 * u * u / q) / (s * math.sqrt(2 * math.pi)), -9 * s, 9 * s,
-                 points=[p for p in (-3, -1, 0, 1, 3)])
+    return _quad(
+        lambda u: f(u) * math.exp(-0.5 * u * u / q) / (s * math.sqrt(2 * math.pi)),
+        -9 * s,
+        9 * s,
+        points=[p for p in (-3, -1, 0, 1, 3)],
+    )
 
 
 def _pair_ref(q, c, f):
@@ -182,8 +211,9 @@ def _pair_ref(q, c, f):
 
     def inner(u1):
         m = c * u1
-        return _quad(lambda u2: f(u1, u2) * _density(u2 - m, sp), m - 9 * sp, m + 9 * sp,
-                     points=[-3, -1, 0, 1, 3])
+        return _quad(
+            lambda u2: f(u1, u2) * _density(u2 - m, sp), m - 9 * sp, m + 9 * sp, points=[-3, -1, 0, 1, 3]
+        )
 
     return _quad(lambda u1: inner(u1) * _density(u1, s), -9 * s, 9 * s, points=[-3, -1, 0, 1, 3])
 
@@ -200,8 +230,11 @@ def test_gaussian_moments_of_erf_match_closed_forms_for_any_variance():
     worst = 0.0
     for q in QS:
         _, second = gaussian_moments(q, "erf")
-        worst = max(worst, _rel(second, 2 / math.pi * math.asin(2 * q / (1 + 2 * q))),
-                    _rel(slope_moment(q, "erf"), 4 / math.pi / math.sqrt(1 + 4 * q)))
+        worst = max(
+            worst,
+            _rel(second, 2 / math.pi * math.asin(2 * q / (1 + 2 * q))),
+            _rel(slope_moment(q, "erf"), 4 / math.pi / math.sqrt(1 + 4 * q)),
+        )
     assert worst < 1e-9
 
 
@@ -287,11 +320,11 @@ def test_edge_of_chaos_and_the_jacobian_spectrum_theory():
     # erf: mu1 = 4/pi / sqrt(1 + 4q), mu2 = E[erf'^4] = (2/sqrt(pi))^4 / sqrt(1 + 8q)
     mu1, mu2 = slope_moments(0.3, "erf")
     assert mu1 == pytest.approx(4 / math.pi / math.sqrt(2.2), rel=1e-10)
-    assert mu2 == pytest.approx(16 / math.pi ** 2 / math.sqrt(3.4), rel=1e-10)
+    assert mu2 == pytest.approx(16 / math.pi**2 / math.sqrt(3.4), rel=1e-10)
     assert jacobian_spectrum("relu", 2.0, 0.0, 10, "gaussian") == (1.0, 20.0)  # mu2 / mu1^2 = 2
     assert jacobian_spectrum("relu", 2.0, 0.0, 10, "orthogonal") == (1.0, 10.0)
     assert jacobian_spectrum("linear", 1.0, 0.0, 7, "orthogonal") == (1.0, 0.0)  # deep linear: an isometry
     mean, var = jacobian_spectrum("tanh", 3.0, 0.05, 5, "gaussian")
     chi = mean_field("tanh", 3.0, 0.05).chi1
     mu1, mu2 = slope_moments(mean_field("tanh", 3.0, 0.05).q_star, "tanh")
-    assert mean == pytest.approx(chi ** 5) and var == pytest.approx(5 * mu2 / mu1 ** 2 * chi ** 10)
+    assert mean == pytest.approx(chi**5) and var == pytest.approx(5 * mu2 / mu1**2 * chi**10)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from fastinit.data import MNIST
-from fastinit.store import open_results, replace_group
 from fastinit.experiments.train import (
     RunResult,
     TrainConfig,
@@ -27,6 +26,7 @@ from fastinit.experiments.train import (
     train,
     write_figures,
 )
+from fastinit.store import open_results, replace_group
 
 FEATURES, CLASSES = 12, 3
 
@@ -46,8 +46,17 @@ def synthetic(n_train=240, n_test=60, seed=0):
     return MNIST(xtr, ytr, xte, yte, source="synthetic", image_shape=(3, 4))
 
 
-SMALL = dict(sizes=(FEATURES, 16, 16, CLASSES), iterations=60, batch_size=16, lr=0.1, eval_every=20,
-             snapshot_every=25, probe_samples=10, final_window=10, backend="numpy")
+SMALL = dict(
+    sizes=(FEATURES, 16, 16, CLASSES),
+    iterations=60,
+    batch_size=16,
+    lr=0.1,
+    eval_every=20,
+    snapshot_every=25,
+    probe_samples=10,
+    final_window=10,
+    backend="numpy",
+)
 
 
 def small_train(tmp_path, backend="numpy", **kw):
@@ -79,12 +88,15 @@ def test_parse_run():
     assert parse_run("he,mode=fan_out:TANH").init == "he,mode=fan_out"
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("xavier:swish", "unknown activation 'swish'"),
-    ("bogus", "invalid init"),
-    ("", "non-empty"),
-    (":relu", "invalid init"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("xavier:swish", "unknown activation 'swish'"),
+        ("bogus", "invalid init"),
+        ("", "non-empty"),
+        (":relu", "invalid init"),
+    ],
+)
 def test_parse_run_errors(spec, match):
     with pytest.raises(ValueError, match=match):
         parse_run(spec)
@@ -104,23 +116,26 @@ def test_batch_indices_are_seeded_and_cover_each_epoch():
         next(batch_indices(50, 60, 1, seed=0))
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(batch_size=0), "batch_size"),
-    (dict(iterations=-1), "iterations"),
-    (dict(lr=float("nan")), "lr"),
-    (dict(runs=("he", "he")), "distinct"),
-    (dict(runs=()), "runs"),
-    (dict(runs=("he:gelu",)), "unknown activation"),
-    (dict(sizes=(784,)), "sizes"),
-    (dict(activation="swish"), "activation"),
-    (dict(seeds=()), "seeds must be a non-empty sequence"),
-    (dict(seeds=3), "seeds must be a non-empty sequence"),
-    (dict(seeds=(0, -1)), "seeds must be integers from 0 to 2\\*\\*63 - 1, got -1"),
-    (dict(seeds=(0, 1.5)), "got 1.5"),
-    (dict(seeds=(True,)), "got True"),
-    (dict(seeds=(2**63,)), "from 0 to 2"),
-    (dict(seeds=(0, 1, 0)), "seeds must not repeat, got 0, 1, 0"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(iterations=-1), "iterations"),
+        (dict(lr=float("nan")), "lr"),
+        (dict(runs=("he", "he")), "distinct"),
+        (dict(runs=()), "runs"),
+        (dict(runs=("he:gelu",)), "unknown activation"),
+        (dict(sizes=(784,)), "sizes"),
+        (dict(activation="swish"), "activation"),
+        (dict(seeds=()), "seeds must be a non-empty sequence"),
+        (dict(seeds=3), "seeds must be a non-empty sequence"),
+        (dict(seeds=(0, -1)), "seeds must be integers from 0 to 2\\*\\*63 - 1, got -1"),
+        (dict(seeds=(0, 1.5)), "got 1.5"),
+        (dict(seeds=(True,)), "got True"),
+        (dict(seeds=(2**63,)), "from 0 to 2"),
+        (dict(seeds=(0, 1, 0)), "seeds must not repeat, got 0, 1, 0"),
+    ],
+)
 def test_bad_config(kw, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kw).validate()
@@ -137,8 +152,12 @@ def test_bad_backend_and_dtype():
 
 def test_sizes_must_match_data(tmp_path):
     with pytest.raises(ValueError, match="sizes\\[0\\] is 784 but the images have 12 features"):
-        train(TrainConfig(**dict(SMALL, sizes=(784, 10, 3))), tmp_path / "x.h5", dataset=synthetic(),
-              progress=False)
+        train(
+            TrainConfig(**dict(SMALL, sizes=(784, 10, 3))),
+            tmp_path / "x.h5",
+            dataset=synthetic(),
+            progress=False,
+        )
 
 
 # --- the HDF5 layout ---------------------------------------------------------------
@@ -170,9 +189,20 @@ def test_layout_and_attrs(tmp_path, backend):
         for name, ds in g.items():  # every dataset says what it holds and in which units
             assert ds.attrs["units"] and ds.attrs["description"], name
         assert g["test_accuracy"].attrs["units"] == "fraction (0-1)"
-        assert list(g["grad_norm"].attrs["columns"]) == ["layer 1 (12->16)", "layer 2 (16->16)", "layer 3 (16->3)"]
-        for key in ("python_version", "numpy_version", "numba_version", "h5py_version", "cpu_model", "cpu_isa",
-                    "threads"):
+        assert list(g["grad_norm"].attrs["columns"]) == [
+            "layer 1 (12->16)",
+            "layer 2 (16->16)",
+            "layer 3 (16->3)",
+        ]
+        for key in (
+            "python_version",
+            "numpy_version",
+            "numba_version",
+            "h5py_version",
+            "cpu_model",
+            "cpu_isa",
+            "threads",
+        ):
             assert key in f.attrs, key
         assert np.all(g["grad_norm"][()] > 0)
         acts = g["activations"][()]
@@ -220,8 +250,12 @@ def test_other_groups_are_kept(tmp_path):
 
 def test_seeds_layout_and_each_seed_equals_a_one_seed_run(tmp_path):
     results, out = small_train(tmp_path, runs=("he", "xavier"), seeds=(0, 1), iterations=30)
-    assert [(r.label, r.seed) for r in results] == [("he/seed=0", 0), ("he/seed=1", 1),
-                                                   ("xavier/seed=0", 0), ("xavier/seed=1", 1)]
+    assert [(r.label, r.seed) for r in results] == [
+        ("he/seed=0", 0),
+        ("he/seed=1", 1),
+        ("xavier/seed=0", 0),
+        ("xavier/seed=1", 1),
+    ]
     with h5py.File(out, "r") as f:
         he = f["train/he"]
         assert set(he) == {"seed=0", "seed=1"} and he.attrs["seeds"].tolist() == [0, 1]
@@ -232,7 +266,10 @@ def test_seeds_layout_and_each_seed_equals_a_one_seed_run(tmp_path):
         # The probe snapshots are recorded for the first seed only (what the figures read) by default.
         assert "activations" not in g and "gradients" not in g and g["snapshot_steps"].shape == (0,)
     runs = read_runs(out, ["he"])
-    assert [(r["name"], r["label"], r["seed"]) for r in runs] == [("he", "he/seed=0", 0), ("he", "he/seed=1", 1)]
+    assert [(r["name"], r["label"], r["seed"]) for r in runs] == [
+        ("he", "he/seed=0", 0),
+        ("he", "he/seed=1", 1),
+    ]
     assert not np.array_equal(runs[0]["loss"], runs[1]["loss"])
     acts, steps = read_activations(out, "he/seed=0")
     assert acts.shape == (2, 2, 10, 16) and steps.tolist() == [0, 25]
@@ -253,32 +290,57 @@ def test_seeds_layout_and_each_seed_equals_a_one_seed_run(tmp_path):
 
 
 def _result(name, seed, loss, acc=0.9, status="complete"):
-    return RunResult(name=name, init=name, activation="relu", status=status, iterations_done=10,
-                     final_train_loss=loss, final_test_accuracy=acc, wall_time_s=0.1,
-                     group=f"/train/{name}/seed={seed}", seed=seed)
+    return RunResult(
+        name=name,
+        init=name,
+        activation="relu",
+        status=status,
+        iterations_done=10,
+        final_train_loss=loss,
+        final_test_accuracy=acc,
+        wall_time_s=0.1,
+        group=f"/train/{name}/seed={seed}",
+        seed=seed,
+    )
 
 
 def test_summary_over_seeds():
-    results = [_result("std=0.01", 0, 2.30, 0.11), _result("std=0.01", 1, 2.31, 0.12),
-               _result("xavier", 0, 0.30, 0.90), _result("xavier", 1, 0.40, 0.92),
-               _result("he", 0, 0.20, 0.94), _result("he", 1, 0.45, 0.93)]
+    results = [
+        _result("std=0.01", 0, 2.30, 0.11),
+        _result("std=0.01", 1, 2.31, 0.12),
+        _result("xavier", 0, 0.30, 0.90),
+        _result("xavier", 1, 0.40, 0.92),
+        _result("he", 0, 0.20, 0.94),
+        _result("he", 1, 0.45, 0.93),
+    ]
     text = format_results(results)
     assert "xavier/seed=1" in text and "over seeds 0, 1 (mean ± sample std" in text
     he = next(line for line in text.splitlines() if line.startswith("he "))
     assert "2/2" in he and "0.3250 ± 0.1768" in he and "93.50 ± 0.71%" in he
-    assert text.endswith("he < xavier < std=0.01 (final train loss) does NOT hold for every seed: "
-                         "it fails for seed 1 (xavier < he < std=0.01).")
+    assert text.endswith(
+        "he < xavier < std=0.01 (final train loss) does NOT hold for every seed: "
+        "it fails for seed 1 (xavier < he < std=0.01)."
+    )
     results[-1] = _result("he", 1, 0.25)
     assert seed_ranking(results) == "he < xavier < std=0.01 (final train loss) holds for every seed (0, 1)."
-    results[-1] = _result("he", 1, float("nan"), status="diverged")  # ranks last for its seed, left out of the mean
+    results[-1] = _result(
+        "he", 1, float("nan"), status="diverged"
+    )  # ranks last for its seed, left out of the mean
     assert "fails for seed 1 (xavier < std=0.01 < he)" in seed_ranking(results)
     he = next(line for line in format_results(results).splitlines() if line.startswith("he "))
     assert he.split()[:4] == ["he", "1/2", "0.2000", "±"]
-    others = [_result("lecun", 0, 0.5), _result("lecun", 1, 0.3), _result("zeros", 0, 2.3), _result("zeros", 1, 2.3)]
+    others = [
+        _result("lecun", 0, 0.5),
+        _result("lecun", 1, 0.3),
+        _result("zeros", 0, 2.3),
+        _result("zeros", 1, 2.3),
+    ]
     assert seed_ranking(others) == "ranking by mean final train loss: lecun < zeros; the same for every seed."
     others[1] = _result("lecun", 1, 2.4)
-    assert seed_ranking(others) == ("ranking by mean final train loss: lecun < zeros; NOT the same for every seed: "
-                                    "seed 1 gives zeros < lecun.")
+    assert seed_ranking(others) == (
+        "ranking by mean final train loss: lecun < zeros; NOT the same for every seed: "
+        "seed 1 gives zeros < lecun."
+    )
     assert "over seeds" not in format_results([_result("he", 0, 0.2)])  # one seed: the table only
 
 
@@ -286,12 +348,20 @@ def test_loss_figure_draws_the_mean_of_seeds_with_a_band():
     from fastinit.plots import train_accuracy_figure, train_loss_figure
 
     def run(name, seed, loss, status="complete"):
-        return {"name": name, "seed": seed, "loss": np.asarray(loss, dtype=np.float64),
-                "eval_steps": np.array([0, len(loss)]), "test_accuracy": np.array([0.1, 0.5]),
-                "attrs": {"status": status, "diverged_step": -1}}
+        return {
+            "name": name,
+            "seed": seed,
+            "loss": np.asarray(loss, dtype=np.float64),
+            "eval_steps": np.array([0, len(loss)]),
+            "test_accuracy": np.array([0.1, 0.5]),
+            "attrs": {"status": status, "diverged_step": -1},
+        }
 
-    runs = [run("he", 0, np.full(40, 1.0)), run("he", 1, np.r_[np.full(19, 3.0), np.nan], "diverged"),
-            run("xavier", 0, np.full(40, 2.0))]
+    runs = [
+        run("he", 0, np.full(40, 1.0)),
+        run("he", 1, np.r_[np.full(19, 3.0), np.nan], "diverged"),
+        run("xavier", 0, np.full(40, 2.0)),
+    ]
     ax = train_loss_figure(runs, window=5).axes[0]
     labels = [line.get_label() for line in ax.get_lines()]
     assert "he (mean of 2 seeds; seed 1 diverged)" in labels and "xavier" in labels
@@ -324,11 +394,16 @@ def test_gradients_only_at_the_snapshots_the_figure_draws(tmp_path):
     with h5py.File(out, "r") as f:
         g = f["train/he"]
         assert g["snapshot_steps"][()].tolist() == list(range(0, 101, 10))
-        assert g["gradient_steps"][()].tolist() == [0, 30, 70, 100] == gradient_steps(TrainConfig(
-            iterations=100, snapshot_every=10))
+        assert (
+            g["gradient_steps"][()].tolist()
+            == [0, 30, 70, 100]
+            == gradient_steps(TrainConfig(iterations=100, snapshot_every=10))
+        )
         assert g["activations"].shape[0] == 11 and g["gradients"].shape[0] == 4
     acts, act_steps = read_activations(out, "he", snapshot_choice(out, "he"))
-    grads, grad_steps = read_activations(out, "he", snapshot_choice(out, "he", dataset="gradients"), "gradients")
+    grads, grad_steps = read_activations(
+        out, "he", snapshot_choice(out, "he", dataset="gradients"), "gradients"
+    )
     assert act_steps.tolist() == grad_steps.tolist() == [0, 30, 70, 100]
     (tmp_path / "none").mkdir()
     _, out = small_train(tmp_path / "none", runs=("he",), gradient_snapshots=0)
@@ -372,8 +447,9 @@ def test_divergence_stops_that_run_only(tmp_path, monkeypatch):
 
 def test_std10_diverges_on_mnist(tmp_path):
     # The real thing: a std=10 ReLU network on MNIST overflows within a few steps.
-    cfg = TrainConfig(runs=("std=10",), iterations=50, train_limit=1000, test_limit=200, probe_samples=10,
-                      backend="numpy")
+    cfg = TrainConfig(
+        runs=("std=10",), iterations=50, train_limit=1000, test_limit=200, probe_samples=10, backend="numpy"
+    )
     (res,) = train(cfg, tmp_path / "d.h5", progress=False, log=lambda m: None)
     assert res.status == "diverged" and 1 <= res.diverged_step < 50
 
@@ -407,8 +483,16 @@ def test_ctrl_c_leaves_a_readable_file(tmp_path, monkeypatch):
 
 
 def test_default_network_on_mnist_subset(tmp_path):
-    cfg = TrainConfig(runs=("he",), iterations=30, train_limit=1000, test_limit=300, eval_every=15,
-                      snapshot_every=15, probe_samples=20, backend="numpy")
+    cfg = TrainConfig(
+        runs=("he",),
+        iterations=30,
+        train_limit=1000,
+        test_limit=300,
+        eval_every=15,
+        snapshot_every=15,
+        probe_samples=20,
+        backend="numpy",
+    )
     (res,) = train(cfg, tmp_path / "m.h5", progress=False)
     assert res.status == "complete"
     with h5py.File(tmp_path / "m.h5", "r") as f:
@@ -420,21 +504,42 @@ def test_default_network_on_mnist_subset(tmp_path):
 
 # --- the command line --------------------------------------------------------------------------
 
-CLI_SMALL = ["--backend", "numpy", "--iterations", "20", "--train-limit", "600", "--test-limit", "200",
-             "--eval-every", "10", "--snapshot-every", "10", "--probe-samples", "8", "-q"]
+CLI_SMALL = [
+    "--backend",
+    "numpy",
+    "--iterations",
+    "20",
+    "--train-limit",
+    "600",
+    "--test-limit",
+    "200",
+    "--eval-every",
+    "10",
+    "--snapshot-every",
+    "10",
+    "--probe-samples",
+    "8",
+    "-q",
+]
 
 
 def test_cli_train_writes_runs_and_figures(tmp_path, capsys):
     from fastinit.cli import main
 
     out, plot = tmp_path / "r.h5", tmp_path / "mnist-loss.png"
-    status = main(["train", "--init", "he", "xavier:sigmoid", "--out", str(out), "--plot", str(plot), *CLI_SMALL])
+    status = main(
+        ["train", "--init", "he", "xavier:sigmoid", "--out", str(out), "--plot", str(plot), *CLI_SMALL]
+    )
     assert status == 0
     runs = read_runs(out)
     assert [r["name"] for r in runs] == ["he", "xavier:sigmoid"]
     assert runs[1]["attrs"]["activation"] == "sigmoid" and runs[0]["loss"].shape == (20,)
-    for name in ("mnist-loss.png", "mnist-accuracy.png", "mnist-activations-he.png",
-                 "mnist-activations-xavier-sigmoid.png"):
+    for name in (
+        "mnist-loss.png",
+        "mnist-accuracy.png",
+        "mnist-activations-he.png",
+        "mnist-activations-xavier-sigmoid.png",
+    ):
         assert (tmp_path / name).stat().st_size > 1000
 
 
@@ -448,7 +553,11 @@ def test_cli_train_seeds(tmp_path, capsys):
     assert "he/seed=1" in stdout and "over seeds 1, 3 (mean ± sample std" in stdout
     assert "ranking by mean final train loss:" in stdout
     assert [(r["label"], r["seed"]) for r in read_runs(out)] == [
-        ("he/seed=3", 3), ("he/seed=1", 1), ("std=0.01/seed=3", 3), ("std=0.01/seed=1", 1)]
+        ("he/seed=3", 3),
+        ("he/seed=1", 1),
+        ("std=0.01/seed=3", 3),
+        ("std=0.01/seed=1", 1),
+    ]
     assert (tmp_path / "r-loss.png").stat().st_size > 1000
     assert (tmp_path / "r-activations-he.png").stat().st_size > 1000
 
@@ -464,16 +573,19 @@ def test_cli_train_reports_divergence(tmp_path, capsys):
     assert runs == {"std=10": "diverged", "he": "complete"}
 
 
-@pytest.mark.parametrize("args, status, match", [
-    (["--init", "bogus"], 2, "invalid init"),
-    (["--init", "he:gelu"], 2, "unknown activation"),
-    (["--init", "he", "he"], 2, "given twice"),
-    (["--seeds", "1", "2", "1"], 2, "seeds must not repeat, got 1, 2, 1"),
-    (["--seeds", "-1"], 2, "expected a non-negative integer"),
-    (["--lr", "-1"], 2, "positive number"),
-    (["--data-dir", "does-not-exist"], 1, "data directory not found"),
-    (["--plot", "x.txt"], 1, "must end in"),
-])
+@pytest.mark.parametrize(
+    "args, status, match",
+    [
+        (["--init", "bogus"], 2, "invalid init"),
+        (["--init", "he:gelu"], 2, "unknown activation"),
+        (["--init", "he", "he"], 2, "given twice"),
+        (["--seeds", "1", "2", "1"], 2, "seeds must not repeat, got 1, 2, 1"),
+        (["--seeds", "-1"], 2, "expected a non-negative integer"),
+        (["--lr", "-1"], 2, "positive number"),
+        (["--data-dir", "does-not-exist"], 1, "data directory not found"),
+        (["--plot", "x.txt"], 1, "must end in"),
+    ],
+)
 def test_cli_train_errors(tmp_path, capsys, monkeypatch, args, status, match):
     from fastinit.cli import main
 
@@ -486,9 +598,9 @@ def test_cli_train_errors(tmp_path, capsys, monkeypatch, args, status, match):
 
 
 def test_cli_train_corrupt_data_dir(tmp_path, capsys):
-    from fastinit.cli import main
-
     from test_data import write_set  # the IDX writer of the data tests
+
+    from fastinit.cli import main
 
     d = tmp_path / "data"
     write_set(d, rows=28, cols=28, n_train=200, n_test=50)
@@ -500,15 +612,34 @@ def test_cli_train_corrupt_data_dir(tmp_path, capsys):
 
 def test_cli_train_other_data_dir(tmp_path):
     # Fashion-MNIST has the same format: any directory with the four names works.
-    from fastinit.cli import main
-
     from test_data import write_set
+
+    from fastinit.cli import main
 
     d = tmp_path / "data"
     write_set(d, rows=28, cols=28, n_train=200, n_test=50)
     out = tmp_path / "r.h5"
-    assert main(["train", "--data-dir", str(d), "--out", str(out), "--init", "he", "--backend", "numpy",
-                 "--iterations", "5", "--batch-size", "32", "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(d),
+                "--out",
+                str(out),
+                "--init",
+                "he",
+                "--backend",
+                "numpy",
+                "--iterations",
+                "5",
+                "--batch-size",
+                "32",
+                "-q",
+            ]
+        )
+        == 0
+    )
     cfg = json.loads(read_runs(out)[0]["attrs"]["config"])
     assert cfg["data_dir"] == str(d)
 
@@ -530,19 +661,27 @@ def test_snapshots_hold_probe_gradients_equal_to_autograd_at_step_0(tmp_path):
         grads = ds[()]
     assert np.isnan(grads[:, 1, :, 8:]).all() and not np.isnan(grads[:, :, :, :8]).any()  # layer 2 is 8 wide
     assert not np.allclose(grads[0, :, :, :8], grads[-1, :, :, :8])  # training changes them
-    params = [(w.astype(np.float64), b.astype(np.float64))
-              for w, b in MLP(list(sizes), activation="tanh", init="xavier", backend="numpy", seed=0).params]
+    params = [
+        (w.astype(np.float64), b.astype(np.float64))
+        for w, b in MLP(list(sizes), activation="tanh", init="xavier", backend="numpy", seed=0).params
+    ]
     data = synthetic()
     for i in range(10):
-        loss, leaves = ag.mlp_loss(data.test_images[i:i + 1].astype(np.float64), data.test_labels[i:i + 1],
-                                   params, "tanh")
+        loss, leaves = ag.mlp_loss(
+            data.test_images[i : i + 1].astype(np.float64), data.test_labels[i : i + 1], params, "tanh"
+        )
         loss.backward()
         for layer, width in enumerate(sizes[1:-1]):
-            np.testing.assert_allclose(grads[0, layer, i, :width], leaves[layer][1].grad, rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(
+                grads[0, layer, i, :width], leaves[layer][1].grad, rtol=1e-4, atol=1e-6
+            )
 
 
 def test_data_driven_inits_train_and_record_their_cost_and_calibration(tmp_path):
-    """lsuv and pretrain calibrate on the training images only; their cost and per-layer numbers are stored."""
+    """lsuv and pretrain calibrate on the training images only.
+
+    Their cost and per-layer numbers are stored.
+    """
     import json
 
     results, out = small_train(tmp_path, runs=("lsuv", "pretrain,steps=20", "he"))
@@ -560,8 +699,12 @@ def test_data_driven_inits_train_and_record_their_cost_and_calibration(tmp_path)
     lsuv = MLP(list(SMALL["sizes"]), init="lsuv", backend="numpy", data=data.train_images)
     with h5py.File(out, "r") as f:
         assert json.loads(f["/train/lsuv"].attrs["init_info"]) == json.loads(
-            json.dumps(lsuv.init_info, sort_keys=True, default=lambda v: v.tolist() if hasattr(v, "tolist")
-                       else float(v)))  # calibrated on the training images, as MLP(data=train) does
+            json.dumps(
+                lsuv.init_info,
+                sort_keys=True,
+                default=lambda v: v.tolist() if hasattr(v, "tolist") else float(v),
+            )
+        )  # calibrated on the training images, as MLP(data=train) does
     assert "init s" in format_results(results)
 
 

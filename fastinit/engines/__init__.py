@@ -11,7 +11,7 @@ backend never imports Numba and nothing imports ``numba.cuda`` until a GPU
 engine is built. The MLP validates every argument before an engine sees it.
 """
 
-from typing import Optional, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -36,14 +36,19 @@ ENGINE_PARAMETERS = """
 """
 
 
-@with_doc(fill_doc("""What ``fastinit.MLP`` needs from a backend.
+@with_doc(
+    fill_doc(
+        """What ``fastinit.MLP`` needs from a backend.
 
     The engine copies what it needs. ``fastinit.MLP`` validates every argument
     before an engine sees it. The engines' methods take these methods' docstrings
     (``fastinit.kernels.checks.shared_doc``), adding what differs.
 
     {parameters}
-    """, parameters=ENGINE_PARAMETERS))
+    """,
+        parameters=ENGINE_PARAMETERS,
+    )
+)
 class Engine(Protocol):  # numpydoc ignore=PR01,PR02
     dtype: np.dtype
 
@@ -107,7 +112,7 @@ class Engine(Protocol):  # numpydoc ignore=PR01,PR02
     def wait_compiled() -> None:
         """Block until what the engine compiles in the background is ready (a no-op for most)."""
 
-    def train_step_indices(self, idx: np.ndarray, lr: float, return_loss: bool = True) -> Optional[float]:
+    def train_step_indices(self, idx: np.ndarray, lr: float, return_loss: bool = True) -> float | None:
         """Take `train_step` on the rows `idx` of the kept data set.
 
         Parameters

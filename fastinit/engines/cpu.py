@@ -63,6 +63,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
+from fastinit.kernels import checks as chk
+from fastinit.kernels.checks import fill_doc, shared_doc, with_doc
 from fastinit.kernels.cpu import (
     bias_rows_into,
     dot_nn_into,
@@ -76,8 +78,6 @@ from fastinit.kernels.cpu import (
     tanh_rows_into,
     transpose_into,
 )
-from fastinit.kernels import checks as chk
-from fastinit.kernels.checks import fill_doc, shared_doc, with_doc
 from fastinit.kernels.jit import FAST, JIT
 
 from . import ENGINE_PARAMETERS, Engine
@@ -181,7 +181,9 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
     layers = sizes.size - 1
     total_cost = 0
     for i in range(layers):
-        total_cost += (sizes[i + 1] + _UPDATE_ROWS - 1) // _UPDATE_ROWS * (sizes[i] + _ROW_OVERHEAD) * _UPDATE_ROWS
+        total_cost += (
+            (sizes[i + 1] + _UPDATE_ROWS - 1) // _UPDATE_ROWS * (sizes[i] + _ROW_OVERHEAD) * _UPDATE_ROWS
+        )
     lo, hi = t * total_cost // parts, (t + 1) * total_cost // parts
     start = 0  # the cost of the blocks before layer i
     for i in range(layers):
@@ -266,8 +268,16 @@ def _step_for(code):
             losses[t] = loss
         if train:
             for t in prange(parts):
-                _update_piece_jit((wt0, wth, wh, b), (g0, gh), (xb, lb, acts, deltas, ht, dt), sizes, lr, sq,
-                                  np.int64(t), parts)
+                _update_piece_jit(
+                    (wt0, wth, wh, b),
+                    (g0, gh),
+                    (xb, lb, acts, deltas, ht, dt),
+                    sizes,
+                    lr,
+                    sq,
+                    np.int64(t),
+                    parts,
+                )
         return losses[:parts].sum()
 
     return parallel_step
@@ -297,8 +307,12 @@ class _Compiled:
                 event = cls._done[code, types] = threading.Event()
                 # Not a daemon: the interpreter waits for it at exit. A daemon thread still in
                 # LLVM when the interpreter shuts down crashes the process (abort or segfault).
-                threading.Thread(target=cls._compile, args=(_PARALLEL_STEPS[code], types, event), daemon=False,
-                                 name="fastinit-compile").start()
+                threading.Thread(
+                    target=cls._compile,
+                    args=(_PARALLEL_STEPS[code], types, event),
+                    daemon=False,
+                    name="fastinit-compile",
+                ).start()
         return event.is_set()
 
     @classmethod
@@ -335,7 +349,9 @@ def _padded(n):
     return (n + _PAD - 1) // _PAD * _PAD
 
 
-@with_doc(fill_doc("""Numba engine: one compiled call per training step, allocating nothing.
+@with_doc(
+    fill_doc(
+        """Numba engine: one compiled call per training step, allocating nothing.
 
     {parameters}
 
@@ -359,9 +375,11 @@ def _padded(n):
     and ``lb`` (n,), every layer's output ``acts`` and delta ``deltas``
     (layers, n, K), and the transposed copies ``ht`` (layers - 1, F, n16)
     and ``dt`` (layers, F, n16) with n16 = n padded.
-    """, parameters=ENGINE_PARAMETERS))
+    """,
+        parameters=ENGINE_PARAMETERS,
+    )
+)
 class CpuEngine:
-
     def __init__(self, weights, biases, activation, dtype):
         self.dtype = np.dtype(dtype)
         self.activation = activation
@@ -414,15 +432,40 @@ class CpuEngine:
         layers, f, k, n16 = s.size - 1, int(s[1:].max()), self._k, _padded(n)
         z, dt = np.zeros, self.dtype
         if not train:
-            return (z((n, s[0]), dt), z(n, np.int64), z((layers, n, k), dt), z((1, 1, 1), dt),
-                    z((1, 1, 1), dt), z((1, 1, 1), dt))
-        return (z((n, s[0]), dt), z(n, np.int64), z((layers, n, k), dt), z((layers, n, k), dt),
-                z((max(layers - 1, 1), f, n16), dt), z((layers, f, n16), dt))
+            return (
+                z((n, s[0]), dt),
+                z(n, np.int64),
+                z((layers, n, k), dt),
+                z((1, 1, 1), dt),
+                z((1, 1, 1), dt),
+                z((1, 1, 1), dt),
+            )
+        return (
+            z((n, s[0]), dt),
+            z(n, np.int64),
+            z((layers, n, k), dt),
+            z((layers, n, k), dt),
+            z((max(layers - 1, 1), f, n16), dt),
+            z((layers, f, n16), dt),
+        )
 
     def _call(self, x, labels, idx, ws, train, lr):
         """Run the pieces on the workspace ``ws``; return the summed loss."""
         parts = _pieces(idx.size)
-        args = (x, labels, idx, self._net, self._grads, ws, self._sizes, lr, self._sq, train, self._losses, parts)
+        args = (
+            x,
+            labels,
+            idx,
+            self._net,
+            self._grads,
+            ws,
+            self._sizes,
+            lr,
+            self._sq,
+            train,
+            self._losses,
+            parts,
+        )
         if parts > 1 and self._parallel_ready(args):
             loss = _PARALLEL_STEPS[self.code](*args)
         else:  # small, or the parallel step still compiling: this thread, no fork/join
@@ -459,10 +502,15 @@ class CpuEngine:
         self._loss = float(loss) / n
         return self._loss
 
-    @with_doc(shared_doc(Engine.train_step, """
+    @with_doc(
+        shared_doc(
+            Engine.train_step,
+            """
         One compiled call (two parallel regions), allocating nothing once the workspace for
         this batch size exists.
-    """))
+    """,
+        )
+    )
     def train_step(self, x, labels, lr):
         n = x.shape[0]
         if self._range is None or self._range.size != n:

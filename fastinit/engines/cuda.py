@@ -37,15 +37,19 @@ from . import ENGINE_PARAMETERS, Engine
 __all__ = ["CudaEngine"]
 
 
-@with_doc(fill_doc("""MLP engine whose parameters, activations and gradients live on the GPU.
+@with_doc(
+    fill_doc(
+        """MLP engine whose parameters, activations and gradients live on the GPU.
 
     The host arrays are copied to the device once. `set_dataset`,
     `train_step_indices` and `last_loss` are the device-resident training path.
 
     {parameters}
-    """, parameters=ENGINE_PARAMETERS))
+    """,
+        parameters=ENGINE_PARAMETERS,
+    )
+)
 class CudaEngine:
-
     def __init__(self, weights, biases, activation, dtype):
         from numba import cuda
 
@@ -69,7 +73,9 @@ class CudaEngine:
         self._gw = [self._view(self._grads, i) for i in range(len(layout))]
         self._width_max = max(fo for _, fo, _, _ in layout)
         self._stats = cuda.to_device(np.zeros(2, dtype=np.float64))
-        self._wsegments = cuda.to_device(np.array([(wo, fi * fo) for fi, fo, wo, _ in layout], dtype=np.int64))
+        self._wsegments = cuda.to_device(
+            np.array([(wo, fi * fo) for fi, fo, wo, _ in layout], dtype=np.int64)
+        )
         self._sumsq = cuda.device_array(len(layout), dtype=np.float64)
         self._n = -1
         self._data = None
@@ -125,9 +131,14 @@ class CudaEngine:
             h = out
         return acts
 
-    @with_doc(shared_doc(Engine.forward, """
+    @with_doc(
+        shared_doc(
+            Engine.forward,
+            """
         `x` may also be a device array; the outputs are copied to the host.
-    """))
+    """,
+        )
+    )
     def forward(self, x, record):
         cuda = self._cuda
         n = x.shape[0]
@@ -199,9 +210,14 @@ class CudaEngine:
         self._step(xd, ld, lr)
         return kc.read_stats(self._stats)
 
-    @with_doc(shared_doc(Engine.grad_norms, """
+    @with_doc(
+        shared_doc(
+            Engine.grad_norms,
+            """
         Reduced on the device: only the L norms are copied back.
-    """))
+    """,
+        )
+    )
     def grad_norms(self):
         kc.segment_sumsq_into(self._grads, self._wsegments, self._sumsq)
         return np.sqrt(self._sumsq.copy_to_host())
@@ -236,7 +252,10 @@ class CudaEngine:
         chk.labels_array(labels, x.shape[0], n_classes)
         chk.label_range(np.asarray(labels), n_classes)
         cuda = self._cuda
-        self._data = (cuda.to_device(np.ascontiguousarray(x)), cuda.to_device(np.asarray(labels, dtype=np.int64)))
+        self._data = (
+            cuda.to_device(np.ascontiguousarray(x)),
+            cuda.to_device(np.asarray(labels, dtype=np.int64)),
+        )
 
     def train_step_indices(self, idx, lr, return_loss=True):
         """Take one SGD step on the rows `idx` of the resident data set.

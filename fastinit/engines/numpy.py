@@ -14,12 +14,16 @@ from . import ENGINE_PARAMETERS, Engine
 __all__ = ["NumpyEngine"]
 
 
-@with_doc(fill_doc("""Per-layer weights and biases updated with ``fastinit.kernels.reference``: the readable oracle.
+@with_doc(
+    fill_doc(
+        """Per-layer weights and biases updated with ``fastinit.kernels.reference``: the readable oracle.
 
     {parameters}
-    """, parameters=ENGINE_PARAMETERS))
+    """,
+        parameters=ENGINE_PARAMETERS,
+    )
+)
 class NumpyEngine:
-
     def __init__(self, weights, biases, activation, dtype):
         self.activation = activation
         self.dtype = np.dtype(dtype)
@@ -80,7 +84,10 @@ class NumpyEngine:
     def train_step_indices(self, idx, lr, return_loss=True):
         x, labels = self._data
         if self._batch is None or self._batch[0].shape[0] != idx.size:
-            self._batch = (np.empty((idx.size, x.shape[1]), dtype=x.dtype), np.empty(idx.size, dtype=labels.dtype))
+            self._batch = (
+                np.empty((idx.size, x.shape[1]), dtype=x.dtype),
+                np.empty(idx.size, dtype=labels.dtype),
+            )
         xb, lb = self._batch
         np.take(x, idx, axis=0, out=xb)
         np.take(labels, idx, out=lb)

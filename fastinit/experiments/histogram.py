@@ -34,7 +34,8 @@ HDF5 layout written by :func:`write_histogram`, one group per init::
     /histogram/<activation>/<init>/weight_std    (layers,) float64, nominal std of each W
     /histogram/<activation>/<init>/theory_std    (layers,) float64, mean-field prediction
     /histogram/<activation>/<init>/nonfinite     (layers,) float64, fraction of NaN/Inf (overflow)
-    /histogram/<activation>/<init>/grad_rms, grad_theory   (layers,) float64, see gradient_rms, gradient_theory
+    /histogram/<activation>/<init>/grad_rms, grad_theory   (layers,) float64: gradient_rms,
+                                                           gradient_theory
     /histogram/<activation>/<init>/gradients     (layers, samples, units), chunked, gzip: dL/dz per layer
                                                  at init (see backprop); only with gradients=True
 
@@ -92,7 +93,9 @@ class InitRun:
     nonfinite: np.ndarray = None  # fraction of NaN/Inf values per layer (overflow); mean/std skip them
     grad_rms: np.ndarray = None  # RMS of the gradient backpropagated to each layer's pre-activation
     grad_theory: np.ndarray = None  # its mean-field prediction (see gradient_theory)
-    gradients: np.ndarray = None  # (layers, samples, units), the run's dtype: that gradient (see backprop), if kept
+    gradients: np.ndarray = (
+        None  # (layers, samples, units), the run's dtype: that gradient (see backprop), if kept
+    )
 
     def __post_init__(self):
         if self.nonfinite is None:
@@ -217,8 +220,19 @@ class _Device:
             self.get = np.asarray
 
 
-def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100, samples=1000, seed=0,
-                  backend="cpu", dtype="float32", progress=True, bias_std=0.0, gradients=True):
+def run_histogram(
+    activation="sigmoid",
+    inits=DEFAULT_INITS,
+    layers=5,
+    units=100,
+    samples=1000,
+    seed=0,
+    backend="cpu",
+    dtype="float32",
+    progress=True,
+    bias_std=0.0,
+    gradients=True,
+):
     """Run the activation-histogram experiment; return :class:`HistogramResults`.
 
     ``activation``: "sigmoid", "tanh" or "relu". ``inits``: init specs (see
@@ -239,9 +253,13 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
     for a backend that cannot run here.
     """
     inits, schemes, layers, units, samples, seed, dtype = _check_args(
-        activation, inits, layers, units, samples, seed, backend, dtype)
-    if isinstance(bias_std, bool) or not isinstance(bias_std, (int, float, np.integer, np.floating)) \
-            or not (0 <= bias_std < math.inf):
+        activation, inits, layers, units, samples, seed, backend, dtype
+    )
+    if (
+        isinstance(bias_std, bool)
+        or not isinstance(bias_std, (int, float, np.integer, np.floating))
+        or not (0 <= bias_std < math.inf)
+    ):
         raise ValueError(f"bias_std must be a finite number >= 0, got {bias_std!r}")
     bias_std = float(bias_std)
     dev = _Device(backend)
@@ -266,16 +284,21 @@ def run_histogram(activation="sigmoid", inits=DEFAULT_INITS, layers=5, units=100
                     w_measured[layer] = float(np.std(w, dtype=np.float64))
                     # A data-driven init has no nominal std: the theory uses the measured one.
                     w_nominal[layer] = w_measured[layer] if scheme.data_driven else scheme.std(units, units)
-                    if b is None and bias_std > 0:  # its own stream: the weights stay those of a bias-free run
-                        b = (bias_std * np.random.default_rng([seed, layer + 1, 1]).standard_normal(units)).astype(dtype)
+                    if (
+                        b is None and bias_std > 0
+                    ):  # its own stream: the weights stay those of a bias-free run
+                        b = (
+                            bias_std * np.random.default_rng([seed, layer + 1, 1]).standard_normal(units)
+                        ).astype(dtype)
                     if b is not None:
                         b = dev.put(b)
                     x = dev.k.dense_forward(x, dev.put(w), b, activation)
                     acts[layer] = dev.get(x)
                     bar.update(1, init=spec)
                 run = _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std)
-                grads = backprop(acts, lambda layer: weights(layer)[0], activation,
-                                 np.random.default_rng([seed, 0, 2]))
+                grads = backprop(
+                    acts, lambda layer: weights(layer)[0], activation, np.random.default_rng([seed, 0, 2])
+                )
                 run.grad_rms = gradient_rms(grads)
                 run.grad_theory = gradient_theory(activation, w_nominal, units, bias_std)
                 if gradients:
@@ -292,12 +315,16 @@ def _weights(scheme, x0, layers, units, activation, seed, dtype, backend):
     ``default_rng([seed, l + 1])`` with no bias; a data-driven scheme (lsuv, pretrain) computed
     once for the whole stack from the samples ``x0`` (its biases included), on ``backend``."""
     if not scheme.data_driven:
-        return lambda layer: (scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype), None)
+        return lambda layer: (
+            scheme.sample(units, units, np.random.default_rng([seed, layer + 1]), dtype),
+            None,
+        )
     from ..datainit import initialise
 
     # One extra layer stands in for the output layer, which a data-driven init treats as linear.
-    ws, bs, _ = initialise(scheme, (units,) * (layers + 2), activation, x0, np.random.default_rng([seed, 0, 3]),
-                           dtype, backend)
+    ws, bs, _ = initialise(
+        scheme, (units,) * (layers + 2), activation, x0, np.random.default_rng([seed, 0, 3]), dtype, backend
+    )
     return lambda layer: (ws[layer], bs[layer] if scheme.kind == "pretrain" else None)
 
 
@@ -317,7 +344,9 @@ def backprop(acts, weights, activation, rng):
     with np.errstate(all="ignore"):
         for layer in range(acts.shape[0] - 2, -1, -1):
             y = acts[layer].astype(np.float64)
-            d = ref.activation_backward(y, grads[layer + 1] @ weights(layer + 1).astype(np.float64).T, activation)
+            d = ref.activation_backward(
+                y, grads[layer + 1] @ weights(layer + 1).astype(np.float64).T, activation
+            )
             grads[layer] = np.where(np.isnan(y), np.nan, d)  # ReLU's y > 0 test would give a NaN unit 0
     return grads
 
@@ -342,10 +371,10 @@ def gradient_theory(activation, w_nominal, units, bias_std):
     from ..theory import gaussian_moments, slope_moment
 
     layers = len(w_nominal)
-    qs = [units * w_nominal[0] ** 2 * 1.0 + bias_std ** 2]  # the input is N(0, 1)
+    qs = [units * w_nominal[0] ** 2 * 1.0 + bias_std**2]  # the input is N(0, 1)
     for layer in range(1, layers):
         _, second = gaussian_moments(qs[-1], activation)
-        qs.append(units * w_nominal[layer] ** 2 * second + bias_std ** 2)
+        qs.append(units * w_nominal[layer] ** 2 * second + bias_std**2)
     theory = np.ones(layers)
     for layer in range(layers - 2, -1, -1):
         chi = units * w_nominal[layer + 1] ** 2 * slope_moment(qs[layer], activation)
@@ -363,9 +392,17 @@ def _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std=0.
         mean[i] = ok.mean(dtype=np.float64) if ok.size else np.nan
         std[i] = ok.std(dtype=np.float64) if ok.size else np.nan
         sat[i] = saturated_fraction(row, activation)
-    return InitRun(spec, acts, w_nominal, w_measured, mean, std, sat,
-                   theory_std(activation, w_nominal, units, bias_var=bias_std ** 2),
-                   nonfinite)
+    return InitRun(
+        spec,
+        acts,
+        w_nominal,
+        w_measured,
+        mean,
+        std,
+        sat,
+        theory_std(activation, w_nominal, units, bias_var=bias_std**2),
+        nonfinite,
+    )
 
 
 def _attrs(results, run):
@@ -395,22 +432,33 @@ _DATASETS = {
     "std": ("activation value", "standard deviation of the finite activations of each layer"),
     "saturated": ("fraction (0-1)", "fraction of each layer's activations that are saturated: "),
     "weight_std": ("weight value", "standard deviation the init scheme asks for, per layer"),
-    "theory_std": ("activation value", "std of each layer's activations predicted by the mean-field "
-                   "variance recursion (infinite width, Gaussian pre-activations)"),
+    "theory_std": (
+        "activation value",
+        "std of each layer's activations predicted by the mean-field "
+        "variance recursion (infinite width, Gaussian pre-activations)",
+    ),
     "nonfinite": ("fraction (0-1)", "fraction of each layer's activations that are NaN or Inf (overflow)"),
     "weight_std_measured": ("weight value", "standard deviation of the weights actually drawn, per layer"),
-    "grad_rms": ("relative to the last layer", "RMS of a N(0, 1) gradient backpropagated from the last layer "
-                 "to each layer's pre-activation, at init"),
-    "grad_theory": ("relative to the last layer", "mean-field prediction of grad_rms (the product of "
-                    "sqrt(chi) per layer; chi1^depth at the fixed point)"),
+    "grad_rms": (
+        "relative to the last layer",
+        "RMS of a N(0, 1) gradient backpropagated from the last layer "
+        "to each layer's pre-activation, at init",
+    ),
+    "grad_theory": (
+        "relative to the last layer",
+        "mean-field prediction of grad_rms (the product of "
+        "sqrt(chi) per layer; chi1^depth at the fixed point)",
+    ),
 }
 
 
 GRADIENT_DESCRIPTION = (
     "gradient at init of each layer's pre-activation z_l = x_{l-1} @ W_l (+ b_l) for every sample: "
-    "(layer, sample, unit). The loss is L = sum(G * z_last) with G ~ N(0, 1), one draw per seed shared by every "
-    "init, so the last layer's row is G itself and d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l) going down; computed in "
-    "float64 from the stored activations, stored in the run's dtype (a float32 |dL/dz| below about 1e-45 is 0)")
+    "(layer, sample, unit). The loss is L = sum(G * z_last) with G ~ N(0, 1), one draw per seed shared "
+    "by every init, so the last layer's row is G itself and d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l) going "
+    "down; computed in float64 from the stored activations, stored in the run's dtype (a float32 |dL/dz| "
+    "below about 1e-45 is 0)"
+)
 
 
 def write_histogram(f, results):
@@ -425,22 +473,36 @@ def write_histogram(f, results):
     for run in results.runs.values():
         attrs = _attrs(results, run)
         g = replace_group(f, group_path(results.activation, run.init), attrs=attrs)
-        ds = create_appendable(g, "activations", run.activations.shape[1:], run.activations.dtype,
-                               chunk_rows=1, attrs=attrs)  # one layer per chunk: the natural read
+        ds = create_appendable(
+            g, "activations", run.activations.shape[1:], run.activations.dtype, chunk_rows=1, attrs=attrs
+        )  # one layer per chunk: the natural read
         label(ds, "activation value", "outputs of every layer for every sample: (layer, sample, unit)")
         append(ds, run.activations)
         if run.gradients is not None:
-            ds = create_appendable(g, "gradients", run.gradients.shape[1:], run.gradients.dtype, chunk_rows=1,
-                                   attrs=attrs)
+            ds = create_appendable(
+                g, "gradients", run.gradients.shape[1:], run.gradients.dtype, chunk_rows=1, attrs=attrs
+            )
             label(ds, "dL/dz (L: the random loss)", GRADIENT_DESCRIPTION)
             append(ds, run.gradients)
-        for name in ("mean", "std", "saturated", "weight_std", "theory_std", "nonfinite", "weight_std_measured",
-                     "grad_rms", "grad_theory"):
+        for name in (
+            "mean",
+            "std",
+            "saturated",
+            "weight_std",
+            "theory_std",
+            "nonfinite",
+            "weight_std_measured",
+            "grad_rms",
+            "grad_theory",
+        ):
             units, description = _DATASETS[name]
             if name == "saturated":
                 description += SATURATION_RULES.get(results.activation, "never (linear)")
-            label(g.create_dataset(name, data=np.asarray(getattr(run, name), dtype=np.float64)), units,
-                  description)
+            label(
+                g.create_dataset(name, data=np.asarray(getattr(run, name), dtype=np.float64)),
+                units,
+                description,
+            )
         written.append(g.name)
     return written
 
@@ -459,8 +521,10 @@ def read_histogram(path, activation="sigmoid", inits=None):
         base = f"/histogram/{activation}"
         if base not in f:
             stored = sorted(f["/histogram"]) if "/histogram" in f else []
-            raise KeyError(f"{path} holds no histogram for {activation!r}"
-                           + (f"; it holds {', '.join(stored)}" if stored else ""))
+            raise KeyError(
+                f"{path} holds no histogram for {activation!r}"
+                + (f"; it holds {', '.join(stored)}" if stored else "")
+            )
         names = list(f[base]) if inits is None else list(inits)
         results = None
         for name in names:
@@ -469,12 +533,29 @@ def read_histogram(path, activation="sigmoid", inits=None):
             g = f[base][name]
             a = g.attrs
             if results is None:
-                results = HistogramResults(activation, int(a["layers"]), int(a["units"]), int(a["samples"]),
-                                           int(a["seed"]), str(a["backend"]), str(a["dtype"]))
-            optional = {key: g[key][()] for key in ("nonfinite", "grad_rms", "grad_theory", "gradients") if key in g}
+                results = HistogramResults(
+                    activation,
+                    int(a["layers"]),
+                    int(a["units"]),
+                    int(a["samples"]),
+                    int(a["seed"]),
+                    str(a["backend"]),
+                    str(a["dtype"]),
+                )
+            optional = {
+                key: g[key][()] for key in ("nonfinite", "grad_rms", "grad_theory", "gradients") if key in g
+            }
             results.runs[name] = InitRun(
-                name, g["activations"][()], g["weight_std"][()], g["weight_std_measured"][()],
-                g["mean"][()], g["std"][()], g["saturated"][()], g["theory_std"][()], **optional)
+                name,
+                g["activations"][()],
+                g["weight_std"][()],
+                g["weight_std_measured"][()],
+                g["mean"][()],
+                g["std"][()],
+                g["saturated"][()],
+                g["theory_std"][()],
+                **optional,
+            )
     return results
 
 
@@ -490,19 +571,29 @@ def format_table(results):
     """A plain-text per-layer table: mean, std (theory), saturated % for every init."""
     sat_name = "dead" if results.activation == "relu" else "sat"
     head = f"{'init':<14} {'layer':>5} {'w std':>9} {'mean':>9} {'std':>9} {'theory':>9} {sat_name + ' %':>7}"
-    lines = [f"{results.activation}: {results.layers} layers x {results.units} units, {results.samples} samples, "
-             f"seed {results.seed}, backend {results.backend}, {results.dtype}", head, "-" * len(head)]
+    lines = [
+        f"{results.activation}: {results.layers} layers x {results.units} units, {results.samples} samples, "
+        f"seed {results.seed}, backend {results.backend}, {results.dtype}",
+        head,
+        "-" * len(head),
+    ]
     for run in results.runs.values():
         for layer in range(results.layers):
             name = run.init if layer == 0 else ""
-            lines.append(f"{name:<14} {layer + 1:>5} {run.weight_std[layer]:>9.4g} {_num(run.mean[layer])} "
-                         f"{_num(run.std[layer])} {_num(run.theory_std[layer])} {100 * run.saturated[layer]:>7.1f}")
-    lines.append(f"theory: mean-field variance recursion (infinite width); {sat_name}: "
-                 f"{SATURATION_RULES[results.activation]}")
+            lines.append(
+                f"{name:<14} {layer + 1:>5} {run.weight_std[layer]:>9.4g} {_num(run.mean[layer])} "
+                f"{_num(run.std[layer])} {_num(run.theory_std[layer])} {100 * run.saturated[layer]:>7.1f}"
+            )
+    lines.append(
+        f"theory: mean-field variance recursion (infinite width); {sat_name}: "
+        f"{SATURATION_RULES[results.activation]}"
+    )
     for run in results.runs.values():
         layer = run.overflow_layer()
         if layer is not None:
-            lines.append(f"warning: {run.init}: activations overflowed {results.dtype} from layer {layer} "
-                         f"({100 * run.nonfinite[layer - 1]:.0f}% NaN/Inf there; mean and std skip them)"
-                         + ("; try --dtype float64" if results.dtype == "float32" else ""))
+            lines.append(
+                f"warning: {run.init}: activations overflowed {results.dtype} from layer {layer} "
+                f"({100 * run.nonfinite[layer - 1]:.0f}% NaN/Inf there; mean and std skip them)"
+                + ("; try --dtype float64" if results.dtype == "float32" else "")
+            )
     return "\n".join(lines)

@@ -88,11 +88,15 @@ class TheoryResult:
             The edge of chaos, then one line per weight variance.
         """
         c = self.config
-        lines = [f"{c.activation}, sb2 = {c.sb2:g}: edge of chaos at sw2 = {self.critical_sw2:.4g}",
-                 f"{'sw2':>8} {'q*':>10} {'chi1':>8} {'c*':>8} {'xi_c':>9} {'6 xi_c':>9}  phase"]
+        lines = [
+            f"{c.activation}, sb2 = {c.sb2:g}: edge of chaos at sw2 = {self.critical_sw2:.4g}",
+            f"{'sw2':>8} {'q*':>10} {'chi1':>8} {'c*':>8} {'xi_c':>9} {'6 xi_c':>9}  phase",
+        ]
         for m in self.rows:
-            lines.append(f"{m.sw2:8.4g} {m.q_star:10.4g} {m.chi1:8.4f} {m.c_star:8.4f} {m.xi_c:9.4g} "
-                         f"{6 * m.xi_c:9.4g}  {m.phase}")
+            lines.append(
+                f"{m.sw2:8.4g} {m.q_star:10.4g} {m.chi1:8.4f} {m.c_star:8.4f} {m.xi_c:9.4g} "
+                f"{6 * m.xi_c:9.4g}  {m.phase}"
+            )
         return "\n".join(lines)
 
 
@@ -160,7 +164,9 @@ def write(path, result):
     c = result.config
     where = group_path(c)
     with open_results(path) as f:
-        g = replace_group(f, where, attrs=dict(activation=c.activation, sb2=c.sb2, critical_sw2=result.critical_sw2))
+        g = replace_group(
+            f, where, attrs=dict(activation=c.activation, sb2=c.sb2, critical_sw2=result.critical_sw2)
+        )
         for name, (units, text) in COLUMNS.items():
             label(g.create_dataset(name, data=result.column(name)), units, text)
     return where

@@ -49,8 +49,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..backends import BACKENDS, KernelBackend, available_backends, check_backend
-from ..formatting import format_time
 from ..errors import FastinitError
+from ..formatting import format_time
 
 __all__ = [
     "median_time",
@@ -222,9 +222,20 @@ def _matmul_case(label, m, k, n, trans_a=False, trans_b=False, size=None):
 
         return reference.matmul(x["a"], x["b"], trans_a=trans_a, trans_b=trans_b)
 
-    return _Case("matmul", label, size or round((m * k * n) ** (1 / 3), 1), 2.0 * m * k * n, "GFLOP/s", make, run,
-                 lambda be, x: {"c": be.empty((m, n), x["a"].dtype)}, lambda out: out["c"], ref, k_dim=k,
-                 to_host_keys=("c",))
+    return _Case(
+        "matmul",
+        label,
+        size or round((m * k * n) ** (1 / 3), 1),
+        2.0 * m * k * n,
+        "GFLOP/s",
+        make,
+        run,
+        lambda be, x: {"c": be.empty((m, n), x["a"].dtype)},
+        lambda out: out["c"],
+        ref,
+        k_dim=k,
+        to_host_keys=("c",),
+    )
 
 
 def _activation_case(name, n):
@@ -239,15 +250,27 @@ def _activation_case(name, n):
 
         return getattr(reference, name)(x["x"])
 
-    return _Case(name, f"{n} elements", n, 2.0 * n, "GB/s", make, run,
-                 lambda be, x: {"y": be.empty(x["x"].shape, x["x"].dtype)}, lambda out: out["y"], ref,
-                 to_host_keys=("y",))
+    return _Case(
+        name,
+        f"{n} elements",
+        n,
+        2.0 * n,
+        "GB/s",
+        make,
+        run,
+        lambda be, x: {"y": be.empty(x["x"].shape, x["x"].dtype)},
+        lambda out: out["y"],
+        ref,
+        to_host_keys=("y",),
+    )
 
 
 def _softmax_case(rows, cols):
     def make(rng, dtype):
-        return {"logits": (rng.standard_normal((rows, cols)) * 5).astype(dtype),
-                "labels": rng.integers(0, cols, rows).astype(np.int64)}
+        return {
+            "logits": (rng.standard_normal((rows, cols)) * 5).astype(dtype),
+            "labels": rng.integers(0, cols, rows).astype(np.int64),
+        }
 
     def outputs(be, x):
         out = {"grad": be.empty((rows, cols), x["logits"].dtype)}
@@ -267,8 +290,19 @@ def _softmax_case(rows, cols):
 
         return reference.softmax_cross_entropy(x["logits"], x["labels"])[1]
 
-    return _Case("softmax_xent", f"{rows}x{cols}", rows * cols, 2.0 * rows * cols, "GB/s", make, run, outputs,
-                 lambda out: out["grad"], ref, to_host_keys=("grad", "stats"))
+    return _Case(
+        "softmax_xent",
+        f"{rows}x{cols}",
+        rows * cols,
+        2.0 * rows * cols,
+        "GB/s",
+        make,
+        run,
+        outputs,
+        lambda out: out["grad"],
+        ref,
+        to_host_keys=("grad", "stats"),
+    )
 
 
 def _sgd_case(n, label=None):
@@ -286,8 +320,19 @@ def _sgd_case(n, label=None):
     def ref(x):
         return x["param"] - x["param"].dtype.type(lr) * x["grad"]
 
-    return _Case("sgd_update", label or f"{n} elements", n, 3.0 * n, "GB/s", make, run, outputs,
-                 lambda out: out["p"], ref, to_host_keys=("p",))
+    return _Case(
+        "sgd_update",
+        label or f"{n} elements",
+        n,
+        3.0 * n,
+        "GB/s",
+        make,
+        run,
+        outputs,
+        lambda out: out["p"],
+        ref,
+        to_host_keys=("p",),
+    )
 
 
 def _element_bytes(case, dtype):
@@ -325,11 +370,18 @@ def _measure_case(case, be, host_inputs, dtype, budget, repeats):
     outputs = case.outputs(be, host_inputs)
     case.run(be, inputs, outputs)  # warm-up (compiles) and the checked result
     be.sync()
-    _check(f"{case.kernel} {case.case}", be.name, be.to_host(case.result(outputs)), case.reference(host_inputs), dtype,
-           case.k_dim)
+    _check(
+        f"{case.kernel} {case.case}",
+        be.name,
+        be.to_host(case.result(outputs)),
+        case.reference(host_inputs),
+        dtype,
+        case.k_dim,
+    )
     t, inner = median_time(lambda: case.run(be, inputs, outputs), be.sync, budget, repeats)
     t_xfer = math.nan
     if be.is_cuda:
+
         def with_transfers():
             dev = {k: be.to_device(v) for k, v in host_inputs.items()}
             case.run(be, dev, outputs)
@@ -338,8 +390,19 @@ def _measure_case(case, be, host_inputs, dtype, budget, repeats):
                     be.to_host(outputs[key])
 
         t_xfer, _ = median_time(with_transfers, be.sync, budget, repeats)
-    return ProfileRecord(case.kernel, case.case, be.name, float(case.size), t, t_xfer, float(case.work), case.unit,
-                         case.work / t / 1e9, inner=inner, repeats=repeats)
+    return ProfileRecord(
+        case.kernel,
+        case.case,
+        be.name,
+        float(case.size),
+        t,
+        t_xfer,
+        float(case.work),
+        case.unit,
+        case.work / t / 1e9,
+        inner=inner,
+        repeats=repeats,
+    )
 
 
 def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
@@ -353,24 +416,41 @@ def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
     flops = 6.0 * batch * sum(fi * fo for fi, fo in zip(sizes[:-1], sizes[1:]))
     case = f"MLP {'-'.join(map(str, sizes))} relu, batch {batch}"
     if "loss" not in ref_loss_cache:
-        ref_loss_cache["loss"] = MLP(sizes, "relu", "he", backend="numpy", dtype=dtype, seed=0).train_step(x, labels, lr)
+        ref_loss_cache["loss"] = MLP(sizes, "relu", "he", backend="numpy", dtype=dtype, seed=0).train_step(
+            x, labels, lr
+        )
     model = MLP(sizes, "relu", "he", backend=be.name, dtype=dtype, seed=0)
     loss = model.train_step(x, labels, lr)  # warm-up and check
     want = ref_loss_cache["loss"]
     if not abs(loss - want) <= (1e-4 if np.dtype(dtype) == np.float32 else 1e-10) * max(1.0, abs(want)):
-        raise ProfileError(f"train_step on {be.name}: loss {loss} differs from the NumPy reference {want}; not timed")
+        raise ProfileError(
+            f"train_step on {be.name}: loss {loss} differs from the NumPy reference {want}; not timed"
+        )
     t_xfer = math.nan
     if be.is_cuda:
         model.set_dataset(x, labels)
         idx = np.arange(batch)
         model.train_step_indices(idx, lr, return_loss=False)
         be.sync()
-        t, inner = median_time(lambda: model.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats)
+        t, inner = median_time(
+            lambda: model.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats
+        )
         t_xfer, _ = median_time(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
     else:
         t, inner = median_time(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
-    return ProfileRecord("train_step", case, be.name, float(batch), t, t_xfer, flops, "GFLOP/s", flops / t / 1e9,
-                         inner=inner, repeats=repeats)
+    return ProfileRecord(
+        "train_step",
+        case,
+        be.name,
+        float(batch),
+        t,
+        t_xfer,
+        flops,
+        "GFLOP/s",
+        flops / t / 1e9,
+        inner=inner,
+        repeats=repeats,
+    )
 
 
 def _device_info(backends):
@@ -389,15 +469,27 @@ def _device_info(backends):
             name = cuda.get_current_device().name
             info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
         except Exception as exc:  # the simulator's fake device has no name
-            info["gpu"] = "Numba CUDA simulator" if info["cuda_simulator"] else f"unknown ({type(exc).__name__})"
+            info["gpu"] = (
+                "Numba CUDA simulator" if info["cuda_simulator"] else f"unknown ({type(exc).__name__})"
+            )
     return info
 
 
 KERNELS = ("matmul", "sigmoid", "tanh", "relu", "softmax_xent", "sgd_update", "train_step")
 
 
-def run_profile(backends=None, *, quick=False, dtype="float32", sizes=None, budget=None, repeats=None,
-                kernels=None, seed=0, log=None):
+def run_profile(
+    backends=None,
+    *,
+    quick=False,
+    dtype="float32",
+    sizes=None,
+    budget=None,
+    repeats=None,
+    kernels=None,
+    seed=0,
+    log=None,
+):
     """Profile each backend; return a :class:`ProfileResult`.
 
     ``backends``: names from ``numpy``, ``cpu``, ``cuda`` (default
@@ -431,7 +523,11 @@ def run_profile(backends=None, *, quick=False, dtype="float32", sizes=None, budg
     bes = [KernelBackend(name) for name in order]  # BackendError before any work
     rng = np.random.default_rng(seed)
     records = []
-    cases = [c for c in _cases(quick, tuple(int(s) for s in sizes) if sizes else None, dtype) if c.kernel in kernels]
+    cases = [
+        c
+        for c in _cases(quick, tuple(int(s) for s in sizes) if sizes else None, dtype)
+        if c.kernel in kernels
+    ]
     for case in cases:
         host_inputs = case.make(rng, dtype)
         for be in bes:
@@ -462,24 +558,44 @@ def format_table(result):
     head = ("kernel", "case", "backend", "time", "w/ transfers", "throughput", "vs numpy")
     rows = [head]
     for r in result.records:
-        rows.append((
-            r.kernel, r.case, r.backend, format_time(r.time_s), format_time(r.time_xfer_s),
-            f"{r.throughput:.3g} {r.unit}", "-" if not math.isfinite(r.speedup) else f"{r.speedup:.2f}x",
-        ))
+        rows.append(
+            (
+                r.kernel,
+                r.case,
+                r.backend,
+                format_time(r.time_s),
+                format_time(r.time_xfer_s),
+                f"{r.throughput:.3g} {r.unit}",
+                "-" if not math.isfinite(r.speedup) else f"{r.speedup:.2f}x",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     info = ", ".join(f"{k}={v}" for k, v in result.info.items())
     lines.append(f"dtype {result.dtype}; {info}")
-    lines.append("time: median per call, warm-up excluded, device synchronised; "
-                 "w/ transfers: CUDA including host<->device copies")
+    lines.append(
+        "time: median per call, warm-up excluded, device synchronised; "
+        "w/ transfers: CUDA including host<->device copies"
+    )
     if result.info.get("cuda_simulator"):
         lines.append("WARNING: cuda ran on Numba's CUDA simulator: its timings are meaningless")
     return "\n".join(lines)
 
 
-_COLUMNS = ("kernel", "case", "size", "time_s", "time_xfer_s", "work", "unit", "throughput", "speedup", "inner",
-            "repeats")
+_COLUMNS = (
+    "kernel",
+    "case",
+    "size",
+    "time_s",
+    "time_xfer_s",
+    "work",
+    "unit",
+    "throughput",
+    "speedup",
+    "inner",
+    "repeats",
+)
 
 
 def write_profile(f, result):
@@ -548,4 +664,3 @@ def read_profile(f, dtype="float32"):
             vals["inner"], vals["repeats"] = int(vals["inner"]), int(vals["repeats"])
             records.append(ProfileRecord(backend=backend, **vals))
     return records
-

@@ -33,8 +33,14 @@ from .histogram import DEFAULT_INITS as HISTOGRAM_INITS
 from .train import DEFAULT_INITS as TRAIN_INITS
 from .train import TrainConfig, seed_ranking, seed_statistics
 
-__all__ = ["reproduce", "ReproduceResult", "REPRODUCE_RUNS", "REPRODUCE_SEEDS", "HISTOGRAM_ACTIVATIONS",
-           "DEFAULT_OUT"]
+__all__ = [
+    "reproduce",
+    "ReproduceResult",
+    "REPRODUCE_RUNS",
+    "REPRODUCE_SEEDS",
+    "HISTOGRAM_ACTIVATIONS",
+    "DEFAULT_OUT",
+]
 
 DEFAULT_OUT = "fastinit-results"
 HISTOGRAM_ACTIVATIONS = ("sigmoid", "tanh", "relu")
@@ -51,8 +57,15 @@ REPRODUCE_SEEDS = (0, 1, 2)
 LN10 = math.log(10.0)
 
 _QUICK_HISTOGRAM = dict(layers=5, units=50, samples=100)
-_QUICK_TRAIN = dict(iterations=40, train_limit=2000, test_limit=500, eval_every=10, snapshot_every=20,
-                    probe_samples=50, final_window=10)
+_QUICK_TRAIN = dict(
+    iterations=40,
+    train_limit=2000,
+    test_limit=500,
+    eval_every=10,
+    snapshot_every=20,
+    probe_samples=50,
+    final_window=10,
+)
 
 
 @dataclass
@@ -74,8 +87,17 @@ class ReproduceResult:
         return [r.label for r in self.runs if r.status == "diverged"]
 
 
-def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32", seeds=REPRODUCE_SEEDS,
-              data_dir=None, progress=True, log=print):
+def reproduce(
+    out_dir=DEFAULT_OUT,
+    *,
+    quick=False,
+    backend="cpu",
+    dtype="float32",
+    seeds=REPRODUCE_SEEDS,
+    data_dir=None,
+    progress=True,
+    log=print,
+):
     """Run the histogram study and the MNIST comparison; write results, figures and summary.
 
     ``seeds``: the MNIST runs are trained once per seed (distinct
@@ -94,12 +116,18 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     backend that cannot run.
     """
     from .. import plots
-    from .histogram import run_histogram, write_histogram
     from ..store import StoreError, open_results
+    from .histogram import run_histogram, write_histogram
     from .train import train, write_figures
 
-    config = TrainConfig(runs=REPRODUCE_RUNS, seeds=tuple(seeds), backend=backend, dtype=dtype, data_dir=data_dir,
-                         **(_QUICK_TRAIN if quick else {})).validate()  # bad seeds fail before any work
+    config = TrainConfig(
+        runs=REPRODUCE_RUNS,
+        seeds=tuple(seeds),
+        backend=backend,
+        dtype=dtype,
+        data_dir=data_dir,
+        **(_QUICK_TRAIN if quick else {}),
+    ).validate()  # bad seeds fail before any work
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise StoreError(f"--out {out_dir} exists and is not a directory")
@@ -116,8 +144,15 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     t0 = time.perf_counter()
     sizes = _QUICK_HISTOGRAM if quick else {}
     for activation in HISTOGRAM_ACTIVATIONS:
-        histograms[activation] = run_histogram(activation, HISTOGRAM_INITS, seed=config.seeds[0], backend=backend,
-                                               dtype=dtype, progress=progress, **sizes)
+        histograms[activation] = run_histogram(
+            activation,
+            HISTOGRAM_INITS,
+            seed=config.seeds[0],
+            backend=backend,
+            dtype=dtype,
+            progress=progress,
+            **sizes,
+        )
     with open_results(h5_path) as f:
         if backend == "cuda":
             from ..machine import gpu_name
@@ -126,19 +161,25 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
         for res in histograms.values():
             write_histogram(f, res)
     times["histograms"] = time.perf_counter() - t0
-    log(f"histograms: {', '.join(HISTOGRAM_ACTIVATIONS)} x {len(HISTOGRAM_INITS)} inits "
-        f"({times['histograms']:.1f} s)")
+    log(
+        f"histograms: {', '.join(HISTOGRAM_ACTIVATIONS)} x {len(HISTOGRAM_INITS)} inits "
+        f"({times['histograms']:.1f} s)"
+    )
 
     # 2. MNIST comparison.
     t0 = time.perf_counter()
     runs = train(config, h5_path, progress=progress, log=log)
     times["training"] = time.perf_counter() - t0
-    log(f"training: {len(config.runs)} runs x {len(config.seeds)} seed(s) x {config.iterations} iterations "
-        f"({times['training']:.1f} s)")
+    log(
+        f"training: {len(config.runs)} runs x {len(config.seeds)} seed(s) x {config.iterations} iterations "
+        f"({times['training']:.1f} s)"
+    )
     t0 = time.perf_counter()
     history = replace(config, runs=HISTORY_SIGMOID, seeds=config.seeds[:1], snapshot_seeds="none")
-    lr_probe = {lr: train(replace(history, lr=lr), h5_path, root=f"history/lr={lr:g}", progress=progress, log=log)
-                for lr in HISTORY_LRS}
+    lr_probe = {
+        lr: train(replace(history, lr=lr), h5_path, root=f"history/lr={lr:g}", progress=progress, log=log)
+        for lr in HISTORY_LRS
+    }
     times["history learning rates"] = time.perf_counter() - t0
 
     # 3. Figures.
@@ -146,17 +187,29 @@ def reproduce(out_dir=DEFAULT_OUT, *, quick=False, backend="cpu", dtype="float32
     for activation, res in histograms.items():
         path = os.path.join(out_dir, f"histogram-{activation}.png")
         plots.plot_histogram(res, path)
-        figures += [path, plots.plot_depth(res, plots.depth_path(path)),
-                    plots.plot_gradients(res, plots.depth_path(path, "gradients")),
-                    plots.plot_gradient_histogram(res, plots.depth_path(path, "gradient-histogram"))]
+        figures += [
+            path,
+            plots.plot_depth(res, plots.depth_path(path)),
+            plots.plot_gradients(res, plots.depth_path(path, "gradients")),
+            plots.plot_gradient_histogram(res, plots.depth_path(path, "gradient-histogram")),
+        ]
     activation_stats = {r.name: _activation_stats(h5_path, r) for r in _first_seeds(runs)}
     figures += write_figures(h5_path, os.path.join(out_dir, "mnist-loss.png"), [r.name for r in runs])
     times["figures"] = time.perf_counter() - t0
     log(f"figures: {len(figures)} ({times['figures']:.1f} s)")
     times["total"] = time.perf_counter() - t_all
 
-    result = ReproduceResult(out_dir, h5_path, os.path.join(out_dir, "summary.md"), figures, histograms, runs,
-                             times, activation_stats, lr_probe)
+    result = ReproduceResult(
+        out_dir,
+        h5_path,
+        os.path.join(out_dir, "summary.md"),
+        figures,
+        histograms,
+        runs,
+        times,
+        activation_stats,
+        lr_probe,
+    )
     with open(result.summary_path, "w", encoding="utf-8") as fh:
         fh.write(summary_markdown(result, config, quick=quick))
     log(f"wrote {h5_path}, {len(figures)} figures and {result.summary_path} ({times['total']:.1f} s)")
@@ -177,8 +230,10 @@ def _mean_runs(runs):
     if len({r.name for r in runs}) == len(runs):
         return list(runs)
     stats = seed_statistics(runs)
-    return [replace(r, final_train_loss=stats[r.name]["loss_mean"], final_test_accuracy=stats[r.name]["acc_mean"])
-            for r in _first_seeds(runs)]
+    return [
+        replace(r, final_train_loss=stats[r.name]["loss_mean"], final_test_accuracy=stats[r.name]["acc_mean"])
+        for r in _first_seeds(runs)
+    ]
 
 
 def _activation_stats(h5_path, run):
@@ -197,8 +252,11 @@ def _activation_stats(h5_path, run):
             values = acts[i, layer]
             values = values[np.isfinite(values)]
             std[i, layer] = float(values.std()) if values.size else float("nan")
-            sat[i, layer] = saturated_fraction(values, run.activation) if run.activation in (
-                "sigmoid", "tanh", "relu") else float("nan")
+            sat[i, layer] = (
+                saturated_fraction(values, run.activation)
+                if run.activation in ("sigmoid", "tanh", "relu")
+                else float("nan")
+            )
     return {"steps": [int(s) for s in steps], "std": std, "saturated": sat}
 
 
@@ -226,11 +284,14 @@ def _histogram_section(histograms):
     for activation, res in histograms.items():
         sat = "dead %" if activation == "relu" else "saturated %"
         lines += [
-            f"### {activation} ({res.layers} layers x {res.units} units, {res.samples} samples, N(0,1) input)",
+            f"### {activation} ({res.layers} layers x {res.units} units, {res.samples} samples, "
+            "N(0,1) input)",
             "",
             f"Per-layer std of the activations (theory: mean-field variance recursion) and {sat}.",
             "",
-            "| init | " + " | ".join(f"layer {i + 1} std (theory)" for i in range(res.layers)) + f" | {sat} by layer |",
+            "| init | "
+            + " | ".join(f"layer {i + 1} std (theory)" for i in range(res.layers))
+            + f" | {sat} by layer |",
             "|---|" + "---|" * res.layers + "---|",
         ]
         for run in res.runs.values():
@@ -246,29 +307,41 @@ def _histogram_findings(activation, res):
     runs = res.runs
     if activation == "sigmoid":
         if "std=1" in runs:
-            out.append(f"- std=1: {100 * runs['std=1'].saturated.mean():.0f}% of the sigmoid outputs are "
-                       "saturated (below 0.01 or above 0.99): gradients vanish.")
+            out.append(
+                f"- std=1: {100 * runs['std=1'].saturated.mean():.0f}% of the sigmoid outputs are "
+                "saturated (below 0.01 or above 0.99): gradients vanish."
+            )
         if "std=0.01" in runs:
-            out.append(f"- std=0.01: every layer collapses onto 0.5 (std at most "
-                       f"{_f(runs['std=0.01'].std.max())}): all units say the same thing.")
+            out.append(
+                f"- std=0.01: every layer collapses onto 0.5 (std at most "
+                f"{_f(runs['std=0.01'].std.max())}): all units say the same thing."
+            )
         if "xavier" in runs:
             x = runs["xavier"]
-            out.append(f"- xavier: std between {_f(x.std.min())} and {_f(x.std.max())} in every layer, "
-                       f"{100 * x.saturated.max():.1f}% saturated at most: a healthy spread.")
+            out.append(
+                f"- xavier: std between {_f(x.std.min())} and {_f(x.std.max())} in every layer, "
+                f"{100 * x.saturated.max():.1f}% saturated at most: a healthy spread."
+            )
     elif activation == "tanh" and "xavier" in runs:
         x = runs["xavier"]
-        out.append(f"- xavier: std goes from {_f(x.std[0])} in layer 1 to {_f(x.std[-1])} in layer "
-                   f"{len(x.std)}; tanh is centred on 0, so the spread holds better than sigmoid's.")
+        out.append(
+            f"- xavier: std goes from {_f(x.std[0])} in layer 1 to {_f(x.std[-1])} in layer "
+            f"{len(x.std)}; tanh is centred on 0, so the spread holds better than sigmoid's."
+        )
     elif activation == "relu":
         for name in ("xavier", "he"):
             if name in runs:
                 r = runs[name]
                 ratio = r.std[-1] / r.std[0] if r.std[0] > 0 else float("nan")
-                out.append(f"- {name}: std {_f(r.std[0])} in layer 1, {_f(r.std[-1])} in layer {len(r.std)} "
-                           f"(x{_f(ratio, 2)}).")
+                out.append(
+                    f"- {name}: std {_f(r.std[0])} in layer 1, {_f(r.std[-1])} in layer {len(r.std)} "
+                    f"(x{_f(ratio, 2)})."
+                )
         if "xavier" in runs and "he" in runs:
-            out.append("- With ReLU half the units are zero, so Xavier's variance halves at every layer and the "
-                       "activations shrink with depth; He's factor 2 keeps them at the same scale.")
+            out.append(
+                "- With ReLU half the units are zero, so Xavier's variance halves at every layer and the "
+                "activations shrink with depth; He's factor 2 keeps them at the same scale."
+            )
     return out
 
 
@@ -283,29 +356,47 @@ def _train_section(runs, config, quick):
         "",
         f"Network {'-'.join(str(s) for s in config.sizes)}, SGD lr {config.lr}, batch {config.batch_size}, "
         f"{config.iterations} iterations, "
-        + (f"each run once per seed ({_seeds_text(config.seeds)}; a seed draws the weights and the mini-batch "
-           "sequence, and all runs of a seed see the same sequence)" if several
-           else f"every run on the same seeded mini-batch sequence ({_seeds_text(config.seeds)})")
-        + (f", first {config.train_limit} training and {config.test_limit} test images (quick run)" if quick
-           else ", all 60000 training and 10000 test images") + ".",
+        + (
+            f"each run once per seed ({_seeds_text(config.seeds)}; a seed draws the weights and the "
+            "mini-batch sequence, and all runs of a seed see the same sequence)"
+            if several
+            else f"every run on the same seeded mini-batch sequence ({_seeds_text(config.seeds)})"
+        )
+        + (
+            f", first {config.train_limit} training and {config.test_limit} test images (quick run)"
+            if quick
+            else ", all 60000 training and 10000 test images"
+        )
+        + ".",
         f"final loss: mean mini-batch loss over the last {config.final_window} iterations; "
         "test accuracy: on the full test set after the last step.",
         "",
-        "| run |" + (" seed |" if several else "") + " init | activation | status | final loss | test accuracy "
+        "| run |"
+        + (" seed |" if several else "")
+        + " init | activation | status | final loss | test accuracy "
         "| wall time (s) |",
         "|---|---|---|---|---|---|---|" + ("---|" if several else ""),
     ]
     for r in runs:
         status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
-        lines.append(f"| {r.name} |" + (f" {r.seed} |" if several else "") + f" {r.init} | {r.activation} | "
-                     f"{status} | {_f(r.final_train_loss)} | {100 * r.final_test_accuracy:.2f}% | "
-                     f"{r.wall_time_s:.1f} |")
+        lines.append(
+            f"| {r.name} |" + (f" {r.seed} |" if several else "") + f" {r.init} | {r.activation} | "
+            f"{status} | {_f(r.final_train_loss)} | {100 * r.final_test_accuracy:.2f}% | "
+            f"{r.wall_time_s:.1f} |"
+        )
     if several:
-        lines += ["", "Over the seeds (mean ± sample std of the complete runs):", "",
-                  "| run | complete runs | final loss | test accuracy |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Over the seeds (mean ± sample std of the complete runs):",
+            "",
+            "| run | complete runs | final loss | test accuracy |",
+            "|---|---|---|---|",
+        ]
         for name, s in seed_statistics(runs).items():
-            lines.append(f"| {name} | {s['complete']}/{len(s['seeds'])} | {_f(s['loss_mean'])} ± "
-                         f"{_f(s['loss_std'])} | {100 * s['acc_mean']:.2f}% ± {100 * s['acc_std']:.2f}% |")
+            lines.append(
+                f"| {name} | {s['complete']}/{len(s['seeds'])} | {_f(s['loss_mean'])} ± "
+                f"{_f(s['loss_std'])} | {100 * s['acc_mean']:.2f}% ± {100 * s['acc_std']:.2f}% |"
+            )
     lines += ["", *_train_findings(runs, quick), ""]
     return lines
 
@@ -322,15 +413,20 @@ def _train_activation_section(runs, stats):
         "snapshot, and the saturated fraction at the last snapshot (ReLU: dead, exactly 0; sigmoid: < 0.01 "
         "or > 0.99; tanh: |y| > 0.99).",
         "",
-        "| run | steps | " + " | ".join(f"layer {i + 1} std" for i in range(n_layers)) + " | saturated/dead % by layer |",
+        "| run | steps | "
+        + " | ".join(f"layer {i + 1} std" for i in range(n_layers))
+        + " | saturated/dead % by layer |",
         "|---|---|" + "---|" * n_layers + "---|",
     ]
     for r, s in rows:
         first, last = 0, len(s["steps"]) - 1
-        cells = [f"{_f(s['std'][first, i], 3)} -> {_f(s['std'][last, i], 3)}" for i in range(s["std"].shape[1])]
+        cells = [
+            f"{_f(s['std'][first, i], 3)} -> {_f(s['std'][last, i], 3)}" for i in range(s["std"].shape[1])
+        ]
         sat = " / ".join(f"{100 * v:.0f}" for v in s["saturated"][last])
-        lines.append(f"| {r.label} | {s['steps'][first]} -> {s['steps'][last]} | " + " | ".join(cells)
-                     + f" | {sat} |")
+        lines.append(
+            f"| {r.label} | {s['steps'][first]} -> {s['steps'][last]} | " + " | ".join(cells) + f" | {sat} |"
+        )
     return lines + [""]
 
 
@@ -349,34 +445,47 @@ def _train_findings(runs, quick):
         text = " < ".join(f"{r.name} ({_f(r.final_train_loss, 3)})" for r in order)
         expected = ["he", "xavier", "std=0.01"]
         match = [r.name for r in order] == expected
-        out.append(f"- {'Mean final' if mean else 'Final'} loss orders {text}"
-                   + (": He < Xavier < std=0.01, as in the classic figure."
-                      if match else ", NOT the classic He < Xavier < std=0.01."))
+        out.append(
+            f"- {'Mean final' if mean else 'Final'} loss orders {text}"
+            + (
+                ": He < Xavier < std=0.01, as in the classic figure."
+                if match
+                else ", NOT the classic He < Xavier < std=0.01."
+            )
+        )
     if mean:
         out.append(f"- Seed by seed: {seed_ranking(runs)}")
     if "std=0.01" in by:
         r = by["std=0.01"]
         if abs(r.final_train_loss - LN10) < 0.05:
-            out.append(f"- std=0.01 stays at {_f(r.final_train_loss, 3)}, i.e. ln 10 = {LN10:.3f}, the loss of "
-                       "guessing uniformly among 10 classes: the signal dies in the tiny weights and the network "
-                       f"does not learn ({mean}test accuracy {100 * r.final_test_accuracy:.1f}%).")
+            out.append(
+                f"- std=0.01 stays at {_f(r.final_train_loss, 3)}, i.e. ln 10 = {LN10:.3f}, the loss of "
+                "guessing uniformly among 10 classes: the signal dies in the tiny weights and the network "
+                f"does not learn ({mean}test accuracy {100 * r.final_test_accuracy:.1f}%)."
+            )
         else:
             out.append(f"- std=0.01 ends at {mean}loss {_f(r.final_train_loss, 3)} (ln 10 = {LN10:.3f}).")
     if "he" in by:
         r = by["he"]
-        out.append(f"- he reaches {100 * r.final_test_accuracy:.1f}% {mean}test accuracy"
-                   + (" (at least 90%)." if r.final_test_accuracy >= 0.9 else "."))
+        out.append(
+            f"- he reaches {100 * r.final_test_accuracy:.1f}% {mean}test accuracy"
+            + (" (at least 90%)." if r.final_test_accuracy >= 0.9 else ".")
+        )
     if "xavier:sigmoid" in by:
         r = by["xavier:sigmoid"]
         if r.final_train_loss > 2.0:
-            out.append(f"- xavier:sigmoid (the article read literally) barely moves: {mean}loss "
-                       f"{_f(r.final_train_loss, 3)} against ln 10 = {LN10:.3f}, {mean}test accuracy "
-                       f"{100 * r.final_test_accuracy:.1f}%. A 5-layer sigmoid network at lr 0.01 learns far "
-                       f"too slowly to show anything in {r.iterations_done} steps; the classic figure uses ReLU "
-                       "for every network.")
+            out.append(
+                f"- xavier:sigmoid (the article read literally) barely moves: {mean}loss "
+                f"{_f(r.final_train_loss, 3)} against ln 10 = {LN10:.3f}, {mean}test accuracy "
+                f"{100 * r.final_test_accuracy:.1f}%. A 5-layer sigmoid network at lr 0.01 learns far "
+                f"too slowly to show anything in {r.iterations_done} steps; the classic figure uses ReLU "
+                "for every network."
+            )
         else:
-            out.append(f"- xavier:sigmoid ends at {mean}loss {_f(r.final_train_loss, 3)}, {mean}test accuracy "
-                       f"{100 * r.final_test_accuracy:.1f}%.")
+            out.append(
+                f"- xavier:sigmoid ends at {mean}loss {_f(r.final_train_loss, 3)}, {mean}test accuracy "
+                f"{100 * r.final_test_accuracy:.1f}%."
+            )
     for r in runs:
         if r.status == "diverged":
             out.append(f"- {r.label} diverged (NaN/Inf loss) at step {r.diverged_step}.")
@@ -395,23 +504,37 @@ def _history_section(runs, lr_probe, config):
     shown = [n for n in HISTORY_SIGMOID + ("he", "lsuv") if n in by]
     if not shown:
         return []
-    lines = ["## History: layer-wise pre-training and LSUV against Xavier and He", "",
-             f"Same network and training as above (lr {config.lr:g}, {config.iterations} iterations); init cost: "
-             "the seconds computing the initial weights took (mean over seeds; the first data-driven init in a "
-             "process includes compiling its kernels). Their histograms at init are the step-0 rows of "
-             "`mnist-activations-<run>.png` and, for the backpropagated gradients, `mnist-gradients-<run>.png`.", "",
-             "| run | init cost (s) | final loss | test accuracy |", "|---|---|---|---|"]
+    lines = [
+        "## History: layer-wise pre-training and LSUV against Xavier and He",
+        "",
+        f"Same network and training as above (lr {config.lr:g}, {config.iterations} iterations); init cost: "
+        "the seconds computing the initial weights took (mean over seeds; the first data-driven init in a "
+        "process includes compiling its kernels). Their histograms at init are the step-0 rows of "
+        "`mnist-activations-<run>.png` and, for the backpropagated gradients, `mnist-gradients-<run>.png`.",
+        "",
+        "| run | init cost (s) | final loss | test accuracy |",
+        "|---|---|---|---|",
+    ]
     for n in shown:
         r = by[n]
-        lines.append(f"| {n} | {np.mean(cost[n]):.2f} | {_f(r.final_train_loss)} | "
-                     f"{100 * r.final_test_accuracy:.2f}% |")
-    lines += ["", f"The sigmoid runs again at other learning rates ({_seeds_text(config.seeds[:1])}, "
-              f"`/history/lr=<lr>/`):", "", "| lr | run | final loss | test accuracy | init cost (s) |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {n} | {np.mean(cost[n]):.2f} | {_f(r.final_train_loss)} | "
+            f"{100 * r.final_test_accuracy:.2f}% |"
+        )
+    lines += [
+        "",
+        f"The sigmoid runs again at other learning rates ({_seeds_text(config.seeds[:1])}, "
+        f"`/history/lr=<lr>/`):",
+        "",
+        "| lr | run | final loss | test accuracy | init cost (s) |",
+        "|---|---|---|---|---|",
+    ]
     for lr, probe in lr_probe.items():
         for r in probe:
-            lines.append(f"| {lr:g} | {r.name} | {_f(r.final_train_loss)} | {100 * r.final_test_accuracy:.2f}% | "
-                         f"{r.init_seconds:.2f} |")
+            lines.append(
+                f"| {lr:g} | {r.name} | {_f(r.final_train_loss)} | {100 * r.final_test_accuracy:.2f}% | "
+                f"{r.init_seconds:.2f} |"
+            )
     lines += ["", *_history_findings(by, lr_probe, config), ""]
     return lines
 
@@ -428,22 +551,39 @@ def _history_findings(by, lr_probe, config):
             continue
         r = by[n]
         verdict = "rescues" if _learns(r) else "does NOT rescue"
-        text = (f"- {what} {verdict} the 5-layer sigmoid network at lr {config.lr:g} in {config.iterations} "
-                f"steps: loss {_f(r.final_train_loss, 3)}" + (f" against Xavier's {_f(base.final_train_loss, 3)}"
-                                                              if base else "") + f" (ln 10 = {LN10:.3f}).")
+        text = (
+            f"- {what} {verdict} the 5-layer sigmoid network at lr {config.lr:g} in {config.iterations} "
+            f"steps: loss {_f(r.final_train_loss, 3)}"
+            + (f" against Xavier's {_f(base.final_train_loss, 3)}" if base else "")
+            + f" (ln 10 = {LN10:.3f})."
+        )
         if not _learns(r):
-            first = next((lr for lr, probe in lr_probe.items() for p in probe if p.name == n and _learns(p)), None)
-            text += (f" It learns from lr {first:g} (of {', '.join(f'{lr:g}' for lr in lr_probe)})" if first
-                     else f" Nor at lr {', '.join(f'{lr:g}' for lr in lr_probe)}")
-            xavier_first = next((lr for lr, probe in lr_probe.items() for p in probe
-                                 if p.name == "xavier:sigmoid" and _learns(p)), None)
-            text += (f"; Xavier from lr {xavier_first:g}." if xavier_first else "; Xavier at none of them.")
+            first = next(
+                (lr for lr, probe in lr_probe.items() for p in probe if p.name == n and _learns(p)), None
+            )
+            text += (
+                f" It learns from lr {first:g} (of {', '.join(f'{lr:g}' for lr in lr_probe)})"
+                if first
+                else f" Nor at lr {', '.join(f'{lr:g}' for lr in lr_probe)}"
+            )
+            xavier_first = next(
+                (
+                    lr
+                    for lr, probe in lr_probe.items()
+                    for p in probe
+                    if p.name == "xavier:sigmoid" and _learns(p)
+                ),
+                None,
+            )
+            text += f"; Xavier from lr {xavier_first:g}." if xavier_first else "; Xavier at none of them."
         out.append(text)
     if "lsuv" in by and "he" in by:
         he, ls = by["he"], by["lsuv"]
-        out.append(f"- On the ReLU network LSUV ends at loss {_f(ls.final_train_loss, 3)} and "
-                   f"{100 * ls.final_test_accuracy:.1f}% against He's {_f(he.final_train_loss, 3)} and "
-                   f"{100 * he.final_test_accuracy:.1f}%.")
+        out.append(
+            f"- On the ReLU network LSUV ends at loss {_f(ls.final_train_loss, 3)} and "
+            f"{100 * ls.final_test_accuracy:.1f}% against He's {_f(he.final_train_loss, 3)} and "
+            f"{100 * he.final_test_accuracy:.1f}%."
+        )
     return out
 
 
@@ -460,8 +600,10 @@ def summary_markdown(result, config, quick=False):
         "Wall times: " + ", ".join(f"{k} {t:.1f} s" for k, t in result.wall_times.items()) + ".",
         "",
         f"Results: `{os.path.basename(result.h5_path)}` (`/histogram/<activation>/<init>/`, "
-        + ("`/train/<run>/seed=<s>/`). " if len(config.seeds) > 1 else "`/train/<run>/`). ") +
-        "Figures: " + ", ".join(f"`{os.path.basename(p)}`" for p in result.figures) + ".",
+        + ("`/train/<run>/seed=<s>/`). " if len(config.seeds) > 1 else "`/train/<run>/`). ")
+        + "Figures: "
+        + ", ".join(f"`{os.path.basename(p)}`" for p in result.figures)
+        + ".",
         "",
         *_histogram_section(result.histograms),
         *_train_section(result.runs, config, quick),

@@ -52,8 +52,20 @@ import numpy as np
 
 from ..backends import check_backend, kernels_for
 
-__all__ = ["SpectrumConfig", "SpectrumRun", "SpectrumResult", "SpectrumStats", "ACTIVATIONS", "WEIGHTS",
-           "DEFAULT_Q_STAR", "run", "write_spectrum", "read_spectrum", "format_summary", "group_path"]
+__all__ = [
+    "SpectrumConfig",
+    "SpectrumRun",
+    "SpectrumResult",
+    "SpectrumStats",
+    "ACTIVATIONS",
+    "WEIGHTS",
+    "DEFAULT_Q_STAR",
+    "run",
+    "write_spectrum",
+    "read_spectrum",
+    "format_summary",
+    "group_path",
+]
 
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")  # what the kernels compute
 WEIGHTS = ("gaussian", "orthogonal")
@@ -132,8 +144,10 @@ class SpectrumConfig:
                 raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value}")
             return float(value)
 
-        depths = tuple(integer("depths", d, 1) for d in (self.depths if hasattr(self.depths, "__iter__")
-                                                          else (self.depths,)))
+        depths = tuple(
+            integer("depths", d, 1)
+            for d in (self.depths if hasattr(self.depths, "__iter__") else (self.depths,))
+        )
         if not depths:
             raise ValueError("depths is empty: give at least one depth")
         if len(set(depths)) != len(depths):
@@ -141,11 +155,19 @@ class SpectrumConfig:
         q_star = number("q_star", self.q_star, positive=True)
         if q_star is not None and (self.sw2 is not None or self.sb2 is not None):
             raise ValueError("give q_star or sw2/sb2, not both")
-        return replace(self, activations=names("activations", ACTIVATIONS), weights=names("weights", WEIGHTS),
-                       depths=tuple(sorted(depths)), width=integer("width", self.width, 1),
-                       sw2=number("sw2", self.sw2), sb2=number("sb2", self.sb2), q_star=q_star,
-                       samples=integer("samples", self.samples, 1), seed=integer("seed", self.seed, 0),
-                       backend=check_backend(self.backend) if self.backend != "cuda" else _no_cuda())
+        return replace(
+            self,
+            activations=names("activations", ACTIVATIONS),
+            weights=names("weights", WEIGHTS),
+            depths=tuple(sorted(depths)),
+            width=integer("width", self.width, 1),
+            sw2=number("sw2", self.sw2),
+            sb2=number("sb2", self.sb2),
+            q_star=q_star,
+            samples=integer("samples", self.samples, 1),
+            seed=integer("seed", self.seed, 0),
+            backend=check_backend(self.backend) if self.backend != "cuda" else _no_cuda(),
+        )
 
     def point(self, activation):
         """``(sw2, sb2)`` for ``activation`` under this config (see the class docstring)."""
@@ -215,7 +237,7 @@ class SpectrumRun:
         from ..theory import WEIGHTS as S1
 
         chi = self.sw2 * self.mu1
-        return chi ** depth, depth * (self.mu2 / self.mu1 ** 2 - 1.0 - S1[self.weights]) * chi ** (2 * depth)
+        return chi**depth, depth * (self.mu2 / self.mu1**2 - 1.0 - S1[self.weights]) * chi ** (2 * depth)
 
     def stats(self, depth):
         """The :class:`SpectrumStats` at ``depth``."""
@@ -228,13 +250,24 @@ class SpectrumRun:
         k = len(draws)
         if k > 1:  # jackknife: leave one draw out
             m_out = (m.sum() - m) / (k - 1)
-            v_out = (m2.sum() - m2) / (k - 1) - m_out ** 2
+            v_out = (m2.sum() - m2) / (k - 1) - m_out**2
             mean_se = math.sqrt((k - 1) / k * np.sum((m_out - m_out.mean()) ** 2))
             var_se = math.sqrt((k - 1) / k * np.sum((v_out - v_out.mean()) ** 2))
         else:
             mean_se = var_se = math.nan
-        return SpectrumStats(depth, float(lam.mean()), float(lam.var()), mean_se, var_se, mean, var,
-                             1.0 - nonzero.size / max(1, lam.size), float(p5), float(median), float(p95))
+        return SpectrumStats(
+            depth,
+            float(lam.mean()),
+            float(lam.var()),
+            mean_se,
+            var_se,
+            mean,
+            var,
+            1.0 - nonzero.size / max(1, lam.size),
+            float(p5),
+            float(median),
+            float(p95),
+        )
 
 
 @dataclass
@@ -257,8 +290,12 @@ def _singular_values(activation, kind, sw2, sb2, q_in, depths, width, rng, k):
     """One draw: the singular values of J at each depth in ``depths`` (sorted)."""
     from ..theory import phi_prime
 
-    x = np.ascontiguousarray(np.asarray(k.activation_forward(
-        np.sqrt(q_in) * rng.standard_normal((1, width)), activation), dtype=np.float64))
+    x = np.ascontiguousarray(
+        np.asarray(
+            k.activation_forward(np.sqrt(q_in) * rng.standard_normal((1, width)), activation),
+            dtype=np.float64,
+        )
+    )
     jt = np.eye(width)  # J^T, (input, unit)
     out = {}
     for layer in range(1, depths[-1] + 1):
@@ -299,8 +336,9 @@ def run(config, *, progress=True):
     k = kernels_for(config.backend)
     runs = {}
     points = {a: config.point(a) for a in config.activations}  # raises before any work
-    bar = Progress(len(config.activations) * len(config.weights) * config.samples, "spectrum", "draw",
-                   enabled=progress)
+    bar = Progress(
+        len(config.activations) * len(config.weights) * config.samples, "spectrum", "draw", enabled=progress
+    )
     for activation in config.activations:
         sw2, sb2 = points[activation]
         m = mean_field(activation, sw2, sb2)
@@ -311,8 +349,9 @@ def run(config, *, progress=True):
             draws = []
             for sample in range(config.samples):
                 rng = np.random.default_rng([config.seed, sample])
-                draws.append(_singular_values(activation, kind, sw2, sb2, q_in, config.depths, config.width,
-                                              rng, k))
+                draws.append(
+                    _singular_values(activation, kind, sw2, sb2, q_in, config.depths, config.width, rng, k)
+                )
                 bar.update(1, run=r.name)
             r.singular_values = {d: np.concatenate([s[d] for s in draws]) for d in config.depths}
             runs[r.name] = r
@@ -322,9 +361,20 @@ def run(config, *, progress=True):
 
 def _attrs(result, r):
     c = result.config
-    return dict(activation=r.activation, weights=r.weights, sw2=r.sw2, sb2=r.sb2, q_star=r.q_star,
-                chi1=r.chi1, mu1=r.mu1, mu2=r.mu2, width=c.width, samples=c.samples, seed=c.seed,
-                backend=c.backend)
+    return dict(
+        activation=r.activation,
+        weights=r.weights,
+        sw2=r.sw2,
+        sb2=r.sb2,
+        q_star=r.q_star,
+        chi1=r.chi1,
+        mu1=r.mu1,
+        mu2=r.mu2,
+        width=c.width,
+        samples=c.samples,
+        seed=c.seed,
+        backend=c.backend,
+    )
 
 
 def write_spectrum(f, result):
@@ -351,12 +401,21 @@ def write_spectrum(f, result):
         for depth, values in r.singular_values.items():
             s = r.stats(depth)
             ds = g.create_group(f"depth={depth}").create_dataset(
-                "singular_values", data=np.asarray(values, dtype=np.float64), compression="gzip",
-                shuffle=True)
-            label(ds, "1", f"singular values of the input-output Jacobian of {depth} layers, "
-                  f"{result.config.samples} draws of {result.config.width} one after the other (each draw: a "
-                  "fresh network and input)", depth=depth, theory_mean=s.theory_mean,
-                  theory_variance=s.theory_variance, mean=s.mean, variance=s.variance, **attrs)
+                "singular_values", data=np.asarray(values, dtype=np.float64), compression="gzip", shuffle=True
+            )
+            label(
+                ds,
+                "1",
+                f"singular values of the input-output Jacobian of {depth} layers, "
+                f"{result.config.samples} draws of {result.config.width} one after the other (each draw: a "
+                "fresh network and input)",
+                depth=depth,
+                theory_mean=s.theory_mean,
+                theory_variance=s.theory_variance,
+                mean=s.mean,
+                variance=s.variance,
+                **attrs,
+            )
         written.append(g.name)
     return written
 
@@ -391,19 +450,31 @@ def read_spectrum(path):
                 continue
             a = g.attrs
             first = first or dict(a)
-            r = SpectrumRun(str(a["activation"]), str(a["weights"]), float(a["sw2"]), float(a["sb2"]),
-                            float(a["q_star"]), float(a["chi1"]), float(a["mu1"]), float(a["mu2"]),
-                            int(a["width"]))
+            r = SpectrumRun(
+                str(a["activation"]),
+                str(a["weights"]),
+                float(a["sw2"]),
+                float(a["sb2"]),
+                float(a["q_star"]),
+                float(a["chi1"]),
+                float(a["mu1"]),
+                float(a["mu2"]),
+                int(a["width"]),
+            )
             for key, sub in g.items():
                 depth = int(key.split("=", 1)[1])
                 r.singular_values[depth] = sub["singular_values"][()]
                 depths.add(depth)
             runs[name] = r
-    config = SpectrumConfig(activations=tuple(dict.fromkeys(r.activation for r in runs.values())),
-                            weights=tuple(dict.fromkeys(r.weights for r in runs.values())),
-                            depths=tuple(sorted(depths)), width=int(first["width"]),
-                            samples=int(first["samples"]), seed=int(first["seed"]),
-                            backend=str(first["backend"]))
+    config = SpectrumConfig(
+        activations=tuple(dict.fromkeys(r.activation for r in runs.values())),
+        weights=tuple(dict.fromkeys(r.weights for r in runs.values())),
+        depths=tuple(sorted(depths)),
+        width=int(first["width"]),
+        samples=int(first["samples"]),
+        seed=int(first["seed"]),
+        backend=str(first["backend"]),
+    )
     return SpectrumResult(config, runs)
 
 
@@ -411,17 +482,22 @@ def format_summary(result):
     """A table: per run and depth, the measured and theory mean and variance of the squared
     singular values, the fraction at 0 and the 5-95 % range of the rest."""
     c = result.config
-    lines = [f"Jacobian spectrum at init: width {c.width}, {c.samples} draws, seed {c.seed} "
-             "(lam = squared singular value; theory: infinite width)",
-             f"{'run':<18} {'sw2':>6} {'sb2':>8} {'q*':>7} {'L':>4} {'mean ± se':>15} {'theory':>7} "
-             f"{'variance ± se':>19} {'theory':>8} {'lam~0':>6}  5-95% of the rest"]
+    lines = [
+        f"Jacobian spectrum at init: width {c.width}, {c.samples} draws, seed {c.seed} "
+        "(lam = squared singular value; theory: infinite width)",
+        f"{'run':<18} {'sw2':>6} {'sb2':>8} {'q*':>7} {'L':>4} {'mean ± se':>15} {'theory':>7} "
+        f"{'variance ± se':>19} {'theory':>8} {'lam~0':>6}  5-95% of the rest",
+    ]
     for r in result.runs.values():
         for depth in sorted(r.singular_values):
             s = r.stats(depth)
-            lines.append(f"{r.name:<18} {r.sw2:6.4g} {r.sb2:8.3g} {r.q_star:7.3g} {depth:4d} "
-                         f"{f'{s.mean:.3g} ± {s.mean_se:.2g}':>15} {s.theory_mean:7.3g} "
-                         f"{f'{s.variance:.3g} ± {s.variance_se:.2g}':>19} {s.theory_variance:8.3g} "
-                         f"{100 * s.zero:5.1f}%  {s.p5:.3g} to {s.p95:.3g}")
-    lines.append("lam~0: below 1e-24 of the largest (ReLU's exact zeros, and values under float64's "
-                 "resolution)")
+            lines.append(
+                f"{r.name:<18} {r.sw2:6.4g} {r.sb2:8.3g} {r.q_star:7.3g} {depth:4d} "
+                f"{f'{s.mean:.3g} ± {s.mean_se:.2g}':>15} {s.theory_mean:7.3g} "
+                f"{f'{s.variance:.3g} ± {s.variance_se:.2g}':>19} {s.theory_variance:8.3g} "
+                f"{100 * s.zero:5.1f}%  {s.p5:.3g} to {s.p95:.3g}"
+            )
+    lines.append(
+        "lam~0: below 1e-24 of the largest (ReLU's exact zeros, and values under float64's resolution)"
+    )
     return "\n".join(lines)

@@ -175,6 +175,7 @@ class TrainConfig:
 
     def validate(self):
         """Check every field; raise ``ValueError``/``TypeError`` naming the bad one. Returns self."""
+
         def positive_int(name, value, minimum=1):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -202,8 +203,9 @@ class TrainConfig:
         positive_int("probe_samples", self.probe_samples)
         positive_int("final_window", self.final_window)
         if self.snapshot_seeds not in SNAPSHOT_SEEDS:
-            raise ValueError(f"snapshot_seeds must be one of {', '.join(SNAPSHOT_SEEDS)}, "
-                             f"got {self.snapshot_seeds!r}")
+            raise ValueError(
+                f"snapshot_seeds must be one of {', '.join(SNAPSHOT_SEEDS)}, got {self.snapshot_seeds!r}"
+            )
         positive_int("gradient_snapshots", self.gradient_snapshots, minimum=0)
         if not isinstance(self.seeds, (tuple, list)) or not self.seeds:
             raise ValueError(f"seeds must be a non-empty sequence of integers, got {self.seeds!r}")
@@ -272,7 +274,7 @@ def batch_indices(n, batch_size, iterations, seed):
     pos = 0
     for _ in range(iterations):
         if pos + batch_size <= n:
-            idx = perm[pos:pos + batch_size]
+            idx = perm[pos : pos + batch_size]
             pos += batch_size
         else:
             head = perm[pos:]
@@ -296,7 +298,9 @@ def _attrs(config, spec, seed):
         attrs["default_activation" if key == "activation" else key] = value
     ran = json.loads(config.to_json())  # the config of this run: its own init, activation and seed
     ran.update(run=spec.name, init=spec.init, activation=spec.activation, seed=seed)
-    attrs.update(init=spec.init, activation=spec.activation, seed=seed, config=json.dumps(ran, sort_keys=True))
+    attrs.update(
+        init=spec.init, activation=spec.activation, seed=seed, config=json.dumps(ran, sort_keys=True)
+    )
     return attrs
 
 
@@ -312,9 +316,9 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     was computed is flushed, the group is marked ``interrupted`` and the
     interrupt re-raised.
     """
-    from .. import MLP
     import h5py
 
+    from .. import MLP
     from ..store import append, create_appendable, label, mark_interrupted
 
     dtype = np.dtype(config.dtype)
@@ -328,49 +332,83 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     seed = int(config.seeds[0] if seed is None else seed)
     run_label = group.name.removeprefix("/train/")
     if snapshots is None:
-        snapshots = config.snapshot_seeds == "all" or (config.snapshot_seeds == "first"
-                                                       and seed == int(config.seeds[0]))
+        snapshots = config.snapshot_seeds == "all" or (
+            config.snapshot_seeds == "first" and seed == int(config.seeds[0])
+        )
     grad_at = set(gradient_steps(config))
 
     for key, value in _attrs(config, spec, seed).items():
         group.attrs[key] = value
     group.attrs["diverged_step"] = -1
 
-    ds_loss = label(create_appendable(group, "loss", (), "float64"), "nats",
-                    "mean softmax cross-entropy of each mini-batch, before its SGD step; one row per iteration")
+    ds_loss = label(
+        create_appendable(group, "loss", (), "float64"),
+        "nats",
+        "mean softmax cross-entropy of each mini-batch, before its SGD step; one row per iteration",
+    )
     columns = [f"layer {i + 1} ({a}->{b})" for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
-    ds_grad = label(create_appendable(group, "grad_norm", (n_layers,), "float64"), "1 (norm of dL/dW)",
-                    "Frobenius norm of each layer's weight gradient at each iteration, one column per layer",
-                    columns=np.array(columns, dtype=h5py.string_dtype()))
-    ds_acc = label(create_appendable(group, "test_accuracy", (), "float64"), "fraction (0-1)",
-                   "fraction of the test images classified correctly, at the iterations in eval_steps")
-    ds_eval = label(create_appendable(group, "eval_steps", (), "int64"), "iterations",
-                    "SGD steps done when each test_accuracy was measured")
-    ds_snap_steps = label(create_appendable(group, "snapshot_steps", (), "int64"), "iterations",
-                          "SGD steps done when each snapshot of the probe activations was taken")
+    ds_grad = label(
+        create_appendable(group, "grad_norm", (n_layers,), "float64"),
+        "1 (norm of dL/dW)",
+        "Frobenius norm of each layer's weight gradient at each iteration, one column per layer",
+        columns=np.array(columns, dtype=h5py.string_dtype()),
+    )
+    ds_acc = label(
+        create_appendable(group, "test_accuracy", (), "float64"),
+        "fraction (0-1)",
+        "fraction of the test images classified correctly, at the iterations in eval_steps",
+    )
+    ds_eval = label(
+        create_appendable(group, "eval_steps", (), "int64"),
+        "iterations",
+        "SGD steps done when each test_accuracy was measured",
+    )
+    ds_snap_steps = label(
+        create_appendable(group, "snapshot_steps", (), "int64"),
+        "iterations",
+        "SGD steps done when each snapshot of the probe activations was taken",
+    )
     ds_act = ds_probe_grad = ds_grad_steps = None
     if hidden and snapshots:
         ds_act = label(
-            create_appendable(group, "activations", (len(hidden), probe.shape[0], units), config.dtype,
-                              chunk_rows=1),
-            "activation value", "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
-            layers=np.arange(1, len(hidden) + 1), probe=f"the first {probe.shape[0]} test images",
-            padding="NaN where a layer is narrower than the widest hidden layer")
+            create_appendable(
+                group, "activations", (len(hidden), probe.shape[0], units), config.dtype, chunk_rows=1
+            ),
+            "activation value",
+            "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
+            layers=np.arange(1, len(hidden) + 1),
+            probe=f"the first {probe.shape[0]} test images",
+            padding="NaN where a layer is narrower than the widest hidden layer",
+        )
     if ds_act is not None and grad_at:
         ds_probe_grad = label(
-            create_appendable(group, "gradients", (len(hidden), probe.shape[0], units), config.dtype,
-                              chunk_rows=1),
-            "dloss_i/dz (nats per unit of pre-activation)", PROBE_GRADIENT_DESCRIPTION,
-            layers=np.arange(1, len(hidden) + 1), probe=f"the first {probe.shape[0]} test images",
-            padding="NaN where a layer is narrower than the widest hidden layer")
-        ds_grad_steps = label(create_appendable(group, "gradient_steps", (), "int64"), "iterations",
-                              "SGD steps done when each snapshot of the probe gradients was taken: the "
-                              "snapshots the gradient figure draws")
+            create_appendable(
+                group, "gradients", (len(hidden), probe.shape[0], units), config.dtype, chunk_rows=1
+            ),
+            "dloss_i/dz (nats per unit of pre-activation)",
+            PROBE_GRADIENT_DESCRIPTION,
+            layers=np.arange(1, len(hidden) + 1),
+            probe=f"the first {probe.shape[0]} test images",
+            padding="NaN where a layer is narrower than the widest hidden layer",
+        )
+        ds_grad_steps = label(
+            create_appendable(group, "gradient_steps", (), "int64"),
+            "iterations",
+            "SGD steps done when each snapshot of the probe gradients was taken: the "
+            "snapshots the gradient figure draws",
+        )
 
     t0 = time.perf_counter()
     # A data-driven init (lsuv, pretrain) calibrates on the training images, never the test set.
-    model = MLP(list(sizes), activation=spec.activation, init=spec.init, backend=config.backend,
-                dtype=dtype.name, seed=seed, data=x_train)
+    model = MLP(
+        list(sizes),
+        activation=spec.activation,
+        init=spec.init,
+        backend=config.backend,
+        dtype=dtype.name,
+        seed=seed,
+        data=x_train,
+    )
     group.attrs["init_seconds"] = float(model.init_seconds)
     if model.init_info:
         group.attrs["init_info"] = json.dumps(model.init_info, sort_keys=True, default=_plain_number)
@@ -451,22 +489,33 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     bar.close(f"{status}, {done} it, loss {final_loss:.3f}, acc {100 * last_acc:.1f}%")
     _finish(group, status, done, tail, last_acc, wall, diverged_step)
     result = RunResult(
-        name=spec.name, init=spec.init, activation=spec.activation, status=status, iterations_done=done,
-        final_train_loss=final_loss, final_test_accuracy=last_acc,
-        wall_time_s=wall, diverged_step=diverged_step, group=group.name, seed=seed,
+        name=spec.name,
+        init=spec.init,
+        activation=spec.activation,
+        status=status,
+        iterations_done=done,
+        final_train_loss=final_loss,
+        final_test_accuracy=last_acc,
+        wall_time_s=wall,
+        diverged_step=diverged_step,
+        group=group.name,
+        seed=seed,
         init_seconds=float(model.init_seconds),
     )
     if status == "diverged":
-        log(f"run {run_label}: diverged at step {done} (loss {loss}); run stopped, "
-            "its last test accuracy is from before the divergence")
+        log(
+            f"run {run_label}: diverged at step {done} (loss {loss}); run stopped, "
+            "its last test accuracy is from before the divergence"
+        )
     return result
 
 
 PROBE_GRADIENT_DESCRIPTION = (
-    "gradient of each probe image's own softmax cross-entropy loss_i with respect to each hidden layer's "
-    "pre-activation z_l = h_{l-1} @ W_l + b_l, at each snapshot: (snapshot, layer, sample, unit); N times the "
-    "gradient of the probe batch's mean loss. Computed in float64 on the host from the recorded activations and "
-    "weights, stored in the run's dtype")
+    "gradient of each probe image's own softmax cross-entropy loss_i with respect to each hidden "
+    "layer's pre-activation z_l = h_{l-1} @ W_l + b_l, at each snapshot: (snapshot, layer, sample, "
+    "unit); N times the gradient of the probe batch's mean loss. Computed in float64 on the host from "
+    "the recorded activations and weights, stored in the run's dtype"
+)
 
 
 def probe_gradients(params, hidden, logits, labels, activation):
@@ -544,8 +593,12 @@ def _split(dataset, config, dtype):
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     if config.sizes[-1] < n_classes:
         raise ValueError(f"the last size is {config.sizes[-1]} but the labels need {n_classes} classes")
-    return (np.ascontiguousarray(x_train), np.ascontiguousarray(y_train),
-            np.ascontiguousarray(x_test), np.ascontiguousarray(y_test))
+    return (
+        np.ascontiguousarray(x_train),
+        np.ascontiguousarray(y_train),
+        np.ascontiguousarray(x_test),
+        np.ascontiguousarray(y_test),
+    )
 
 
 def _compile_in_background(config):
@@ -571,8 +624,16 @@ def _compile_in_background(config):
     return thread
 
 
-def train(config=None, out="fastinit-results.h5", *, dataset=None, root="train", progress=True, log=print,
-          **overrides):
+def train(
+    config=None,
+    out="fastinit-results.h5",
+    *,
+    dataset=None,
+    root="train",
+    progress=True,
+    log=print,
+    **overrides,
+):
     """Run the training study described by ``config`` (plus keyword ``overrides``).
 
     Writes one group per run and seed to the HDF5 file ``out`` (layout in
@@ -615,9 +676,12 @@ def train(config=None, out="fastinit-results.h5", *, dataset=None, root="train",
                 finish_group(group)  # on disk now: kept even if a later run is killed
                 continue
             # The parent holds only attrs (in the results' top file); each seed is its own part.
-            parent = replace_group(f, f"/{root}/{spec.name}", dict(init=spec.init, activation=spec.activation,
-                                                                   seeds=np.asarray(config.seeds, np.int64)),
-                                   part=False)
+            parent = replace_group(
+                f,
+                f"/{root}/{spec.name}",
+                dict(init=spec.init, activation=spec.activation, seeds=np.asarray(config.seeds, np.int64)),
+                part=False,
+            )
             seeded = []
             for seed in config.seeds:
                 group = replace_group(f, f"{parent.name}/seed={seed}")
@@ -749,13 +813,17 @@ def write_figures(path, plot, names=None):
             continue
         acts, steps = read_activations(path, run["label"], chosen)
         target = f"{stem}-activations-{_file_safe(run['name'])}{ext}"
-        written.append(plots.plot_train_activations(acts, steps, run["label"], run["attrs"]["activation"], target))
+        written.append(
+            plots.plot_train_activations(acts, steps, run["label"], run["attrs"]["activation"], target)
+        )
         chosen = snapshot_choice(path, run["label"], dataset="gradients")
         if not chosen:  # no gradients recorded (or written before they were)
             continue
         grads, steps = read_activations(path, run["label"], chosen, "gradients")
         target = f"{stem}-gradients-{_file_safe(run['name'])}{ext}"
-        written.append(plots.plot_train_gradients(grads, steps, run["label"], run["attrs"]["activation"], target))
+        written.append(
+            plots.plot_train_gradients(grads, steps, run["label"], run["attrs"]["activation"], target)
+        )
     return written
 
 
@@ -774,18 +842,28 @@ def format_results(results):
     lines = [head, "-" * len(head)]
     for r in results:
         status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
-        lines.append(f"{r.label:<{width}} {status:<22} {_loss_text(r.final_train_loss):>10} "
-                     f"{100 * r.final_test_accuracy:>8.2f}% {r.wall_time_s:>8.1f} {r.init_seconds:>7.2f}")
-    lines.append("final loss: mean mini-batch loss over the last iterations (final_window); "
-                 "test acc: full test set after the last step; init s: time to compute the initial weights "
-                 "(part of wall s)")
+        lines.append(
+            f"{r.label:<{width}} {status:<22} {_loss_text(r.final_train_loss):>10} "
+            f"{100 * r.final_test_accuracy:>8.2f}% {r.wall_time_s:>8.1f} {r.init_seconds:>7.2f}"
+        )
+    lines.append(
+        "final loss: mean mini-batch loss over the last iterations (final_window); "
+        "test acc: full test set after the last step; init s: time to compute the initial weights "
+        "(part of wall s)"
+    )
     stats = seed_statistics(results)
     if any(len(s["seeds"]) > 1 for s in stats.values()):
         seeds = sorted({r.seed for r in results})
         width = max([18] + [len(name) for name in stats])
-        head = f"{'run':<{width}} {'complete':>8} {'final loss (mean ± std)':>25} {'test acc (mean ± std)':>22}"
-        lines += ["", f"over seeds {', '.join(map(str, seeds))} (mean ± sample std of the complete runs):",
-                  head, "-" * len(head)]
+        head = (
+            f"{'run':<{width}} {'complete':>8} {'final loss (mean ± std)':>25} {'test acc (mean ± std)':>22}"
+        )
+        lines += [
+            "",
+            f"over seeds {', '.join(map(str, seeds))} (mean ± sample std of the complete runs):",
+            head,
+            "-" * len(head),
+        ]
         for name, st in stats.items():
             complete = f"{st['complete']}/{len(st['seeds'])}"
             loss = f"{_loss_text(st['loss_mean'])} ± {_loss_text(st['loss_std'])}"
@@ -812,8 +890,14 @@ def seed_statistics(results):
         done = [r for r in runs if r.status == "complete"]
         loss_mean, loss_std = _mean_std([r.final_train_loss for r in done])
         acc_mean, acc_std = _mean_std([r.final_test_accuracy for r in done])
-        stats[name] = dict(seeds=[r.seed for r in runs], complete=len(done), loss_mean=loss_mean,
-                           loss_std=loss_std, acc_mean=acc_mean, acc_std=acc_std)
+        stats[name] = dict(
+            seeds=[r.seed for r in runs],
+            complete=len(done),
+            loss_mean=loss_mean,
+            loss_std=loss_std,
+            acc_mean=acc_mean,
+            acc_std=acc_std,
+        )
     return stats
 
 
@@ -852,13 +936,20 @@ def seed_ranking(results):
         failing = [s for s in seeds if not classic_holds(s)]
         if not failing:
             return f"{classic} (final train loss) holds for every seed ({', '.join(map(str, seeds))})."
-        return (f"{classic} (final train loss) does NOT hold for every seed: it fails for "
-                + "; ".join(f"seed {s} ({' < '.join(n for n in order(s) if n in CLASSIC_ORDER)})" for s in failing)
-                + ".")
+        return (
+            f"{classic} (final train loss) does NOT hold for every seed: it fails for "
+            + "; ".join(
+                f"seed {s} ({' < '.join(n for n in order(s) if n in CLASSIC_ORDER)})" for s in failing
+            )
+            + "."
+        )
     by_mean = sorted(stats, key=lambda n: (math.isnan(stats[n]["loss_mean"]), stats[n]["loss_mean"]))
     ranking = " < ".join(by_mean)
     differ = [s for s in seeds if order(s) != by_mean]
     if not differ:
         return f"ranking by mean final train loss: {ranking}; the same for every seed."
-    return (f"ranking by mean final train loss: {ranking}; NOT the same for every seed: "
-            + "; ".join(f"seed {s} gives {' < '.join(order(s))}" for s in differ) + ".")
+    return (
+        f"ranking by mean final train loss: {ranking}; NOT the same for every seed: "
+        + "; ".join(f"seed {s} gives {' < '.join(order(s))}" for s in differ)
+        + "."
+    )
