@@ -619,7 +619,7 @@ SWEEP_EPILOG = """\
 examples:
   fastinit sweep                              a small tanh grid (12 cells, about 10 s on 2 cores)
   fastinit sweep --preset schoenholz          the phase diagram of Schoenholz et al. 2017 (about 10 min on 2 cores)
-  fastinit sweep --preset schoenholz-time     the same grid at steps 100, 300, 1000 and 3000 (about 25 min)
+  fastinit sweep --preset schoenholz-time     the same grid at steps 100, 300, 1000 and 3000 (about 21 min)
   fastinit sweep --preset schoenholz --checkpoints 100 300 800 --name s3
   fastinit sweep --sw2 1 2 3 --depths 10 40 --seeds 0 1 --name mine
   fastinit sweep --preset schoenholz --workers 4               a local Dask cluster of 4 processes
@@ -752,11 +752,11 @@ examples:
 
   fastinit spectrum --train
       learning speed under dynamical isometry: tanh networks of depths 32
-      and 64, width 128, at the edge of chaos with q* = 1/64, trained on
+      and 64, width 100, at the edge of chaos with q* = 1/64, trained on
       MNIST (SGD lr 0.05, batch 128) from orthogonal and from Gaussian
       weights, seeds 0 1 2 with the same mini-batches; the steps each takes
       to reach 90% train accuracy (first 1000 training images, measured
-      every 25 steps, up to 1500); writes /spectrum/training and
+      every 25 steps, up to 1000); writes /spectrum/training and
       spectrum-training.png (a few minutes on 2 cores)
   fastinit spectrum --train --depths 16 --seeds 0 --max-steps 300
 
@@ -788,7 +788,7 @@ def _add_spectrum(sub):
     p.add_argument("--depths", type=_positive_int, nargs="+", metavar="L",
                    help="depths at which the Jacobian is taken (one network of the largest depth per draw; "
                    f"default {' '.join(map(str, d.depths))}; --train: hidden layers, default 32 64)")
-    p.add_argument("--width", type=_positive_int, help=f"units per layer (default {d.width}; --train: 128)")
+    p.add_argument("--width", type=_positive_int, help=f"units per layer (default {d.width}; --train: 100)")
     p.add_argument("--sw2", type=_non_negative_float,
                    help="weight variance sigma_w^2 (times 1/width); default: the edge of chaos (with --sb2 "
                    "alone: the critical sw2 for it)")
@@ -807,7 +807,7 @@ def _add_spectrum(sub):
     t.add_argument("--train", action="store_true",
                    help="instead of the spectrum, train tanh networks at the edge of chaos from orthogonal "
                    "and Gaussian weights and record the steps to --target train accuracy (default depths "
-                   "32 64, width 128, both weights)")
+                   "32 64, width 100, both weights)")
     t.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="--train: seeds (default 0 1 2)")
     t.add_argument("--lr", type=_positive_float, help="--train: SGD learning rate (default 0.05)")
     t.add_argument("--batch-size", type=_positive_int, help="--train: mini-batch size (default 128)")
@@ -817,7 +817,7 @@ def _add_spectrum(sub):
     t.add_argument("--eval-samples", type=_positive_int, metavar="N",
                    help="--train: on the first N training images (default 1000)")
     t.add_argument("--max-steps", type=_positive_int,
-                   help="--train: give up after this many steps (default 1500)")
+                   help="--train: give up after this many steps (default 1000)")
     t.add_argument("--data-dir", metavar="DIR", help="--train: MNIST-format IDX files")
     _add_plot_options(p, "the spectrum figure; default: fastinit-results/spectrum.png, or "
                          "<out without .h5>-spectrum.png (--train: spectrum-training.png)")
@@ -933,7 +933,7 @@ examples:
   fastinit show fastinit-results/fastinit.h5
   fastinit theory --activation tanh           mean-field theory: q*, chi1, xi_c, the edge of chaos
   fastinit sweep --preset schoenholz          the trainability phase diagram (about 10 min on 2 cores)
-  fastinit sweep --preset schoenholz-time     ... and how it grows with training steps (about 25 min)
+  fastinit sweep --preset schoenholz-time     ... and how it grows with training steps (about 21 min)
   fastinit spectrum                           Jacobian singular values at init: dynamical isometry
   fastinit <command> --help                   options of one command
 """

@@ -969,8 +969,8 @@ def sweep_steps_figure(result, threshold=0.5):
     right.set_xlabel("SGD steps")
     right.set_ylabel(r"n in deepest trainable depth = n $\xi_c$")
     right.set_ylim(0, max(7.0, right.get_ylim()[1]))
-    right.set_title("n(t) per phase (rows fitted beside each point; bar: up to the next grid depth)",
-                    fontsize=9)
+    right.set_title("n(t) per phase (rows fitted beside each point; bar: to the next grid depth)",
+                    fontsize=8)
     right.legend(fontsize=7, loc="lower right", framealpha=0.85)
     fig.suptitle(f"Trainable depth against training time: {c.activation}, width {c.width}, "
                  f"$\\sigma_b^2$ = {c.sb2:g}, lr {c.lr:g}, batch {c.batch_size}, {len(c.seeds)} seed(s), "

@@ -57,7 +57,7 @@ class TrainingConfig:
     """
 
     depths: tuple = (32, 64)
-    width: int = 128
+    width: int = 100
     weights: tuple = ("orthogonal", "gaussian")
     seeds: tuple = (0, 1, 2)
     q_star: float = None
@@ -68,7 +68,7 @@ class TrainingConfig:
     target: float = 0.9
     eval_every: int = 25
     eval_samples: int = 1000
-    max_steps: int = 1500
+    max_steps: int = 1000
     backend: str = "cpu"
     dtype: str = "float32"
     train_limit: int = None

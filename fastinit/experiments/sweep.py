@@ -27,10 +27,9 @@ what its longest run costs. The per-checkpoint metrics go to
 n_checkpoints), the steps in ``checkpoints/steps`` and in each dataset's
 ``steps`` attribute; the plain metrics are those at the last checkpoint.
 :func:`fit_multiplier` fits n(t) in "deepest trainable depth = n xi_c" per
-phase and checkpoint.
-Running a sweep again with the same config skips the cells already done (a
-stopped sweep resumes); a grid that grew keeps the cells it shares with the
-old one.
+phase and checkpoint. Running a sweep again with the same config skips the
+cells already done (a stopped sweep resumes); a grid that grew keeps the
+cells it shares with the old one.
 """
 
 import itertools
@@ -81,8 +80,9 @@ METRICS = {
 #: the first hidden layer's pre-activations have variance sw2 * MNIST_MEAN_SQUARE + sb2.
 MNIST_MEAN_SQUARE = 0.112
 
-#: Named grids for ``fastinit sweep --preset``. ``schoenholz-time``: the schoenholz grid without
-#: depth 70, evaluated at steps 100, 300, 1000 and 3000 on 2000 images (about 25 min on 2 cores).
+#: Named grids for ``fastinit sweep --preset``. ``schoenholz-time``: the schoenholz grid without depth 70,
+#: evaluated at steps 100, 300, 1000 and 3000 on 2000 images (about 21 min on 2 quiet cores, estimated
+#: from 14.5 ms per depth-100 step on one thread, a step's cost growing like depth + 5.5 layers).
 PRESETS = {
     "schoenholz": dict(
         activation="tanh", sb2=0.05, width=100, lr=0.01, steps=800, batch_size=128,
@@ -942,7 +942,7 @@ def format_summary(result, threshold=0.5):
             lines.append(f"{s:6.3g} {6 * xi:8.1f}  {'':29}" + cells + tag)
         else:
             lines.append(f"{s:6.3g} {shown(deepest[0][i]):>18} {6 * xi:8.1f}{tag}")
-    lines.append(_against_theory(result, deepest[-1], scale))
+    lines.append(_against_theory(result, deepest[-1], scale, "6 xi_c" if "xi_q" not in names else "6 xi"))
     lines.append("n in 'deepest trainable = n xi_c' (geometric mean over the rows whose boundary lies inside "
                  "the grid; [n, n_upper) to the next grid depth; Schoenholz et al.: about 6 after long "
                  "training):")
@@ -964,8 +964,8 @@ def format_summary(result, threshold=0.5):
     return "\n".join(lines)
 
 
-def _against_theory(result, deepest, scale=None):
-    """One line: the measured boundary over 6 xi_c, per phase, where both lie inside the grid."""
+def _against_theory(result, deepest, scale=None, what="6 xi_c"):
+    """One line: the measured boundary over ``what`` (6 xi_c), per phase, where both lie inside the grid."""
     c = result.config
     scale = result.xi_c if scale is None else scale
     ratios = {"ordered": [], "chaotic": []}
@@ -974,6 +974,6 @@ def _against_theory(result, deepest, scale=None):
             ratios["ordered" if s < result.critical_sw2 else "chaotic"].append(d / (6 * xi))
     parts = [f"{phase} phase {min(r):.2f} to {max(r):.2f}" for phase, r in ratios.items() if r]
     if not parts:
-        return "neither 6 xi_c nor the measured boundary lies inside the grid anywhere: add deeper depths"
-    return ("deepest trainable / 6 xi_c: " + ", ".join(parts) + ". Schoenholz et al. (2017) find networks "
+        return f"neither {what} nor the measured boundary lies inside the grid anywhere: add deeper depths"
+    return (f"deepest trainable / {what}: " + ", ".join(parts) + ". Schoenholz et al. (2017) find networks "
             "train up to about 6 xi_c, the boundary growing towards it with training time")
