@@ -46,8 +46,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         default = action.default
-        if "%(default)" in text or not action.option_strings or default is None or default is False \
-                or default == argparse.SUPPRESS:
+        if (
+            "%(default)" in text
+            or not action.option_strings
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+        ):
             return text
         if isinstance(default, (list, tuple)):
             default = " ".join(str(d) for d in default)
@@ -141,31 +146,52 @@ def _add_histogram(sub):
         "histogram",
         help="activation histograms per layer for several init schemes (the classic figure)",
         description="Push N(0,1) samples through a deep MLP with no bias and record every layer's "
-                    "activations for each init scheme: per-layer mean, std, saturated fraction, "
-                    "a mean-field theory std, the activations (and, unless --no-gradients, each layer's "
-                    "backpropagated gradient at init) in HDF5 and the figures.",
+        "activations for each init scheme: per-layer mean, std, saturated fraction, "
+        "a mean-field theory std, the activations (and, unless --no-gradients, each layer's "
+        "backpropagated gradient at init) in HDF5 and the figures.",
         epilog=HISTOGRAM_EPILOG,
         formatter_class=_Formatter,
     )
     p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid", help="hidden-layer activation")
-    p.add_argument("--init", nargs="+", type=_init_spec, default=list(DEFAULT_INITS), metavar="NAME",
-                   help="init schemes to compare, one figure row each")
+    p.add_argument(
+        "--init",
+        nargs="+",
+        type=_init_spec,
+        default=list(DEFAULT_INITS),
+        metavar="NAME",
+        help="init schemes to compare, one figure row each",
+    )
     p.add_argument("--layers", type=_positive_int, default=5, help="number of layers")
     p.add_argument("--units", type=_positive_int, default=100, help="units per layer (and input features)")
     p.add_argument("--samples", type=_positive_int, default=1000, help="input samples drawn from N(0, 1)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (same seed, same numbers on every backend)")
-    p.add_argument("--bias-std", type=_non_negative_float, default=0.0, metavar="S",
-                   help="draw each layer's biases from N(0, S^2) (the theory's sigma_b^2 = S^2); default 0")
+    p.add_argument(
+        "--seed", type=_seed, default=0, help="random seed (same seed, same numbers on every backend)"
+    )
+    p.add_argument(
+        "--bias-std",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="draw each layer's biases from N(0, S^2) (the theory's sigma_b^2 = S^2); default 0",
+    )
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
-    p.add_argument("--gradients", action=argparse.BooleanOptionalAction, default=True,
-                   help="store each layer's backpropagated gradient at init (dL/d pre-activation, as "
-                        "/histogram/<activation>/<init>/gradients) and draw its histograms, "
-                        "<figure stem>-gradient-histogram.png. On by default: it shows where the gradients "
-                        "vanish, for about a second more at the default sizes; --no-gradients when the file's "
-                        "size matters (the gradients about double it)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
-    _add_plot_options(p, "the figure (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png")
+    p.add_argument(
+        "--gradients",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store each layer's backpropagated gradient at init (dL/d pre-activation, as "
+        "/histogram/<activation>/<init>/gradients) and draw its histograms, "
+        "<figure stem>-gradient-histogram.png. On by default: it shows where the gradients "
+        "vanish, for about a second more at the default sizes; --no-gradients when the file's "
+        "size matters (the gradients about double it)",
+    )
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
+    )
+    _add_plot_options(
+        p, "the figure (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
 
 
@@ -177,7 +203,9 @@ def _output_path(out):
         try:
             os.makedirs(DEFAULT_DIR, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"cannot create {DEFAULT_DIR}/ here: {exc.strerror}; pass --out FILE.h5") from None
+            raise UsageError(
+                f"cannot create {DEFAULT_DIR}/ here: {exc.strerror}; pass --out FILE.h5"
+            ) from None
     return check_output_path(out)
 
 
@@ -206,8 +234,14 @@ def _default_plot_path(out, activation):
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .plots import (check_figure_path, depth_path, plot_depth, plot_gradient_histogram, plot_gradients,
-                        plot_histogram)
+    from .plots import (
+        check_figure_path,
+        depth_path,
+        plot_depth,
+        plot_gradient_histogram,
+        plot_gradients,
+        plot_histogram,
+    )
     from .store import open_results
 
     if len(set(args.init)) != len(args.init):
@@ -221,9 +255,19 @@ def _run_histogram(args):
     if plot is not None:
         check_figure_path(plot)
 
-    results = run_histogram(args.activation, args.init, args.layers, args.units, args.samples, args.seed,
-                            args.backend, args.dtype, progress=_progress_wanted(args), bias_std=args.bias_std,
-                            gradients=args.gradients)
+    results = run_histogram(
+        args.activation,
+        args.init,
+        args.layers,
+        args.units,
+        args.samples,
+        args.seed,
+        args.backend,
+        args.dtype,
+        progress=_progress_wanted(args),
+        bias_std=args.bias_std,
+        gradients=args.gradients,
+    )
     with open_results(out) as f:
         if args.backend == "cuda":
             from .machine import gpu_name
@@ -233,8 +277,11 @@ def _run_histogram(args):
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
-        paths = [plot_histogram(results, plot), plot_depth(results, depth_path(plot)),
-                 plot_gradients(results, depth_path(plot, "gradients"))]
+        paths = [
+            plot_histogram(results, plot),
+            plot_depth(results, depth_path(plot)),
+            plot_gradients(results, depth_path(plot, "gradients")),
+        ]
         if args.gradients:
             paths.append(plot_gradient_histogram(results, depth_path(plot, "gradient-histogram")))
         for path in paths:
@@ -269,13 +316,22 @@ def _non_negative_float(text):
 
 
 def _add_theory(sub):
-    p = sub.add_parser("theory", help="mean-field theory: q*, chi1, c*, xi_c and the edge of chaos",
-                       description="The mean-field theory of signal propagation for a range of weight variances.",
-                       epilog=THEORY_EPILOG, formatter_class=_Formatter)
+    p = sub.add_parser(
+        "theory",
+        help="mean-field theory: q*, chi1, c*, xi_c and the edge of chaos",
+        description="The mean-field theory of signal propagation for a range of weight variances.",
+        epilog=THEORY_EPILOG,
+        formatter_class=_Formatter,
+    )
     p.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"), default="tanh")
     p.add_argument("--sb2", type=_non_negative_float, default=0.05, help="bias variance sigma_b^2")
-    p.add_argument("--sw2", type=_non_negative_float, nargs="+", metavar="SW2",
-                   help="weight variances sigma_w^2 (times 1/fan_in); default: 1 to 4 in steps of 0.25")
+    p.add_argument(
+        "--sw2",
+        type=_non_negative_float,
+        nargs="+",
+        metavar="SW2",
+        help="weight variances sigma_w^2 (times 1/fan_in); default: 1 to 4 in steps of 0.25",
+    )
     p.add_argument("--out", metavar="FILE.h5", help="also write the table to /theory/<activation>/sb2=<sb2>/")
     p.add_argument("-q", "--quiet", action="store_true", help="no table")
 
@@ -306,14 +362,25 @@ length, e.g. mean, std, saturated) are also printed as a table.
 
 
 def _add_show(sub):
-    p = sub.add_parser("show", help="print what a results file holds: groups, shapes, per-layer stats",
-                       description="Print the contents of a fastinit HDF5 results file as a readable tree, "
-                                   "with per-layer statistics as tables.",
-                       epilog=SHOW_EPILOG, formatter_class=_Formatter)
-    p.add_argument("file", metavar="FILE.h5", nargs="?", default=DEFAULT_OUT,
-                   help=f"results file (default: {DEFAULT_OUT})")
+    p = sub.add_parser(
+        "show",
+        help="print what a results file holds: groups, shapes, per-layer stats",
+        description="Print the contents of a fastinit HDF5 results file as a readable tree, "
+        "with per-layer statistics as tables.",
+        epilog=SHOW_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "file",
+        metavar="FILE.h5",
+        nargs="?",
+        default=DEFAULT_OUT,
+        help=f"results file (default: {DEFAULT_OUT})",
+    )
     p.add_argument("group", nargs="?", default="/", help="only show this group and what it holds")
-    p.add_argument("--all-attrs", action="store_true", help="show every attribute (default: the informative ones)")
+    p.add_argument(
+        "--all-attrs", action="store_true", help="show every attribute (default: the informative ones)"
+    )
     p.add_argument("--no-stats", action="store_true", help="tree only, no per-layer tables")
 
 
@@ -336,13 +403,20 @@ examples:
 
 
 def _add_bench_report(sub):
-    p = sub.add_parser("bench-report", help="turn a pytest-benchmark JSON file into a markdown table and a figure",
-                       description="Summarise a saved pytest-benchmark run (--benchmark-json or "
-                                   "--benchmark-autosave): per group, each backend's mean and median time, "
-                                   "ops/s, GFLOP/s or GB/s and the speed-up over numpy from the same file.",
-                       epilog=BENCH_EPILOG, formatter_class=_Formatter)
-    p.add_argument("json", metavar="BENCH.json",
-                   help="pytest-benchmark JSON file, or a folder such as .benchmarks (its newest .json)")
+    p = sub.add_parser(
+        "bench-report",
+        help="turn a pytest-benchmark JSON file into a markdown table and a figure",
+        description="Summarise a saved pytest-benchmark run (--benchmark-json or "
+        "--benchmark-autosave): per group, each backend's mean and median time, "
+        "ops/s, GFLOP/s or GB/s and the speed-up over numpy from the same file.",
+        epilog=BENCH_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "json",
+        metavar="BENCH.json",
+        help="pytest-benchmark JSON file, or a folder such as .benchmarks (its newest .json)",
+    )
     p.add_argument("--md", metavar="FILE.md", help="also write the markdown table to this file")
     p.add_argument("--plot", metavar="FILE.png", help="write a figure of speed-ups over numpy per group")
 
@@ -437,35 +511,77 @@ def _add_train(sub):
     from .experiments.train import DEFAULT_INITS, TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train the 5-layer MLP on MNIST once per init scheme and seed (loss curves)",
-                       description="Train the same MLP on MNIST once per init scheme and seed, every init on the "
-                                   "same seeded mini-batches; stream loss, gradient norms, test accuracy and "
-                                   "activations to HDF5.",
-                       epilog=TRAIN_EPILOG, formatter_class=_Formatter)
-    p.add_argument("--init", nargs="+", type=_run_spec, default=list(DEFAULT_INITS), metavar="RUN",
-                   help="runs: INIT or INIT:ACTIVATION (e.g. xavier:sigmoid)")
-    p.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help="default hidden activation")
+    p = sub.add_parser(
+        "train",
+        help="train the 5-layer MLP on MNIST once per init scheme and seed (loss curves)",
+        description="Train the same MLP on MNIST once per init scheme and seed, every init on the "
+        "same seeded mini-batches; stream loss, gradient norms, test accuracy and "
+        "activations to HDF5.",
+        epilog=TRAIN_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "--init",
+        nargs="+",
+        type=_run_spec,
+        default=list(DEFAULT_INITS),
+        metavar="RUN",
+        help="runs: INIT or INIT:ACTIVATION (e.g. xavier:sigmoid)",
+    )
+    p.add_argument(
+        "--activation", choices=ACTIVATIONS, default=d.activation, help="default hidden activation"
+    )
     p.add_argument("--iterations", type=_positive_int, default=d.iterations, help="SGD steps per run")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="mini-batch size")
     p.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate")
-    p.add_argument("--seeds", "--seed", dest="seeds", type=_seed, nargs="+", default=list(d.seeds), metavar="S",
-                   help="seeds of the weights and of the batch sequence: each run is trained once per seed")
+    p.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seeds",
+        type=_seed,
+        nargs="+",
+        default=list(d.seeds),
+        metavar="S",
+        help="seeds of the weights and of the batch sequence: each run is trained once per seed",
+    )
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default=d.backend, help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype, help="floating-point type")
-    p.add_argument("--eval-every", type=_positive_int, default=d.eval_every,
-                   help="steps between test-accuracy evaluations")
-    p.add_argument("--snapshot-every", type=_positive_int, default=d.snapshot_every,
-                   help="steps between snapshots of the probe batch's activations and gradients")
-    p.add_argument("--probe-samples", type=_positive_int, default=d.probe_samples,
-                   help="test images in the activation probe batch")
-    p.add_argument("--train-limit", type=_positive_int, metavar="N", help="use only the first N training images")
+    p.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        default=d.eval_every,
+        help="steps between test-accuracy evaluations",
+    )
+    p.add_argument(
+        "--snapshot-every",
+        type=_positive_int,
+        default=d.snapshot_every,
+        help="steps between snapshots of the probe batch's activations and gradients",
+    )
+    p.add_argument(
+        "--probe-samples",
+        type=_positive_int,
+        default=d.probe_samples,
+        help="test images in the activation probe batch",
+    )
+    p.add_argument(
+        "--train-limit", type=_positive_int, metavar="N", help="use only the first N training images"
+    )
     p.add_argument("--test-limit", type=_positive_int, metavar="N", help="use only the first N test images")
-    p.add_argument("--data-dir", metavar="DIR",
-                   help="read the four MNIST-format IDX files from DIR (default: $FASTINIT_DATA_DIR or the "
-                        "shipped MNIST)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
-    _add_plot_options(p, "the loss figure, with FILE-accuracy and FILE-activations-<run> beside it; default: "
-                         "<out without .h5>-loss.png")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="read the four MNIST-format IDX files from DIR (default: $FASTINIT_DATA_DIR or the "
+        "shipped MNIST)",
+    )
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
+    )
+    _add_plot_options(
+        p,
+        "the loss figure, with FILE-accuracy and FILE-activations-<run> beside it; default: "
+        "<out without .h5>-loss.png",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars and no table")
 
 
@@ -483,11 +599,22 @@ def _run_train(args):
         from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
 
         check_figure_path(plot)
-    config = TrainConfig(runs=tuple(args.init), activation=args.activation, iterations=args.iterations,
-                         batch_size=args.batch_size, lr=args.lr, seeds=tuple(args.seeds), backend=args.backend,
-                         dtype=args.dtype, eval_every=args.eval_every, snapshot_every=args.snapshot_every,
-                         probe_samples=args.probe_samples, train_limit=args.train_limit,
-                         test_limit=args.test_limit, data_dir=args.data_dir)
+    config = TrainConfig(
+        runs=tuple(args.init),
+        activation=args.activation,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seeds=tuple(args.seeds),
+        backend=args.backend,
+        dtype=args.dtype,
+        eval_every=args.eval_every,
+        snapshot_every=args.snapshot_every,
+        probe_samples=args.probe_samples,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+        data_dir=args.data_dir,
+    )
     results = train(config, out, progress=_progress_wanted(args), log=_log(args))
     _say(args, format_results(results))
     _say(args, f"wrote {len(results)} run(s) under /train to {out}")
@@ -496,7 +623,10 @@ def _run_train(args):
             _say(args, f"wrote figure {path}")
     diverged = [r.label for r in results if r.status == "diverged"]
     if diverged:
-        print(f"fastinit: {len(diverged)} run(s) diverged (NaN/Inf loss): {', '.join(diverged)}", file=sys.stderr)
+        print(
+            f"fastinit: {len(diverged)} run(s) diverged (NaN/Inf loss): {', '.join(diverged)}",
+            file=sys.stderr,
+        )
         return EXIT_DIVERGED
     return EXIT_OK
 
@@ -522,25 +652,47 @@ def _add_reproduce(sub):
     from .experiments.reproduce import DEFAULT_OUT as REPRODUCE_OUT
     from .experiments.reproduce import REPRODUCE_SEEDS
 
-    p = sub.add_parser("reproduce", help="the whole study: histograms, MNIST runs, figures and summary.md",
-                       description="Run the activation histograms (sigmoid, tanh, relu) and the MNIST "
-                                   "comparison, then write the HDF5 file, the figures and summary.md.",
-                       epilog=REPRODUCE_EPILOG, formatter_class=_Formatter)
+    p = sub.add_parser(
+        "reproduce",
+        help="the whole study: histograms, MNIST runs, figures and summary.md",
+        description="Run the activation histograms (sigmoid, tanh, relu) and the MNIST "
+        "comparison, then write the HDF5 file, the figures and summary.md.",
+        epilog=REPRODUCE_EPILOG,
+        formatter_class=_Formatter,
+    )
     p.add_argument("--out", default=REPRODUCE_OUT, metavar="DIR", help="output directory (created if needed)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
     p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
-    p.add_argument("--seeds", "--seed", dest="seeds", type=_seed, nargs="+", default=list(REPRODUCE_SEEDS),
-                   metavar="S", help="seeds: each MNIST run is trained once per seed; the histograms use the first")
-    p.add_argument("--data-dir", metavar="DIR", help="MNIST-format IDX files to use instead of the shipped MNIST")
+    p.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seeds",
+        type=_seed,
+        nargs="+",
+        default=list(REPRODUCE_SEEDS),
+        metavar="S",
+        help="seeds: each MNIST run is trained once per seed; the histograms use the first",
+    )
+    p.add_argument(
+        "--data-dir", metavar="DIR", help="MNIST-format IDX files to use instead of the shipped MNIST"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
 def _run_reproduce(args):
     from .experiments.reproduce import main_exit_code, reproduce
 
-    result = reproduce(args.out, quick=args.quick, backend=args.backend, dtype=args.dtype, seeds=args.seeds,
-                       data_dir=args.data_dir, progress=_progress_wanted(args), log=_log(args))
+    result = reproduce(
+        args.out,
+        quick=args.quick,
+        backend=args.backend,
+        dtype=args.dtype,
+        seeds=args.seeds,
+        data_dir=args.data_dir,
+        progress=_progress_wanted(args),
+        log=_log(args),
+    )
     _say(args, f"summary: {result.summary_path}")
     return EXIT_DIVERGED if main_exit_code(result) else EXIT_OK
 
@@ -561,23 +713,47 @@ the GPU synchronised. Writes /profile/<dtype>/<backend> into --out.
 
 
 def _add_profile(sub):
-    p = sub.add_parser("profile", help="time every kernel and the training step on numpy, cpu and cuda",
-                       description="Profile the kernels and the MLP training step per backend: median time, "
-                                   "GFLOP/s or GB/s, speed-up over numpy; for CUDA kernel time and time with "
-                                   "host<->device transfers.",
-                       epilog=PROFILE_EPILOG, formatter_class=_Formatter)
-    p.add_argument("--backends", nargs="+", choices=("numpy", "cpu", "cuda"), metavar="NAME",
-                   help="backends to profile (default: all available; cuda never on the simulator unless named)")
-    p.add_argument("--kernels", nargs="+", metavar="NAME",
-                   choices=("matmul", "sigmoid", "tanh", "relu", "softmax_xent", "sgd_update", "train_step"),
-                   help="only these kernels (default: all)")
+    p = sub.add_parser(
+        "profile",
+        help="time every kernel and the training step on numpy, cpu and cuda",
+        description="Profile the kernels and the MLP training step per backend: median time, "
+        "GFLOP/s or GB/s, speed-up over numpy; for CUDA kernel time and time with "
+        "host<->device transfers.",
+        epilog=PROFILE_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        choices=("numpy", "cpu", "cuda"),
+        metavar="NAME",
+        help="backends to profile (default: all available; cuda never on the simulator unless named)",
+    )
+    p.add_argument(
+        "--kernels",
+        nargs="+",
+        metavar="NAME",
+        choices=("matmul", "sigmoid", "tanh", "relu", "softmax_xent", "sgd_update", "train_step"),
+        help="only these kernels (default: all)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes and short timings (tests, smoke runs)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
-    p.add_argument("--sizes", nargs="+", type=_positive_int, metavar="N",
-                   help="matmul square sizes (default 1024 2048 4096; --quick 32 64)")
-    p.add_argument("--budget", type=_positive_float, metavar="SECONDS",
-                   help="timing seconds per case and backend (default 0.5; --quick 0.02)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=_positive_int,
+        metavar="N",
+        help="matmul square sizes (default 1024 2048 4096; --quick 32 64)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="timing seconds per case and backend (default 0.5; --quick 0.02)",
+    )
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
+    )
     p.add_argument("--json", metavar="FILE.json", help="also write the records as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="figure: throughput against size per backend")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines and no table")
@@ -596,8 +772,15 @@ def _run_profile(args):
     if args.json:
         _check_text_path(args.json)
     log = None if args.quiet else (lambda m: print(f"fastinit: profiling {m}", file=sys.stderr))
-    result = run_profile(args.backends, quick=args.quick, dtype=args.dtype, sizes=args.sizes, budget=args.budget,
-                         kernels=args.kernels, log=log)
+    result = run_profile(
+        args.backends,
+        quick=args.quick,
+        dtype=args.dtype,
+        sizes=args.sizes,
+        budget=args.budget,
+        kernels=args.kernels,
+        log=log,
+    )
     with open_results(out) as f:
         paths = write_profile(f, result)
     _say(args, format_table(result))
@@ -618,7 +801,7 @@ def _run_profile(args):
 SWEEP_EPILOG = """\
 examples:
   fastinit sweep                              a small tanh grid (12 cells, about 10 s on 2 cores)
-  fastinit sweep --preset schoenholz          the phase diagram of Schoenholz et al. 2017 (about 10 min on 2 cores)
+  fastinit sweep --preset schoenholz          the phase diagram of Schoenholz et al. 2017 (10 min, 2 cores)
   fastinit sweep --preset schoenholz-time     the same grid at steps 100, 300, 1000 and 3000 (about 21 min)
   fastinit sweep --preset schoenholz --checkpoints 100 300 800 --name s3
   fastinit sweep --sw2 1 2 3 --depths 10 40 --seeds 0 1 --name mine
@@ -659,45 +842,96 @@ A cell's numbers do not depend on where it ran.
 def _add_sweep(sub):
     from .experiments.sweep import PRESETS
 
-    p = sub.add_parser("sweep", help="train a grid over sigma_w^2 x depth x seed: the trainability phase diagram",
-                       description="Train an MLP for every (sigma_w^2, depth, seed) of a grid on MNIST and draw "
-                                   "where deep networks stop training, against the mean-field theory's 6 xi_c.",
-                       epilog=SWEEP_EPILOG, formatter_class=_Formatter)
+    p = sub.add_parser(
+        "sweep",
+        help="train a grid over sigma_w^2 x depth x seed: the trainability phase diagram",
+        description="Train an MLP for every (sigma_w^2, depth, seed) of a grid on MNIST and draw "
+        "where deep networks stop training, against the mean-field theory's 6 xi_c.",
+        epilog=SWEEP_EPILOG,
+        formatter_class=_Formatter,
+    )
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (the options below override it)")
-    p.add_argument("--sw2", type=_positive_float, nargs="+", metavar="SW2",
-                   help="weight variances sigma_w^2 (default 1 1.75 2.5 4; schoenholz: 1 to 4 by 0.25)")
-    p.add_argument("--depths", type=_positive_int, nargs="+", metavar="D",
-                   help="numbers of hidden layers (default 5 20 50; schoenholz: 5 to 100)")
-    p.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="seeds: one run per seed in every cell")
+    p.add_argument(
+        "--sw2",
+        type=_positive_float,
+        nargs="+",
+        metavar="SW2",
+        help="weight variances sigma_w^2 (default 1 1.75 2.5 4; schoenholz: 1 to 4 by 0.25)",
+    )
+    p.add_argument(
+        "--depths",
+        type=_positive_int,
+        nargs="+",
+        metavar="D",
+        help="numbers of hidden layers (default 5 20 50; schoenholz: 5 to 100)",
+    )
+    p.add_argument(
+        "--seeds", type=_seed, nargs="+", metavar="S", help="seeds: one run per seed in every cell"
+    )
     p.add_argument("--sb2", type=_non_negative_float, help="bias variance sigma_b^2 (default 0.05)")
-    p.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"), help="hidden activation "
-                   "(default tanh)")
+    p.add_argument(
+        "--activation", choices=("tanh", "relu", "sigmoid", "linear"), help="hidden activation (default tanh)"
+    )
     p.add_argument("--width", type=_positive_int, help="units per hidden layer (default 100)")
     p.add_argument("--steps", type=_positive_int, help="SGD steps per cell (default 300; schoenholz: 800)")
     p.add_argument("--lr", type=_positive_float, help="learning rate (default 0.005; schoenholz: 0.01)")
     p.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default 128)")
-    p.add_argument("--checkpoints", type=_positive_int, nargs="+", metavar="STEP",
-                   help="also evaluate every cell after these steps, in the same run (--steps defaults to "
-                   "the largest); schoenholz-time: 100 300 1000 3000")
-    p.add_argument("--eval-samples", type=_positive_int, metavar="N",
-                   help="training and test images each evaluation uses (default 10000; "
-                   "schoenholz-time: 2000)")
-    p.add_argument("--data-dir", metavar="DIR", help="MNIST-format IDX files (on a cluster: a folder every "
-                   "worker can read)")
-    p.add_argument("--name", help="the sweep's group, /sweep/<name> (default: the preset's name, else 'sweep')")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)")
-    p.add_argument("--restart", action="store_true", help="discard a stored sweep of this name and start over")
-    p.add_argument("--threshold", type=_positive_float, default=0.5,
-                   help="mean train accuracy from which a network counts as trainable")
-    p.add_argument("--executor", choices=("pool", "engine"), default="pool",
-                   help="pool: one single-threaded cell per process; engine: one cell at a time on all cores")
-    p.add_argument("--processes", type=_positive_int, metavar="N", help="processes of the pool (default: cores)")
+    p.add_argument(
+        "--checkpoints",
+        type=_positive_int,
+        nargs="+",
+        metavar="STEP",
+        help="also evaluate every cell after these steps, in the same run (--steps defaults to "
+        "the largest); schoenholz-time: 100 300 1000 3000",
+    )
+    p.add_argument(
+        "--eval-samples",
+        type=_positive_int,
+        metavar="N",
+        help="training and test images each evaluation uses (default 10000; schoenholz-time: 2000)",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="MNIST-format IDX files (on a cluster: a folder every worker can read)",
+    )
+    p.add_argument(
+        "--name", help="the sweep's group, /sweep/<name> (default: the preset's name, else 'sweep')"
+    )
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
+    )
+    p.add_argument(
+        "--restart", action="store_true", help="discard a stored sweep of this name and start over"
+    )
+    p.add_argument(
+        "--threshold",
+        type=_positive_float,
+        default=0.5,
+        help="mean train accuracy from which a network counts as trainable",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("pool", "engine"),
+        default="pool",
+        help="pool: one single-threaded cell per process; engine: one cell at a time on all cores",
+    )
+    p.add_argument(
+        "--processes", type=_positive_int, metavar="N", help="processes of the pool (default: cores)"
+    )
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the cells on this Dask cluster")
-    cluster.add_argument("--workers", type=_positive_int, metavar="N",
-                         help="start a local Dask cluster of N worker processes and run the cells on it")
-    _add_plot_options(p, "the phase diagram; default: fastinit-results/sweep-<name>.png, or "
-                         "<out without .h5>-sweep-<name>.png")
+    cluster.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="start a local Dask cluster of N worker processes and run the cells on it",
+    )
+    _add_plot_options(
+        p,
+        "the phase diagram; default: fastinit-results/sweep-<name>.png, or "
+        "<out without .h5>-sweep-<name>.png",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
 
 
@@ -707,25 +941,56 @@ def _run_sweep(args):
     from .experiments.sweep import PRESETS, SweepConfig, format_summary, sweep
 
     config = SweepConfig(**PRESETS.get(args.preset, {}))
-    given = {k: getattr(args, k) for k in ("sw2", "depths", "seeds", "sb2", "activation", "width", "steps", "lr",
-                                           "batch_size", "data_dir", "checkpoints", "eval_samples")
-             if getattr(args, k) is not None}
+    given = {
+        k: getattr(args, k)
+        for k in (
+            "sw2",
+            "depths",
+            "seeds",
+            "sb2",
+            "activation",
+            "width",
+            "steps",
+            "lr",
+            "batch_size",
+            "data_dir",
+            "checkpoints",
+            "eval_samples",
+        )
+        if getattr(args, k) is not None
+    }
     if args.checkpoints and args.steps is None:
         given["steps"] = max(args.checkpoints)
     elif args.checkpoints and max(args.checkpoints) > args.steps:
         raise UsageError(f"argument --checkpoints: {max(args.checkpoints)} is beyond --steps {args.steps}")
-    config = replace(config, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}).validate()
+    config = replace(
+        config, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    ).validate()
     name = args.name or args.preset or "sweep"
     out = _output_path(args.out)
     in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
-    plot = _plot_path(args, os.path.join(DEFAULT_DIR, f"sweep-{name}.png") if in_default_dir
-                      else f"{_stem(out)}-sweep-{name}.png")
+    plot = _plot_path(
+        args,
+        os.path.join(DEFAULT_DIR, f"sweep-{name}.png")
+        if in_default_dir
+        else f"{_stem(out)}-sweep-{name}.png",
+    )
     if plot is not None:
         from .plots import check_figure_path
 
         check_figure_path(plot)
-    result = sweep(config, out, name, scheduler=args.scheduler, workers=args.workers, processes=args.processes,
-                   executor=args.executor, restart=args.restart, progress=_progress_wanted(args), log=_log(args))
+    result = sweep(
+        config,
+        out,
+        name,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        processes=args.processes,
+        executor=args.executor,
+        restart=args.restart,
+        progress=_progress_wanted(args),
+        log=_log(args),
+    )
     _say(args, format_summary(result, args.threshold))
     _say(args, f"wrote /sweep/{name} to {out}")
     if plot is not None:
@@ -776,51 +1041,93 @@ def _add_spectrum(sub):
     from .experiments.spectrum import DEFAULT_Q_STAR, WEIGHTS, SpectrumConfig
 
     d = SpectrumConfig()
-    p = sub.add_parser("spectrum",
-                       help="singular values of the input-output Jacobian at init: dynamical isometry",
-                       description="The spectrum of the input-output Jacobian of deep random networks at "
-                                   "init, against the free-probability theory of Pennington et al. (2017).",
-                       epilog=SPECTRUM_EPILOG, formatter_class=_Formatter)
-    p.add_argument("--activation", choices=SPECTRUM_ACTIVATIONS, nargs="+",
-                   help=f"hidden activations (default {' '.join(d.activations)}; --train: tanh only)")
-    p.add_argument("--weights", choices=WEIGHTS, nargs="+", default=list(d.weights),
-                   help="weight distributions")
-    p.add_argument("--depths", type=_positive_int, nargs="+", metavar="L",
-                   help="depths at which the Jacobian is taken (one network of the largest depth per draw; "
-                   f"default {' '.join(map(str, d.depths))}; --train: hidden layers, default 32 64)")
+    p = sub.add_parser(
+        "spectrum",
+        help="singular values of the input-output Jacobian at init: dynamical isometry",
+        description="The spectrum of the input-output Jacobian of deep random networks at "
+        "init, against the free-probability theory of Pennington et al. (2017).",
+        epilog=SPECTRUM_EPILOG,
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "--activation",
+        choices=SPECTRUM_ACTIVATIONS,
+        nargs="+",
+        help=f"hidden activations (default {' '.join(d.activations)}; --train: tanh only)",
+    )
+    p.add_argument(
+        "--weights", choices=WEIGHTS, nargs="+", default=list(d.weights), help="weight distributions"
+    )
+    p.add_argument(
+        "--depths",
+        type=_positive_int,
+        nargs="+",
+        metavar="L",
+        help="depths at which the Jacobian is taken (one network of the largest depth per draw; "
+        f"default {' '.join(map(str, d.depths))}; --train: hidden layers, default 32 64)",
+    )
     p.add_argument("--width", type=_positive_int, help=f"units per layer (default {d.width}; --train: 100)")
-    p.add_argument("--sw2", type=_non_negative_float,
-                   help="weight variance sigma_w^2 (times 1/width); default: the edge of chaos (with --sb2 "
-                   "alone: the critical sw2 for it)")
+    p.add_argument(
+        "--sw2",
+        type=_non_negative_float,
+        help="weight variance sigma_w^2 (times 1/width); default: the edge of chaos (with --sb2 "
+        "alone: the critical sw2 for it)",
+    )
     p.add_argument("--sb2", type=_non_negative_float, help="bias variance sigma_b^2 (with --sw2 alone: 0)")
-    p.add_argument("--q-star", type=_positive_float, metavar="Q",
-                   help="take the point of the edge of chaos whose variance fixed point is Q (default "
-                   f"{DEFAULT_Q_STAR:g} for tanh; sigmoid: sb2 = 0; ReLU: sw2 = 2, sb2 = 0)")
-    p.add_argument("--samples", type=_positive_int, default=d.samples, metavar="K",
-                   help="draws: each a fresh network and an input from the fixed-point distribution")
+    p.add_argument(
+        "--q-star",
+        type=_positive_float,
+        metavar="Q",
+        help="take the point of the edge of chaos whose variance fixed point is Q (default "
+        f"{DEFAULT_Q_STAR:g} for tanh; sigmoid: sb2 = 0; ReLU: sw2 = 2, sb2 = 0)",
+    )
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=d.samples,
+        metavar="K",
+        help="draws: each a fresh network and an input from the fixed-point distribution",
+    )
     p.add_argument("--seed", type=_seed, default=d.seed)
-    p.add_argument("--backend", choices=("numpy", "cpu"), default=d.backend,
-                   help="kernels for the matmuls (float64)")
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE.h5",
-                   help="HDF5 results file (created or updated)")
+    p.add_argument(
+        "--backend", choices=("numpy", "cpu"), default=d.backend, help="kernels for the matmuls (float64)"
+    )
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
+    )
     t = p.add_argument_group("learning speed (--train)")
-    t.add_argument("--train", action="store_true",
-                   help="instead of the spectrum, train tanh networks at the edge of chaos from orthogonal "
-                   "and Gaussian weights and record the steps to --target train accuracy (default depths "
-                   "32 64, width 100, both weights)")
+    t.add_argument(
+        "--train",
+        action="store_true",
+        help="instead of the spectrum, train tanh networks at the edge of chaos from orthogonal "
+        "and Gaussian weights and record the steps to --target train accuracy (default depths "
+        "32 64, width 100, both weights)",
+    )
     t.add_argument("--seeds", type=_seed, nargs="+", metavar="S", help="--train: seeds (default 0 1 2)")
     t.add_argument("--lr", type=_positive_float, help="--train: SGD learning rate (default 0.05)")
     t.add_argument("--batch-size", type=_positive_int, help="--train: mini-batch size (default 128)")
     t.add_argument("--target", type=_positive_float, help="--train: train accuracy to reach (default 0.9)")
-    t.add_argument("--eval-every", type=_positive_int, metavar="K",
-                   help="--train: measure the train accuracy every K steps (default 25)")
-    t.add_argument("--eval-samples", type=_positive_int, metavar="N",
-                   help="--train: on the first N training images (default 1000)")
-    t.add_argument("--max-steps", type=_positive_int,
-                   help="--train: give up after this many steps (default 1000)")
+    t.add_argument(
+        "--eval-every",
+        type=_positive_int,
+        metavar="K",
+        help="--train: measure the train accuracy every K steps (default 25)",
+    )
+    t.add_argument(
+        "--eval-samples",
+        type=_positive_int,
+        metavar="N",
+        help="--train: on the first N training images (default 1000)",
+    )
+    t.add_argument(
+        "--max-steps", type=_positive_int, help="--train: give up after this many steps (default 1000)"
+    )
     t.add_argument("--data-dir", metavar="DIR", help="--train: MNIST-format IDX files")
-    _add_plot_options(p, "the spectrum figure; default: fastinit-results/spectrum.png, or "
-                         "<out without .h5>-spectrum.png (--train: spectrum-training.png)")
+    _add_plot_options(
+        p,
+        "the spectrum figure; default: fastinit-results/spectrum.png, or "
+        "<out without .h5>-spectrum.png (--train: spectrum-training.png)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress and no table")
 
 
@@ -837,20 +1144,27 @@ def _run_spectrum(args):
         if getattr(args, name) is not None:
             raise UsageError(f"argument --{name.replace('_', '-')}: only with --train")
     try:
-        config = SpectrumConfig(activations=tuple(args.activation or d.activations),
-                                weights=tuple(args.weights),
-                                depths=tuple(args.depths or d.depths), width=args.width or d.width,
-                                sw2=args.sw2, sb2=args.sb2,
-                                q_star=args.q_star, samples=args.samples, seed=args.seed,
-                                backend=args.backend).validate()
+        config = SpectrumConfig(
+            activations=tuple(args.activation or d.activations),
+            weights=tuple(args.weights),
+            depths=tuple(args.depths or d.depths),
+            width=args.width or d.width,
+            sw2=args.sw2,
+            sb2=args.sb2,
+            q_star=args.q_star,
+            samples=args.samples,
+            seed=args.seed,
+            backend=args.backend,
+        ).validate()
         for activation in config.activations:
             config.point(activation)  # an edge of chaos that does not exist (sigmoid with a small --q-star)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = _output_path(args.out)
     in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
-    plot = _plot_path(args, os.path.join(DEFAULT_DIR, "spectrum.png") if in_default_dir
-                      else f"{_stem(out)}-spectrum.png")
+    plot = _plot_path(
+        args, os.path.join(DEFAULT_DIR, "spectrum.png") if in_default_dir else f"{_stem(out)}-spectrum.png"
+    )
     if plot is not None:
         from .plots import check_figure_path
 
@@ -871,8 +1185,12 @@ _TRAIN_ONLY = ("seeds", "lr", "batch_size", "target", "eval_every", "eval_sample
 
 
 def _run_spectrum_training(args):
-    from .experiments.spectrum_training import (TrainingConfig, format_training_summary, run_training,
-                                                write_training)
+    from .experiments.spectrum_training import (
+        TrainingConfig,
+        format_training_summary,
+        run_training,
+        write_training,
+    )
     from .store import open_results
 
     if args.activation not in (None, ["tanh"]):
@@ -882,9 +1200,15 @@ def _run_spectrum_training(args):
     if (args.sw2 is None) != (args.sb2 is None):
         raise UsageError("argument --sw2/--sb2: --train needs both (or --q-star)")
     default = TrainingConfig()
-    given = dict(depths=tuple(args.depths or default.depths), width=args.width or default.width,
-                 weights=tuple(args.weights),
-                 q_star=args.q_star, sw2=args.sw2, sb2=args.sb2, backend=args.backend)
+    given = dict(
+        depths=tuple(args.depths or default.depths),
+        width=args.width or default.width,
+        weights=tuple(args.weights),
+        q_star=args.q_star,
+        sw2=args.sw2,
+        sb2=args.sb2,
+        backend=args.backend,
+    )
     for name in _TRAIN_ONLY:
         if getattr(args, name) is not None:
             given[name] = tuple(getattr(args, name)) if name == "seeds" else getattr(args, name)
@@ -895,8 +1219,12 @@ def _run_spectrum_training(args):
         raise UsageError(str(exc)) from None
     out = _output_path(args.out)
     in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
-    plot = _plot_path(args, os.path.join(DEFAULT_DIR, "spectrum-training.png") if in_default_dir
-                      else f"{_stem(out)}-spectrum-training.png")
+    plot = _plot_path(
+        args,
+        os.path.join(DEFAULT_DIR, "spectrum-training.png")
+        if in_default_dir
+        else f"{_stem(out)}-spectrum-training.png",
+    )
     if plot is not None:
         from .plots import check_figure_path
 
@@ -944,7 +1272,7 @@ def build_parser():
     parser = _Parser(
         prog="fastinit",
         description="Numba kernels that train and probe MLPs to show how weight initialisation "
-                    "decides whether a network learns.",
+        "decides whether a network learns.",
         epilog=MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -983,7 +1311,9 @@ def _must_not_raise_in(frame):
     Numba's on-disk cache code (which writes an index, then a data file; stopped in between,
     the index points at stale machine code and the next run crashes), or inside a finalizer
     or weakref callback (Python prints "Exception ignored" there and carries on)."""
-    if frame is not None and (frame.f_code.co_name == "__del__" or frame.f_code.co_filename.endswith("weakref.py")):
+    if frame is not None and (
+        frame.f_code.co_name == "__del__" or frame.f_code.co_filename.endswith("weakref.py")
+    ):
         return True
     tail = os.path.join("numba", "core", "caching.py")
     while frame is not None:

@@ -23,8 +23,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .formatting import format_time
 from .errors import FastinitError
+from .formatting import format_time
 
 __all__ = [
     "PlotError",
@@ -181,15 +181,32 @@ def histogram_figure(results):
                 ax.set_xlim(*lo_hi)
             ax.tick_params(labelsize=7)
             if empty:
-                ax.text(0.5, 0.45, "all activations\nare exactly 0", transform=ax.transAxes, ha="center",
-                        va="center", fontsize=7.5, color="0.3")
-            note = (f"std {run.std[layer]:.3g}\ntheory {run.theory_std[layer]:.3g}\n"
-                    f"{sat_label} {100 * run.saturated[layer]:.0f}%")
+                ax.text(
+                    0.5,
+                    0.45,
+                    "all activations\nare exactly 0",
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="0.3",
+                )
+            note = (
+                f"std {run.std[layer]:.3g}\ntheory {run.theory_std[layer]:.3g}\n"
+                f"{sat_label} {100 * run.saturated[layer]:.0f}%"
+            )
             if run.nonfinite[layer] > 0:
                 note += f"\nNaN/Inf {100 * run.nonfinite[layer]:.0f}%"
-            ax.text(0.97, 0.95, note,
-                    transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
-                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
+            ax.text(
+                0.97,
+                0.95,
+                note,
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=6.5,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75),
+            )
             if c == cols - 1:
                 top = max(a.get_ylim()[1] for a in axes[r])
                 ax.set_ylim(0, 1.65 * top)  # headroom for the notes (the row shares y)
@@ -200,20 +217,28 @@ def histogram_figure(results):
             if c == 0:
                 trend = _trend(run.std)
                 ax.set_ylabel(f"{spec}\nfraction" + (f"\n({trend})" if trend else ""), fontsize=8)
-    rule = {"sigmoid": "saturated: y<0.01 or y>0.99", "tanh": "saturated: |y|>0.99",
-            "relu": "x: log10 of the non-zero activations, zeros (dead) not drawn"}[results.activation]
+    rule = {
+        "sigmoid": "saturated: y<0.01 or y>0.99",
+        "tanh": "saturated: |y|>0.99",
+        "relu": "x: log10 of the non-zero activations, zeros (dead) not drawn",
+    }[results.activation]
     fig.suptitle(
         f"{results.activation} activations per layer: {results.layers} layers x {results.units} units, "
         f"{results.samples} samples, seed {results.seed} ({rule})",
         fontsize=10,
     )
-    note = ("theory: the mean-field variance recursion (its Gaussian integrals exact at any variance) "
-            "for infinitely wide layers with Gaussian, independent pre-activations;\n"
-            "at this width one draw of the weights scatters around it by a few % per layer, "
-            "and the scatter compounds with depth")
+    note = (
+        "theory: the mean-field variance recursion (its Gaussian integrals exact at any variance) "
+        "for infinitely wide layers with Gaussian, independent pre-activations;\n"
+        "at this width one draw of the weights scatters around it by a few % per layer, "
+        "and the scatter compounds with depth"
+    )
     if relu:
-        note += (" (compare He's measured and theory std). The dead % is the same for every init drawn from one seed:\n"
-                 "they share the random directions and differ only in scale, and a ReLU's sign does not depend on scale.")
+        note += (
+            " (compare He's measured and theory std). The dead % is the same for every init drawn from "
+            "one seed:\nthey share the random directions and differ only in scale, and a ReLU's sign does "
+            "not depend on scale."
+        )
     fig.supxlabel(note, fontsize=7, color="0.35")
     return fig
 
@@ -246,8 +271,9 @@ def _against_theory_figure(results, measured, theory, xlabel, ylabel, title, emp
             ax.plot([], [], label=f"{run.init}: {empty}", **style)
             continue
         ax.plot(depth, values, lw=0, label=f"{run.init} (measured)", **style)
-        ax.plot(depth, np.where(predicted > 0, predicted, np.nan), color=style["color"], lw=1.2, ls="-",
-                alpha=0.7)
+        ax.plot(
+            depth, np.where(predicted > 0, predicted, np.nan), color=style["color"], lw=1.2, ls="-", alpha=0.7
+        )
     ax.plot([], [], color="0.3", lw=1.2, label="lines: mean-field theory\n(infinite width)")
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -264,8 +290,15 @@ def depth_figure(results):
     the mean-field theory (lines), one colour per init, on a log scale: Xavier shrinking and
     He holding through ReLU depth, std=1 saturating. A float32 value that overflowed or
     underflowed leaves its layer without a marker. Returns a ``Figure``."""
-    return _against_theory_figure(results, "std", "theory_std", "layer", "std of the activations",
-                                  "activation std", empty="all activations are exactly 0")
+    return _against_theory_figure(
+        results,
+        "std",
+        "theory_std",
+        "layer",
+        "std of the activations",
+        "activation std",
+        empty="all activations are exactly 0",
+    )
 
 
 def plot_depth(results, path):
@@ -279,8 +312,14 @@ def gradient_figure(results):
     (markers) against the mean-field prediction (lines, the product of sqrt(chi) per layer),
     one colour per init, log scale: vanishing gradients (std=0.01, saturated sigmoid) fall
     away by decades towards the input. Returns a ``Figure``."""
-    return _against_theory_figure(results, "grad_rms", "grad_theory", "layer (the gradient enters at the last one)",
-                                  "RMS of the backpropagated gradient", "gradients at init")
+    return _against_theory_figure(
+        results,
+        "grad_rms",
+        "grad_theory",
+        "layer (the gradient enters at the last one)",
+        "RMS of the backpropagated gradient",
+        "gradients at init",
+    )
 
 
 def plot_gradients(results, path):
@@ -338,7 +377,7 @@ def _gradient_note(g, lo, theory):
     if np.isfinite(theory):
         note += f"\ntheory {theory:.3g}"
     note += f"\nzero {_percent(np.count_nonzero(finite == 0) / n)}"
-    below = np.count_nonzero((finite != 0) & (np.abs(finite) < 10.0 ** lo)) / n
+    below = np.count_nonzero((finite != 0) & (np.abs(finite) < 10.0**lo)) / n
     if below:
         note += f"\n<1e{lo:.0f}: {_percent(below)}"
     if finite.size < g.size:
@@ -381,10 +420,26 @@ def gradient_histogram_figure(results):
             ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
             ax.tick_params(labelsize=7)
             if nonzero.size == 0:
-                ax.text(0.5, 0.45, "all gradients\nare exactly 0", transform=ax.transAxes, ha="center",
-                        va="center", fontsize=7.5, color="0.3")
-            ax.text(0.97, 0.95, _gradient_note(g, lo, run.grad_theory[layer]), transform=ax.transAxes, ha="right",
-                    va="top", fontsize=6.5, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
+                ax.text(
+                    0.5,
+                    0.45,
+                    "all gradients\nare exactly 0",
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="0.3",
+                )
+            ax.text(
+                0.97,
+                0.95,
+                _gradient_note(g, lo, run.grad_theory[layer]),
+                transform=ax.transAxes,
+                ha="right",
+                va="top",
+                fontsize=6.5,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75),
+            )
             ax.set_ylim(0, 1.65 * ax.get_ylim()[1])  # headroom for the note
             if r == 0:
                 ax.set_title(f"layer {layer + 1}", fontsize=9)
@@ -394,15 +449,19 @@ def gradient_histogram_figure(results):
                 trend = _trend(rms[::-1])
                 ax.set_ylabel(f"{run.init}\nfraction" + (f"\n({trend})" if trend else ""), fontsize=8)
     fig.suptitle(
-        f"{results.activation} gradients at init, dL/dz of each layer's pre-activation: {results.layers} layers x "
-        f"{results.units} units, {results.samples} samples, seed {results.seed} (x: log10 |dL/dz|, zeros not drawn)",
+        f"{results.activation} gradients at init, dL/dz of each layer's pre-activation: "
+        f"{results.layers} layers x {results.units} units, {results.samples} samples, seed {results.seed} "
+        "(x: log10 |dL/dz|, zeros not drawn)",
         fontsize=10,
     )
     fig.supxlabel(
-        f"L = sum(G * z) on layer {results.layers} with G ~ N(0, 1), the same G for every init: the last column is G "
-        "itself, and each layer down multiplies by W.T and the activation's slope.\nzero: exactly 0 (a dead ReLU, "
-        "or a sigmoid/tanh unit saturated to its float limit); theory: the mean-field RMS (product of sqrt(chi) per "
-        "layer); vanishing/exploding: RMS per layer going down.", fontsize=7, color="0.35")
+        f"L = sum(G * z) on layer {results.layers} with G ~ N(0, 1), the same G for every init: the last "
+        "column is G itself, and each layer down multiplies by W.T and the activation's slope.\nzero: "
+        "exactly 0 (a dead ReLU, or a sigmoid/tanh unit saturated to its float limit); theory: the "
+        "mean-field RMS (product of sqrt(chi) per layer); vanishing/exploding: RMS per layer going down.",
+        fontsize=7,
+        color="0.35",
+    )
     return fig
 
 
@@ -459,8 +518,15 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 def _run_style(i, n_points, n_runs):
     """Keyword arguments for ``ax.plot`` of run ``i`` of ``n_runs`` with ``n_points`` points."""
     every = max(1, n_points // 8)
-    return dict(color=f"C{i % 10}", ls=_LINESTYLES[i % len(_LINESTYLES)], marker=_MARKERS[i % len(_MARKERS)],
-                ms=5, markevery=(int(every * i / max(1, n_runs)), every), markerfacecolor="none", mew=1.2)
+    return dict(
+        color=f"C{i % 10}",
+        ls=_LINESTYLES[i % len(_LINESTYLES)],
+        marker=_MARKERS[i % len(_MARKERS)],
+        ms=5,
+        markevery=(int(every * i / max(1, n_runs)), every),
+        markerfacecolor="none",
+        mew=1.2,
+    )
 
 
 def _by_name(runs):
@@ -473,8 +539,11 @@ def _by_name(runs):
 
 def _seeds_label(name, group):
     """Legend text of a run over several seeds, naming the seeds that diverged or were interrupted."""
-    notes = [f"seed {r['seed']} {r['attrs']['status']}" for r in group
-             if r["attrs"].get("status") in ("diverged", "interrupted")]
+    notes = [
+        f"seed {r['seed']} {r['attrs']['status']}"
+        for r in group
+        if r["attrs"].get("status") in ("diverged", "interrupted")
+    ]
     return f"{name} (mean of {len(group)} seeds" + "".join(f"; {n}" for n in notes) + ")"
 
 
@@ -520,7 +589,9 @@ def train_loss_figure(runs, window=None):
         style = _run_style(i, n, len(groups))
         if len(group) == 1:
             loss = losses[0]
-            ax.plot(steps, np.where(np.isfinite(loss), loss, np.nan), color=style["color"], alpha=0.15, lw=0.6)
+            ax.plot(
+                steps, np.where(np.isfinite(loss), loss, np.nan), color=style["color"], alpha=0.15, lw=0.6
+            )
             ax.plot(steps, smooth(loss, w), lw=1.6, label=_run_label(group[0]), **style)
         else:
             mean, lo, hi = _mean_band([smooth(loss, w) for loss in losses])
@@ -535,7 +606,9 @@ def train_loss_figure(runs, window=None):
     ax.set_ylabel("training loss (softmax cross-entropy)")
     ax.set_ylim(0, max(2.6, min(top, 10.0)) if top > 0 else None)
     several = any(len(group) > 1 for _, group in groups)
-    ax.set_title("MNIST training loss per init (smoothed" + ("; mean of seeds, min-max band)" if several else ")"))
+    ax.set_title(
+        "MNIST training loss per init (smoothed" + ("; mean of seeds, min-max band)" if several else ")")
+    )
     _legend_outside(ax)
     ax.grid(alpha=0.3)
     return fig
@@ -557,8 +630,13 @@ def train_accuracy_figure(runs):
         steps = np.asarray(max((r["eval_steps"] for r in group), key=len))
         style = _run_style(i, steps.size, len(groups))
         if len(group) == 1:
-            ax.plot(steps, 100 * np.asarray(group[0]["test_accuracy"], dtype=np.float64), lw=1.4,
-                    label=_run_label(group[0]), **style)
+            ax.plot(
+                steps,
+                100 * np.asarray(group[0]["test_accuracy"], dtype=np.float64),
+                lw=1.4,
+                label=_run_label(group[0]),
+                **style,
+            )
         else:
             mean, lo, hi = _mean_band([100 * np.asarray(r["test_accuracy"], dtype=np.float64) for r in group])
             ax.fill_between(steps, lo, hi, color=style["color"], alpha=0.2, lw=0)
@@ -583,8 +661,16 @@ def plot_train_accuracy(runs, path):
 def _snapshot_panel(ax, note, r, c, rows, steps, xlabel):
     """Label panel (r, c) of a snapshot x layer grid: ``note`` in its corner, the layer on top,
     the snapshot's step on the left, ``xlabel`` on the bottom row."""
-    ax.text(0.97, 0.95, note, transform=ax.transAxes, ha="right", va="top", fontsize=6.5,
-            bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75))
+    ax.text(
+        0.97,
+        0.95,
+        note,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=6.5,
+        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75),
+    )
     if r == 0:
         ax.set_title(f"layer {c + 1}", fontsize=9)
     if c == 0:
@@ -604,8 +690,10 @@ def train_activations_figure(activations, steps, name, activation):
     """
     acts = np.asarray(activations)
     if acts.ndim != 4 or acts.shape[0] == 0:
-        raise ValueError(f"activations must be (snapshots, layers, samples, units) with snapshots >= 1, "
-                         f"got shape {acts.shape}")
+        raise ValueError(
+            f"activations must be (snapshots, layers, samples, units) with snapshots >= 1, "
+            f"got shape {acts.shape}"
+        )
     rows, cols = acts.shape[:2]
     relu = activation == "relu"
     fig = Figure(figsize=(1.9 * cols + 1.4, 1.45 * rows + 1.0), layout="constrained")
@@ -616,7 +704,9 @@ def train_activations_figure(activations, steps, name, activation):
         if relu:
             rng = (0.0, _relu_top(layer))
         else:
-            rng = _HIST_RANGE.get(activation, (float(layer.min()), float(layer.max())) if layer.size else (0, 1))
+            rng = _HIST_RANGE.get(
+                activation, (float(layer.min()), float(layer.max())) if layer.size else (0, 1)
+            )
         for r in range(rows):
             ax = axes[r, c]
             values = acts[r, c].ravel()
@@ -630,9 +720,12 @@ def train_activations_figure(activations, steps, name, activation):
             note = f"std {values.std():.3g}" if values.size else "empty"
             if relu:
                 note += f"\ndead {100 * dead / total:.0f}%"
-            _snapshot_panel(ax, note, r, c, rows, steps,
-                            "activation (zeros not drawn)" if relu else "activation")
-    fig.suptitle(f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10)
+            _snapshot_panel(
+                ax, note, r, c, rows, steps, "activation (zeros not drawn)" if relu else "activation"
+            )
+    fig.suptitle(
+        f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10
+    )
     return fig
 
 
@@ -647,8 +740,9 @@ def train_gradients_figure(gradients, steps, name, activation):
     """
     g = np.asarray(gradients)
     if g.ndim != 4 or g.shape[0] == 0:
-        raise ValueError(f"gradients must be (snapshots, layers, samples, units) with snapshots >= 1, "
-                         f"got shape {g.shape}")
+        raise ValueError(
+            f"gradients must be (snapshots, layers, samples, units) with snapshots >= 1, got shape {g.shape}"
+        )
     rows, cols = g.shape[:2]
     mag = np.abs(g.astype(np.float64))
     lo, hi = _log_range([mag], max_decades=16)
@@ -663,11 +757,20 @@ def train_gradients_figure(gradients, steps, name, activation):
             _bars(ax, np.log10(pos), (lo, hi), 1.0 / total, "C3")
             ax.set_xlim(lo, hi)
             ax.tick_params(labelsize=7)
-            rms = float(np.sqrt(np.mean(values ** 2))) if values.size else float("nan")
-            _snapshot_panel(ax, f"RMS {rms:.3g}\nzero {100 * np.count_nonzero(values == 0) / total:.0f}%",
-                            r, c, rows, steps, "log10 |dloss_i/dz|")
-    fig.suptitle(f"MNIST run {name}: {activation} gradients of each probe image's loss per layer during training",
-                 fontsize=10)
+            rms = float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
+            _snapshot_panel(
+                ax,
+                f"RMS {rms:.3g}\nzero {100 * np.count_nonzero(values == 0) / total:.0f}%",
+                r,
+                c,
+                rows,
+                steps,
+                "log10 |dloss_i/dz|",
+            )
+    fig.suptitle(
+        f"MNIST run {name}: {activation} gradients of each probe image's loss per layer during training",
+        fontsize=10,
+    )
     return fig
 
 
@@ -696,8 +799,11 @@ def benchmark_figure(report):
     Returns a ``Figure``.
     """
     use_speedup = any(r.speedup is not None for r in report.rows)
-    groups = [g for g in report.groups
-              if not use_speedup or any(r.speedup is not None for r in report.group_rows(g))]
+    groups = [
+        g
+        for g in report.groups
+        if not use_speedup or any(r.speedup is not None for r in report.group_rows(g))
+    ]
     backends = []
     for r in report.rows:
         if r.group in groups and r.backend not in backends and not (use_speedup and r.backend == "numpy"):
@@ -722,8 +828,15 @@ def benchmark_figure(report):
         for y, v in zip(ys, values):
             text = f"{v:.3g}x" if use_speedup else format_time(v)
             right = not use_speedup or v >= 1.0
-            ax.annotate(text, (v, y), xytext=(3 if right else -3, 0), textcoords="offset points", va="center",
-                        ha="left" if right else "right", fontsize=7)
+            ax.annotate(
+                text,
+                (v, y),
+                xytext=(3 if right else -3, 0),
+                textcoords="offset points",
+                va="center",
+                ha="left" if right else "right",
+                fontsize=7,
+            )
     ax.set_yticks(range(len(groups)), groups, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
@@ -739,7 +852,7 @@ def benchmark_figure(report):
     return fig
 
 
-# --------------------------------------------------------------------------- kernel profile (fastinit profile)
+# ---------------------------------------------------------------- kernel profile (fastinit profile)
 
 _PROFILE_PANELS = (
     ("matmul", "matmul n x n x n", "n", "GFLOP/s"),
@@ -760,8 +873,10 @@ def profile_figure(records):
     """
     fig = Figure(figsize=(14, 4.2), layout="constrained")
     axes = fig.subplots(1, len(_PROFILE_PANELS))
-    backends = sorted({r.backend for r in records}, key=lambda b: ("numpy", "cpu", "cuda").index(b)
-                      if b in ("numpy", "cpu", "cuda") else 9)
+    backends = sorted(
+        {r.backend for r in records},
+        key=lambda b: ("numpy", "cpu", "cuda").index(b) if b in ("numpy", "cpu", "cuda") else 9,
+    )
     markers = {"sigmoid": "o", "tanh": "s", "relu": "^", "sgd_update": "x"}
     for ax, (family, title, xlabel, unit) in zip(axes, _PROFILE_PANELS):
         drawn = False
@@ -769,8 +884,10 @@ def profile_figure(records):
             if family == "matmul":
                 groups = [("matmul", [r for r in records if r.kernel == "matmul" and r.case.endswith("^2")])]
             elif family == "elementwise":
-                groups = [(k, [r for r in records if r.kernel == k and r.case.endswith("elements")])
-                          for k in _ELEMENTWISE_KERNELS]
+                groups = [
+                    (k, [r for r in records if r.kernel == k and r.case.endswith("elements")])
+                    for k in _ELEMENTWISE_KERNELS
+                ]
             else:
                 groups = [(family, [r for r in records if r.kernel == family])]
             for kernel, rows in groups:
@@ -779,8 +896,13 @@ def profile_figure(records):
                     continue
                 xs = [r.size for r in rows]
                 label = backend if family != "elementwise" else f"{backend} {kernel}"
-                ax.plot(xs, [r.throughput for r in rows], color=f"C{b}", marker=markers.get(kernel, "o"),
-                        label=label)
+                ax.plot(
+                    xs,
+                    [r.throughput for r in rows],
+                    color=f"C{b}",
+                    marker=markers.get(kernel, "o"),
+                    label=label,
+                )
                 xfer = [(r.size, r.work / r.time_xfer_s / 1e9) for r in rows if np.isfinite(r.time_xfer_s)]
                 if xfer and family != "elementwise":
                     ax.plot(*zip(*xfer), color=f"C{b}", ls="--", marker=".", label=f"{backend} w/ transfers")
@@ -847,31 +969,63 @@ def sweep_figure(result, threshold=0.5):
     fig = Figure(figsize=(7.5, 5.0), layout="constrained")
     ax = fig.add_subplot()
     cmap = __import__("matplotlib").colormaps["viridis"].with_extremes(bad="0.85")
-    mesh = ax.pcolormesh(_edges(sw2), _edges(depths), np.ma.masked_invalid(acc.T), cmap=cmap, vmin=0.0, vmax=1.0)
-    fig.colorbar(mesh, ax=ax, label=f"train accuracy after {c.steps} steps" +
-                 (f" (mean of {len(c.seeds)} seeds)" if len(c.seeds) > 1 else ""))
+    mesh = ax.pcolormesh(
+        _edges(sw2), _edges(depths), np.ma.masked_invalid(acc.T), cmap=cmap, vmin=0.0, vmax=1.0
+    )
+    fig.colorbar(
+        mesh,
+        ax=ax,
+        label=f"train accuracy after {c.steps} steps"
+        + (f" (mean of {len(c.seeds)} seeds)" if len(c.seeds) > 1 else ""),
+    )
     fine = np.linspace(sw2[0], sw2[-1], 400)
     six_xi, curve_label = _theory_curve(result, fine)
     ax.plot(fine, six_xi, color="white", lw=2.2, label=curve_label)
     ax.plot(fine, six_xi, color="black", lw=0.8, ls="--")
     if sw2[0] <= result.critical_sw2 <= sw2[-1]:
-        ax.axvline(result.critical_sw2, color="tab:red", ls=":", lw=1.5,
-                   label=rf"edge of chaos $\sigma_w^2$ = {result.critical_sw2:.3g}")
+        ax.axvline(
+            result.critical_sw2,
+            color="tab:red",
+            ls=":",
+            lw=1.5,
+            label=rf"edge of chaos $\sigma_w^2$ = {result.critical_sw2:.3g}",
+        )
     cps = tuple(c.checkpoints)
     for k, step in enumerate(cps[:-1]):
         deepest = result.trainable_depth(threshold, checkpoint=k)[order_s]
         shade = 0.25 + 0.5 * k / max(1, len(cps) - 1)
-        ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec=(1.0, shade + 0.2, shade), mew=1.2,
-                ms=4 + 1.5 * k, label=f"deepest trainable after {step} steps")
+        ax.plot(
+            sw2,
+            deepest,
+            ls="none",
+            marker="o",
+            mfc="none",
+            mec=(1.0, shade + 0.2, shade),
+            mew=1.2,
+            ms=4 + 1.5 * k,
+            label=f"deepest trainable after {step} steps",
+        )
     deepest = result.trainable_depth(threshold)[order_s]
-    ax.plot(sw2, deepest, ls="none", marker="o", mfc="none", mec="tab:orange", mew=2, ms=7,
-            label=f"deepest trainable (acc ≥ {threshold:g})" + (f" after {c.steps} steps" if cps else ""))
+    ax.plot(
+        sw2,
+        deepest,
+        ls="none",
+        marker="o",
+        mfc="none",
+        mec="tab:orange",
+        mew=2,
+        ms=7,
+        label=f"deepest trainable (acc ≥ {threshold:g})" + (f" after {c.steps} steps" if cps else ""),
+    )
     ax.set_ylim(max(0.0, _edges(depths)[0]), _edges(depths)[-1])
     ax.set_xlim(max(0.0, _edges(sw2)[0]), _edges(sw2)[-1])
     ax.set_xlabel(r"weight variance $\sigma_w^2$ (weights $\sim N(0, \sigma_w^2/\mathrm{fan\_in})$)")
     ax.set_ylabel("depth (hidden layers)")
-    ax.set_title(f"Trainability of {c.activation} networks, width {c.width}, "
-                 rf"$\sigma_b^2$ = {c.sb2:g}, MNIST, SGD lr {c.lr:g}", fontsize=10)
+    ax.set_title(
+        f"Trainability of {c.activation} networks, width {c.width}, "
+        rf"$\sigma_b^2$ = {c.sb2:g}, MNIST, SGD lr {c.lr:g}",
+        fontsize=10,
+    )
     ax.legend(loc="upper right", fontsize=7 if cps else 8, framealpha=0.85)
     return fig
 
@@ -943,12 +1097,15 @@ def sweep_steps_figure(result, threshold=0.5):
     left.set_ylim(0, top * 1.15)
     left.set_xlabel(r"$\sigma_w^2$")
     left.set_ylabel("deepest trainable depth (hidden layers)")
-    left.set_title(f"deepest depth with mean train accuracy ≥ {threshold:g} (grey: the grid's deepest)",
-                   fontsize=9)
+    left.set_title(
+        f"deepest depth with mean train accuracy ≥ {threshold:g} (grey: the grid's deepest)", fontsize=9
+    )
     left.legend(fontsize=7, loc="upper right", framealpha=0.85)
     fits = [result.fit_multiplier(threshold, k) for k in range(len(cps))]
-    styles = {"ordered": ("tab:blue", "s", r"ordered ($\chi_1 < 1$)"),
-              "chaotic": ("tab:red", "o", r"chaotic ($\chi_1 > 1$)")}
+    styles = {
+        "ordered": ("tab:blue", "s", r"ordered ($\chi_1 < 1$)"),
+        "chaotic": ("tab:red", "o", r"chaotic ($\chi_1 > 1$)"),
+    }
     steps = np.asarray(cps, dtype=np.float64)
     for phase, (color, marker, name) in styles.items():
         n = np.array([f[phase].n if phase in f else np.nan for f in fits])
@@ -957,27 +1114,43 @@ def sweep_steps_figure(result, threshold=0.5):
         if np.all(np.isnan(n)):
             continue
         shift = 0.97 if phase == "ordered" else 1.03  # keep the bars of the two phases apart
-        right.errorbar(steps * shift, n, yerr=[np.zeros_like(n), np.nan_to_num(up - n)], color=color,
-                       marker=marker, ms=6, capsize=3, lw=1.4, label=name)
+        right.errorbar(
+            steps * shift,
+            n,
+            yerr=[np.zeros_like(n), np.nan_to_num(up - n)],
+            color=color,
+            marker=marker,
+            ms=6,
+            capsize=3,
+            lw=1.4,
+            label=name,
+        )
         for x, y, r in zip(steps * shift, n, rows):
             if r:
-                right.annotate(f"{r}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=6,
-                               color=color)
+                right.annotate(
+                    f"{r}", (x, y), textcoords="offset points", xytext=(5, -10), fontsize=6, color=color
+                )
     right.axhline(6.0, color="black", ls="--", lw=1.0, label="6 (Schoenholz et al. 2017)")
     right.set_xscale("log")
     right.set_xticks(steps, [str(s) for s in cps])
     right.set_xlabel("SGD steps")
     right.set_ylabel(r"n in deepest trainable depth = n $\xi_c$")
     right.set_ylim(0, max(7.0, right.get_ylim()[1]))
-    right.set_title("n(t) per phase (rows fitted beside each point; bar: to the next grid depth)",
-                    fontsize=8)
+    right.set_title("n(t) per phase (rows fitted beside each point; bar: to the next grid depth)", fontsize=8)
     right.legend(fontsize=7, loc="lower right", framealpha=0.85)
-    fig.suptitle(f"Trainable depth against training time: {c.activation}, width {c.width}, "
-                 f"$\\sigma_b^2$ = {c.sb2:g}, lr {c.lr:g}, batch {c.batch_size}, {len(c.seeds)} seed(s), "
-                 f"accuracy on {c.eval_samples} training images", fontsize=10)
-    fig.supxlabel("n: geometric mean of (deepest trainable depth) / xi_c over the rows whose boundary lies "
-                  "inside the grid; a lower estimate at the grid's resolution. Inputs are pixels/255, whose "
-                  "variance starts below q*.", fontsize=7, color="0.35")
+    fig.suptitle(
+        f"Trainable depth against training time: {c.activation}, width {c.width}, "
+        f"$\\sigma_b^2$ = {c.sb2:g}, lr {c.lr:g}, batch {c.batch_size}, {len(c.seeds)} seed(s), "
+        f"accuracy on {c.eval_samples} training images",
+        fontsize=10,
+    )
+    fig.supxlabel(
+        "n: geometric mean of (deepest trainable depth) / xi_c over the rows whose boundary lies "
+        "inside the grid; a lower estimate at the grid's resolution. Inputs are pixels/255, whose "
+        "variance starts below q*.",
+        fontsize=7,
+        color="0.35",
+    )
     return fig
 
 
@@ -1033,8 +1206,11 @@ def spectrum_figure(result):
     rows = -(-len(runs) // cols)
     fig = Figure(figsize=(5.2 * cols + 0.6, 3.6 * rows + 1.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True)).ravel()
-    positive = [np.log10(lam) for lam in (_drawable(np.square(r.singular_values[d])) for r in runs
-                                          for d in r.singular_values) if lam.size]
+    positive = [
+        np.log10(lam)
+        for lam in (_drawable(np.square(r.singular_values[d])) for r in runs for d in r.singular_values)
+        if lam.size
+    ]
     lo = max(-12.0, np.floor(min((np.percentile(p, 1) for p in positive), default=-3.0)))
     hi = np.ceil(max((p.max() for p in positive), default=1.0)) + 0.5
     edges = np.linspace(lo, hi, 61)
@@ -1045,35 +1221,56 @@ def spectrum_figure(result):
             lam = np.square(r.singular_values[d])
             density, _ = np.histogram(np.log10(_drawable(lam)), bins=edges)
             density = density / max(1, lam.size) / np.diff(edges)  # per decade, over all values
-            label = (f"L={d}: mean {s.mean:.3g} (theory {s.theory_mean:.3g}), "
-                     f"var {s.variance:.3g} ({s.theory_variance:.3g})")
+            label = (
+                f"L={d}: mean {s.mean:.3g} (theory {s.theory_mean:.3g}), "
+                f"var {s.variance:.3g} ({s.theory_variance:.3g})"
+            )
             if s.zero > 0.005:
                 label += f", {100 * s.zero:.0f}% ~0"
             ax.stairs(density, edges, color=colors[d], lw=1.4, label=label)
             mean, sd = s.theory_mean, np.sqrt(max(s.theory_variance, 0.0))
             ax.axvline(np.log10(mean), color=colors[d], ls="--", lw=0.9)
             left = np.log10(mean - sd) if mean - sd > 0 else lo
-            ax.plot([left, np.log10(mean + sd)], [0.97 - 0.035 * i] * 2, color=colors[d], lw=3,
-                    solid_capstyle="butt", transform=ax.get_xaxis_transform())
+            ax.plot(
+                [left, np.log10(mean + sd)],
+                [0.97 - 0.035 * i] * 2,
+                color=colors[d],
+                lw=3,
+                solid_capstyle="butt",
+                transform=ax.get_xaxis_transform(),
+            )
         ax.set_xlim(lo, hi)
         ax.set_ylim(0, ax.get_ylim()[1] * (1.5 + 0.1 * len(r.singular_values)))  # room for bars and legend
-        ax.set_title(f"{r.activation}, {r.weights} weights: $\\sigma_w^2$ = {r.sw2:.4g}, "
-                     f"$\\sigma_b^2$ = {r.sb2:.3g}, q* = {r.q_star:.3g}", fontsize=9)
+        ax.set_title(
+            f"{r.activation}, {r.weights} weights: $\\sigma_w^2$ = {r.sw2:.4g}, "
+            f"$\\sigma_b^2$ = {r.sb2:.3g}, q* = {r.q_star:.3g}",
+            fontsize=9,
+        )
         ax.set_ylabel("density per decade", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(0.0, 0.97 - 0.035 * len(r.singular_values)),
-                  framealpha=0.8)
-    for ax in axes[len(runs):]:
+        ax.legend(
+            fontsize=6.5,
+            loc="upper left",
+            bbox_to_anchor=(0.0, 0.97 - 0.035 * len(r.singular_values)),
+            framealpha=0.8,
+        )
+    for ax in axes[len(runs) :]:
         ax.set_visible(False)
     for ax in axes[-cols:]:
-        ax.set_xlabel(r"$\log_{10}\lambda$, $\lambda$ = squared singular value of "
-                      r"$J = \partial x_L / \partial x_0$", fontsize=8)
+        ax.set_xlabel(
+            r"$\log_{10}\lambda$, $\lambda$ = squared singular value of "
+            r"$J = \partial x_L / \partial x_0$",
+            fontsize=8,
+        )
     c = result.config
     fig.suptitle(f"Jacobian spectrum at init: width {c.width}, {c.samples} draws, seed {c.seed}", fontsize=10)
-    fig.supxlabel("dashed: theory mean $\\chi_1^L$; bars at the top: theory mean ± std, std$^2$ = "
-                  "L ($\\mu_2/\\mu_1^2$ - 1 - $s_1$) $\\chi_1^{2L}$, $s_1$ = -1 Gaussian, 0 orthogonal "
-                  "(Pennington et al. 2017; infinite width: at width N expect deviations growing like L/N)",
-                  fontsize=7, color="0.35")
+    fig.supxlabel(
+        "dashed: theory mean $\\chi_1^L$; bars at the top: theory mean ± std, std$^2$ = "
+        "L ($\\mu_2/\\mu_1^2$ - 1 - $s_1$) $\\chi_1^{2L}$, $s_1$ = -1 Gaussian, 0 orthogonal "
+        "(Pennington et al. 2017; infinite width: at width N expect deviations growing like L/N)",
+        fontsize=7,
+        color="0.35",
+    )
     return fig
 
 
@@ -1115,8 +1312,15 @@ def spectrum_training_figure(result):
         style = dashes[depths.index(depth) % len(dashes)]
         for k in range(len(r.seeds)):
             ok = ~np.isnan(r.train_accuracy[k])
-            left.plot(r.eval_steps[ok], r.train_accuracy[k][ok], color=colors.get(weights, "0.3"), ls=style,
-                      lw=1.0, alpha=0.8, label=f"{weights}, depth {depth}" if k == 0 else None)
+            left.plot(
+                r.eval_steps[ok],
+                r.train_accuracy[k][ok],
+                color=colors.get(weights, "0.3"),
+                ls=style,
+                lw=1.0,
+                alpha=0.8,
+                label=f"{weights}, depth {depth}" if k == 0 else None,
+            )
     left.axhline(c.target, color="0.4", lw=0.8, ls=":")
     left.set_xlabel("SGD steps")
     left.set_ylabel(f"train accuracy (first {c.eval_samples} training images)")
@@ -1132,12 +1336,17 @@ def spectrum_training_figure(result):
                 continue
             x = d_i + (w_i - (len(c.weights) - 1) / 2) * width
             med = r.median_steps
-            right.bar(x, min(med, top), width=width * 0.9, color=colors.get(weights, "0.5"), alpha=0.35,
-                      label=weights if d_i == 0 else None)
+            right.bar(
+                x,
+                min(med, top),
+                width=width * 0.9,
+                color=colors.get(weights, "0.5"),
+                alpha=0.35,
+                label=weights if d_i == 0 else None,
+            )
             steps = np.where(np.isnan(r.steps_to_target), top * 0.97, r.steps_to_target)
             jitter = np.linspace(-0.08, 0.08, len(steps)) if len(steps) > 1 else np.zeros(1)
-            right.scatter(x + jitter, steps, color=colors.get(weights, "0.3"), s=18, zorder=3,
-                          marker="o")
+            right.scatter(x + jitter, steps, color=colors.get(weights, "0.3"), s=18, zorder=3, marker="o")
             missed = np.isnan(r.steps_to_target)
             if missed.any():
                 right.scatter(x + jitter[missed], steps[missed], color="black", marker="^", s=22, zorder=4)
@@ -1145,13 +1354,17 @@ def spectrum_training_figure(result):
     right.set_xticks(range(len(depths)), [f"depth {d}" for d in depths])
     right.set_ylim(0, top)
     right.set_ylabel(f"steps to {100 * c.target:g}% train accuracy")
-    right.set_title(f"bars: median over seeds {', '.join(map(str, c.seeds))}; "
-                    f"▲ not reached by {c.max_steps}", fontsize=9)
+    right.set_title(
+        f"bars: median over seeds {', '.join(map(str, c.seeds))}; ▲ not reached by {c.max_steps}", fontsize=9
+    )
     right.legend(fontsize=7, loc="upper left", framealpha=0.85)
-    fig.suptitle(f"Learning speed at the edge of chaos: tanh, width {c.width}, "
-                 f"$\\sigma_w^2$ = {result.sw2:.4g}, "
-                 f"$\\sigma_b^2$ = {result.sb2:.2g} (q* = {result.q_star:.3g}), SGD lr {c.lr:g}, batch "
-                 f"{c.batch_size}, MNIST", fontsize=10)
+    fig.suptitle(
+        f"Learning speed at the edge of chaos: tanh, width {c.width}, "
+        f"$\\sigma_w^2$ = {result.sw2:.4g}, "
+        f"$\\sigma_b^2$ = {result.sb2:.2g} (q* = {result.q_star:.3g}), SGD lr {c.lr:g}, batch "
+        f"{c.batch_size}, MNIST",
+        fontsize=10,
+    )
     return fig
 
 

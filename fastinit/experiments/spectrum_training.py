@@ -35,8 +35,17 @@ import numpy as np
 
 from .sweep import mnist_arrays
 
-__all__ = ["TrainingConfig", "TrainingRun", "TrainingResult", "WEIGHT_INITS", "run_training",
-           "write_training", "read_training", "format_training_summary", "GROUP"]
+__all__ = [
+    "TrainingConfig",
+    "TrainingRun",
+    "TrainingResult",
+    "WEIGHT_INITS",
+    "run_training",
+    "write_training",
+    "read_training",
+    "format_training_summary",
+    "GROUP",
+]
 
 #: Weight distribution -> the MLP init spec (formatted with the gain sqrt(sw2)).
 WEIGHT_INITS = {"orthogonal": "orthogonal,gain={gain!r}", "gaussian": "lecun,gain={gain!r}"}
@@ -116,15 +125,19 @@ class TrainingConfig:
             v = getattr(self, name)
             if v is None:
                 return None
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                    or not (0 <= v < math.inf):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, (int, float, np.integer, np.floating))
+                or not (0 <= v < math.inf)
+            ):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
             return float(v)
 
         weights = (self.weights,) if isinstance(self.weights, str) else tuple(self.weights)
         if not weights or any(w not in WEIGHT_INITS for w in weights) or len(set(weights)) != len(weights):
-            raise ValueError(f"weights must hold distinct values from {', '.join(WEIGHT_INITS)}, "
-                             f"got {weights!r}")
+            raise ValueError(
+                f"weights must hold distinct values from {', '.join(WEIGHT_INITS)}, got {weights!r}"
+            )
         target = positive("target", integer=False)
         if target > 1:
             raise ValueError(f"target must be an accuracy in (0, 1], got {target}")
@@ -141,13 +154,26 @@ class TrainingConfig:
             raise ValueError(f"backend must be numpy, cpu or cuda, got {self.backend!r}")
         batch = positive("batch_size")
         limit = self.train_limit
-        if limit is not None and (not isinstance(limit, (int, np.integer)) or isinstance(limit, bool)
-                                  or limit < batch):
+        if limit is not None and (
+            not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit < batch
+        ):
             raise ValueError(f"train_limit must be None or an integer >= batch_size, got {limit!r}")
-        return replace(self, depths=ints("depths", 1), width=positive("width"), weights=weights,
-                       seeds=ints("seeds", 0), q_star=q_star, sw2=sw2, sb2=sb2, lr=positive("lr", False),
-                       batch_size=batch, target=target, eval_every=positive("eval_every"),
-                       eval_samples=positive("eval_samples"), max_steps=positive("max_steps"))
+        return replace(
+            self,
+            depths=ints("depths", 1),
+            width=positive("width"),
+            weights=weights,
+            seeds=ints("seeds", 0),
+            q_star=q_star,
+            sw2=sw2,
+            sb2=sb2,
+            lr=positive("lr", False),
+            batch_size=batch,
+            target=target,
+            eval_every=positive("eval_every"),
+            eval_samples=positive("eval_samples"),
+            max_steps=positive("max_steps"),
+        )
 
     def point(self):
         """``(sw2, sb2)``: as given, or the tanh edge of chaos with fixed point ``q_star`` (default 1/64)."""
@@ -213,8 +239,12 @@ def _train_one(config, weights, depth, seed, sw2, sb2, data):
     model = MLP(sizes, activation="tanh", init=init, backend=config.backend, dtype=config.dtype, seed=seed)
     if sb2 > 0:
         rng = np.random.default_rng([seed, 1])
-        model.load_params([(w, (math.sqrt(sb2) * rng.standard_normal(b.size)).astype(config.dtype))
-                           for w, b in model.params])
+        model.load_params(
+            [
+                (w, (math.sqrt(sb2) * rng.standard_normal(b.size)).astype(config.dtype))
+                for w, b in model.params
+            ]
+        )
     model.set_dataset(x_train, y_train)
     n = config.eval_samples
     x_eval, y_eval = x_train[:n], y_train[:n]
@@ -269,6 +299,7 @@ def run_training(config, *, progress=True):
     """
     from ..progress import Progress
     from ..theory import mean_field
+
     config = config.validate()
     sw2, sb2 = config.point()
     m = mean_field("tanh", sw2, sb2)
@@ -277,19 +308,35 @@ def run_training(config, *, progress=True):
     if config.train_limit is not None:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     n_evals = config.eval_steps.size
-    bar = Progress(len(config.weights) * len(config.depths) * len(config.seeds), "spectrum --train", "run",
-                   enabled=progress)
+    bar = Progress(
+        len(config.weights) * len(config.depths) * len(config.seeds),
+        "spectrum --train",
+        "run",
+        enabled=progress,
+    )
     for depth in sorted(config.depths, reverse=True):
         for weights in config.weights:
             shape = (len(config.seeds), n_evals)
-            r = TrainingRun(weights, depth, config.seeds, config.eval_steps, np.full(shape, np.nan),
-                            np.full(shape, np.nan), np.full(len(config.seeds), np.nan),
-                            np.zeros(len(config.seeds)))
+            r = TrainingRun(
+                weights,
+                depth,
+                config.seeds,
+                config.eval_steps,
+                np.full(shape, np.nan),
+                np.full(shape, np.nan),
+                np.full(len(config.seeds), np.nan),
+                np.zeros(len(config.seeds)),
+            )
             for k, seed in enumerate(config.seeds):
-                acc, loss, reached, seconds = _train_one(config, weights, depth, seed, sw2, sb2,
-                                                         (x_train, y_train))
-                r.train_accuracy[k], r.train_loss[k], r.steps_to_target[k], r.wall_time_s[k] = \
-                    acc, loss, reached, seconds
+                acc, loss, reached, seconds = _train_one(
+                    config, weights, depth, seed, sw2, sb2, (x_train, y_train)
+                )
+                r.train_accuracy[k], r.train_loss[k], r.steps_to_target[k], r.wall_time_s[k] = (
+                    acc,
+                    loss,
+                    reached,
+                    seconds,
+                )
                 shown = "not reached" if math.isnan(reached) else f"{reached:.0f} steps"
                 bar.update(1, last=f"{weights} depth {depth} seed {seed}: {shown}")
             result.runs[(weights, depth)] = r
@@ -314,25 +361,50 @@ def write_training(f, result):
     from ..store import label, replace_group
 
     c = result.config
-    fields = {k: ("none" if v is None else np.asarray(v) if isinstance(v, tuple) and k != "weights" else v)
-              for k, v in asdict(c).items() if k != "weights"}
-    g = replace_group(f, GROUP, attrs=dict(fields, weights=",".join(c.weights), config=json.dumps(asdict(c)),
-                                           sw2=result.sw2, sb2=result.sb2, q_star=result.q_star,
-                                           chi1=result.chi1))
+    fields = {
+        k: ("none" if v is None else np.asarray(v) if isinstance(v, tuple) and k != "weights" else v)
+        for k, v in asdict(c).items()
+        if k != "weights"
+    }
+    g = replace_group(
+        f,
+        GROUP,
+        attrs=dict(
+            fields,
+            weights=",".join(c.weights),
+            config=json.dumps(asdict(c)),
+            sw2=result.sw2,
+            sb2=result.sb2,
+            q_star=result.q_star,
+            chi1=result.chi1,
+        ),
+    )
     for (weights, depth), r in result.runs.items():
         sub = g.create_group(f"{weights}/depth={depth}")
         sub.attrs.update(weights=weights, depth=depth, median_steps_to_target=r.median_steps)
-        label(sub.create_dataset("eval_steps", data=r.eval_steps), "SGD steps",
-              "steps at which the train accuracy was measured")
+        label(
+            sub.create_dataset("eval_steps", data=r.eval_steps),
+            "SGD steps",
+            "steps at which the train accuracy was measured",
+        )
         label(sub.create_dataset("seeds", data=np.asarray(r.seeds, np.int64)), "1", "seed of each row")
-        label(sub.create_dataset("train_accuracy", data=r.train_accuracy), "fraction (0-1)",
-              f"accuracy on the first {c.eval_samples} training images; axes (seed, eval); NaN after the run "
-              "stopped (target reached or diverged)")
-        label(sub.create_dataset("train_loss", data=r.train_loss), "nats",
-              "mean softmax cross-entropy on the same images; axes (seed, eval)")
-        label(sub.create_dataset("steps_to_target", data=r.steps_to_target), "SGD steps",
-              f"first measured step with train accuracy >= {c.target:g}; NaN if not within max_steps",
-              target=c.target)
+        label(
+            sub.create_dataset("train_accuracy", data=r.train_accuracy),
+            "fraction (0-1)",
+            f"accuracy on the first {c.eval_samples} training images; axes (seed, eval); NaN after the run "
+            "stopped (target reached or diverged)",
+        )
+        label(
+            sub.create_dataset("train_loss", data=r.train_loss),
+            "nats",
+            "mean softmax cross-entropy on the same images; axes (seed, eval)",
+        )
+        label(
+            sub.create_dataset("steps_to_target", data=r.steps_to_target),
+            "SGD steps",
+            f"first measured step with train accuracy >= {c.target:g}; NaN if not within max_steps",
+            target=c.target,
+        )
         label(sub.create_dataset("wall_time_s", data=r.wall_time_s), "seconds", "wall time of each run")
     return g.name
 
@@ -369,9 +441,15 @@ def read_training(path):
             for key, sub in g[weights].items():
                 depth = int(key.split("=", 1)[1])
                 result.runs[(weights, depth)] = TrainingRun(
-                    weights, depth, tuple(int(s) for s in sub["seeds"][()]), sub["eval_steps"][()],
-                    sub["train_accuracy"][()], sub["train_loss"][()], sub["steps_to_target"][()],
-                    sub["wall_time_s"][()])
+                    weights,
+                    depth,
+                    tuple(int(s) for s in sub["seeds"][()]),
+                    sub["eval_steps"][()],
+                    sub["train_accuracy"][()],
+                    sub["train_loss"][()],
+                    sub["steps_to_target"][()],
+                    sub["wall_time_s"][()],
+                )
     return result
 
 
@@ -388,12 +466,14 @@ def format_training_summary(result):
     str
     """
     c = result.config
-    lines = [f"learning speed at the edge of chaos: tanh, sw2 = {result.sw2:.4g}, sb2 = {result.sb2:.3g} "
-             f"(q* = {result.q_star:.3g}, chi1 = {result.chi1:.4f}), width {c.width}, SGD lr {c.lr:g}, batch "
-             f"{c.batch_size}, same mini-batches per seed",
-             f"steps to train accuracy >= {c.target:g} on the first {c.eval_samples} training images, "
-             f"measured every {c.eval_every} steps (up to {c.max_steps}; '-' = not reached)",
-             f"{'depth':>5} {'weights':<11} {'median':>7}  per seed ({', '.join(map(str, c.seeds))})"]
+    lines = [
+        f"learning speed at the edge of chaos: tanh, sw2 = {result.sw2:.4g}, sb2 = {result.sb2:.3g} "
+        f"(q* = {result.q_star:.3g}, chi1 = {result.chi1:.4f}), width {c.width}, SGD lr {c.lr:g}, batch "
+        f"{c.batch_size}, same mini-batches per seed",
+        f"steps to train accuracy >= {c.target:g} on the first {c.eval_samples} training images, "
+        f"measured every {c.eval_every} steps (up to {c.max_steps}; '-' = not reached)",
+        f"{'depth':>5} {'weights':<11} {'median':>7}  per seed ({', '.join(map(str, c.seeds))})",
+    ]
     for depth in sorted(c.depths):
         medians = {}
         for weights in c.weights:
@@ -410,9 +490,11 @@ def format_training_summary(result):
                 lines.append(f"{'':5} gaussian / orthogonal: {g / o:.2f}x the steps")
             elif math.isfinite(o):
                 lines.append(f"{'':5} gaussian / orthogonal: more than {c.max_steps / o:.2f}x the steps")
-    lines.append("Pennington et al. (2017): orthogonal weights at a small q* keep the Jacobian an isometry "
-                 "and learn faster than Gaussian ones, the more so the deeper. Caveats: few seeds, one "
-                 "learning rate for both (not tuned per init as in the paper), the first layer is 784 wide "
-                 "and the inputs (pixels / 255) start at variance sw2 * 0.112, not at "
-                 f"q* = {result.q_star:.3g}")
+    lines.append(
+        "Pennington et al. (2017): orthogonal weights at a small q* keep the Jacobian an isometry "
+        "and learn faster than Gaussian ones, the more so the deeper. Caveats: few seeds, one "
+        "learning rate for both (not tuned per init as in the paper), the first layer is 784 wide "
+        "and the inputs (pixels / 255) start at variance sw2 * 0.112, not at "
+        f"q* = {result.q_star:.3g}"
+    )
     return "\n".join(lines)

@@ -40,9 +40,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from ..errors import FastinitError
-
 from ..data import load_mnist
+from ..errors import FastinitError
 from ..mlp import compile_backend
 
 __all__ = [
@@ -69,7 +68,10 @@ __all__ = [
 
 #: Metrics of a cell: name -> (units, description). All are float64 in the file.
 METRICS = {
-    "train_loss": ("nats", "mean softmax cross-entropy on the first eval_samples training images after training"),
+    "train_loss": (
+        "nats",
+        "mean softmax cross-entropy on the first eval_samples training images after training",
+    ),
     "train_accuracy": ("fraction (0-1)", "accuracy on the first eval_samples training images after training"),
     "test_accuracy": ("fraction (0-1)", "accuracy on the first eval_samples test images after training"),
     "diverged": ("1 = yes", "1 if a mini-batch loss became NaN or Inf (training stopped there), else 0"),
@@ -85,12 +87,24 @@ MNIST_MEAN_SQUARE = 0.112
 #: from 14.5 ms per depth-100 step on one thread, a step's cost growing like depth + 5.5 layers).
 PRESETS = {
     "schoenholz": dict(
-        activation="tanh", sb2=0.05, width=100, lr=0.01, steps=800, batch_size=128,
+        activation="tanh",
+        sb2=0.05,
+        width=100,
+        lr=0.01,
+        steps=800,
+        batch_size=128,
         sw2=tuple(1.0 + 0.25 * i for i in range(13)),
-        depths=(5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 100), seeds=(0,)),
+        depths=(5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 100),
+        seeds=(0,),
+    ),
 }
-PRESETS["schoenholz-time"] = dict(PRESETS["schoenholz"], steps=3000, checkpoints=(100, 300, 1000, 3000),
-                                  eval_samples=2000, depths=(5, 10, 15, 20, 30, 40, 50, 60, 80, 100))
+PRESETS["schoenholz-time"] = dict(
+    PRESETS["schoenholz"],
+    steps=3000,
+    checkpoints=(100, 300, 1000, 3000),
+    eval_samples=2000,
+    depths=(5, 10, 15, 20, 30, 40, 50, 60, 80, 100),
+)
 
 
 class SweepError(FastinitError, RuntimeError):
@@ -170,25 +184,42 @@ class SweepConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.train_limit is not None and (not isinstance(self.train_limit, (int, np.integer))
-                                             or self.train_limit < self.batch_size):
-            raise ValueError(f"train_limit must be None or an integer >= batch_size, got {self.train_limit!r}")
+        if self.train_limit is not None and (
+            not isinstance(self.train_limit, (int, np.integer)) or self.train_limit < self.batch_size
+        ):
+            raise ValueError(
+                f"train_limit must be None or an integer >= batch_size, got {self.train_limit!r}"
+            )
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.dtype not in ("float32", "float64"):
             raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         mean_field(self.activation, 1.0, self.sb2)  # checks the activation and sb2
         checkpoints = ()
-        if self.checkpoints is None or isinstance(self.checkpoints, (str, bytes)) \
-                or not hasattr(self.checkpoints, "__iter__"):
+        if (
+            self.checkpoints is None
+            or isinstance(self.checkpoints, (str, bytes))
+            or not hasattr(self.checkpoints, "__iter__")
+        ):
             raise TypeError(f"checkpoints must be a sequence of steps, got {self.checkpoints!r}")
         if len(tuple(self.checkpoints)):
-            given = values("checkpoints", int, lambda v: 1 <= v <= self.steps,
-                           f"integers from 1 to steps ({self.steps})")
+            given = values(
+                "checkpoints", int, lambda v: 1 <= v <= self.steps, f"integers from 1 to steps ({self.steps})"
+            )
             checkpoints = tuple(sorted(set(given) | {int(self.steps)}))
-        return replace(self, sw2=sw2, depths=depths, seeds=seeds, sb2=float(self.sb2), lr=float(self.lr),
-                       width=int(self.width), steps=int(self.steps), batch_size=int(self.batch_size),
-                       eval_samples=int(self.eval_samples), checkpoints=checkpoints)
+        return replace(
+            self,
+            sw2=sw2,
+            depths=depths,
+            seeds=seeds,
+            sb2=float(self.sb2),
+            lr=float(self.lr),
+            width=int(self.width),
+            steps=int(self.steps),
+            batch_size=int(self.batch_size),
+            eval_samples=int(self.eval_samples),
+            checkpoints=checkpoints,
+        )
 
     @property
     def shape(self):
@@ -202,8 +233,12 @@ class SweepConfig:
 
     def cells(self):
         """Every :class:`Cell`, deepest first (long cells start early, so a pool ends evenly)."""
-        out = [Cell(i, j, k, s, d, seed) for i, s in enumerate(self.sw2) for j, d in enumerate(self.depths)
-               for k, seed in enumerate(self.seeds)]
+        out = [
+            Cell(i, j, k, s, d, seed)
+            for i, s in enumerate(self.sw2)
+            for j, d in enumerate(self.depths)
+            for k, seed in enumerate(self.seeds)
+        ]
         return sorted(out, key=lambda c: (-c.depth, c.i, c.k))
 
     def identity(self):
@@ -215,7 +250,6 @@ class SweepConfig:
 
 
 # --------------------------------------------------------------------------- one cell
-
 
 
 def mnist_arrays(data_dir, dtype):
@@ -274,12 +308,22 @@ def run_cell(config, cell, backend="cpu"):
     if config.train_limit is not None:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     sizes = [x_train.shape[1]] + [config.width] * cell.depth + [10]
-    model = MLP(sizes, activation=config.activation, init=f"lecun,gain={math.sqrt(cell.sw2)!r}",
-                backend=backend, dtype=config.dtype, seed=cell.seed)
+    model = MLP(
+        sizes,
+        activation=config.activation,
+        init=f"lecun,gain={math.sqrt(cell.sw2)!r}",
+        backend=backend,
+        dtype=config.dtype,
+        seed=cell.seed,
+    )
     if config.sb2 > 0:
         rng = np.random.default_rng([cell.seed, 1])
-        model.load_params([(w, (math.sqrt(config.sb2) * rng.standard_normal(b.size)).astype(config.dtype))
-                           for w, b in model.params])
+        model.load_params(
+            [
+                (w, (math.sqrt(config.sb2) * rng.standard_normal(b.size)).astype(config.dtype))
+                for w, b in model.params
+            ]
+        )
     model.set_dataset(x_train, y_train)
     n = config.eval_samples
     batches = batch_indices(x_train.shape[0], config.batch_size, config.steps, cell.seed)
@@ -295,8 +339,12 @@ def run_cell(config, cell, backend="cpu"):
                 done = stop
                 train_loss, train_acc = model.evaluate(x_train[:n], y_train[:n])
                 _, test_acc = model.evaluate(x_test[:n], y_test[:n])
-                last = dict(train_loss=float(train_loss), train_accuracy=float(train_acc),
-                            test_accuracy=float(test_acc), diverged=diverged)
+                last = dict(
+                    train_loss=float(train_loss),
+                    train_accuracy=float(train_acc),
+                    test_accuracy=float(test_acc),
+                    diverged=diverged,
+                )
             for m in METRICS:
                 series[m].append(time.perf_counter() - t0 if m == "wall_time_s" else last[m])
     out = {m: v[-1] for m, v in series.items()}
@@ -334,8 +382,9 @@ def _process_pool(config, cells, backend, processes):
     import concurrent.futures as cf
     import multiprocessing as mp
 
-    pool = cf.ProcessPoolExecutor(max_workers=processes, mp_context=mp.get_context("spawn"),
-                                  initializer=_ignore_sigint)
+    pool = cf.ProcessPoolExecutor(
+        max_workers=processes, mp_context=mp.get_context("spawn"), initializer=_ignore_sigint
+    )
     finished = False
     try:
         futures = {pool.submit(_single_threaded_cell, config, cell, backend): cell for cell in cells}
@@ -343,8 +392,10 @@ def _process_pool(config, cells, backend, processes):
             for future in cf.as_completed(futures):
                 yield futures[future], future.result()
         except cf.process.BrokenProcessPool:
-            raise SweepError("a process of the pool died. If you call sweep() from a script, call it under "
-                             "'if __name__ == \"__main__\":' (the pool starts its processes with spawn)") from None
+            raise SweepError(
+                "a process of the pool died. If you call sweep() from a script, call it under "
+                "'if __name__ == \"__main__\":' (the pool starts its processes with spawn)"
+            ) from None
         finished = True
     finally:
         pool.shutdown(wait=finished, cancel_futures=True)
@@ -372,19 +423,23 @@ def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeo
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise SweepError("--scheduler and --workers need Dask: pip install 'fastinit-numba[cluster]' "
-                           "(dask[distributed])") from None
+        raise SweepError(
+            "--scheduler and --workers need Dask: pip install 'fastinit-numba[cluster]' (dask[distributed])"
+        ) from None
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=40)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        )
         client = Client(cluster)
     else:
         try:
             client = Client(scheduler, timeout=timeout)
         except OSError as exc:
-            raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
-                               "'dask scheduler' and workers with 'dask worker ADDRESS'") from None
+            raise SweepError(
+                f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
+                "'dask scheduler' and workers with 'dask worker ADDRESS'"
+            ) from None
     try:
         n = len(client.scheduler_info().get("workers", {}))
         log(f"dask: {n} worker(s) at {client.scheduler.address}")
@@ -392,8 +447,14 @@ def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeo
             _warm_cluster(client, config, backend)
         futures = {}
         for cell in cells:
-            future = client.submit(_single_threaded_cell, config, cell, backend, pure=False,
-                                   key=f"fastinit-sweep-cell-{cell.sw2!r}-{cell.depth}-{cell.seed}-{time.time_ns()}")
+            future = client.submit(
+                _single_threaded_cell,
+                config,
+                cell,
+                backend,
+                pure=False,
+                key=f"fastinit-sweep-cell-{cell.sw2!r}-{cell.depth}-{cell.seed}-{time.time_ns()}",
+            )
             futures[future] = cell
         finished = False
         try:
@@ -402,9 +463,11 @@ def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeo
                 try:
                     metrics = future.result()
                 except Exception as exc:  # raised on a worker, or the cell's workers kept dying
-                    raise SweepError(f"cell sw2={cell.sw2:g} depth={cell.depth} seed={cell.seed} failed on the "
-                                     f"cluster: {type(exc).__name__}: {exc} (is fastinit installed on every "
-                                     "worker, and --data-dir readable there?)") from None
+                    raise SweepError(
+                        f"cell sw2={cell.sw2:g} depth={cell.depth} seed={cell.seed} failed on the "
+                        f"cluster: {type(exc).__name__}: {exc} (is fastinit installed on every "
+                        "worker, and --data-dir readable there?)"
+                    ) from None
                 yield cell, metrics
             finished = True
         finally:
@@ -467,8 +530,11 @@ def _theory(config):
     from ..theory import critical_sw2, mean_field
 
     fields = [mean_field(config.activation, s, config.sb2) for s in config.sw2]
-    return (np.array([m.xi_c for m in fields], dtype=np.float64), critical_sw2(config.activation, config.sb2),
-            np.array([m.xi_q for m in fields], dtype=np.float64))
+    return (
+        np.array([m.xi_c for m in fields], dtype=np.float64),
+        critical_sw2(config.activation, config.sb2),
+        np.array([m.xi_q for m in fields], dtype=np.float64),
+    )
 
 
 def _empty(name, config):
@@ -476,8 +542,16 @@ def _empty(name, config):
     shape = config.shape
     n_cp = len(config.checkpoints)
     per_step = {m: np.full(shape + (n_cp,), np.nan) for m in METRICS} if n_cp else {}
-    return SweepResult(name, config, {m: np.full(shape, np.nan) for m in METRICS}, np.zeros(shape, bool), xi,
-                       crit, per_step, xi_q)
+    return SweepResult(
+        name,
+        config,
+        {m: np.full(shape, np.nan) for m in METRICS},
+        np.zeros(shape, bool),
+        xi,
+        crit,
+        per_step,
+        xi_q,
+    )
 
 
 def _store_cell(result, cell, metrics):
@@ -516,18 +590,33 @@ def read_sweep(path, name):
         group = f.get(_group_path(name))
         if group is None:
             have = sorted(f["sweep"].keys()) if "sweep" in f else []
-            raise KeyError(f"{path} has no sweep named {name!r}" + (f"; it has: {', '.join(have)}" if have
-                                                                    else "; run 'fastinit sweep' first"))
+            raise KeyError(
+                f"{path} has no sweep named {name!r}"
+                + (f"; it has: {', '.join(have)}" if have else "; run 'fastinit sweep' first")
+            )
         config = SweepConfig(**json.loads(group.attrs["config"]))
-        config = replace(config, sw2=tuple(config.sw2), depths=tuple(config.depths),
-                         seeds=tuple(config.seeds), checkpoints=tuple(config.checkpoints))
+        config = replace(
+            config,
+            sw2=tuple(config.sw2),
+            depths=tuple(config.depths),
+            seeds=tuple(config.seeds),
+            checkpoints=tuple(config.checkpoints),
+        )
         metrics = {m: group[m][()] for m in METRICS}
         per_step = {}
         if config.checkpoints and "checkpoints" in group:
             per_step = {m: group["checkpoints"][m][()] for m in METRICS}
         xi_q = group["xi_q"][()] if "xi_q" in group else None  # sweeps stored before xi_q: computed
-        return SweepResult(name, config, metrics, group["done"][()].astype(bool), group["xi_c"][()],
-                           float(group.attrs["critical_sw2"]), per_step, xi_q)
+        return SweepResult(
+            name,
+            config,
+            metrics,
+            group["done"][()].astype(bool),
+            group["xi_c"][()],
+            float(group.attrs["critical_sw2"]),
+            per_step,
+            xi_q,
+        )
 
 
 def _resume(path, name, config, restart):
@@ -543,12 +632,21 @@ def _resume(path, name, config, restart):
     except KeyError:
         return result
     if old.config.identity() != config.identity():
-        diff = ", ".join(f"{k} {v!r} (now {config.identity()[k]!r})" for k, v in old.config.identity().items()
-                         if config.identity()[k] != v)
-        raise ValueError(f"sweep {name!r} in {path} was run with {diff}; resuming needs the same settings. "
-                         "Give this sweep another --name, or --restart to discard the stored one")
-    pos = {(s, d, seed): (i, j, k) for i, s in enumerate(old.config.sw2) for j, d in enumerate(old.config.depths)
-           for k, seed in enumerate(old.config.seeds)}
+        diff = ", ".join(
+            f"{k} {v!r} (now {config.identity()[k]!r})"
+            for k, v in old.config.identity().items()
+            if config.identity()[k] != v
+        )
+        raise ValueError(
+            f"sweep {name!r} in {path} was run with {diff}; resuming needs the same settings. "
+            "Give this sweep another --name, or --restart to discard the stored one"
+        )
+    pos = {
+        (s, d, seed): (i, j, k)
+        for i, s in enumerate(old.config.sw2)
+        for j, d in enumerate(old.config.depths)
+        for k, seed in enumerate(old.config.seeds)
+    }
     for cell in config.cells():
         src = pos.get((cell.sw2, cell.depth, cell.seed))
         if src is not None and old.done[src]:
@@ -575,48 +673,99 @@ def save(path, result, **attrs):
 
     config = result.config
     with open_results(path, keep_on_interrupt=False) as f:
-        fields = {k: ("none" if v is None else v) for k, v in asdict(config).items()
-                  if k not in ("sw2", "depths", "seeds", "checkpoints")}
+        fields = {
+            k: ("none" if v is None else v)
+            for k, v in asdict(config).items()
+            if k not in ("sw2", "depths", "seeds", "checkpoints")
+        }
         if config.checkpoints:
             fields["checkpoints"] = np.asarray(config.checkpoints, np.int64)
-        g = replace_group(f, _group_path(result.name), attrs=dict(
-            fields, config=_config_json(config), critical_sw2=result.critical_sw2,
-            cells_done=int(result.done.sum()), cells_total=int(result.done.size), **attrs))
-        label(g.create_dataset("sw2", data=np.asarray(config.sw2, np.float64)), "1 (times 1/fan_in)",
-              "weight variance sigma_w^2 of each row of the grid: weights N(0, sw2 / fan_in)")
-        label(g.create_dataset("depths", data=np.asarray(config.depths, np.int64)), "layers",
-              "hidden layers of each column of the grid")
-        label(g.create_dataset("seeds", data=np.asarray(config.seeds, np.int64)), "1",
-              "seed of each run along the last axis (weights, biases and mini-batches)")
-        label(g.create_dataset("xi_c", data=result.xi_c), "layers",
-              "mean-field depth scale of information propagation at each sw2 (inf at the edge of chaos)")
-        label(g.create_dataset("xi_q", data=result.xi_q), "layers",
-              "mean-field depth scale of the variance's approach to q* at each sw2 (ReLU with sb2 = 0: "
-              "the only finite one)")
-        label(g.create_dataset("done", data=result.done.astype(np.uint8)), "1 = measured",
-              "which cells have been run; the metrics are NaN elsewhere")
+        g = replace_group(
+            f,
+            _group_path(result.name),
+            attrs=dict(
+                fields,
+                config=_config_json(config),
+                critical_sw2=result.critical_sw2,
+                cells_done=int(result.done.sum()),
+                cells_total=int(result.done.size),
+                **attrs,
+            ),
+        )
+        label(
+            g.create_dataset("sw2", data=np.asarray(config.sw2, np.float64)),
+            "1 (times 1/fan_in)",
+            "weight variance sigma_w^2 of each row of the grid: weights N(0, sw2 / fan_in)",
+        )
+        label(
+            g.create_dataset("depths", data=np.asarray(config.depths, np.int64)),
+            "layers",
+            "hidden layers of each column of the grid",
+        )
+        label(
+            g.create_dataset("seeds", data=np.asarray(config.seeds, np.int64)),
+            "1",
+            "seed of each run along the last axis (weights, biases and mini-batches)",
+        )
+        label(
+            g.create_dataset("xi_c", data=result.xi_c),
+            "layers",
+            "mean-field depth scale of information propagation at each sw2 (inf at the edge of chaos)",
+        )
+        label(
+            g.create_dataset("xi_q", data=result.xi_q),
+            "layers",
+            "mean-field depth scale of the variance's approach to q* at each sw2 (ReLU with sb2 = 0: "
+            "the only finite one)",
+        )
+        label(
+            g.create_dataset("done", data=result.done.astype(np.uint8)),
+            "1 = measured",
+            "which cells have been run; the metrics are NaN elsewhere",
+        )
         for m, (units, text) in METRICS.items():
             label(g.create_dataset(m, data=result.metrics[m]), units, text + "; axes (sw2, depth, seed)")
         if result.checkpoint_metrics:
             steps = np.asarray(config.checkpoints, np.int64)
             sub = g.create_group("checkpoints")
-            label(sub.create_dataset("steps", data=steps), "SGD steps",
-                  "the steps after which each cell was evaluated (the last axis of the datasets beside)")
+            label(
+                sub.create_dataset("steps", data=steps),
+                "SGD steps",
+                "the steps after which each cell was evaluated (the last axis of the datasets beside)",
+            )
             for m, (units, text) in METRICS.items():
                 text = text.replace("after training", "after each checkpoint's steps")
                 if m == "wall_time_s":
                     text = "wall time from the cell's start to the end of each checkpoint's evaluation"
-                label(sub.create_dataset(m, data=result.checkpoint_metrics[m]), units,
-                      text + "; axes (sw2, depth, seed, checkpoint)", steps=steps)
+                label(
+                    sub.create_dataset(m, data=result.checkpoint_metrics[m]),
+                    units,
+                    text + "; axes (sw2, depth, seed, checkpoint)",
+                    steps=steps,
+                )
         g.attrs["status"] = "complete" if result.complete else "incomplete"
 
 
 # --------------------------------------------------------------------------- the sweep
 
 
-def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=None, workers=None,
-          processes=None, executor="pool", backend="cpu", restart=False, save_every=10.0, connect_timeout=10.0,
-          progress=True, log=print, **overrides):
+def sweep(
+    config=None,
+    out="fastinit-results.h5",
+    name="sweep",
+    *,
+    scheduler=None,
+    workers=None,
+    processes=None,
+    executor="pool",
+    backend="cpu",
+    restart=False,
+    save_every=10.0,
+    connect_timeout=10.0,
+    progress=True,
+    log=print,
+    **overrides,
+):
     """Run every cell of ``config`` (plus keyword ``overrides``) not yet in ``out``; return the
     :class:`SweepResult`.
 
@@ -645,9 +794,13 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
     result = _resume(out, name, config, restart)
     pending = [c for c in config.cells() if not result.done[c.i, c.j, c.k]]
     if len(pending) < result.done.size:
-        log(f"sweep {name}: {result.done.size - len(pending)} of {result.done.size} cells already in {out}; "
-            f"running the other {len(pending)}")
-    if pending and (scheduler is not None or workers is not None or (executor == "pool" and len(pending) > 1)):
+        log(
+            f"sweep {name}: {result.done.size - len(pending)} of {result.done.size} cells already in {out}; "
+            f"running the other {len(pending)}"
+        )
+    if pending and (
+        scheduler is not None or workers is not None or (executor == "pool" and len(pending) > 1)
+    ):
         # Workers start cold and would compile the same functions into one cache directory
         # at the same moment (numba#4807, #10128: mismatched symbols, segfaults). Compile here
         # first, so that the workers on this machine only load; see _warm_cluster for others.
@@ -668,7 +821,9 @@ def sweep(config=None, out="fastinit-results.h5", name="sweep", *, scheduler=Non
         for cell, metrics in runs:
             _store_cell(result, cell, metrics)
             unsaved += 1
-            bar.update(1, last=f"sw2={cell.sw2:g} depth={cell.depth}: acc {100 * metrics['train_accuracy']:.0f}%")
+            bar.update(
+                1, last=f"sw2={cell.sw2:g} depth={cell.depth}: acc {100 * metrics['train_accuracy']:.0f}%"
+            )
             if time.monotonic() - last_save >= save_every:
                 save(out, result, where=where)
                 last_save, unsaved = time.monotonic(), 0
@@ -754,8 +909,9 @@ def depth_scales(result):
         ``"xi_c"``, ``"xi_q"`` or ``"none"`` per row.
     """
     xi_c, xi_q = np.asarray(result.xi_c, np.float64), np.asarray(result.xi_q, np.float64)
-    names = ["xi_c" if math.isfinite(c) else "xi_q" if math.isfinite(q) else "none"
-             for c, q in zip(xi_c, xi_q)]
+    names = [
+        "xi_c" if math.isfinite(c) else "xi_q" if math.isfinite(q) else "none" for c, q in zip(xi_c, xi_q)
+    ]
     scale = np.where(np.isfinite(xi_c), xi_c, np.where(np.isfinite(xi_q), xi_q, np.inf))
     return scale, names
 
@@ -857,8 +1013,17 @@ def fit_multiplier(result, threshold=0.5, checkpoint=None):
                 kinds.add(names[i])
         n = float(np.exp(np.mean(np.log(ratios)))) if ratios else math.nan
         n_up = float(np.exp(np.mean(np.log(uppers)))) if uppers else math.nan
-        out[phase] = MultiplierFit(phase, step, n, n_up, tuple(float(r) for r in ratios), tuple(used),
-                                   tuple(above), tuple(below), "/".join(sorted(kinds)) or "xi_c")
+        out[phase] = MultiplierFit(
+            phase,
+            step,
+            n,
+            n_up,
+            tuple(float(r) for r in ratios),
+            tuple(used),
+            tuple(above),
+            tuple(below),
+            "/".join(sorted(kinds)) or "xi_c",
+        )
     return out
 
 
@@ -896,8 +1061,10 @@ def caveats(result, threshold=0.5):
     ]
     _, names = depth_scales(result)
     if "xi_q" in names:
-        lines.append("- xi_c is infinite here (correlations approach 1 only polynomially, as for ReLU at "
-                     "sb2 = 0): rows marked xi_q are compared with the variance depth scale xi_q instead")
+        lines.append(
+            "- xi_c is infinite here (correlations approach 1 only polynomially, as for ReLU at "
+            "sb2 = 0): rows marked xi_q are compared with the variance depth scale xi_q instead"
+        )
     return lines
 
 
@@ -918,19 +1085,26 @@ def format_summary(result, threshold=0.5):
     c = result.config
     cps = tuple(c.checkpoints)
     scale, names = depth_scales(result)
-    lines = [f"sweep {result.name}: {c.activation}, sb2 = {c.sb2:g}, width {c.width}, {c.steps} SGD steps at lr "
-             f"{c.lr:g}, {len(c.seeds)} seed(s); {int(result.done.sum())}/{result.done.size} cells; "
-             f"edge of chaos sw2 = {result.critical_sw2:.3g}",
-             f"trainable = mean train accuracy >= {threshold:g} (chance is 0.1)"]
+    lines = [
+        f"sweep {result.name}: {c.activation}, sb2 = {c.sb2:g}, width {c.width}, {c.steps} SGD steps at lr "
+        f"{c.lr:g}, {len(c.seeds)} seed(s); {int(result.done.sum())}/{result.done.size} cells; "
+        f"edge of chaos sw2 = {result.critical_sw2:.3g}",
+        f"trainable = mean train accuracy >= {threshold:g} (chance is 0.1)",
+    ]
     columns = [None] if not cps else list(range(len(cps)))
     deepest = [trainable_depth(result, threshold, checkpoint=k) for k in columns]
     what = "6 xi_c" if "xi_q" not in names else "6 xi"
     if cps:
-        lines.append(f"{'sw2':>6} {what:>8}  deepest trainable after step " + " ".join(f"{s:>6}" for s in cps)
-                     + f"   (grid depths {min(c.depths)}-{max(c.depths)})")
+        lines.append(
+            f"{'sw2':>6} {what:>8}  deepest trainable after step "
+            + " ".join(f"{s:>6}" for s in cps)
+            + f"   (grid depths {min(c.depths)}-{max(c.depths)})"
+        )
     else:
-        lines.append(f"{'sw2':>6} {'deepest trainable':>18} {what:>8}  within grid depths "
-                     f"{min(c.depths)}-{max(c.depths)}")
+        lines.append(
+            f"{'sw2':>6} {'deepest trainable':>18} {what:>8}  within grid depths "
+            f"{min(c.depths)}-{max(c.depths)}"
+        )
 
     def shown(d):
         return "none" if math.isnan(d) else f"{d:.0f}" + ("+" if d == max(c.depths) else "")
@@ -943,20 +1117,26 @@ def format_summary(result, threshold=0.5):
         else:
             lines.append(f"{s:6.3g} {shown(deepest[0][i]):>18} {6 * xi:8.1f}{tag}")
     lines.append(_against_theory(result, deepest[-1], scale, "6 xi_c" if "xi_q" not in names else "6 xi"))
-    lines.append("n in 'deepest trainable = n xi_c' (geometric mean over the rows whose boundary lies inside "
-                 "the grid; [n, n_upper) to the next grid depth; Schoenholz et al.: about 6 after long "
-                 "training):")
+    lines.append(
+        "n in 'deepest trainable = n xi_c' (geometric mean over the rows whose boundary lies inside "
+        "the grid; [n, n_upper) to the next grid depth; Schoenholz et al.: about 6 after long "
+        "training):"
+    )
     for k in columns:
         fits = fit_multiplier(result, threshold, k)
         parts = []
         for phase, f in fits.items():
             label_ = f"{phase} (chi1 {'<' if phase == 'ordered' else '>'} 1)"
             if f.ratios:
-                parts.append(f"{label_} n = {f.n:.2f} [{f.n:.2f}, {f.n_upper:.2f}) from {len(f.ratios)} rows"
-                             + (f", {len(f.above)} beyond the grid" if f.above else ""))
+                parts.append(
+                    f"{label_} n = {f.n:.2f} [{f.n:.2f}, {f.n_upper:.2f}) from {len(f.ratios)} rows"
+                    + (f", {len(f.above)} beyond the grid" if f.above else "")
+                )
             else:
-                parts.append(f"{label_}: no boundary inside the grid ({len(f.above)} rows beyond it, "
-                             f"{len(f.below)} with none)")
+                parts.append(
+                    f"{label_}: no boundary inside the grid ({len(f.above)} rows beyond it, "
+                    f"{len(f.below)} with none)"
+                )
         step = c.steps if k is None else cps[k]
         lines.append(f"  step {step:>6}: " + "; ".join(parts))
     lines.append("caveats:")
@@ -975,5 +1155,7 @@ def _against_theory(result, deepest, scale=None, what="6 xi_c"):
     parts = [f"{phase} phase {min(r):.2f} to {max(r):.2f}" for phase, r in ratios.items() if r]
     if not parts:
         return f"neither {what} nor the measured boundary lies inside the grid anywhere: add deeper depths"
-    return (f"deepest trainable / {what}: " + ", ".join(parts) + ". Schoenholz et al. (2017) find networks "
-            "train up to about 6 xi_c, the boundary growing towards it with training time")
+    return (
+        f"deepest trainable / {what}: " + ", ".join(parts) + ". Schoenholz et al. (2017) find networks "
+        "train up to about 6 xi_c, the boundary growing towards it with training time"
+    )
