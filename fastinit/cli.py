@@ -1371,7 +1371,10 @@ def run():
     """The ``fastinit`` console script and ``python -m fastinit``: :func:`main`, then exit.
     After a command stopped by a signal, further stop signals are ignored while the
     process exits, so a late one cannot turn exit status 130/143 into a death by signal."""
-    status = main()
+    try:
+        status = main()
+    except KeyboardInterrupt as exc:  # a held-back stop signal that landed as main() returned
+        status = 128 + getattr(exc, "signum", signal.SIGINT)
     if status >= 128:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
