@@ -54,7 +54,11 @@ MLP_ENTRY = "MLP.train_step"
 
 
 def cli_commands(work):
-    """``{name: argv}`` of each CLI command on tiny settings, writing under the folder ``work``."""
+    """``{name: argv}`` of each CLI command on tiny settings, writing under the folder ``work``.
+
+    Not listed: ``reproduce`` (it runs histogram and train, both listed, for minutes) and
+    ``bench-report`` (it reads a JSON file and compiles nothing).
+    """
     out = f"{work}/r.h5"
     return {
         "cli:histogram": [
@@ -115,6 +119,23 @@ def cli_commands(work):
         ],
         "cli:theory": ["theory", "-q", "--out", out],
         "cli:profile": ["profile", "--quick", "--backends", "numpy", "cpu", "-q", "--out", out],
+        "cli:spectrum": [
+            "spectrum",
+            "--activation",
+            "tanh",
+            "--weights",
+            "gaussian",
+            "--depths",
+            "2",
+            "--width",
+            "16",
+            "--samples",
+            "2",
+            "--no-plot",
+            "-q",
+            "--out",
+            out,
+        ],
         "cli:show": ["show", f"{work}/show.h5"],  # a file the test writes first
     }
 
