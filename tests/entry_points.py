@@ -12,44 +12,10 @@ import sys
 
 import numpy as np
 
-KERNELS = [
-    "matmul",
-    "sigmoid",
-    "sigmoid_backward",
-    "tanh",
-    "tanh_backward",
-    "relu",
-    "relu_backward",
-    "activation_forward",
-    "activation_backward",
-    "dense_forward",
-    "dense_backward",
-    "softmax_cross_entropy",
-    "mean_squared_error",
-    "sgd_update",
-    "dot_nt_into",
-    "dot_nn_into",
-    "matmul_into",
-    "transpose_into",
-    "activation_rows_into",
-    "dense_forward_into",
-    "activation_into",
-    "activation_backward_into",
-    "activation_backward_rows_into",
-    "bias_rows_into",
-    "sigmoid_rows_into",
-    "tanh_rows_into",
-    "relu_rows_into",
-    "sigmoid_backward_rows_into",
-    "tanh_backward_rows_into",
-    "relu_backward_rows_into",
-    "softmax_xent_rows",
-    "softmax_xent_into",
-    "mse_into",
-    "column_sum_into",
-    "sgd_into",
-    "product_tiles",
-]
+from fastinit.kernels import cpu
+
+#: Every public function of fastinit.kernels.cpu (its ``__all__``, constants aside).
+KERNELS = [name for name in cpu.__all__ if name not in ("ACTIVATIONS", "CACHE")]
 MLP_ENTRY = "MLP.train_step"
 
 
@@ -219,8 +185,6 @@ def run(name):
         for _ in range(3):
             assert np.isfinite(mlp.train_step(x, labels, 0.01))
         return
-    from fastinit.kernels import cpu
-
     getattr(cpu, name)(*_kernel_args(name, rng))
 
 
