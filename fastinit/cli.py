@@ -225,17 +225,26 @@ def _stem(out):
     return out[:-3] if out.endswith(".h5") else (out[:-5] if out.endswith(".hdf5") else out)
 
 
-def _default_plot_path(out, activation):
-    if os.path.abspath(out) == os.path.abspath(DEFAULT_OUT):  # the same file names as fastinit reproduce
-        return os.path.join(DEFAULT_DIR, f"histogram-{activation}.png")
-    return f"{_stem(out)}-histogram-{activation}.png"
+def _figure(args, out, name, suffix=None):
+    """The checked figure file of a command writing ``out``, or None for --no-plot: ``--plot``, else
+    ``fastinit-results/<name>.png`` beside the default results (fastinit reproduce's names), else
+    ``<out stem>-<suffix or name>.png``. Raises ``PlotError`` for a path that cannot be written."""
+    if os.path.abspath(out) == os.path.abspath(DEFAULT_OUT):
+        default = os.path.join(DEFAULT_DIR, f"{name}.png")
+    else:
+        default = f"{_stem(out)}-{suffix or name}.png"
+    plot = _plot_path(args, default)
+    if plot is not None:
+        from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
+
+        check_figure_path(plot)
+    return plot
 
 
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
     from .plots import (
-        check_figure_path,
         depth_path,
         plot_depth,
         plot_gradient_histogram,
@@ -251,9 +260,7 @@ def _run_histogram(args):
     if args.backend == "cuda":
         require_cuda()
     out = _output_path(args.out)
-    plot = _plot_path(args, _default_plot_path(out, args.activation))
-    if plot is not None:
-        check_figure_path(plot)
+    plot = _figure(args, out, f"histogram-{args.activation}")
 
     results = run_histogram(
         args.activation,
@@ -592,13 +599,7 @@ def _run_train(args):
         dup = next(i for i in args.init if args.init.count(i) > 1)
         raise UsageError(f"argument --init: {dup!r} is given twice")
     out = _output_path(args.out)
-    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)  # then fastinit reproduce's names
-    default_plot = os.path.join(DEFAULT_DIR, "mnist-loss.png") if in_default_dir else f"{_stem(out)}-loss.png"
-    plot = _plot_path(args, default_plot)
-    if plot is not None:
-        from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
-
-        check_figure_path(plot)
+    plot = _figure(args, out, "mnist-loss", "loss")
     config = TrainConfig(
         runs=tuple(args.init),
         activation=args.activation,
@@ -968,17 +969,7 @@ def _run_sweep(args):
     ).validate()
     name = args.name or args.preset or "sweep"
     out = _output_path(args.out)
-    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
-    plot = _plot_path(
-        args,
-        os.path.join(DEFAULT_DIR, f"sweep-{name}.png")
-        if in_default_dir
-        else f"{_stem(out)}-sweep-{name}.png",
-    )
-    if plot is not None:
-        from .plots import check_figure_path
-
-        check_figure_path(plot)
+    plot = _figure(args, out, f"sweep-{name}")
     result = sweep(
         config,
         out,
@@ -1161,14 +1152,7 @@ def _run_spectrum(args):
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = _output_path(args.out)
-    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
-    plot = _plot_path(
-        args, os.path.join(DEFAULT_DIR, "spectrum.png") if in_default_dir else f"{_stem(out)}-spectrum.png"
-    )
-    if plot is not None:
-        from .plots import check_figure_path
-
-        check_figure_path(plot)
+    plot = _figure(args, out, "spectrum")
     result = run(config, progress=_progress_wanted(args))
     with open_results(out) as f:
         groups = write_spectrum(f, result)
@@ -1218,17 +1202,7 @@ def _run_spectrum_training(args):
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     out = _output_path(args.out)
-    in_default_dir = os.path.abspath(out) == os.path.abspath(DEFAULT_OUT)
-    plot = _plot_path(
-        args,
-        os.path.join(DEFAULT_DIR, "spectrum-training.png")
-        if in_default_dir
-        else f"{_stem(out)}-spectrum-training.png",
-    )
-    if plot is not None:
-        from .plots import check_figure_path
-
-        check_figure_path(plot)
+    plot = _figure(args, out, "spectrum-training")
     result = run_training(config, progress=_progress_wanted(args))
     with open_results(out) as f:
         group = write_training(f, result)
