@@ -8,7 +8,10 @@ per-layer statistics as tables). Reading goes through
 :func:`fastinit.store.open_read`, so every problem with a path or a file
 raises :class:`fastinit.store.StoreError` with a one-line message naming the
 file; no h5py traceback reaches the user. Writing lives in
-:mod:`fastinit.store`.
+:mod:`fastinit.store`. What the groups and datasets of fastinit's layout are
+comes from :mod:`fastinit.schema`: the text view explains each kind of group
+once, and gives a dataset written without ``units`` and ``description`` (by an
+older fastinit) those of its schema entry, saying so.
 """
 
 import os
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
+from . import schema
 from .store import StoreError, h5_reason, open_read, plain, walk
 
 __all__ = ["describe", "FileInfo", "NodeInfo", "format_info"]
@@ -214,9 +218,11 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
 
     A header (size, version, times, last command), the tree of groups and
     datasets under ``group`` (shape, dtype, compression, the informative attrs
-    or all of them with ``all_attrs``; first/last/min/max of 1-D series such
-    as losses), then, with ``stats``, a table for every group that holds two
-    or more short 1-D numeric datasets of the same length (per-layer
+    or all of them with ``all_attrs``; ``# what it holds`` under the first
+    group of each kind :mod:`fastinit.schema` declares; ``[units] description``
+    of datasets, from the schema for datasets stored without them;
+    first/last/min/max of 1-D series such as losses), then, with ``stats``,
+    a table for every group that holds two or more short 1-D numeric datasets of the same length (per-layer
     statistics when the group's ``layers`` attr matches), one table for all
     sibling groups with the same columns. Raises ``StoreError`` if ``group`` is not in
     the file.
@@ -264,7 +270,7 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
     base_depth = 1 if group == "/" else info.node(group).depth
     name_width = min(28, max((2 * (n.depth - base_depth) + len(n.name) + 1 for n in nodes), default=10))
     tabled = {}  # group path -> its per-layer columns (listed on one line) or None
-    explained = set()  # datasets whose units and description were printed (once per name and text)
+    explained = set()  # units and descriptions printed (once per dataset name and text, per schema group)
     for n in nodes:
         indent = "  " * (n.depth - base_depth)
         if n.kind == "group":
@@ -277,6 +283,10 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
                 f"{k}={_fmt_value(v) if all_attrs else _short(_fmt_value(v))}" for k, v in shown.items()
             ]
             lines += _wrap(f"{label:<{name_width}}  ", words, " " * (len(indent) + 4))
+            entry = schema.find(n.path)
+            if isinstance(entry, schema.Group) and entry.path not in explained:
+                explained.add(entry.path)
+                lines.append(f"{indent}  # {entry.description}")
         else:
             parent = n.path.rsplit("/", 1)[0] or "/"
             cols = tabled.setdefault(parent, _stat_columns(info, parent) if stats and not all_attrs else None)
@@ -382,15 +392,22 @@ def _cell(value, width):
 
 
 def _units_lines(node, prefix, explained):
-    """``[units] description`` (and named columns) of a dataset, when it has them and the same
-    text was not printed for a dataset of that name already (``explained``, updated)."""
-    if node is None or "description" not in node.attrs:
+    """``[units] description`` (and named columns) of a dataset, when the same text was not printed
+    for a dataset of that name already (``explained``, updated). A dataset written without them
+    (by an older fastinit) gets those of its entry in :mod:`fastinit.schema`, if it has one."""
+    if node is None:
         return []
-    key = (node.name, str(node.attrs["description"]), str(node.attrs.get("units")))
+    units, description, source = node.attrs.get("units", "?"), node.attrs.get("description"), ""
+    entry = schema.find(node.path) if description is None else None
+    if isinstance(entry, schema.Dataset):
+        units, description, source = entry.units, entry.description, " (not in the file: from the schema)"
+    if description is None:
+        return []
+    key = (node.name, str(description), str(units))
     if key in explained:
         return []
     explained.add(key)
-    text = f"{prefix}[{node.attrs.get('units', '?')}] {node.attrs['description']}"
+    text = f"{prefix}[{units}] {description}{source}"
     if "columns" in node.attrs:
         text += "; columns: " + ", ".join(str(c) for c in node.attrs["columns"])
     return [text]

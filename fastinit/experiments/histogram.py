@@ -25,23 +25,9 @@ Python use::
     with open_results("results.h5") as f:
         write_histogram(f, res)
 
-HDF5 layout written by :func:`write_histogram`, one group per init::
-
-    /histogram/<activation>/<init>/activations   (layers, samples, units), chunked, gzip
-    /histogram/<activation>/<init>/mean          (layers,) float64
-    /histogram/<activation>/<init>/std           (layers,) float64
-    /histogram/<activation>/<init>/saturated     (layers,) float64, fraction in [0, 1]
-    /histogram/<activation>/<init>/weight_std    (layers,) float64, nominal std of each W
-    /histogram/<activation>/<init>/theory_std    (layers,) float64, mean-field prediction
-    /histogram/<activation>/<init>/nonfinite     (layers,) float64, fraction of NaN/Inf (overflow)
-    /histogram/<activation>/<init>/grad_rms, grad_theory   (layers,) float64: gradient_rms,
-                                                           gradient_theory
-    /histogram/<activation>/<init>/gradients     (layers, samples, units), chunked, gzip: dL/dz per layer
-                                                 at init (see backprop); only with gradients=True
-
-with attrs ``init``, ``activation``, ``seed``, ``backend``, ``dtype``,
-``layers``, ``units``, ``samples``, ``weight_std``, ``saturation`` (the rule)
-on the group and on ``activations`` (and ``gradients``).
+HDF5 layout written by :func:`write_histogram`: one group ``/histogram/<activation>/<init>`` per
+init, its datasets, units and descriptions as :data:`fastinit.schema.HISTOGRAM_RUN` declares them
+(``docs/storage.md`` shows them all).
 """
 
 import math
@@ -49,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import schema
 from ..backends import check_backend, kernels_for
 from ..init import parse_init
 
@@ -422,43 +409,8 @@ def _attrs(results, run):
 
 
 def group_path(activation, init):
-    """The HDF5 group that holds one init's run."""
-    return f"/histogram/{activation}/{init}"
-
-
-# units and description of each per-layer dataset (one value per layer)
-_DATASETS = {
-    "mean": ("activation value", "mean of the finite activations of each layer"),
-    "std": ("activation value", "standard deviation of the finite activations of each layer"),
-    "saturated": ("fraction (0-1)", "fraction of each layer's activations that are saturated: "),
-    "weight_std": ("weight value", "standard deviation the init scheme asks for, per layer"),
-    "theory_std": (
-        "activation value",
-        "std of each layer's activations predicted by the mean-field "
-        "variance recursion (infinite width, Gaussian pre-activations)",
-    ),
-    "nonfinite": ("fraction (0-1)", "fraction of each layer's activations that are NaN or Inf (overflow)"),
-    "weight_std_measured": ("weight value", "standard deviation of the weights actually drawn, per layer"),
-    "grad_rms": (
-        "relative to the last layer",
-        "RMS of a N(0, 1) gradient backpropagated from the last layer "
-        "to each layer's pre-activation, at init",
-    ),
-    "grad_theory": (
-        "relative to the last layer",
-        "mean-field prediction of grad_rms (the product of "
-        "sqrt(chi) per layer; chi1^depth at the fixed point)",
-    ),
-}
-
-
-GRADIENT_DESCRIPTION = (
-    "gradient at init of each layer's pre-activation z_l = x_{l-1} @ W_l (+ b_l) for every sample: "
-    "(layer, sample, unit). The loss is L = sum(G * z_last) with G ~ N(0, 1), one draw per seed shared "
-    "by every init, so the last layer's row is G itself and d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l) going "
-    "down; computed in float64 from the stored activations, stored in the run's dtype (a float32 |dL/dz| "
-    "below about 1e-45 is 0)"
-)
+    """The HDF5 group that holds one init's run (:data:`fastinit.schema.HISTOGRAM_RUN`)."""
+    return schema.HISTOGRAM_RUN.at(activation=activation, init=init)
 
 
 def write_histogram(f, results):
@@ -467,42 +419,22 @@ def write_histogram(f, results):
     Replaces ``/histogram/<activation>/<init>`` for each init that ran and
     leaves every other group alone. Returns the list of group paths written.
     """
-    from ..store import append, create_appendable, label, replace_group
+    from ..store import append, create_appendable, replace_group
 
     written = []
     for run in results.runs.values():
         attrs = _attrs(results, run)
         g = replace_group(f, group_path(results.activation, run.init), attrs=attrs)
-        ds = create_appendable(
-            g, "activations", run.activations.shape[1:], run.activations.dtype, chunk_rows=1, attrs=attrs
-        )  # one layer per chunk: the natural read
-        label(ds, "activation value", "outputs of every layer for every sample: (layer, sample, unit)")
-        append(ds, run.activations)
-        if run.gradients is not None:
-            ds = create_appendable(
-                g, "gradients", run.gradients.shape[1:], run.gradients.dtype, chunk_rows=1, attrs=attrs
-            )
-            label(ds, "dL/dz (L: the random loss)", GRADIENT_DESCRIPTION)
-            append(ds, run.gradients)
-        for name in (
-            "mean",
-            "std",
-            "saturated",
-            "weight_std",
-            "theory_std",
-            "nonfinite",
-            "weight_std_measured",
-            "grad_rms",
-            "grad_theory",
-        ):
-            units, description = _DATASETS[name]
-            if name == "saturated":
-                description += SATURATION_RULES.get(results.activation, "never (linear)")
-            label(
-                g.create_dataset(name, data=np.asarray(getattr(run, name), dtype=np.float64)),
-                units,
-                description,
-            )
+        for entry in schema.HISTOGRAM_RUN.datasets:
+            data = getattr(run, entry.name)
+            if data is None:  # gradients not kept
+                continue
+            if entry.dtype == schema.RUN_DTYPE:  # (layers, samples, units): one layer per chunk
+                ds = create_appendable(g, entry.name, data.shape[1:], data.dtype, chunk_rows=1, attrs=attrs)
+                append(schema.label(ds, entry), data)
+            else:  # per-layer statistics
+                ds = g.create_dataset(entry.name, data=np.asarray(data, dtype=np.float64))
+                schema.label(ds, entry, {"rule": attrs["saturation"]})
         written.append(g.name)
     return written
 

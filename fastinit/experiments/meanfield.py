@@ -2,13 +2,15 @@
 
 The four parts every experiment has: :class:`TheoryConfig`, :func:`run` returning a
 :class:`TheoryResult`, the result's own table (:meth:`TheoryResult.format_table`), and its HDF5
-layout (:func:`write`, under ``/theory/<activation>/sb2=<sb2>``).
+layout (:func:`write`, under ``/theory/<activation>/sb2=<sb2>``, as :data:`fastinit.schema.THEORY`
+declares it).
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import schema
 from ..theory import critical_sw2, mean_field
 
 __all__ = ["TheoryConfig", "TheoryResult", "run", "write", "group_path", "DEFAULT_SW2", "COLUMNS"]
@@ -16,15 +18,8 @@ __all__ = ["TheoryConfig", "TheoryResult", "run", "write", "group_path", "DEFAUL
 #: sigma_w^2 from 1 to 4 in steps of 0.25.
 DEFAULT_SW2 = tuple(1.0 + 0.25 * i for i in range(13))
 
-#: Stored columns: name -> (units, description).
-COLUMNS = {
-    "sw2": ("1 (times 1/fan_in)", "weight variance sigma_w^2"),
-    "q_star": ("variance", "fixed point of the pre-activation variance"),
-    "chi1": ("1", "slope of the correlation map at c = 1 (< 1 ordered, > 1 chaotic)"),
-    "c_star": ("correlation", "fixed point of the correlation of two inputs"),
-    "chi_c": ("1", "slope of the correlation map at c*"),
-    "xi_c": ("layers", "depth scale of information propagation, 1 / |ln chi_c| (inf at the edge of chaos)"),
-}
+#: Stored columns (their units and descriptions: :data:`fastinit.schema.THEORY`).
+COLUMNS = tuple(d.name for d in schema.THEORY.datasets)
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,7 @@ class TheoryResult:
         Parameters
         ----------
         name : str
-            A key of :data:`COLUMNS`.
+            One of :data:`COLUMNS`.
 
         Returns
         -------
@@ -136,7 +131,7 @@ def group_path(config):
     str
         ``/theory/<activation>/sb2=<sb2>``.
     """
-    return f"/theory/{config.activation}/sb2={config.sb2:g}"
+    return schema.THEORY.at(activation=config.activation, sb2=f"{config.sb2:g}")
 
 
 def write(path, result):
@@ -159,7 +154,7 @@ def write(path, result):
     fastinit.store.StoreError
         If the file cannot be written.
     """
-    from ..store import label, open_results, replace_group
+    from ..store import open_results, replace_group
 
     c = result.config
     where = group_path(c)
@@ -167,6 +162,6 @@ def write(path, result):
         g = replace_group(
             f, where, attrs=dict(activation=c.activation, sb2=c.sb2, critical_sw2=result.critical_sw2)
         )
-        for name, (units, text) in COLUMNS.items():
-            label(g.create_dataset(name, data=result.column(name)), units, text)
+        for entry in schema.THEORY.datasets:
+            schema.label(g.create_dataset(entry.name, data=result.column(entry.name)), entry)
     return where

@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .. import schema
 from ..backends import BACKENDS, KernelBackend, available_backends, check_backend
 from ..errors import FastinitError
 from ..formatting import format_time
@@ -583,19 +584,7 @@ def format_table(result):
     return "\n".join(lines)
 
 
-_COLUMNS = (
-    "kernel",
-    "case",
-    "size",
-    "time_s",
-    "time_xfer_s",
-    "work",
-    "unit",
-    "throughput",
-    "speedup",
-    "inner",
-    "repeats",
-)
+_COLUMNS = tuple(d.name for d in schema.PROFILE.datasets)
 
 
 def write_profile(f, result):
@@ -604,8 +593,9 @@ def write_profile(f, result):
     Each group holds one column per record field (``kernel``, ``case``,
     ``unit`` as UTF-8 strings; ``size``, ``time_s``, ``time_xfer_s``,
     ``work``, ``throughput``, ``speedup`` float64; ``inner``, ``repeats``
-    int64) and the attrs ``quick`` and the device info. Returns the group
-    paths written; other backends' groups are kept.
+    int64; units and descriptions from :data:`fastinit.schema.PROFILE`) and
+    the attrs ``quick`` and the device info. Returns the group paths
+    written; other backends' groups are kept.
     """
     import h5py
 
@@ -614,19 +604,18 @@ def write_profile(f, result):
     paths = []
     for backend in result.backends:
         rows = [r for r in result.records if r.backend == backend]
-        path = f"/profile/{result.dtype}/{backend}"
+        path = schema.PROFILE.at(dtype=result.dtype, backend=backend)
         attrs = {"quick": result.quick, "dtype": result.dtype, "backend": backend}
         attrs.update({k: v for k, v in result.info.items() if v is not None})
         g = replace_group(f, path, attrs)
         text = h5py.string_dtype("utf-8")
-        for col in _COLUMNS:
-            values = [getattr(r, col) for r in rows]
-            if col in ("kernel", "case", "unit"):
-                g.create_dataset(col, data=np.array(values, dtype=object), dtype=text)
-            elif col in ("inner", "repeats"):
-                g.create_dataset(col, data=np.array(values, dtype=np.int64))
+        for entry in schema.PROFILE.datasets:
+            values = [getattr(r, entry.name) for r in rows]
+            if entry.dtype == schema.TEXT:
+                ds = g.create_dataset(entry.name, data=np.array(values, dtype=object), dtype=text)
             else:
-                g.create_dataset(col, data=np.array(values, dtype=np.float64))
+                ds = g.create_dataset(entry.name, data=np.array(values, dtype=entry.dtype))
+            schema.label(ds, entry)
         paths.append(path)
     return paths
 

@@ -25,18 +25,12 @@ Seeding: draw ``k`` uses ``numpy.random.default_rng([seed, k])`` for its
 input, weights and biases (in that order, layer by layer), the same for every
 activation and weight distribution, so runs differ only where they must.
 
-HDF5 layout written by :func:`write_spectrum`::
-
-    /spectrum/<activation>-<weights>/                  attrs: the config and the theory (below)
-    /spectrum/<activation>-<weights>/depth=<L>/singular_values   (samples * width,) float64
-
-(``/spectrum/training``, written by ``fastinit spectrum --train``, is the learning-speed
-comparison of :mod:`fastinit.experiments.spectrum_training`; :func:`read_spectrum` skips it),
-with attrs ``activation``, ``weights``, ``sw2``, ``sb2``, ``q_star``, ``chi1``,
-``mu1``, ``mu2``, ``width``, ``samples``, ``seed``, ``backend`` on the group and
-on every ``singular_values`` dataset, which also carries ``depth``,
-``theory_mean`` and ``theory_variance`` (of the *squared* singular values) and
-the measured ``mean`` and ``variance``.
+HDF5 layout written by :func:`write_spectrum`: ``/spectrum/<activation>-<weights>`` (attrs: the
+config and the theory) with one ``depth=<L>/singular_values`` per depth, as
+:data:`fastinit.schema.SPECTRUM_RUN` and :data:`fastinit.schema.SPECTRUM_DEPTH` declare them
+(``docs/storage.md``). ``/spectrum/training``, written by ``fastinit spectrum --train``, is the
+learning-speed comparison of :mod:`fastinit.experiments.spectrum_training`; :func:`read_spectrum`
+skips it.
 
 Python use::
 
@@ -50,6 +44,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .. import schema
 from ..backends import check_backend, kernels_for
 
 __all__ = [
@@ -75,8 +70,8 @@ ZERO_FRACTION = 1e-24
 
 
 def group_path(activation, weights):
-    """The HDF5 group of one run: ``/spectrum/<activation>-<weights>``."""
-    return f"/spectrum/{activation}-{weights}"
+    """The HDF5 group of one run: ``/spectrum/<activation>-<weights>`` (``fastinit.schema.SPECTRUM_RUN``)."""
+    return schema.SPECTRUM_RUN.at(activation=activation, weights=weights)
 
 
 @dataclass(frozen=True)
@@ -392,8 +387,9 @@ def write_spectrum(f, result):
     list of str
         The group paths written.
     """
-    from ..store import label, replace_group
+    from ..store import replace_group
 
+    entry = schema.SPECTRUM_DEPTH["singular_values"]
     written = []
     for r in result.runs.values():
         attrs = _attrs(result, r)
@@ -401,14 +397,12 @@ def write_spectrum(f, result):
         for depth, values in r.singular_values.items():
             s = r.stats(depth)
             ds = g.create_group(f"depth={depth}").create_dataset(
-                "singular_values", data=np.asarray(values, dtype=np.float64), compression="gzip", shuffle=True
+                entry.name, data=np.asarray(values, dtype=np.float64), compression="gzip", shuffle=True
             )
-            label(
+            schema.label(
                 ds,
-                "1",
-                f"singular values of the input-output Jacobian of {depth} layers, "
-                f"{result.config.samples} draws of {result.config.width} one after the other (each draw: a "
-                "fresh network and input)",
+                entry,
+                dict(depth=depth, samples=result.config.samples, width=result.config.width),
                 depth=depth,
                 theory_mean=s.theory_mean,
                 theory_variance=s.theory_variance,

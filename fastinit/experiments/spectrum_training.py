@@ -16,14 +16,9 @@ Seeding, as in :mod:`fastinit.experiments.sweep`: weights from ``default_rng(see
 ``default_rng([seed, 1])`` and the mini-batches from ``batch_indices(..., seed)``, so for one seed
 both weight distributions see the same biases and the same mini-batches.
 
-HDF5 layout written by :func:`write_training`::
-
-    /spectrum/training/                       attrs: the config (JSON and per field), sw2, sb2, q_star
-    /spectrum/training/<weights>/depth=<L>/eval_steps       (n_evals,) int64
-    /spectrum/training/<weights>/depth=<L>/train_accuracy   (n_seeds, n_evals) float64, NaN once stopped
-    /spectrum/training/<weights>/depth=<L>/train_loss       (n_seeds, n_evals) float64, the same
-    /spectrum/training/<weights>/depth=<L>/steps_to_target  (n_seeds,) float64, NaN where not reached
-    /spectrum/training/<weights>/depth=<L>/seeds            (n_seeds,) int64
+HDF5 layout written by :func:`write_training`: ``/spectrum/training`` (attrs: the config, sw2, sb2,
+q_star) with one ``<weights>/depth=<L>`` group per run, as :data:`fastinit.schema.SPECTRUM_TRAINING`
+and :data:`fastinit.schema.SPECTRUM_TRAINING_DEPTH` declare them (``docs/storage.md``).
 """
 
 import json
@@ -33,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from .. import schema
 from .sweep import mnist_arrays
 
 __all__ = [
@@ -49,7 +45,7 @@ __all__ = [
 
 #: Weight distribution -> the MLP init spec (formatted with the gain sqrt(sw2)).
 WEIGHT_INITS = {"orthogonal": "orthogonal,gain={gain!r}", "gaussian": "lecun,gain={gain!r}"}
-GROUP = "/spectrum/training"
+GROUP = schema.SPECTRUM_TRAINING.path
 
 
 @dataclass(frozen=True)
@@ -358,7 +354,7 @@ def write_training(f, result):
     str
         The group path written.
     """
-    from ..store import label, replace_group
+    from ..store import replace_group
 
     c = result.config
     fields = {
@@ -379,33 +375,14 @@ def write_training(f, result):
             chi1=result.chi1,
         ),
     )
+    values = {"eval_samples": c.eval_samples, "target": f"{c.target:g}"}
     for (weights, depth), r in result.runs.items():
         sub = g.create_group(f"{weights}/depth={depth}")
         sub.attrs.update(weights=weights, depth=depth, median_steps_to_target=r.median_steps)
-        label(
-            sub.create_dataset("eval_steps", data=r.eval_steps),
-            "SGD steps",
-            "steps at which the train accuracy was measured",
-        )
-        label(sub.create_dataset("seeds", data=np.asarray(r.seeds, np.int64)), "1", "seed of each row")
-        label(
-            sub.create_dataset("train_accuracy", data=r.train_accuracy),
-            "fraction (0-1)",
-            f"accuracy on the first {c.eval_samples} training images; axes (seed, eval); NaN after the run "
-            "stopped (target reached or diverged)",
-        )
-        label(
-            sub.create_dataset("train_loss", data=r.train_loss),
-            "nats",
-            "mean softmax cross-entropy on the same images; axes (seed, eval)",
-        )
-        label(
-            sub.create_dataset("steps_to_target", data=r.steps_to_target),
-            "SGD steps",
-            f"first measured step with train accuracy >= {c.target:g}; NaN if not within max_steps",
-            target=c.target,
-        )
-        label(sub.create_dataset("wall_time_s", data=r.wall_time_s), "seconds", "wall time of each run")
+        for entry in schema.SPECTRUM_TRAINING_DEPTH.datasets:
+            data = np.asarray(r.seeds, np.int64) if entry.name == "seeds" else getattr(r, entry.name)
+            extra = {"target": c.target} if entry.name == "steps_to_target" else {}
+            schema.label(sub.create_dataset(entry.name, data=data), entry, values, **extra)
     return g.name
 
 
