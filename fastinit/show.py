@@ -34,7 +34,24 @@ SUMMARY_DATASET = 1_000_000
 
 @dataclass
 class NodeInfo:
-    """One group or dataset of a results file, as plain Python values."""
+    """One group or dataset of a results file, as plain Python values.
+
+    Parameters
+    ----------
+    path : str
+        Its path in the tree, e.g. ``/train/he/loss``.
+    kind : str
+        "group" or "dataset".
+    attrs : dict
+        Its attrs as plain Python values (:func:`fastinit.store.plain`).
+    shape, dtype, chunks, compression : tuple, str, tuple, str
+        Of a dataset (None for a group).
+    value : numpy.ndarray or None
+        The values of a dataset of at most ``SMALL_DATASET`` elements.
+    summary : dict or None
+        first, last, min, max, nonfinite of a 1-D numeric dataset of at most
+        ``SUMMARY_DATASET`` elements.
+    """
 
     path: str
     kind: str  # "group" or "dataset"
@@ -50,16 +67,42 @@ class NodeInfo:
 
     @property
     def depth(self):
+        """How deep the node sits: 0 for the root, 1 for ``/train``, 2 for ``/train/he``.
+
+        Returns
+        -------
+        int
+            The number of ``/`` in :attr:`path`.
+        """
         return 0 if self.path == "/" else self.path.count("/")
 
     @property
     def name(self):
+        """The last component of :attr:`path` (``/`` for the root).
+
+        Returns
+        -------
+        str
+            E.g. ``loss``.
+        """
         return self.path.rsplit("/", 1)[-1] or "/"
 
 
 @dataclass
 class FileInfo:
-    """What :func:`describe` returns: root attrs, size and every node in file order."""
+    """What :func:`describe` returns: root attrs, size and every node in file order.
+
+    Parameters
+    ----------
+    path : str
+        The file described.
+    size_bytes : int
+        Its size with every part file it links.
+    attrs : dict
+        Its root attrs as plain Python values.
+    nodes : list of NodeInfo
+        Every group and dataset, parents before their children.
+    """
 
     path: str
     size_bytes: int
@@ -67,14 +110,36 @@ class FileInfo:
     nodes: list
 
     def node(self, path):
-        """The ``NodeInfo`` at ``path``, or ``None``."""
+        """The node at ``path``.
+
+        Parameters
+        ----------
+        path : str
+            An absolute path in the tree.
+
+        Returns
+        -------
+        NodeInfo or None
+            None if the file has no such node.
+        """
         for n in self.nodes:
             if n.path == path:
                 return n
         return None
 
     def children(self, path):
-        """Direct children of the group at ``path``."""
+        """The direct children of the group at ``path``.
+
+        Parameters
+        ----------
+        path : str
+            An absolute group path.
+
+        Returns
+        -------
+        list of NodeInfo
+            In file order.
+        """
         prefix = path.rstrip("/") + "/"
         return [n for n in self.nodes if n.path.startswith(prefix) and "/" not in n.path[len(prefix) :]]
 
@@ -222,10 +287,30 @@ def format_info(info, group="/", *, all_attrs=False, stats=True):
     group of each kind :mod:`fastinit.schema` declares; ``[units] description``
     of datasets, from the schema for datasets stored without them;
     first/last/min/max of 1-D series such as losses), then, with ``stats``,
-    a table for every group that holds two or more short 1-D numeric datasets of the same length (per-layer
-    statistics when the group's ``layers`` attr matches), one table for all
-    sibling groups with the same columns. Raises ``StoreError`` if ``group`` is not in
-    the file.
+    a table for every group that holds two or more short 1-D numeric datasets
+    of the same length (per-layer statistics when the group's ``layers`` attr
+    matches), one table for all sibling groups with the same columns.
+
+    Parameters
+    ----------
+    info : FileInfo
+        What :func:`describe` read.
+    group : str
+        Show only this group and what is below it (default: everything).
+    all_attrs : bool
+        Every attr, also the bookkeeping ones, unshortened; datasets listed one by one.
+    stats : bool
+        Append the tables.
+
+    Returns
+    -------
+    str
+        The text, lines joined by newlines.
+
+    Raises
+    ------
+    StoreError
+        If ``group`` is not in the file.
     """
     group = "/" + group.strip("/") if group.strip("/") else "/"
     if group != "/" and info.node(group) is None:

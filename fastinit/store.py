@@ -126,7 +126,13 @@ class StoreError(FastinitError):
 
 
 def utc_now():
-    """The current UTC time as an ISO-8601 string with a ``Z`` suffix, to the second."""
+    """The current UTC time as an ISO-8601 string with a ``Z`` suffix, to the second.
+
+    Returns
+    -------
+    str
+        E.g. ``2026-01-31T12:00:00Z``.
+    """
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -137,8 +143,27 @@ def _version():
 
 
 def label(dataset, units, description, **extra):
-    """Give ``dataset`` its ``units`` and ``description`` attributes (and any ``extra`` ones),
-    so a results file explains itself (``fastinit show`` prints them). Returns ``dataset``."""
+    """Give ``dataset`` its ``units`` and ``description`` attributes (and any ``extra`` ones).
+
+    So a results file explains itself (``fastinit show`` prints them). fastinit's writers label
+    from their entries in :mod:`fastinit.schema` (``fastinit.schema.label``, which calls this).
+
+    Parameters
+    ----------
+    dataset : h5py.Dataset
+        The dataset to label.
+    units : str
+        Its ``units`` attr.
+    description : str
+        Its ``description`` attr.
+    **extra
+        Further attrs.
+
+    Returns
+    -------
+    h5py.Dataset
+        ``dataset``.
+    """
     dataset.attrs["units"] = units
     dataset.attrs["description"] = description
     for key, value in extra.items():
@@ -158,7 +183,18 @@ _COMMAND_LINE = None
 
 @contextmanager
 def command_line_scope(text):
-    """Within the ``with`` block, :func:`open_results` records ``text`` as the default command line."""
+    """Within the ``with`` block, :func:`open_results` records ``text`` as the default command line.
+
+    Parameters
+    ----------
+    text : str
+        The command line (the CLI's main passes its own).
+
+    Yields
+    ------
+    None
+        Nothing: the scope is the ``with`` block.
+    """
     global _COMMAND_LINE
     previous, _COMMAND_LINE = _COMMAND_LINE, str(text)
     try:
@@ -180,9 +216,23 @@ def _default_command_line():
 def check_output_path(path):
     """Validate a results path before a run starts; return it as a str.
 
-    Raises ``StoreError`` if ``path`` is a folder, sits in a missing or
-    read-only folder, or exists and is not a readable HDF5 file. Commands call
-    it first so that a bad ``--out`` fails before any work is done.
+    Commands call it first so that a bad ``--out`` fails before any work is done.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The results file to write.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is empty or not a file name, is a folder, sits in a missing or read-only
+        folder, or exists and is not a readable HDF5 file.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise StoreError(f"results path must be a file name, got {type(path).__name__}")
@@ -880,7 +930,15 @@ def finish_group(group, status="complete"):
 
 
 def mark_interrupted(group, reason="interrupted by the user"):
-    """Mark ``group`` as interrupted (call it from an ``except KeyboardInterrupt``)."""
+    """Mark ``group`` as interrupted (call it from an ``except KeyboardInterrupt``).
+
+    Parameters
+    ----------
+    group : h5py.Group
+        A group made by :func:`replace_group`.
+    reason : str
+        Stored as its ``interrupted_reason`` attr.
+    """
     group.attrs["status"] = "interrupted"
     group.attrs["interrupted_reason"] = str(reason)
 
@@ -920,8 +978,36 @@ def create_appendable(
     The dataset has shape ``(0,) + row_shape`` and ``maxshape (None,) + row_shape``,
     is chunked (at most about 1 MiB and ``chunk_rows`` rows per chunk), shuffled
     and gzip-compressed, so rows can be streamed with :func:`append` using
-    constant memory. An existing dataset of that name is replaced. Returns the
-    ``h5py.Dataset``.
+    constant memory. An existing dataset of that name is replaced.
+
+    Parameters
+    ----------
+    group : h5py.Group
+        Where to create it.
+    name : str
+        Its name.
+    row_shape : tuple of int
+        The shape of one row (``()``: a 1-D series).
+    dtype : str or numpy.dtype
+        Its dtype.
+    chunk_rows : int, optional
+        At most this many rows per chunk (default: as many as fit in about 1 MiB, up to 4096).
+    compression : str or None
+        h5py compression filter ("gzip" by default; None for none).
+    compression_opts : int
+        The gzip level.
+    attrs : dict, optional
+        Attrs of the dataset (None becomes "none", lists of str string arrays).
+
+    Returns
+    -------
+    h5py.Dataset
+        The new, empty dataset.
+
+    Raises
+    ------
+    ValueError
+        If a size in ``row_shape`` is below 1.
     """
     dtype = np.dtype(dtype)
     row_shape = tuple(int(s) for s in row_shape)
@@ -947,8 +1033,22 @@ def create_appendable(
 def append(ds, rows):
     """Append ``rows`` to an appendable dataset; return its new length.
 
-    ``rows`` has shape ``(k,) + row_shape`` (k rows) or ``row_shape`` (one row);
-    it is cast to the dataset's dtype. Raises ``ValueError`` on a shape mismatch.
+    Parameters
+    ----------
+    ds : h5py.Dataset
+        A dataset made by :func:`create_appendable`.
+    rows : array_like
+        Shape ``(k,) + row_shape`` (k rows) or ``row_shape`` (one row); cast to the dataset's dtype.
+
+    Returns
+    -------
+    int
+        The number of rows in ``ds`` now.
+
+    Raises
+    ------
+    ValueError
+        If the rows do not have the dataset's row shape.
     """
     row_shape = ds.shape[1:]
     rows = np.asarray(rows)

@@ -41,6 +41,9 @@ DOCUMENTED_MODULES = (
     "fastinit.formatting",
     "fastinit.errors",
     "fastinit.benchreport",
+    "fastinit.schema",
+    "fastinit.store",
+    "fastinit.show",
 )
 
 #: The numpydoc error codes that fail the test. Left out on purpose: summary and
