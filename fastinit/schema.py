@@ -309,7 +309,7 @@ _PER_LAYER = "(layers,)"
 
 HISTOGRAM_RUN = Group(
     "/histogram/<activation>/<init>",
-    "one init: the activations (and gradients) at init, with per-layer statistics",
+    "one init: the activations (and gradients) at init and their statistics per layer",
     attrs=(
         ("init", "the init spec"),
         ("activation", "sigmoid, tanh or relu"),
