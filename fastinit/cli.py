@@ -593,7 +593,7 @@ def _add_train(sub):
 
 
 def _run_train(args):
-    from .experiments.train import TrainConfig, format_results, train, write_figures
+    from .experiments.train import TrainConfig, format_results, read_runs, read_snapshots, train
 
     if len(set(args.init)) != len(args.init):
         dup = next(i for i in args.init if args.init.count(i) > 1)
@@ -620,7 +620,10 @@ def _run_train(args):
     _say(args, format_results(results))
     _say(args, f"wrote {len(results)} run(s) under /train to {out}")
     if plot is not None:
-        for path in write_figures(out, plot, [r.name for r in results]):
+        from .plots import plot_train_figures
+
+        runs = read_runs(out, [r.name for r in results])
+        for path in plot_train_figures(runs, read_snapshots(out, runs), plot):
             _say(args, f"wrote figure {path}")
     diverged = [r.label for r in results if r.status == "diverged"]
     if diverged:

@@ -23,13 +23,14 @@ import time
 import numpy as np
 
 from fastinit.kernels import checks as chk
+from fastinit.kernels import reference
 from fastinit.kernels.checks import fill_doc, with_doc
 
 from . import datainit
 from .engines import engine_class
 from .init import init_weights, parse_init
 
-__all__ = ["MLP", "compile_backend"]
+__all__ = ["MLP", "compile_backend", "backprop_to_layers"]
 
 
 # --------------------------------------------------------------------------- MLP
@@ -255,6 +256,23 @@ class MLP:
         self._dataset_rows = None
         self._stepped = False
 
+    def draw_biases(self, std, rng):
+        """Replace every layer's bias by draws from N(0, `std`**2); forgets any `set_dataset`.
+
+        Layer by layer from the input, ``(std * rng.standard_normal(fan_out)).astype(dtype)``;
+        the weights are kept.
+
+        Parameters
+        ----------
+        std : float
+            The biases' standard deviation.
+        rng : numpy.random.Generator
+            The source of the draws.
+        """
+        self.load_params(
+            [(w, (std * rng.standard_normal(b.size)).astype(self.dtype)) for w, b in self.params]
+        )
+
     # -- validation -----------------------------------------------------------
 
     def _check_x(self, x):
@@ -338,8 +356,6 @@ class MLP:
         )
     )
     def loss(self, x, labels):
-        from fastinit.kernels import reference
-
         self._check_x(x)
         self._check_labels(labels, x.shape[0])
         logits = np.ascontiguousarray(self._engine.forward(x, False))
@@ -372,8 +388,6 @@ class MLP:
         )
     )
     def evaluate(self, x, labels, chunk=1000):
-        from fastinit.kernels import reference
-
         self._check_x(x)
         labels = np.asarray(labels)
         self._check_labels(labels, x.shape[0])
@@ -385,6 +399,43 @@ class MLP:
             total += reference.softmax_cross_entropy(np.ascontiguousarray(logits), y)[0] * y.size
             correct += int(np.count_nonzero(np.argmax(logits, axis=1) == y))
         return total / x.shape[0], correct / x.shape[0]
+
+    @with_doc(
+        fill_doc(
+            """Differentiate each row's own loss with respect to every hidden layer's pre-activation.
+
+        One recorded forward pass (``forward(x, record=True)``), then the softmax
+        cross-entropy of each row sent down the layers on the host in float64
+        (`backprop_to_layers`): row i of layer l is ``d loss_i / d z_l[i]``, N times the
+        gradient of the batch's mean loss.
+
+        Parameters
+        ----------
+        {batch}
+
+        Returns
+        -------
+        hidden : list of ndarray, each shape (N, width)
+            The hidden layers' outputs, as ``forward(x, record=True)`` returns them.
+        gradients : list of ndarray, each shape (N, width), float64
+            The gradient at each hidden layer's pre-activation, layer 1 first; NaN where
+            the network overflowed.
+
+        {batch_raises}
+        """,
+            batch=_BATCH,
+            batch_raises=_BATCH_RAISES,
+        )
+    )
+    def per_sample_gradients(self, x, labels):
+        self._check_x(x)
+        labels = np.asarray(labels)
+        self._check_labels(labels, x.shape[0])
+        logits, hidden = self._engine.forward(x, True)
+        logits = np.ascontiguousarray(logits, dtype=np.float64)
+        _, top = reference.softmax_cross_entropy(logits, labels)
+        weights = [w for w, _ in self._engine.params()[1:]]
+        return hidden, backprop_to_layers(top * logits.shape[0], weights, hidden, self.activation)
 
     @with_doc(
         fill_doc(
@@ -513,3 +564,51 @@ class MLP:
         if not self._stepped:
             raise RuntimeError("grad_norms() needs a train_step first")
         return self._engine.grad_norms()
+
+
+def backprop_to_layers(top, weights, hidden, activation):
+    """Send a gradient at a layer's pre-activation down to every hidden layer below it.
+
+    The recursion of backpropagation, ``d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l)``, in
+    float64 on the host with ``fastinit.kernels.reference.activation_backward``, which
+    takes ``phi'(z_l)`` from the layer's saved output ``h_l = phi(z_l)``. Where ``h_l``
+    is NaN (the network overflowed) the gradient is NaN, and so below it (ReLU's
+    ``h > 0`` test alone would give such a unit 0).
+
+    Parameters
+    ----------
+    top : ndarray, shape (N, width_top)
+        dL/dz of the layer above the last hidden one (the logits' for an MLP).
+    weights : sequence of ndarray
+        One per hidden layer: ``weights[l]``, shape (width_l, width_{l+1}), the weights
+        from hidden layer l to the layer above it (the last one's into the top layer).
+        Cast to float64.
+    hidden : sequence of ndarray
+        The hidden layers' outputs ``h_l``, each shape (N, width_l), layer 1 first; as
+        many as `weights`. Cast to float64.
+    activation : {'linear', 'sigmoid', 'tanh', 'relu'}
+        The hidden layers' activation.
+
+    Returns
+    -------
+    list of ndarray, each shape (N, width_l), float64
+        dL/dz_l of every hidden layer, layer 1 first.
+
+    Raises
+    ------
+    ValueError
+        If `weights` and `hidden` differ in length, or on a shape mismatch.
+    """
+    if len(weights) != len(hidden):
+        raise ValueError(
+            f"weights and hidden must have one entry per hidden layer, got {len(weights)} and {len(hidden)}"
+        )
+    d = np.asarray(top, dtype=np.float64)
+    grads = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for w, h in zip(weights[::-1], hidden[::-1]):  # (W_{l+1}, h_l) from the top down
+            h = np.ascontiguousarray(h, dtype=np.float64)
+            d = reference.activation_backward(h, d @ np.asarray(w, dtype=np.float64).T, activation)
+            d = np.where(np.isnan(h), np.nan, d)
+            grads.append(d)
+    return grads[::-1]

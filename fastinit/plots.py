@@ -18,6 +18,7 @@ Sections: activation histograms (``fastinit histogram``); benchmark report
 """
 
 import os
+import re
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -43,6 +44,7 @@ __all__ = [
     "plot_train_activations",
     "train_gradients_figure",
     "plot_train_gradients",
+    "plot_train_figures",
 ]
 
 FORMATS = ("png", "pdf", "svg")
@@ -784,6 +786,58 @@ def plot_train_activations(activations, steps, name, activation, path):
     """Build :func:`train_activations_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(train_activations_figure(activations, steps, name, activation), path)
+
+
+def _file_safe(name):
+    """``name`` as a part of a file name: runs of other characters than letters, digits, ``._-``
+    become ``-``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+
+
+def plot_train_figures(runs, snapshots, plot):
+    """Draw every training figure of ``fastinit train``: loss, accuracy, and per run its snapshots.
+
+    ``plot`` is the loss figure's file (``.png``, ``.pdf`` or ``.svg``); beside
+    it go ``<stem>-accuracy<ext>`` (test accuracy) and, for each entry of
+    ``snapshots`` that has them, ``<stem>-activations-<run><ext>`` (activation
+    histograms at its snapshots) and ``<stem>-gradients-<run><ext>`` (the probe
+    batch's gradients at the same snapshots), where ``<stem>`` is ``plot``
+    without its extension and without a trailing ``-loss`` (``mnist-loss.png``
+    -> ``mnist-accuracy.png``).
+
+    Parameters
+    ----------
+    runs : list of dict
+        The runs, from :func:`fastinit.experiments.train.read_runs`.
+    snapshots : list of dict
+        From :func:`fastinit.experiments.train.read_snapshots`: per run, ``name``,
+        ``label``, ``activation`` and the ``(values, steps)`` of its ``activations`` and
+        ``gradients`` snapshots (None where not recorded).
+    plot : str or os.PathLike
+        The loss figure's file.
+
+    Returns
+    -------
+    list of str
+        The files written.
+
+    Raises
+    ------
+    PlotError
+        For a bad path.
+    """
+    check_figure_path(plot)
+    stem, ext = os.path.splitext(os.fspath(plot))
+    stem = stem[: -len("-loss")] if stem.endswith("-loss") else stem
+    written = [plot_train_loss(runs, plot), plot_train_accuracy(runs, f"{stem}-accuracy{ext}")]
+    for snap in snapshots:
+        for dataset, draw in (("activations", plot_train_activations), ("gradients", plot_train_gradients)):
+            if snap[dataset] is None:
+                continue
+            values, steps = snap[dataset]
+            target = f"{stem}-{dataset}-{_file_safe(snap['name'])}{ext}"
+            written.append(draw(values, steps, snap["label"], snap["activation"], target))
+    return written
 
 
 # --------------------------------------------------------------------------- benchmark report

@@ -27,6 +27,7 @@ DOCUMENTED_MODULES = (
     "fastinit.kernels.cpu_losses",
     "fastinit.kernels.jit",
     "fastinit.mlp",
+    "fastinit.training",
     "fastinit.init",
     "fastinit.data",
     "fastinit.datainit",
@@ -44,6 +45,7 @@ DOCUMENTED_MODULES = (
     "fastinit.schema",
     "fastinit.store",
     "fastinit.show",
+    "fastinit.experiments.executors",
 )
 
 #: The numpydoc error codes that fail the test. Left out on purpose: summary and

@@ -233,6 +233,119 @@ def test_forward_record_shapes_and_consistency(backend, sizes):
     np.testing.assert_array_equal(logits, keep)
 
 
+def test_evaluate_is_the_loss_and_accuracy_whatever_the_chunk(backend):
+    rng = np.random.default_rng(2)
+    sizes = (6, 9, 4)
+    mlp = make_mlp(backend.name, sizes, activation="tanh", init="xavier", dtype="float64", seed=4)
+    x, labels = _batch(rng, 25, sizes[0], sizes[-1], np.float64)
+    want_acc = np.count_nonzero(mlp.predict(x) == labels) / 25
+    for chunk in (1, 7, 25, 1000):
+        loss, acc = mlp.evaluate(x, labels, chunk=chunk)
+        assert loss == pytest.approx(mlp.loss(x, labels), rel=1e-12) and acc == want_acc
+
+
+def _stack(x, layers, activation):
+    """The pre-activations z_l and outputs h_l of a float64 stack of (W, b) layers, the last linear."""
+    from fastinit.kernels import reference
+
+    zs, hs, h = [], [], x
+    for i, (w, b) in enumerate(layers):
+        z = h @ w + b
+        h = reference.activation_forward(z, activation if i < len(layers) - 1 else "linear")
+        zs.append(z)
+        hs.append(h)
+    return zs, hs
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_backprop_to_layers_matches_finite_differences(activation):
+    """For L = sum(G * z_top), every entry of dL/dz_l is the central difference of L in z_l."""
+    from fastinit.kernels import reference
+    from fastinit.mlp import backprop_to_layers
+
+    rng = np.random.default_rng(3)
+    widths = (4, 5, 6, 3)
+    layers = [
+        (rng.normal(size=(a, b)), rng.normal(scale=0.3, size=b)) for a, b in zip(widths[:-1], widths[1:])
+    ]
+    x = rng.normal(size=(7, widths[0]))
+    g = rng.normal(size=(7, widths[-1]))
+    zs, hs = _stack(x, layers, activation)
+    grads = backprop_to_layers(g, [w for w, _ in layers[1:]], hs[:-1], activation)
+    assert [d.shape for d in grads] == [z.shape for z in zs[:-1]] and all(
+        d.dtype == np.float64 for d in grads
+    )
+
+    def loss_from(layer, z):  # L as a function of that layer's pre-activation
+        h = reference.activation_forward(z, activation)
+        for i in range(layer + 1, len(layers)):
+            w, b = layers[i]
+            h = reference.activation_forward(h @ w + b, activation if i < len(layers) - 1 else "linear")
+        return float(np.sum(g * h))
+
+    eps = 1e-6
+    for layer, d in enumerate(grads):
+        numeric = np.zeros_like(d)
+        for idx in np.ndindex(d.shape):
+            up, down = zs[layer].copy(), zs[layer].copy()
+            up[idx] += eps
+            down[idx] -= eps
+            numeric[idx] = (loss_from(layer, up) - loss_from(layer, down)) / (2 * eps)
+        np.testing.assert_allclose(d, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_backprop_to_layers_marks_overflowed_units_nan():
+    from fastinit.mlp import backprop_to_layers
+
+    rng = np.random.default_rng(0)
+    hidden = [np.abs(rng.normal(size=(3, 4))), np.abs(rng.normal(size=(3, 5)))]
+    hidden[1][1, 2] = np.nan
+    grads = backprop_to_layers(
+        rng.normal(size=(3, 2)), [rng.normal(size=(4, 5)), rng.normal(size=(5, 2))], hidden, "relu"
+    )
+    assert np.isnan(grads[1][1, 2]) and np.isfinite(np.delete(grads[1], 1, axis=0)).all()
+    assert np.isnan(grads[0][1]).all() and np.isfinite(grads[0][[0, 2]]).all()  # and below it, in that row
+    with pytest.raises(ValueError, match="one entry per hidden layer"):
+        backprop_to_layers(np.zeros((3, 2)), [np.zeros((4, 2))], hidden, "relu")
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_per_sample_gradients_are_each_rows_own_bias_gradient(activation):
+    """dloss_i/dz_l[i] = dloss_i/db_l for the row i alone (z_l = h_{l-1} @ W_l + b_l)."""
+    rng = np.random.default_rng(5)
+    sizes = (4, 5, 3, 3)
+    mlp = MLP(sizes, activation=activation, init="xavier", backend="numpy", dtype="float64", seed=2)
+    mlp.draw_biases(0.2, rng)
+    x, labels = _batch(rng, 4, sizes[0], sizes[-1], np.float64)
+    hidden, grads = mlp.per_sample_gradients(x, labels)
+    for h, want in zip(hidden, mlp.forward(x, record=True)[1]):
+        np.testing.assert_array_equal(h, want)
+    base, eps = mlp.params, 1e-6
+    for i in range(x.shape[0]):
+        for layer in range(len(sizes) - 2):
+            for j in range(sizes[layer + 1]):
+                losses = []
+                for sign in (1, -1):
+                    trial = [(w.copy(), b.copy()) for w, b in base]
+                    trial[layer][1][j] += sign * eps
+                    mlp.load_params(trial)
+                    losses.append(mlp.loss(x[i : i + 1], labels[i : i + 1]))
+                assert grads[layer][i, j] == pytest.approx(
+                    (losses[0] - losses[1]) / (2 * eps), rel=1e-5, abs=1e-8
+                )
+
+
+def test_draw_biases_replaces_the_biases_only(backend):
+    mlp = make_mlp(backend.name, (5, 6, 3), init="he", seed=0)
+    weights = [w for w, _ in mlp.params]
+    mlp.draw_biases(0.5, np.random.default_rng([7, 1]))
+    want = np.random.default_rng([7, 1])
+    for (w, b), w0 in zip(mlp.params, weights):
+        np.testing.assert_array_equal(w, w0)
+        np.testing.assert_array_equal(b, (0.5 * want.standard_normal(b.size)).astype(np.float32))
+        assert b.dtype == np.float32 and np.any(b != 0)
+
+
 def test_readonly_inputs_are_accepted(backend):
     rng = np.random.default_rng(3)
     mlp = make_mlp(backend.name, (5, 4, 3), seed=0)

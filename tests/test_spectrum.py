@@ -263,18 +263,18 @@ def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_p
 
 
 def test_same_seed_same_minibatches_for_both_weight_distributions(monkeypatch):
+    from fastinit import training
     from fastinit.experiments import spectrum_training as st
-    from fastinit.experiments import train
 
     seen = []
-    real = train.batch_indices
+    real = training.batch_indices
 
     def spy(n, batch_size, iterations, seed):
         for idx in real(n, batch_size, iterations, seed):
             seen.append((seed, tuple(idx[:3])))
             yield idx
 
-    monkeypatch.setattr(train, "batch_indices", spy)
+    monkeypatch.setattr(training, "batch_indices", spy)
     config = st.TrainingConfig(**dict(TINY_TRAIN, seeds=(5,), target=1.0, max_steps=10))
     st.run_training(config, progress=False)
     half = len(seen) // 2

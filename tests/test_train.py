@@ -1,4 +1,4 @@
-"""`fastinit.experiments.train`: run specs, seeded batches, the HDF5 layout, divergence, Ctrl-C.
+"""`fastinit.experiments.train`: run specs, the HDF5 layout, divergence, Ctrl-C, the figures.
 
 Most tests train a tiny network on a small synthetic data set (fast); one
 trains the default network on a slice of the shipped MNIST.
@@ -6,6 +6,7 @@ trains the default network on a slice of the shipped MNIST.
 
 import json
 import math
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,16 +16,15 @@ from fastinit.data import MNIST
 from fastinit.experiments.train import (
     RunResult,
     TrainConfig,
-    batch_indices,
     format_results,
     gradient_steps,
     parse_run,
     read_activations,
     read_runs,
+    read_snapshots,
     seed_ranking,
     snapshot_choice,
     train,
-    write_figures,
 )
 from fastinit.store import open_results, replace_group
 
@@ -77,7 +77,7 @@ def backends():
     return names
 
 
-# --- run specs and batches -----------------------------------------------------------
+# --- run specs -------------------------------------------------------------------------
 
 
 def test_parse_run():
@@ -100,20 +100,6 @@ def test_parse_run():
 def test_parse_run_errors(spec, match):
     with pytest.raises(ValueError, match=match):
         parse_run(spec)
-
-
-def test_batch_indices_are_seeded_and_cover_each_epoch():
-    a = list(batch_indices(50, 8, 20, seed=3))
-    b = list(batch_indices(50, 8, 20, seed=3))
-    c = list(batch_indices(50, 8, 20, seed=4))
-    assert len(a) == 20 and all(len(i) == 8 for i in a)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
-    flat = np.concatenate(a)
-    assert np.array_equal(np.sort(flat[:50]), np.arange(50))  # first epoch: each image once
-    assert flat.min() >= 0 and flat.max() < 50
-    with pytest.raises(ValueError, match="batch_size 60 is larger"):
-        next(batch_indices(50, 60, 1, seed=0))
 
 
 @pytest.mark.parametrize(
@@ -709,11 +695,17 @@ def test_data_driven_inits_train_and_record_their_cost_and_calibration(tmp_path)
 
 
 def test_gradient_figure_shows_the_probe_gradients_of_each_snapshot(tmp_path):
-    from fastinit.plots import train_gradients_figure
+    from fastinit.plots import plot_train_figures, train_gradients_figure
 
     _, out = small_train(tmp_path, runs=("xavier:sigmoid",))
-    written = write_figures(out, str(tmp_path / "m-loss.png"))
-    assert str(tmp_path / "m-gradients-xavier-sigmoid.png") in written
+    runs = read_runs(out)
+    written = plot_train_figures(runs, read_snapshots(out, runs), str(tmp_path / "m-loss.png"))
+    assert [Path(p).name for p in written] == [
+        "m-loss.png",
+        "m-accuracy.png",
+        "m-activations-xavier-sigmoid.png",
+        "m-gradients-xavier-sigmoid.png",
+    ]
     grads, steps = read_activations(out, "xavier:sigmoid", [0], "gradients")
     fig = train_gradients_figure(grads, steps, "xavier:sigmoid", "sigmoid")
     first = fig.axes[0]

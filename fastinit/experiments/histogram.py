@@ -38,6 +38,7 @@ import numpy as np
 from .. import schema
 from ..backends import check_backend, kernels_for
 from ..init import parse_init
+from ..mlp import backprop_to_layers
 
 __all__ = [
     "ACTIVATIONS",
@@ -322,19 +323,16 @@ def backprop(acts, weights, activation, rng):
     from ``rng``, so ``dL/dz_last = G`` and going down
     ``d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l)``, with ``phi'`` from the saved
     outputs ``acts`` (layers, samples, units) and ``weights(l)`` layer l's
-    weights (drawn again, in float64). Returns float64 (layers, samples,
-    units); NaN where an activation is NaN (overflow) and below it."""
-    import fastinit.kernels.reference as ref
-
+    weights (drawn again, in float64), by :func:`fastinit.mlp.backprop_to_layers`.
+    Returns float64 (layers, samples, units); NaN where an activation is NaN
+    (overflow) and below it."""
     grads = np.empty(acts.shape)
     grads[-1] = rng.standard_normal(acts.shape[1:])
-    with np.errstate(all="ignore"):
-        for layer in range(acts.shape[0] - 2, -1, -1):
-            y = acts[layer].astype(np.float64)
-            d = ref.activation_backward(
-                y, grads[layer + 1] @ weights(layer + 1).astype(np.float64).T, activation
-            )
-            grads[layer] = np.where(np.isnan(y), np.nan, d)  # ReLU's y > 0 test would give a NaN unit 0
+    below = backprop_to_layers(
+        grads[-1], [weights(layer) for layer in range(1, acts.shape[0])], acts[:-1], activation
+    )
+    for layer, d in enumerate(below):
+        grads[layer] = d
     return grads
 
 

@@ -118,7 +118,7 @@ def reproduce(
     from .. import plots
     from ..store import StoreError, open_results
     from .histogram import run_histogram, write_histogram
-    from .train import train, write_figures
+    from .train import read_runs, read_snapshots, train
 
     config = TrainConfig(
         runs=REPRODUCE_RUNS,
@@ -194,7 +194,10 @@ def reproduce(
             plots.plot_gradient_histogram(res, plots.depth_path(path, "gradient-histogram")),
         ]
     activation_stats = {r.name: _activation_stats(h5_path, r) for r in _first_seeds(runs)}
-    figures += write_figures(h5_path, os.path.join(out_dir, "mnist-loss.png"), [r.name for r in runs])
+    stored = read_runs(h5_path, [r.name for r in runs])
+    figures += plots.plot_train_figures(
+        stored, read_snapshots(h5_path, stored), os.path.join(out_dir, "mnist-loss.png")
+    )
     times["figures"] = time.perf_counter() - t0
     log(f"figures: {len(figures)} ({times['figures']:.1f} s)")
     times["total"] = time.perf_counter() - t_all

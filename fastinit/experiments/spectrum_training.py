@@ -29,6 +29,11 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .. import schema
+from ..mlp import MLP
+from ..progress import Progress
+from ..theory import edge_of_chaos, mean_field
+from ..training import sgd
+from .spectrum import DEFAULT_Q_STAR
 from .sweep import mnist_arrays
 
 __all__ = [
@@ -173,9 +178,6 @@ class TrainingConfig:
 
     def point(self):
         """``(sw2, sb2)``: as given, or the tanh edge of chaos with fixed point ``q_star`` (default 1/64)."""
-        from ..theory import edge_of_chaos
-        from .spectrum import DEFAULT_Q_STAR
-
         if self.sw2 is not None:
             return self.sw2, self.sb2
         return edge_of_chaos("tanh", self.q_star or DEFAULT_Q_STAR)
@@ -225,51 +227,28 @@ class TrainingResult:
 
 def _train_one(config, weights, depth, seed, sw2, sb2, data):
     """Train one network until the target or ``max_steps``; return (accuracy, loss, steps, seconds)."""
-    from .. import MLP
-    from .train import batch_indices
-
     t0 = time.perf_counter()
     x_train, y_train = data
     sizes = [x_train.shape[1]] + [config.width] * depth + [10]
     init = WEIGHT_INITS[weights].format(gain=math.sqrt(sw2))
     model = MLP(sizes, activation="tanh", init=init, backend=config.backend, dtype=config.dtype, seed=seed)
     if sb2 > 0:
-        rng = np.random.default_rng([seed, 1])
-        model.load_params(
-            [
-                (w, (math.sqrt(sb2) * rng.standard_normal(b.size)).astype(config.dtype))
-                for w, b in model.params
-            ]
-        )
-    model.set_dataset(x_train, y_train)
+        model.draw_biases(math.sqrt(sb2), np.random.default_rng([seed, 1]))
     n = config.eval_samples
     x_eval, y_eval = x_train[:n], y_train[:n]
     steps = config.eval_steps
     acc, loss = np.full(steps.size, np.nan), np.full(steps.size, np.nan)
     reached = math.nan
-    batches = batch_indices(x_train.shape[0], config.batch_size, config.max_steps, seed)
-    done = 0
+    stops = sgd(model, x_train, y_train, lr=config.lr, batch_size=config.batch_size, seed=seed, stops=steps)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for e, stop in enumerate(steps):
-            diverged = False
-            for idx in _take(batches, int(stop) - done):
-                if not math.isfinite(model.train_step_indices(idx, config.lr)):
-                    diverged = True
-                    break
-            done = int(stop)
-            if diverged:
+        for e, stop in enumerate(stops):
+            if stop.diverged:
                 break
             loss[e], acc[e] = model.evaluate(x_eval, y_eval)
             if acc[e] >= config.target:
-                reached = float(stop)
+                reached = float(stop.step)
                 break
     return acc, loss, reached, time.perf_counter() - t0
-
-
-def _take(iterator, n):
-    import itertools
-
-    return itertools.islice(iterator, n)
 
 
 def run_training(config, *, progress=True):
@@ -293,9 +272,6 @@ def run_training(config, *, progress=True):
     fastinit.data.DataError
         If MNIST cannot be read.
     """
-    from ..progress import Progress
-    from ..theory import mean_field
-
     config = config.validate()
     sw2, sb2 = config.point()
     m = mean_field("tanh", sw2, sb2)

@@ -32,17 +32,22 @@ cells already done (a stopped sweep resumes); a grid that grew keeps the
 cells it shares with the old one.
 """
 
-import itertools
+import functools
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from ..data import load_mnist
-from ..errors import FastinitError
-from ..mlp import compile_backend
+from ..mlp import MLP, compile_backend
+from ..progress import Progress
+from ..theory import critical_sw2, mean_field
+from ..training import sgd
+from . import executors
+from .executors import SweepError
 
 __all__ = [
     "SweepConfig",
@@ -107,10 +112,6 @@ PRESETS["schoenholz-time"] = dict(
 )
 
 
-class SweepError(FastinitError, RuntimeError):
-    """The cells cannot run: a cluster cannot be reached, Dask is missing, a worker pool broke."""
-
-
 @dataclass(frozen=True)
 class Cell:
     """One grid point: indices into the grid and the values they stand for."""
@@ -121,6 +122,9 @@ class Cell:
     sw2: float
     depth: int
     seed: int
+
+    def __str__(self):
+        return f"cell sw2={self.sw2:g} depth={self.depth} seed={self.seed}"
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,6 @@ class SweepConfig:
 
     def validate(self):
         """Return the config with normalised types; raise ``ValueError``/``TypeError`` naming a bad field."""
-        from ..theory import mean_field
 
         def values(name, cast, ok, what):
             raw = getattr(self, name)
@@ -300,9 +303,6 @@ def run_cell(config, cell, backend="cpu"):
     fastinit.data.DataError
         If the data cannot be read.
     """
-    from .. import MLP
-    from .train import batch_indices
-
     t0 = time.perf_counter()
     x_train, y_train, x_test, y_test = mnist_arrays(config.data_dir, config.dtype)
     if config.train_limit is not None:
@@ -317,166 +317,37 @@ def run_cell(config, cell, backend="cpu"):
         seed=cell.seed,
     )
     if config.sb2 > 0:
-        rng = np.random.default_rng([cell.seed, 1])
-        model.load_params(
-            [
-                (w, (math.sqrt(config.sb2) * rng.standard_normal(b.size)).astype(config.dtype))
-                for w, b in model.params
-            ]
-        )
-    model.set_dataset(x_train, y_train)
+        model.draw_biases(math.sqrt(config.sb2), np.random.default_rng([cell.seed, 1]))
     n = config.eval_samples
-    batches = batch_indices(x_train.shape[0], config.batch_size, config.steps, cell.seed)
-    diverged, done, last = 0.0, 0, None
-    series = {m: [] for m in METRICS}
+    rows = []
+    steps = sgd(
+        model,
+        x_train,
+        y_train,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=cell.seed,
+        stops=config.stops,
+    )
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for stop in config.stops:
-            if not diverged:
-                for idx in itertools.islice(batches, stop - done):
-                    if not math.isfinite(model.train_step_indices(idx, config.lr)):
-                        diverged = 1.0
-                        break
-                done = stop
-                train_loss, train_acc = model.evaluate(x_train[:n], y_train[:n])
-                _, test_acc = model.evaluate(x_test[:n], y_test[:n])
-                last = dict(
+        for stop in steps:
+            train_loss, train_acc = model.evaluate(x_train[:n], y_train[:n])
+            _, test_acc = model.evaluate(x_test[:n], y_test[:n])
+            rows.append(
+                dict(
                     train_loss=float(train_loss),
                     train_accuracy=float(train_acc),
                     test_accuracy=float(test_acc),
-                    diverged=diverged,
+                    diverged=float(stop.diverged),
+                    wall_time_s=time.perf_counter() - t0,
                 )
-            for m in METRICS:
-                series[m].append(time.perf_counter() - t0 if m == "wall_time_s" else last[m])
+            )
+    rows += rows[-1:] * (len(config.stops) - len(rows))  # diverged: its evaluation holds for the rest
+    series = {m: [row[m] for row in rows] for m in METRICS}
     out = {m: v[-1] for m, v in series.items()}
     if config.checkpoints:
         out["checkpoints"] = series
     return out
-
-
-def _single_threaded_cell(config, cell, backend):
-    """``run_cell`` on one thread: a worker runs one cell per core (pool and Dask workers)."""
-    import numba
-
-    numba.set_num_threads(1)
-    return run_cell(config, cell, backend)
-
-
-# --------------------------------------------------------------------------- executors
-# Each yields (cell, metrics) as cells finish, in any order; the caller stores them.
-
-
-def _in_process(config, cells, backend):
-    """One cell at a time in this process, each on the engine's parallel step (all threads)."""
-    for cell in cells:
-        yield cell, run_cell(config, cell, backend)
-
-
-def _ignore_sigint():
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the pool
-
-
-def _process_pool(config, cells, backend, processes):
-    """Cells in a pool of ``processes`` fresh (spawned) processes, each cell single-threaded."""
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    pool = cf.ProcessPoolExecutor(
-        max_workers=processes, mp_context=mp.get_context("spawn"), initializer=_ignore_sigint
-    )
-    finished = False
-    try:
-        futures = {pool.submit(_single_threaded_cell, config, cell, backend): cell for cell in cells}
-        try:
-            for future in cf.as_completed(futures):
-                yield futures[future], future.result()
-        except cf.process.BrokenProcessPool:
-            raise SweepError(
-                "a process of the pool died. If you call sweep() from a script, call it under "
-                "'if __name__ == \"__main__\":' (the pool starts its processes with spawn)"
-            ) from None
-        finished = True
-    finally:
-        pool.shutdown(wait=finished, cancel_futures=True)
-        if not finished:  # stopped or failed: do not wait for the cells still running
-            for child in mp.active_children():
-                child.terminate()
-                child.join()
-
-
-def _warm_cluster(client, config, backend):
-    """Compile what the cells run on one worker of each host in turn, so that the workers of a
-    host that share a Numba cache directory only load from it (a machine's workers compiling
-    the same functions into one cache at once can corrupt it: numba#4807)."""
-    first = {}
-    for address, info in client.scheduler_info().get("workers", {}).items():
-        first.setdefault(info.get("host", address), address)
-    for address in first.values():
-        client.run(compile_backend, backend, config.dtype, config.activation, False, workers=[address])
-
-
-def _dask(config, cells, backend, scheduler=None, workers=None, log=print, timeout=10.0):
-    """Cells on a Dask distributed cluster: the one at ``scheduler`` (``tcp://HOST:PORT``), or a
-    local cluster of ``workers`` single-threaded worker processes started here. A worker that
-    dies mid-cell has its cell re-run on another worker by the scheduler."""
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:
-        raise SweepError(
-            "--scheduler and --workers need Dask: pip install 'fastinit-numba[cluster]' (dask[distributed])"
-        ) from None
-    cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-        )
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(scheduler, timeout=timeout)
-        except OSError as exc:
-            raise SweepError(
-                f"cannot reach the Dask scheduler at {scheduler}: {exc}; start one with "
-                "'dask scheduler' and workers with 'dask worker ADDRESS'"
-            ) from None
-    try:
-        n = len(client.scheduler_info().get("workers", {}))
-        log(f"dask: {n} worker(s) at {client.scheduler.address}")
-        if scheduler is not None:
-            _warm_cluster(client, config, backend)
-        futures = {}
-        for cell in cells:
-            future = client.submit(
-                _single_threaded_cell,
-                config,
-                cell,
-                backend,
-                pure=False,
-                key=f"fastinit-sweep-cell-{cell.sw2!r}-{cell.depth}-{cell.seed}-{time.time_ns()}",
-            )
-            futures[future] = cell
-        finished = False
-        try:
-            for future in as_completed(futures):
-                cell = futures[future]
-                try:
-                    metrics = future.result()
-                except Exception as exc:  # raised on a worker, or the cell's workers kept dying
-                    raise SweepError(
-                        f"cell sw2={cell.sw2:g} depth={cell.depth} seed={cell.seed} failed on the "
-                        f"cluster: {type(exc).__name__}: {exc} (is fastinit installed on every "
-                        "worker, and --data-dir readable there?)"
-                    ) from None
-                yield cell, metrics
-            finished = True
-        finally:
-            if not finished:
-                client.cancel(list(futures))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 # --------------------------------------------------------------------------- storage
@@ -527,8 +398,6 @@ class SweepResult:
 
 
 def _theory(config):
-    from ..theory import critical_sw2, mean_field
-
     fields = [mean_field(config.activation, s, config.sb2) for s in config.sw2]
     return (
         np.array([m.xi_c for m in fields], dtype=np.float64),
@@ -622,8 +491,6 @@ def read_sweep(path, name):
 def _resume(path, name, config, restart):
     """An empty result for ``config``, filled with the cells a stored sweep of the same name
     already has, if its settings match. Raises ``ValueError`` if they differ (unless ``restart``)."""
-    import os
-
     result = _empty(name, config)
     if restart or not os.path.exists(path):
         return result
@@ -781,9 +648,6 @@ def sweep(
     Raises ``ValueError``/``TypeError`` for a bad config, ``StoreError`` for an
     unwritable file, :class:`SweepError` for an unreachable cluster or a broken pool.
     """
-    import os
-
-    from ..progress import Progress
     from ..store import check_output_path
 
     config = replace(config or SweepConfig(), **overrides).validate()
@@ -803,18 +667,29 @@ def sweep(
     ):
         # Workers start cold and would compile the same functions into one cache directory
         # at the same moment (numba#4807, #10128: mismatched symbols, segfaults). Compile here
-        # first, so that the workers on this machine only load; see _warm_cluster for others.
+        # first, so that the workers on this machine only load; executors.dask warms the others.
         compile_backend(backend, config.dtype, config.activation, parallel=False)
+    work = functools.partial(run_cell, config, backend=backend)
     if scheduler is not None or workers is not None:
         where = f"dask cluster at {scheduler}" if scheduler else f"local dask cluster of {workers} workers"
-        runs = _dask(config, pending, backend, scheduler, workers, log=log, timeout=connect_timeout)
+        warm = functools.partial(compile_backend, backend, config.dtype, config.activation, False)
+        runs = executors.dask(
+            work,
+            pending,
+            scheduler,
+            workers,
+            warm=warm,
+            name="fastinit-sweep-cell",
+            log=log,
+            timeout=connect_timeout,
+        )
     elif executor == "engine" or len(pending) <= 1:
         where = "this process, parallel engine"
-        runs = _in_process(config, pending, backend)
+        runs = executors.in_process(work, pending)
     else:
         processes = processes or os.cpu_count() or 1
         where = f"{processes} local processes"
-        runs = _process_pool(config, pending, backend, min(processes, len(pending)))
+        runs = executors.process_pool(work, pending, min(processes, len(pending)))
     bar = Progress(len(pending), f"sweep {name}", "cell", enabled=progress)
     last_save, unsaved = time.monotonic(), 0
     try:
@@ -929,8 +804,6 @@ def phases(result):
     list of str
         One per sw2.
     """
-    from ..theory import mean_field
-
     c = result.config
     chi = [mean_field(c.activation, s, c.sb2).chi1 for s in c.sw2]
     return ["ordered" if x < 1 - 1e-12 else "chaotic" if x > 1 + 1e-12 else "critical" for x in chi]
@@ -1039,8 +912,6 @@ def caveats(result, threshold=0.5):
     -------
     list of str
     """
-    from ..theory import mean_field
-
     c = result.config
     q1 = [s * MNIST_MEAN_SQUARE + c.sb2 for s in (min(c.sw2), max(c.sw2))]
     qs = [mean_field(c.activation, s, c.sb2).q_star for s in (min(c.sw2), max(c.sw2))]

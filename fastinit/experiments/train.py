@@ -25,7 +25,7 @@ group ``/train/<spec>/seed=<s>/``. A run's group, in either layout, holds:
   included). Hidden layers narrower than the widest are padded with NaN;
 - ``gradients`` (gradient snapshots, hidden layers, probe_samples, units):
   each probe image's own loss differentiated with respect to each hidden
-  layer's pre-activation (:func:`probe_gradients`), NaN-padded the same way,
+  layer's pre-activation (:meth:`fastinit.MLP.per_sample_gradients`), NaN-padded the same way,
   at ``gradient_steps``: only the ``gradient_snapshots`` (default 4)
   snapshots spread from the first to the last that the gradient figure draws
   (:func:`gradient_steps`), the same ones the activation figure draws;
@@ -62,6 +62,7 @@ that run with status ``diverged`` and the step recorded; the other runs go on.
 
 import json
 import math
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
@@ -70,25 +71,28 @@ import numpy as np
 
 from fastinit.kernels import ACTIVATIONS
 
-from ..backends import check_backend
+from ..backends import check_backend, require_cuda
+from ..data import load_mnist
 from ..init import parse_init
+from ..machine import gpu_name
+from ..mlp import MLP, compile_backend
+from ..progress import Progress
+from ..training import sgd
 
 __all__ = [
     "TrainConfig",
     "RunSpec",
     "RunResult",
     "parse_run",
-    "batch_indices",
     "train",
     "train_run",
     "read_runs",
     "read_activations",
-    "write_figures",
+    "read_snapshots",
     "format_results",
     "seed_statistics",
     "seed_ranking",
     "snapshot_choice",
-    "probe_gradients",
     "gradient_steps",
     "DEFAULT_INITS",
 ]
@@ -99,6 +103,9 @@ DEFAULT_SIZES = (784, 100, 100, 100, 100, 10)
 _FLUSH_ROWS = 100  # loss/grad_norm rows buffered before each append
 _SEED_MAX = 2**63 - 1  # stored as an int64 attr
 SNAPSHOT_SEEDS = ("first", "all", "none")
+
+
+# --------------------------------------------------------------------------- the config
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,29 @@ class TrainConfig:
         return json.dumps(d, sort_keys=True)
 
 
+def gradient_steps(config):
+    """The steps at which a run of ``config`` records the probe gradients (if it records snapshots).
+
+    The ``config.gradient_snapshots`` snapshots spread from the first (step 0)
+    to the last planned one, chosen as :func:`snapshot_choice` chooses the
+    snapshots the figures draw. Returns a list of int (empty when
+    ``gradient_snapshots`` is 0)."""
+    n = config.iterations // config.snapshot_every + 1
+    return [i * config.snapshot_every for i in _spread(n, config.gradient_snapshots)]
+
+
+def _spread(n, count):
+    """Up to ``count`` indices of ``range(n)`` spread from the first to the last."""
+    if count <= 0 or n <= 0:
+        return []
+    if n <= count:
+        return list(range(n))
+    return sorted(set(int(round(i)) for i in np.linspace(0, n - 1, count)))
+
+
+# --------------------------------------------------------------------------- the result and its statistics
+
+
 @dataclass
 class RunResult:
     """What one run ended with (the full curves are in the HDF5 file)."""
@@ -258,50 +288,197 @@ class RunResult:
         return self.group.removeprefix("/train/") or self.name
 
 
-def batch_indices(n, batch_size, iterations, seed):
-    """Yield ``iterations`` int64 index arrays of length ``batch_size`` into ``range(n)``.
+def seed_statistics(results):
+    """Final train loss and test accuracy of each run spec over its seeds.
 
-    Sampling without replacement within an epoch: each epoch is a fresh
-    permutation from ``numpy.random.default_rng(seed)``, cut into consecutive
-    batches (a batch straddling two epochs takes the end of one and the start
-    of the next). The same arguments always give the same sequence; memory
-    is one permutation.
+    ``results``: :class:`RunResult` objects. Returns ``{name: dict}`` in the
+    order of first appearance, each with ``seeds`` (list of int),
+    ``complete`` (how many runs completed), ``loss_mean``, ``loss_std``,
+    ``acc_mean``, ``acc_std`` (floats, over the complete runs only; std is the
+    sample std, ddof=1, and 0 for one run; NaN when no run completed).
     """
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} is larger than the {n} training images")
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    pos = 0
-    for _ in range(iterations):
-        if pos + batch_size <= n:
-            idx = perm[pos : pos + batch_size]
-            pos += batch_size
-        else:
-            head = perm[pos:]
-            perm = rng.permutation(n)
-            pos = batch_size - head.size
-            idx = np.concatenate([head, perm[:pos]])
-        yield idx
+    groups = {}
+    for r in results:
+        groups.setdefault(r.name, []).append(r)
+    stats = {}
+    for name, runs in groups.items():
+        done = [r for r in runs if r.status == "complete"]
+        loss_mean, loss_std = _mean_std([r.final_train_loss for r in done])
+        acc_mean, acc_std = _mean_std([r.final_test_accuracy for r in done])
+        stats[name] = dict(
+            seeds=[r.seed for r in runs],
+            complete=len(done),
+            loss_mean=loss_mean,
+            loss_std=loss_std,
+            acc_mean=acc_mean,
+            acc_std=acc_std,
+        )
+    return stats
 
 
-def _attrs(config, spec, seed):
-    attrs = {}
-    for key, value in asdict(config).items():
-        if key == "runs":
-            import h5py
+def _mean_std(values):
+    """Mean and sample std (ddof=1; 0 for one value) of a list of floats; NaN, NaN for an empty list."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
 
-            value = np.array(list(config.runs), dtype=h5py.string_dtype())
-        elif key in ("sizes", "seeds"):
-            value = np.asarray(value, dtype=np.int64)
-        elif value is None:
-            value = "none"
-        attrs["default_activation" if key == "activation" else key] = value
-    ran = json.loads(config.to_json())  # the config of this run: its own init, activation and seed
-    ran.update(run=spec.name, init=spec.init, activation=spec.activation, seed=seed)
-    attrs.update(
-        init=spec.init, activation=spec.activation, seed=seed, config=json.dumps(ran, sort_keys=True)
+
+def seed_ranking(results):
+    """One plain sentence (str) on how the run specs of ``results`` rank by final train loss across seeds.
+
+    When ``he``, ``xavier`` and ``std=0.01`` are all among the runs: whether
+    he < xavier < std=0.01 holds for every seed (naming the seeds where it
+    fails). Otherwise: the ranking by mean final loss and whether every seed
+    ranks the runs the same way. A run that did not complete ranks last for
+    its seed.
+    """
+    loss = {}  # seed -> name -> final loss
+    for r in results:
+        loss.setdefault(r.seed, {})[r.name] = r.final_train_loss if r.status == "complete" else math.inf
+    seeds = sorted(loss)
+    stats = seed_statistics(results)
+
+    def order(seed):
+        return sorted(stats, key=lambda n: loss[seed].get(n, math.inf))
+
+    def classic_holds(seed):
+        best, middle, worst = (loss[seed].get(n, math.inf) for n in CLASSIC_ORDER)
+        return best < middle < worst
+
+    if all(name in stats for name in CLASSIC_ORDER):
+        classic = " < ".join(CLASSIC_ORDER)
+        failing = [s for s in seeds if not classic_holds(s)]
+        if not failing:
+            return f"{classic} (final train loss) holds for every seed ({', '.join(map(str, seeds))})."
+        return (
+            f"{classic} (final train loss) does NOT hold for every seed: it fails for "
+            + "; ".join(
+                f"seed {s} ({' < '.join(n for n in order(s) if n in CLASSIC_ORDER)})" for s in failing
+            )
+            + "."
+        )
+    by_mean = sorted(stats, key=lambda n: (math.isnan(stats[n]["loss_mean"]), stats[n]["loss_mean"]))
+    ranking = " < ".join(by_mean)
+    differ = [s for s in seeds if order(s) != by_mean]
+    if not differ:
+        return f"ranking by mean final train loss: {ranking}; the same for every seed."
+    return (
+        f"ranking by mean final train loss: {ranking}; NOT the same for every seed: "
+        + "; ".join(f"seed {s} gives {' < '.join(order(s))}" for s in differ)
+        + "."
     )
-    return attrs
+
+
+def _loss_text(loss):
+    return f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.3g}"
+
+
+def format_results(results):
+    """A plain-text table of :class:`RunResult` (status, final loss, test accuracy, wall time).
+
+    With several seeds, each run's final loss and test accuracy follow as
+    mean ± std over its seeds (:func:`seed_statistics`), then how the inits
+    rank across seeds (:func:`seed_ranking`)."""
+    width = max([18] + [len(r.label) for r in results])
+    head = f"{'run':<{width}} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8} {'init s':>7}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
+        lines.append(
+            f"{r.label:<{width}} {status:<22} {_loss_text(r.final_train_loss):>10} "
+            f"{100 * r.final_test_accuracy:>8.2f}% {r.wall_time_s:>8.1f} {r.init_seconds:>7.2f}"
+        )
+    lines.append(
+        "final loss: mean mini-batch loss over the last iterations (final_window); "
+        "test acc: full test set after the last step; init s: time to compute the initial weights "
+        "(part of wall s)"
+    )
+    stats = seed_statistics(results)
+    if any(len(s["seeds"]) > 1 for s in stats.values()):
+        seeds = sorted({r.seed for r in results})
+        width = max([18] + [len(name) for name in stats])
+        head = (
+            f"{'run':<{width}} {'complete':>8} {'final loss (mean ± std)':>25} {'test acc (mean ± std)':>22}"
+        )
+        lines += [
+            "",
+            f"over seeds {', '.join(map(str, seeds))} (mean ± sample std of the complete runs):",
+            head,
+            "-" * len(head),
+        ]
+        for name, st in stats.items():
+            complete = f"{st['complete']}/{len(st['seeds'])}"
+            loss = f"{_loss_text(st['loss_mean'])} ± {_loss_text(st['loss_std'])}"
+            acc = f"{100 * st['acc_mean']:.2f} ± {100 * st['acc_std']:.2f}%"
+            lines.append(f"{name:<{width}} {complete:>8} {loss:>25} {acc:>22}")
+        lines.append(seed_ranking(results))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def train(
+    config=None,
+    out="fastinit-results.h5",
+    *,
+    dataset=None,
+    root="train",
+    progress=True,
+    log=print,
+    **overrides,
+):
+    """Run the training study described by ``config`` (plus keyword ``overrides``).
+
+    Writes one group per run and seed to the HDF5 file ``out`` (layout in
+    the module docstring, under ``/<root>`` instead of ``/train`` when
+    ``root`` is given; other groups in it are kept) and returns a list of
+    :class:`RunResult`, one per run and seed, run by run and seed by seed
+    within a run, in the given orders. ``dataset`` defaults to
+    ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
+    ``progress``: a bar per run on a terminal, else a heartbeat and a result line per
+    run on stderr (``fastinit.progress``); ``log`` receives one-line messages.
+
+    Raises ``ValueError``/``TypeError`` for a bad config, ``DataError`` for bad
+    data, ``StoreError`` for an unwritable file, ``BackendError`` for a backend
+    that cannot run. ``KeyboardInterrupt`` propagates after the file is saved
+    with the current run marked interrupted.
+    """
+    from ..store import finish_group, open_results, replace_group
+
+    config = replace(config or TrainConfig(), **overrides).validate()
+    if config.backend == "cuda":
+        require_cuda()
+    compiling = _compile_in_background(config)
+    if dataset is None:
+        dataset = load_mnist(config.data_dir, dtype=config.dtype)
+    compiling.join()
+    results = []
+    with open_results(out) as f:
+        if config.backend == "cuda":
+            f.attrs["gpu"] = gpu_name()
+        for spec in config.run_specs:
+            if len(config.seeds) == 1:
+                group = replace_group(f, f"/{root}/{spec.name}")
+                results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
+                finish_group(group)  # on disk now: kept even if a later run is killed
+                continue
+            # The parent holds only attrs (in the results' top file); each seed is its own part.
+            parent = replace_group(
+                f,
+                f"/{root}/{spec.name}",
+                dict(init=spec.init, activation=spec.activation, seeds=np.asarray(config.seeds, np.int64)),
+                part=False,
+            )
+            seeded = []
+            for seed in config.seeds:
+                group = replace_group(f, f"{parent.name}/seed={seed}")
+                seeded.append(train_run(group, spec, config, dataset, seed=seed, progress=progress, log=log))
+                finish_group(group)
+            parent.attrs["status"] = "diverged" if any(r.status == "diverged" for r in seeded) else "complete"
+            results += seeded
+    return results
 
 
 def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=print, snapshots=None):
@@ -316,15 +493,11 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     was computed is flushed, the group is marked ``interrupted`` and the
     interrupt re-raised.
     """
-    import h5py
-
-    from .. import MLP
-    from ..store import append, create_appendable, label, mark_interrupted
+    from ..store import append, mark_interrupted
 
     dtype = np.dtype(config.dtype)
     x_train, y_train, x_test, y_test = _split(dataset, config, dtype)
     sizes = tuple(int(s) for s in config.sizes)
-    n_layers = len(sizes) - 1
     hidden = sizes[1:-1]
     units = max(hidden) if hidden else 0
     probe = np.ascontiguousarray(x_test[: config.probe_samples])
@@ -337,66 +510,7 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
         )
     grad_at = set(gradient_steps(config))
 
-    for key, value in _attrs(config, spec, seed).items():
-        group.attrs[key] = value
-    group.attrs["diverged_step"] = -1
-
-    ds_loss = label(
-        create_appendable(group, "loss", (), "float64"),
-        "nats",
-        "mean softmax cross-entropy of each mini-batch, before its SGD step; one row per iteration",
-    )
-    columns = [f"layer {i + 1} ({a}->{b})" for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
-    ds_grad = label(
-        create_appendable(group, "grad_norm", (n_layers,), "float64"),
-        "1 (norm of dL/dW)",
-        "Frobenius norm of each layer's weight gradient at each iteration, one column per layer",
-        columns=np.array(columns, dtype=h5py.string_dtype()),
-    )
-    ds_acc = label(
-        create_appendable(group, "test_accuracy", (), "float64"),
-        "fraction (0-1)",
-        "fraction of the test images classified correctly, at the iterations in eval_steps",
-    )
-    ds_eval = label(
-        create_appendable(group, "eval_steps", (), "int64"),
-        "iterations",
-        "SGD steps done when each test_accuracy was measured",
-    )
-    ds_snap_steps = label(
-        create_appendable(group, "snapshot_steps", (), "int64"),
-        "iterations",
-        "SGD steps done when each snapshot of the probe activations was taken",
-    )
-    ds_act = ds_probe_grad = ds_grad_steps = None
-    if hidden and snapshots:
-        ds_act = label(
-            create_appendable(
-                group, "activations", (len(hidden), probe.shape[0], units), config.dtype, chunk_rows=1
-            ),
-            "activation value",
-            "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
-            layers=np.arange(1, len(hidden) + 1),
-            probe=f"the first {probe.shape[0]} test images",
-            padding="NaN where a layer is narrower than the widest hidden layer",
-        )
-    if ds_act is not None and grad_at:
-        ds_probe_grad = label(
-            create_appendable(
-                group, "gradients", (len(hidden), probe.shape[0], units), config.dtype, chunk_rows=1
-            ),
-            "dloss_i/dz (nats per unit of pre-activation)",
-            PROBE_GRADIENT_DESCRIPTION,
-            layers=np.arange(1, len(hidden) + 1),
-            probe=f"the first {probe.shape[0]} test images",
-            padding="NaN where a layer is narrower than the widest hidden layer",
-        )
-        ds_grad_steps = label(
-            create_appendable(group, "gradient_steps", (), "int64"),
-            "iterations",
-            "SGD steps done when each snapshot of the probe gradients was taken: the "
-            "snapshots the gradient figure draws",
-        )
+    ds = _create_datasets(group, config, spec, seed, probe.shape[0], snapshots)
 
     t0 = time.perf_counter()
     # A data-driven init (lsuv, pretrain) calibrates on the training images, never the test set.
@@ -422,21 +536,35 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
 
     def flush():
         if loss_rows:
-            append(ds_loss, np.asarray(loss_rows))
-            append(ds_grad, np.asarray(grad_rows))
+            append(ds["loss"], np.asarray(loss_rows))
+            append(ds["grad_norm"], np.asarray(grad_rows))
             loss_rows.clear()
             grad_rows.clear()
+
+    def record(step, loss):
+        nonlocal done
+        loss_rows.append(loss)
+        grad_rows.append(model.grad_norms())
+        done = step
+        if math.isfinite(loss):
+            tail.append(loss)
+        if len(loss_rows) >= _FLUSH_ROWS:
+            flush()
 
     def evaluate(step):
         nonlocal last_acc
         last_acc = model.evaluate(x_test, y_test, chunk=2000)[1]
-        append(ds_acc, last_acc)
-        append(ds_eval, step)
+        append(ds["test_accuracy"], last_acc)
+        append(ds["eval_steps"], step)
 
     def snapshot(step):
-        if ds_act is None:
+        if ds["activations"] is None:
             return
-        logits, acts = model.forward(np.ascontiguousarray(probe), record=True)
+        gradients = ds["gradients"] is not None and step in grad_at
+        if gradients:
+            acts, grads = model.per_sample_gradients(probe, probe_labels)
+        else:
+            _, acts = model.forward(probe, record=True)
 
         def put(ds, layers):
             row = np.full((len(hidden), probe.shape[0], units), np.nan, dtype=dtype)
@@ -444,38 +572,43 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
                 row[i, :, : a.shape[1]] = a
             append(ds, row)
 
-        put(ds_act, acts)
-        append(ds_snap_steps, step)
-        if ds_probe_grad is not None and step in grad_at:
-            put(ds_probe_grad, probe_gradients(model.params, acts, logits, probe_labels, spec.activation))
-            append(ds_grad_steps, step)
-
-    from ..progress import Progress
+        put(ds["activations"], acts)
+        append(ds["snapshot_steps"], step)
+        if gradients:
+            put(ds["gradients"], grads)
+            append(ds["gradient_steps"], step)
 
     bar = Progress(config.iterations, f"train {run_label}", "it", enabled=progress)
-    model.set_dataset(x_train, y_train)  # on cuda: copied to the device once, then only indices go in
+    iterations = config.iterations
+    evaluated = [s % config.eval_every == 0 or s == iterations for s in range(iterations + 1)]
+    snapshotted = [s % config.snapshot_every == 0 for s in range(iterations + 1)]
+    shown = [s > 0 and (s % 10 == 0 or s == iterations) for s in range(iterations + 1)]  # cheap enough
+    stops = [s for s in range(iterations + 1) if evaluated[s] or snapshotted[s] or shown[s]]
+    # On cuda the training set is copied to the device once, then only indices go in.
+    steps = sgd(
+        model,
+        x_train,
+        y_train,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        seed=seed,
+        stops=stops,
+        on_step=record,
+    )
+    loss = float("nan")
     # Overflow is expected when a run diverges (std=10): it is detected from the loss, not warned about.
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            evaluate(0)
-            snapshot(0)
-            batches = batch_indices(x_train.shape[0], config.batch_size, config.iterations, seed)
-            for step, idx in enumerate(batches, start=1):
-                loss = float(model.train_step_indices(idx, config.lr))
-                loss_rows.append(loss)
-                grad_rows.append(model.grad_norms())
-                done = step
-                if not math.isfinite(loss):
+            for stop in steps:
+                step, loss = stop.step, stop.loss
+                if stop.diverged:
                     status, diverged_step = "diverged", step
                     break
-                tail.append(loss)
-                if len(loss_rows) >= _FLUSH_ROWS:
-                    flush()
-                if step % config.eval_every == 0 or step == config.iterations:
+                if evaluated[step]:
                     evaluate(step)
-                if step % config.snapshot_every == 0:
+                if snapshotted[step]:
                     snapshot(step)
-                if step % 10 == 0 or step == config.iterations:  # every 10 steps: cheap enough
+                if shown[step]:
                     bar.update(step - bar.n, loss=f"{loss:.4f}", acc=f"{100 * last_acc:.1f}%")
     except KeyboardInterrupt:
         flush()
@@ -510,72 +643,6 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     return result
 
 
-PROBE_GRADIENT_DESCRIPTION = (
-    "gradient of each probe image's own softmax cross-entropy loss_i with respect to each hidden "
-    "layer's pre-activation z_l = h_{l-1} @ W_l + b_l, at each snapshot: (snapshot, layer, sample, "
-    "unit); N times the gradient of the probe batch's mean loss. Computed in float64 on the host from "
-    "the recorded activations and weights, stored in the run's dtype"
-)
-
-
-def probe_gradients(params, hidden, logits, labels, activation):
-    """The gradient of each sample's own loss with respect to each hidden layer's pre-activation.
-
-    ``params``: the MLP's ``[(W, b), ...]``; ``hidden``: its recorded hidden
-    outputs (``MLP.forward(x, record=True)``), each (N, width); ``logits`` (N,
-    classes); ``labels`` (N,) ints. Backpropagates the softmax cross-entropy
-    on the host in float64 with :mod:`fastinit.kernels.reference`: row i of layer l is
-    ``d loss_i / d z_l[i]`` (N times the gradient of the mean loss). Returns a
-    list of float64 (N, width) arrays, layer 1 first; NaN where the network
-    overflowed."""
-    import fastinit.kernels.reference as ref
-
-    logits = np.ascontiguousarray(logits, dtype=np.float64)
-    _, d = ref.softmax_cross_entropy(logits, np.asarray(labels))
-    d = d * logits.shape[0]
-    grads = []
-    for (w, _), h in zip(params[:0:-1], hidden[::-1]):  # (W_{l+1}, h_l) from the top down
-        h = np.ascontiguousarray(h, dtype=np.float64)
-        d = ref.activation_backward(h, d @ w.astype(np.float64).T, activation)
-        d = np.where(np.isnan(h), np.nan, d)  # ReLU's h > 0 test would give a NaN unit 0
-        grads.append(d)
-    return grads[::-1]
-
-
-def gradient_steps(config):
-    """The steps at which a run of ``config`` records the probe gradients (if it records snapshots).
-
-    The ``config.gradient_snapshots`` snapshots spread from the first (step 0)
-    to the last planned one, chosen as :func:`snapshot_choice` chooses the
-    snapshots the figures draw. Returns a list of int (empty when
-    ``gradient_snapshots`` is 0)."""
-    n = config.iterations // config.snapshot_every + 1
-    return [i * config.snapshot_every for i in _spread(n, config.gradient_snapshots)]
-
-
-def _spread(n, count):
-    """Up to ``count`` indices of ``range(n)`` spread from the first to the last."""
-    if count <= 0 or n <= 0:
-        return []
-    if n <= count:
-        return list(range(n))
-    return sorted(set(int(round(i)) for i in np.linspace(0, n - 1, count)))
-
-
-def _plain_number(value):
-    """JSON for the NumPy scalars and arrays in an ``init_info``."""
-    return value.tolist() if hasattr(value, "tolist") else float(value)
-
-
-def _finish(group, status, done, tail, acc, wall, diverged_step):
-    group.attrs["status"] = status
-    group.attrs["iterations_done"] = int(done)
-    group.attrs["final_train_loss"] = float(np.mean(tail)) if tail else float("nan")
-    group.attrs["final_test_accuracy"] = float(acc)
-    group.attrs["wall_time_s"] = float(wall)
-    group.attrs["diverged_step"] = int(diverged_step)
-
-
 def _split(dataset, config, dtype):
     x_train, y_train = dataset.train_images, dataset.train_labels
     x_test, y_test = dataset.test_images, dataset.test_labels
@@ -608,9 +675,6 @@ def _compile_in_background(config):
     part of the compile time. Join the thread before training: it runs a tiny
     parallel step, and two threads must not run parallel regions at once.
     Errors are left to the first real use, which compiles (and raises) again."""
-    import threading
-
-    from ..mlp import compile_backend
 
     def work():
         try:
@@ -624,72 +688,135 @@ def _compile_in_background(config):
     return thread
 
 
-def train(
-    config=None,
-    out="fastinit-results.h5",
-    *,
-    dataset=None,
-    root="train",
-    progress=True,
-    log=print,
-    **overrides,
-):
-    """Run the training study described by ``config`` (plus keyword ``overrides``).
+def _plain_number(value):
+    """JSON for the NumPy scalars and arrays in an ``init_info``."""
+    return value.tolist() if hasattr(value, "tolist") else float(value)
 
-    Writes one group per run and seed to the HDF5 file ``out`` (layout in
-    the module docstring, under ``/<root>`` instead of ``/train`` when
-    ``root`` is given; other groups in it are kept) and returns a list of
-    :class:`RunResult`, one per run and seed, run by run and seed by seed
-    within a run, in the given orders. ``dataset`` defaults to
-    ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
-    ``progress``: a bar per run on a terminal, else a heartbeat and a result line per
-    run on stderr (``fastinit.progress``); ``log`` receives one-line messages.
 
-    Raises ``ValueError``/``TypeError`` for a bad config, ``DataError`` for bad
-    data, ``StoreError`` for an unwritable file, ``BackendError`` for a backend
-    that cannot run. ``KeyboardInterrupt`` propagates after the file is saved
-    with the current run marked interrupted.
-    """
-    from ..store import finish_group, open_results, replace_group
+# --------------------------------------------------------------------------- the HDF5 layout
 
-    config = replace(config or TrainConfig(), **overrides).validate()
-    if config.backend == "cuda":
-        from ..backends import require_cuda
 
-        require_cuda()
-    compiling = _compile_in_background(config)
-    if dataset is None:
-        from ..data import load_mnist
+PROBE_GRADIENT_DESCRIPTION = (
+    "gradient of each probe image's own softmax cross-entropy loss_i with respect to each hidden "
+    "layer's pre-activation z_l = h_{l-1} @ W_l + b_l, at each snapshot: (snapshot, layer, sample, "
+    "unit); N times the gradient of the probe batch's mean loss. Computed in float64 on the host from "
+    "the recorded activations and weights, stored in the run's dtype"
+)
 
-        dataset = load_mnist(config.data_dir, dtype=config.dtype)
-    compiling.join()
-    results = []
-    with open_results(out) as f:
-        if config.backend == "cuda":
-            from ..machine import gpu_name
 
-            f.attrs["gpu"] = gpu_name()
-        for spec in config.run_specs:
-            if len(config.seeds) == 1:
-                group = replace_group(f, f"/{root}/{spec.name}")
-                results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
-                finish_group(group)  # on disk now: kept even if a later run is killed
-                continue
-            # The parent holds only attrs (in the results' top file); each seed is its own part.
-            parent = replace_group(
-                f,
-                f"/{root}/{spec.name}",
-                dict(init=spec.init, activation=spec.activation, seeds=np.asarray(config.seeds, np.int64)),
-                part=False,
-            )
-            seeded = []
-            for seed in config.seeds:
-                group = replace_group(f, f"{parent.name}/seed={seed}")
-                seeded.append(train_run(group, spec, config, dataset, seed=seed, progress=progress, log=log))
-                finish_group(group)
-            parent.attrs["status"] = "diverged" if any(r.status == "diverged" for r in seeded) else "complete"
-            results += seeded
-    return results
+def _attrs(config, spec, seed):
+    attrs = {}
+    for key, value in asdict(config).items():
+        if key == "runs":
+            import h5py
+
+            value = np.array(list(config.runs), dtype=h5py.string_dtype())
+        elif key in ("sizes", "seeds"):
+            value = np.asarray(value, dtype=np.int64)
+        elif value is None:
+            value = "none"
+        attrs["default_activation" if key == "activation" else key] = value
+    ran = json.loads(config.to_json())  # the config of this run: its own init, activation and seed
+    ran.update(run=spec.name, init=spec.init, activation=spec.activation, seed=seed)
+    attrs.update(
+        init=spec.init, activation=spec.activation, seed=seed, config=json.dumps(ran, sort_keys=True)
+    )
+    return attrs
+
+
+def _create_datasets(group, config, spec, seed, probe_rows, snapshots):
+    """Write a run's attrs into ``group`` and create its datasets, empty and appendable: the
+    layout of the module docstring. ``probe_rows``: images in the probe batch; ``snapshots``:
+    whether this run records the probe snapshots. Returns ``{name: h5py.Dataset}`` with every
+    dataset name, None for the snapshot datasets not recorded."""
+    import h5py
+
+    from ..store import create_appendable, label
+
+    sizes = tuple(int(s) for s in config.sizes)
+    hidden = sizes[1:-1]
+    units = max(hidden) if hidden else 0
+    grad_at = gradient_steps(config)
+    for key, value in _attrs(config, spec, seed).items():
+        group.attrs[key] = value
+    group.attrs["diverged_step"] = -1
+
+    ds_loss = label(
+        create_appendable(group, "loss", (), "float64"),
+        "nats",
+        "mean softmax cross-entropy of each mini-batch, before its SGD step; one row per iteration",
+    )
+    columns = [f"layer {i + 1} ({a}->{b})" for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    ds_grad = label(
+        create_appendable(group, "grad_norm", (len(sizes) - 1,), "float64"),
+        "1 (norm of dL/dW)",
+        "Frobenius norm of each layer's weight gradient at each iteration, one column per layer",
+        columns=np.array(columns, dtype=h5py.string_dtype()),
+    )
+    ds_acc = label(
+        create_appendable(group, "test_accuracy", (), "float64"),
+        "fraction (0-1)",
+        "fraction of the test images classified correctly, at the iterations in eval_steps",
+    )
+    ds_eval = label(
+        create_appendable(group, "eval_steps", (), "int64"),
+        "iterations",
+        "SGD steps done when each test_accuracy was measured",
+    )
+    ds_snap_steps = label(
+        create_appendable(group, "snapshot_steps", (), "int64"),
+        "iterations",
+        "SGD steps done when each snapshot of the probe activations was taken",
+    )
+    ds_act = ds_probe_grad = ds_grad_steps = None
+    if hidden and snapshots:
+        ds_act = label(
+            create_appendable(
+                group, "activations", (len(hidden), probe_rows, units), config.dtype, chunk_rows=1
+            ),
+            "activation value",
+            "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
+            layers=np.arange(1, len(hidden) + 1),
+            probe=f"the first {probe_rows} test images",
+            padding="NaN where a layer is narrower than the widest hidden layer",
+        )
+    if ds_act is not None and grad_at:
+        ds_probe_grad = label(
+            create_appendable(
+                group, "gradients", (len(hidden), probe_rows, units), config.dtype, chunk_rows=1
+            ),
+            "dloss_i/dz (nats per unit of pre-activation)",
+            PROBE_GRADIENT_DESCRIPTION,
+            layers=np.arange(1, len(hidden) + 1),
+            probe=f"the first {probe_rows} test images",
+            padding="NaN where a layer is narrower than the widest hidden layer",
+        )
+        ds_grad_steps = label(
+            create_appendable(group, "gradient_steps", (), "int64"),
+            "iterations",
+            "SGD steps done when each snapshot of the probe gradients was taken: the "
+            "snapshots the gradient figure draws",
+        )
+
+    return {
+        "loss": ds_loss,
+        "grad_norm": ds_grad,
+        "test_accuracy": ds_acc,
+        "eval_steps": ds_eval,
+        "snapshot_steps": ds_snap_steps,
+        "activations": ds_act,
+        "gradients": ds_probe_grad,
+        "gradient_steps": ds_grad_steps,
+    }
+
+
+def _finish(group, status, done, tail, acc, wall, diverged_step):
+    group.attrs["status"] = status
+    group.attrs["iterations_done"] = int(done)
+    group.attrs["final_train_loss"] = float(np.mean(tail)) if tail else float("nan")
+    group.attrs["final_test_accuracy"] = float(acc)
+    group.attrs["wall_time_s"] = float(wall)
+    group.attrs["diverged_step"] = int(diverged_step)
 
 
 def _seed_groups(group):
@@ -776,180 +903,38 @@ def snapshot_choice(path, name, count=4, dataset="activations"):
     return _spread(n, count)
 
 
-def _file_safe(name):
-    import re
+def read_snapshots(path, runs, count=4):
+    """Read the probe snapshots the training figures draw, for the first seed of each run.
 
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
+    Parameters
+    ----------
+    path : str
+        The results file.
+    runs : list of dict
+        From :func:`read_runs`; several dicts of one name are its seeds, the first is read.
+    count : int, default 4
+        Snapshots per run, spread from the first to the last (:func:`snapshot_choice`).
 
+    Returns
+    -------
+    list of dict
+        One per run name, in order: ``name``, ``label``, ``activation`` and, for
+        ``activations`` and ``gradients``, ``(values, steps)`` as :func:`read_activations`
+        returns them, or None where the run recorded none.
 
-def write_figures(path, plot, names=None):
-    """Draw the training figures of the runs ``names`` (default all) stored in ``path``.
-
-    ``plot`` is the loss figure's file (``.png``, ``.pdf`` or ``.svg``); beside
-    it go ``<stem>-accuracy<ext>`` (test accuracy) and
-    ``<stem>-activations-<run><ext>`` (activation histograms at up to four
-    snapshots of the run's first seed) and ``<stem>-gradients-<run><ext>``
-    (the probe batch's gradients at the same snapshots) for each run, where ``<stem>`` is
-    ``plot`` without its extension and without a trailing ``-loss``
-    (``mnist-loss.png`` -> ``mnist-accuracy.png``). Returns the list of
-    files written.
-    Raises ``PlotError`` for a bad path, ``StoreError`` for a bad file.
+    Raises
+    ------
+    fastinit.store.StoreError
+        For an unreadable file.
     """
-    import os
-
-    from .. import plots
-
-    plots.check_figure_path(plot)
-    stem, ext = os.path.splitext(os.fspath(plot))
-    stem = stem[: -len("-loss")] if stem.endswith("-loss") else stem
-    runs = read_runs(path, names)
-    written = [plots.plot_train_loss(runs, plot), plots.plot_train_accuracy(runs, f"{stem}-accuracy{ext}")]
     first_seed = {}
     for run in runs:
         first_seed.setdefault(run["name"], run)
+    out = []
     for run in first_seed.values():
-        chosen = snapshot_choice(path, run["label"])
-        if not chosen:
-            continue
-        acts, steps = read_activations(path, run["label"], chosen)
-        target = f"{stem}-activations-{_file_safe(run['name'])}{ext}"
-        written.append(
-            plots.plot_train_activations(acts, steps, run["label"], run["attrs"]["activation"], target)
-        )
-        chosen = snapshot_choice(path, run["label"], dataset="gradients")
-        if not chosen:  # no gradients recorded (or written before they were)
-            continue
-        grads, steps = read_activations(path, run["label"], chosen, "gradients")
-        target = f"{stem}-gradients-{_file_safe(run['name'])}{ext}"
-        written.append(
-            plots.plot_train_gradients(grads, steps, run["label"], run["attrs"]["activation"], target)
-        )
-    return written
-
-
-def _loss_text(loss):
-    return f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.3g}"
-
-
-def format_results(results):
-    """A plain-text table of :class:`RunResult` (status, final loss, test accuracy, wall time).
-
-    With several seeds, each run's final loss and test accuracy follow as
-    mean ± std over its seeds (:func:`seed_statistics`), then how the inits
-    rank across seeds (:func:`seed_ranking`)."""
-    width = max([18] + [len(r.label) for r in results])
-    head = f"{'run':<{width}} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8} {'init s':>7}"
-    lines = [head, "-" * len(head)]
-    for r in results:
-        status = r.status + (f" at step {r.diverged_step}" if r.status == "diverged" else "")
-        lines.append(
-            f"{r.label:<{width}} {status:<22} {_loss_text(r.final_train_loss):>10} "
-            f"{100 * r.final_test_accuracy:>8.2f}% {r.wall_time_s:>8.1f} {r.init_seconds:>7.2f}"
-        )
-    lines.append(
-        "final loss: mean mini-batch loss over the last iterations (final_window); "
-        "test acc: full test set after the last step; init s: time to compute the initial weights "
-        "(part of wall s)"
-    )
-    stats = seed_statistics(results)
-    if any(len(s["seeds"]) > 1 for s in stats.values()):
-        seeds = sorted({r.seed for r in results})
-        width = max([18] + [len(name) for name in stats])
-        head = (
-            f"{'run':<{width}} {'complete':>8} {'final loss (mean ± std)':>25} {'test acc (mean ± std)':>22}"
-        )
-        lines += [
-            "",
-            f"over seeds {', '.join(map(str, seeds))} (mean ± sample std of the complete runs):",
-            head,
-            "-" * len(head),
-        ]
-        for name, st in stats.items():
-            complete = f"{st['complete']}/{len(st['seeds'])}"
-            loss = f"{_loss_text(st['loss_mean'])} ± {_loss_text(st['loss_std'])}"
-            acc = f"{100 * st['acc_mean']:.2f} ± {100 * st['acc_std']:.2f}%"
-            lines.append(f"{name:<{width}} {complete:>8} {loss:>25} {acc:>22}")
-        lines.append(seed_ranking(results))
-    return "\n".join(lines)
-
-
-def seed_statistics(results):
-    """Final train loss and test accuracy of each run spec over its seeds.
-
-    ``results``: :class:`RunResult` objects. Returns ``{name: dict}`` in the
-    order of first appearance, each with ``seeds`` (list of int),
-    ``complete`` (how many runs completed), ``loss_mean``, ``loss_std``,
-    ``acc_mean``, ``acc_std`` (floats, over the complete runs only; std is the
-    sample std, ddof=1, and 0 for one run; NaN when no run completed).
-    """
-    groups = {}
-    for r in results:
-        groups.setdefault(r.name, []).append(r)
-    stats = {}
-    for name, runs in groups.items():
-        done = [r for r in runs if r.status == "complete"]
-        loss_mean, loss_std = _mean_std([r.final_train_loss for r in done])
-        acc_mean, acc_std = _mean_std([r.final_test_accuracy for r in done])
-        stats[name] = dict(
-            seeds=[r.seed for r in runs],
-            complete=len(done),
-            loss_mean=loss_mean,
-            loss_std=loss_std,
-            acc_mean=acc_mean,
-            acc_std=acc_std,
-        )
-    return stats
-
-
-def _mean_std(values):
-    """Mean and sample std (ddof=1; 0 for one value) of a list of floats; NaN, NaN for an empty list."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.size == 0:
-        return float("nan"), float("nan")
-    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else 0.0)
-
-
-def seed_ranking(results):
-    """One plain sentence (str) on how the run specs of ``results`` rank by final train loss across seeds.
-
-    When ``he``, ``xavier`` and ``std=0.01`` are all among the runs: whether
-    he < xavier < std=0.01 holds for every seed (naming the seeds where it
-    fails). Otherwise: the ranking by mean final loss and whether every seed
-    ranks the runs the same way. A run that did not complete ranks last for
-    its seed.
-    """
-    loss = {}  # seed -> name -> final loss
-    for r in results:
-        loss.setdefault(r.seed, {})[r.name] = r.final_train_loss if r.status == "complete" else math.inf
-    seeds = sorted(loss)
-    stats = seed_statistics(results)
-
-    def order(seed):
-        return sorted(stats, key=lambda n: loss[seed].get(n, math.inf))
-
-    def classic_holds(seed):
-        best, middle, worst = (loss[seed].get(n, math.inf) for n in CLASSIC_ORDER)
-        return best < middle < worst
-
-    if all(name in stats for name in CLASSIC_ORDER):
-        classic = " < ".join(CLASSIC_ORDER)
-        failing = [s for s in seeds if not classic_holds(s)]
-        if not failing:
-            return f"{classic} (final train loss) holds for every seed ({', '.join(map(str, seeds))})."
-        return (
-            f"{classic} (final train loss) does NOT hold for every seed: it fails for "
-            + "; ".join(
-                f"seed {s} ({' < '.join(n for n in order(s) if n in CLASSIC_ORDER)})" for s in failing
-            )
-            + "."
-        )
-    by_mean = sorted(stats, key=lambda n: (math.isnan(stats[n]["loss_mean"]), stats[n]["loss_mean"]))
-    ranking = " < ".join(by_mean)
-    differ = [s for s in seeds if order(s) != by_mean]
-    if not differ:
-        return f"ranking by mean final train loss: {ranking}; the same for every seed."
-    return (
-        f"ranking by mean final train loss: {ranking}; NOT the same for every seed: "
-        + "; ".join(f"seed {s} gives {' < '.join(order(s))}" for s in differ)
-        + "."
-    )
+        snap = dict(name=run["name"], label=run["label"], activation=run["attrs"]["activation"])
+        for dataset in ("activations", "gradients"):
+            chosen = snapshot_choice(path, run["label"], count, dataset)
+            snap[dataset] = read_activations(path, run["label"], chosen, dataset) if chosen else None
+        out.append(snap)
+    return out
