@@ -13,8 +13,9 @@ until the train accuracy on a fixed subset (the first ``eval_samples`` training 
 every ``eval_every`` steps, reaches ``target``, or for ``max_steps`` steps.
 
 Seeding, as in :mod:`fastinit.experiments.sweep`: weights from ``default_rng(seed)``, biases from
-``default_rng([seed, 1])`` and the mini-batches from ``batch_indices(..., seed)``, so for one seed
-both weight distributions see the same biases and the same mini-batches.
+``default_rng([seed, 1])`` (``MLP.draw_biases``) and the mini-batches from
+``fastinit.training.batch_indices(..., seed)``, so for one seed both weight distributions see the
+same biases and the same mini-batches.
 
 HDF5 layout written by :func:`write_training`: ``/spectrum/training`` (attrs: the config, sw2, sb2,
 q_star) with one ``<weights>/depth=<L>`` group per run, as :data:`fastinit.schema.SPECTRUM_TRAINING`

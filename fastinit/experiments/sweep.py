@@ -11,10 +11,11 @@ the sweep measures it.
 A cell depends only on its own values (sw2, depth, seed) and the config: the
 weights come from ``default_rng(seed)`` (so cells of one seed and depth share
 their Gaussian draws, scaled), the biases from ``default_rng([seed, 1])`` and
-the mini-batches from ``batch_indices(..., seed)``. The engine's arithmetic
-does not depend on its thread count, and the metrics are computed after
-training in a fixed order, so a cell gives bit-identical numbers in any
-process, on any worker, in any order.
+the mini-batches from ``fastinit.training.batch_indices(..., seed)``. The
+engine's arithmetic does not depend on its thread count, and the metrics are
+computed after training in a fixed order, so a cell gives bit-identical
+numbers in any process, on any worker, in any order. Where the cells run:
+:mod:`fastinit.experiments.executors`.
 
 Results live in the HDF5 group ``/sweep/<name>/`` (see :func:`save`): one
 float64 dataset per metric shaped (n_sw2, n_depths, n_seeds), the grid, the
