@@ -14,6 +14,11 @@ same generator. ``init_seconds`` records how long the init took.
 
 The MLP validates every argument in Python and hands the arithmetic to the
 backend's engine (``fastinit.engines``: numpy, cpu or cuda, one interface).
+``MLP.evaluate`` is every experiment's evaluation (loss and accuracy on a data
+set); ``MLP.per_sample_gradients`` and ``backprop_to_layers`` send a gradient
+down to every hidden layer on the host in float64 (the probe gradients of
+``fastinit train``, the gradient figures of ``fastinit histogram``). The SGD
+loop over seeded mini-batches that trains an MLP is ``fastinit.training.sgd``.
 
 Non-goals: no momentum, no regularisation, no mixed dtypes.
 """
