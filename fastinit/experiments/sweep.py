@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from .. import schema
 from ..data import load_mnist
 from ..mlp import MLP, compile_backend
 from ..progress import Progress
@@ -72,17 +73,8 @@ __all__ = [
     "MNIST_MEAN_SQUARE",
 ]
 
-#: Metrics of a cell: name -> (units, description). All are float64 in the file.
-METRICS = {
-    "train_loss": (
-        "nats",
-        "mean softmax cross-entropy on the first eval_samples training images after training",
-    ),
-    "train_accuracy": ("fraction (0-1)", "accuracy on the first eval_samples training images after training"),
-    "test_accuracy": ("fraction (0-1)", "accuracy on the first eval_samples test images after training"),
-    "diverged": ("1 = yes", "1 if a mini-batch loss became NaN or Inf (training stopped there), else 0"),
-    "wall_time_s": ("seconds", "wall time of the cell on the process that ran it (not deterministic)"),
-}
+#: Metrics of a cell, all float64 in the file; their units and descriptions: :data:`fastinit.schema.SWEEP`.
+METRICS = ("train_loss", "train_accuracy", "test_accuracy", "diverged", "wall_time_s")
 
 #: Mean of x^2 over the pixels of the MNIST training images as fastinit feeds them (pixels / 255):
 #: the first hidden layer's pre-activations have variance sw2 * MNIST_MEAN_SQUARE + sb2.
@@ -438,10 +430,6 @@ def _config_json(config):
     return json.dumps(asdict(config), sort_keys=True)
 
 
-def _group_path(name):
-    return f"/sweep/{name}"
-
-
 def check_name(name):
     """Raise ``ValueError`` unless ``name`` can be an HDF5 group name under /sweep."""
     if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or name != name.strip():
@@ -457,7 +445,7 @@ def read_sweep(path, name):
     from ..store import open_read
 
     with open_read(path) as f:
-        group = f.get(_group_path(name))
+        group = f.get(schema.SWEEP.at(name=name))
         if group is None:
             have = sorted(f["sweep"].keys()) if "sweep" in f else []
             raise KeyError(
@@ -537,7 +525,7 @@ def save(path, result, **attrs):
     Attrs: ``config`` (JSON), every config field, ``critical_sw2``,
     ``cells_done``, ``cells_total`` and ``status`` ("complete" or
     "incomplete"). A stop signal during the update leaves the file as it was."""
-    from ..store import label, open_results, replace_group
+    from ..store import open_results, replace_group
 
     config = result.config
     with open_results(path, keep_on_interrupt=False) as f:
@@ -550,7 +538,7 @@ def save(path, result, **attrs):
             fields["checkpoints"] = np.asarray(config.checkpoints, np.int64)
         g = replace_group(
             f,
-            _group_path(result.name),
+            schema.SWEEP.at(name=result.name),
             attrs=dict(
                 fields,
                 config=_config_json(config),
@@ -560,55 +548,23 @@ def save(path, result, **attrs):
                 **attrs,
             ),
         )
-        label(
-            g.create_dataset("sw2", data=np.asarray(config.sw2, np.float64)),
-            "1 (times 1/fan_in)",
-            "weight variance sigma_w^2 of each row of the grid: weights N(0, sw2 / fan_in)",
-        )
-        label(
-            g.create_dataset("depths", data=np.asarray(config.depths, np.int64)),
-            "layers",
-            "hidden layers of each column of the grid",
-        )
-        label(
-            g.create_dataset("seeds", data=np.asarray(config.seeds, np.int64)),
-            "1",
-            "seed of each run along the last axis (weights, biases and mini-batches)",
-        )
-        label(
-            g.create_dataset("xi_c", data=result.xi_c),
-            "layers",
-            "mean-field depth scale of information propagation at each sw2 (inf at the edge of chaos)",
-        )
-        label(
-            g.create_dataset("xi_q", data=result.xi_q),
-            "layers",
-            "mean-field depth scale of the variance's approach to q* at each sw2 (ReLU with sb2 = 0: "
-            "the only finite one)",
-        )
-        label(
-            g.create_dataset("done", data=result.done.astype(np.uint8)),
-            "1 = measured",
-            "which cells have been run; the metrics are NaN elsewhere",
-        )
-        for m, (units, text) in METRICS.items():
-            label(g.create_dataset(m, data=result.metrics[m]), units, text + "; axes (sw2, depth, seed)")
+        for name, data in (
+            ("sw2", np.asarray(config.sw2, np.float64)),
+            ("depths", np.asarray(config.depths, np.int64)),
+            ("seeds", np.asarray(config.seeds, np.int64)),
+            ("xi_c", result.xi_c),
+            ("xi_q", result.xi_q),
+            ("done", result.done.astype(np.uint8)),
+        ) + tuple((m, result.metrics[m]) for m in METRICS):
+            schema.label(g.create_dataset(name, data=data), schema.SWEEP[name])
         if result.checkpoint_metrics:
             steps = np.asarray(config.checkpoints, np.int64)
             sub = g.create_group("checkpoints")
-            label(
-                sub.create_dataset("steps", data=steps),
-                "SGD steps",
-                "the steps after which each cell was evaluated (the last axis of the datasets beside)",
-            )
-            for m, (units, text) in METRICS.items():
-                text = text.replace("after training", "after each checkpoint's steps")
-                if m == "wall_time_s":
-                    text = "wall time from the cell's start to the end of each checkpoint's evaluation"
-                label(
+            schema.label(sub.create_dataset("steps", data=steps), schema.SWEEP_CHECKPOINTS["steps"])
+            for m in METRICS:
+                schema.label(
                     sub.create_dataset(m, data=result.checkpoint_metrics[m]),
-                    units,
-                    text + "; axes (sw2, depth, seed, checkpoint)",
+                    schema.SWEEP_CHECKPOINTS[m],
                     steps=steps,
                 )
         g.attrs["status"] = "complete" if result.complete else "incomplete"

@@ -71,6 +71,7 @@ import numpy as np
 
 from fastinit.kernels import ACTIVATIONS
 
+from .. import schema
 from ..backends import check_backend, require_cuda
 from ..data import load_mnist
 from ..init import parse_init
@@ -696,14 +697,6 @@ def _plain_number(value):
 # --------------------------------------------------------------------------- the HDF5 layout
 
 
-PROBE_GRADIENT_DESCRIPTION = (
-    "gradient of each probe image's own softmax cross-entropy loss_i with respect to each hidden "
-    "layer's pre-activation z_l = h_{l-1} @ W_l + b_l, at each snapshot: (snapshot, layer, sample, "
-    "unit); N times the gradient of the probe batch's mean loss. Computed in float64 on the host from "
-    "the recorded activations and weights, stored in the run's dtype"
-)
-
-
 def _attrs(config, spec, seed):
     attrs = {}
     for key, value in asdict(config).items():
@@ -731,7 +724,7 @@ def _create_datasets(group, config, spec, seed, probe_rows, snapshots):
     dataset name, None for the snapshot datasets not recorded."""
     import h5py
 
-    from ..store import create_appendable, label
+    from ..store import create_appendable
 
     sizes = tuple(int(s) for s in config.sizes)
     hidden = sizes[1:-1]
@@ -741,61 +734,52 @@ def _create_datasets(group, config, spec, seed, probe_rows, snapshots):
         group.attrs[key] = value
     group.attrs["diverged_step"] = -1
 
-    ds_loss = label(
+    ds_loss = schema.label(
         create_appendable(group, "loss", (), "float64"),
-        "nats",
-        "mean softmax cross-entropy of each mini-batch, before its SGD step; one row per iteration",
+        schema.TRAIN_RUN["loss"],
     )
     columns = [f"layer {i + 1} ({a}->{b})" for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
-    ds_grad = label(
+    ds_grad = schema.label(
         create_appendable(group, "grad_norm", (len(sizes) - 1,), "float64"),
-        "1 (norm of dL/dW)",
-        "Frobenius norm of each layer's weight gradient at each iteration, one column per layer",
+        schema.TRAIN_RUN["grad_norm"],
         columns=np.array(columns, dtype=h5py.string_dtype()),
     )
-    ds_acc = label(
+    ds_acc = schema.label(
         create_appendable(group, "test_accuracy", (), "float64"),
-        "fraction (0-1)",
-        "fraction of the test images classified correctly, at the iterations in eval_steps",
+        schema.TRAIN_RUN["test_accuracy"],
     )
-    ds_eval = label(
+    ds_eval = schema.label(
         create_appendable(group, "eval_steps", (), "int64"),
-        "iterations",
-        "SGD steps done when each test_accuracy was measured",
+        schema.TRAIN_RUN["eval_steps"],
     )
-    ds_snap_steps = label(
+    ds_snap_steps = schema.label(
         create_appendable(group, "snapshot_steps", (), "int64"),
-        "iterations",
-        "SGD steps done when each snapshot of the probe activations was taken",
+        schema.TRAIN_RUN["snapshot_steps"],
     )
     ds_act = ds_probe_grad = ds_grad_steps = None
     if hidden and snapshots:
-        ds_act = label(
+        ds_act = schema.label(
             create_appendable(
                 group, "activations", (len(hidden), probe_rows, units), config.dtype, chunk_rows=1
             ),
-            "activation value",
-            "hidden-layer outputs of a fixed probe batch: (snapshot, layer, sample, unit)",
+            schema.TRAIN_RUN["activations"],
             layers=np.arange(1, len(hidden) + 1),
             probe=f"the first {probe_rows} test images",
             padding="NaN where a layer is narrower than the widest hidden layer",
         )
     if ds_act is not None and grad_at:
-        ds_probe_grad = label(
+        ds_probe_grad = schema.label(
             create_appendable(
                 group, "gradients", (len(hidden), probe_rows, units), config.dtype, chunk_rows=1
             ),
-            "dloss_i/dz (nats per unit of pre-activation)",
-            PROBE_GRADIENT_DESCRIPTION,
+            schema.TRAIN_RUN["gradients"],
             layers=np.arange(1, len(hidden) + 1),
             probe=f"the first {probe_rows} test images",
             padding="NaN where a layer is narrower than the widest hidden layer",
         )
-        ds_grad_steps = label(
+        ds_grad_steps = schema.label(
             create_appendable(group, "gradient_steps", (), "int64"),
-            "iterations",
-            "SGD steps done when each snapshot of the probe gradients was taken: the "
-            "snapshots the gradient figure draws",
+            schema.TRAIN_RUN["gradient_steps"],
         )
 
     return {
