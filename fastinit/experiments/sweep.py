@@ -80,9 +80,10 @@ METRICS = ("train_loss", "train_accuracy", "test_accuracy", "diverged", "wall_ti
 #: the first hidden layer's pre-activations have variance sw2 * MNIST_MEAN_SQUARE + sb2.
 MNIST_MEAN_SQUARE = 0.112
 
-#: Named grids for ``fastinit sweep --preset``. ``schoenholz-time``: the schoenholz grid without depth 70,
-#: evaluated at steps 100, 300, 1000 and 3000 on 2000 images (about 21 min on 2 quiet cores, estimated
-#: from 14.5 ms per depth-100 step on one thread, a step's cost growing like depth + 5.5 layers).
+#: Named grids for ``fastinit sweep --preset``. ``schoenholz-time``: 7 sigma_w^2 (both phases, the edge
+#: of chaos at 1.76 between 1.5 and 2) x 9 depths to 80, evaluated at steps 100, 300, 1000 and 3000 on
+#: 2000 images: 63 cells sized to run in under 30 min on 2 cores (a depth-100 step costs about 38 ms
+#: on each of 2 busy cores, and a step's cost grows like depth + 5.5 layers).
 PRESETS = {
     "schoenholz": dict(
         activation="tanh",
@@ -101,7 +102,8 @@ PRESETS["schoenholz-time"] = dict(
     steps=3000,
     checkpoints=(100, 300, 1000, 3000),
     eval_samples=2000,
-    depths=(5, 10, 15, 20, 30, 40, 50, 60, 80, 100),
+    sw2=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0),
+    depths=(5, 10, 15, 20, 30, 40, 50, 60, 80),
 )
 
 
