@@ -36,6 +36,7 @@ __all__ = [
     "product_blocks",
     "machine_blocks",
     "product_tiles",
+    "outer_form",
     "matmul_into",
     "dense_forward_into",
 ]
@@ -46,6 +47,8 @@ BLOCKS_ENV = "FASTINIT_PRODUCT_BLOCKS"
 
 # Multiply-adds above which a product splits over the threads (below, one thread is faster).
 _PAR_FLOPS = 1 << 21
+_OUTER_MIN_COLS = 16  # outer products (dot_nn_into) need output rows of at least this many
+_OUTER_DEPTH = 64  # and a depth below this, or below the output rows (see outer_form)
 _LINE = 64  # bytes of a cache line
 
 
@@ -346,15 +349,25 @@ def machine_blocks(dtype):
     return _planned_blocks(np.dtype(dtype).itemsize, os.environ.get(BLOCKS_ENV))
 
 
+@njit(**JIT)
+def _product_tile(a, b, out, i0, i1, j0, j1, k, blocks, outer):
+    """Rows [i0, i1) and columns [j0, j1) of ``out``: `dot_nn_into` when ``outer`` (``b`` is
+    (k, N)), else `dot_nt_into` (``b`` is (N, k))."""
+    if outer:
+        dot_nn_into(a, b, out, i0, i1, j0, j1, k)
+    else:
+        dot_nt_into(a, b, out, i0, i1, j0, j1, k, blocks)
+
+
 @njit(parallel=True, **JIT)
-def _dot_nt_par(a, b, out, k, rows, cols, blocks):
-    """``dot_nt_into`` over the whole of ``out``, one tile of ``rows`` x ``cols`` per piece."""
+def _product_par(a, b, out, k, rows, cols, blocks, outer):
+    """`_product_tile` over the whole of ``out``, one tile of ``rows`` x ``cols`` per piece."""
     m, n = out.shape
     tn = (n + cols - 1) // cols
     for t in prange(((m + rows - 1) // rows) * tn):
         i = t // tn * rows
         j = t % tn * cols
-        dot_nt_into(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k, blocks)
+        _product_tile(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k, blocks, outer)
 
 
 @njit(**JIT)
@@ -385,23 +398,56 @@ def product_tiles(m, n, k, threads):
 
 
 @njit(**JIT)
-def _dot_nt_all(a, b, out, k, threads, blocks):
-    """``out = a[:, :k] @ b[:, :k].T``: on one thread when small, else one tile per thread."""
+def _product_all(a, b, out, k, threads, blocks, outer):
+    """`_product_tile` over the whole of ``out``: on one thread when small, else one tile per
+    thread."""
     m, n = out.shape
     rows, cols = product_tiles(m, n, k, threads)
     if rows == m and cols == n:
-        dot_nt_into(a, b, out, 0, m, 0, n, k, blocks)
+        _product_tile(a, b, out, 0, m, 0, n, k, blocks, outer)
     else:
-        _dot_nt_par(a, b, out, k, rows, cols, blocks)
+        _product_par(a, b, out, k, rows, cols, blocks, outer)
+
+
+@njit(**JIT)
+def outer_form(n, k, blocks):
+    """Whether `matmul_into` computes an (M, n) output of depth `k` as outer products.
+
+    The outer-product form (`dot_nn_into`) has no horizontal sums, which cost about as much
+    as the multiply-adds of a short dot product, but it reads and writes its output rows at
+    every 4 steps of the depth and reads all of ``b`` for every 4 rows. So it is taken for
+    output rows long enough for vectors (16 elements) and a depth that is short (below 64)
+    or shorter than the rows, while ``b`` fits where the dot products' column block does
+    (``k * n <= kc * nc``, about 3/4 of L2) and 4 output rows fit in L1 (``n <= kc``).
+
+    Parameters
+    ----------
+    n : int
+        The output's columns.
+    k : int
+        The product's depth.
+    blocks : tuple of (int, int)
+        The block sizes ``(kc, nc)`` (see `product_blocks`).
+
+    Returns
+    -------
+    bool
+        True for the outer-product form.
+    """
+    kc, nc = blocks
+    return n >= _OUTER_MIN_COLS and (k < _OUTER_DEPTH or n > k) and k * n <= kc * nc and n <= kc
 
 
 @njit(**JIT)
 def matmul_into(a, b, out, trans_a, trans_b, threads, blocks):
     """``out[:] = op(a) @ op(b)`` with ``op(x) = x.T`` when its flag is set.
 
-    ``op(a)`` is read along its rows and ``op(b)`` along its columns: `a` with `trans_a` and
-    `b` without `trans_b` are first packed into a transposed copy (allocated here). One tile
-    per thread for `threads` threads (see `product_tiles`).
+    As dot products (`dot_nt_into`: ``op(a)`` read along its rows and ``op(b)`` along its
+    columns) or, where `outer_form` says so, as outer products (`dot_nn_into`: ``op(b)``
+    read along its rows). An operand not in the layout its form reads is first packed into a
+    transposed copy (allocated here): `a` with `trans_a`, and `b` with `trans_b` for outer
+    products or without it for dot products. One tile per thread for `threads` threads (see
+    `product_tiles`).
 
     Parameters
     ----------
@@ -429,12 +475,13 @@ def matmul_into(a, b, out, trans_a, trans_b, threads, blocks):
         transpose_into(a, ap, 0, k)
     else:
         ap = a
-    if trans_b:
-        bp = b
+    outer = outer_form(n, k, blocks)
+    if trans_b == outer:  # b is (n, k) and outer products read it as (k, n), or the reverse
+        bp = np.empty((k, n) if outer else (n, k), b.dtype)
+        transpose_into(b, bp, 0, b.shape[0])
     else:
-        bp = np.empty((n, k), b.dtype)
-        transpose_into(b, bp, 0, k)
-    _dot_nt_all(ap, bp, out, k, threads, blocks)
+        bp = b
+    _product_all(ap, bp, out, k, threads, blocks, outer)
 
 
 @njit(**JIT)
@@ -459,5 +506,5 @@ def dense_forward_into(x, wt, b, code, out, threads, blocks):
     blocks : tuple of (int, int)
         The block sizes ``(kc, nc)``: ``machine_blocks(dtype)``, see `dot_nt_into`.
     """
-    _dot_nt_all(x, wt, out, x.shape[1], threads, blocks)
+    _product_all(x, wt, out, x.shape[1], threads, blocks, False)
     activation_rows_into(out, b, code, 0, out.shape[0])

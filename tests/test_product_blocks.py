@@ -180,3 +180,46 @@ def test_mlp_cpu_engine_right_with_tiny_blocks(monkeypatch):
     for (w, b), (rw, rb) in zip(cpu.params, numpy.params):
         np.testing.assert_allclose(w, rw, rtol=1e-11, atol=1e-14)
         np.testing.assert_allclose(b, rb, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "n,k,blocks,want",
+    [
+        (100, 10, (1024, 192), True),  # the output layer's delta: a depth of 10
+        (784, 100, (1024, 192), True),  # long output rows: the first layer's dX
+        (100, 100, (1024, 192), False),  # as long as deep: dot products
+        (100, 784, (1024, 192), False),
+        (10, 100, (1024, 192), False),  # rows too short for vectors
+        (10, 10, (1024, 192), False),
+        (784, 100, (512, 96), False),  # b (100 x 784) would not fit in L2
+        (784, 100, (512, 192), False),  # 4 output rows would not fit in L1
+    ],
+)
+def test_outer_form_plan(n, k, blocks, want):
+    from fastinit.kernels.cpu_products import outer_form
+
+    assert outer_form(n, k, blocks) is want
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_into_right_in_outer_form(dtype):
+    """The shapes `outer_form` takes (every transpose; on one thread and split over two: 128 x
+    40 x 784 is big enough) give the reference's numbers, and so does a zero depth."""
+    from fastinit.kernels import cpu
+    from fastinit.kernels.cpu_products import outer_form
+
+    rng = np.random.default_rng(11)
+    blocks = (1024, 192)
+    for m, k, n in ((13, 10, 100), (37, 63, 70), (128, 40, 784), (5, 0, 20)):
+        assert outer_form(n, k, blocks)
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                a, b = _operands(rng, m, k, n, dtype, trans_a, trans_b)
+                want = ref.matmul(
+                    a.astype(np.float64), b.astype(np.float64), trans_a=trans_a, trans_b=trans_b
+                )
+                rtol, atol = tolerances(dtype, scale=max(k, 1))
+                for threads in (1, 2):
+                    out = np.full((m, n), np.nan, dtype)
+                    cpu.matmul_into(a, b, out, trans_a, trans_b, threads, blocks)
+                    np.testing.assert_allclose(out, want, rtol=rtol, atol=atol, err_msg=f"{m, k, n, threads}")
