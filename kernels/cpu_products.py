@@ -310,26 +310,15 @@ def product_blocks(dtype, l1_bytes, l2_bytes):
     return kc, nc
 
 
-@functools.lru_cache(maxsize=16)
-def _planned_blocks(itemsize, override):
-    if override is None:
-        l1_bytes, l2_bytes, _ = cache_sizes()
-        return product_blocks(np.dtype(f"f{itemsize}"), l1_bytes, l2_bytes)
-    try:
-        blocks = tuple(int(v) for v in override.split(","))
-    except ValueError:
-        blocks = ()
-    if len(blocks) != 2 or min(blocks) < 1:
-        raise ValueError(f"{BLOCKS_ENV} must be two positive integers 'KC,NC', got {override!r}")
-    return blocks
-
-
+@functools.lru_cache(maxsize=8)
 def machine_blocks(dtype):
     """The block sizes ``(kc, nc)`` of the products on this machine, for `dtype`.
 
-    ``product_blocks(dtype, l1d, l2)`` with this machine's cache sizes (read once per
-    process), unless the environment variable ``FASTINIT_PRODUCT_BLOCKS`` (`BLOCKS_ENV`)
-    sets them, as ``"KC,NC"``; it is read at each call.
+    ``product_blocks(dtype, l1d, l2)`` with this machine's cache sizes, unless the
+    environment variable ``FASTINIT_PRODUCT_BLOCKS`` (`BLOCKS_ENV`) sets them, as
+    ``"KC,NC"``. Planned once per process and dtype, when first asked for (a look-up in
+    ``os.environ`` costs as much as a small product's other checks);
+    ``machine_blocks.cache_clear()`` forgets the plans, e.g. after changing the variable.
 
     Parameters
     ----------
@@ -346,7 +335,17 @@ def machine_blocks(dtype):
     ValueError
         When ``FASTINIT_PRODUCT_BLOCKS`` is not two positive integers.
     """
-    return _planned_blocks(np.dtype(dtype).itemsize, os.environ.get(BLOCKS_ENV))
+    override = os.environ.get(BLOCKS_ENV)
+    if override is None:
+        l1_bytes, l2_bytes, _ = cache_sizes()
+        return product_blocks(dtype, l1_bytes, l2_bytes)
+    try:
+        blocks = tuple(int(v) for v in override.split(","))
+    except ValueError:
+        blocks = ()
+    if len(blocks) != 2 or min(blocks) < 1:
+        raise ValueError(f"{BLOCKS_ENV} must be two positive integers 'KC,NC', got {override!r}")
+    return blocks
 
 
 @njit(**JIT)

@@ -79,6 +79,14 @@ def test_cache_sizes_of_this_machine_are_plausible():
     assert set(got.source.split("+")) <= {"sysconf", "sysfs", "default"}
 
 
+def test_describe_names_the_cache_sizes():
+    """Every benchmark's machine description carries the sizes the blocks were planned from."""
+    from fastinit.machine import describe
+
+    d = describe()
+    assert (d["l1d_bytes"], d["l2_bytes"], d["caches_from"]) == tuple(cache_sizes())
+
+
 @pytest.mark.parametrize(
     "dtype,l1,l2,want",
     [
@@ -100,16 +108,33 @@ def test_product_blocks_plan(dtype, l1, l2, want):
     assert 7 * kc * item <= max(l1, 7 * 64) and nc % 3 == 0 and kc * item % 64 == 0
 
 
-def test_machine_blocks_follow_the_caches_unless_overridden(monkeypatch):
+@pytest.fixture
+def set_blocks(monkeypatch):
+    """``set_blocks(value)`` sets ``FASTINIT_PRODUCT_BLOCKS`` (None: unset) and drops the plans
+    made so far; the plans made under it are dropped afterwards."""
+    from fastinit.kernels.cpu import machine_blocks
+
+    def set_(value):
+        if value is None:
+            monkeypatch.delenv("FASTINIT_PRODUCT_BLOCKS", raising=False)
+        else:
+            monkeypatch.setenv("FASTINIT_PRODUCT_BLOCKS", value)
+        machine_blocks.cache_clear()
+
+    yield set_
+    machine_blocks.cache_clear()
+
+
+def test_machine_blocks_follow_the_caches_unless_overridden(set_blocks):
     from fastinit.kernels import cpu
 
-    monkeypatch.delenv("FASTINIT_PRODUCT_BLOCKS", raising=False)
+    set_blocks(None)
     for dtype in DTYPES:
         assert cpu.machine_blocks(dtype) == cpu.product_blocks(dtype, *cache_sizes()[:2])
-    monkeypatch.setenv("FASTINIT_PRODUCT_BLOCKS", "5, 7")
+    set_blocks("5, 7")
     assert cpu.machine_blocks(np.float32) == cpu.machine_blocks(np.float64) == (5, 7)
     for bad in ("5", "5,0", "a,b", "1,2,3", ""):
-        monkeypatch.setenv("FASTINIT_PRODUCT_BLOCKS", bad)
+        set_blocks(bad)
         with pytest.raises(ValueError, match="FASTINIT_PRODUCT_BLOCKS"):
             cpu.machine_blocks(np.float32)
 
@@ -147,12 +172,12 @@ def test_matmul_into_right_with_any_blocks(blocks, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_kernel_api_uses_the_overridden_blocks(monkeypatch, dtype):
+def test_kernel_api_uses_the_overridden_blocks(set_blocks, dtype):
     """``FASTINIT_PRODUCT_BLOCKS`` reaches the products behind the validated API: with blocks
     of (3, 2) the dense layer's forward and backward still match the reference."""
     from fastinit.kernels import cpu
 
-    monkeypatch.setenv("FASTINIT_PRODUCT_BLOCKS", "3,2")
+    set_blocks("3,2")
     rng = np.random.default_rng(7)
     x, w = rng.standard_normal((29, 23)).astype(dtype), rng.standard_normal((23, 17)).astype(dtype)
     b, dy = rng.standard_normal(17).astype(dtype), rng.standard_normal((29, 17)).astype(dtype)
@@ -163,12 +188,12 @@ def test_kernel_api_uses_the_overridden_blocks(monkeypatch, dtype):
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
 
 
-def test_mlp_cpu_engine_right_with_tiny_blocks(monkeypatch):
+def test_mlp_cpu_engine_right_with_tiny_blocks(set_blocks):
     """The cpu engine plans its blocks when it is made: with (5, 4) every product of a
     training step is cut into depth and column blocks, and it still matches numpy."""
     from fastinit import MLP
 
-    monkeypatch.setenv("FASTINIT_PRODUCT_BLOCKS", "5,4")
+    set_blocks("5,4")
     rng = np.random.default_rng(3)
     sizes = [37, 21, 19, 6]
     x, labels = rng.standard_normal((40, 37)), rng.integers(0, 6, 40)
