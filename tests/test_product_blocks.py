@@ -248,3 +248,38 @@ def test_matmul_into_right_in_outer_form(dtype):
                     out = np.full((m, n), np.nan, dtype)
                     cpu.matmul_into(a, b, out, trans_a, trans_b, threads, blocks)
                     np.testing.assert_allclose(out, want, rtol=rtol, atol=atol, err_msg=f"{m, k, n, threads}")
+
+
+BLOCKS_SCRIPT = """
+import numpy as np
+from fastinit.kernels import cpu
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((200, 300)), rng.standard_normal((300, 50))
+assert np.allclose(cpu.matmul(a, b), a @ b)
+print(*cpu.machine_blocks(np.float64), sum(cpu.matmul_into.stats.cache_hits.values()))
+"""
+
+
+@pytest.mark.slow
+def test_block_sizes_are_not_frozen_into_the_cache(tmp_path):
+    """A cache filled by a process with blocks of (5, 4) serves a later process, which still
+    plans its own blocks from this machine's caches."""
+    import subprocess
+    import sys
+
+    from fastinit.kernels.cpu import product_blocks
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "FASTINIT_"))}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "cache")
+    runs = []
+    for override in ("5,4", None):
+        run_env = dict(env, **({"FASTINIT_PRODUCT_BLOCKS": override} if override else {}))
+        proc = subprocess.run(
+            [sys.executable, "-c", BLOCKS_SCRIPT], capture_output=True, text=True, env=run_env, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs.append([int(v) for v in proc.stdout.split()])
+    assert runs[0] == [5, 4, 0], runs  # compiled, into the cache
+    kc, nc, hits = runs[1]
+    assert (kc, nc) == product_blocks(np.float64, *cache_sizes()[:2]), runs
+    assert hits >= 1, "the second process should have loaded matmul_into from the cache"
