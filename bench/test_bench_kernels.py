@@ -56,8 +56,13 @@ MATMUL_CASES = [
     _matmul_case(128, 784, 100, "nn", MATMUL_TARGET_MLP),
     _matmul_case(784, 128, 100, "tn", MATMUL_TARGET_MLP),
     _matmul_case(128, 100, 784, "nt", MATMUL_TARGET_MLP),
+    # The hidden and output layers' products (100 -> 100, 100 -> 10): forward, dw, dx.
     _matmul_case(128, 100, 100, "nn", None),
+    _matmul_case(100, 128, 100, "tn", None),
+    _matmul_case(128, 100, 100, "nt", None),
     _matmul_case(128, 100, 10, "nn", None),
+    _matmul_case(100, 128, 10, "tn", None),
+    _matmul_case(128, 10, 100, "nt", None),
 ]
 for _size in (256, 1024):
     for _v in VARIANTS:

@@ -6,7 +6,8 @@ twice: what the host CPU has (``host_isa``) and what Numba generates code for
 (``code_isa``). They differ when ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES``
 ask for another CPU: ``NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2,+fma``
 gives AVX2 code on an AVX-512 host. ``NUMBA_CPU_NAME`` alone does not: Numba
-then keeps the host's features, AVX-512 included.
+then keeps the host's features, AVX-512 included. The cache sizes are those the
+cpu kernels plan their block sizes from (``fastinit.kernels.cpu_caches``).
 """
 
 import functools
@@ -68,8 +69,9 @@ def describe():
     -------
     dict of str to str or int
         Keys ``fastinit``, ``cpu_model``, ``host_cpu``, ``host_isa``, ``code_cpu``,
-        ``code_isa``, ``cores``, ``numba_threads``, ``python``, ``numpy``, ``numba``,
-        ``llvmlite``, ``numba_cuda``, ``h5py``, ``platform``.
+        ``code_isa``, ``l1d_bytes``, ``l2_bytes``, ``caches_from`` (``'sysconf'``,
+        ``'sysfs'`` or ``'default'``), ``cores``, ``numba_threads``, ``python``, ``numpy``,
+        ``numba``, ``llvmlite``, ``numba_cuda``, ``h5py``, ``platform``.
     """
     import llvmlite
     import numba
@@ -92,6 +94,9 @@ def describe():
     import h5py
 
     from . import __version__
+    from .kernels.cpu_caches import cache_sizes
+
+    caches = cache_sizes()
 
     return {
         "fastinit": __version__,
@@ -100,6 +105,9 @@ def describe():
         "host_isa": host_isa,
         "code_cpu": code_cpu,
         "code_isa": code_isa,
+        "l1d_bytes": caches.l1d,
+        "l2_bytes": caches.l2,
+        "caches_from": caches.source,
         "cores": os.cpu_count() or 1,
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "python": platform.python_version(),

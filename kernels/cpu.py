@@ -10,12 +10,17 @@ float64, one dtype per call; C-contiguous arrays (others are rejected, never cop
 The compiled building blocks are re-exported here for your own ``@njit`` code. They do no
 validation. Those marked *serial* in their docstrings never start threads, so they may run
 inside your own ``prange`` loop on disjoint rows; the others take a ``threads`` argument (pass
-``numba.get_num_threads()``, or 1 inside a ``prange``). It is an argument because compiled
-code is cached on disk and shared by every process that reads the cache: a thread count read
-while compiling would be frozen into it. They live in one module per idea:
+``numba.get_num_threads()``, or 1 inside a ``prange``). The products built on ``dot_nt_into``
+take its block sizes, ``blocks`` (pass ``machine_blocks(dtype)``, planned from this machine's
+cache sizes). They are arguments because compiled code is cached on disk and shared by every
+process, and every machine, that reads the cache: a thread count or a cache size read while
+compiling would be frozen into it. They live in one module per idea:
 
 - ``fastinit.kernels.cpu_products``: ``dot_nt_into``, ``dot_nn_into``, ``transpose_into``,
-  ``product_tiles``, ``matmul_into``, ``dense_forward_into``;
+  ``product_blocks``, ``machine_blocks``, ``product_tiles``, ``matmul_into``,
+  ``dense_forward_into``;
+- ``fastinit.kernels.cpu_caches``: ``cache_sizes``, the L1d and L2 sizes the blocks are
+  planned from;
 - ``fastinit.kernels.cpu_activations``: the row blocks (``relu_rows_into``, ``activation_rows_into``,
   ``relu_backward_rows_into``, ...) and the vectorisable ``exp``;
 - ``fastinit.kernels.cpu_elementwise``: ``activation_into``, ``activation_backward_into``,
@@ -51,7 +56,9 @@ from .cpu_products import (
     dense_forward_into,
     dot_nn_into,
     dot_nt_into,
+    machine_blocks,
     matmul_into,
+    product_blocks,
     product_tiles,
     transpose_into,
 )
@@ -83,6 +90,8 @@ __all__ = [
     "column_sum_into",
     "sgd_into",
     "product_tiles",
+    "product_blocks",
+    "machine_blocks",
     "CACHE",
 ]
 
@@ -134,7 +143,7 @@ def matmul(a, b, out=None, *, trans_a=False, trans_b=False):
         out[...] = matmul(a, b, trans_a=trans_a, trans_b=trans_b)
         return out
     out = _alloc(out, (m, n), a.dtype)
-    matmul_into(a, b, out, trans_a, trans_b, _threads())
+    matmul_into(a, b, out, trans_a, trans_b, _threads(), machine_blocks(a.dtype))
     return out
 
 
@@ -201,7 +210,8 @@ def dense_forward(x, w, b=None, activation="linear", out=None):
     out = _alloc(out, (x.shape[0], w.shape[1]), x.dtype)
     wt = np.empty((w.shape[1], w.shape[0]), w.dtype)
     transpose_into(w, wt, 0, w.shape[0])
-    dense_forward_into(x, wt, np.zeros(w.shape[1], x.dtype) if b is None else b, code, out, _threads())
+    bias = np.zeros(w.shape[1], x.dtype) if b is None else b
+    dense_forward_into(x, wt, bias, code, out, _threads(), machine_blocks(x.dtype))
     return out
 
 
@@ -215,12 +225,13 @@ def dense_backward(x, w, y, dy, activation="linear", dx=None, dw=None, db=None, 
     activation_backward_into(y, dy, code, dz, _threads())
     dw = _alloc(dw, w.shape, x.dtype)
     db = _alloc(db, (w.shape[1],), x.dtype)
-    matmul_into(x, dz, dw, True, False, _threads())
+    blocks = machine_blocks(x.dtype)
+    matmul_into(x, dz, dw, True, False, _threads(), blocks)
     column_sum_into(dz, db)
     if not compute_dx:
         return None, dw, db
     dx = _alloc(dx, x.shape, x.dtype)
-    matmul_into(dz, w, dx, False, True, _threads())
+    matmul_into(dz, w, dx, False, True, _threads(), blocks)
     return dx, dw, db
 
 

@@ -11,27 +11,45 @@ along the output rows, 4 rows of ``b`` per pass). ``matmul_into`` packs an opera
 layout (one transposed copy) when it is not already, and cuts the output into one tile per
 thread. Small products run on the calling thread: a fork/join costs more than the work, and
 much more on a busy machine.
+
+The block sizes are arguments, ``blocks = (kc, nc)``, planned in Python from the machine's
+cache sizes (`product_blocks`, `machine_blocks`), like the thread count: compiled code is
+cached on disk and shared by every machine that reads the cache, so a size read while
+compiling would be frozen into code that runs on other machines.
 """
+
+import functools
+import os
 
 import numpy as np
 from numba import njit, prange
 
 from .cpu_activations import activation_rows_into
+from .cpu_caches import cache_sizes
 from .jit import FAST, JIT
 
 __all__ = [
+    "BLOCKS_ENV",
     "dot_nt_into",
     "dot_nn_into",
     "transpose_into",
+    "product_blocks",
+    "machine_blocks",
     "product_tiles",
+    "outer_form",
     "matmul_into",
     "dense_forward_into",
 ]
 
+#: The environment variable that sets the products' block sizes, ``"KC,NC"`` (two positive
+#: integers, see `product_blocks`), in place of those planned from the machine's caches.
+BLOCKS_ENV = "FASTINIT_PRODUCT_BLOCKS"
+
 # Multiply-adds above which a product splits over the threads (below, one thread is faster).
 _PAR_FLOPS = 1 << 21
-_KC_BYTES = 4096  # depth block of the products: 4 + 3 rows of it (28 KiB) stay in a 32 KiB L1
-_NC_ROWS = 192  # column block: that many rows of b (one depth block each) stay in L2
+_OUTER_MIN_COLS = 16  # outer products (dot_nn_into) need output rows of at least this many
+_OUTER_DEPTH = 64  # and a depth below this, or below the output rows (see outer_form)
+_LINE = 64  # bytes of a cache line
 
 
 @njit(**FAST)
@@ -99,11 +117,11 @@ def _dot_4x3(a, b, out, i0, i1, i2, i3, j0, j1, j2, p0, p1, acc):
 
 
 @njit(**JIT)
-def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
+def dot_nt_into(a, b, out, i0, i1, j0, j1, k, blocks):
     """*Serial.* ``out[i, j] = sum_{p<k} a[i, p] * b[j, p]`` for i in [i0, i1), j in [j0, j1).
 
-    Blocks of 4 x 3 outputs keep their sums in registers across a depth block (see the
-    module docstring); at the edges a block repeats its last row or column.
+    Blocks of 4 x 3 outputs keep their sums in registers across a depth block of `blocks`
+    (see the module docstring); at the edges a block repeats its last row or column.
 
     Parameters
     ----------
@@ -119,6 +137,9 @@ def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
         The columns of `out` to compute, [j0, j1); none when ``j1 <= j0``.
     k : int
         The depth: the first `k` columns of `a` and `b`; ``k <= 0`` writes zeros.
+    blocks : tuple of (int, int)
+        ``(kc, nc)``: the depth block (elements) and the column block (rows of `b`), both
+        >= 1; see `product_blocks` and `machine_blocks`.
     """
     if i1 <= i0 or j1 <= j0:
         return
@@ -128,13 +149,13 @@ def dot_nt_into(a, b, out, i0, i1, j0, j1, k):
             for j in range(j0, j1):
                 out[i, j] = zero
         return
-    kc = max(1, _KC_BYTES // out.itemsize)
+    kc, nc = blocks
     last_i = i1 - 1
     for p0 in range(0, k, kc):
         p1 = min(k, p0 + kc)
         acc = p0 > 0
-        for jb in range(j0, j1, _NC_ROWS):
-            je = min(j1, jb + _NC_ROWS)
+        for jb in range(j0, j1, nc):
+            je = min(j1, jb + nc)
             last_j = je - 1
             for i in range(i0, i1, 4):
                 r1 = min(i + 1, last_i)
@@ -259,15 +280,93 @@ def transpose_into(a, out, i0, i1):
             out[j, i] = row[j]
 
 
+def product_blocks(dtype, l1_bytes, l2_bytes):
+    """The block sizes ``(kc, nc)`` of the products for caches of the given sizes.
+
+    A depth block of 4 rows of ``a`` and 3 rows of ``b`` (the registers' 4 x 3 block) fills
+    7/8 of the L1 data cache, in whole cache lines: the 4 rows of ``a`` stay there while the
+    rows of ``b`` stream past. ``nc`` rows of ``b``, one depth block each, fill 3/4 of L2.
+    A 32 KiB L1d and a 1 MiB L2 (AMD Zen 4 and 5) give ``(1024, 192)`` for float32.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype or type
+        The operands' dtype (float32 or float64).
+    l1_bytes, l2_bytes : int
+        The L1 data and L2 cache sizes of one core, bytes (see
+        ``fastinit.kernels.cpu_caches.cache_sizes``).
+
+    Returns
+    -------
+    kc : int
+        The depth block, elements: a multiple of a cache line's, at least one line.
+    nc : int
+        The column block, rows of ``b``: a multiple of 3, at least 3.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    line = max(1, _LINE // itemsize)
+    kc = max(line, l1_bytes * 7 // 8 // (7 * itemsize) // line * line)
+    nc = max(3, l2_bytes * 3 // 4 // (kc * itemsize) // 3 * 3)
+    return kc, nc
+
+
+@functools.lru_cache(maxsize=8)
+def machine_blocks(dtype):
+    """The block sizes ``(kc, nc)`` of the products on this machine, for `dtype`.
+
+    ``product_blocks(dtype, l1d, l2)`` with this machine's cache sizes, unless the
+    environment variable ``FASTINIT_PRODUCT_BLOCKS`` (`BLOCKS_ENV`) sets them, as
+    ``"KC,NC"``. Planned once per process and dtype, when first asked for (a look-up in
+    ``os.environ`` costs as much as a small product's other checks);
+    ``machine_blocks.cache_clear()`` forgets the plans, e.g. after changing the variable.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype or type
+        The operands' dtype (float32 or float64).
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(kc, nc)``, for the ``blocks`` argument of the products.
+
+    Raises
+    ------
+    ValueError
+        When ``FASTINIT_PRODUCT_BLOCKS`` is not two positive integers.
+    """
+    override = os.environ.get(BLOCKS_ENV)
+    if override is None:
+        l1_bytes, l2_bytes, _ = cache_sizes()
+        return product_blocks(dtype, l1_bytes, l2_bytes)
+    try:
+        blocks = tuple(int(v) for v in override.split(","))
+    except ValueError:
+        blocks = ()
+    if len(blocks) != 2 or min(blocks) < 1:
+        raise ValueError(f"{BLOCKS_ENV} must be two positive integers 'KC,NC', got {override!r}")
+    return blocks
+
+
+@njit(**JIT)
+def _product_tile(a, b, out, i0, i1, j0, j1, k, blocks, outer):
+    """Rows [i0, i1) and columns [j0, j1) of ``out``: `dot_nn_into` when ``outer`` (``b`` is
+    (k, N)), else `dot_nt_into` (``b`` is (N, k))."""
+    if outer:
+        dot_nn_into(a, b, out, i0, i1, j0, j1, k)
+    else:
+        dot_nt_into(a, b, out, i0, i1, j0, j1, k, blocks)
+
+
 @njit(parallel=True, **JIT)
-def _dot_nt_par(a, b, out, k, rows, cols):
-    """``dot_nt_into`` over the whole of ``out``, one tile of ``rows`` x ``cols`` per piece."""
+def _product_par(a, b, out, k, rows, cols, blocks, outer):
+    """`_product_tile` over the whole of ``out``, one tile of ``rows`` x ``cols`` per piece."""
     m, n = out.shape
     tn = (n + cols - 1) // cols
     for t in prange(((m + rows - 1) // rows) * tn):
         i = t // tn * rows
         j = t % tn * cols
-        dot_nt_into(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k)
+        _product_tile(a, b, out, i, min(m, i + rows), j, min(n, j + cols), k, blocks, outer)
 
 
 @njit(**JIT)
@@ -298,23 +397,56 @@ def product_tiles(m, n, k, threads):
 
 
 @njit(**JIT)
-def _dot_nt_all(a, b, out, k, threads):
-    """``out = a[:, :k] @ b[:, :k].T``: on one thread when small, else one tile per thread."""
+def _product_all(a, b, out, k, threads, blocks, outer):
+    """`_product_tile` over the whole of ``out``: on one thread when small, else one tile per
+    thread."""
     m, n = out.shape
     rows, cols = product_tiles(m, n, k, threads)
     if rows == m and cols == n:
-        dot_nt_into(a, b, out, 0, m, 0, n, k)
+        _product_tile(a, b, out, 0, m, 0, n, k, blocks, outer)
     else:
-        _dot_nt_par(a, b, out, k, rows, cols)
+        _product_par(a, b, out, k, rows, cols, blocks, outer)
 
 
 @njit(**JIT)
-def matmul_into(a, b, out, trans_a, trans_b, threads):
+def outer_form(n, k, blocks):
+    """Whether `matmul_into` computes an (M, n) output of depth `k` as outer products.
+
+    The outer-product form (`dot_nn_into`) has no horizontal sums, which cost about as much
+    as the multiply-adds of a short dot product, but it reads and writes its output rows at
+    every 4 steps of the depth and reads all of ``b`` for every 4 rows. So it is taken for
+    output rows long enough for vectors (16 elements) and a depth that is short (below 64)
+    or shorter than the rows, while ``b`` fits where the dot products' column block does
+    (``k * n <= kc * nc``, about 3/4 of L2) and 4 output rows fit in L1 (``n <= kc``).
+
+    Parameters
+    ----------
+    n : int
+        The output's columns.
+    k : int
+        The product's depth.
+    blocks : tuple of (int, int)
+        The block sizes ``(kc, nc)`` (see `product_blocks`).
+
+    Returns
+    -------
+    bool
+        True for the outer-product form.
+    """
+    kc, nc = blocks
+    return n >= _OUTER_MIN_COLS and (k < _OUTER_DEPTH or n > k) and k * n <= kc * nc and n <= kc
+
+
+@njit(**JIT)
+def matmul_into(a, b, out, trans_a, trans_b, threads, blocks):
     """``out[:] = op(a) @ op(b)`` with ``op(x) = x.T`` when its flag is set.
 
-    ``op(a)`` is read along its rows and ``op(b)`` along its columns: `a` with `trans_a` and
-    `b` without `trans_b` are first packed into a transposed copy (allocated here). One tile
-    per thread for `threads` threads (see `product_tiles`).
+    As dot products (`dot_nt_into`: ``op(a)`` read along its rows and ``op(b)`` along its
+    columns) or, where `outer_form` says so, as outer products (`dot_nn_into`: ``op(b)``
+    read along its rows). An operand not in the layout its form reads is first packed into a
+    transposed copy (allocated here): `a` with `trans_a`, and `b` with `trans_b` for outer
+    products or without it for dot products. One tile per thread for `threads` threads (see
+    `product_tiles`).
 
     Parameters
     ----------
@@ -330,6 +462,8 @@ def matmul_into(a, b, out, trans_a, trans_b, threads):
         Use ``b.T`` as the right operand.
     threads : int
         Threads to split over: ``numba.get_num_threads()``, or 1 inside a ``prange``.
+    blocks : tuple of (int, int)
+        The block sizes ``(kc, nc)``: ``machine_blocks(dtype)``, see `dot_nt_into`.
     """
     m, n = out.shape
     k = a.shape[0] if trans_a else a.shape[1]
@@ -340,16 +474,17 @@ def matmul_into(a, b, out, trans_a, trans_b, threads):
         transpose_into(a, ap, 0, k)
     else:
         ap = a
-    if trans_b:
-        bp = b
+    outer = outer_form(n, k, blocks)
+    if trans_b == outer:  # b is (n, k) and outer products read it as (k, n), or the reverse
+        bp = np.empty((k, n) if outer else (n, k), b.dtype)
+        transpose_into(b, bp, 0, b.shape[0])
     else:
-        bp = np.empty((n, k), b.dtype)
-        transpose_into(b, bp, 0, k)
-    _dot_nt_all(ap, bp, out, k, threads)
+        bp = b
+    _product_all(ap, bp, out, k, threads, blocks, outer)
 
 
 @njit(**JIT)
-def dense_forward_into(x, wt, b, code, out, threads):
+def dense_forward_into(x, wt, b, code, out, threads, blocks):
     """``out = act(x @ wt.T + b)``, the product split over `threads` threads.
 
     Parameters
@@ -367,6 +502,8 @@ def dense_forward_into(x, wt, b, code, out, threads):
     threads : int
         Threads to split the product over: ``numba.get_num_threads()``, or 1 inside a
         ``prange``.
+    blocks : tuple of (int, int)
+        The block sizes ``(kc, nc)``: ``machine_blocks(dtype)``, see `dot_nt_into`.
     """
-    _dot_nt_all(x, wt, out, x.shape[1], threads)
+    _product_all(x, wt, out, x.shape[1], threads, blocks, False)
     activation_rows_into(out, b, code, 0, out.shape[0])

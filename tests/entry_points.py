@@ -116,6 +116,7 @@ def _kernel_args(name, rng):
     out = np.empty((n, n), f)
     bias = rng.standard_normal(n).astype(f)
     i0, i1, code, threads = np.int64(0), np.int64(n), np.int64(2), np.int64(2)
+    blocks = cpu.machine_blocks(f)
     logits = rng.standard_normal((8192, 10)).astype(f)
     labels = rng.integers(0, 10, 8192)
     act = ("sigmoid", "tanh", "relu")
@@ -140,16 +141,18 @@ def _kernel_args(name, rng):
         return (sq, sq.copy()) if name == "mean_squared_error" else (sq, sq.copy(), np.empty_like(sq))
     if name == "sgd_update":
         return (sq, sq.copy(), 0.1)
-    if name in ("dot_nt_into", "dot_nn_into"):
+    if name == "dot_nt_into":
+        return (sq, sq.copy(), out, i0, i1, i0, i1, np.int64(n), blocks)
+    if name == "dot_nn_into":
         return (sq, sq.copy(), out, i0, i1, i0, i1, np.int64(n))
     if name == "matmul_into":
-        return (a, b, out, False, False, threads)
+        return (a, b, out, False, False, threads, blocks)
     if name == "transpose_into":
         return (sq, out, i0, i1)
     if name == "activation_rows_into":
         return (sq, bias, code, i0, i1)
     if name == "dense_forward_into":
-        return (a, np.ascontiguousarray(b.T), bias, code, out, threads)
+        return (a, np.ascontiguousarray(b.T), bias, code, out, threads, blocks)
     if name == "activation_into":
         return (sq, code, out, threads)
     if name == "activation_backward_into":
@@ -166,6 +169,10 @@ def _kernel_args(name, rng):
         return (logits, labels, np.empty_like(logits), threads)
     if name == "column_sum_into":
         return (sq, np.empty(n, f))
+    if name == "product_blocks":
+        return (f, 32 * 1024, 1024 * 1024)
+    if name == "machine_blocks":
+        return (f,)
     if name == "product_tiles":
         return (np.int64(1024), np.int64(1024), np.int64(1024), threads)
     if name == "sgd_into":

@@ -22,6 +22,7 @@ DOCUMENTED_MODULES = (
     "fastinit.kernels.checks",
     "fastinit.kernels.cpu",
     "fastinit.kernels.cpu_products",
+    "fastinit.kernels.cpu_caches",
     "fastinit.kernels.cpu_activations",
     "fastinit.kernels.cpu_elementwise",
     "fastinit.kernels.cpu_losses",

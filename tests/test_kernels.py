@@ -165,12 +165,14 @@ def test_matmul_random_shapes(fast_backend, m, k, n, trans_a, trans_b, f64, seed
     nn=st.booleans(),
     f64=st.booleans(),
     seed=st.integers(0, 2**16),
+    blocks=st.none() | st.tuples(st.integers(1, 20), st.integers(1, 8)),
 )
-def test_serial_products_match_the_reference_on_their_block(m, k, n, rows, cols, nn, f64, seed):
+def test_serial_products_match_the_reference_on_their_block(m, k, n, rows, cols, nn, f64, seed, blocks):
     """``fastinit.kernels.cpu.dot_nt_into`` / ``dot_nn_into`` on a block of output rows and columns,
     every block edge (rows, columns and depths that are not multiples of the 4 x 3 and 4 x 4
-    blocks), with a left operand wider than the depth: the block matches the reference, nothing
-    else is written."""
+    blocks, depth and column blocks of ``dot_nt_into`` from the machine's or small ones), with
+    a left operand wider than the depth: the block matches the reference, nothing else is
+    written."""
     import fastinit.kernels.cpu as kc
 
     dtype = np.float64 if f64 else np.float32
@@ -184,7 +186,8 @@ def test_serial_products_match_the_reference_on_their_block(m, k, n, rows, cols,
     if nn:
         kc.dot_nn_into(a, b, out, *args)
     else:
-        kc.dot_nt_into(a, np.ascontiguousarray(b.T), out, *args)
+        blocks = kc.machine_blocks(dtype) if blocks is None else blocks
+        kc.dot_nt_into(a, np.ascontiguousarray(b.T), out, *args, blocks)
     want = np.full_like(out, 7.0)
     want[i0:i1, j0:j1] = np.asarray(a[i0:i1, :k], np.float64) @ b[:, j0:j1]
     _close(out, want, dtype, scale=k)
@@ -803,22 +806,22 @@ def test_building_blocks_compose_in_user_njit_code(dtype):
     import fastinit.kernels.cpu as kc
 
     @njit
-    def user_step(x, wt, b, w2t, labels, lr, code, threads):
+    def user_step(x, wt, b, w2t, labels, lr, code, threads, blocks):
         n, f = x.shape[0], wt.shape[0]
         h = np.empty((n, f), x.dtype)
-        kc.dense_forward_into(x, wt, b, code, h, threads)  # h = act(x @ wt.T + b)
+        kc.dense_forward_into(x, wt, b, code, h, threads, blocks)  # h = act(x @ wt.T + b)
         logits = np.empty((n, w2t.shape[0]), x.dtype)
         half = n // 2
         zero, c = 0, w2t.shape[0]
         for i0, i1 in ((zero, half), (half, n)):  # the serial blocks, on pieces of the rows
-            kc.dot_nt_into(h, w2t, logits, i0, i1, zero, c, f)
+            kc.dot_nt_into(h, w2t, logits, i0, i1, zero, c, f, blocks)
         grad = np.empty_like(logits)
         loss = kc.softmax_xent_into(logits, labels, grad, threads)
         dh = np.empty_like(h)
-        kc.matmul_into(grad, w2t, dh, False, False, threads)  # dh = grad @ W2
+        kc.matmul_into(grad, w2t, dh, False, False, threads, blocks)  # dh = grad @ W2
         kc.activation_backward_into(h, dh, code, dh, threads)
         dwt = np.empty_like(wt)
-        kc.matmul_into(dh, x, dwt, True, False, threads)  # dW1.T = dh.T @ x
+        kc.matmul_into(dh, x, dwt, True, False, threads, blocks)  # dW1.T = dh.T @ x
         kc.sgd_into(wt, dwt, lr, threads)
         return loss, h
 
@@ -828,7 +831,8 @@ def test_building_blocks_compose_in_user_njit_code(dtype):
     b = _rand(rng, f, dtype)
     labels = rng.integers(0, c, n)
     want_wt = wt.copy()
-    loss, h = user_step(x, wt, b, w2t, labels, dtype(0.1), 2, 2)  # 2: tanh, 2 threads
+    blocks = kc.machine_blocks(dtype)
+    loss, h = user_step(x, wt, b, w2t, labels, dtype(0.1), 2, 2, blocks)  # 2: tanh, 2 threads
 
     want_h = ref.dense_forward(x, want_wt.T.copy(), b, "tanh")
     want_loss, want_grad = ref.softmax_cross_entropy(ref.matmul(want_h, w2t, trans_b=True), labels)

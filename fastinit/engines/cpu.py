@@ -69,6 +69,7 @@ from fastinit.kernels.cpu import (
     bias_rows_into,
     dot_nn_into,
     dot_nt_into,
+    machine_blocks,
     relu_backward_rows_into,
     relu_rows_into,
     sigmoid_backward_rows_into,
@@ -133,21 +134,22 @@ def _sgd_bias(b, dt, lr, j0, j1):
 
 
 @njit(**JIT)
-def _forward_layer(i, xb, wt0, wth, acts, ht, sizes, r0, r1, train):
+def _forward_layer(i, xb, wt0, wth, acts, ht, sizes, blocks, r0, r1, train):
     """Rows [r0, r1) of layer i's pre-activation ``acts[i] = H[i-1] @ Wt[i].T`` (H[-1] = xb)
     and, when ``train``, of the transposed copy of its input ``ht[i-1]`` (for i > 0)."""
     fo = sizes[i + 1]
     if i == 0:
-        dot_nt_into(xb, wt0, acts[0], r0, r1, _ZERO, fo, sizes[0])
+        dot_nt_into(xb, wt0, acts[0], r0, r1, _ZERO, fo, sizes[0], blocks)
         return
     h_in = acts[i - 1]
-    dot_nt_into(h_in, wth[i - 1], acts[i], r0, r1, _ZERO, fo, (sizes[i] + _PAD - 1) // _PAD * _PAD)
+    k = (sizes[i] + _PAD - 1) // _PAD * _PAD
+    dot_nt_into(h_in, wth[i - 1], acts[i], r0, r1, _ZERO, fo, k, blocks)
     if train:
         transpose_into(h_in, ht[i - 1], r0, r1)
 
 
 @njit(**JIT)
-def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
+def _delta_layer(i, wth, wh, deltas, dt, sizes, blocks, r0, r1):
     """Rows [r0, r1) of the transposed copy ``dt[i]`` of layer i's delta and of the delta
     before the activation's derivative, ``deltas[i-1] = deltas[i] @ W[i].T`` (i > 0)."""
     d = deltas[i]
@@ -156,7 +158,8 @@ def _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1):
     if fo < _NN_DEPTH:  # D[i-1] = d @ Wt[i]
         dot_nn_into(d, wth[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], fo)
     else:  # the padding of d and W is zero
-        dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], (fo + _PAD - 1) // _PAD * _PAD)
+        k = (fo + _PAD - 1) // _PAD * _PAD
+        dot_nt_into(d, wh[i - 1], deltas[i - 1], r0, r1, _ZERO, sizes[i], k, blocks)
 
 
 @njit(**JIT)
@@ -165,11 +168,12 @@ def _first_block(x, cost, blocks):
     return min(blocks, max(0, (2 * x + cost - 1) // (2 * cost)))  # ceil((x - cost / 2) / cost)
 
 
-def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
+def _update_piece(net, grads, ws, sizes, blocks, lr, sq, t, parts):
     """Piece ``t`` of ``parts`` of every layer's output features (after the rows pieces):
     the weight gradient over the whole batch and the fused SGD update; the sum of squares
     of the piece's gradient rows of layer i goes to ``sq[t, i]``, and the updated rows of
-    ``Wt`` are copied into the columns of ``W``. ``grads = (g0, gh)``.
+    ``Wt`` are copied into the columns of ``W``. ``grads = (g0, gh)``; ``blocks``, the
+    products' block sizes (``fastinit.kernels.cpu.machine_blocks``).
 
     The work is split by its cost, not by rows per layer: all layers' blocks of 4 rows, in
     order, cost ``fan_in + _ROW_OVERHEAD`` a row, and piece t takes the blocks whose midpoints
@@ -188,11 +192,11 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
     start = 0  # the cost of the blocks before layer i
     for i in range(layers):
         fi, fo = sizes[i], sizes[i + 1]
-        blocks = (fo + _UPDATE_ROWS - 1) // _UPDATE_ROWS
+        row_blocks = (fo + _UPDATE_ROWS - 1) // _UPDATE_ROWS
         cost = (fi + _ROW_OVERHEAD) * _UPDATE_ROWS
-        j0 = min(fo, _UPDATE_ROWS * _first_block(lo - start, cost, blocks))
-        j1 = min(fo, _UPDATE_ROWS * _first_block(hi - start, cost, blocks))
-        start += blocks * cost
+        j0 = min(fo, _UPDATE_ROWS * _first_block(lo - start, cost, row_blocks))
+        j1 = min(fo, _UPDATE_ROWS * _first_block(hi - start, cost, row_blocks))
+        start += row_blocks * cost
         _sgd_bias(b[i], dt[i], lr, j0, j1)
         g = g0 if i == 0 else gh[i - 1]
         total = 0.0
@@ -201,7 +205,7 @@ def _update_piece(net, grads, ws, sizes, lr, sq, t, parts):
             if i == 0:  # long rows of G: the outer-product form, G[0] = DT[0] @ x[idx]
                 dot_nn_into(dt[0], xb, g, jb, je, _ZERO, fi, n)
             else:
-                dot_nt_into(dt[i], ht[i - 1], g, jb, je, _ZERO, fi, k)
+                dot_nt_into(dt[i], ht[i - 1], g, jb, je, _ZERO, fi, k, blocks)
             total += _sgd_block(wt0 if i == 0 else wth[i - 1], g, lr, jb, je, _ZERO, fi)
         sq[t, i] = total
         if i > 0:
@@ -219,7 +223,7 @@ def _step_for(code):
     and keys the on-disk cache entry by it, so a run compiles one activation."""
     sigmoid, tanh, relu = (chk.ACTIVATION_CODES[a] for a in ("sigmoid", "tanh", "relu"))
 
-    def parallel_step(x, labels, idx, net, grads, ws, sizes, lr, sq, train, losses, parts):
+    def parallel_step(x, labels, idx, net, grads, ws, sizes, blocks, lr, sq, train, losses, parts):
         """Piece t < parts of the batch rows ``x[idx]`` on each thread: the gather, the
         forward pass and, when ``train``, the loss, every layer's delta and the rows' share
         of the transposed copies; then, when ``train``, ``_update_piece`` on each thread. Two
@@ -227,7 +231,8 @@ def _step_for(code):
 
         ``x``, ``labels``, ``idx``: read-only views (one compiled type for any caller's
         arrays); ``net = (wt0, wth, wh, b)``, ``grads = (g0, gh)``,
-        ``ws = (xb, lb, acts, deltas, ht, dt)``: see ``CpuEngine``. (The tuples are unpacked
+        ``ws = (xb, lb, acts, deltas, ht, dt)``: see ``CpuEngine``; ``blocks``: the products'
+        block sizes (``fastinit.kernels.cpu.machine_blocks``). (The tuples are unpacked
         here and built again for ``_update_piece``: a ``prange`` body takes arrays, not tuples
         of them.)"""
         wt0, wth, wh, b = net
@@ -240,7 +245,7 @@ def _step_for(code):
             r0, r1 = min(n, t * rows), min(n, (t + 1) * rows)
             _gather(x, labels, idx, xb, lb, r0, r1, train)
             for i in range(layers):
-                _forward_layer(i, xb, wt0, wth, acts, ht, sizes, r0, r1, train)
+                _forward_layer(i, xb, wt0, wth, acts, ht, sizes, blocks, r0, r1, train)
                 z, bias = acts[i], b[i][: sizes[i + 1]]
                 if i == layers - 1:
                     bias_rows_into(z, bias, r0, r1)
@@ -256,7 +261,7 @@ def _step_for(code):
             if train:
                 loss = softmax_xent_rows(acts[layers - 1], lb, deltas[layers - 1], r0, r1, n, sizes[layers])
                 for i in range(layers - 1, 0, -1):
-                    _delta_layer(i, wth, wh, deltas, dt, sizes, r0, r1)
+                    _delta_layer(i, wth, wh, deltas, dt, sizes, blocks, r0, r1)
                     y, d = acts[i - 1], deltas[i - 1]
                     if code == sigmoid:
                         sigmoid_backward_rows_into(y, d, r0, r1)
@@ -273,6 +278,7 @@ def _step_for(code):
                     (g0, gh),
                     (xb, lb, acts, deltas, ht, dt),
                     sizes,
+                    blocks,
                     lr,
                     sq,
                     np.int64(t),
@@ -386,6 +392,7 @@ class CpuEngine:
         self.code = chk.activation_code(activation)
         sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
         self._sizes = np.array(sizes, dtype=np.int64)
+        self._blocks = machine_blocks(self.dtype)  # the products' block sizes, planned once
         layers, f = len(weights), max(sizes[1:])
         k = _padded(f)
         z, dt = np.zeros, self.dtype
@@ -460,6 +467,7 @@ class CpuEngine:
             self._grads,
             ws,
             self._sizes,
+            self._blocks,
             lr,
             self._sq,
             train,
