@@ -504,7 +504,7 @@ def _softmax_kernels(T):
         inside = lab >= 0 and lab < n_cols
         if t == 0:
             if inside:
-                rows[r, 0] = float64(lse - (logits[r, lab] - mx))
+                rows[r, 0] = float64(lse) - (float64(logits[r, lab]) - float64(mx))
                 rows[r, 1] = float64(0)
             else:
                 rows[r, 0] = float64(0)
@@ -534,7 +534,7 @@ def _softmax_kernels(T):
         lse = T(math.log(acc))
         lab = labels[r]
         if lab >= 0 and lab < n_cols:
-            rows[r, 0] = float64(lse - (logits[r, lab] - mx))
+            rows[r, 0] = float64(lse) - (float64(logits[r, lab]) - float64(mx))
             rows[r, 1] = float64(0)
         else:
             rows[r, 0] = float64(0)

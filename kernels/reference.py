@@ -358,10 +358,14 @@ def softmax_cross_entropy(logits, labels, grad=None):
     """
     n, c = chk.softmax_args(logits, labels, grad)
     chk.label_range(np.asarray(labels), c)
-    z = logits - logits.max(axis=1, keepdims=True)
+    top = logits.max(axis=1, keepdims=True)
+    z = logits - top
     lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
     rows = np.arange(n)
-    loss = float(np.mean(lse[:, 0] - z[rows, labels]))
+    # log-sum-exp minus the label's logit, in float64: with float32 logits near the limits
+    # z[label] overflows while the loss itself is finite (e.g. 6.8e38 for logits -3.4e38, 3.4e38)
+    f64 = np.float64
+    loss = float(np.mean(lse[:, 0].astype(f64) - (logits[rows, labels].astype(f64) - top[:, 0].astype(f64))))
     g = np.exp(z - lse)
     g[rows, labels] -= 1
     g /= n

@@ -7,6 +7,7 @@ errors) run on ``backend``, the reference included. The simulator is slow, so
 cuda cases are capped at 64 along every axis.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -865,6 +866,20 @@ def test_activation_out_overlapping_inputs_gives_the_unaliased_result(backend, a
 
 _SPECIAL = st.sampled_from([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-38, -0.0, 0.0, 88.0, -88.0, 1e4, -1e4])
 _VALUES = st.one_of(_SPECIAL, st.floats(-50, 50, width=32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_loss_is_taken_in_float64_near_the_float32_limits(fast_backend, dtype):
+    """The loss of logits (-3e38, 3e38) with label 0 is 6e38: finite in float64 although the
+    label's logit minus the row max overflows float32; every backend and the reference agree."""
+    logits = np.array([[-3e38, 3e38], [1.0, 2.0]], dtype)
+    labels = np.array([0, 1], np.int64)
+    want = (6e38 + math.log1p(math.exp(-1.0))) / 2
+    with np.errstate(all="ignore"):
+        assert ref.softmax_cross_entropy(logits, labels)[0] == pytest.approx(want, rel=1e-6)
+        b = fast_backend
+        loss, _ = b.k.softmax_cross_entropy(b.to_device(logits), b.to_device(labels))
+    assert loss == pytest.approx(want, rel=1e-6)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's scalar math overflows, as expected
