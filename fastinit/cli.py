@@ -24,7 +24,7 @@ import sys
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_USAGE, UsageError, exit_status_for, one_line_message
-from .outputs import DEFAULT_OUT, check_text_path, default_figure, results_file, write_text
+from .outputs import DEFAULT_OUT, default_figure, results_file, why_unwritable, write_text
 from .signals import (
     Terminated,
     exit_status,
@@ -222,6 +222,14 @@ def _add_plot_options(p, what):
     group.add_argument("--no-plot", action="store_true", help="do not draw the figure")
 
 
+def _check_writable(path):
+    """``path`` (``--md``, ``--json``), once a file can be written there; UsageError if not."""
+    reason = why_unwritable(path)
+    if reason:
+        raise UsageError(reason)
+    return path
+
+
 def _figure(args, out, name, suffix=None):
     """The checked figure file of a command writing ``out``, or None for --no-plot: ``--plot``,
     else :func:`fastinit.outputs.default_figure`. Raises ``PlotError`` for a path that cannot be
@@ -236,13 +244,6 @@ def _figure(args, out, name, suffix=None):
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .plots import (
-        depth_path,
-        plot_depth,
-        plot_gradient_histogram,
-        plot_gradients,
-        plot_histogram,
-    )
     from .store import open_results
 
     _given_once(args.init, "--init")
@@ -274,14 +275,9 @@ def _run_histogram(args):
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
-        paths = [
-            plot_histogram(results, plot),
-            plot_depth(results, depth_path(plot)),
-            plot_gradients(results, depth_path(plot, "gradients")),
-        ]
-        if args.gradients:
-            paths.append(plot_gradient_histogram(results, depth_path(plot, "gradient-histogram")))
-        for path in paths:
+        from .plots import plot_histogram_figures
+
+        for path in plot_histogram_figures(results, plot):
             _say(args, f"wrote figure {path}")
     return EXIT_OK
 
@@ -422,7 +418,7 @@ def _run_bench_report(args):
     if args.plot:
         check_figure_path(args.plot)
     if args.md:
-        check_text_path(args.md)
+        _check_writable(args.md)
     report = load_benchmarks(args.json)
     text = format_markdown(report)
     print(text)
@@ -732,7 +728,7 @@ def _run_profile(args):
     if args.plot:
         check_figure_path(args.plot)
     if args.json:
-        check_text_path(args.json)
+        _check_writable(args.json)
     log = None if args.quiet else (lambda m: print(f"fastinit: profiling {m}", file=sys.stderr))
     result = run_profile(
         args.backends,
@@ -1196,7 +1192,14 @@ examples:
 
 
 def build_parser():
-    """The top-level parser with one subparser per entry of ``COMMANDS``."""
+    """Build the ``fastinit`` argument parser: one subcommand per entry of ``COMMANDS``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its ``error`` raises :class:`UsageError` instead of exiting; the parsed namespace's
+        ``_runners`` maps each command to the function that runs it.
+    """
     parser = _Parser(
         prog="fastinit",
         description="Numba kernels that train and probe MLPs to show how weight initialisation "

@@ -16,7 +16,7 @@ __all__ = [
     "DEFAULT_OUT",
     "results_file",
     "default_figure",
-    "check_text_path",
+    "why_unwritable",
     "replacing",
     "write_text",
 ]
@@ -88,8 +88,8 @@ def default_figure(out, name, suffix=None):
     return f"{_stem(out)}-{suffix or name}.png"
 
 
-def check_text_path(path):
-    """Check that a text file can be written at `path`, before any work starts.
+def why_unwritable(path):
+    """Say why a file cannot be written at `path`, before any work starts.
 
     Parameters
     ----------
@@ -98,20 +98,16 @@ def check_text_path(path):
 
     Returns
     -------
-    str
-        `path`.
-
-    Raises
-    ------
-    UsageError
-        If `path` is a folder or its folder does not exist.
+    str or None
+        ``"<path> is a directory"`` or ``"cannot write <path>: folder <folder> does not
+        exist"``; None when neither is the case.
     """
     if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory")
+        return f"{path} is a directory"
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
-        raise UsageError(f"cannot write {path}: folder {parent} does not exist")
-    return path
+        return f"cannot write {path}: folder {parent} does not exist"
+    return None
 
 
 @contextmanager

@@ -55,6 +55,7 @@ from .. import schema
 from ..backends import BACKENDS, KernelBackend, check_backend
 from ..errors import FastinitError
 from ..formatting import format_time
+from ..outputs import write_text
 from ..timing import SETTLE_S, settle, time_calls, timed_backends
 
 __all__ = [
@@ -690,25 +691,17 @@ def write_json(path, result):
     Returns
     -------
     str
-        `path`.
+        `path`, written in one step (``fastinit.outputs.write_text``).
 
     Raises
     ------
     ValueError
         If the folder of `path` does not exist.
     """
-    folder, name = os.path.split(os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"cannot write {path}: folder {folder} does not exist")
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(result.to_dict(), fh, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_text(path, json.dumps(result.to_dict(), indent=1))
 
 
 def read_profile(f, dtype="float32"):
