@@ -19,6 +19,9 @@ moment later (every ``DELIVER_AGAIN_S`` seconds until it can land):
   cache). Other threads need no watch: Python runs signal handlers in the main thread
   only, and fastinit's background compile thread is not a daemon, so the interpreter lets
   it finish before the process exits;
+- while Numba is imported (:func:`numba_compiles_hold_stops` imports it): its C extensions
+  turn an exception raised in their import into an ImportError, which would end the
+  command with a traceback, or be swallowed by a caller and lose the stop;
 - inside a finalizer (``__del__``) or a weakref callback, where Python prints an exception
   as "Exception ignored" and carries on: the stop would be lost.
 """
@@ -81,6 +84,8 @@ def exit_status(exc):
 
 class _State:
     numba_lock_depth = 0  # how deep the main thread is in Numba's compiler lock (it is reentrant)
+    importing_numba = False  # Numba's C extensions turn an exception raised in their import into
+    # an ImportError that callers may swallow: the stop would be lost and Numba left half-imported
     deferred = []  # timers that send a held-back stop signal again (cancelled on leaving)
 
 
@@ -93,7 +98,7 @@ def _in_finalizer(frame):
 
 
 def _on_stop_signal(signum, frame):
-    if _State.numba_lock_depth > 0 or _in_finalizer(frame):  # deliver it again in a moment
+    if _State.numba_lock_depth > 0 or _State.importing_numba or _in_finalizer(frame):  # again in a moment
         timer = threading.Timer(DELIVER_AGAIN_S, os.kill, (os.getpid(), signum))
         timer.daemon = True
         _State.deferred.append(timer)
@@ -148,15 +153,20 @@ def numba_compiles_hold_stops():
     Numba loads and writes its on-disk cache under that lock; a stop signal that lands then
     is sent again once the lock is released (see the module docstring). Listens to the
     lock's ``"numba:compiler_lock"`` events (``numba.core.event``) and imports Numba, which
-    takes a few tenths of a second: enter it where Numba may compile, inside
-    :func:`stop_signals_raise`.
+    takes a few tenths of a second, with stops held back too (an exception raised inside
+    the import of Numba's C extensions comes out as an ImportError): enter it where Numba
+    may compile, inside :func:`stop_signals_raise`.
 
     Yields
     ------
     None
         Nothing; the lock is watched inside the block.
     """
-    from numba.core import event
+    _State.importing_numba = True
+    try:
+        from numba.core import event
+    finally:
+        _State.importing_numba = False
 
     class Watch(event.Listener):
         def on_start(self, ev):  # broadcast just before the lock is taken

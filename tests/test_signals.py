@@ -148,3 +148,14 @@ def test_the_hold_counts_the_main_threads_holds_of_numbas_compiler_lock(monkeypa
     signals._on_stop_signal(signal.SIGTERM, sys._getframe())  # held back: no exception
     _wait_for(sent)
     assert sent == [signal.SIGTERM]
+
+
+def test_a_stop_while_numba_is_imported_waits_for_the_import(monkeypatch):
+    """Raised inside the import of Numba's C extensions, a KeyboardInterrupt comes out as an
+    ImportError (a traceback, or a stop swallowed by whoever catches ImportError): held back."""
+    sent = []
+    monkeypatch.setattr(signals.os, "kill", lambda pid, sig: sent.append(sig))
+    monkeypatch.setattr(signals._State, "importing_numba", True)
+    signals._on_stop_signal(signal.SIGINT, sys._getframe())  # held back: no exception
+    _wait_for(sent)
+    assert sent == [signal.SIGINT]
