@@ -10,21 +10,21 @@
   and the ISA of the generated code (``fastinit.machine.describe``), so a
   figure always travels with the machine that produced it, and the thread
   pools it ran with (BLAS threads, Numba's threading layer, the settle pause);
-- each backend is timed after ``settle()``: a pause longer than the busy-wait of
-  the pool used before (OpenBLAS's ~0.1 s), so it does not tax the next backend;
+- each backend is timed after ``fastinit.timing.settle()``: a pause longer than the
+  busy-wait of the pool used before (OpenBLAS's ~0.1 s), so it does not tax the next
+  backend;
 - ``check_then_time(benchmark, fn, expected, ...)``: check the result against
   the NumPy reference, warm up (JIT compilation excluded), then time with the
   device synchronised, and record GFLOP/s or GB/s and the speed-up over numpy
-  measured in the same process.
+  measured in the same process (``fastinit.timing.time_calls``, the timing
+  function of ``fastinit profile``).
 """
-
-import os
-import time
 
 import numpy as np
 import pytest
 
 from fastinit.backends import KernelBackend  # the one adapter: profile and the tests use it too
+from fastinit.timing import SETTLE_S, settle, time_calls, timed_backends
 
 LARGE_OPTION = "--bench-large"
 ASSERT_OPTION = "--bench-assert-targets"
@@ -92,19 +92,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["fastinit"] = describe()
 
 
-def real_gpu_available():
-    """True only for a real CUDA device (the simulator does not count)."""
-    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1":
-        return False
-    try:
-        from numba import cuda
-
-        return bool(cuda.is_available())
-    except Exception:
-        return False
-
-
-BENCH_BACKENDS = ["numpy", "cpu"] + (["cuda"] if real_gpu_available() else [])
+BENCH_BACKENDS = list(timed_backends())  # cuda only on a real GPU, never the simulator
 
 
 @pytest.fixture(params=BENCH_BACKENDS, scope="session")
@@ -117,45 +105,18 @@ def bench_backend(request):
 _NUMPY_TIMES = {}
 
 
-SETTLE_S = 0.5
-
-
 def targets_asserted():
     """Whether ``--bench-assert-targets`` was given: a missed target fails the benchmark."""
     return _SETTINGS["assert_targets"]
 
 
-def settle():
-    """Let other thread pools go idle before a timing: OpenBLAS, PyTorch and Numba's OpenMP
-    workers spin for a while after their last call, and on a 2-core machine a spinning pool
-    of the backend timed before takes a core from the one timed now."""
-    time.sleep(SETTLE_S)
-
-
-def time_stats(fn, sync=lambda: None, min_time=0.2, min_runs=5, max_runs=1000):
-    """(median, min) wall time of ``fn()`` (synchronised), after one warm-up call."""
-    fn()
-    sync()
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_time):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), float(np.min(times))
-
-
-def median_time(fn, sync=lambda: None, **kwargs):
-    """Median wall time of ``fn()`` (synchronised), after one warm-up call."""
-    return time_stats(fn, sync, **kwargs)[0]
-
-
 def numpy_time(group, numpy_fn):
-    """The numpy variant's (median, min) time for ``group`` (measured on first use, then cached)."""
+    """The numpy variant's (median, min) time for ``group`` (measured on first use, then cached):
+    single calls, as pytest-benchmark times the other backends, for at least 0.2 s."""
     if group not in _NUMPY_TIMES:
         settle()
-        _NUMPY_TIMES[group] = time_stats(numpy_fn)
+        timing = time_calls(numpy_fn, budget=0.2, repeats=5, inner=1)
+        _NUMPY_TIMES[group] = (timing.median_s, timing.best_s)
     return _NUMPY_TIMES[group]
 
 

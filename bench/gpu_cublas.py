@@ -17,11 +17,9 @@ import sys
 
 def _time(fn, sync, repeats=5, budget=1.0):
     """Median seconds per call after one warm-up call (cuBLAS handle, kernel caches)."""
-    from fastinit.experiments.profile import median_time
+    from fastinit.timing import time_calls
 
-    fn()
-    sync()
-    return median_time(fn, sync, budget, repeats)[0]
+    return time_calls(fn, sync, budget=budget, repeats=repeats).median_s
 
 
 def main(argv):

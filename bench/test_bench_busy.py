@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import settle, time_stats
 
 import fastinit.kernels.cpu as kcpu
 import fastinit.kernels.reference as ref
 from fastinit import MLP
 from fastinit.mlp import compile_backend
+from fastinit.timing import settle, time_calls
 
 SIZES = (784, 100, 100, 100, 100, 10)
 BATCH = 128
@@ -79,7 +79,7 @@ WORK = {"train_step": _train_step, "matmul 64x64x64": _matmul64}
 def test_busy(benchmark, work, backend):
     fn = WORK[work](backend)
     settle()
-    quiet = time_stats(fn, min_time=1.0, min_runs=50)[0]
+    quiet = time_calls(fn, budget=1.0, repeats=50, inner=1).median_s
     benchmark.group = f"busy {work}"
     with Busy() as busy:
         assert all(p.poll() is None for p in busy.procs), "a busy process did not start"

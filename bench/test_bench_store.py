@@ -31,9 +31,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import settle, targets_asserted
+from conftest import targets_asserted
 
 from fastinit.store import open_results, replace_group
+from fastinit.timing import settle
 
 TIME_TARGET = 1.15
 MEMORY_TARGET = 1.2

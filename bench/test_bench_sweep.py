@@ -20,9 +20,9 @@ import os
 
 import numpy as np
 import pytest
-from conftest import settle
 
 from fastinit.experiments.sweep import SweepConfig, sweep
+from fastinit.timing import settle
 
 GRID = SweepConfig(sw2=(1.0, 1.75, 2.5, 4.0), depths=(10, 20), steps=200, eval_samples=2000)
 COMPARED = ("train_loss", "train_accuracy", "test_accuracy", "diverged")

@@ -37,13 +37,14 @@ import time
 
 import numpy as np
 import pytest
-from conftest import settle, targets_asserted
+from conftest import targets_asserted
 from train_step_worker import BATCH, LR, SEED, SIZES
 from train_step_worker import batch as _batch
 from train_step_worker import torch_step_factory as _torch_step_factory
 
 from fastinit import MLP
 from fastinit.mlp import compile_backend
+from fastinit.timing import settle
 
 RTOL, ATOL = 1e-3, 1e-5  # float32, sums over up to 784 terms
 CPU_TARGET_VS_NUMPY = 1.5

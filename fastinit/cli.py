@@ -7,34 +7,43 @@ and its options, with help text and examples) and ``_run_<cmd>(args) -> int``
 option value; let library errors (``ValueError``, ``BackendError``,
 ``StoreError``, ``DataError``, ...) propagate: :func:`main` turns every known
 error into one line ``fastinit: error: ...`` on stderr and an exit status
-(2 for bad usage, 1 when the run itself failed, 130 on Ctrl-C, 143 on
-SIGTERM and 129 on SIGHUP, which are handled like Ctrl-C). Set
-``FASTINIT_DEBUG=1`` to get the full traceback instead.
+(:func:`fastinit.errors.exit_status_for`: 2 for bad usage, 1 when the run itself
+failed; 130 on Ctrl-C, 143 on SIGTERM and 129 on SIGHUP, which are handled like
+Ctrl-C by :mod:`fastinit.signals`). Set ``FASTINIT_DEBUG=1`` to get the full
+traceback instead.
 
 Validate every path (``--out``, ``--plot``) before the expensive work starts,
-so a typo fails in a second and never leaves a half-written file.
+so a typo fails in a second and never leaves a half-written file; where results
+and figures go by default is :mod:`fastinit.outputs`'s choice.
 """
 
 import argparse
 import os
 import shlex
-import signal
 import sys
 
 from . import __version__
-from .errors import EXIT_FAILED, EXIT_USAGE, FastinitError, UsageError
+from .errors import EXIT_FAILED, EXIT_USAGE, UsageError, exit_status_for, one_line_message
+from .outputs import DEFAULT_OUT, default_figure, results_file, why_unwritable, write_text
+from .signals import (
+    Terminated,
+    exit_status,
+    ignore_stop_signals,
+    numba_compiles_hold_stops,
+    stop_signals_raise,
+)
 
-__all__ = ["main", "build_parser", "UsageError"]
+__all__ = ["main", "run", "build_parser", "UsageError"]
 
-EXIT_OK, EXIT_INTERRUPTED = 0, 130
-# Every command's results go to one folder: the HDF5 file and the figures beside it
-# (``fastinit reproduce`` writes the same file, plus its summary).
-DEFAULT_DIR = "fastinit-results"
-DEFAULT_OUT = os.path.join(DEFAULT_DIR, "fastinit.h5")
+EXIT_OK = 0
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser that raises UsageError instead of printing usage and exiting."""
+    """ArgumentParser that raises UsageError instead of printing usage and exiting, and formats
+    help with :class:`_Formatter`."""
+
+    def __init__(self, *args, formatter_class=None, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class or _Formatter, **kwargs)
 
     def error(self, message):
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -99,6 +108,13 @@ def _init_spec(text):
     return _parsed_by(parse_init, text)
 
 
+def _given_once(values, option):
+    """Raise UsageError when a value of ``option`` (e.g. ``--init``) is given twice."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise UsageError(f"argument {option}: {value!r} is given twice")
+
+
 def _progress_wanted(args):
     """Progress unless ``-q``: a bar on a terminal, plain lines on stderr otherwise."""
     return not getattr(args, "quiet", False)
@@ -150,7 +166,6 @@ def _add_histogram(sub):
         "a mean-field theory std, the activations (and, unless --no-gradients, each layer's "
         "backpropagated gradient at init) in HDF5 and the figures.",
         epilog=HISTOGRAM_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid", help="hidden-layer activation")
     p.add_argument(
@@ -186,27 +201,18 @@ def _add_histogram(sub):
         "vanish, for about a second more at the default sizes; --no-gradients when the file's "
         "size matters (the gradients about double it)",
     )
-    p.add_argument(
-        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
-    )
+    _add_out_option(p)
     _add_plot_options(
         p, "the figure (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
 
 
-def _output_path(out):
-    """``--out``, checked; the default folder is created on first use."""
-    from .store import check_output_path
-
-    if out == DEFAULT_OUT:
-        try:
-            os.makedirs(DEFAULT_DIR, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create {DEFAULT_DIR}/ here: {exc.strerror}; pass --out FILE.h5"
-            ) from None
-    return check_output_path(out)
+def _add_out_option(p):
+    """``--out FILE.h5``, the results file (default ``fastinit-results/fastinit.h5``)."""
+    p.add_argument(
+        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
+    )
 
 
 def _add_plot_options(p, what):
@@ -216,50 +222,35 @@ def _add_plot_options(p, what):
     group.add_argument("--no-plot", action="store_true", help="do not draw the figure")
 
 
-def _plot_path(args, default):
-    """The figure file to write, or None for --no-plot."""
-    return None if args.no_plot else (args.plot or default)
-
-
-def _stem(out):
-    return out[:-3] if out.endswith(".h5") else (out[:-5] if out.endswith(".hdf5") else out)
+def _check_writable(path):
+    """``path`` (``--md``, ``--json``), once a file can be written there; UsageError if not."""
+    reason = why_unwritable(path)
+    if reason:
+        raise UsageError(reason)
+    return path
 
 
 def _figure(args, out, name, suffix=None):
-    """The checked figure file of a command writing ``out``, or None for --no-plot: ``--plot``, else
-    ``fastinit-results/<name>.png`` beside the default results (fastinit reproduce's names), else
-    ``<out stem>-<suffix or name>.png``. Raises ``PlotError`` for a path that cannot be written."""
-    if os.path.abspath(out) == os.path.abspath(DEFAULT_OUT):
-        default = os.path.join(DEFAULT_DIR, f"{name}.png")
-    else:
-        default = f"{_stem(out)}-{suffix or name}.png"
-    plot = _plot_path(args, default)
-    if plot is not None:
-        from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
+    """The checked figure file of a command writing ``out``, or None for --no-plot: ``--plot``,
+    else :func:`fastinit.outputs.default_figure`. Raises ``PlotError`` for a path that cannot be
+    written."""
+    if args.no_plot:
+        return None
+    from .plots import check_figure_path  # imports matplotlib: only when a figure is asked for
 
-        check_figure_path(plot)
-    return plot
+    return check_figure_path(args.plot or default_figure(out, name, suffix))
 
 
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .plots import (
-        depth_path,
-        plot_depth,
-        plot_gradient_histogram,
-        plot_gradients,
-        plot_histogram,
-    )
     from .store import open_results
 
-    if len(set(args.init)) != len(args.init):
-        dup = next(i for i in args.init if args.init.count(i) > 1)
-        raise UsageError(f"argument --init: {dup!r} is given twice")
+    _given_once(args.init, "--init")
     check_backend(args.backend)
     if args.backend == "cuda":
         require_cuda()
-    out = _output_path(args.out)
+    out = results_file(args.out)
     plot = _figure(args, out, f"histogram-{args.activation}")
 
     results = run_histogram(
@@ -284,14 +275,9 @@ def _run_histogram(args):
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
-        paths = [
-            plot_histogram(results, plot),
-            plot_depth(results, depth_path(plot)),
-            plot_gradients(results, depth_path(plot, "gradients")),
-        ]
-        if args.gradients:
-            paths.append(plot_gradient_histogram(results, depth_path(plot, "gradient-histogram")))
-        for path in paths:
+        from .plots import plot_histogram_figures
+
+        for path in plot_histogram_figures(results, plot):
             _say(args, f"wrote figure {path}")
     return EXIT_OK
 
@@ -328,7 +314,6 @@ def _add_theory(sub):
         help="mean-field theory: q*, chi1, c*, xi_c and the edge of chaos",
         description="The mean-field theory of signal propagation for a range of weight variances.",
         epilog=THEORY_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"), default="tanh")
     p.add_argument("--sb2", type=_non_negative_float, default=0.05, help="bias variance sigma_b^2")
@@ -347,7 +332,7 @@ def _run_theory(args):
     from .experiments import meanfield
 
     config = meanfield.TheoryConfig(args.activation, args.sb2, tuple(args.sw2 or meanfield.DEFAULT_SW2))
-    out = _output_path(args.out) if args.out else None
+    out = results_file(args.out) if args.out else None
     result = meanfield.run(config)
     _say(args, result.format_table())
     if out is not None:
@@ -375,7 +360,6 @@ def _add_show(sub):
         description="Print the contents of a fastinit HDF5 results file as a readable tree, "
         "with per-layer statistics as tables.",
         epilog=SHOW_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument(
         "file",
@@ -417,7 +401,6 @@ def _add_bench_report(sub):
         "--benchmark-autosave): per group, each backend's mean and median time, "
         "ops/s, GFLOP/s or GB/s and the speed-up over numpy from the same file.",
         epilog=BENCH_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument(
         "json",
@@ -435,36 +418,17 @@ def _run_bench_report(args):
     if args.plot:
         check_figure_path(args.plot)
     if args.md:
-        _check_text_path(args.md)
+        _check_writable(args.md)
     report = load_benchmarks(args.json)
     text = format_markdown(report)
     print(text)
     if args.md:
-        _write_text(args.md, text + "\n")
+        write_text(args.md, text + "\n")
         print(f"wrote {args.md}", file=sys.stderr)
     if args.plot:
         plot_benchmarks(report, args.plot)
         print(f"wrote figure {args.plot}", file=sys.stderr)
     return EXIT_OK
-
-
-def _check_text_path(path):
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise UsageError(f"cannot write {path}: folder {parent} does not exist")
-
-
-def _write_text(path, text):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # --------------------------------------------------------------------------- train
@@ -525,7 +489,6 @@ def _add_train(sub):
         "same seeded mini-batches; stream loss, gradient norms, test accuracy and "
         "activations to HDF5.",
         epilog=TRAIN_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument(
         "--init",
@@ -581,9 +544,7 @@ def _add_train(sub):
         help="read the four MNIST-format IDX files from DIR (default: $FASTINIT_DATA_DIR or the "
         "shipped MNIST)",
     )
-    p.add_argument(
-        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
-    )
+    _add_out_option(p)
     _add_plot_options(
         p,
         "the loss figure, with FILE-accuracy and FILE-activations-<run> beside it; default: "
@@ -595,10 +556,8 @@ def _add_train(sub):
 def _run_train(args):
     from .experiments.train import TrainConfig, format_results, read_runs, read_snapshots, train
 
-    if len(set(args.init)) != len(args.init):
-        dup = next(i for i in args.init if args.init.count(i) > 1)
-        raise UsageError(f"argument --init: {dup!r} is given twice")
-    out = _output_path(args.out)
+    _given_once(args.init, "--init")
+    out = results_file(args.out)
     plot = _figure(args, out, "mnist-loss", "loss")
     config = TrainConfig(
         runs=tuple(args.init),
@@ -662,7 +621,6 @@ def _add_reproduce(sub):
         description="Run the activation histograms (sigmoid, tanh, relu) and the MNIST "
         "comparison, then write the HDF5 file, the figures and summary.md.",
         epilog=REPRODUCE_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument("--out", default=REPRODUCE_OUT, metavar="DIR", help="output directory (created if needed)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
@@ -724,7 +682,6 @@ def _add_profile(sub):
         "GFLOP/s or GB/s, speed-up over numpy; for CUDA kernel time and time with "
         "host<->device transfers.",
         epilog=PROFILE_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument(
         "--backends",
@@ -755,9 +712,7 @@ def _add_profile(sub):
         metavar="SECONDS",
         help="timing seconds per case and backend (default 0.5; --quick 0.02)",
     )
-    p.add_argument(
-        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
-    )
+    _add_out_option(p)
     p.add_argument("--json", metavar="FILE.json", help="also write the records as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="figure: throughput against size per backend")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines and no table")
@@ -768,13 +723,12 @@ def _run_profile(args):
     from .plots import check_figure_path, plot_profile
     from .store import open_results
 
-    if args.backends and len(set(args.backends)) != len(args.backends):
-        raise UsageError("argument --backends: a backend is given twice")
-    out = _output_path(args.out)
+    _given_once(args.backends or (), "--backends")
+    out = results_file(args.out)
     if args.plot:
         check_figure_path(args.plot)
     if args.json:
-        _check_text_path(args.json)
+        _check_writable(args.json)
     log = None if args.quiet else (lambda m: print(f"fastinit: profiling {m}", file=sys.stderr))
     result = run_profile(
         args.backends,
@@ -852,7 +806,6 @@ def _add_sweep(sub):
         description="Train an MLP for every (sigma_w^2, depth, seed) of a grid on MNIST and draw "
         "where deep networks stop training, against the mean-field theory's 6 xi_c.",
         epilog=SWEEP_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (the options below override it)")
     p.add_argument(
@@ -902,9 +855,7 @@ def _add_sweep(sub):
     p.add_argument(
         "--name", help="the sweep's group, /sweep/<name> (default: the preset's name, else 'sweep')"
     )
-    p.add_argument(
-        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
-    )
+    _add_out_option(p)
     p.add_argument(
         "--restart", action="store_true", help="discard a stored sweep of this name and start over"
     )
@@ -971,7 +922,7 @@ def _run_sweep(args):
         config, **{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     ).validate()
     name = args.name or args.preset or "sweep"
-    out = _output_path(args.out)
+    out = results_file(args.out)
     plot = _figure(args, out, f"sweep-{name}")
     result = sweep(
         config,
@@ -1041,7 +992,6 @@ def _add_spectrum(sub):
         description="The spectrum of the input-output Jacobian of deep random networks at "
         "init, against the free-probability theory of Pennington et al. (2017).",
         epilog=SPECTRUM_EPILOG,
-        formatter_class=_Formatter,
     )
     p.add_argument(
         "--activation",
@@ -1086,9 +1036,7 @@ def _add_spectrum(sub):
     p.add_argument(
         "--backend", choices=("numpy", "cpu"), default=d.backend, help="kernels for the matmuls (float64)"
     )
-    p.add_argument(
-        "--out", default=DEFAULT_OUT, metavar="FILE.h5", help="HDF5 results file (created or updated)"
-    )
+    _add_out_option(p)
     t = p.add_argument_group("learning speed (--train)")
     t.add_argument(
         "--train",
@@ -1126,59 +1074,72 @@ def _add_spectrum(sub):
 
 
 def _run_spectrum(args):
-    from .experiments.spectrum import SpectrumConfig, format_summary, run, write_spectrum
     from .store import open_results
 
     if args.q_star is not None and (args.sw2 is not None or args.sb2 is not None):
         raise UsageError("argument --q-star: not allowed with --sw2 or --sb2")
-    d = SpectrumConfig()
     if args.train:
-        return _run_spectrum_training(args)
-    for name in _TRAIN_ONLY:
-        if getattr(args, name) is not None:
-            raise UsageError(f"argument --{name.replace('_', '-')}: only with --train")
+        from .experiments.spectrum_training import format_training_summary as summary
+        from .experiments.spectrum_training import run_training as experiment
+        from .experiments.spectrum_training import write_training as write
+
+        figure = "spectrum-training"
+    else:
+        from .experiments.spectrum import format_summary as summary
+        from .experiments.spectrum import run as experiment
+        from .experiments.spectrum import write_spectrum as write
+
+        figure = "spectrum"
     try:
-        config = SpectrumConfig(
-            activations=tuple(args.activation or d.activations),
-            weights=tuple(args.weights),
-            depths=tuple(args.depths or d.depths),
-            width=args.width or d.width,
-            sw2=args.sw2,
-            sb2=args.sb2,
-            q_star=args.q_star,
-            samples=args.samples,
-            seed=args.seed,
-            backend=args.backend,
-        ).validate()
-        for activation in config.activations:
-            config.point(activation)  # an edge of chaos that does not exist (sigmoid with a small --q-star)
+        config = _spectrum_training_config(args) if args.train else _spectrum_config(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    out = _output_path(args.out)
-    plot = _figure(args, out, "spectrum")
-    result = run(config, progress=_progress_wanted(args))
+    out = results_file(args.out)
+    plot = _figure(args, out, figure)
+    result = experiment(config, progress=_progress_wanted(args))
     with open_results(out) as f:
-        groups = write_spectrum(f, result)
-    _say(args, format_summary(result))
-    _say(args, f"wrote {len(groups)} group(s) under /spectrum to {out}")
+        written = write(f, result)  # the training's group, or the spectra's groups
+    _say(args, summary(result))
+    _say(args, f"wrote {written if args.train else f'{len(written)} group(s) under /spectrum'} to {out}")
     if plot is not None:
-        from .plots import plot_spectrum
+        from .plots import plot_spectrum, plot_spectrum_training
 
-        _say(args, f"wrote figure {plot_spectrum(result, plot)}")
+        draw = plot_spectrum_training if args.train else plot_spectrum
+        _say(args, f"wrote figure {draw(result, plot)}")
     return EXIT_OK
 
 
 _TRAIN_ONLY = ("seeds", "lr", "batch_size", "target", "eval_every", "eval_samples", "max_steps", "data_dir")
 
 
-def _run_spectrum_training(args):
-    from .experiments.spectrum_training import (
-        TrainingConfig,
-        format_training_summary,
-        run_training,
-        write_training,
-    )
-    from .store import open_results
+def _spectrum_config(args):
+    """The validated ``SpectrumConfig`` of ``fastinit spectrum``; ValueError for a bad value."""
+    from .experiments.spectrum import SpectrumConfig
+
+    for name in _TRAIN_ONLY:
+        if getattr(args, name) is not None:
+            raise UsageError(f"argument --{name.replace('_', '-')}: only with --train")
+    d = SpectrumConfig()
+    config = SpectrumConfig(
+        activations=tuple(args.activation or d.activations),
+        weights=tuple(args.weights),
+        depths=tuple(args.depths or d.depths),
+        width=args.width or d.width,
+        sw2=args.sw2,
+        sb2=args.sb2,
+        q_star=args.q_star,
+        samples=args.samples,
+        seed=args.seed,
+        backend=args.backend,
+    ).validate()
+    for activation in config.activations:
+        config.point(activation)  # an edge of chaos that does not exist (sigmoid with a small --q-star)
+    return config
+
+
+def _spectrum_training_config(args):
+    """The validated ``TrainingConfig`` of ``fastinit spectrum --train``; ValueError for a bad value."""
+    from .experiments.spectrum_training import TrainingConfig
 
     if args.activation not in (None, ["tanh"]):
         raise UsageError("argument --activation: --train trains tanh networks only")
@@ -1199,23 +1160,9 @@ def _run_spectrum_training(args):
     for name in _TRAIN_ONLY:
         if getattr(args, name) is not None:
             given[name] = tuple(getattr(args, name)) if name == "seeds" else getattr(args, name)
-    try:
-        config = TrainingConfig(**given).validate()
-        config.point()  # the edge of chaos for --q-star must exist
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    out = _output_path(args.out)
-    plot = _figure(args, out, "spectrum-training")
-    result = run_training(config, progress=_progress_wanted(args))
-    with open_results(out) as f:
-        group = write_training(f, result)
-    _say(args, format_training_summary(result))
-    _say(args, f"wrote {group} to {out}")
-    if plot is not None:
-        from .plots import plot_spectrum_training
-
-        _say(args, f"wrote figure {plot_spectrum_training(result, plot)}")
-    return EXIT_OK
+    config = TrainingConfig(**given).validate()
+    config.point()  # the edge of chaos for --q-star must exist
+    return config
 
 
 COMMANDS = [
@@ -1245,13 +1192,19 @@ examples:
 
 
 def build_parser():
-    """The top-level parser with one subparser per entry of ``COMMANDS``."""
+    """Build the ``fastinit`` argument parser: one subcommand per entry of ``COMMANDS``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its ``error`` raises :class:`UsageError` instead of exiting; the parsed namespace's
+        ``_runners`` maps each command to the function that runs it.
+    """
     parser = _Parser(
         prog="fastinit",
         description="Numba kernels that train and probe MLPs to show how weight initialisation "
         "decides whether a network learns.",
         epilog=MAIN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fastinit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -1265,99 +1218,53 @@ def build_parser():
     return parser
 
 
-def _error(exc, status):
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        message = f"{exc.filename}: {exc.strerror}"
-    message = " ".join(str(message).split())  # one line, whatever the exception text held
-    print(f"fastinit: error: {message}", file=sys.stderr)
-    return status
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised where the program is, so it unwinds like Ctrl-C: finished
-    runs are kept, the current one is marked interrupted, temp and lock files are removed."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _must_not_raise_in(frame):
-    """Whether an exception raised at ``frame`` would be lost or leave damage behind: inside
-    Numba's on-disk cache code (which writes an index, then a data file; stopped in between,
-    the index points at stale machine code and the next run crashes), or inside a finalizer
-    or weakref callback (Python prints "Exception ignored" there and carries on)."""
-    if frame is not None and (
-        frame.f_code.co_name == "__del__" or frame.f_code.co_filename.endswith("weakref.py")
-    ):
-        return True
-    tail = os.path.join("numba", "core", "caching.py")
-    while frame is not None:
-        if frame.f_code.co_filename.endswith(tail):
-            return True
-        frame = frame.f_back
-    return False
-
-
-_DEFERRED = []  # timers that send a held-back stop signal again (cancelled when main returns)
-
-
-def _on_stop_signal(signum, frame):
-    if _must_not_raise_in(frame):  # deliver the signal again in a moment, out of there
-        import threading
-
-        timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
-        timer.daemon = True
-        _DEFERRED.append(timer)
-        timer.start()
-        return
-    if signum == signal.SIGINT:
-        raise KeyboardInterrupt
-    raise Terminated(signum)
-
-
-def _handle_stop_signals():
-    """Make SIGTERM and SIGHUP raise ``Terminated`` and SIGINT ``KeyboardInterrupt`` (both held
-    back while Numba writes its cache); return the previous handlers (main thread only:
-    elsewhere, or where a signal does not exist, nothing changes)."""
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        try:
-            previous[sig] = signal.signal(sig, _on_stop_signal)
-        except (ValueError, OSError):
-            pass
-    return previous
-
-
 def main(argv=None):
-    """Run the ``fastinit`` command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    previous = _handle_stop_signals()
+    """Run the ``fastinit`` command line.
+
+    Stop signals raise while it runs (:func:`fastinit.signals.stop_signals_raise`); the
+    previous handlers come back when it returns.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``fastinit``; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 1 when the run failed, 2 for bad usage, 3 when a
+        training run diverged, 128 + the signal when a stop signal ended it (130 on Ctrl-C).
+
+    Raises
+    ------
+    Exception
+        Only a bug's own exception, with its traceback (or any error, with
+        ``FASTINIT_DEBUG=1``); every known error becomes one line on stderr and a status.
+    """
     try:
-        return _main(argv)
+        with stop_signals_raise():
+            return _main(argv)
     except KeyboardInterrupt as exc:  # a stop signal before the command started: nothing to clean up
-        return 128 + getattr(exc, "signum", signal.SIGINT)
-    finally:
-        while _DEFERRED:  # the command is over: a held-back signal has nothing left to stop
-            _DEFERRED.pop().cancel()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        return exit_status(exc)
 
 
 def run():
-    """The ``fastinit`` console script and ``python -m fastinit``: :func:`main`, then exit.
+    """Run :func:`main` as the ``fastinit`` console script and ``python -m fastinit``, then exit.
+
     After a command stopped by a signal, further stop signals are ignored while the
-    process exits, so a late one cannot turn exit status 130/143 into a death by signal."""
+    process exits, so a late one cannot turn exit status 130/143 into a death by signal.
+
+    Raises
+    ------
+    SystemExit
+        Always, with :func:`main`'s exit status.
+    """
     try:
         status = main()
     except KeyboardInterrupt as exc:  # a held-back stop signal that landed as main() returned
-        status = 128 + getattr(exc, "signum", signal.SIGINT)
+        status = exit_status(exc)
     if status >= 128:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            try:
-                signal.signal(sig, signal.SIG_IGN)
-            except (ValueError, OSError):
-                pass
+        ignore_stop_signals()
     sys.exit(status)
 
 
@@ -1377,7 +1284,11 @@ def _main(argv):
         words = sys.argv[1:] if argv is None else [str(a) for a in argv]
         from .threads import pools_for  # the cpu backend's runs hold BLAS to one thread (fastinit.threads)
 
-        with command_line_scope(shlex.join(["fastinit", *words])), pools_for(getattr(args, "backend", None)):
+        with (
+            command_line_scope(shlex.join(["fastinit", *words])),
+            pools_for(getattr(args, "backend", None)),
+            numba_compiles_hold_stops(),
+        ):
             return args._runners[args.command](args)
     except BrokenPipeError:  # e.g. `fastinit show f.h5 | head`: stop quietly like other tools
         try:
@@ -1387,31 +1298,15 @@ def _main(argv):
             pass
         return EXIT_FAILED
     except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            print(f"fastinit: stopped by {exc}; results files were left valid", file=sys.stderr)
-            return 128 + exc.signum
-        print("fastinit: interrupted (Ctrl-C); results files were left valid", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        stopped_by = f"stopped by {exc}" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        print(f"fastinit: {stopped_by}; results files were left valid", file=sys.stderr)
+        return exit_status(exc)
     except Exception as exc:
-        if debug:
-            raise
-        status = _classify(exc)
+        status = None if debug else exit_status_for(exc)
         if status is None:
             raise
-        return _error(exc, status)
-
-
-def _classify(exc):
-    """Exit status for a known user-facing error, or None for a bug (which keeps its traceback)."""
-    if isinstance(exc, FastinitError):
-        return exc.exit_status
-    if isinstance(exc, OSError):
-        return EXIT_FAILED
-    if isinstance(exc, (ValueError, TypeError)):
-        return EXIT_USAGE  # a bad value that reached the library's own checks
-    if isinstance(exc, KeyError):
-        return EXIT_FAILED
-    return None
+        print(f"fastinit: error: {one_line_message(exc)}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -24,16 +24,26 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from fastinit.kernels.checks import fill_doc, with_doc
+
 from .errors import FastinitError
 from .formatting import format_time
+from .outputs import replacing, why_unwritable
 
 __all__ = [
     "PlotError",
+    "check_figure_path",
     "save_figure",
     "histogram_figure",
     "plot_histogram",
+    "depth_figure",
+    "plot_depth",
+    "gradient_figure",
+    "plot_gradients",
+    "depth_path",
     "gradient_histogram_figure",
     "plot_gradient_histogram",
+    "plot_histogram_figures",
     "benchmark_figure",
     "smooth",
     "train_loss_figure",
@@ -45,6 +55,17 @@ __all__ = [
     "train_gradients_figure",
     "plot_train_gradients",
     "plot_train_figures",
+    "profile_figure",
+    "plot_profile",
+    "sweep_figure",
+    "plot_sweep",
+    "sweep_steps_path",
+    "sweep_steps_figure",
+    "plot_sweep_steps",
+    "spectrum_figure",
+    "plot_spectrum",
+    "spectrum_training_figure",
+    "plot_spectrum_training",
 ]
 
 FORMATS = ("png", "pdf", "svg")
@@ -57,10 +78,27 @@ class PlotError(FastinitError, ValueError):
 # --------------------------------------------------------------------------- common
 
 
-def check_figure_path(path):
-    """Validate an output path for a figure before any work is done; return it as a str.
+_CANNOT_WRITE = """Raises
+------
+PlotError
+    If `path` cannot be written: not a .png, .pdf or .svg file name, a folder, or in a
+    missing folder."""
 
-    Raises :class:`PlotError` for an unsupported extension, a missing folder or a directory.
+
+def check_figure_path(path):
+    """Check a figure's file before any work is done.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The figure file.
+
+    Returns
+    -------
+    str
+        `path` as a str.
+
+    {cannot_write}
     """
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise PlotError(f"figure path must be a file name, got {path!r}")
@@ -68,29 +106,64 @@ def check_figure_path(path):
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     if ext not in FORMATS:
         raise PlotError(f"figure file {path} must end in {', '.join('.' + f for f in FORMATS)}")
-    if os.path.isdir(path):
-        raise PlotError(f"figure path {path} is a directory")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise PlotError(f"cannot write figure {path}: folder {parent} does not exist")
+    reason = why_unwritable(path)
+    if reason:
+        raise PlotError(f"figure {reason}")
     return path
 
 
 def save_figure(fig, path, dpi=120):
-    """Save ``fig`` to ``path`` (format from the extension) atomically; return the path."""
+    """Save `fig` to `path` in one step, in the format its extension names.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or os.PathLike
+        The figure file: .png, .pdf or .svg.
+    dpi : int, default 120
+        Dots per inch (PNG).
+
+    Returns
+    -------
+    str
+        `path` as a str.
+
+    {cannot_write}
+    """
     path = check_figure_path(path)
     ext = os.path.splitext(path)[1].lower().lstrip(".")
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, format=ext, dpi=dpi)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=dpi)
     except OSError as exc:
         raise PlotError(f"cannot write figure {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
+
+
+for _function in (check_figure_path, save_figure):
+    _function.__doc__ = fill_doc(_function.__doc__, cannot_write=_CANNOT_WRITE)
+
+_PATH = ("str or os.PathLike", "The figure file: .png, .pdf or .svg.")
+_HISTOGRAM_RESULTS = ("fastinit.experiments.histogram.HistogramResults", "What ``run_histogram`` returned.")
+_RUNS = ("list of dict", "Run dicts of ``fastinit.experiments.train.read_runs``, several per name for seeds.")
+_SWEEP = ("fastinit.experiments.sweep.SweepResult", "What ``sweep`` returned.")
+_THRESHOLD = ("float, default 0.5", "Mean train accuracy from which a network counts as trainable.")
+_SNAPSHOT_ARGS = dict(
+    steps=("array_like of int, shape (snapshots,)", "The snapshots' steps (``snapshot_steps``)."),
+    name=("str", "The run's name, for the title."),
+    activation=("str", "The run's hidden activation."),
+)
+
+
+def _saves(figure, **params):
+    """Document a ``plot_<x>`` function: it builds ``figure`` (a name) from its other parameters
+    and saves it to ``path``. ``params``: name -> (type, description), in the signature's order."""
+    entries = "\n".join(f"{name} : {kind}\n    {text}" for name, (kind, text) in params.items())
+    return with_doc(
+        f"Build :func:`{figure}` and save it to `path`.\n\nParameters\n----------\n{entries}\n\n"
+        f"Returns\n-------\nstr\n    `path`.\n\n{_CANNOT_WRITE}\n"
+    )
 
 
 # --------------------------------------------------------------------------- activation histograms
@@ -144,18 +217,30 @@ def _trend(std):
     return ""
 
 
-def histogram_figure(results):
-    """The classic activation-histogram figure for :class:`fastinit.experiments.histogram.HistogramResults`.
+# The Parameters and Returns of the figures of a HistogramResults.
+_RESULTS_FIGURE_DOC = """Parameters
+----------
+results : fastinit.experiments.histogram.HistogramResults
+    What ``run_histogram`` returned.
 
-    One row per init, one column per layer; histograms of the layer's outputs
-    as a fraction of all values, over (0, 1) for sigmoid and (-1, 1) for tanh.
-    For ReLU the x-axis is log10 of the non-zero activations, shared by every
-    panel (``_relu_log_range``), so exploding and vanishing activations show
-    as a shift of decades; exact zeros (dead units) are left out of the bars
-    and reported in the panel, and a row with no non-zero value says so. Each
-    panel notes the measured std, the mean-field theory std and the saturated
-    (or dead) percentage; a row whose std grows or shrinks by 2x or more per
-    layer is marked exploding or vanishing. Returns a ``Figure``.
+Returns
+-------
+matplotlib.figure.Figure
+    The figure."""
+
+
+def histogram_figure(results):
+    """The classic activation-histogram figure: one row per init, one column per layer.
+
+    Histograms of the layer's outputs as a fraction of all values, over (0, 1) for sigmoid
+    and (-1, 1) for tanh. For ReLU the x-axis is log10 of the non-zero activations, shared
+    by every panel (``_relu_log_range``), so exploding and vanishing activations show as a
+    shift of decades; exact zeros (dead units) are left out of the bars and reported in the
+    panel, and a row with no non-zero value says so. Each panel notes the measured std, the
+    mean-field theory std and the saturated (or dead) percentage; a row whose std grows or
+    shrinks by 2x or more per layer is marked exploding or vanishing.
+
+    {results_figure}
     """
     inits = list(results.runs)
     shown = _shown_layers(results.layers)
@@ -183,42 +268,25 @@ def histogram_figure(results):
                 ax.set_xlim(*lo_hi)
             ax.tick_params(labelsize=7)
             if empty:
-                ax.text(
-                    0.5,
-                    0.45,
-                    "all activations\nare exactly 0",
-                    transform=ax.transAxes,
-                    ha="center",
-                    va="center",
-                    fontsize=7.5,
-                    color="0.3",
-                )
+                _empty_note(ax, "all activations\nare exactly 0")
             note = (
                 f"std {run.std[layer]:.3g}\ntheory {run.theory_std[layer]:.3g}\n"
                 f"{sat_label} {100 * run.saturated[layer]:.0f}%"
             )
             if run.nonfinite[layer] > 0:
                 note += f"\nNaN/Inf {100 * run.nonfinite[layer]:.0f}%"
-            ax.text(
-                0.97,
-                0.95,
-                note,
-                transform=ax.transAxes,
-                ha="right",
-                va="top",
-                fontsize=6.5,
-                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75),
-            )
             if c == cols - 1:
                 top = max(a.get_ylim()[1] for a in axes[r])
                 ax.set_ylim(0, 1.65 * top)  # headroom for the notes (the row shares y)
-            if r == 0:
-                ax.set_title(f"layer {layer + 1}", fontsize=9)
-            if r == rows - 1:
-                ax.set_xlabel("log10(activation)" if relu else "activation", fontsize=8)
-            if c == 0:
-                trend = _trend(run.std)
-                ax.set_ylabel(f"{spec}\nfraction" + (f"\n({trend})" if trend else ""), fontsize=8)
+            trend = _trend(run.std)
+            _label_panel(
+                ax,
+                note,
+                (r, c, rows),
+                layer,
+                f"{spec}\nfraction" + (f"\n({trend})" if trend else ""),
+                "log10(activation)" if relu else "activation",
+            )
     rule = {
         "sigmoid": "saturated: y<0.01 or y>0.99",
         "tanh": "saturated: |y|>0.99",
@@ -288,10 +356,14 @@ def _against_theory_figure(results, measured, theory, xlabel, ylabel, title, emp
 
 
 def depth_figure(results):
-    """The std of each layer's activations against depth, measured (markers) and predicted by
-    the mean-field theory (lines), one colour per init, on a log scale: Xavier shrinking and
-    He holding through ReLU depth, std=1 saturating. A float32 value that overflowed or
-    underflowed leaves its layer without a marker. Returns a ``Figure``."""
+    """The std of each layer's activations against depth, measured and predicted.
+
+    Measured (markers) and predicted by the mean-field theory (lines), one colour per init,
+    on a log scale: Xavier shrinking and He holding through ReLU depth, std=1 saturating. A
+    float32 value that overflowed or underflowed leaves its layer without a marker.
+
+    {results_figure}
+    """
     return _against_theory_figure(
         results,
         "std",
@@ -303,17 +375,21 @@ def depth_figure(results):
     )
 
 
+@_saves("depth_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_depth(results, path):
-    """Build :func:`depth_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(depth_figure(results), path)
 
 
 def gradient_figure(results):
-    """The RMS of a gradient backpropagated from the last layer to each layer at init, measured
-    (markers) against the mean-field prediction (lines, the product of sqrt(chi) per layer),
-    one colour per init, log scale: vanishing gradients (std=0.01, saturated sigmoid) fall
-    away by decades towards the input. Returns a ``Figure``."""
+    """The RMS of a gradient backpropagated from the last layer to each layer at init.
+
+    Measured (markers) against the mean-field prediction (lines, the product of sqrt(chi)
+    per layer), one colour per init, log scale: vanishing gradients (std=0.01, saturated
+    sigmoid) fall away by decades towards the input.
+
+    {results_figure}
+    """
     return _against_theory_figure(
         results,
         "grad_rms",
@@ -324,15 +400,31 @@ def gradient_figure(results):
     )
 
 
+for _function in (histogram_figure, depth_figure, gradient_figure):
+    _function.__doc__ = fill_doc(_function.__doc__, results_figure=_RESULTS_FIGURE_DOC)
+
+
+@_saves("gradient_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_gradients(results, path):
-    """Build :func:`gradient_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(gradient_figure(results), path)
 
 
 def depth_path(histogram_path, kind="depth"):
-    """Where the depth (or ``kind="gradients"``, ``"gradient-histogram"``) figure goes beside a
-    histogram figure: ``<stem>-<kind><ext>``."""
+    """Where a figure drawn beside a histogram figure goes: ``<stem>-<kind><ext>``.
+
+    Parameters
+    ----------
+    histogram_path : str or os.PathLike
+        The histogram figure's file.
+    kind : {'depth', 'gradients', 'gradient-histogram'}, default 'depth'
+        Which figure.
+
+    Returns
+    -------
+    str
+        Its file, e.g. ``r-histogram-depth.png`` beside ``r-histogram.png``.
+    """
     stem, ext = os.path.splitext(os.fspath(histogram_path))
     return f"{stem}-{kind}{ext}"
 
@@ -346,8 +438,36 @@ def _bars(ax, values, value_range, scale, color):
     ax.stairs(counts * scale, edges, fill=True, color=color)
 
 
+def _label_panel(ax, note, where, layer, ylabel, xlabel):
+    """Label panel ``where = (row, column, rows)`` of a grid whose columns are layers: ``note`` in
+    its corner, ``layer <layer + 1>`` on the top row, ``ylabel`` on the left column and
+    ``xlabel`` on the bottom row."""
+    r, c, rows = where
+    ax.text(
+        0.97,
+        0.95,
+        note,
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=6.5,
+        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75),
+    )
+    if r == 0:
+        ax.set_title(f"layer {layer + 1}", fontsize=9)
+    if c == 0:
+        ax.set_ylabel(ylabel, fontsize=8)
+    if r == rows - 1:
+        ax.set_xlabel(xlabel, fontsize=8)
+
+
+def _empty_note(ax, text):
+    """``text`` in the middle of a panel that has nothing to draw."""
+    ax.text(0.5, 0.45, text, transform=ax.transAxes, ha="center", va="center", fontsize=7.5, color="0.3")
+
+
+@_saves("histogram_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_histogram(results, path):
-    """Build :func:`histogram_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(histogram_figure(results), path)
 
@@ -390,18 +510,30 @@ def _gradient_note(g, lo, theory):
 def gradient_histogram_figure(results):
     """Histograms of the gradient backpropagated at init, in the grid of :func:`histogram_figure`.
 
-    ``results``: :class:`fastinit.experiments.histogram.HistogramResults` from
-    ``run_histogram(..., gradients=True)``. One row per init (those with
-    ``gradients``), one column per layer; the x-axis is log10 |dL/dz| of the
-    layer's pre-activation gradient (see ``fastinit.experiments.histogram.backprop``),
-    shared by every panel and at most 16 decades wide (``_log_range``); each
-    panel has its own y-axis, as the last column (the N(0, 1) gradient that
-    enters) would flatten a row of widely spread gradients.
-    Exact zeros and NaN/Inf are left out of the bars and counted in the panel,
-    as are non-zero values below the axis; each panel also gives the RMS and
-    the mean-field theory's. A row whose RMS shrinks or grows 2x or more per
-    layer, going down from the last layer, is marked vanishing or exploding.
-    Returns a ``Figure``; raises ``ValueError`` when no run has gradients.
+    One row per init (those with ``gradients``), one column per layer; the x-axis is log10
+    |dL/dz| of the layer's pre-activation gradient (see
+    ``fastinit.experiments.histogram.backprop``), shared by every panel and at most 16
+    decades wide (``_log_range``); each panel has its own y-axis, as the last column (the
+    N(0, 1) gradient that enters) would flatten a row of widely spread gradients. Exact
+    zeros and NaN/Inf are left out of the bars and counted in the panel, as are non-zero
+    values below the axis; each panel also gives the RMS and the mean-field theory's. A row
+    whose RMS shrinks or grows 2x or more per layer, going down from the last layer, is
+    marked vanishing or exploding.
+
+    Parameters
+    ----------
+    results : fastinit.experiments.histogram.HistogramResults
+        What ``run_histogram(..., gradients=True)`` returned.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A row per init that has gradients, a column per layer (at most 10).
+
+    Raises
+    ------
+    ValueError
+        When no run has gradients.
     """
     runs = [run for run in results.runs.values() if run.gradients is not None]
     if not runs:
@@ -422,34 +554,17 @@ def gradient_histogram_figure(results):
             ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
             ax.tick_params(labelsize=7)
             if nonzero.size == 0:
-                ax.text(
-                    0.5,
-                    0.45,
-                    "all gradients\nare exactly 0",
-                    transform=ax.transAxes,
-                    ha="center",
-                    va="center",
-                    fontsize=7.5,
-                    color="0.3",
-                )
-            ax.text(
-                0.97,
-                0.95,
-                _gradient_note(g, lo, run.grad_theory[layer]),
-                transform=ax.transAxes,
-                ha="right",
-                va="top",
-                fontsize=6.5,
-                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75),
-            )
+                _empty_note(ax, "all gradients\nare exactly 0")
             ax.set_ylim(0, 1.65 * ax.get_ylim()[1])  # headroom for the note
-            if r == 0:
-                ax.set_title(f"layer {layer + 1}", fontsize=9)
-            if r == rows - 1:
-                ax.set_xlabel("log10 |dL/dz|", fontsize=8)
-            if c == 0:
-                trend = _trend(rms[::-1])
-                ax.set_ylabel(f"{run.init}\nfraction" + (f"\n({trend})" if trend else ""), fontsize=8)
+            trend = _trend(rms[::-1])
+            _label_panel(
+                ax,
+                _gradient_note(g, lo, run.grad_theory[layer]),
+                (r, c, rows),
+                layer,
+                f"{run.init}\nfraction" + (f"\n({trend})" if trend else ""),
+                "log10 |dL/dz|",
+            )
     fig.suptitle(
         f"{results.activation} gradients at init, dL/dz of each layer's pre-activation: "
         f"{results.layers} layers x {results.units} units, {results.samples} samples, seed {results.seed} "
@@ -467,10 +582,44 @@ def gradient_histogram_figure(results):
     return fig
 
 
+@_saves("gradient_histogram_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_gradient_histogram(results, path):
-    """Build :func:`gradient_histogram_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(gradient_histogram_figure(results), path)
+
+
+def plot_histogram_figures(results, path):
+    """Draw every figure of ``fastinit histogram``: the histograms at `path`, the others beside it.
+
+    Beside `path` go :func:`depth_figure` (``<stem>-depth<ext>``), :func:`gradient_figure`
+    (``-gradients``) and, when the results hold the gradients' values,
+    :func:`gradient_histogram_figure` (``-gradient-histogram``): see :func:`depth_path`.
+
+    Parameters
+    ----------
+    results : fastinit.experiments.histogram.HistogramResults
+        What ``run_histogram`` returned.
+    path : str or os.PathLike
+        The histogram figure's file: .png, .pdf or .svg.
+
+    Returns
+    -------
+    list of str
+        The files written, `path` first.
+
+    Raises
+    ------
+    PlotError
+        If `path` cannot be written.
+    """
+    paths = [
+        plot_histogram(results, path),
+        plot_depth(results, depth_path(path)),
+        plot_gradients(results, depth_path(path, "gradients")),
+    ]
+    if any(run.gradients is not None for run in results.runs.values()):
+        paths.append(plot_gradient_histogram(results, depth_path(path, "gradient-histogram")))
+    return paths
 
 
 # --------------------------------------------------------------------------- MNIST training
@@ -484,8 +633,20 @@ def plot_gradient_histogram(results, path):
 def smooth(values, window=25):
     """Centred moving average of a 1-D series (edges use the points available).
 
-    Non-finite values (a diverged run's last loss) are dropped from the
-    windows that would contain them. Returns float64 of the same length.
+    Non-finite values (a diverged run's last loss) are dropped from the windows that would
+    contain them.
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+        The series.
+    window : int, default 25
+        Points per window; 1 or less returns a copy.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (n,); NaN where `values` is not finite.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0 or window <= 1:
@@ -572,12 +733,21 @@ def _legend_outside(ax):
 def train_loss_figure(runs, window=None):
     """Smoothed training-loss curves, one line per run, like the classic MNIST figure.
 
-    ``runs``: dicts from :func:`fastinit.experiments.train.read_runs`. The raw mini-batch
-    loss is drawn faintly behind the moving average (``window`` steps,
-    default about 1/80 of the run, at least 5); each run has its own colour,
-    line style and markers (see ``_run_style``). A run with several seeds
-    is drawn as the mean of its seeds' smoothed curves with a min-max band
-    instead. Returns a ``Figure``.
+    The raw mini-batch loss is drawn faintly behind the moving average; each run has its
+    own colour, line style and markers (see ``_run_style``). A run with several seeds is
+    drawn as the mean of its seeds' smoothed curves with a min-max band instead.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Run dicts of ``fastinit.experiments.train.read_runs``, several per name for seeds.
+    window : int, optional
+        Steps of the moving average; about 1/80 of the run (at least 5) when None.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     fig = Figure(figsize=(8.2, 4.2), layout="constrained")
     ax = fig.subplots()
@@ -616,15 +786,32 @@ def train_loss_figure(runs, window=None):
     return fig
 
 
+@_saves(
+    "train_loss_figure",
+    runs=_RUNS,
+    path=_PATH,
+    window=("int, optional", "Steps of the moving average; about 1/80 of the run when None."),
+)
 def plot_train_loss(runs, path, window=None):
-    """Build :func:`train_loss_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(train_loss_figure(runs, window), path)
 
 
 def train_accuracy_figure(runs):
-    """Test accuracy against iteration, one line per run (the mean over its seeds with a
-    min-max band when it has several). Returns a ``Figure``."""
+    """Test accuracy against iteration, one line per run.
+
+    A run with several seeds is drawn as the mean over its seeds with a min-max band.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Run dicts of ``fastinit.experiments.train.read_runs``, several per name for seeds.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     fig = Figure(figsize=(8.2, 4.2), layout="constrained")
     ax = fig.subplots()
     groups = [(name, group) for name, group in _by_name(runs) if max(len(r["eval_steps"]) for r in group)]
@@ -654,41 +841,42 @@ def train_accuracy_figure(runs):
     return fig
 
 
+@_saves("train_accuracy_figure", runs=_RUNS, path=_PATH)
 def plot_train_accuracy(runs, path):
-    """Build :func:`train_accuracy_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(train_accuracy_figure(runs), path)
 
 
-def _snapshot_panel(ax, note, r, c, rows, steps, xlabel):
-    """Label panel (r, c) of a snapshot x layer grid: ``note`` in its corner, the layer on top,
-    the snapshot's step on the left, ``xlabel`` on the bottom row."""
-    ax.text(
-        0.97,
-        0.95,
-        note,
-        transform=ax.transAxes,
-        ha="right",
-        va="top",
-        fontsize=6.5,
-        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.75),
-    )
-    if r == 0:
-        ax.set_title(f"layer {c + 1}", fontsize=9)
-    if c == 0:
-        ax.set_ylabel(f"step {int(steps[r])}\nfraction", fontsize=8)
-    if r == rows - 1:
-        ax.set_xlabel(xlabel, fontsize=8)
+# The rest of the docstrings of train_activations_figure and train_gradients_figure.
+_SNAPSHOT_ARGS_DOC = """steps : array_like of int, shape (snapshots,)
+    The snapshots' steps (``snapshot_steps``).
+name : str
+    The run's name, for the title.
+activation : str
+    The run's hidden activation.
+
+Returns
+-------
+matplotlib.figure.Figure
+    The figure.
+
+Raises
+------
+ValueError
+    If the array is not 4-D with at least one snapshot."""
 
 
 def train_activations_figure(activations, steps, name, activation):
     """Histograms of a run's hidden activations at several training snapshots.
 
-    ``activations`` (snapshots, layers, probe_samples, units) as stored in
-    ``/train/<run>/activations`` (NaN padding ignored), ``steps`` the matching
-    ``snapshot_steps``. One row per snapshot, one column per hidden layer;
-    ranges as in :func:`histogram_figure` (ReLU zeros left out and reported).
-    Returns a ``Figure``.
+    One row per snapshot, one column per hidden layer; ranges as in
+    :func:`histogram_figure` (ReLU zeros left out and reported).
+
+    Parameters
+    ----------
+    activations : array_like, shape (snapshots, layers, samples, units)
+        As stored in ``/train/<run>/activations`` (NaN padding ignored).
+    {snapshot_args}
     """
     acts = np.asarray(activations)
     if acts.ndim != 4 or acts.shape[0] == 0:
@@ -722,9 +910,8 @@ def train_activations_figure(activations, steps, name, activation):
             note = f"std {values.std():.3g}" if values.size else "empty"
             if relu:
                 note += f"\ndead {100 * dead / total:.0f}%"
-            _snapshot_panel(
-                ax, note, r, c, rows, steps, "activation (zeros not drawn)" if relu else "activation"
-            )
+            xlabel = "activation (zeros not drawn)" if relu else "activation"
+            _label_panel(ax, note, (r, c, rows), c, f"step {int(steps[r])}\nfraction", xlabel)
     fig.suptitle(
         f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10
     )
@@ -734,11 +921,15 @@ def train_activations_figure(activations, steps, name, activation):
 def train_gradients_figure(gradients, steps, name, activation):
     """Histograms of the probe batch's gradients dloss_i/dz per hidden layer at training snapshots.
 
-    ``gradients`` (snapshots, layers, probe_samples, units) as stored in
-    ``/train/<run>/gradients`` (NaN padding ignored), ``steps`` the matching
-    ``snapshot_steps``. One row per snapshot (the first is the init), one column
-    per layer, on one log10 |g| axis for every panel (at most 16 decades); exact
-    zeros are counted in the panel, not drawn. Returns a ``Figure``.
+    One row per snapshot (the first is the init), one column per layer, on one log10 |g|
+    axis for every panel (at most 16 decades); exact zeros are counted in the panel, not
+    drawn.
+
+    Parameters
+    ----------
+    gradients : array_like, shape (snapshots, layers, samples, units)
+        As stored in ``/train/<run>/gradients`` (NaN padding ignored).
+    {snapshot_args}
     """
     g = np.asarray(gradients)
     if g.ndim != 4 or g.shape[0] == 0:
@@ -760,13 +951,12 @@ def train_gradients_figure(gradients, steps, name, activation):
             ax.set_xlim(lo, hi)
             ax.tick_params(labelsize=7)
             rms = float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
-            _snapshot_panel(
+            _label_panel(
                 ax,
                 f"RMS {rms:.3g}\nzero {100 * np.count_nonzero(values == 0) / total:.0f}%",
-                r,
+                (r, c, rows),
                 c,
-                rows,
-                steps,
+                f"step {int(steps[r])}\nfraction",
                 "log10 |dloss_i/dz|",
             )
     fig.suptitle(
@@ -776,14 +966,28 @@ def train_gradients_figure(gradients, steps, name, activation):
     return fig
 
 
+for _function in (train_activations_figure, train_gradients_figure):
+    _function.__doc__ = fill_doc(_function.__doc__, snapshot_args=_SNAPSHOT_ARGS_DOC)
+
+
+@_saves(
+    "train_gradients_figure",
+    gradients=("array_like, shape (snapshots, layers, samples, units)", "``/train/<run>/gradients``."),
+    **_SNAPSHOT_ARGS,
+    path=_PATH,
+)
 def plot_train_gradients(gradients, steps, name, activation, path):
-    """Build :func:`train_gradients_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(train_gradients_figure(gradients, steps, name, activation), path)
 
 
+@_saves(
+    "train_activations_figure",
+    activations=("array_like, shape (snapshots, layers, samples, units)", "``/train/<run>/activations``."),
+    **_SNAPSHOT_ARGS,
+    path=_PATH,
+)
 def plot_train_activations(activations, steps, name, activation, path):
-    """Build :func:`train_activations_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(train_activations_figure(activations, steps, name, activation), path)
 
@@ -844,13 +1048,22 @@ def plot_train_figures(runs, snapshots, plot):
 
 
 def benchmark_figure(report):
-    """The figure of a :class:`fastinit.benchreport.BenchReport`: horizontal bars per group and backend.
+    """Horizontal bars per benchmark group and backend, from a saved pytest-benchmark run.
 
-    When at least one group has a numpy row: each other backend's speed-up
-    over numpy, as a bar from the 1x line (numpy itself) on a log scale, so
-    faster goes right and slower goes left; groups without a numpy row are
-    left out. Otherwise: the median time per call of every row (log scale).
-    Returns a ``Figure``.
+    When at least one group has a numpy row: each other backend's speed-up over numpy, as a
+    bar from the 1x line (numpy itself) on a log scale, so faster goes right and slower goes
+    left; groups without a numpy row are left out. Otherwise: the median time per call of
+    every row (log scale).
+
+    Parameters
+    ----------
+    report : fastinit.benchreport.BenchReport
+        What ``load_benchmarks`` read.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     use_speedup = any(r.speedup is not None for r in report.rows)
     groups = [
@@ -919,11 +1132,19 @@ _ELEMENTWISE_KERNELS = ("sigmoid", "tanh", "relu", "sgd_update")
 def profile_figure(records):
     """Throughput against size per backend, log-log, one panel per kernel family.
 
-    ``records``: ``fastinit.experiments.profile.ProfileRecord`` objects (or anything with
-    ``kernel``, ``case``, ``backend``, ``size``, ``throughput``, ``time_s``,
-    ``time_xfer_s``, ``work``). Only the size sweeps are drawn (the MLP-shape
-    matmuls and the training step are in the table); CUDA with host<->device
-    copies is drawn dashed beside its kernel-only line.
+    Only the size sweeps are drawn (the MLP-shape matmuls and the training step are in the
+    table); CUDA with host<->device copies is drawn dashed beside its kernel-only line.
+
+    Parameters
+    ----------
+    records : list of fastinit.experiments.profile.ProfileRecord
+        Or anything with ``kernel``, ``case``, ``backend``, ``size``, ``throughput``,
+        ``time_s``, ``time_xfer_s`` and ``work``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     fig = Figure(figsize=(14, 4.2), layout="constrained")
     axes = fig.subplots(1, len(_PROFILE_PANELS))
@@ -973,13 +1194,10 @@ def profile_figure(records):
     return fig
 
 
+@_saves("profile_figure", records=("list of ProfileRecord", "What ``run_profile`` measured."), path=_PATH)
 def plot_profile(records, path):
-    """Build :func:`profile_figure` and save it to ``path``; return the path."""
     check_figure_path(path)
     return save_figure(profile_figure(records), path)
-
-
-__all__ += ["profile_figure", "plot_profile"]
 
 
 # --------------------------------------------------------------------------- sweep (phase diagram)
@@ -1011,10 +1229,25 @@ def _theory_curve(result, fine):
 
 
 def sweep_figure(result, threshold=0.5):
-    """The trainability phase diagram of a :class:`fastinit.experiments.sweep.SweepResult`:
-    mean train accuracy over seeds as a heatmap on (sw2, depth), the theory's 6 xi_c curve
-    (6 xi_q where xi_c is infinite, as for ReLU at sb2 = 0), the edge of chaos, and the deepest
-    depth measured to train (accuracy >= ``threshold``), at each checkpoint if the sweep has them."""
+    """The trainability phase diagram of a sweep: accuracy over (sw2, depth) against 6 xi_c.
+
+    Mean train accuracy over seeds as a heatmap on (sw2, depth), the theory's 6 xi_c curve
+    (6 xi_q where xi_c is infinite, as for ReLU at sb2 = 0), the edge of chaos, and the
+    deepest depth measured to train (accuracy >= `threshold`), at each checkpoint if the
+    sweep has them.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.sweep.SweepResult
+        What ``sweep`` returned.
+    threshold : float, default 0.5
+        Mean train accuracy from which a network counts as trainable.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     c = result.config
     order_s, order_d = np.argsort(c.sw2), np.argsort(c.depths)
     sw2 = np.asarray(c.sw2, dtype=np.float64)[order_s]
@@ -1084,9 +1317,10 @@ def sweep_figure(result, threshold=0.5):
     return fig
 
 
+@_saves("sweep_figure", result=_SWEEP, path=_PATH, threshold=_THRESHOLD)
 def plot_sweep(result, path, threshold=0.5):
-    """Build :func:`sweep_figure` and save it to ``path``."""
-    save_figure(sweep_figure(result, threshold), path)
+    check_figure_path(path)
+    return save_figure(sweep_figure(result, threshold), path)
 
 
 def sweep_steps_path(phase_diagram_path):
@@ -1094,11 +1328,13 @@ def sweep_steps_path(phase_diagram_path):
 
     Parameters
     ----------
-    phase_diagram_path : str
+    phase_diagram_path : str or os.PathLike
+        The phase diagram's file.
 
     Returns
     -------
     str
+        The n(t) figure's file.
     """
     stem, ext = os.path.splitext(os.fspath(phase_diagram_path))
     return f"{stem}-steps{ext}"
@@ -1116,12 +1352,13 @@ def sweep_steps_figure(result, threshold=0.5):
     ----------
     result : fastinit.experiments.sweep.SweepResult
         With ``config.checkpoints``.
-    threshold : float, optional
+    threshold : float, default 0.5
         Mean train accuracy from which a network counts as trainable.
 
     Returns
     -------
     matplotlib.figure.Figure
+        Two panels: depth against sw2 per checkpoint, n(t) against the steps.
 
     Raises
     ------
@@ -1208,31 +1445,10 @@ def sweep_steps_figure(result, threshold=0.5):
     return fig
 
 
+@_saves("sweep_steps_figure", result=_SWEEP, path=_PATH, threshold=_THRESHOLD)
 def plot_sweep_steps(result, path, threshold=0.5):
-    """Build :func:`sweep_steps_figure` and save it to ``path``.
-
-    Parameters
-    ----------
-    result : fastinit.experiments.sweep.SweepResult
-    path : str
-    threshold : float, optional
-
-    Returns
-    -------
-    str
-        ``path``.
-
-    Raises
-    ------
-    PlotError
-        For a bad path.
-    ValueError
-        If the sweep has no checkpoints.
-    """
+    check_figure_path(path)
     return save_figure(sweep_steps_figure(result, threshold), path)
-
-
-__all__ += ["sweep_figure", "plot_sweep", "sweep_steps_path", "sweep_steps_figure", "plot_sweep_steps"]
 
 
 # --------------------------------------------------------------------------- Jacobian spectrum
@@ -1244,14 +1460,24 @@ def _drawable(lam):
 
 
 def spectrum_figure(result):
-    """The density of the squared singular values ``lam`` of the input-output Jacobian, one panel per
-    run of a :class:`fastinit.experiments.spectrum.SpectrumResult` (activation x weights), one line
-    per depth, on a log10 axis shared by every panel.
+    """The density of the squared singular values of the input-output Jacobian.
 
-    Each depth's theory (infinite width) is marked: its mean ``chi1^L`` (dashed line) and the
-    interval mean +- std of ``lam`` (a bar at the top, cut at the axis' left end when the
-    lower end is <= 0). ``lam`` below 1e-24 of the largest (ReLU's exact zeros and values under
-    float64's resolution) cannot be drawn; the legend gives their fraction. Returns a ``Figure``.
+    One panel per run of the result (activation x weights), one line per depth, on a log10
+    axis shared by every panel. Each depth's theory (infinite width) is marked: its mean
+    ``chi1^L`` (dashed line) and the interval mean +- std of ``lam`` (a bar at the top, cut
+    at the axis' left end when the lower end is <= 0). ``lam`` below 1e-24 of the largest
+    (ReLU's exact zeros and values under float64's resolution) cannot be drawn; the legend
+    gives their fraction.
+
+    Parameters
+    ----------
+    result : fastinit.experiments.spectrum.SpectrumResult
+        What ``fastinit.experiments.spectrum.run`` returned.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
     """
     runs = list(result.runs.values())
     depths = sorted({d for r in runs for d in r.singular_values})
@@ -1328,20 +1554,21 @@ def spectrum_figure(result):
     return fig
 
 
+@_saves(
+    "spectrum_figure",
+    result=("fastinit.experiments.spectrum.SpectrumResult", "What ``run`` returned."),
+    path=_PATH,
+)
 def plot_spectrum(result, path):
-    """Build :func:`spectrum_figure` and save it to ``path``; returns ``path``."""
+    check_figure_path(path)
     return save_figure(spectrum_figure(result), path)
-
-
-__all__ += ["spectrum_figure", "plot_spectrum"]
 
 
 # --------------------------------------------------------------------------- learning speed (--train)
 
 
 def spectrum_training_figure(result):
-    """Learning speed under dynamical isometry, from a
-    :class:`fastinit.experiments.spectrum_training.TrainingResult`.
+    """Learning speed under dynamical isometry: steps to a train accuracy, orthogonal against Gaussian.
 
     Left: the train accuracy on the fixed subset against the steps, one colour per weight
     distribution, one line style per depth, one thin line per seed. Right: the steps each seed
@@ -1351,10 +1578,12 @@ def spectrum_training_figure(result):
     Parameters
     ----------
     result : fastinit.experiments.spectrum_training.TrainingResult
+        What ``run_training`` returned.
 
     Returns
     -------
     matplotlib.figure.Figure
+        The figure.
     """
     c = result.config
     fig = Figure(figsize=(11.0, 4.4), layout="constrained")
@@ -1422,25 +1651,11 @@ def spectrum_training_figure(result):
     return fig
 
 
+@_saves(
+    "spectrum_training_figure",
+    result=("fastinit.experiments.spectrum_training.TrainingResult", "What ``run_training`` returned."),
+    path=_PATH,
+)
 def plot_spectrum_training(result, path):
-    """Build :func:`spectrum_training_figure` and save it to ``path``.
-
-    Parameters
-    ----------
-    result : fastinit.experiments.spectrum_training.TrainingResult
-    path : str
-
-    Returns
-    -------
-    str
-        ``path``.
-
-    Raises
-    ------
-    PlotError
-        For a bad path.
-    """
+    check_figure_path(path)
     return save_figure(spectrum_training_figure(result), path)
-
-
-__all__ += ["spectrum_training_figure", "plot_spectrum_training"]

@@ -131,57 +131,12 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-@with_doc(
-    fill_doc(
-        """The activation applied to an array.
-
-    {rest}
-    """,
-        rest=_PHI_DOC,
-    )
-)
-def phi(x, activation):
-    x = np.asarray(x, dtype=np.float64)
-    if activation == "tanh":
-        return np.tanh(x)
-    if activation == "sigmoid":
-        return _sigmoid(x)
-    if activation == "relu":
-        return np.maximum(x, 0.0)
-    if activation == "linear":
-        return x
-    if activation == "erf":
-        return np.asarray(_erf(x), dtype=np.float64)
-    raise _unknown(activation)
-
-
-@with_doc(
-    fill_doc(
-        """The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).
-
-    {rest}
-    """,
-        rest=_PHI_DOC,
-    )
-)
-def phi_prime(x, activation):
-    x = np.asarray(x, dtype=np.float64)
-    if activation == "tanh":
-        return 1.0 - np.tanh(x) ** 2
-    if activation == "sigmoid":
-        s = _sigmoid(x)
-        return s * (1.0 - s)
-    if activation == "relu":
-        return (x > 0).astype(np.float64)
-    if activation == "linear":
-        return np.ones_like(x)
-    if activation == "erf":
-        return (2.0 / math.sqrt(math.pi)) * np.exp(-x * x)
-    raise _unknown(activation)
-
-
 def _phi_all(x, activation):
-    """(phi, phi', phi'') of a bounded activation at ``x``, sharing the work."""
+    """(phi, phi', phi'') of ``activation`` at the float64 array ``x``, sharing the work."""
+    if activation == "relu":
+        return np.maximum(x, 0.0), (x > 0).astype(np.float64), np.zeros_like(x)
+    if activation == "linear":
+        return x, np.ones_like(x), np.zeros_like(x)
     if activation == "tanh":
         t = np.tanh(x)
         d = 1.0 - t * t
@@ -190,8 +145,25 @@ def _phi_all(x, activation):
         s = _sigmoid(x)
         d = s * (1.0 - s)
         return s, d, d * (1.0 - 2.0 * s)
-    d = (2.0 / math.sqrt(math.pi)) * np.exp(-x * x)  # erf
-    return np.asarray(_erf(x), dtype=np.float64), d, -2.0 * x * d
+    if activation == "erf":
+        d = (2.0 / math.sqrt(math.pi)) * np.exp(-x * x)
+        return np.asarray(_erf(x), dtype=np.float64), d, -2.0 * x * d
+    raise _unknown(activation)
+
+
+def _phi_doc(summary):
+    """The docstring of phi and phi_prime: ``summary``, then ``_PHI_DOC``."""
+    return with_doc(fill_doc(f"{summary}\n\n{{rest}}", rest=_PHI_DOC))
+
+
+@_phi_doc("The activation applied to an array.")
+def phi(x, activation):
+    return _phi_all(np.asarray(x, dtype=np.float64), activation)[0]
+
+
+@_phi_doc("The activation's derivative applied to an array (ReLU's is 1 above 0, else 0).")
+def phi_prime(x, activation):
+    return _phi_all(np.asarray(x, dtype=np.float64), activation)[1]
 
 
 @dataclass(frozen=True)

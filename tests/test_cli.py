@@ -641,38 +641,3 @@ def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys,
         and "histogram/" in stdout
         and "train/" in stdout
     )
-
-
-def test_a_stop_signal_inside_numba_cache_writes_or_a_finalizer_is_delivered_again_after_them(monkeypatch):
-    """Stopped between Numba's index and data writes, the cache would point at stale machine code;
-    raised in a finalizer, the stop would be printed and lost: the handler holds the signal back
-    and sends it again a moment later."""
-    import fastinit.cli as cli
-
-    sent = []
-    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append(sig))
-    code = compile(
-        "def write(handler, sig):\n    import sys\n    handler(sig, sys._getframe())\n",
-        os.path.join("site-packages", "numba", "core", "caching.py"),
-        "exec",
-    )
-    namespace = {}
-    exec(code, namespace)
-    namespace["write"](cli._on_stop_signal, signal.SIGTERM)  # no exception inside the cache code
-    deadline = time.monotonic() + 10
-    while not sent and time.monotonic() < deadline:  # the timer thread sends it (later on a busy machine)
-        time.sleep(0.02)
-    assert sent == [signal.SIGTERM]
-    with pytest.raises(cli.Terminated):
-        cli._on_stop_signal(signal.SIGTERM, sys._getframe())
-
-    class Finalized:
-        def __del__(self):  # an exception raised here would be printed and lost
-            cli._on_stop_signal(signal.SIGHUP, sys._getframe())
-
-    sent.clear()
-    Finalized()
-    deadline = time.monotonic() + 10
-    while not sent and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert sent == [signal.SIGHUP]

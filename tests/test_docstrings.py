@@ -47,6 +47,12 @@ DOCUMENTED_MODULES = (
     "fastinit.store",
     "fastinit.show",
     "fastinit.experiments.executors",
+    "fastinit.cli",
+    "fastinit.signals",
+    "fastinit.outputs",
+    "fastinit.timing",
+    "fastinit.experiments.profile",
+    "fastinit.plots",
 )
 
 #: The numpydoc error codes that fail the test. Left out on purpose: summary and

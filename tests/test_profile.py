@@ -65,10 +65,22 @@ def test_argument_errors():
         _fast(backends=("numpy",), dtype="int32")
 
 
-def test_default_backends_skip_the_simulator(monkeypatch):
-    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
-    assert "cuda" not in prof.default_backends()
-    assert prof.default_backends()[:2] == ("numpy", "cpu")
+def test_backends_are_timed_one_after_the_other_each_after_a_settle(monkeypatch):
+    """The pool of the backend timed before is idle when the next one starts (not with quick);
+    the records still come case by case, each case's backends side by side."""
+    events = []
+    monkeypatch.setattr(prof, "settle", lambda seconds: events.append(("settle", seconds)))
+    result = prof.run_profile(
+        ("numpy", "cpu"), sizes=(16,), kernels=("matmul",), budget=0.0, repeats=1, log=events.append
+    )
+    kinds = [e if isinstance(e, tuple) else e.rsplit(" on ", 1)[1] for e in events]
+    n_cases = len(result.records) // 2
+    settle = ("settle", prof.SETTLE_S)
+    assert kinds == [settle] + ["numpy"] * n_cases + [settle] + ["cpu"] * n_cases, kinds
+    assert [r.backend for r in result.records] == ["numpy", "cpu"] * n_cases
+    events.clear()
+    _fast(backends=("numpy",), kernels=("relu",))
+    assert events[0] == ("settle", 0.0)  # quick: no pause
 
 
 def test_hdf5_and_json_round_trip(tmp_path):

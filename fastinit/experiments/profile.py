@@ -14,9 +14,13 @@ What is measured, per backend (``numpy`` = ``fastinit.kernels.reference``, ``cpu
 How: every case first runs once on each backend and its result is checked
 against the NumPy reference (``ProfileError`` if it disagrees: a wrong kernel
 is never timed); that run is also the warm-up (JIT compilation excluded).
-Then ``inner`` calls are timed together, ``repeats`` times, and the median per
-call is reported. CUDA launches are asynchronous: the device is synchronised
-before each clock stop. Times are those of the public call a user makes
+Then it is timed with :func:`fastinit.timing.time_calls`, the timing harness
+the benchmark suite (``bench/``) uses too: ``inner`` calls are timed together,
+at least ``repeats`` times, and the median per call is reported. CUDA launches
+are asynchronous: the device is synchronised before each clock stop. The
+backends are timed one after the other, each after a pause
+(:func:`fastinit.timing.settle`, not with ``quick``) so that the thread pool of
+the one before is idle. Times are those of the public call a user makes
 (argument checks and launch overhead included, which dominate the smallest
 cases). For CUDA two times are reported: ``time_s`` with inputs and outputs
 resident on the device (kernel time plus launch overhead; softmax uses the
@@ -29,7 +33,8 @@ loss left on the device) and the with-transfers time is ``MLP.train_step``
 on host arrays (batch in, loss out).
 
 The CUDA backend is never profiled by default on Numba's simulator
-(``NUMBA_ENABLE_CUDASIM=1``): simulator timings are meaningless. Ask for it
+(``NUMBA_ENABLE_CUDASIM=1``, see :func:`fastinit.timing.timed_backends`):
+simulator timings are meaningless. Ask for it
 explicitly (``--backends cuda``) to exercise the code path.
 
 Results: :func:`run_profile` returns a :class:`ProfileResult`; it can be
@@ -42,23 +47,21 @@ import json
 import math
 import os
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .. import schema
-from ..backends import BACKENDS, KernelBackend, available_backends, check_backend
+from ..backends import BACKENDS, KernelBackend, check_backend
 from ..errors import FastinitError
 from ..formatting import format_time
+from ..outputs import write_text
+from ..timing import SETTLE_S, settle, time_calls, timed_backends
 
 __all__ = [
-    "median_time",
     "ProfileError",
     "ProfileRecord",
     "ProfileResult",
-    "default_backends",
     "run_profile",
     "format_table",
     "write_profile",
@@ -88,24 +91,68 @@ class ProfileError(FastinitError, RuntimeError):
 
 @dataclass
 class ProfileRecord:
-    """One timed case on one backend (times in seconds per call, medians)."""
+    """One timed case on one backend (times in seconds per call, medians).
+
+    Parameters
+    ----------
+    kernel : str
+        One of ``KERNELS``.
+    case : str
+        The case, e.g. ``"1024^2"`` or ``"65536 elements"``.
+    backend : {'numpy', 'cpu', 'cuda'}
+        The backend timed.
+    size : float
+        The figure's x-axis: n of an n^3 matmul, elements, or the batch size.
+    time_s : float
+        Median seconds per call (CUDA: with the data on the device).
+    time_xfer_s : float
+        CUDA: median seconds per call with the host<->device copies; NaN elsewhere.
+    work : float
+        Flops (unit GFLOP/s) or bytes (unit GB/s) per call.
+    unit : {'GFLOP/s', 'GB/s'}
+        The unit of `throughput`.
+    throughput : float
+        ``work / time_s / 1e9``.
+    speedup : float, default nan
+        numpy's time / this time (NaN when numpy was not timed).
+    inner : int, default 1
+        Calls per timed batch.
+    repeats : int, default 1
+        Timed batches.
+    """
 
     kernel: str
     case: str
     backend: str
-    size: float  # x-axis of the figure: n of an n^3 matmul, elements, batch size
+    size: float
     time_s: float
-    time_xfer_s: float  # CUDA: with host<->device copies; NaN elsewhere
-    work: float  # flops (unit GFLOP/s) or bytes (unit GB/s) per call
+    time_xfer_s: float
+    work: float
     unit: str
-    throughput: float  # work / time_s / 1e9
-    speedup: float = math.nan  # numpy time / this time (NaN when numpy was not run)
+    throughput: float
+    speedup: float = math.nan
     inner: int = 1
     repeats: int = 1
 
 
 @dataclass
 class ProfileResult:
+    """What :func:`run_profile` measured.
+
+    Parameters
+    ----------
+    records : list of ProfileRecord
+        One per case and backend.
+    dtype : {'float32', 'float64'}
+        The arrays' dtype.
+    backends : tuple of str
+        The backends profiled, in canonical order.
+    quick : bool
+        Whether the quick sizes and timings were used.
+    info : dict, optional
+        The machine: Python, Numba, CPU count, GPU name and whether CUDA ran on the simulator.
+    """
+
     records: list
     dtype: str
     backends: tuple
@@ -113,6 +160,14 @@ class ProfileResult:
     info: dict = field(default_factory=dict)
 
     def to_dict(self):
+        """The result as plain JSON-ready data (NaN as None).
+
+        Returns
+        -------
+        dict
+            ``dtype``, ``backends``, ``quick``, ``info`` and ``records`` (a list of dicts with
+            the fields of :class:`ProfileRecord`).
+        """
         return {
             "dtype": self.dtype,
             "backends": list(self.backends),
@@ -126,49 +181,7 @@ def _jsonable(d):
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def default_backends():
-    """Every available backend, leaving out cuda when it would run on the simulator."""
-    sim = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
-    return tuple(b for b in available_backends() if not (b == "cuda" and sim))
-
-
 # --------------------------------------------------------------------------- backends
-
-
-def median_time(fn, sync, budget, repeats):
-    """Median seconds per call of ``fn`` (already warmed up), synchronised per batch.
-
-    Parameters
-    ----------
-    fn : callable
-        Called with no arguments.
-    sync : callable
-        Waits for the device (a no-op on the host); called after each batch of calls.
-    budget : float
-        Seconds to spend in all.
-    repeats : int
-        Batches; each runs ``fn`` enough times to take ``budget / repeats`` seconds.
-
-    Returns
-    -------
-    seconds : float
-        The median over the batches of the seconds per call.
-    inner : int
-        Calls per batch.
-    """
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    one = max(time.perf_counter() - t0, 1e-7)
-    inner = max(1, min(10000, int(budget / repeats / one)))
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync()
-        samples.append((time.perf_counter() - t0) / inner)
-    return statistics.median(samples), inner
 
 
 def _check(name, backend, got, want, dtype, k_dim=1):
@@ -366,6 +379,24 @@ def _cases(quick, sizes, dtype):
 # --------------------------------------------------------------------------- measuring
 
 
+def _record(kernel, case, backend, size, work, unit, timing, with_transfers=None):
+    """The record of a timed case: ``timing`` of the call alone, ``with_transfers`` (CUDA) of the
+    call with the host<->device copies."""
+    return ProfileRecord(
+        kernel,
+        case,
+        backend,
+        float(size),
+        timing.median_s,
+        with_transfers.median_s if with_transfers else math.nan,
+        float(work),
+        unit,
+        work / timing.median_s / 1e9,
+        inner=timing.inner,
+        repeats=timing.repeats,
+    )
+
+
 def _measure_case(case, be, host_inputs, dtype, budget, repeats):
     inputs = {k: be.to_device(v) for k, v in host_inputs.items()}
     outputs = case.outputs(be, host_inputs)
@@ -379,8 +410,8 @@ def _measure_case(case, be, host_inputs, dtype, budget, repeats):
         dtype,
         case.k_dim,
     )
-    t, inner = median_time(lambda: case.run(be, inputs, outputs), be.sync, budget, repeats)
-    t_xfer = math.nan
+    timing = time_calls(lambda: case.run(be, inputs, outputs), be.sync, budget=budget, repeats=repeats)
+    xfer = None
     if be.is_cuda:
 
         def with_transfers():
@@ -390,20 +421,8 @@ def _measure_case(case, be, host_inputs, dtype, budget, repeats):
                 if key in outputs:
                     be.to_host(outputs[key])
 
-        t_xfer, _ = median_time(with_transfers, be.sync, budget, repeats)
-    return ProfileRecord(
-        case.kernel,
-        case.case,
-        be.name,
-        float(case.size),
-        t,
-        t_xfer,
-        float(case.work),
-        case.unit,
-        case.work / t / 1e9,
-        inner=inner,
-        repeats=repeats,
-    )
+        xfer = time_calls(with_transfers, be.sync, budget=budget, repeats=repeats)
+    return _record(case.kernel, case.case, be.name, case.size, case.work, case.unit, timing, xfer)
 
 
 def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
@@ -427,31 +446,15 @@ def _train_records(be, quick, dtype, budget, repeats, ref_loss_cache):
         raise ProfileError(
             f"train_step on {be.name}: loss {loss} differs from the NumPy reference {want}; not timed"
         )
-    t_xfer = math.nan
-    if be.is_cuda:
-        model.set_dataset(x, labels)
-        idx = np.arange(batch)
-        model.train_step_indices(idx, lr, return_loss=False)
-        be.sync()
-        t, inner = median_time(
-            lambda: model.train_step_indices(idx, lr, return_loss=False), be.sync, budget, repeats
-        )
-        t_xfer, _ = median_time(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
-    else:
-        t, inner = median_time(lambda: model.train_step(x, labels, lr), be.sync, budget, repeats)
-    return ProfileRecord(
-        "train_step",
-        case,
-        be.name,
-        float(batch),
-        t,
-        t_xfer,
-        flops,
-        "GFLOP/s",
-        flops / t / 1e9,
-        inner=inner,
-        repeats=repeats,
+    on_host = time_calls(lambda: model.train_step(x, labels, lr), be.sync, budget=budget, repeats=repeats)
+    if not be.is_cuda:
+        return _record("train_step", case, be.name, batch, flops, "GFLOP/s", on_host)
+    model.set_dataset(x, labels)  # the kernel-only time: the data set on the device, the loss left there
+    idx = np.arange(batch)
+    on_device = time_calls(
+        lambda: model.train_step_indices(idx, lr, return_loss=False), be.sync, budget=budget, repeats=repeats
     )
+    return _record("train_step", case, be.name, batch, flops, "GFLOP/s", on_device, on_host)
 
 
 def _device_info(backends):
@@ -491,23 +494,53 @@ def run_profile(
     seed=0,
     log=None,
 ):
-    """Profile each backend; return a :class:`ProfileResult`.
+    """Check, then time every kernel and the training step on each backend.
 
-    ``backends``: names from ``numpy``, ``cpu``, ``cuda`` (default
-    :func:`default_backends`); ``quick``: small sizes, short timings (tests);
-    ``dtype``: ``float32`` or ``float64``; ``sizes``: the matmul squares
-    (default 1024 2048 4096, quick 32 64); ``budget``: seconds of timing per
-    case and backend (default 0.5, quick 0.02); ``repeats``: timed batches
-    per case (median taken; default 5, quick 3); ``kernels``: only these
-    names of ``KERNELS`` (default all). ``log`` is called with a
-    progress line per case. Raises ``BackendError`` for an unknown or
-    unusable backend and ``ProfileError`` if a result disagrees with the
-    reference.
+    Each case is checked against the NumPy reference, then timed with
+    :func:`fastinit.timing.time_calls`; the backends are timed one after the other, each
+    after :func:`fastinit.timing.settle` (not with `quick`).
+
+    Parameters
+    ----------
+    backends : sequence of {'numpy', 'cpu', 'cuda'}, optional
+        The backends to profile; :func:`fastinit.timing.timed_backends` when None or empty
+        (cuda only on a real GPU).
+    quick : bool, default False
+        Small sizes and short timings (tests, smoke runs).
+    dtype : {'float32', 'float64'}, default 'float32'
+        The arrays' dtype.
+    sizes : sequence of int, optional
+        The matmul squares n (n x n times n x n); default 1024 2048 4096, with `quick` 32 64.
+    budget : float, optional
+        Seconds of timing per case and backend; default 0.5, with `quick` 0.02.
+    repeats : int, optional
+        Timed batches per case, at least (the median is taken); default 5, with `quick` 3.
+    kernels : sequence of str, optional
+        Only these names of ``KERNELS``; all when None or empty.
+    seed : int, default 0
+        Seed of the random inputs (the same inputs on every backend).
+    log : callable, optional
+        Called with a progress line (str) per case and backend.
+
+    Returns
+    -------
+    ProfileResult
+        One record per case and backend, in the order of the cases, each case's backends in
+        ``fastinit.backends.BACKENDS`` order, with speed-ups over numpy when numpy was timed.
+
+    Raises
+    ------
+    fastinit.backends.BackendError
+        For an unknown backend, or cuda without a GPU.
+    ValueError
+        For a bad dtype, a repeated backend, a size < 1 or an unknown kernel.
+    ProfileError
+        If a backend's result disagrees with the NumPy reference (it is not timed).
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    backends = tuple(default_backends() if not backends else backends)
+    backends = tuple(timed_backends() if not backends else backends)
     for name in backends:
         check_backend(name)
     if len(set(backends)) != len(backends):
@@ -522,24 +555,26 @@ def run_profile(
     repeats = repeats if repeats is not None else (3 if quick else 5)
     order = sorted(backends, key=BACKENDS.index)
     bes = [KernelBackend(name) for name in order]  # BackendError before any work
-    rng = np.random.default_rng(seed)
-    records = []
     cases = [
         c
         for c in _cases(quick, tuple(int(s) for s in sizes) if sizes else None, dtype)
         if c.kernel in kernels
     ]
-    for case in cases:
-        host_inputs = case.make(rng, dtype)
-        for be in bes:
+    records = []
+    train_cache = {}
+    for be in bes:
+        settle(0.0 if quick else SETTLE_S)  # the pool of the backend timed before goes idle
+        for i, case in enumerate(cases):
             if log:
                 log(f"{case.kernel} {case.case} on {be.name}")
+            host_inputs = case.make(np.random.default_rng([seed, i]), dtype)  # the same on every backend
             records.append(_measure_case(case, be, host_inputs, dtype, budget, repeats))
-    train_cache = {}
-    for be in bes if "train_step" in kernels else ():
-        if log:
-            log(f"train_step on {be.name}")
-        records.append(_train_records(be, quick, dtype, budget, repeats, train_cache))
+        if "train_step" in kernels:
+            if log:
+                log(f"train_step on {be.name}")
+            records.append(_train_records(be, quick, dtype, budget, repeats, train_cache))
+    position = {(c.kernel, c.case): i for i, c in enumerate(cases)}
+    records.sort(key=lambda r: (position.get((r.kernel, r.case), len(cases)), order.index(r.backend)))
     _fill_speedups(records)
     return ProfileResult(records, dtype.name, tuple(order), bool(quick), _device_info(order))
 
@@ -555,7 +590,19 @@ def _fill_speedups(records):
 
 
 def format_table(result):
-    """The profile as an aligned text table (one row per case and backend)."""
+    """The profile as an aligned text table.
+
+    Parameters
+    ----------
+    result : ProfileResult
+        What :func:`run_profile` measured.
+
+    Returns
+    -------
+    str
+        One row per case and backend (time, time with transfers, throughput, speed-up over
+        numpy), then the dtype, the machine and how the times were taken.
+    """
     head = ("kernel", "case", "backend", "time", "w/ transfers", "throughput", "vs numpy")
     rows = [head]
     for r in result.records:
@@ -588,14 +635,25 @@ _COLUMNS = tuple(d.name for d in schema.PROFILE.datasets)
 
 
 def write_profile(f, result):
-    """Write ``result`` into an open results file under ``/profile/<dtype>/<backend>``.
+    """Write `result` into an open results file under ``/profile/<dtype>/<backend>``.
 
     Each group holds one column per record field (``kernel``, ``case``,
     ``unit`` as UTF-8 strings; ``size``, ``time_s``, ``time_xfer_s``,
     ``work``, ``throughput``, ``speedup`` float64; ``inner``, ``repeats``
     int64; units and descriptions from :data:`fastinit.schema.PROFILE`) and
-    the attrs ``quick`` and the device info. Returns the group paths
-    written; other backends' groups are kept.
+    the attrs ``quick`` and the device info; other backends' groups are kept.
+
+    Parameters
+    ----------
+    f : h5py.File
+        A results file open for writing (``fastinit.store.open_results``).
+    result : ProfileResult
+        What :func:`run_profile` measured.
+
+    Returns
+    -------
+    list of str
+        The group paths written.
     """
     import h5py
 
@@ -621,23 +679,46 @@ def write_profile(f, result):
 
 
 def write_json(path, result):
-    """Write ``result`` as JSON (NaN as null) atomically; return the path."""
-    folder, name = os.path.split(os.path.abspath(path))
+    """Write `result` as JSON (NaN as null) in one step.
+
+    Parameters
+    ----------
+    path : str
+        The JSON file.
+    result : ProfileResult
+        What :func:`run_profile` measured.
+
+    Returns
+    -------
+    str
+        `path`, written in one step (``fastinit.outputs.write_text``).
+
+    Raises
+    ------
+    ValueError
+        If the folder of `path` does not exist.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"cannot write {path}: folder {folder} does not exist")
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(result.to_dict(), fh, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_text(path, json.dumps(result.to_dict(), indent=1))
 
 
 def read_profile(f, dtype="float32"):
-    """Read ``/profile/<dtype>/*`` back from an open results file as a list of :class:`ProfileRecord`."""
+    """Read ``/profile/<dtype>/*`` back from an open results file.
+
+    Parameters
+    ----------
+    f : h5py.File
+        An open results file.
+    dtype : {'float32', 'float64'}, default 'float32'
+        Which profile to read.
+
+    Returns
+    -------
+    list of ProfileRecord
+        Every backend's records.
+    """
     records = []
     group = f[f"/profile/{dtype}"]
     for backend in group:

@@ -185,14 +185,7 @@ def reproduce(
     # 3. Figures.
     t0 = time.perf_counter()
     for activation, res in histograms.items():
-        path = os.path.join(out_dir, f"histogram-{activation}.png")
-        plots.plot_histogram(res, path)
-        figures += [
-            path,
-            plots.plot_depth(res, plots.depth_path(path)),
-            plots.plot_gradients(res, plots.depth_path(path, "gradients")),
-            plots.plot_gradient_histogram(res, plots.depth_path(path, "gradient-histogram")),
-        ]
+        figures += plots.plot_histogram_figures(res, os.path.join(out_dir, f"histogram-{activation}.png"))
     activation_stats = {r.name: _activation_stats(h5_path, r) for r in _first_seeds(runs)}
     stored = read_runs(h5_path, [r.name for r in runs])
     figures += plots.plot_train_figures(
