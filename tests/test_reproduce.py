@@ -11,11 +11,14 @@ from fastinit.experiments.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """``fastinit reproduce --quick`` once for the module: about a minute of one core, so the
+    tests that read it are marked slow (CI runs them)."""
     out = tmp_path_factory.mktemp("repro") / "results"
     status = main(["reproduce", "--out", str(out), "--quick", "--backend", "numpy", "-q"])
     return status, out
 
 
+@pytest.mark.slow
 def test_exit_status_and_files(quick_run):
     status, out = quick_run
     assert status == 0
@@ -33,6 +36,7 @@ def test_exit_status_and_files(quick_run):
     ]  # no temp part left
 
 
+@pytest.mark.slow
 def test_hdf5_holds_histograms_and_runs(quick_run):
     _, out = quick_run
     with h5py.File(out / "fastinit.h5", "r") as f:
@@ -52,6 +56,7 @@ def test_hdf5_holds_histograms_and_runs(quick_run):
             assert g["loss"].shape == (40,) and "activations" not in g and "gradients" not in g
 
 
+@pytest.mark.slow
 def test_summary_states_numbers_and_setup(quick_run):
     _, out = quick_run
     text = (out / "summary.md").read_text()
@@ -150,7 +155,7 @@ def test_findings_use_the_mean_over_seeds():
     )
 
 
-def test_history_verdicts_follow_the_numbers(quick_run):
+def test_history_verdicts_follow_the_numbers():
     from fastinit.experiments.reproduce import _history_findings
     from fastinit.experiments.train import RunResult, TrainConfig
 
@@ -178,7 +183,11 @@ def test_history_verdicts_follow_the_numbers(quick_run):
     text = "\n".join(_history_findings(by, probe, TrainConfig()))
     assert "Layer-wise pre-training does NOT rescue" in text and "It learns from lr 0.5 (of 0.1, 0.5)" in text
     assert "LSUV rescues the 5-layer sigmoid network at lr 0.01" in text and "Xavier from lr 0.5." in text
-    _, out = quick_run  # the real run writes the section, the lr probe included
+
+
+@pytest.mark.slow
+def test_the_real_run_writes_the_history_section(quick_run):
+    _, out = quick_run  # the lr probe included
     summary = (out / "summary.md").read_text()
     assert (
         "## History: layer-wise pre-training and LSUV" in summary and "| 0.5 | pretrain:sigmoid |" in summary
