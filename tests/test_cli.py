@@ -70,26 +70,14 @@ def test_histogram_no_gradients(tmp_path, capsys):
 
 def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     out = tmp_path / "study.h5"
-    assert (
-        _run(
-            capsys, "histogram", *SMALL, "--activation", "tanh", "--init", "xavier", "-q", "--out", str(out)
-        )[0]
-        == 0
-    )
+
+    def histogram(activation, init, *more):
+        args = ["--activation", activation, "--init", init, "-q", *more, "--out", str(out)]
+        return _run(capsys, "histogram", *SMALL, *args)
+
+    assert histogram("tanh", "xavier")[0] == 0
     assert (tmp_path / "study-histogram-tanh.png").exists()
-    code, stdout, _ = _run(
-        capsys,
-        "histogram",
-        *SMALL,
-        "--activation",
-        "relu",
-        "--init",
-        "he",
-        "-q",
-        "--no-plot",
-        "--out",
-        str(out),
-    )
+    code, stdout, _ = histogram("relu", "he", "--no-plot")
     assert code == 0 and stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "study-histogram-tanh-depth.png",
@@ -102,22 +90,7 @@ def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     info = describe(out)
     assert info.node("/histogram/tanh/xavier") is not None and info.node("/histogram/relu/he") is not None
     # --plot with no file name: the default file (it used to fail with "expected one argument")
-    assert (
-        _run(
-            capsys,
-            "histogram",
-            *SMALL,
-            "--activation",
-            "relu",
-            "--init",
-            "he",
-            "-q",
-            "--plot",
-            "--out",
-            str(out),
-        )[0]
-        == 0
-    )
+    assert histogram("relu", "he", "--plot")[0] == 0
     assert (tmp_path / "study-histogram-relu.png").exists()
 
 

@@ -9,6 +9,25 @@ from fastinit.cli import main
 from fastinit.experiments.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS, REPRODUCE_SEEDS
 
 
+def _result(name, loss, acc=0.5, seed=None, activation="relu"):
+    """A complete 2000-iteration run with these final numbers, as the summary's findings read it;
+    with a ``seed``, one seed's run of several."""
+    from fastinit.experiments.train import RunResult
+
+    return RunResult(
+        name=name,
+        init=name.split(":")[0],
+        activation=activation,
+        status="complete",
+        iterations_done=2000,
+        final_train_loss=loss,
+        final_test_accuracy=acc,
+        wall_time_s=1.0,
+        group="" if seed is None else f"/train/{name}/seed={seed}",
+        seed=seed or 0,
+    )
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     """``fastinit reproduce --quick`` once for the module: about a minute of one core, so the
@@ -74,29 +93,14 @@ def test_summary_states_numbers_and_setup(quick_run):
 
 def test_findings_follow_the_numbers():
     # The summary's sentences come from the numbers, not from a script.
-    from types import SimpleNamespace
-
     from fastinit.experiments.reproduce import _train_findings
-
-    def run(name, loss, acc, status="complete"):
-        return SimpleNamespace(
-            name=name,
-            init=name.split(":")[0],
-            activation="relu",
-            status=status,
-            final_train_loss=loss,
-            final_test_accuracy=acc,
-            iterations_done=2000,
-            diverged_step=-1,
-            wall_time_s=1.0,
-        )
 
     good = _train_findings(
         [
-            run("std=0.01", 2.302, 0.11),
-            run("xavier", 0.4, 0.88),
-            run("he", 0.2, 0.94),
-            run("xavier:sigmoid", 2.29, 0.11),
+            _result("std=0.01", 2.302, 0.11),
+            _result("xavier", 0.4, 0.88),
+            _result("he", 0.2, 0.94),
+            _result("xavier:sigmoid", 2.29, 0.11),
         ],
         quick=False,
     )
@@ -106,10 +110,10 @@ def test_findings_follow_the_numbers():
     bad = "\n".join(
         _train_findings(
             [
-                run("std=0.01", 0.3, 0.9),
-                run("xavier", 0.4, 0.88),
-                run("he", 0.5, 0.85),
-                run("xavier:sigmoid", 0.6, 0.8),
+                _result("std=0.01", 0.3, 0.9),
+                _result("xavier", 0.4, 0.88),
+                _result("he", 0.5, 0.85),
+                _result("xavier:sigmoid", 0.6, 0.8),
             ],
             quick=False,
         )
@@ -119,21 +123,9 @@ def test_findings_follow_the_numbers():
 
 def test_findings_use_the_mean_over_seeds():
     from fastinit.experiments.reproduce import _train_findings
-    from fastinit.experiments.train import RunResult
 
     def run(name, seed, loss, acc):
-        return RunResult(
-            name=name,
-            init=name,
-            activation="relu",
-            status="complete",
-            iterations_done=2000,
-            final_train_loss=loss,
-            final_test_accuracy=acc,
-            wall_time_s=1.0,
-            group=f"/train/{name}/seed={seed}",
-            seed=seed,
-        )
+        return _result(name, loss, acc, seed=seed)
 
     runs = [
         run("std=0.01", 0, 2.302, 0.11),
@@ -157,19 +149,10 @@ def test_findings_use_the_mean_over_seeds():
 
 def test_history_verdicts_follow_the_numbers():
     from fastinit.experiments.reproduce import _history_findings
-    from fastinit.experiments.train import RunResult, TrainConfig
+    from fastinit.experiments.train import TrainConfig
 
     def run(name, loss):
-        return RunResult(
-            name=name,
-            init=name.split(":")[0],
-            activation="sigmoid",
-            status="complete",
-            iterations_done=2000,
-            final_train_loss=loss,
-            final_test_accuracy=0.5,
-            wall_time_s=1.0,
-        )
+        return _result(name, loss, activation="sigmoid")
 
     by = {
         "xavier:sigmoid": run("xavier:sigmoid", 2.30),
