@@ -11,6 +11,7 @@ layer). Inputs are large enough to take the parallel paths.
 import sys
 
 import numpy as np
+from commands import argv
 
 from fastinit.kernels import cpu
 
@@ -25,83 +26,19 @@ def cli_commands(work):
     Not listed: ``reproduce`` (it runs histogram and train, both listed, for minutes) and
     ``bench-report`` (it reads a JSON file and compiles nothing).
     """
-    out = f"{work}/r.h5"
+    quiet = dict(no_plot=True, q=True, out=f"{work}/r.h5")
+    tiny_mnist = dict(train_limit=256, test_limit=128, batch_size=32)
     return {
-        "cli:histogram": [
-            "histogram",
-            "--samples",
-            "64",
-            "--units",
-            "16",
-            "--layers",
-            "3",
-            "--init",
-            "xavier",
-            "--no-plot",
-            "-q",
-            "--out",
-            out,
-        ],
-        "cli:train": [
-            "train",
-            "--init",
-            "he",
-            "--seeds",
-            "0",
-            "--iterations",
-            "4",
-            "--batch-size",
-            "32",
-            "--train-limit",
-            "256",
-            "--test-limit",
-            "128",
-            "--eval-every",
-            "2",
-            "--no-plot",
-            "-q",
-            "--out",
-            out,
-        ],
-        "cli:sweep": [
-            "sweep",
-            "--sw2",
-            "1",
-            "2",
-            "--depths",
-            "2",
-            "--seeds",
-            "0",
-            "--steps",
-            "3",
-            "--executor",
-            "engine",
-            "--activation",
-            "relu",
-            "--no-plot",
-            "-q",
-            "--out",
-            out,
-        ],
-        "cli:theory": ["theory", "-q", "--out", out],
-        "cli:profile": ["profile", "--quick", "--backends", "numpy", "cpu", "-q", "--out", out],
-        "cli:spectrum": [
-            "spectrum",
-            "--activation",
-            "tanh",
-            "--weights",
-            "gaussian",
-            "--depths",
-            "2",
-            "--width",
-            "16",
-            "--samples",
-            "2",
-            "--no-plot",
-            "-q",
-            "--out",
-            out,
-        ],
+        "cli:histogram": argv("histogram", samples=64, units=16, layers=3, init="xavier", **quiet),
+        "cli:train": argv("train", init="he", seeds=0, iterations=4, eval_every=2, **tiny_mnist, **quiet),
+        "cli:sweep": argv(
+            "sweep", sw2=(1, 2), depths=2, seeds=0, steps=3, executor="engine", activation="relu", **quiet
+        ),
+        "cli:theory": argv("theory", q=True, out=quiet["out"]),
+        "cli:profile": argv("profile", quick=True, backends=("numpy", "cpu"), q=True, out=quiet["out"]),
+        "cli:spectrum": argv(
+            "spectrum", activation="tanh", weights="gaussian", depths=2, width=16, samples=2, **quiet
+        ),
         "cli:show": ["show", f"{work}/show.h5"],  # a file the test writes first
     }
 

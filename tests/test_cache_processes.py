@@ -21,8 +21,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import entry_points  # noqa: E402
+from commands import argv, fastinit_command, run_python  # noqa: E402
 
 HERE = Path(__file__).parent
+pytestmark = pytest.mark.slow  # real processes, each importing and compiling: CI runs them
 
 
 def _env(cache, **extra):
@@ -33,7 +35,7 @@ def _env(cache, **extra):
 
 def _argv(name, work):
     if name.startswith("cli:"):
-        return [sys.executable, "-m", "fastinit", *entry_points.cli_commands(work)[name]]
+        return fastinit_command(entry_points.cli_commands(work)[name])
     return [sys.executable, str(HERE / "entry_points.py"), name]
 
 
@@ -64,7 +66,6 @@ def all_entry_points():
     return entry_points.KERNELS + [entry_points.MLP_ENTRY] + list(entry_points.cli_commands("."))
 
 
-@pytest.mark.slow
 def test_every_entry_point_survives_a_cache_filled_by_the_others(tmp_path):
     order = all_entry_points()
     failures = []
@@ -97,13 +98,7 @@ def test_thread_count_is_read_at_run_time_not_frozen_into_the_cache(tmp_path):
     2-thread process planning its products for one thread."""
     runs = []
     for threads in ("1", "2"):
-        proc = subprocess.run(
-            [sys.executable, "-c", THREADS_SCRIPT],
-            capture_output=True,
-            text=True,
-            env=_env(tmp_path / "cache", NUMBA_NUM_THREADS=threads),
-            timeout=600,
-        )
+        proc = run_python(THREADS_SCRIPT, env=_env(tmp_path / "cache", NUMBA_NUM_THREADS=threads))
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs.append([int(v) for v in proc.stdout.split()])
     assert runs[0][:2] == [1, 1]  # one thread: one piece, compiled into the cache
@@ -112,7 +107,6 @@ def test_thread_count_is_read_at_run_time_not_frozen_into_the_cache(tmp_path):
     assert hits >= 1, "the 2-thread process should have loaded matmul_into from the cache"
 
 
-@pytest.mark.slow
 def test_cold_sweep_on_two_pool_workers_then_every_entry_point(tmp_path):
     """A cold sweep whose 2 pool workers start at once (numba#4807: concurrent compiles into
     one cache), then every entry point in a fresh process; FASTINIT_COLD_SWEEP_ROUNDS rounds
@@ -124,28 +118,10 @@ def test_cold_sweep_on_two_pool_workers_then_every_entry_point(tmp_path):
         work.mkdir(parents=True)
         with h5py.File(work / "show.h5", "w") as f:
             f["x"] = np.arange(3.0)
-        sweep = [
-            sys.executable,
-            "-m",
-            "fastinit",
-            "sweep",
-            "--sw2",
-            "1",
-            "2",
-            "--depths",
-            "2",
-            "3",
-            "--seeds",
-            "0",
-            "--steps",
-            "5",
-            "--processes",
-            "2",
-            "--no-plot",
-            "-q",
-            "--out",
-            str(work / "sweep.h5"),
-        ]
+        tiny = dict(sw2=(1, 2), depths=(2, 3), seeds=0, steps=5)
+        sweep = fastinit_command(
+            argv("sweep", **tiny, processes=2, no_plot=True, q=True, out=work / "sweep.h5")
+        )
         proc = subprocess.run(sweep, env=_env(cache), capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             failures.append(f"round {r}: cold sweep: exit {proc.returncode}: {proc.stderr.strip()[-600:]}")

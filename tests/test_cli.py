@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from commands import TINY_TRAIN, argv, fastinit_command, run_python
 
 import fastinit.experiments.histogram as histogram_module
 from fastinit.cli import main
@@ -17,10 +18,11 @@ from fastinit.show import describe
 from fastinit.store import open_read
 
 SMALL = ["--layers", "2", "--units", "8", "--samples", "16", "--backend", "numpy"]
+TINY_RUN = dict(iterations=20, eval_every=10, **TINY_TRAIN)  # fastinit train in a second
 
 
-def _run(capsys, *argv):
-    code = main(list(argv))
+def _run(capsys, *args):
+    code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -68,26 +70,14 @@ def test_histogram_no_gradients(tmp_path, capsys):
 
 def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     out = tmp_path / "study.h5"
-    assert (
-        _run(
-            capsys, "histogram", *SMALL, "--activation", "tanh", "--init", "xavier", "-q", "--out", str(out)
-        )[0]
-        == 0
-    )
+
+    def histogram(activation, init, *more):
+        args = ["--activation", activation, "--init", init, "-q", *more, "--out", str(out)]
+        return _run(capsys, "histogram", *SMALL, *args)
+
+    assert histogram("tanh", "xavier")[0] == 0
     assert (tmp_path / "study-histogram-tanh.png").exists()
-    code, stdout, _ = _run(
-        capsys,
-        "histogram",
-        *SMALL,
-        "--activation",
-        "relu",
-        "--init",
-        "he",
-        "-q",
-        "--no-plot",
-        "--out",
-        str(out),
-    )
+    code, stdout, _ = histogram("relu", "he", "--no-plot")
     assert code == 0 and stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "study-histogram-tanh-depth.png",
@@ -100,46 +90,13 @@ def test_default_plot_beside_the_results_and_no_plot(tmp_path, capsys):
     info = describe(out)
     assert info.node("/histogram/tanh/xavier") is not None and info.node("/histogram/relu/he") is not None
     # --plot with no file name: the default file (it used to fail with "expected one argument")
-    assert (
-        _run(
-            capsys,
-            "histogram",
-            *SMALL,
-            "--activation",
-            "relu",
-            "--init",
-            "he",
-            "-q",
-            "--plot",
-            "--out",
-            str(out),
-        )[0]
-        == 0
-    )
+    assert histogram("relu", "he", "--plot")[0] == 0
     assert (tmp_path / "study-histogram-relu.png").exists()
 
 
 def test_train_draws_its_figures_by_default(tmp_path, capsys):
     out = tmp_path / "t.h5"
-    code = _run(
-        capsys,
-        "train",
-        "--init",
-        "he",
-        "--iterations",
-        "20",
-        "--eval-every",
-        "10",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "50",
-        "--backend",
-        "numpy",
-        "-q",
-        "--out",
-        str(out),
-    )[0]
+    code = _run(capsys, *argv("train", init="he", **TINY_RUN, q=True, out=out))[0]
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "t-accuracy.png",
@@ -512,25 +469,9 @@ def test_stop_signal_during_train_keeps_finished_runs_and_cleans_up(
     monkeypatch.setattr(mlp.MLP, "train_step_indices", step_then_signal)
     before = signal.getsignal(sig)
     out = tmp_path / "t.h5"
+    tiny = dict(eval_every=10, train_limit=500, test_limit=100, backend="numpy")
     code, _, err = _run(
-        capsys,
-        "train",
-        "--init",
-        "he",
-        "xavier",
-        "--iterations",
-        str(iterations),
-        "--eval-every",
-        "10",
-        "--train-limit",
-        "500",
-        "--test-limit",
-        "100",
-        "--backend",
-        "numpy",
-        "--out",
-        str(out),
-        "-q",
+        capsys, *argv("train", init=("he", "xavier"), iterations=iterations, **tiny, out=out, q=True)
     )
     assert code == status, err
     assert "Traceback" not in err and signal.Signals(sig).name in err
@@ -556,34 +497,41 @@ def test_an_error_does_not_import_matplotlib():
         "import sys; from fastinit.cli import main; code = main(['histogram', '--init', 'bogus']); "
         "print(code, 'matplotlib' in sys.modules)"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    proc = run_python(script, timeout=120)
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+
+
+def _until_it_catches_sigterm(proc, timeout=60.0):
+    """Wait until ``proc`` has a SIGTERM handler (its ``SigCgt`` mask in /proc); return the extra
+    seconds still to sleep: 0, or 0.4 where there is no /proc to read."""
+    status = Path(f"/proc/{proc.pid}/status")
+    if not status.exists():
+        return 0.4  # a guess: by then the interpreter has started fastinit.cli
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            caught = next(ln for ln in status.read_text().splitlines() if ln.startswith("SigCgt:"))
+        except (OSError, StopIteration):
+            break  # the process is gone: communicate() tells the rest
+        if int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1:
+            break
+        time.sleep(0.005)
+    return 0.0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
     """Ctrl-C or SIGTERM while the command is still importing its libraries or loading the data:
     a quiet exit (128 + signal), never a traceback, never a temp or lock file."""
-    # From 0.4 s: before that the interpreter may still be compiling fastinit.cli (no .pyc when
-    # PYTHONDONTWRITEBYTECODE is set) and no Python program has a handler installed yet.
-    for delay in (0.4, 0.7, 1.0, 1.5):
+    # Counted from the moment the process catches SIGTERM (read from /proc where there is one:
+    # main() installs its three handlers together), not from its start: before that no Python
+    # program has a handler installed, and on a busy machine that moment comes late.
+    for delay in (0.0, 0.3, 0.6, 1.1):
         out = tmp_path / f"t{delay}.h5"
-        cmd = [
-            sys.executable,
-            "-m",
-            "fastinit",
-            "train",
-            "--iterations",
-            "100000",
-            "--backend",
-            "numpy",
-            "-q",
-            "--out",
-            str(out),
-        ]
+        cmd = fastinit_command(argv("train", iterations=100000, backend="numpy", q=True, out=out))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(delay)
+            time.sleep(delay + _until_it_catches_sigterm(proc))
             proc.send_signal(sig)
             _, err = proc.communicate(timeout=120)
         finally:
@@ -601,26 +549,7 @@ def test_a_stop_signal_at_start_up_gives_no_traceback(tmp_path, sig):
 def test_one_output_folder_for_every_command_and_show_reads_it(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert _run(capsys, "histogram", *SMALL, "--init", "xavier", "-q")[0] == 0
-    assert (
-        _run(
-            capsys,
-            "train",
-            "--init",
-            "he",
-            "--iterations",
-            "20",
-            "--eval-every",
-            "10",
-            "--train-limit",
-            "300",
-            "--test-limit",
-            "50",
-            "--backend",
-            "numpy",
-            "-q",
-        )[0]
-        == 0
-    )
+    assert _run(capsys, *argv("train", init="he", **TINY_RUN, q=True))[0] == 0
     folder = tmp_path / "fastinit-results"
     assert sorted(p.name for p in folder.iterdir()) == [
         "fastinit.h5",

@@ -11,11 +11,11 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import h5py
 import pytest
+from commands import TINY_TRAIN, argv, fastinit_command
 
 from fastinit.cli import main
 from fastinit.store import parts_folder
@@ -27,34 +27,10 @@ TRIALS = 10
 
 
 def _command(out):
-    return [
-        sys.executable,
-        "-m",
-        "fastinit",
-        "train",
-        "--init",
-        *INITS,
-        "--seeds",
-        *map(str, SEEDS),
-        "--iterations",
-        str(ITERATIONS),
-        "--batch-size",
-        "16",
-        "--eval-every",
-        "25",
-        "--snapshot-every",
-        "25",
-        "--train-limit",
-        "300",
-        "--test-limit",
-        "50",
-        "--backend",
-        "numpy",
-        "--no-plot",
-        "-q",
-        "--out",
-        str(out),
-    ]
+    options = dict(batch_size=16, eval_every=25, snapshot_every=25, no_plot=True, q=True, out=out)
+    return fastinit_command(
+        argv("train", init=INITS, seeds=SEEDS, iterations=ITERATIONS, **TINY_TRAIN, **options)
+    )
 
 
 def _finished_runs(out):
@@ -109,28 +85,7 @@ def test_kill_9_at_random_moments_keeps_every_finished_run(tmp_path, capsys):
         f"a whole command takes {duration:.1f} s"
     )
     # The next update removes what killed processes left: temp and unlinked part files.
-    assert (
-        main(
-            [
-                "train",
-                "--init",
-                "he",
-                "--iterations",
-                "5",
-                "--train-limit",
-                "300",
-                "--test-limit",
-                "50",
-                "--backend",
-                "numpy",
-                "--no-plot",
-                "-q",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main(argv("train", init="he", iterations=5, **TINY_TRAIN, no_plot=True, q=True, out=out)) == 0
     parts = sorted(os.listdir(parts_folder(out)))
     with h5py.File(out, "r") as f:
         linked = {

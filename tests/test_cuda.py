@@ -8,11 +8,11 @@ pytest tests/test_cuda.py``. Simulator cases stay small (<= 64 x 64).
 import os
 import re
 import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from commands import argv, fastinit_command, run_python
 from conftest import ON_SIMULATOR, tolerances
 
 cuda = pytest.importorskip("numba.cuda")
@@ -49,29 +49,12 @@ def _no_cuda_env():
 def _real_gpu_present():
     """Whether a real CUDA device is visible (asked in a subprocess with the simulator off)."""
     code = "from numba import cuda; print(int(cuda.is_available()))"
-    res = subprocess.run(
-        [sys.executable, "-c", code], env=_no_cuda_env(), capture_output=True, text=True, timeout=120
-    )
-    return res.stdout.strip().endswith("1")
+    return run_python(code, env=_no_cuda_env(), timeout=120).stdout.strip().endswith("1")
 
 
 # --------------------------------------------------------------------------- matmul
 
-# (M, K, N): 1x1, tall and skinny, wide, and sizes that are not multiples of the tile.
-SHAPES = [(1, 1, 1), (64, 3, 2), (2, 40, 64), (33, 17, 29)]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("mkn", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_matmul_shapes_and_transposes(mkn, trans_a, trans_b, dtype):
-    m, k, n = mkn
-    a = _rand((k, m) if trans_a else (m, k), dtype)
-    b = _rand((n, k) if trans_b else (k, n), dtype)
-    got = kc.matmul(cuda.to_device(a), cuda.to_device(b), trans_a=trans_a, trans_b=trans_b)
-    assert got.shape == (m, n) and got.dtype == np.dtype(dtype)
-    _close(_host(got), kr.matmul(a, b, trans_a=trans_a, trans_b=trans_b), dtype)
+# Shapes and transposes against the reference: tests/test_kernels.py (its cuda cases).
 
 
 @pytest.mark.parametrize("config", sorted(kc.MATMUL_CONFIGS))
@@ -361,9 +344,7 @@ def test_import_needs_no_cuda():
         print("ok")
         """
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code], env=_no_cuda_env(), capture_output=True, text=True, timeout=300
-    )
+    res = run_python(code, env=_no_cuda_env(), timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
 
@@ -373,24 +354,8 @@ def test_cli_backend_cuda_without_a_device_is_one_line(tmp_path):
         pytest.skip("a real GPU is present")
     from fastinit.backends import NO_CUDA_MESSAGE
 
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fastinit",
-            "histogram",
-            "--backend",
-            "cuda",
-            "--out",
-            str(tmp_path / "r.h5"),
-            "--no-plot",
-            "-q",
-        ],
-        env=_no_cuda_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = fastinit_command(argv("histogram", backend="cuda", out=tmp_path / "r.h5", no_plot=True, q=True))
+    res = subprocess.run(command, env=_no_cuda_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -33,6 +35,7 @@ def test_sigmoid_histograms_show_collapse_and_spread(tmp_path):
     assert std[("std=0.01", 5)] < 0.05 < std[("xavier", 5)]
 
 
+@pytest.mark.slow  # the whole of MNIST: loaded, put on the engine, predicted, three times
 def test_mnist_init_comparison_runs(tmp_path):
     text = _run(tmp_path, "mnist_init_comparison", "--iterations", "30")
     assert [line.split()[0] for line in text.splitlines()[:3]] == ["std=0.01", "xavier", "he"]

@@ -9,13 +9,12 @@ cuda cases are capped at 64 along every axis.
 
 import math
 import os
-import subprocess
-import sys
 import textwrap
 import zlib
 
 import numpy as np
 import pytest
+from commands import run_python
 from conftest import DTYPES, ON_SIMULATOR, tolerances
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,6 +88,9 @@ MATMUL_SHAPES = [
     (5, 1, 9),
     (7, 13, 3),
     (17, 33, 31),
+    (33, 17, 29),  # no side a multiple of a cuda tile
+    (64, 3, 2),  # tall and skinny
+    (2, 40, 64),  # wide
     (64, 64, 64),
     (128, 100, 10),
     (128, 784, 100),
@@ -769,16 +771,7 @@ PURE_PYTHON_SCRIPT = textwrap.dedent(
 
 def test_cpu_kernels_run_without_jit():
     """The cpu module also works as plain Python (NUMBA_DISABLE_JIT=1): same stable results."""
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run(
-        [sys.executable, "-c", PURE_PYTHON_SCRIPT],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(PURE_PYTHON_SCRIPT, env=dict(os.environ, NUMBA_DISABLE_JIT="1"), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pure-python ok" in proc.stdout
 

@@ -615,6 +615,7 @@ def test_cpu_parallel_step_matches_numpy_and_compiles_each_block_once():
     assert "parallel ok" in proc.stdout
 
 
+@pytest.mark.slow  # a fresh process compiles every block it runs, uncached
 def test_cpu_backend_runs_uncached_when_no_cache_directory_is_writable(tmp_path):
     """NUMBA_CACHE_DIR on a read-only filesystem (skipped where mounting is not allowed): the
     cpu kernels and a training step run, uncached, with one line on stderr saying so."""

@@ -2,6 +2,8 @@
 
 import io
 
+from commands import TINY_TRAIN, argv
+
 from fastinit.progress import Progress
 
 
@@ -32,49 +34,14 @@ def test_heartbeat_waits_for_its_interval_and_disabled_prints_nothing():
 def test_cli_train_off_a_terminal_writes_one_line_per_run(tmp_path, capsys):
     from fastinit.cli import main
 
+    tiny = dict(iterations=20, **TINY_TRAIN)
     code = main(
-        [
-            "train",
-            "--init",
-            "he",
-            "xavier",
-            "--iterations",
-            "20",
-            "--eval-every",
-            "10",
-            "--train-limit",
-            "300",
-            "--test-limit",
-            "50",
-            "--backend",
-            "numpy",
-            "--no-plot",
-            "--out",
-            str(tmp_path / "t.h5"),
-        ]
+        argv("train", init=("he", "xavier"), eval_every=10, **tiny, no_plot=True, out=tmp_path / "t.h5")
     )
     err = capsys.readouterr().err
     assert code == 0
     runs = [ln for ln in err.splitlines() if ln.startswith("train ")]
     assert [ln.split(":")[0] for ln in runs] == ["train he", "train xavier"], err
     assert all("complete, 20 it, loss " in ln and "acc " in ln for ln in runs), err
-    assert (
-        main(
-            [
-                "train",
-                "-q",
-                "--iterations",
-                "20",
-                "--train-limit",
-                "300",
-                "--test-limit",
-                "50",
-                "--backend",
-                "numpy",
-                "--out",
-                str(tmp_path / "q.h5"),
-            ]
-        )
-        == 0
-    )
+    assert main(argv("train", q=True, **tiny, out=tmp_path / "q.h5")) == 0
     assert capsys.readouterr().err == ""

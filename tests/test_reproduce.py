@@ -9,13 +9,35 @@ from fastinit.cli import main
 from fastinit.experiments.reproduce import HISTOGRAM_ACTIVATIONS, REPRODUCE_RUNS, REPRODUCE_SEEDS
 
 
+def _result(name, loss, acc=0.5, seed=None, activation="relu"):
+    """A complete 2000-iteration run with these final numbers, as the summary's findings read it;
+    with a ``seed``, one seed's run of several."""
+    from fastinit.experiments.train import RunResult
+
+    return RunResult(
+        name=name,
+        init=name.split(":")[0],
+        activation=activation,
+        status="complete",
+        iterations_done=2000,
+        final_train_loss=loss,
+        final_test_accuracy=acc,
+        wall_time_s=1.0,
+        group="" if seed is None else f"/train/{name}/seed={seed}",
+        seed=seed or 0,
+    )
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """``fastinit reproduce --quick`` once for the module: about a minute of one core, so the
+    tests that read it are marked slow (CI runs them)."""
     out = tmp_path_factory.mktemp("repro") / "results"
     status = main(["reproduce", "--out", str(out), "--quick", "--backend", "numpy", "-q"])
     return status, out
 
 
+@pytest.mark.slow
 def test_exit_status_and_files(quick_run):
     status, out = quick_run
     assert status == 0
@@ -33,6 +55,7 @@ def test_exit_status_and_files(quick_run):
     ]  # no temp part left
 
 
+@pytest.mark.slow
 def test_hdf5_holds_histograms_and_runs(quick_run):
     _, out = quick_run
     with h5py.File(out / "fastinit.h5", "r") as f:
@@ -52,6 +75,7 @@ def test_hdf5_holds_histograms_and_runs(quick_run):
             assert g["loss"].shape == (40,) and "activations" not in g and "gradients" not in g
 
 
+@pytest.mark.slow
 def test_summary_states_numbers_and_setup(quick_run):
     _, out = quick_run
     text = (out / "summary.md").read_text()
@@ -69,29 +93,14 @@ def test_summary_states_numbers_and_setup(quick_run):
 
 def test_findings_follow_the_numbers():
     # The summary's sentences come from the numbers, not from a script.
-    from types import SimpleNamespace
-
     from fastinit.experiments.reproduce import _train_findings
-
-    def run(name, loss, acc, status="complete"):
-        return SimpleNamespace(
-            name=name,
-            init=name.split(":")[0],
-            activation="relu",
-            status=status,
-            final_train_loss=loss,
-            final_test_accuracy=acc,
-            iterations_done=2000,
-            diverged_step=-1,
-            wall_time_s=1.0,
-        )
 
     good = _train_findings(
         [
-            run("std=0.01", 2.302, 0.11),
-            run("xavier", 0.4, 0.88),
-            run("he", 0.2, 0.94),
-            run("xavier:sigmoid", 2.29, 0.11),
+            _result("std=0.01", 2.302, 0.11),
+            _result("xavier", 0.4, 0.88),
+            _result("he", 0.2, 0.94),
+            _result("xavier:sigmoid", 2.29, 0.11),
         ],
         quick=False,
     )
@@ -101,10 +110,10 @@ def test_findings_follow_the_numbers():
     bad = "\n".join(
         _train_findings(
             [
-                run("std=0.01", 0.3, 0.9),
-                run("xavier", 0.4, 0.88),
-                run("he", 0.5, 0.85),
-                run("xavier:sigmoid", 0.6, 0.8),
+                _result("std=0.01", 0.3, 0.9),
+                _result("xavier", 0.4, 0.88),
+                _result("he", 0.5, 0.85),
+                _result("xavier:sigmoid", 0.6, 0.8),
             ],
             quick=False,
         )
@@ -114,21 +123,9 @@ def test_findings_follow_the_numbers():
 
 def test_findings_use_the_mean_over_seeds():
     from fastinit.experiments.reproduce import _train_findings
-    from fastinit.experiments.train import RunResult
 
     def run(name, seed, loss, acc):
-        return RunResult(
-            name=name,
-            init=name,
-            activation="relu",
-            status="complete",
-            iterations_done=2000,
-            final_train_loss=loss,
-            final_test_accuracy=acc,
-            wall_time_s=1.0,
-            group=f"/train/{name}/seed={seed}",
-            seed=seed,
-        )
+        return _result(name, loss, acc, seed=seed)
 
     runs = [
         run("std=0.01", 0, 2.302, 0.11),
@@ -150,21 +147,12 @@ def test_findings_use_the_mean_over_seeds():
     )
 
 
-def test_history_verdicts_follow_the_numbers(quick_run):
+def test_history_verdicts_follow_the_numbers():
     from fastinit.experiments.reproduce import _history_findings
-    from fastinit.experiments.train import RunResult, TrainConfig
+    from fastinit.experiments.train import TrainConfig
 
     def run(name, loss):
-        return RunResult(
-            name=name,
-            init=name.split(":")[0],
-            activation="sigmoid",
-            status="complete",
-            iterations_done=2000,
-            final_train_loss=loss,
-            final_test_accuracy=0.5,
-            wall_time_s=1.0,
-        )
+        return _result(name, loss, activation="sigmoid")
 
     by = {
         "xavier:sigmoid": run("xavier:sigmoid", 2.30),
@@ -178,7 +166,11 @@ def test_history_verdicts_follow_the_numbers(quick_run):
     text = "\n".join(_history_findings(by, probe, TrainConfig()))
     assert "Layer-wise pre-training does NOT rescue" in text and "It learns from lr 0.5 (of 0.1, 0.5)" in text
     assert "LSUV rescues the 5-layer sigmoid network at lr 0.01" in text and "Xavier from lr 0.5." in text
-    _, out = quick_run  # the real run writes the section, the lr probe included
+
+
+@pytest.mark.slow
+def test_the_real_run_writes_the_history_section(quick_run):
+    _, out = quick_run  # the lr probe included
     summary = (out / "summary.md").read_text()
     assert (
         "## History: layer-wise pre-training and LSUV" in summary and "| 0.5 | pretrain:sigmoid |" in summary
