@@ -66,6 +66,7 @@ __all__ = [
     "plot_spectrum",
     "spectrum_training_figure",
     "plot_spectrum_training",
+    "plot_run_snapshots",
 ]
 
 FORMATS = ("png", "pdf", "svg")
@@ -1031,16 +1032,50 @@ def plot_train_figures(runs, snapshots, plot):
         For a bad path.
     """
     check_figure_path(plot)
-    stem, ext = os.path.splitext(os.fspath(plot))
-    stem = stem[: -len("-loss")] if stem.endswith("-loss") else stem
+    stem, ext = _train_stem(plot)
     written = [plot_train_loss(runs, plot), plot_train_accuracy(runs, f"{stem}-accuracy{ext}")]
     for snap in snapshots:
-        for dataset, draw in (("activations", plot_train_activations), ("gradients", plot_train_gradients)):
-            if snap[dataset] is None:
-                continue
-            values, steps = snap[dataset]
-            target = f"{stem}-{dataset}-{_file_safe(snap['name'])}{ext}"
-            written.append(draw(values, steps, snap["label"], snap["activation"], target))
+        written += plot_run_snapshots(snap, plot)
+    return written
+
+
+def _train_stem(plot):
+    """The loss figure's path without its extension and a trailing ``-loss``, and the extension."""
+    stem, ext = os.path.splitext(os.fspath(plot))
+    return (stem[: -len("-loss")] if stem.endswith("-loss") else stem), ext
+
+
+def plot_run_snapshots(snap, plot):
+    """Draw one run's snapshot figures beside the loss figure ``plot``, as :func:`plot_train_figures` does.
+
+    Parameters
+    ----------
+    snap : dict
+        One entry of :func:`fastinit.experiments.train.read_snapshots`: ``name``,
+        ``label``, ``activation`` and the ``(values, steps)`` of its ``activations`` and
+        ``gradients`` snapshots (None where not recorded).
+    plot : str or os.PathLike
+        The loss figure's file; ``<stem>-activations-<run><ext>`` and
+        ``<stem>-gradients-<run><ext>`` go beside it.
+
+    Returns
+    -------
+    list of str
+        The files written (none for a run without snapshots).
+
+    Raises
+    ------
+    PlotError
+        For a bad path.
+    """
+    stem, ext = _train_stem(plot)
+    written = []
+    for dataset, draw in (("activations", plot_train_activations), ("gradients", plot_train_gradients)):
+        if snap[dataset] is None:
+            continue
+        values, steps = snap[dataset]
+        target = f"{stem}-{dataset}-{_file_safe(snap['name'])}{ext}"
+        written.append(draw(values, steps, snap["label"], snap["activation"], target))
     return written
 
 

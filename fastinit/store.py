@@ -93,6 +93,7 @@ __all__ = [
     "command_line_scope",
     "open_read",
     "replace_group",
+    "copy_group",
     "finish_group",
     "mark_interrupted",
     "create_appendable",
@@ -885,6 +886,46 @@ def replace_group(f, path, attrs=None, *, part=True):
         return _init_group(g, session.command_line, attrs)
     new = session.new_part(path)
     return _init_group(new.file.create_group(path), session.command_line, attrs)
+
+
+#: Attrs of a group that say which update wrote it: a copy gets the copying update's.
+_UPDATE_ATTRS = ("written_utc", "command_line")
+
+
+def copy_group(source, f, path=None):
+    """Replace the group ``path`` of the results being written with a copy of the group ``source``.
+
+    For results computed elsewhere, e.g. a run trained in another process into a results
+    set of its own: its datasets (chunked and compressed as they are, their chunks copied
+    without being decompressed), subgroups and attrs, in a new part as :func:`replace_group`
+    makes it. ``written_utc`` and ``command_line`` are this update's.
+
+    Parameters
+    ----------
+    source : h5py.Group
+        The group to copy (open for reading, e.g. through :func:`open_read`).
+    f : h5py.File
+        The top file yielded by :func:`open_results`.
+    path : str, optional
+        Where the copy goes (default ``source.name``, the same path).
+
+    Returns
+    -------
+    h5py.Group
+        The new group; finish it with :func:`finish_group` (or let the block end).
+
+    Raises
+    ------
+    StoreError
+        As :func:`replace_group`.
+    """
+    group = replace_group(f, source.name if path is None else path)
+    for key, value in source.attrs.items():
+        if key not in _UPDATE_ATTRS:
+            group.attrs[key] = value
+    for name in source:
+        source.copy(source[name], group, name=name)
+    return group
 
 
 def _init_group(g, command_line, attrs):

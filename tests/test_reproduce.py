@@ -185,3 +185,114 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     target.write_text("x")
     assert main(["reproduce", "--out", str(target), "--quick", "-q"]) == 1
     assert "not a directory" in capsys.readouterr().err
+
+
+def _contents(path):
+    """{object path: (attrs, data)} of a results file, without what says when and how fast it ran."""
+    skip = {"written_utc", "command_line", "wall_time_s", "init_seconds"}
+    out = {}
+    with h5py.File(path, "r") as f:
+
+        def walk(group):
+            for name in group:
+                obj = group[name]
+                attrs = {k: repr(v.tolist() if hasattr(v, "tolist") else v) for k, v in obj.attrs.items()}
+                data = obj[()] if isinstance(obj, h5py.Dataset) else None
+                out[obj.name] = ({k: v for k, v in attrs.items() if k not in skip}, data)
+                if isinstance(obj, h5py.Group):
+                    walk(obj)
+
+        walk(f)
+    return out
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_runs_side_by_side_store_what_train_stores(tmp_path, processes):
+    import numpy as np
+
+    from fastinit.experiments.reproduce import _train_studies
+    from fastinit.experiments.train import TrainConfig, train
+
+    config = TrainConfig(
+        runs=("he", "xavier:sigmoid"),
+        seeds=(0, 1),
+        iterations=6,
+        train_limit=300,
+        test_limit=100,
+        eval_every=3,
+        snapshot_every=2,
+        probe_samples=10,
+        final_window=3,
+    ).validate()
+    one = config.__class__(**{**config.__dict__, "seeds": (0,), "snapshot_seeds": "none"})
+    train(config, tmp_path / "train.h5", progress=False)
+    train(one, tmp_path / "train.h5", root="history/lr=0.01", progress=False)
+    drawing = [(divmod, (7, 2))]
+    done = _train_studies(
+        [("train", config), ("history/lr=0.01", one)],
+        str(tmp_path / "side.h5"),
+        drawing,
+        str(tmp_path / "m-loss.png"),
+        processes,
+        False,
+        print,
+    )
+    assert [r.label for r in done.results[0]] == [
+        "he/seed=0",
+        "he/seed=1",
+        "xavier:sigmoid/seed=0",
+        "xavier:sigmoid/seed=1",
+    ]
+    assert [r.name for r in done.results[1]] == ["he", "xavier:sigmoid"]
+    assert done.drawn == [(3, 1)]
+    assert sorted(done.run_figures) == ["he", "xavier:sigmoid"]
+    assert done.run_figures["he"] == [
+        str(tmp_path / "m-activations-he.png"),
+        str(tmp_path / "m-gradients-he.png"),
+    ]
+    expected, got = _contents(tmp_path / "train.h5"), _contents(tmp_path / "side.h5")
+    assert sorted(got) == sorted(expected)
+    for name, (attrs, data) in expected.items():
+        # The loss is a sum over the batch whose order depends on the thread count: the same to
+        # float64 rounding. Everything else is the same to the bit.
+        loss = float(attrs.pop("final_train_loss", "nan"))
+        assert float(got[name][0].pop("final_train_loss", "nan")) == pytest.approx(
+            loss, rel=1e-12, nan_ok=True
+        )
+        assert got[name][0] == attrs, name
+        if name.endswith("/loss"):
+            np.testing.assert_allclose(got[name][1], data, rtol=1e-12)
+        elif data is not None:
+            np.testing.assert_array_equal(got[name][1], data, err_msg=name)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_processes_and_keeps_the_finished_runs(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "fastinit", "reproduce", "--out", str(out), "--quick", "--backend", "numpy"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("train "):  # a run has finished and been copied in
+                break
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    with h5py.File(out / "fastinit.h5", "r") as f:
+        statuses = [f[f"train/{run}"].attrs["status"] for run in f["train"]]
+        assert statuses and set(statuses) <= {"complete", "interrupted"}
+        finished = [
+            f"train/{run}/{seed}"
+            for run in f["train"]
+            for seed in f[f"train/{run}"]
+            if "loss" in f[f"train/{run}/{seed}"]
+        ]
+        assert finished and all(f[name]["loss"].shape == (40,) for name in finished)
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temp or lock file left

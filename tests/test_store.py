@@ -14,6 +14,7 @@ from fastinit.show import describe
 from fastinit.store import (
     StoreError,
     append,
+    copy_group,
     create_appendable,
     finish_group,
     mark_interrupted,
@@ -547,3 +548,27 @@ def test_a_missing_or_corrupt_part_file_is_one_clear_line(tmp_path, capsys):
     assert main(["show", str(path), "/b"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the file is missing" in err and "Traceback" not in err
+
+
+def test_copy_group_copies_a_group_from_another_results_set(tmp_path):
+    with open_results(tmp_path / "other.h5", command_line="elsewhere") as f:
+        g = replace_group(f, "/train/he/seed=1", {"seed": 1, "init": "he"})
+        ds = create_appendable(g, "loss", (), "float64", attrs={"units": "nats"})
+        append(ds, np.arange(5.0))
+        g.create_group("extra").attrs["note"] = "kept"
+        g.attrs["status"] = "diverged"
+        finish_group(g)
+    with (
+        open_read(tmp_path / "other.h5") as source,
+        open_results(tmp_path / "r.h5", command_line="here") as f,
+    ):
+        copy = copy_group(source["/train/he/seed=1"], f)
+        assert copy.name == "/train/he/seed=1"
+        finish_group(copy)
+    with open_read(tmp_path / "r.h5") as f:
+        g = f["train/he/seed=1"]
+        assert g["loss"][()].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert g["loss"].compression == "gzip" and g["loss"].maxshape == (None,)
+        assert g["loss"].attrs["units"] == "nats" and g["extra"].attrs["note"] == "kept"
+        assert g.attrs["seed"] == 1 and g.attrs["status"] == "diverged"
+        assert g.attrs["command_line"] == "here"  # which update wrote it: this one

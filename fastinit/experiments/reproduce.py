@@ -97,6 +97,7 @@ def reproduce(
     data_dir=None,
     progress=True,
     log=print,
+    processes=None,
 ):
     """Run the histogram study and the MNIST comparison; write results, figures and summary.
 
@@ -111,6 +112,10 @@ def reproduce(
     ``summary.md`` holds the tables and findings. Returns a
     :class:`ReproduceResult`.
 
+    ``processes``: how many runs train at once, each in a single-threaded process of its own
+    (default: one per core; 1 trains them one after the other in this process on every core, as
+    does the cuda backend). On the cpu backend every run's numbers are the same either way.
+
     Raises ``ValueError`` for a bad option, ``DataError`` for bad MNIST files,
     ``StoreError`` when ``out_dir`` cannot be written, ``BackendError`` for a
     backend that cannot run.
@@ -118,7 +123,7 @@ def reproduce(
     from .. import plots
     from ..store import StoreError, open_results
     from .histogram import run_histogram, write_histogram
-    from .train import read_runs, read_snapshots, train
+    from .train import read_runs
 
     config = TrainConfig(
         runs=REPRODUCE_RUNS,
@@ -136,6 +141,7 @@ def reproduce(
     except OSError as exc:
         raise StoreError(f"cannot create output directory {out_dir}: {exc.strerror or exc}") from None
     h5_path = os.path.join(out_dir, "fastinit.h5")
+    processes = (os.cpu_count() or 1) if processes is None else int(processes)
     figures, times = [], {}
     t_all = time.perf_counter()
 
@@ -166,31 +172,36 @@ def reproduce(
         f"({times['histograms']:.1f} s)"
     )
 
-    # 2. MNIST comparison.
+    # 2. MNIST comparison and the history learning rates: independent runs, one per core, with
+    # the figures that need no other run (histograms; each run's snapshots) drawn beside them.
     t0 = time.perf_counter()
-    runs = train(config, h5_path, progress=progress, log=log)
-    times["training"] = time.perf_counter() - t0
+    history = replace(config, runs=HISTORY_SIGMOID, seeds=config.seeds[:1], snapshot_seeds="none")
+    studies = [("train", config)] + [(f"history/lr={lr:g}", replace(history, lr=lr)) for lr in HISTORY_LRS]
+    drawings = [
+        (plots.plot_histogram_figures, (res, os.path.join(out_dir, f"histogram-{activation}.png")))
+        for activation, res in histograms.items()
+    ]
+    loss_plot = os.path.join(out_dir, "mnist-loss.png")
+    done = _train_studies(studies, h5_path, drawings, loss_plot, processes, progress, log)
+    runs, lr_probe = done.results[0], dict(zip(HISTORY_LRS, done.results[1:]))
+    times["training"] = done.main_done - t0
     log(
         f"training: {len(config.runs)} runs x {len(config.seeds)} seed(s) x {config.iterations} iterations "
         f"({times['training']:.1f} s)"
     )
-    t0 = time.perf_counter()
-    history = replace(config, runs=HISTORY_SIGMOID, seeds=config.seeds[:1], snapshot_seeds="none")
-    lr_probe = {
-        lr: train(replace(history, lr=lr), h5_path, root=f"history/lr={lr:g}", progress=progress, log=log)
-        for lr in HISTORY_LRS
-    }
-    times["history learning rates"] = time.perf_counter() - t0
+    times["history learning rates"] = done.all_done - done.main_done
 
-    # 3. Figures.
+    # 3. The figures of every run together, and the summary's numbers.
     t0 = time.perf_counter()
-    for activation, res in histograms.items():
-        figures += plots.plot_histogram_figures(res, os.path.join(out_dir, f"histogram-{activation}.png"))
-    activation_stats = {r.name: _activation_stats(h5_path, r) for r in _first_seeds(runs)}
+    figures += [path for drawn in done.drawn for path in drawn]
     stored = read_runs(h5_path, [r.name for r in runs])
-    figures += plots.plot_train_figures(
-        stored, read_snapshots(h5_path, stored), os.path.join(out_dir, "mnist-loss.png")
-    )
+    figures += [
+        plots.plot_train_loss(stored, loss_plot),
+        plots.plot_train_accuracy(stored, os.path.join(out_dir, "mnist-accuracy.png")),
+    ]
+    for r in _first_seeds(runs):
+        figures += done.run_figures.get(r.name, [])
+    activation_stats = {r.name: _activation_stats(h5_path, r) for r in _first_seeds(runs)}
     times["figures"] = time.perf_counter() - t0
     log(f"figures: {len(figures)} ({times['figures']:.1f} s)")
     times["total"] = time.perf_counter() - t_all
@@ -210,6 +221,205 @@ def reproduce(
         fh.write(summary_markdown(result, config, quick=quick))
     log(f"wrote {h5_path}, {len(figures)} figures and {result.summary_path} ({times['total']:.1f} s)")
     return result
+
+
+#: Per process: the MNIST arrays of each (data_dir, dtype), loaded once for all its runs.
+_DATASETS = {}
+
+
+def _train_one(config, name, seed, group, scratch, progress, plot):
+    """Train run ``name`` of ``config`` for ``seed`` into the group ``group`` of a results set of
+    its own, ``scratch`` (what a worker process of :func:`_train_studies` does), and draw its
+    probe-batch figures beside ``plot`` unless that is None. Returns the ``RunResult``, the
+    messages the run logged and the figures drawn."""
+    from .. import plots
+    from ..data import load_mnist
+    from ..store import finish_group, open_results, replace_group
+    from .train import parse_run, read_runs, read_snapshots, train_run
+
+    key = (config.data_dir, config.dtype)
+    if key not in _DATASETS:
+        _DATASETS[key] = load_mnist(config.data_dir, dtype=config.dtype)
+    spec = parse_run(name, config.activation)
+    messages = []
+    with open_results(scratch) as f:
+        if len(config.seeds) > 1:  # as train writes it, so that read_runs reads this seed
+            attrs = dict(init=spec.init, activation=spec.activation, seeds=np.asarray([seed], np.int64))
+            replace_group(f, group.rsplit("/", 1)[0], attrs, part=False)
+        target = replace_group(f, group)
+        result = train_run(
+            target, spec, config, _DATASETS[key], seed=seed, progress=progress, log=messages.append
+        )
+        finish_group(target)
+    figures = []
+    if plot is not None:
+        (snap,) = read_snapshots(scratch, read_runs(scratch, [name]))
+        figures = plots.plot_run_snapshots(snap, plot)
+    return result, messages, figures
+
+
+def _run_task(item, blas_threads=None):
+    """Run ``function(*args)`` of the task ``item`` = ``(index, function, args)``, with the BLAS
+    libraries held to ``blas_threads`` threads when given (a worker of the pool: one core each)."""
+    _, function, args = item
+    if blas_threads is None:
+        return function(*args)
+    from ..threads import limit_blas
+
+    with limit_blas(blas_threads):
+        return function(*args)
+
+
+def _warm_up(studies):
+    """Compile (or load from the cache) here, on one thread, everything the runs of ``studies`` run
+    (the training step of each activation, the data-driven inits), so that the worker processes
+    only load it: processes compiling one function into one cache at once can corrupt it
+    (numba#4807)."""
+    import numba
+
+    from .. import MLP
+    from ..mlp import compile_backend
+
+    config = studies[0][1]
+    specs = {(s.init, s.activation): s for _, c in studies for s in c.run_specs}
+    for activation in dict.fromkeys(a for _, a in specs):
+        compile_backend(config.backend, config.dtype, activation, parallel=False)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        data = np.random.default_rng(0).random((64, 8)).astype(config.dtype)
+        for init, activation in specs:
+            if init.split(",")[0] in ("lsuv", "pretrain"):  # a tiny net: compiles what the init runs
+                MLP([8, 8, 8, 2], activation, init, config.backend, config.dtype, data=data)
+    finally:
+        numba.set_num_threads(threads)
+
+
+@dataclass
+class _Trained:
+    """What :func:`_train_studies` did: per study the ``RunResult`` list in ``train``'s order, the
+    figures of the drawing tasks (in their order), each run's probe-batch figures by run name,
+    and the ``time.perf_counter()`` when the last run of the first study and the last task ended."""
+
+    results: list
+    drawn: list
+    run_figures: dict
+    main_done: float
+    all_done: float
+
+
+def _train_studies(studies, h5_path, drawings, plot, processes, progress, log):
+    """Train every run and seed of each ``(root, config)`` of ``studies`` into ``h5_path``, draw
+    each ``(plot_function, args)`` of ``drawings`` (each returns a list of files), and the
+    probe-batch figures of each run's first seed of the first study beside ``plot``; return a
+    :class:`_Trained`.
+
+    The runs are independent: with ``processes`` > 1 (and a backend other than cuda) they and the
+    drawings run in that many single-threaded processes (the longest first), each run into a
+    results set of its own in a temp folder, and this process copies each finished run into
+    ``h5_path`` (:func:`fastinit.store.copy_group`) where ``train`` would write it
+    (``/<root>/<run>`` or ``/<root>/<run>/seed=<s>``) and writes the line that ends ``train``'s
+    progress bar (``progress``). Ctrl-C stops the workers; the runs copied so far stay.
+    """
+    import shutil
+    import sys
+    import tempfile
+    from functools import partial
+
+    from ..store import copy_group, finish_group, open_read, open_results, replace_group
+    from .executors import in_process, process_pool
+
+    backend = studies[0][1].backend
+    pooled = processes > 1 and backend != "cuda"
+    scratch = tempfile.mkdtemp(prefix="fastinit-reproduce-")
+    tasks, slots = [], []
+    for s, (root, config) in enumerate(studies):
+        several = len(config.seeds) > 1
+        for spec in config.run_specs:
+            for seed in config.seeds:
+                group = f"/{root}/{spec.name}" + (f"/seed={seed}" if several else "")
+                part = os.path.join(scratch, f"{len(tasks)}.h5")
+                figures = plot if s == 0 and seed == config.seeds[0] else None
+                args = (config, spec.name, int(seed), group, part, progress and not pooled, figures)
+                tasks.append((_train_one, args))
+                slots.append((s, spec, group, part))
+    tasks += drawings
+    slots += [None] * len(drawings)
+    # Longest first, so that the two processes end together: pre-training, the other runs, drawings.
+    order = sorted(range(len(tasks)), key=lambda i: (slots[i] is None, not _pretrains(slots[i])))
+    by_task = [None] * len(tasks)
+    left = [sum(1 for slot in slots if slot and slot[0] == s) for s in range(len(studies))]
+    parents = {}  # /<root>/<run> of a run with several seeds -> its group (attrs only) and results
+    run_figures = {}
+    main_done = time.perf_counter()
+    try:
+        if pooled:
+            _warm_up(studies)
+            items = [(i, *tasks[i]) for i in order]
+            done = process_pool(partial(_run_task, blas_threads=1), items, processes)
+        else:
+            done = in_process(_run_task, [(i, *task) for i, task in enumerate(tasks)])
+        with open_results(h5_path) as f:
+            if backend == "cuda":
+                from ..machine import gpu_name
+
+                f.attrs["gpu"] = gpu_name()
+            try:
+                for (i, _, _), out in done:
+                    by_task[i] = out
+                    if slots[i] is None:  # a drawing
+                        continue
+                    s, spec, group, part = slots[i]
+                    config = studies[s][1]
+                    result, messages, figures = out
+                    by_task[i] = result
+                    if figures:
+                        run_figures[spec.name] = figures
+                    if len(config.seeds) > 1:
+                        parent = group.rsplit("/", 1)[0]
+                        if parent not in parents:
+                            seeds = np.asarray(config.seeds, np.int64)
+                            attrs = dict(init=spec.init, activation=spec.activation, seeds=seeds)
+                            parents[parent] = (replace_group(f, parent, attrs, part=False), [])
+                        parents[parent][1].append(result)
+                    with open_read(part) as source:
+                        finish_group(copy_group(source[group], f))
+                    os.remove(part)
+                    shutil.rmtree(part + ".parts", ignore_errors=True)
+                    if len(config.seeds) > 1 and len(parents[parent][1]) == len(config.seeds):
+                        seeded = parents[parent][1]
+                        status = "diverged" if any(r.status == "diverged" for r in seeded) else "complete"
+                        parents[parent][0].attrs["status"] = status
+                    left[s] -= 1
+                    if s == 0 and not left[s]:
+                        main_done = time.perf_counter()
+                    if pooled and progress:  # the line that ends the run's progress bar in train_run
+                        print(
+                            f"train {group.removeprefix('/train/')}: {result.status}, "
+                            f"{result.iterations_done} it, loss {result.final_train_loss:.3f}, "
+                            f"acc {100 * result.final_test_accuracy:.1f}%, {result.wall_time_s:.1f} s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    for message in messages:
+                        log(message)
+            finally:
+                done.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return _Trained(
+        results=[[r for r, at in zip(by_task, slots) if at and at[0] == s] for s in range(len(studies))],
+        drawn=[path for path, slot in zip(by_task, slots) if slot is None],
+        run_figures=run_figures,
+        main_done=main_done,
+        all_done=time.perf_counter(),
+    )
+
+
+def _pretrains(slot):
+    """Whether the task of ``slot`` (None for a drawing) trains a run with layer-wise pre-training,
+    the longest kind of run."""
+    return slot is not None and slot[1].init.split(",")[0] == "pretrain"
 
 
 def _first_seeds(runs):
