@@ -1259,12 +1259,17 @@ def run():
     SystemExit
         Always, with :func:`main`'s exit status.
     """
+    status = None
     try:
-        status = main()
-    except KeyboardInterrupt as exc:  # a held-back stop signal that landed as main() returned
-        status = exit_status(exc)
-    if status >= 128:
+        try:
+            status = main()
+        except KeyboardInterrupt as exc:  # a held-back stop signal that landed as main() returned
+            status = exit_status(exc)
+        if status >= 128:
+            ignore_stop_signals()
+    except KeyboardInterrupt as exc:  # one that landed after main() had put the old handlers back
         ignore_stop_signals()
+        status = status if status is not None and status >= 128 else exit_status(exc)
     sys.exit(status)
 
 

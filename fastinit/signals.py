@@ -140,10 +140,18 @@ def stop_signals_raise():
                 pass
         yield
     finally:
-        while _State.deferred:
-            _State.deferred.pop().cancel()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        # Held-back signals are dropped: ignored while their timers stop, since a timer that
+        # has already woken still sends its signal, which must not meet the previous handlers.
+        try:
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+            while _State.deferred:
+                timer = _State.deferred.pop()
+                timer.cancel()
+                timer.join()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @contextmanager
