@@ -157,44 +157,11 @@ def test_cli_sweep_prints_the_summary_and_draws_the_phase_diagram(tmp_path, caps
     from fastinit.cli import main
 
     out = tmp_path / "r.h5"
-    code = main(
-        [
-            "sweep",
-            "--sw2",
-            "1",
-            "2",
-            "--depths",
-            "2",
-            "--steps",
-            "20",
-            "--width",
-            "8",
-            "--executor",
-            "engine",
-            "--out",
-            str(out),
-            "-q",
-        ]
-    )
+    args = ["sweep", "--sw2", "1", "2", "--depths", "2", "--steps", "20", "--width", "8"]
+    args += ["--executor", "engine", "--out", str(out)]
+    code = main([*args, "-q"])
     assert code == 0
-    code = main(
-        [
-            "sweep",
-            "--sw2",
-            "1",
-            "2",
-            "--depths",
-            "2",
-            "--steps",
-            "20",
-            "--width",
-            "8",
-            "--executor",
-            "engine",
-            "--out",
-            str(out),
-        ]
-    )
+    code = main(args)
     captured = capsys.readouterr()
     assert code == 0 and "2 of 2 cells already" in captured.err and "6 xi_c" in captured.out
     assert (tmp_path / "r-sweep-sweep.png").stat().st_size > 10_000
