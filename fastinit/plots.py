@@ -17,6 +17,8 @@ Sections: activation histograms (``fastinit histogram``); benchmark report
 (``fastinit bench-report``); MNIST training (``fastinit train``, ``fastinit reproduce``).
 """
 
+import functools
+import inspect
 import os
 import re
 
@@ -158,13 +160,27 @@ _SNAPSHOT_ARGS = dict(
 
 
 def _saves(figure, **params):
-    """Document a ``plot_<x>`` function: it builds ``figure`` (a name) from its other parameters
-    and saves it to ``path``. ``params``: name -> (type, description), in the signature's order."""
+    """Make a ``plot_<x>`` function of one that returns :func:`figure` (a name) from its
+    parameters: the result checks ``path`` before the figure is built, saves the figure there
+    and returns ``path``, documented from ``params``: name -> (type, description), in the
+    signature's order."""
     entries = "\n".join(f"{name} : {kind}\n    {text}" for name, (kind, text) in params.items())
-    return with_doc(
+    doc = (
         f"Build :func:`{figure}` and save it to `path`.\n\nParameters\n----------\n{entries}\n\n"
         f"Returns\n-------\nstr\n    `path`.\n\n{_CANNOT_WRITE}\n"
     )
+
+    def decorate(build):
+        signature = inspect.signature(build)
+
+        @functools.wraps(with_doc(doc)(build))
+        def plot(*args, **kwargs):
+            path = check_figure_path(signature.bind(*args, **kwargs).arguments["path"])
+            return save_figure(build(*args, **kwargs), path)
+
+        return plot
+
+    return decorate
 
 
 # --------------------------------------------------------------------------- activation histograms
@@ -378,8 +394,7 @@ def depth_figure(results):
 
 @_saves("depth_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_depth(results, path):
-    check_figure_path(path)
-    return save_figure(depth_figure(results), path)
+    return depth_figure(results)
 
 
 def gradient_figure(results):
@@ -407,8 +422,7 @@ for _function in (histogram_figure, depth_figure, gradient_figure):
 
 @_saves("gradient_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_gradients(results, path):
-    check_figure_path(path)
-    return save_figure(gradient_figure(results), path)
+    return gradient_figure(results)
 
 
 def depth_path(histogram_path, kind="depth"):
@@ -469,8 +483,7 @@ def _empty_note(ax, text):
 
 @_saves("histogram_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_histogram(results, path):
-    check_figure_path(path)
-    return save_figure(histogram_figure(results), path)
+    return histogram_figure(results)
 
 
 _GRADIENT_DECADES = 16  # the widest x-axis of the gradient histograms; smaller values are counted, not drawn
@@ -585,8 +598,7 @@ def gradient_histogram_figure(results):
 
 @_saves("gradient_histogram_figure", results=_HISTOGRAM_RESULTS, path=_PATH)
 def plot_gradient_histogram(results, path):
-    check_figure_path(path)
-    return save_figure(gradient_histogram_figure(results), path)
+    return gradient_histogram_figure(results)
 
 
 def plot_histogram_figures(results, path):
@@ -794,8 +806,7 @@ def train_loss_figure(runs, window=None):
     window=("int, optional", "Steps of the moving average; about 1/80 of the run when None."),
 )
 def plot_train_loss(runs, path, window=None):
-    check_figure_path(path)
-    return save_figure(train_loss_figure(runs, window), path)
+    return train_loss_figure(runs, window)
 
 
 def train_accuracy_figure(runs):
@@ -844,8 +855,7 @@ def train_accuracy_figure(runs):
 
 @_saves("train_accuracy_figure", runs=_RUNS, path=_PATH)
 def plot_train_accuracy(runs, path):
-    check_figure_path(path)
-    return save_figure(train_accuracy_figure(runs), path)
+    return train_accuracy_figure(runs)
 
 
 # The rest of the docstrings of train_activations_figure and train_gradients_figure.
@@ -978,8 +988,7 @@ for _function in (train_activations_figure, train_gradients_figure):
     path=_PATH,
 )
 def plot_train_gradients(gradients, steps, name, activation, path):
-    check_figure_path(path)
-    return save_figure(train_gradients_figure(gradients, steps, name, activation), path)
+    return train_gradients_figure(gradients, steps, name, activation)
 
 
 @_saves(
@@ -989,8 +998,7 @@ def plot_train_gradients(gradients, steps, name, activation, path):
     path=_PATH,
 )
 def plot_train_activations(activations, steps, name, activation, path):
-    check_figure_path(path)
-    return save_figure(train_activations_figure(activations, steps, name, activation), path)
+    return train_activations_figure(activations, steps, name, activation)
 
 
 def _file_safe(name):
@@ -1231,8 +1239,7 @@ def profile_figure(records):
 
 @_saves("profile_figure", records=("list of ProfileRecord", "What ``run_profile`` measured."), path=_PATH)
 def plot_profile(records, path):
-    check_figure_path(path)
-    return save_figure(profile_figure(records), path)
+    return profile_figure(records)
 
 
 # --------------------------------------------------------------------------- sweep (phase diagram)
@@ -1354,8 +1361,7 @@ def sweep_figure(result, threshold=0.5):
 
 @_saves("sweep_figure", result=_SWEEP, path=_PATH, threshold=_THRESHOLD)
 def plot_sweep(result, path, threshold=0.5):
-    check_figure_path(path)
-    return save_figure(sweep_figure(result, threshold), path)
+    return sweep_figure(result, threshold)
 
 
 def sweep_steps_path(phase_diagram_path):
@@ -1482,8 +1488,7 @@ def sweep_steps_figure(result, threshold=0.5):
 
 @_saves("sweep_steps_figure", result=_SWEEP, path=_PATH, threshold=_THRESHOLD)
 def plot_sweep_steps(result, path, threshold=0.5):
-    check_figure_path(path)
-    return save_figure(sweep_steps_figure(result, threshold), path)
+    return sweep_steps_figure(result, threshold)
 
 
 # --------------------------------------------------------------------------- Jacobian spectrum
@@ -1595,8 +1600,7 @@ def spectrum_figure(result):
     path=_PATH,
 )
 def plot_spectrum(result, path):
-    check_figure_path(path)
-    return save_figure(spectrum_figure(result), path)
+    return spectrum_figure(result)
 
 
 # --------------------------------------------------------------------------- learning speed (--train)
@@ -1692,5 +1696,4 @@ def spectrum_training_figure(result):
     path=_PATH,
 )
 def plot_spectrum_training(result, path):
-    check_figure_path(path)
-    return save_figure(spectrum_training_figure(result), path)
+    return spectrum_training_figure(result)
