@@ -37,6 +37,9 @@ __all__ = ["main", "run", "build_parser", "UsageError"]
 
 EXIT_OK = 0
 
+#: The hidden activations of ``theory`` and ``sweep``: what the kernels compute.
+_NETWORK_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+
 
 class _Parser(argparse.ArgumentParser):
     """ArgumentParser that raises UsageError instead of printing usage and exiting, and formats
@@ -189,8 +192,7 @@ def _add_histogram(sub):
         metavar="S",
         help="draw each layer's biases from N(0, S^2) (the theory's sigma_b^2 = S^2); default 0",
     )
-    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
+    _add_backend_options(p)
     p.add_argument(
         "--gradients",
         action=argparse.BooleanOptionalAction,
@@ -206,6 +208,33 @@ def _add_histogram(sub):
         p, "the figure (.png, .pdf or .svg); default: <out without .h5>-histogram-<activation>.png"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
+
+
+def _add_backend_options(p, backend="cpu", dtype="float32"):
+    """``--backend`` (numpy, cpu or cuda) and ``--dtype``, with these defaults."""
+    from .backends import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default=backend, help="kernel backend")
+    _add_dtype_option(p, dtype)
+
+
+def _add_dtype_option(p, default="float32"):
+    """``--dtype`` float32 or float64."""
+    p.add_argument("--dtype", choices=("float32", "float64"), default=default, help="floating-point type")
+
+
+def _add_seeds_option(p, default, help):
+    """``--seeds S [S ...]`` (alias ``--seed``): one run per seed, ``default`` when not given."""
+    p.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seeds",
+        type=_seed,
+        nargs="+",
+        default=list(default),
+        metavar="S",
+        help=help,
+    )
 
 
 def _add_out_option(p):
@@ -315,7 +344,7 @@ def _add_theory(sub):
         description="The mean-field theory of signal propagation for a range of weight variances.",
         epilog=THEORY_EPILOG,
     )
-    p.add_argument("--activation", choices=("tanh", "relu", "sigmoid", "linear"), default="tanh")
+    p.add_argument("--activation", choices=_NETWORK_ACTIVATIONS, default="tanh")
     p.add_argument("--sb2", type=_non_negative_float, default=0.05, help="bias variance sigma_b^2")
     p.add_argument(
         "--sw2",
@@ -504,18 +533,10 @@ def _add_train(sub):
     p.add_argument("--iterations", type=_positive_int, default=d.iterations, help="SGD steps per run")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="mini-batch size")
     p.add_argument("--lr", type=_positive_float, default=d.lr, help="learning rate")
-    p.add_argument(
-        "--seeds",
-        "--seed",
-        dest="seeds",
-        type=_seed,
-        nargs="+",
-        default=list(d.seeds),
-        metavar="S",
-        help="seeds of the weights and of the batch sequence: each run is trained once per seed",
+    _add_seeds_option(
+        p, d.seeds, "seeds of the weights and of the batch sequence: each run is trained once per seed"
     )
-    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default=d.backend, help="kernel backend")
-    p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype, help="floating-point type")
+    _add_backend_options(p, d.backend, d.dtype)
     p.add_argument(
         "--eval-every",
         type=_positive_int,
@@ -624,17 +645,9 @@ def _add_reproduce(sub):
     )
     p.add_argument("--out", default=REPRODUCE_OUT, metavar="DIR", help="output directory (created if needed)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run in seconds")
-    p.add_argument("--backend", choices=("numpy", "cpu", "cuda"), default="cpu", help="kernel backend")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
-    p.add_argument(
-        "--seeds",
-        "--seed",
-        dest="seeds",
-        type=_seed,
-        nargs="+",
-        default=list(REPRODUCE_SEEDS),
-        metavar="S",
-        help="seeds: each MNIST run is trained once per seed; the histograms use the first",
+    _add_backend_options(p)
+    _add_seeds_option(
+        p, REPRODUCE_SEEDS, "seeds: each MNIST run is trained once per seed; the histograms use the first"
     )
     p.add_argument(
         "--data-dir", metavar="DIR", help="MNIST-format IDX files to use instead of the shipped MNIST"
@@ -675,6 +688,8 @@ the GPU synchronised. Writes /profile/<dtype>/<backend> into --out.
 
 
 def _add_profile(sub):
+    from .backends import BACKENDS
+
     p = sub.add_parser(
         "profile",
         help="time every kernel and the training step on numpy, cpu and cuda",
@@ -686,7 +701,7 @@ def _add_profile(sub):
     p.add_argument(
         "--backends",
         nargs="+",
-        choices=("numpy", "cpu", "cuda"),
+        choices=BACKENDS,
         metavar="NAME",
         help="backends to profile (default: all available; cuda never on the simulator unless named)",
     )
@@ -698,7 +713,7 @@ def _add_profile(sub):
         help="only these kernels (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="tiny sizes and short timings (tests, smoke runs)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
+    _add_dtype_option(p)
     p.add_argument(
         "--sizes",
         nargs="+",
@@ -826,9 +841,7 @@ def _add_sweep(sub):
         "--seeds", type=_seed, nargs="+", metavar="S", help="seeds: one run per seed in every cell"
     )
     p.add_argument("--sb2", type=_non_negative_float, help="bias variance sigma_b^2 (default 0.05)")
-    p.add_argument(
-        "--activation", choices=("tanh", "relu", "sigmoid", "linear"), help="hidden activation (default tanh)"
-    )
+    p.add_argument("--activation", choices=_NETWORK_ACTIVATIONS, help="hidden activation (default tanh)")
     p.add_argument("--width", type=_positive_int, help="units per hidden layer (default 100)")
     p.add_argument("--steps", type=_positive_int, help="SGD steps per cell (default 300; schoenholz: 800)")
     p.add_argument("--lr", type=_positive_float, help="learning rate (default 0.005; schoenholz: 0.01)")
