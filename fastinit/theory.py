@@ -293,6 +293,19 @@ def _moments(q, activation):
     )
 
 
+def _any_moments(q, activation):
+    """:func:`_moments` for every activation, after checking ``q``: ReLU's and linear units'
+    in closed form (``inf`` for ``q = inf`` where they grow with ``q``)."""
+    q = _check_q(q)
+    if activation == "relu":
+        return math.sqrt(q / (2.0 * math.pi)), q / 2.0, 0.5, 0.5, 0.5
+    if activation == "linear":
+        return 0.0, q, 1.0, 1.0, 1.0
+    if activation not in _BOUNDED:
+        raise _unknown(activation)
+    return _moments(q, activation)
+
+
 def _check_q(q):
     q = float(q)
     if not q >= 0:  # also NaN
@@ -343,14 +356,7 @@ _Q_RAISES = """
     )
 )
 def gaussian_moments(q, activation):
-    q = _check_q(q)
-    if activation == "relu":
-        return math.sqrt(q / (2.0 * math.pi)), q / 2.0
-    if activation == "linear":
-        return 0.0, q
-    if activation not in _BOUNDED:
-        raise _unknown(activation)
-    mean, second = _moments(q, activation)[:2]
+    mean, second = _any_moments(q, activation)[:2]
     return mean, second
 
 
@@ -377,14 +383,7 @@ def gaussian_moments(q, activation):
     )
 )
 def slope_moment(q, activation):
-    q = _check_q(q)
-    if activation == "relu":
-        return 0.5
-    if activation == "linear":
-        return 1.0
-    if activation not in _BOUNDED:
-        raise _unknown(activation)
-    return _moments(q, activation)[2]
+    return _any_moments(q, activation)[2]
 
 
 @with_doc(
@@ -407,14 +406,7 @@ def slope_moment(q, activation):
     )
 )
 def slope_moments(q, activation):
-    q = _check_q(q)
-    if activation == "relu":
-        return 0.5, 0.5
-    if activation == "linear":
-        return 1.0, 1.0
-    if activation not in _BOUNDED:
-        raise _unknown(activation)
-    moments = _moments(q, activation)
+    moments = _any_moments(q, activation)
     return moments[2], moments[4]
 
 
