@@ -9,14 +9,12 @@ std=0.01 not at all (the loss stays at ln 10).
 
 import argparse
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fastinit import MLP  # noqa: E402
-from fastinit.data import load_mnist  # noqa: E402
+from fastinit import MLP
+from fastinit.data import load_mnist
+from fastinit.training import sgd
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--iterations", type=int, default=2000)
@@ -26,21 +24,29 @@ parser.add_argument("--out", default="mnist-loss.png")
 args = parser.parse_args()
 
 mnist = load_mnist()  # shipped with the package: no download
-batches = np.random.default_rng(0).integers(
-    0, mnist.train_images.shape[0], (args.iterations, args.batch_size)
-)
-fig, ax = plt.subplots(figsize=(6, 4))
+fig = Figure(figsize=(6, 4), layout="tight")
+ax = fig.subplots()
 for init in ("std=0.01", "xavier", "he"):
     mlp = MLP([784, 100, 100, 100, 100, 10], activation="relu", init=init, backend="cpu", seed=0)
-    mlp.set_dataset(mnist.train_images, mnist.train_labels)
-    loss = np.array([mlp.train_step_indices(idx, args.lr) for idx in batches])
-    accuracy = np.mean(mlp.predict(mnist.test_images) == mnist.test_labels)
-    print(f"{init:9s} loss (last 100 steps) {loss[-100:].mean():.3f}, test accuracy {accuracy:.1%}")
+    loss = []  # every step's mini-batch loss; the same seed gives every init the same batches
+    training = sgd(
+        mlp,
+        mnist.train_images,
+        mnist.train_labels,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=0,
+        stops=[args.iterations],
+        on_step=lambda step, batch_loss: loss.append(batch_loss),
+    )
+    for stop in training:  # sgd hands control back at each of `stops`: here once, at the end
+        _, accuracy = mlp.evaluate(mnist.test_images, mnist.test_labels)
+        recent = np.mean(loss[-100:])
+        print(f"{init:9s} {stop.step} steps: loss (last 100) {recent:.3f}, test accuracy {accuracy:.1%}")
     ax.plot(np.convolve(loss, np.ones(20) / 20, mode="valid"), label=init)
 ax.set_xlabel("iteration")
 ax.set_ylabel("training loss (20-step mean)")
 ax.set_ylim(0, 2.5)
 ax.legend()
-fig.tight_layout()
 fig.savefig(args.out, dpi=100)
 print(f"wrote {args.out}")

@@ -9,15 +9,13 @@ Networks train up to about 6 xi_c layers deep; xi_c diverges at the edge of chao
 
 import argparse
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fastinit import MLP  # noqa: E402
-from fastinit.data import load_mnist  # noqa: E402
-from fastinit.theory import critical_sw2, mean_field  # noqa: E402
+from fastinit import MLP
+from fastinit.data import load_mnist
+from fastinit.theory import critical_sw2, mean_field
+from fastinit.training import sgd
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--sw2", type=float, nargs="+", default=[1.0, 1.75, 2.5, 4.0])
@@ -29,7 +27,6 @@ args = parser.parse_args()
 
 mnist = load_mnist()
 x, y = mnist.train_images[:10000], mnist.train_labels[:10000]
-batches = np.random.default_rng(0).integers(0, x.shape[0], (args.steps, 128))
 accuracy = np.zeros((len(args.depths), len(args.sw2)))
 for i, depth in enumerate(args.depths):
     for j, sw2 in enumerate(args.sw2):
@@ -38,15 +35,14 @@ for i, depth in enumerate(args.depths):
         mlp.load_params(
             [(w, (np.sqrt(args.sb2) * rng.standard_normal(b.size)).astype(b.dtype)) for w, b in mlp.params]
         )
-        mlp.set_dataset(x, y)
-        for idx in batches:
-            mlp.train_step_indices(idx, 0.005)
-        accuracy[i, j] = np.mean(mlp.predict(x[:2000]) == y[:2000])
-        print(f"sw2 {sw2:5.2f} depth {depth:3d}: train accuracy {accuracy[i, j]:.1%}")
+        for stop in sgd(mlp, x, y, lr=0.005, batch_size=128, seed=0, stops=[args.steps]):
+            _, accuracy[i, j] = mlp.evaluate(x[:2000], y[:2000])
+            print(f"sw2 {sw2:5.2f} depth {depth:3d}, step {stop.step}: train accuracy {accuracy[i, j]:.1%}")
 
 grid = np.linspace(min(args.sw2), max(args.sw2), 200)
 six_xi = [6 * mean_field("tanh", s, args.sb2).xi_c for s in grid]
-fig, ax = plt.subplots(figsize=(6, 4))
+fig = Figure(figsize=(6, 4), layout="tight")
+ax = fig.subplots()
 mesh = ax.pcolormesh(args.sw2, args.depths, accuracy, vmin=0, vmax=1, shading="nearest", cmap="viridis")
 ax.plot(grid, six_xi, "w-", label="6 xi_c (theory)")
 ax.axvline(critical_sw2("tanh", args.sb2), color="w", ls=":", label="edge of chaos")
@@ -55,6 +51,5 @@ ax.set_xlabel("sigma_w^2")
 ax.set_ylabel("depth (hidden layers)")
 ax.legend(loc="upper right")
 fig.colorbar(mesh, label="train accuracy")
-fig.tight_layout()
 fig.savefig(args.out, dpi=100)
 print(f"wrote {args.out}")

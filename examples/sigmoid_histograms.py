@@ -9,14 +9,11 @@ std=1 saturates the units at 0 and 1 (vanishing gradients), std=0.01 collapses t
 
 import argparse
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fastinit import init_weights  # noqa: E402
-from fastinit.kernels import cpu  # noqa: E402  (the compiled kernels; fastinit.kernels.reference is the NumPy twin)
+from fastinit import init_weights
+from fastinit.kernels import cpu  # the compiled kernels; fastinit.kernels.reference is the NumPy twin
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--samples", type=int, default=1000)
@@ -28,9 +25,8 @@ args = parser.parse_args()
 inits = ["std=1", "std=0.01", "xavier"]
 rng = np.random.default_rng(0)
 x0 = rng.standard_normal((args.samples, args.units), dtype=np.float32)
-fig, axes = plt.subplots(
-    len(inits), args.layers, figsize=(2.2 * args.layers, 2.0 * len(inits)), sharex=True, squeeze=False
-)
+fig = Figure(figsize=(2.2 * args.layers, 2.0 * len(inits)), layout="tight")
+axes = fig.subplots(len(inits), args.layers, sharex=True, squeeze=False)
 for row, spec in enumerate(inits):
     x = x0
     for layer in range(args.layers):
@@ -42,6 +38,5 @@ for row, spec in enumerate(inits):
         ax.set_title(f"{spec}, layer {layer + 1}\nstd {x.std():.3f}", fontsize=8)
         saturated = np.mean((x < 0.01) | (x > 0.99))
         print(f"{spec:9s} layer {layer + 1}: mean {x.mean():.3f} std {x.std():.3f} saturated {saturated:.0%}")
-fig.tight_layout()
 fig.savefig(args.out, dpi=100)
 print(f"wrote {args.out}")
