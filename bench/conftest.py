@@ -147,22 +147,21 @@ def check_then_time(
     expected,
     *,
     group,
-    to_host=np.asarray,
-    sync=lambda: None,
+    backend=None,
     rtol=2e-4,
     atol=1e-5,
     flops=None,
     nbytes=None,
     numpy_fn=None,
     target=None,
-    backend=None,
     **extra,
 ):
     """Check ``fn()`` against ``expected``, then time ``fn`` with pytest-benchmark.
 
-    ``fn`` runs the kernel and returns its result (an array or a tuple of
-    arrays, on the device for cuda); ``to_host`` converts one array; ``sync``
-    waits for the device and is inside the timed call. The first call (JIT
+    ``fn`` runs the kernel of ``backend`` (a ``KernelBackend``; None: plain NumPy
+    arrays, nothing to wait for) and returns its result (an array or a tuple of
+    arrays, on the device for cuda); the backend's ``to_host`` converts one array,
+    its ``sync`` waits for the device and is inside the timed call. The first call (JIT
     compilation or cache load) is the check; a second warm-up call follows,
     so compilation never lands in the timing.
 
@@ -172,12 +171,16 @@ def check_then_time(
     reference) gives ``speedup_vs_numpy`` (by medians) and
     ``speedup_vs_numpy_min`` (by best times: steadier on a busy machine,
     where one descheduled thread stalls a whole parallel region). ``target`` is the required
-    speed-up over numpy for ``backend`` (a name): recorded as
+    speed-up over numpy for ``backend``: recorded as
     ``target_vs_numpy`` and ``meets_target``, and asserted when pytest runs
     with ``--bench-assert-targets``. Other keywords go into ``extra_info``.
     Returns the median time in seconds (``None`` when timing is disabled).
     """
     benchmark.group = group
+    if backend is None:
+        to_host, sync, name = np.asarray, lambda: None, None
+    else:
+        to_host, sync, name = backend.to_host, backend.sync, backend.name
     result = fn()
     sync()
     got = tuple(None if r is None else to_host(r) for r in _as_tuple(result))
@@ -193,8 +196,8 @@ def check_then_time(
     benchmark(timed)
     info = benchmark.extra_info
     info.update(extra)
-    if backend is not None:
-        info["backend"] = backend
+    if name is not None:
+        info["backend"] = name
     stats = getattr(benchmark, "stats", None)
     if stats is None or getattr(benchmark, "disabled", False):
         return None
@@ -215,7 +218,7 @@ def check_then_time(
             info["meets_target"] = bool(ref / median >= target)
             if _SETTINGS["assert_targets"]:
                 assert ref / median >= target, (
-                    f"{group} on {backend}: {ref / median:.2f}x numpy, target {target}x "
+                    f"{group} on {name}: {ref / median:.2f}x numpy, target {target}x "
                     f"(median {median * 1e3:.3f} ms vs numpy {ref * 1e3:.3f} ms)"
                 )
     return median

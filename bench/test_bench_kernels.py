@@ -89,14 +89,12 @@ def test_matmul(benchmark, bench_backend, m, k, n, variant, target):
         lambda: bk.k.matmul(da, db, out, trans_a=ta, trans_b=tb),
         expected,
         group=f"matmul {variant} {m}x{k}x{n}",
-        to_host=bk.to_host,
-        sync=bk.sync,
         rtol=2e-4,
         atol=2e-5 * k,
         flops=2.0 * m * k * n,
         numpy_fn=lambda: ref.matmul(a, b, ref_out, trans_a=ta, trans_b=tb),
         target=_target(bk, target),
-        backend=bk.name,
+        backend=bk,
     )
 
 
@@ -125,12 +123,10 @@ def test_activation_forward(benchmark, bench_backend, act, size):
         lambda: fn(dx, out),
         getattr(ref, act)(x),
         group=f"{act} forward {size:.0e}",
-        to_host=bk.to_host,
-        sync=bk.sync,
         nbytes=2 * x.nbytes,
         numpy_fn=lambda: getattr(ref, act)(x, ref_out),
         target=_target(bk, ELEMENTWISE_TARGET if size == 1_000_000 else None),
-        backend=bk.name,
+        backend=bk,
         **F32_TOL,
     )
 
@@ -152,12 +148,10 @@ def test_activation_backward(benchmark, bench_backend, act, size):
         lambda: fn(dev_y, dev_dy, out),
         reference(y, dy),
         group=f"{act} backward {size:.0e}",
-        to_host=bk.to_host,
-        sync=bk.sync,
         nbytes=3 * y.nbytes,
         numpy_fn=lambda: reference(y, dy, ref_out),
         target=_target(bk, ELEMENTWISE_TARGET if size == 1_000_000 else None),
-        backend=bk.name,
+        backend=bk,
         **F32_TOL,
     )
 
@@ -194,13 +188,11 @@ def test_dense_forward(benchmark, bench_backend, n, fan_in, fan_out, act):
         lambda: bk.k.dense_forward(dx, dw, db, act, out),
         ref.dense_forward(x, w, b, act),
         group=f"dense forward {n}x{fan_in}x{fan_out} {act}",
-        to_host=bk.to_host,
-        sync=bk.sync,
         rtol=2e-4,
         atol=2e-5 * fan_in,
         flops=2.0 * n * fan_in * fan_out,
         numpy_fn=lambda: ref.dense_forward(x, w, b, act, ref_out),
-        backend=bk.name,
+        backend=bk,
     )
 
 
@@ -217,13 +209,11 @@ def test_dense_backward(benchmark, bench_backend, n, fan_in, fan_out, act):
         lambda: bk.k.dense_backward(*dev, act, *outs),
         ref.dense_backward(x, w, y, dy, act),
         group=f"dense backward {n}x{fan_in}x{fan_out} {act}",
-        to_host=bk.to_host,
-        sync=bk.sync,
         rtol=2e-4,
         atol=2e-5 * max(n, fan_out),
         flops=4.0 * n * fan_in * fan_out,
         numpy_fn=lambda: ref.dense_backward(x, w, y, dy, act, *ref_outs),
-        backend=bk.name,
+        backend=bk,
     )
 
 
@@ -257,11 +247,9 @@ def test_softmax_cross_entropy(benchmark, bench_backend, n, c):
         run,
         grad_ref,
         group=f"softmax cross-entropy {n}x{c}",
-        to_host=bk.to_host,
-        sync=bk.sync,
         nbytes=2 * logits.nbytes,
         numpy_fn=lambda: ref.softmax_cross_entropy(logits, labels, ref_grad),
-        backend=bk.name,
+        backend=bk,
         **F32_TOL,
     )
 
@@ -296,11 +284,9 @@ def test_sgd_update(benchmark, bench_backend, shape):
         run,
         ref.sgd_update(p0.copy(), g, lr),
         group=f"sgd update {'x'.join(map(str, shape))}",
-        to_host=bk.to_host,
-        sync=bk.sync,
         nbytes=3 * p0.nbytes,
         numpy_fn=lambda: ref.sgd_update(ref_param, g, lr),
         target=_target(bk, ELEMENTWISE_TARGET if shape == (1_000_000,) else None),
-        backend=bk.name,
+        backend=bk,
         **F32_TOL,
     )

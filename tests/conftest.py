@@ -75,3 +75,27 @@ def make_mlp(backend, *args, **kwargs):
         if backend == "cuda" and "cuda engine cannot be imported" in str(exc):
             pytest.skip(str(exc))
         raise
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs(name, options)``: a tmpfs mounted with these mount options (``"ro,size=64k"``)
+    on the new folder ``tmp_path / name``, returned; the test is skipped where mounting is not
+    allowed. Unmounted when the test ends."""
+    import subprocess
+
+    mounted = []
+
+    def mount(name, options):
+        path = tmp_path / name
+        path.mkdir()
+        if subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+        ).returncode:
+            pytest.skip(f"cannot mount a tmpfs ({options}) here")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", str(path)], capture_output=True)

@@ -616,30 +616,22 @@ def test_cpu_parallel_step_matches_numpy_and_compiles_each_block_once():
 
 
 @pytest.mark.slow  # a fresh process compiles every block it runs, uncached
-def test_cpu_backend_runs_uncached_when_no_cache_directory_is_writable(tmp_path):
+def test_cpu_backend_runs_uncached_when_no_cache_directory_is_writable(tmpfs):
     """NUMBA_CACHE_DIR on a read-only filesystem (skipped where mounting is not allowed): the
     cpu kernels and a training step run, uncached, with one line on stderr saying so."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a read-only tmpfs here")
-    try:
-        script = (
-            "import numpy as np; import fastinit.kernels.cpu as k; from fastinit import MLP; "
-            "assert not k.CACHE; print(k.relu(np.array([-1.0, 2.0])).tolist()); "
-            "m = MLP((4, 3, 2), backend='cpu', dtype='float64'); "
-            "print(m.train_step(np.ones((2, 4)), np.array([0, 1]), 0.1) > 0)"
-        )
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(ro / "cache"))
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        proc = subprocess.run(
-            [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=600
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.split("\n")[:2] == ["[0.0, 2.0]", "True"], proc.stdout
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and "no writable Numba cache" in lines[0], proc.stderr
-    finally:
-        subprocess.run(["umount", str(ro)], capture_output=True)
+    ro = tmpfs("ro", "ro,size=64k")
+    script = (
+        "import numpy as np; import fastinit.kernels.cpu as k; from fastinit import MLP; "
+        "assert not k.CACHE; print(k.relu(np.array([-1.0, 2.0])).tolist()); "
+        "m = MLP((4, 3, 2), backend='cpu', dtype='float64'); "
+        "print(m.train_step(np.ones((2, 4)), np.array([0, 1]), 0.1) > 0)"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(ro / "cache"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["[0.0, 2.0]", "True"], proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no writable Numba cache" in lines[0], proc.stderr

@@ -5,6 +5,7 @@ import math
 import h5py
 import numpy as np
 import pytest
+from commands import argv
 
 from fastinit.experiments.spectrum import (
     SpectrumConfig,
@@ -285,30 +286,20 @@ def test_cli_spectrum_train(tmp_path, capsys):
     from fastinit.cli import main
 
     out = tmp_path / "r.h5"
-    args = [
+    args = argv(
         "spectrum",
-        "--train",
-        "--depths",
-        "3",
-        "--width",
-        "16",
-        "--seeds",
-        "0",
-        "--lr",
-        "0.1",
-        "--batch-size",
-        "32",
-        "--eval-every",
-        "10",
-        "--eval-samples",
-        "200",
-        "--max-steps",
-        "20",
-        "--target",
-        "0.3",
-        "--out",
-        str(out),
-    ]
+        train=True,
+        depths=3,
+        width=16,
+        seeds=0,
+        lr=0.1,
+        batch_size=32,
+        eval_every=10,
+        eval_samples=200,
+        max_steps=20,
+        target=0.3,
+        out=out,
+    )
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "learning speed at the edge of chaos" in text and "/spectrum/training" in text

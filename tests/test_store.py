@@ -3,11 +3,11 @@ appendable datasets, old single-file results read and converted, clear errors.""
 
 import os
 import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
+from commands import argv, fastinit_command
 
 from fastinit import __version__
 from fastinit.show import describe
@@ -318,44 +318,21 @@ def test_disk_full_while_writing_keeps_the_old_file_and_no_temp(tmp_path, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]
 
 
-def test_disk_full_on_a_real_small_filesystem(tmp_path):
+def test_disk_full_on_a_real_small_filesystem(tmpfs):
     """The same on a real 200 KiB tmpfs, end to end through the CLI (skipped where mounting is
     not allowed): exit 1, one line, old file intact, no temp file, no crash."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        out = mnt / "h.h5"
-        small = [
-            sys.executable,
-            "-m",
-            "fastinit",
-            "histogram",
-            "--units",
-            "8",
-            "--samples",
-            "16",
-            "--layers",
-            "2",
-            "--no-plot",
-            "-q",
-            "--out",
-            str(out),
-        ]
-        assert subprocess.run(small, capture_output=True).returncode == 0
-        before, parts_before = out.read_bytes(), _parts(out)
-        big = small[:4] + ["--units", "100", "--samples", "1000", "--no-plot", "-q", "--out", str(out)]
-        proc = subprocess.run(big, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 1, proc.stderr
-        assert proc.stderr.strip().count("\n") == 0 and "No space left on device" in proc.stderr, proc.stderr
-        assert out.read_bytes() == before
-        assert sorted(p.name for p in mnt.iterdir()) == ["h.h5", "h.h5.parts"] and _leftovers(mnt) == []
-        assert _parts(out) == parts_before
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+    mnt = tmpfs("tiny", "size=200k")
+    out = mnt / "h.h5"
+    small = fastinit_command(argv("histogram", units=8, samples=16, layers=2, no_plot=True, q=True, out=out))
+    assert subprocess.run(small, capture_output=True).returncode == 0
+    before, parts_before = out.read_bytes(), _parts(out)
+    big = fastinit_command(argv("histogram", units=100, samples=1000, no_plot=True, q=True, out=out))
+    proc = subprocess.run(big, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "No space left on device" in proc.stderr, proc.stderr
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in mnt.iterdir()) == ["h.h5", "h.h5.parts"] and _leftovers(mnt) == []
+    assert _parts(out) == parts_before
 
 
 def test_files_record_machine_and_versions_and_show_prints_them_with_units(tmp_path):

@@ -9,6 +9,7 @@ import time
 import h5py
 import numpy as np
 import pytest
+from commands import argv
 
 from fastinit.experiments import sweep as sw
 from fastinit.experiments.sweep import Cell, SweepConfig, read_sweep, run_cell, sweep, trainable_depth
@@ -369,26 +370,16 @@ def test_cli_sweep_with_checkpoints_prints_n_and_draws_both_figures(tmp_path, ca
     from fastinit.cli import main
 
     out = tmp_path / "r.h5"
-    args = [
+    args = argv(
         "sweep",
-        "--sw2",
-        "1",
-        "3",
-        "--depths",
-        "2",
-        "4",
-        "--checkpoints",
-        "10",
-        "5",
-        "--width",
-        "8",
-        "--eval-samples",
-        "300",
-        "--executor",
-        "engine",
-        "--out",
-        str(out),
-    ]
+        sw2=(1, 3),
+        depths=(2, 4),
+        checkpoints=(10, 5),
+        width=8,
+        eval_samples=300,
+        executor="engine",
+        out=out,
+    )
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "deepest trainable after step      5     10" in text
