@@ -877,6 +877,20 @@ ValueError
     If the array is not 4-D with at least one snapshot."""
 
 
+def _snapshot_panels(values, what):
+    """``values`` (``what``, for the message) as an array of shape (snapshots, layers, samples,
+    units), checked, a figure and its panels: one row per snapshot, one column per layer."""
+    values = np.asarray(values)
+    if values.ndim != 4 or values.shape[0] == 0:
+        raise ValueError(
+            f"{what} must be (snapshots, layers, samples, units) with snapshots >= 1, "
+            f"got shape {values.shape}"
+        )
+    rows, cols = values.shape[:2]
+    fig = Figure(figsize=(1.9 * cols + 1.4, 1.45 * rows + 1.0), layout="constrained")
+    return values, fig, np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+
+
 def train_activations_figure(activations, steps, name, activation):
     """Histograms of a run's hidden activations at several training snapshots.
 
@@ -889,16 +903,9 @@ def train_activations_figure(activations, steps, name, activation):
         As stored in ``/train/<run>/activations`` (NaN padding ignored).
     {snapshot_args}
     """
-    acts = np.asarray(activations)
-    if acts.ndim != 4 or acts.shape[0] == 0:
-        raise ValueError(
-            f"activations must be (snapshots, layers, samples, units) with snapshots >= 1, "
-            f"got shape {acts.shape}"
-        )
+    acts, fig, axes = _snapshot_panels(activations, "activations")
     rows, cols = acts.shape[:2]
     relu = activation == "relu"
-    fig = Figure(figsize=(1.9 * cols + 1.4, 1.45 * rows + 1.0), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     for c in range(cols):
         layer = acts[:, c]
         layer = layer[np.isfinite(layer)]
@@ -942,16 +949,10 @@ def train_gradients_figure(gradients, steps, name, activation):
         As stored in ``/train/<run>/gradients`` (NaN padding ignored).
     {snapshot_args}
     """
-    g = np.asarray(gradients)
-    if g.ndim != 4 or g.shape[0] == 0:
-        raise ValueError(
-            f"gradients must be (snapshots, layers, samples, units) with snapshots >= 1, got shape {g.shape}"
-        )
+    g, fig, axes = _snapshot_panels(gradients, "gradients")
     rows, cols = g.shape[:2]
     mag = np.abs(g.astype(np.float64))
     lo, hi = _log_range([mag], max_decades=16)
-    fig = Figure(figsize=(1.9 * cols + 1.4, 1.45 * rows + 1.0), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     for r in range(rows):
         for c in range(cols):
             ax = axes[r, c]
