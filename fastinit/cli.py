@@ -244,7 +244,7 @@ def _figure(args, out, name, suffix=None):
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .store import open_results
+    from .store import open_results, record_gpu
 
     _given_once(args.init, "--init")
     check_backend(args.backend)
@@ -267,10 +267,7 @@ def _run_histogram(args):
         gradients=args.gradients,
     )
     with open_results(out) as f:
-        if args.backend == "cuda":
-            from .machine import gpu_name
-
-            f.attrs["gpu"] = gpu_name()
+        record_gpu(f, args.backend)
         groups = write_histogram(f, results)
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
