@@ -1077,8 +1077,8 @@ def _run_spectrum(args):
         raise UsageError("argument --q-star: not allowed with --sw2 or --sb2")
     if args.train:
         from .experiments.spectrum_training import format_training_summary as summary
-        from .experiments.spectrum_training import run_training as experiment
-        from .experiments.spectrum_training import write_training as write
+        from .experiments.spectrum_training import run as experiment
+        from .experiments.spectrum_training import write
 
         figure = "spectrum-training"
     else:

@@ -17,7 +17,7 @@ Seeding, as in :mod:`fastinit.experiments.sweep`: weights from ``default_rng(see
 ``fastinit.training.batch_indices(..., seed)``, so for one seed both weight distributions see the
 same biases and the same mini-batches.
 
-HDF5 layout written by :func:`write_training`: ``/spectrum/training`` (attrs: the config, sw2, sb2,
+HDF5 layout written by :func:`write`: ``/spectrum/training`` (attrs: the config, sw2, sb2,
 q_star) with one ``<weights>/depth=<L>`` group per run, as :data:`fastinit.schema.SPECTRUM_TRAINING`
 and :data:`fastinit.schema.SPECTRUM_TRAINING_DEPTH` declare them (``docs/storage.md``).
 """
@@ -42,9 +42,9 @@ __all__ = [
     "TrainingRun",
     "TrainingResult",
     "WEIGHT_INITS",
-    "run_training",
-    "write_training",
-    "read_training",
+    "run",
+    "write",
+    "read",
     "format_training_summary",
     "GROUP",
 ]
@@ -56,7 +56,7 @@ GROUP = schema.SPECTRUM_TRAINING.path
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What :func:`run_training` trains.
+    """What :func:`run` trains.
 
     ``depths``: hidden tanh layers; ``width``: units per hidden layer; ``weights``: from
     :data:`WEIGHT_INITS`; ``seeds``: one run per seed, depth and weights. The point: ``q_star``
@@ -215,7 +215,7 @@ class TrainingRun:
 
 @dataclass
 class TrainingResult:
-    """What :func:`run_training` returns: the validated ``config``, the point (``sw2``, ``sb2``,
+    """What :func:`run` returns: the validated ``config``, the point (``sw2``, ``sb2``,
     ``q_star``, ``chi1``) and ``runs[(weights, depth)]`` of :class:`TrainingRun`."""
 
     config: TrainingConfig
@@ -252,7 +252,7 @@ def _train_one(config, weights, depth, seed, sw2, sb2, data):
     return acc, loss, reached, time.perf_counter() - t0
 
 
-def run_training(config, *, progress=True):
+def run(config, *, progress=True):
     """Train every (weights, depth, seed) of ``config``, one after the other in this process.
 
     Parameters
@@ -317,7 +317,7 @@ def run_training(config, *, progress=True):
     return result
 
 
-def write_training(f, result):
+def write(f, result):
     """Write ``result`` as ``/spectrum/training`` of the open results file ``f`` (replacing it).
 
     Parameters
@@ -363,7 +363,7 @@ def write_training(f, result):
     return g.name
 
 
-def read_training(path):
+def read(path):
     """Read ``/spectrum/training`` of the results file ``path`` back into a :class:`TrainingResult`.
 
     Parameters

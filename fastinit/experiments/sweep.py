@@ -58,6 +58,7 @@ __all__ = [
     "PRESETS",
     "METRICS",
     "run_cell",
+    "run",
     "sweep",
     "SweepResult",
     "read_sweep",
@@ -575,6 +576,77 @@ def save(path, result, **attrs):
 # --------------------------------------------------------------------------- the sweep
 
 
+def run(
+    config=None,
+    *,
+    name="sweep",
+    backend="cpu",
+    executor="pool",
+    processes=None,
+    scheduler=None,
+    workers=None,
+    connect_timeout=10.0,
+    progress=True,
+    log=print,
+    **overrides,
+):
+    """Run every cell of ``config`` (plus keyword ``overrides``) and return the :class:`SweepResult`;
+    write nothing (:func:`sweep` is the stored, resumable form, :func:`save` stores a result).
+
+    Parameters
+    ----------
+    config : SweepConfig, optional
+        Validated here; default: ``SweepConfig()``.
+    name : str, default "sweep"
+        The result's name (its group ``/sweep/<name>`` once saved).
+    backend : {"cpu", "numpy", "cuda"}, default "cpu"
+    executor : {"pool", "engine"}, default "pool"
+        ``"pool"``: the cells run in ``processes`` local processes (default: one per core), one
+        single-threaded cell each; ``"engine"``: one cell at a time here on the engine's
+        parallel step.
+    processes : int, optional
+    scheduler : str, optional
+        ``tcp://HOST:PORT``: send the cells to that Dask cluster instead.
+    workers : int, optional
+        Start a local Dask cluster of that many processes instead.
+    connect_timeout : float, default 10.0
+        Seconds to wait for the ``scheduler``.
+    progress : bool, default True
+    log : callable, default print
+        Receives one-line messages.
+    **overrides
+        Fields of ``config`` to replace.
+
+    Returns
+    -------
+    SweepResult
+        Every cell done.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad config, name or executor.
+    SweepError
+        For an unreachable cluster or a broken pool.
+    """
+    config = replace(config or SweepConfig(), **overrides).validate()
+    check_name(name)
+    result = _empty(name, config)
+    _fill(
+        result,
+        config.cells(),
+        backend,
+        executor,
+        processes,
+        scheduler,
+        workers,
+        connect_timeout,
+        progress,
+        log,
+    )
+    return result
+
+
 def sweep(
     config=None,
     out="fastinit-results.h5",
@@ -595,14 +667,10 @@ def sweep(
     """Run every cell of ``config`` (plus keyword ``overrides``) not yet in ``out``; return the
     :class:`SweepResult`.
 
-    Where the cells run: ``scheduler`` (``tcp://HOST:PORT``) sends them to that Dask
-    cluster; ``workers`` starts a local Dask cluster of that many processes; otherwise
-    ``executor="pool"`` (default) runs them in ``processes`` local processes (default: one
-    per core), one single-threaded cell each, and ``executor="engine"`` runs one cell at a
-    time here on the engine's parallel step. Only this process writes ``out``: the done
+    Where the cells run: as :func:`run`. Only this process writes ``out``: the done
     cells are saved at least every ``save_every`` seconds, at the end and when stopped,
     so a stopped sweep resumes where it was. ``restart`` discards a stored sweep of the
-    same name. ``connect_timeout``: seconds to wait for the ``scheduler``.
+    same name.
 
     Raises ``ValueError``/``TypeError`` for a bad config, ``StoreError`` for an
     unwritable file, :class:`SweepError` for an unreachable cluster or a broken pool.
@@ -612,8 +680,7 @@ def sweep(
     config = replace(config or SweepConfig(), **overrides).validate()
     check_name(name)
     check_output_path(out)
-    if executor not in ("pool", "engine"):
-        raise ValueError(f"executor must be 'pool' or 'engine', got {executor!r}")
+    _check_executor(executor)
     result = _resume(out, name, config, restart)
     pending = [c for c in config.cells() if not result.done[c.i, c.j, c.k]]
     if len(pending) < result.done.size:
@@ -621,6 +688,58 @@ def sweep(
             f"sweep {name}: {result.done.size - len(pending)} of {result.done.size} cells already in {out}; "
             f"running the other {len(pending)}"
         )
+    saving = _Saving(out, result, save_every)
+    _fill(
+        result,
+        pending,
+        backend,
+        executor,
+        processes,
+        scheduler,
+        workers,
+        connect_timeout,
+        progress,
+        log,
+        saving,
+    )
+    return result
+
+
+def _check_executor(executor):
+    if executor not in ("pool", "engine"):
+        raise ValueError(f"executor must be 'pool' or 'engine', got {executor!r}")
+
+
+class _Saving:
+    """Saves a sweep's result to ``path`` at least every ``every`` seconds as cells are done, when
+    the sweep is stopped (if a cell was done since the last save) and at its end."""
+
+    def __init__(self, path, result, every):
+        self.path, self.result, self.every = path, result, every
+        self.last, self.unsaved = time.monotonic(), 0
+
+    def cell_done(self, where):
+        self.unsaved += 1
+        if time.monotonic() - self.last >= self.every:
+            self.save(where)
+
+    def stopped(self, where):
+        if self.unsaved:  # keep what finished; a sweep that never started writes nothing
+            self.save(where)
+
+    def save(self, where):
+        save(self.path, self.result, where=where)
+        self.last, self.unsaved = time.monotonic(), 0
+
+
+def _fill(
+    result, pending, backend, executor, processes, scheduler, workers, timeout, progress, log, saving=None
+):
+    """Run the ``pending`` cells of ``result`` where the arguments of :func:`run` say, storing each
+    into ``result`` as it comes; ``saving`` (a :class:`_Saving`) is told of each cell, of a stop
+    and of the end."""
+    _check_executor(executor)
+    config = result.config
     if pending and (
         scheduler is not None or workers is not None or (executor == "pool" and len(pending) > 1)
     ):
@@ -640,7 +759,7 @@ def sweep(
             warm=warm,
             name="fastinit-sweep-cell",
             log=log,
-            timeout=connect_timeout,
+            timeout=timeout,
         )
     elif executor == "engine" or len(pending) <= 1:
         where = "this process, parallel engine"
@@ -649,28 +768,25 @@ def sweep(
         processes = processes or os.cpu_count() or 1
         where = f"{processes} local processes"
         runs = executors.process_pool(work, pending, min(processes, len(pending)))
-    bar = Progress(len(pending), f"sweep {name}", "cell", enabled=progress)
-    last_save, unsaved = time.monotonic(), 0
+    bar = Progress(len(pending), f"sweep {result.name}", "cell", enabled=progress)
     try:
         for cell, metrics in runs:
             _store_cell(result, cell, metrics)
-            unsaved += 1
             bar.update(
                 1, last=f"sw2={cell.sw2:g} depth={cell.depth}: acc {100 * metrics['train_accuracy']:.0f}%"
             )
-            if time.monotonic() - last_save >= save_every:
-                save(out, result, where=where)
-                last_save, unsaved = time.monotonic(), 0
+            if saving is not None:
+                saving.cell_done(where)
     except BaseException:
         bar.close()
-        if unsaved:  # keep what finished; a sweep that never started writes nothing
-            save(out, result, where=where)
+        if saving is not None:
+            saving.stopped(where)
         raise
     finally:
         runs.close()
-    save(out, result, where=where)
+    if saving is not None:
+        saving.save(where)
     bar.close(f"{int(result.done.sum())}/{result.done.size} cells on {where}")
-    return result
 
 
 # --------------------------------------------------------------------------- reading it
@@ -710,6 +826,29 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=N
 
 
 def seed_mean(result, metric, checkpoint=None):
+    """The mean of ``metric`` over the done seeds of each (sw2, depth) cell of the grid.
+
+    Parameters
+    ----------
+    result : SweepResult
+    metric : str
+        One of :data:`METRICS`.
+    checkpoint : int, optional
+        Index into ``result.config.checkpoints`` (negative counts from the end); ``None``: the
+        values after all ``steps``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_sw2, n_depths): NaN where no seed of the cell is done.
+
+    Raises
+    ------
+    IndexError
+        For a ``checkpoint`` the sweep does not have.
+    KeyError
+        For an unknown ``metric``.
+    """
     if checkpoint is None:
         source = result.metrics[metric]
     else:
@@ -865,11 +1004,14 @@ def caveats(result, threshold=0.5):
     Parameters
     ----------
     result : SweepResult
+        The sweep the caveats are about: its config gives the numbers they quote.
     threshold : float, optional
+        The mean train accuracy from which a cell counts as trainable, quoted in the first line.
 
     Returns
     -------
     list of str
+        One caveat per line, each starting with ``"- "``.
     """
     c = result.config
     q1 = [s * MNIST_MEAN_SQUARE + c.sb2 for s in (min(c.sw2), max(c.sw2))]
@@ -906,11 +1048,14 @@ def format_summary(result, threshold=0.5):
     Parameters
     ----------
     result : SweepResult
+        A sweep, complete or not (the summary counts the cells done).
     threshold : float, optional
+        Mean train accuracy over seeds from which a depth counts as trainable.
 
     Returns
     -------
     str
+        Lines joined by newlines, without a trailing one.
     """
     c = result.config
     cps = tuple(c.checkpoints)
