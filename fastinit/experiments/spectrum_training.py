@@ -34,6 +34,7 @@ from ..mlp import MLP
 from ..progress import Progress
 from ..theory import edge_of_chaos, mean_field
 from ..training import sgd
+from .config_checks import float_dtype, positive_int, positive_number, train_limit
 from .spectrum import DEFAULT_Q_STAR
 from .sweep import mnist_arrays
 
@@ -116,12 +117,8 @@ class TrainingConfig:
                 raise ValueError(f"{name} has repeated values: {out}")
             return tuple(out)
 
-        def positive(name, integer=True):
-            v = getattr(self, name)
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            if isinstance(v, bool) or not isinstance(v, kinds) or not (0 < v < math.inf):
-                raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
-            return int(v) if integer else float(v)
+        def positive(name):
+            return positive_int(name, getattr(self, name))
 
         def optional(name):
             v = getattr(self, name)
@@ -140,7 +137,7 @@ class TrainingConfig:
             raise ValueError(
                 f"weights must hold distinct values from {', '.join(WEIGHT_INITS)}, got {weights!r}"
             )
-        target = positive("target", integer=False)
+        target = positive_number("target", self.target)
         if target > 1:
             raise ValueError(f"target must be an accuracy in (0, 1], got {target}")
         q_star, sw2, sb2 = optional("q_star"), optional("sw2"), optional("sb2")
@@ -150,16 +147,11 @@ class TrainingConfig:
             raise ValueError("give sw2 and sb2 together (or q_star for a point of the edge of chaos)")
         if q_star == 0.0 or sw2 == 0.0:
             raise ValueError("q_star and sw2 must be > 0")
-        if self.dtype not in ("float32", "float64"):
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        float_dtype(self.dtype)
         if self.backend not in ("numpy", "cpu", "cuda"):
             raise ValueError(f"backend must be numpy, cpu or cuda, got {self.backend!r}")
         batch = positive("batch_size")
-        limit = self.train_limit
-        if limit is not None and (
-            not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit < batch
-        ):
-            raise ValueError(f"train_limit must be None or an integer >= batch_size, got {limit!r}")
+        train_limit(self.train_limit, batch)
         return replace(
             self,
             depths=ints("depths", 1),
@@ -169,7 +161,7 @@ class TrainingConfig:
             q_star=q_star,
             sw2=sw2,
             sb2=sb2,
-            lr=positive("lr", False),
+            lr=positive_number("lr", self.lr),
             batch_size=batch,
             target=target,
             eval_every=positive("eval_every"),

@@ -49,6 +49,7 @@ from ..progress import Progress
 from ..theory import critical_sw2, mean_field
 from ..training import sgd
 from . import executors
+from .config_checks import float_dtype, positive_int, positive_number, train_limit
 from .executors import SweepError
 
 __all__ = [
@@ -180,19 +181,9 @@ class SweepConfig:
         depths = values("depths", int, lambda v: 1 <= v <= 10000, "integers from 1 to 10000")
         seeds = values("seeds", int, lambda v: 0 <= v < 2**63, "integers >= 0")
         for name in ("width", "steps", "batch_size", "eval_samples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.train_limit is not None and (
-            not isinstance(self.train_limit, (int, np.integer)) or self.train_limit < self.batch_size
-        ):
-            raise ValueError(
-                f"train_limit must be None or an integer >= batch_size, got {self.train_limit!r}"
-            )
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+            positive_int(name, getattr(self, name))
+        train_limit(self.train_limit, self.batch_size)
+        float_dtype(self.dtype)
         mean_field(self.activation, 1.0, self.sb2)  # checks the activation and sb2
         checkpoints = ()
         if (
@@ -212,7 +203,7 @@ class SweepConfig:
             depths=depths,
             seeds=seeds,
             sb2=float(self.sb2),
-            lr=float(self.lr),
+            lr=positive_number("lr", self.lr),
             width=int(self.width),
             steps=int(self.steps),
             batch_size=int(self.batch_size),
@@ -632,18 +623,8 @@ def run(
     config = replace(config or SweepConfig(), **overrides).validate()
     check_name(name)
     result = _empty(name, config)
-    _fill(
-        result,
-        config.cells(),
-        backend,
-        executor,
-        processes,
-        scheduler,
-        workers,
-        connect_timeout,
-        progress,
-        log,
-    )
+    where = _Where(backend, executor, processes, scheduler, workers, connect_timeout)
+    _fill(result, config.cells(), where, progress, log)
     return result
 
 
@@ -688,20 +669,8 @@ def sweep(
             f"sweep {name}: {result.done.size - len(pending)} of {result.done.size} cells already in {out}; "
             f"running the other {len(pending)}"
         )
-    saving = _Saving(out, result, save_every)
-    _fill(
-        result,
-        pending,
-        backend,
-        executor,
-        processes,
-        scheduler,
-        workers,
-        connect_timeout,
-        progress,
-        log,
-        saving,
-    )
+    where = _Where(backend, executor, processes, scheduler, workers, connect_timeout)
+    _fill(result, pending, where, progress, log, _Saving(out, result, save_every))
     return result
 
 
@@ -732,42 +701,55 @@ class _Saving:
         self.last, self.unsaved = time.monotonic(), 0
 
 
-def _fill(
-    result, pending, backend, executor, processes, scheduler, workers, timeout, progress, log, saving=None
-):
-    """Run the ``pending`` cells of ``result`` where the arguments of :func:`run` say, storing each
-    into ``result`` as it comes; ``saving`` (a :class:`_Saving`) is told of each cell, of a stop
-    and of the end."""
-    _check_executor(executor)
-    config = result.config
-    if pending and (
-        scheduler is not None or workers is not None or (executor == "pool" and len(pending) > 1)
-    ):
-        # Workers start cold and would compile the same functions into one cache directory
-        # at the same moment (numba#4807, #10128: mismatched symbols, segfaults). Compile here
-        # first, so that the workers on this machine only load; executors.dask warms the others.
-        compile_backend(backend, config.dtype, config.activation, parallel=False)
-    work = functools.partial(run_cell, config, backend=backend)
-    if scheduler is not None or workers is not None:
-        where = f"dask cluster at {scheduler}" if scheduler else f"local dask cluster of {workers} workers"
-        warm = functools.partial(compile_backend, backend, config.dtype, config.activation, False)
-        runs = executors.dask(
-            work,
-            pending,
-            scheduler,
-            workers,
-            warm=warm,
-            name="fastinit-sweep-cell",
-            log=log,
-            timeout=timeout,
-        )
-    elif executor == "engine" or len(pending) <= 1:
-        where = "this process, parallel engine"
-        runs = executors.in_process(work, pending)
-    else:
-        processes = processes or os.cpu_count() or 1
-        where = f"{processes} local processes"
+@dataclass(frozen=True)
+class _Where:
+    """Where the cells run: the arguments of :func:`run` that say it."""
+
+    backend: str
+    executor: str
+    processes: int
+    scheduler: str
+    workers: int
+    timeout: float
+
+    def start(self, config, pending, log):
+        """Start running the ``pending`` cells of ``config``; return a description of where and the
+        iterator of ``(cell, metrics)`` from :mod:`fastinit.experiments.executors`."""
+        _check_executor(self.executor)
+        backend, cluster = self.backend, self.scheduler is not None or self.workers is not None
+        if pending and (cluster or (self.executor == "pool" and len(pending) > 1)):
+            # Workers start cold and would compile the same functions into one cache directory
+            # at the same moment (numba#4807, #10128: mismatched symbols, segfaults). Compile here
+            # first, so that the workers on this machine only load; executors.dask warms the others.
+            compile_backend(backend, config.dtype, config.activation, parallel=False)
+        work = functools.partial(run_cell, config, backend=backend)
+        if cluster:
+            warm = functools.partial(compile_backend, backend, config.dtype, config.activation, False)
+            runs = executors.dask(
+                work,
+                pending,
+                self.scheduler,
+                self.workers,
+                warm=warm,
+                name="fastinit-sweep-cell",
+                log=log,
+                timeout=self.timeout,
+            )
+            if self.scheduler:
+                return f"dask cluster at {self.scheduler}", runs
+            return f"local dask cluster of {self.workers} workers", runs
+        if self.executor == "engine" or len(pending) <= 1:
+            return "this process, parallel engine", executors.in_process(work, pending)
+        processes = self.processes or os.cpu_count() or 1
         runs = executors.process_pool(work, pending, min(processes, len(pending)))
+        return f"{processes} local processes", runs
+
+
+def _fill(result, pending, placement, progress, log, saving=None):
+    """Run the ``pending`` cells of ``result`` where ``placement`` (a :class:`_Where`) says, storing
+    each into ``result`` as it comes; ``saving`` (a :class:`_Saving`) is told of each cell, of a stop
+    and of the end."""
+    where, runs = placement.start(result.config, pending, log)
     bar = Progress(len(pending), f"sweep {result.name}", "cell", enabled=progress)
     try:
         for cell, metrics in runs:
@@ -800,10 +782,9 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=N
     result : SweepResult
     threshold : float, optional
     metric : str, optional
-        One of :data:`METRICS`.
+        One of :data:`METRICS`: its mean over seeds (:func:`seed_mean`) is compared with ``threshold``.
     checkpoint : int, optional
-        Index into ``result.config.checkpoints`` (negative counts from the end); ``None``: the
-        values after all ``steps``.
+        As in :func:`seed_mean`.
 
     Returns
     -------

@@ -87,6 +87,7 @@ from ..init import parse_init
 from ..mlp import MLP, compile_backend
 from ..progress import Progress
 from ..training import sgd
+from .config_checks import positive_int, positive_number
 
 __all__ = [
     "TrainConfig",
@@ -194,11 +195,6 @@ class TrainConfig:
 
     def validate(self):
         """Check every field; raise ``ValueError``/``TypeError`` naming the bad one. Returns self."""
-
-        def positive_int(name, value, minimum=1):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
         if isinstance(self.runs, str) or not self.runs:
             raise ValueError(f"runs must be a non-empty sequence of run specs, got {self.runs!r}")
         specs = [parse_run(r, self.activation) for r in self.runs]
@@ -213,8 +209,7 @@ class TrainConfig:
             positive_int("each of sizes", s)
         if self.sizes[-1] < 2:
             raise ValueError(f"the last size is the number of classes and must be >= 2, got {self.sizes[-1]}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        positive_number("lr", self.lr)
         positive_int("batch_size", self.batch_size)
         positive_int("iterations", self.iterations)
         positive_int("eval_every", self.eval_every)
