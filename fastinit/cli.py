@@ -273,7 +273,7 @@ def _figure(args, out, name, suffix=None):
 def _run_histogram(args):
     from .backends import check_backend, require_cuda
     from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .store import open_results
+    from .store import open_results, record_gpu
 
     _given_once(args.init, "--init")
     check_backend(args.backend)
@@ -296,10 +296,7 @@ def _run_histogram(args):
         gradients=args.gradients,
     )
     with open_results(out) as f:
-        if args.backend == "cuda":
-            from .machine import gpu_name
-
-            f.attrs["gpu"] = gpu_name()
+        record_gpu(f, args.backend)
         groups = write_histogram(f, results)
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
@@ -1093,8 +1090,8 @@ def _run_spectrum(args):
         raise UsageError("argument --q-star: not allowed with --sw2 or --sb2")
     if args.train:
         from .experiments.spectrum_training import format_training_summary as summary
-        from .experiments.spectrum_training import run_training as experiment
-        from .experiments.spectrum_training import write_training as write
+        from .experiments.spectrum_training import run as experiment
+        from .experiments.spectrum_training import write
 
         figure = "spectrum-training"
     else:

@@ -1618,7 +1618,7 @@ def spectrum_training_figure(result):
     Parameters
     ----------
     result : fastinit.experiments.spectrum_training.TrainingResult
-        What ``run_training`` returned.
+        What ``spectrum_training.run`` returned.
 
     Returns
     -------
@@ -1693,7 +1693,10 @@ def spectrum_training_figure(result):
 
 @_saves(
     "spectrum_training_figure",
-    result=("fastinit.experiments.spectrum_training.TrainingResult", "What ``run_training`` returned."),
+    result=(
+        "fastinit.experiments.spectrum_training.TrainingResult",
+        "What ``spectrum_training.run`` returned.",
+    ),
     path=_PATH,
 )
 def plot_spectrum_training(result, path):

@@ -96,6 +96,7 @@ __all__ = [
     "copy_group",
     "finish_group",
     "mark_interrupted",
+    "record_gpu",
     "create_appendable",
     "append",
     "label",
@@ -968,6 +969,22 @@ def finish_group(group, status="complete"):
     session, part = found
     session.finish_part(part, status)
     session.commit()
+
+
+def record_gpu(f, backend):
+    """Name the GPU of a cuda run in the ``gpu`` attr of the results' top file; nothing for other backends.
+
+    Parameters
+    ----------
+    f : h5py.File
+        The top file yielded by :func:`open_results`.
+    backend : str
+        The backend the results were computed on.
+    """
+    if backend == "cuda":
+        from .machine import gpu_name
+
+        f.attrs["gpu"] = gpu_name()
 
 
 def mark_interrupted(group, reason="interrupted by the user"):

@@ -103,7 +103,7 @@ def written(tmp_path_factory):
         spectrum.SpectrumConfig(activations=("tanh",), depths=(1, 2), width=8, samples=2, backend="numpy"),
         progress=False,
     )
-    speed = spectrum_training.run_training(
+    speed = spectrum_training.run(
         spectrum_training.TrainingConfig(
             depths=(2,),
             width=8,
@@ -120,7 +120,7 @@ def written(tmp_path_factory):
     with open_results(path) as f:
         write_histogram(f, hist)
         spectrum.write_spectrum(f, spec)
-        spectrum_training.write_training(f, speed)
+        spectrum_training.write(f, speed)
         prof.write_profile(f, timed)
     meanfield.write(path, meanfield.run(meanfield.TheoryConfig(sw2=(1.0, 2.0))))
     quiet = dict(progress=False, log=lambda message: None)

@@ -66,6 +66,21 @@ def test_an_exploding_network_is_recorded_as_diverged():
     assert result["diverged"] == 1.0 and math.isnan(result["train_loss"])
 
 
+def test_run_gives_the_cells_sweep_stores_and_writes_no_file(tmp_path):
+    config = SweepConfig(sw2=(1.0, 3.0), depths=(2, 3), seeds=(0, 1), checkpoints=(10,), **TINY)
+    out = tmp_path / "s.h5"
+    stored = sweep(config, str(out), "g", executor="engine", progress=False)
+    before = set(os.listdir(tmp_path))
+    result = sw.run(config, name="g", executor="engine", progress=False)
+    assert set(os.listdir(tmp_path)) == before and result.complete and result.name == "g"
+    assert _same(result, stored) and _same(result, read_sweep(out, "g"))
+    for m in COMPARED:
+        assert np.array_equal(result.checkpoint_metrics[m], stored.checkpoint_metrics[m], equal_nan=True)
+    assert np.array_equal(result.trainable_depth(), stored.trainable_depth(), equal_nan=True)
+    with pytest.raises(ValueError, match="executor"):
+        sw.run(config, executor="threads", progress=False)
+
+
 def test_sweep_writes_the_grid_resumes_and_keeps_shared_cells(tmp_path, monkeypatch):
     out = str(tmp_path / "s.h5")
     calls = []

@@ -121,7 +121,7 @@ def reproduce(
     backend that cannot run.
     """
     from .. import plots
-    from ..store import StoreError, open_results
+    from ..store import StoreError, open_results, record_gpu
     from .histogram import run_histogram, write_histogram
     from .train import read_runs
 
@@ -160,10 +160,7 @@ def reproduce(
             **sizes,
         )
     with open_results(h5_path) as f:
-        if backend == "cuda":
-            from ..machine import gpu_name
-
-            f.attrs["gpu"] = gpu_name()
+        record_gpu(f, backend)
         for res in histograms.values():
             write_histogram(f, res)
     times["histograms"] = time.perf_counter() - t0
@@ -326,7 +323,7 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log):
     import tempfile
     from functools import partial
 
-    from ..store import copy_group, finish_group, open_read, open_results, replace_group
+    from ..store import copy_group, finish_group, open_read, open_results, record_gpu, replace_group
     from .executors import in_process, process_pool
 
     backend = studies[0][1].backend
@@ -360,10 +357,7 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log):
         else:
             done = in_process(_run_task, [(i, *task) for i, task in enumerate(tasks)])
         with open_results(h5_path) as f:
-            if backend == "cuda":
-                from ..machine import gpu_name
-
-                f.attrs["gpu"] = gpu_name()
+            record_gpu(f, backend)
             try:
                 for (i, _, _), out in done:
                     by_task[i] = out

@@ -440,7 +440,7 @@ def read_spectrum(path):
         if "spectrum" not in f or not any(name != "training" for name in f["spectrum"]):
             raise KeyError(f"{path} holds no /spectrum group (run 'fastinit spectrum')")
         for name, g in f["spectrum"].items():
-            if name == "training":  # fastinit spectrum --train (spectrum_training.read_training)
+            if name == "training":  # fastinit spectrum --train (spectrum_training.read)
                 continue
             a = g.attrs
             first = first or dict(a)
