@@ -242,36 +242,27 @@ def _figure(args, out, name, suffix=None):
 
 
 def _run_histogram(args):
-    from .backends import check_backend, require_cuda
-    from .experiments.histogram import format_table, run_histogram, write_histogram
+    from .experiments.histogram import HistogramConfig, format_table, run, write
     from .store import open_results
 
     _given_once(args.init, "--init")
-    check_backend(args.backend)
-    if args.backend == "cuda":
-        require_cuda()
-    out = results_file(args.out)
-    plot = _figure(args, out, f"histogram-{args.activation}")
-
-    results = run_histogram(
-        args.activation,
-        args.init,
-        args.layers,
-        args.units,
-        args.samples,
-        args.seed,
-        args.backend,
-        args.dtype,
-        progress=_progress_wanted(args),
+    config = HistogramConfig(
+        activation=args.activation,
+        inits=tuple(args.init),
+        layers=args.layers,
+        units=args.units,
+        samples=args.samples,
+        seed=args.seed,
+        backend=args.backend,
+        dtype=args.dtype,
         bias_std=args.bias_std,
         gradients=args.gradients,
-    )
+    ).validate()  # an unknown init, or cuda without a GPU, fails before any file is touched
+    out = results_file(args.out)
+    plot = _figure(args, out, f"histogram-{args.activation}")
+    results = run(config, progress=_progress_wanted(args))
     with open_results(out) as f:
-        if args.backend == "cuda":
-            from .machine import gpu_name
-
-            f.attrs["gpu"] = gpu_name()
-        groups = write_histogram(f, results)
+        groups = write(f, results)
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
