@@ -710,7 +710,7 @@ def _add_profile(sub):
 
 
 def _run_profile(args):
-    from .experiments.profile import format_table, run_profile, write_json, write_profile
+    from .experiments.profile import ProfileConfig, format_table, run, write, write_json
     from .plots import check_figure_path, plot_profile
     from .store import open_results
 
@@ -720,18 +720,17 @@ def _run_profile(args):
         check_figure_path(args.plot)
     if args.json:
         _check_writable(args.json)
-    log = None if args.quiet else (lambda m: print(f"fastinit: profiling {m}", file=sys.stderr))
-    result = run_profile(
-        args.backends,
+    config = ProfileConfig(
+        backends=tuple(args.backends or ()),
         quick=args.quick,
         dtype=args.dtype,
-        sizes=args.sizes,
+        sizes=tuple(args.sizes) if args.sizes else None,
         budget=args.budget,
-        kernels=args.kernels,
-        log=log,
+        kernels=tuple(args.kernels or ()),
     )
+    result = run(config, progress=_progress_wanted(args))
     with open_results(out) as f:
-        paths = write_profile(f, result)
+        paths = write(f, result)
     _say(args, format_table(result))
     _say(args, f"wrote {', '.join(paths)} to {out}")
     if args.json:
@@ -1078,7 +1077,7 @@ def _run_spectrum(args):
     else:
         from .experiments.spectrum import format_summary as summary
         from .experiments.spectrum import run as experiment
-        from .experiments.spectrum import write_spectrum as write
+        from .experiments.spectrum import write
 
         figure = "spectrum"
     try:
