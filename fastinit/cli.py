@@ -18,6 +18,7 @@ and figures go by default is :mod:`fastinit.outputs`'s choice.
 """
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -113,6 +114,12 @@ def _given_once(values, option):
     for i, value in enumerate(values):
         if value in values[:i]:
             raise UsageError(f"argument {option}: {value!r} is given twice")
+
+
+def _config(cls, args, **given):
+    """A config dataclass ``cls`` from the options of ``args`` named like its fields, and ``given``."""
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**dict(options, **given))
 
 
 def _progress_wanted(args):
@@ -246,18 +253,8 @@ def _run_histogram(args):
     from .store import open_results
 
     _given_once(args.init, "--init")
-    config = HistogramConfig(
-        activation=args.activation,
-        inits=tuple(args.init),
-        layers=args.layers,
-        units=args.units,
-        samples=args.samples,
-        seed=args.seed,
-        backend=args.backend,
-        dtype=args.dtype,
-        bias_std=args.bias_std,
-        gradients=args.gradients,
-    ).validate()  # an unknown init, or cuda without a GPU, fails before any file is touched
+    # An unknown init, or cuda without a GPU, fails before any file is touched.
+    config = _config(HistogramConfig, args, inits=tuple(args.init)).validate()
     out = results_file(args.out)
     plot = _figure(args, out, f"histogram-{args.activation}")
     results = run(config, progress=_progress_wanted(args))
@@ -720,15 +717,7 @@ def _run_profile(args):
         check_figure_path(args.plot)
     if args.json:
         _check_writable(args.json)
-    config = ProfileConfig(
-        backends=tuple(args.backends or ()),
-        quick=args.quick,
-        dtype=args.dtype,
-        sizes=tuple(args.sizes) if args.sizes else None,
-        budget=args.budget,
-        kernels=tuple(args.kernels or ()),
-    )
-    result = run(config, progress=_progress_wanted(args))
+    result = run(_config(ProfileConfig, args), progress=_progress_wanted(args))
     with open_results(out) as f:
         paths = write(f, result)
     _say(args, format_table(result))
