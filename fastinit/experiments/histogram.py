@@ -153,6 +153,10 @@ def theory_std(activation, weight_stds, units, input_var=1.0, bias_var=0.0):
     return out
 
 
+#: The integer fields of :class:`HistogramConfig` and their lowest values.
+_LOWEST = {"layers": 1, "units": 1, "samples": 1, "seed": 0}
+
+
 def _check_int(name, value, low):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -188,11 +192,8 @@ def _check_dtype(dtype):
 
 
 def _check_bias_std(bias_std):
-    if (
-        isinstance(bias_std, bool)
-        or not isinstance(bias_std, (int, float, np.integer, np.floating))
-        or not (0 <= bias_std < math.inf)
-    ):
+    number = isinstance(bias_std, (int, float, np.integer, np.floating)) and not isinstance(bias_std, bool)
+    if not (number and 0 <= bias_std < math.inf):
         raise ValueError(f"bias_std must be a finite number >= 0, got {bias_std!r}")
     return float(bias_std)
 
@@ -258,23 +259,13 @@ class HistogramConfig:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         inits = _check_inits(self.inits)
-        layers = _check_int("layers", self.layers, 1)
-        units = _check_int("units", self.units, 1)
-        samples = _check_int("samples", self.samples, 1)
-        seed = _check_int("seed", self.seed, 0)
+        sizes = {name: _check_int(name, getattr(self, name), low) for name, low in _LOWEST.items()}
         check_backend(self.backend)
         if self.backend == "cuda":
             require_cuda()
+        dtype, bias_std = _check_dtype(self.dtype), _check_bias_std(self.bias_std)
         return replace(
-            self,
-            inits=inits,
-            layers=layers,
-            units=units,
-            samples=samples,
-            seed=seed,
-            dtype=_check_dtype(self.dtype),
-            bias_std=_check_bias_std(self.bias_std),
-            gradients=bool(self.gradients),
+            self, inits=inits, dtype=dtype, bias_std=bias_std, gradients=bool(self.gradients), **sizes
         )
 
 
@@ -299,9 +290,9 @@ def run(config, *, progress=True):
     Parameters
     ----------
     config : HistogramConfig
-        Validated here.
-    progress : bool, optional
-        A bar on a terminal, else lines on stderr (``fastinit.progress``).
+        What to measure, checked first (:meth:`HistogramConfig.validate`).
+    progress : bool, default True
+        A bar on a terminal, else heartbeat lines on stderr (``fastinit.progress``); False: none.
 
     Returns
     -------
