@@ -18,6 +18,7 @@ and figures go by default is :mod:`fastinit.outputs`'s choice.
 """
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -116,6 +117,12 @@ def _given_once(values, option):
     for i, value in enumerate(values):
         if value in values[:i]:
             raise UsageError(f"argument {option}: {value!r} is given twice")
+
+
+def _config(cls, args, **given):
+    """A config dataclass ``cls`` from the options of ``args`` named like its fields, and ``given``."""
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**dict(options, **given))
 
 
 def _progress_wanted(args):
@@ -271,33 +278,17 @@ def _figure(args, out, name, suffix=None):
 
 
 def _run_histogram(args):
-    from .backends import check_backend, require_cuda
-    from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .store import open_results, record_gpu
+    from .experiments.histogram import HistogramConfig, format_table, run, write
+    from .store import open_results
 
     _given_once(args.init, "--init")
-    check_backend(args.backend)
-    if args.backend == "cuda":
-        require_cuda()
+    # An unknown init, or cuda without a GPU, fails before any file is touched.
+    config = _config(HistogramConfig, args, inits=tuple(args.init)).validate()
     out = results_file(args.out)
     plot = _figure(args, out, f"histogram-{args.activation}")
-
-    results = run_histogram(
-        args.activation,
-        args.init,
-        args.layers,
-        args.units,
-        args.samples,
-        args.seed,
-        args.backend,
-        args.dtype,
-        progress=_progress_wanted(args),
-        bias_std=args.bias_std,
-        gradients=args.gradients,
-    )
+    results = run(config, progress=_progress_wanted(args))
     with open_results(out) as f:
-        record_gpu(f, args.backend)
-        groups = write_histogram(f, results)
+        groups = write(f, results)
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
@@ -731,7 +722,7 @@ def _add_profile(sub):
 
 
 def _run_profile(args):
-    from .experiments.profile import format_table, run_profile, write_json, write_profile
+    from .experiments.profile import ProfileConfig, format_table, run, write, write_json
     from .plots import check_figure_path, plot_profile
     from .store import open_results
 
@@ -741,18 +732,9 @@ def _run_profile(args):
         check_figure_path(args.plot)
     if args.json:
         _check_writable(args.json)
-    log = None if args.quiet else (lambda m: print(f"fastinit: profiling {m}", file=sys.stderr))
-    result = run_profile(
-        args.backends,
-        quick=args.quick,
-        dtype=args.dtype,
-        sizes=args.sizes,
-        budget=args.budget,
-        kernels=args.kernels,
-        log=log,
-    )
+    result = run(_config(ProfileConfig, args), progress=_progress_wanted(args))
     with open_results(out) as f:
-        paths = write_profile(f, result)
+        paths = write(f, result)
     _say(args, format_table(result))
     _say(args, f"wrote {', '.join(paths)} to {out}")
     if args.json:
@@ -1097,7 +1079,7 @@ def _run_spectrum(args):
     else:
         from .experiments.spectrum import format_summary as summary
         from .experiments.spectrum import run as experiment
-        from .experiments.spectrum import write_spectrum as write
+        from .experiments.spectrum import write
 
         figure = "spectrum"
     try:

@@ -11,9 +11,9 @@ from fastinit.experiments.spectrum import (
     SpectrumConfig,
     _singular_values,
     format_summary,
-    read_spectrum,
+    read,
     run,
-    write_spectrum,
+    write,
 )
 from fastinit.theory import edge_of_chaos, jacobian_spectrum, mean_field, phi
 
@@ -100,7 +100,7 @@ def test_hdf5_layout_roundtrip_and_summary(tmp_path):
     )
     path = tmp_path / "s.h5"
     with open_results(path) as f:
-        assert write_spectrum(f, res) == ["/spectrum/tanh-orthogonal"]
+        assert write(f, res) == ["/spectrum/tanh-orthogonal"]
     with h5py.File(path, "r") as f:
         ds = f["/spectrum/tanh-orthogonal/depth=3/singular_values"]
         assert ds.dtype == np.float64 and ds.shape == (16,)
@@ -111,7 +111,7 @@ def test_hdf5_layout_roundtrip_and_summary(tmp_path):
         mean, var = jacobian_spectrum("tanh", sw2, sb2, 3, "orthogonal")
         assert ds.attrs["theory_mean"] == pytest.approx(mean)
         assert ds.attrs["theory_variance"] == pytest.approx(var)
-    back = read_spectrum(str(path))
+    back = read(str(path))
     np.testing.assert_array_equal(
         back.runs["tanh-orthogonal"].singular_values[3], res.runs["tanh-orthogonal"].singular_values[3]
     )
@@ -260,7 +260,7 @@ def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_p
     text = st.format_training_summary(result)
     assert "steps to train accuracy >= 0.3" in text and "orthogonal" in text and "gaussian" in text
     with pytest.raises(KeyError, match="holds no /spectrum group"):
-        read_spectrum(out)  # the training group is not a spectrum run
+        read(out)  # the training group is not a spectrum run
 
 
 def test_same_seed_same_minibatches_for_both_weight_distributions(monkeypatch):

@@ -121,8 +121,8 @@ def reproduce(
     backend that cannot run.
     """
     from .. import plots
-    from ..store import StoreError, open_results, record_gpu
-    from .histogram import run_histogram, write_histogram
+    from ..store import StoreError, open_results
+    from . import histogram
     from .train import read_runs
 
     config = TrainConfig(
@@ -133,6 +133,13 @@ def reproduce(
         data_dir=data_dir,
         **(_QUICK_TRAIN if quick else {}),
     ).validate()  # bad seeds fail before any work
+    histogram_config = histogram.HistogramConfig(
+        inits=HISTOGRAM_INITS,
+        seed=config.seeds[0],
+        backend=backend,
+        dtype=dtype,
+        **(_QUICK_HISTOGRAM if quick else {}),
+    ).validate()
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise StoreError(f"--out {out_dir} exists and is not a directory")
@@ -148,21 +155,13 @@ def reproduce(
     # 1. Activation histograms.
     histograms = {}
     t0 = time.perf_counter()
-    sizes = _QUICK_HISTOGRAM if quick else {}
     for activation in HISTOGRAM_ACTIVATIONS:
-        histograms[activation] = run_histogram(
-            activation,
-            HISTOGRAM_INITS,
-            seed=config.seeds[0],
-            backend=backend,
-            dtype=dtype,
-            progress=progress,
-            **sizes,
+        histograms[activation] = histogram.run(
+            replace(histogram_config, activation=activation), progress=progress
         )
     with open_results(h5_path) as f:
-        record_gpu(f, backend)
         for res in histograms.values():
-            write_histogram(f, res)
+            histogram.write(f, res)  # on cuda, with the GPU's name
     times["histograms"] = time.perf_counter() - t0
     log(
         f"histograms: {', '.join(HISTOGRAM_ACTIVATIONS)} x {len(HISTOGRAM_INITS)} inits "
