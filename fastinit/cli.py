@@ -25,7 +25,7 @@ import sys
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_USAGE, UsageError, exit_status_for, one_line_message
-from .outputs import DEFAULT_OUT, default_figure, results_file, why_unwritable, write_text
+from .outputs import DEFAULT_OUT, default_figure, why_unwritable, write_text
 from .signals import (
     Terminated,
     exit_status,
@@ -279,7 +279,7 @@ def _figure(args, out, name, suffix=None):
 
 def _run_histogram(args):
     from .experiments.histogram import HistogramConfig, format_table, run, write
-    from .store import open_results
+    from .store import open_results, results_file
 
     _given_once(args.init, "--init")
     # An unknown init, or cuda without a GPU, fails before any file is touched.
@@ -347,6 +347,7 @@ def _add_theory(sub):
 
 def _run_theory(args):
     from .experiments import meanfield
+    from .store import results_file
 
     config = meanfield.TheoryConfig(args.activation, args.sb2, tuple(args.sw2 or meanfield.DEFAULT_SW2))
     out = results_file(args.out) if args.out else None
@@ -564,6 +565,7 @@ def _add_train(sub):
 
 def _run_train(args):
     from .experiments.train import TrainConfig, format_results, read_runs, read_snapshots, train
+    from .store import results_file
 
     _given_once(args.init, "--init")
     out = results_file(args.out)
@@ -724,7 +726,7 @@ def _add_profile(sub):
 def _run_profile(args):
     from .experiments.profile import ProfileConfig, format_table, run, write, write_json
     from .plots import check_figure_path, plot_profile
-    from .store import open_results
+    from .store import open_results, results_file
 
     _given_once(args.backends or (), "--backends")
     out = results_file(args.out)
@@ -886,6 +888,7 @@ def _run_sweep(args):
     from dataclasses import replace
 
     from .experiments.sweep import PRESETS, SweepConfig, format_summary, sweep
+    from .store import results_file
 
     config = SweepConfig(**PRESETS.get(args.preset, {}))
     given = {
@@ -1066,7 +1069,7 @@ def _add_spectrum(sub):
 
 
 def _run_spectrum(args):
-    from .store import open_results
+    from .store import open_results, results_file
 
     if args.q_star is not None and (args.sw2 is not None or args.sb2 is not None):
         raise UsageError("argument --q-star: not allowed with --sw2 or --sb2")

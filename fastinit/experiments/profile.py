@@ -63,7 +63,7 @@ from .. import schema
 from ..backends import BACKENDS, KernelBackend, check_backend
 from ..errors import FastinitError
 from ..formatting import format_time
-from ..outputs import write_text
+from ..outputs import why_unwritable, write_text
 from ..timing import SETTLE_S, settle, time_calls, timed_backends
 
 __all__ = [
@@ -742,11 +742,11 @@ def write_json(path, result):
     Raises
     ------
     ValueError
-        If the folder of `path` does not exist.
+        If `path` cannot be written (a folder, or a missing or read-only folder).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"cannot write {path}: folder {folder} does not exist")
+    reason = why_unwritable(path)
+    if reason is not None:
+        raise ValueError(reason)
     return write_text(path, json.dumps(result.to_dict(), indent=1))
 
 
