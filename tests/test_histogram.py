@@ -187,6 +187,7 @@ def test_cpu_agrees_with_numpy(activation):
     _agree(activation, "cpu", layers=4, units=50, samples=100)
 
 
+@pytest.mark.slow_on_simulator
 @pytest.mark.skipif(not HAVE_CUDA, reason="fastinit.kernels.cuda not available")
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_cuda_agrees_with_numpy(activation):
