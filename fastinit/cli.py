@@ -347,14 +347,17 @@ def _add_theory(sub):
 
 def _run_theory(args):
     from .experiments import meanfield
-    from .store import results_file
+    from .store import open_results, results_file
 
-    config = meanfield.TheoryConfig(args.activation, args.sb2, tuple(args.sw2 or meanfield.DEFAULT_SW2))
+    sw2 = tuple(args.sw2 or meanfield.DEFAULT_SW2)
+    config = meanfield.TheoryConfig(args.activation, args.sb2, sw2).validate()
     out = results_file(args.out) if args.out else None
     result = meanfield.run(config)
     _say(args, result.format_table())
     if out is not None:
-        _say(args, f"wrote {meanfield.write(out, result)} to {out}")
+        with open_results(out) as f:
+            where = meanfield.write(f, result)
+        _say(args, f"wrote {where} to {out}")
     return EXIT_OK
 
 

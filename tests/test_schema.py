@@ -127,7 +127,8 @@ def written(tmp_path_factory):
         spectrum.write(f, spec)
         spectrum_training.write(f, speed)
         prof.write(f, timed)
-    meanfield.write(path, meanfield.run(meanfield.TheoryConfig(sw2=(1.0, 2.0))))
+    with open_results(path) as f:
+        meanfield.write(f, meanfield.run(meanfield.TheoryConfig(sw2=(1.0, 2.0))))
     quiet = dict(progress=False, log=lambda message: None)
     data = synthetic()
     train.train(train.TrainConfig(**dict(TRAIN_SMALL, runs=("he",))), path, dataset=data, **quiet)
