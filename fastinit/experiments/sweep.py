@@ -62,7 +62,8 @@ __all__ = [
     "run",
     "sweep",
     "SweepResult",
-    "read_sweep",
+    "read",
+    "write",
     "trainable_depth",
     "seed_mean",
     "mnist_arrays",
@@ -342,7 +343,7 @@ def run_cell(config, cell, backend="cpu"):
 
 @dataclass
 class SweepResult:
-    """A sweep's grid and measurements (see :func:`read_sweep`).
+    """A sweep's grid and measurements (see :func:`read`).
 
     ``metrics``: name -> float64 (n_sw2, n_depths, n_seeds), NaN where not
     done (with checkpoints: the values at the last one); ``done``: bool of the
@@ -431,7 +432,7 @@ def check_name(name):
     return name
 
 
-def read_sweep(path, name):
+def read(path, name):
     """The :class:`SweepResult` stored as ``/sweep/<name>`` in ``path``.
 
     Raises ``StoreError`` for a missing or unreadable file, ``KeyError`` (with
@@ -478,7 +479,7 @@ def _resume(path, name, config, restart):
     if restart or not os.path.exists(path):
         return result
     try:
-        old = read_sweep(path, name)
+        old = read(path, name)
     except KeyError:
         return result
     if old.config.identity() != config.identity():
@@ -508,8 +509,8 @@ def _resume(path, name, config, restart):
     return result
 
 
-def save(path, result, **attrs):
-    """Write ``result`` as ``/sweep/<name>`` of ``path`` (replacing it) in one atomic update.
+def write(f, result, **attrs):
+    """Write ``result`` as the group ``/sweep/<name>`` of an open results file (replacing it).
 
     The group holds ``sw2`` (n_sw2,), ``depths`` (n_depths,), ``seeds``
     (n_seeds,), ``xi_c`` and ``xi_q`` (n_sw2,), ``done`` (uint8) and one float64
@@ -518,50 +519,74 @@ def save(path, result, **attrs):
     (n_sw2, n_depths, n_seeds, n_checkpoints), each with a ``steps`` attribute.
     Attrs: ``config`` (JSON), every config field, ``critical_sw2``,
     ``cells_done``, ``cells_total`` and ``status`` ("complete" or
-    "incomplete"). A stop signal during the update leaves the file as it was."""
-    from ..store import open_results, replace_group
+    "incomplete").
+
+    Parameters
+    ----------
+    f : h5py.File
+        The results file, open for writing (``fastinit.store.open_results``).
+    result : SweepResult
+        What to store.
+    **attrs
+        More attrs of the group (``where`` the cells ran).
+
+    Returns
+    -------
+    str
+        The group written.
+    """
+    from ..store import replace_group
 
     config = result.config
+    fields = {
+        k: ("none" if v is None else v)
+        for k, v in asdict(config).items()
+        if k not in ("sw2", "depths", "seeds", "checkpoints")
+    }
+    if config.checkpoints:
+        fields["checkpoints"] = np.asarray(config.checkpoints, np.int64)
+    g = replace_group(
+        f,
+        schema.SWEEP.at(name=result.name),
+        attrs=dict(
+            fields,
+            config=_config_json(config),
+            critical_sw2=result.critical_sw2,
+            cells_done=int(result.done.sum()),
+            cells_total=int(result.done.size),
+            **attrs,
+        ),
+    )
+    for name, data in (
+        ("sw2", np.asarray(config.sw2, np.float64)),
+        ("depths", np.asarray(config.depths, np.int64)),
+        ("seeds", np.asarray(config.seeds, np.int64)),
+        ("xi_c", result.xi_c),
+        ("xi_q", result.xi_q),
+        ("done", result.done.astype(np.uint8)),
+    ) + tuple((m, result.metrics[m]) for m in METRICS):
+        schema.label(g.create_dataset(name, data=data), schema.SWEEP[name])
+    if result.checkpoint_metrics:
+        steps = np.asarray(config.checkpoints, np.int64)
+        sub = g.create_group("checkpoints")
+        schema.label(sub.create_dataset("steps", data=steps), schema.SWEEP_CHECKPOINTS["steps"])
+        for m in METRICS:
+            schema.label(
+                sub.create_dataset(m, data=result.checkpoint_metrics[m]),
+                schema.SWEEP_CHECKPOINTS[m],
+                steps=steps,
+            )
+    g.attrs["status"] = "complete" if result.complete else "incomplete"
+    return g.name
+
+
+def _save(path, result, **attrs):
+    """:func:`write` into the file ``path`` in one atomic update: a stop signal during it leaves
+    the file as it was."""
+    from ..store import open_results
+
     with open_results(path, keep_on_interrupt=False) as f:
-        fields = {
-            k: ("none" if v is None else v)
-            for k, v in asdict(config).items()
-            if k not in ("sw2", "depths", "seeds", "checkpoints")
-        }
-        if config.checkpoints:
-            fields["checkpoints"] = np.asarray(config.checkpoints, np.int64)
-        g = replace_group(
-            f,
-            schema.SWEEP.at(name=result.name),
-            attrs=dict(
-                fields,
-                config=_config_json(config),
-                critical_sw2=result.critical_sw2,
-                cells_done=int(result.done.sum()),
-                cells_total=int(result.done.size),
-                **attrs,
-            ),
-        )
-        for name, data in (
-            ("sw2", np.asarray(config.sw2, np.float64)),
-            ("depths", np.asarray(config.depths, np.int64)),
-            ("seeds", np.asarray(config.seeds, np.int64)),
-            ("xi_c", result.xi_c),
-            ("xi_q", result.xi_q),
-            ("done", result.done.astype(np.uint8)),
-        ) + tuple((m, result.metrics[m]) for m in METRICS):
-            schema.label(g.create_dataset(name, data=data), schema.SWEEP[name])
-        if result.checkpoint_metrics:
-            steps = np.asarray(config.checkpoints, np.int64)
-            sub = g.create_group("checkpoints")
-            schema.label(sub.create_dataset("steps", data=steps), schema.SWEEP_CHECKPOINTS["steps"])
-            for m in METRICS:
-                schema.label(
-                    sub.create_dataset(m, data=result.checkpoint_metrics[m]),
-                    schema.SWEEP_CHECKPOINTS[m],
-                    steps=steps,
-                )
-        g.attrs["status"] = "complete" if result.complete else "incomplete"
+        write(f, result, **attrs)
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -697,7 +722,7 @@ class _Saving:
             self.save(where)
 
     def save(self, where):
-        save(self.path, self.result, where=where)
+        _save(self.path, self.result, where=where)
         self.last, self.unsaved = time.monotonic(), 0
 
 
