@@ -132,6 +132,27 @@ def test_the_operating_point():
         SpectrumConfig(weights=("uniform",)).validate()
 
 
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        (dict(depths=(4, 2, 4)), "depths has repeated values"),
+        (dict(depths=()), "depths is empty"),
+        (dict(depths=(0,)), "depths must be a positive integer"),
+        (dict(activations="swish"), "activations must hold values from"),
+        (dict(activations=("tanh", "tanh")), "activations has repeated values"),
+        (dict(width=True), "width must be a positive integer"),
+        (dict(seed=-1), "seed must be an integer >= 0"),
+        (dict(sw2=-1.0), "sw2 must be a finite number >= 0"),
+        (dict(q_star=0.0), "q_star must be a finite number > 0"),
+    ],
+)
+def test_a_bad_spectrum_config_names_its_field(fields, match):
+    with pytest.raises(ValueError, match=match):
+        SpectrumConfig(**fields).validate()
+    c = SpectrumConfig(activations="relu", depths=(8, 2), sw2=2, sb2=0).validate()
+    assert (c.activations, c.depths, c.sw2) == (("relu",), (2, 8), 2.0)
+
+
 def test_cli_spectrum(tmp_path, capsys):
     from fastinit.cli import main
 

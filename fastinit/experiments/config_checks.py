@@ -4,7 +4,15 @@ import math
 
 import numpy as np
 
-__all__ = ["positive_int", "positive_number", "float_dtype", "train_limit"]
+__all__ = [
+    "positive_int",
+    "positive_number",
+    "optional_number",
+    "integers",
+    "choices",
+    "float_dtype",
+    "train_limit",
+]
 
 
 def positive_int(name, value, minimum=1):
@@ -54,6 +62,99 @@ def positive_number(name, value):
     if isinstance(value, bool) or not isinstance(value, number) or not 0 < value < math.inf:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
+
+
+def optional_number(name, value, positive=False):
+    """``value`` as a float, if it is a finite number (not a bool) of at least 0; None stays None.
+
+    Parameters
+    ----------
+    name : str
+        The field, for the message.
+    value : object
+    positive : bool, default False
+        Refuse 0 too.
+
+    Returns
+    -------
+    float or None
+
+    Raises
+    ------
+    ValueError
+        Otherwise.
+    """
+    if value is None:
+        return None
+    number = (int, float, np.integer, np.floating)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, number)
+        or not 0 <= value < math.inf
+        or (positive and value == 0)
+    ):
+        raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+    return float(value)
+
+
+def _values(name, value, scalar):
+    """``value`` as a non-empty tuple of distinct values (a ``scalar`` alone is one value)."""
+    values = (value,) if isinstance(value, scalar) or not np.iterable(value) else tuple(value)
+    if not values:
+        raise ValueError(f"{name} is empty: give at least one value")
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} has repeated values: {values}")
+    return values
+
+
+def integers(name, value, minimum):
+    """``value``, an integer or a sequence of distinct integers of at least ``minimum``, as a tuple.
+
+    Parameters
+    ----------
+    name : str
+        The field, for the message.
+    value : int or sequence of int
+    minimum : int
+
+    Returns
+    -------
+    tuple of int
+        In the given order.
+
+    Raises
+    ------
+    ValueError
+        For no value, a repeated one, or one that is not an integer of at least ``minimum``.
+    """
+    return tuple(positive_int(name, v, minimum) for v in _values(name, value, (int, np.integer)))
+
+
+def choices(name, value, allowed):
+    """``value``, one of ``allowed`` or a sequence of distinct ones, as a tuple.
+
+    Parameters
+    ----------
+    name : str
+        The field, for the message.
+    value : str or sequence of str
+    allowed : sequence of str
+
+    Returns
+    -------
+    tuple of str
+        In the given order.
+
+    Raises
+    ------
+    ValueError
+        For no value, a repeated one, or one not in ``allowed``.
+    """
+    values = _values(name, value, str)
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"{name} must hold values from {', '.join(allowed)}, got {v!r}")
+    return values
 
 
 def float_dtype(value):

@@ -46,6 +46,7 @@ import numpy as np
 
 from .. import schema
 from ..backends import check_backend, kernels_for
+from .config_checks import choices, integers, optional_number, positive_int
 
 __all__ = [
     "SpectrumConfig",
@@ -107,60 +108,22 @@ class SpectrumConfig:
         ------
         ValueError
             Naming the bad field.
-        TypeError
-            For a field of the wrong type.
         """
-
-        def names(name, allowed):
-            raw = getattr(self, name)
-            raw = (raw,) if isinstance(raw, str) else tuple(raw)
-            if not raw:
-                raise ValueError(f"{name} is empty: give at least one of {', '.join(allowed)}")
-            for v in raw:
-                if v not in allowed:
-                    raise ValueError(f"{name} must hold values from {', '.join(allowed)}, got {v!r}")
-            if len(set(raw)) != len(raw):
-                raise ValueError(f"{name} has repeated values: {raw}")
-            return raw
-
-        def integer(name, value, low):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{name} must be an integer, got {value!r}")
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-            return int(value)
-
-        def number(name, value, positive=False):
-            if value is None:
-                return None
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0 or (positive and value == 0):
-                raise ValueError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value}")
-            return float(value)
-
-        depths = tuple(
-            integer("depths", d, 1)
-            for d in (self.depths if hasattr(self.depths, "__iter__") else (self.depths,))
-        )
-        if not depths:
-            raise ValueError("depths is empty: give at least one depth")
-        if len(set(depths)) != len(depths):
-            raise ValueError(f"depths has repeated values: {depths}")
-        q_star = number("q_star", self.q_star, positive=True)
+        depths = integers("depths", self.depths, 1)
+        q_star = optional_number("q_star", self.q_star, positive=True)
         if q_star is not None and (self.sw2 is not None or self.sb2 is not None):
             raise ValueError("give q_star or sw2/sb2, not both")
         return replace(
             self,
-            activations=names("activations", ACTIVATIONS),
-            weights=names("weights", WEIGHTS),
+            activations=choices("activations", self.activations, ACTIVATIONS),
+            weights=choices("weights", self.weights, WEIGHTS),
             depths=tuple(sorted(depths)),
-            width=integer("width", self.width, 1),
-            sw2=number("sw2", self.sw2),
-            sb2=number("sb2", self.sb2),
+            width=positive_int("width", self.width),
+            sw2=optional_number("sw2", self.sw2),
+            sb2=optional_number("sb2", self.sb2),
             q_star=q_star,
-            samples=integer("samples", self.samples, 1),
-            seed=integer("seed", self.seed, 0),
+            samples=positive_int("samples", self.samples),
+            seed=positive_int("seed", self.seed, 0),
             backend=check_backend(self.backend) if self.backend != "cuda" else _no_cuda(),
         )
 

@@ -34,7 +34,15 @@ from ..mlp import MLP
 from ..progress import Progress
 from ..theory import edge_of_chaos, mean_field
 from ..training import sgd
-from .config_checks import float_dtype, positive_int, positive_number, train_limit
+from .config_checks import (
+    choices,
+    float_dtype,
+    integers,
+    optional_number,
+    positive_int,
+    positive_number,
+    train_limit,
+)
 from .spectrum import DEFAULT_Q_STAR
 from .sweep import mnist_arrays
 
@@ -98,49 +106,17 @@ class TrainingConfig:
         ValueError
             Naming the bad field.
         TypeError
-            For a field of the wrong type.
+            For a dtype that is not a float dtype.
         """
-
-        def ints(name, low):
-            raw = getattr(self, name)
-            raw = (raw,) if not hasattr(raw, "__iter__") else tuple(raw)
-            if not raw:
-                raise ValueError(f"{name} is empty: give at least one value")
-            out = []
-            for v in raw:
-                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                    raise TypeError(f"{name} must hold integers, got {v!r}")
-                if v < low:
-                    raise ValueError(f"{name} must hold integers >= {low}, got {v}")
-                out.append(int(v))
-            if len(set(out)) != len(out):
-                raise ValueError(f"{name} has repeated values: {out}")
-            return tuple(out)
 
         def positive(name):
             return positive_int(name, getattr(self, name))
 
-        def optional(name):
-            v = getattr(self, name)
-            if v is None:
-                return None
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, (int, float, np.integer, np.floating))
-                or not (0 <= v < math.inf)
-            ):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-            return float(v)
-
-        weights = (self.weights,) if isinstance(self.weights, str) else tuple(self.weights)
-        if not weights or any(w not in WEIGHT_INITS for w in weights) or len(set(weights)) != len(weights):
-            raise ValueError(
-                f"weights must hold distinct values from {', '.join(WEIGHT_INITS)}, got {weights!r}"
-            )
+        weights = choices("weights", self.weights, WEIGHT_INITS)
         target = positive_number("target", self.target)
         if target > 1:
             raise ValueError(f"target must be an accuracy in (0, 1], got {target}")
-        q_star, sw2, sb2 = optional("q_star"), optional("sw2"), optional("sb2")
+        q_star, sw2, sb2 = (optional_number(f, getattr(self, f)) for f in ("q_star", "sw2", "sb2"))
         if q_star is not None and (sw2 is not None or sb2 is not None):
             raise ValueError("give q_star or sw2/sb2, not both")
         if (sw2 is None) != (sb2 is None):
@@ -154,10 +130,10 @@ class TrainingConfig:
         train_limit(self.train_limit, batch)
         return replace(
             self,
-            depths=ints("depths", 1),
+            depths=integers("depths", self.depths, 1),
             width=positive("width"),
             weights=weights,
-            seeds=ints("seeds", 0),
+            seeds=integers("seeds", self.seeds, 0),
             q_star=q_star,
             sw2=sw2,
             sb2=sb2,
