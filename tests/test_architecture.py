@@ -163,3 +163,35 @@ def test_one_top_level_import_name():
         if t.split(".")[0] == "kernels"
     ]
     assert not stray, "\n".join(stray)
+
+
+EXPERIMENTS = {  # module: its config class; every one has run and write, all but two a read
+    "histogram": "HistogramConfig",
+    "train": "TrainConfig",
+    "sweep": "SweepConfig",
+    "spectrum": "SpectrumConfig",
+    "spectrum_training": "TrainingConfig",
+    "meanfield": "TheoryConfig",
+    "profile": "ProfileConfig",
+}
+NO_READ = {  # why there is no read(path) -> Result
+    "train": "one file may hold runs of several configs: read_runs and read_snapshots read them",
+    "meanfield": "its few columns are read with h5py or fastinit show",
+}
+
+
+def test_every_experiment_has_the_same_four_parts():
+    """A config dataclass with validate(), run(config) with no file, write(f, result), read."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    for name, config_name in EXPERIMENTS.items():
+        module = importlib.import_module(f"fastinit.experiments.{name}")
+        config = getattr(module, config_name)
+        assert dataclasses.is_dataclass(config) and callable(config.validate), name
+        run = inspect.signature(module.run)
+        assert next(iter(run.parameters)) == "config", f"{name}.run takes the config first"
+        assert not {"out", "path"} & set(run.parameters), f"{name}.run must not need a file"
+        assert list(inspect.signature(module.write).parameters)[:2] == ["f", "result"], name
+        assert hasattr(module, "read") != (name in NO_READ), name

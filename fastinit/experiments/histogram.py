@@ -473,8 +473,8 @@ def group_path(activation, init):
     return schema.HISTOGRAM_RUN.at(activation=activation, init=init)
 
 
-def write(f, results):
-    """Write ``results`` into the open results file ``f`` (from :func:`fastinit.store.open_results`).
+def write(f, result):
+    """Write ``result`` into the open results file ``f`` (from :func:`fastinit.store.open_results`).
 
     Replaces ``/histogram/<activation>/<init>`` for each init that ran and
     leaves every other group alone. A cuda result also names the GPU in the file's attr ``gpu``.
@@ -483,7 +483,7 @@ def write(f, results):
     ----------
     f : h5py.File
         A results file open for writing.
-    results : HistogramResults
+    result : HistogramResults
         What :func:`run` returned.
 
     Returns
@@ -493,11 +493,11 @@ def write(f, results):
     """
     from ..store import append, create_appendable, record_gpu, replace_group
 
-    record_gpu(f, results.backend)
+    record_gpu(f, result.backend)
     written = []
-    for run in results.runs.values():
-        attrs = _attrs(results, run)
-        g = replace_group(f, group_path(results.activation, run.init), attrs=attrs)
+    for run in result.runs.values():
+        attrs = _attrs(result, run)
+        g = replace_group(f, group_path(result.activation, run.init), attrs=attrs)
         for entry in schema.HISTOGRAM_RUN.datasets:
             data = getattr(run, entry.name)
             if data is None:  # gradients not kept
