@@ -26,11 +26,17 @@ class SweepError(FastinitError, RuntimeError):
 
 
 def _one_thread(work, item):
-    """``work(item)`` on one thread: a worker runs one item per core (pool and Dask workers)."""
+    """``work(item)`` on one thread: a worker runs one item per core (pool and Dask workers).
+
+    Numba's kernels and NumPy's BLAS both run on one thread, so no pool of one worker spins
+    on the core of another (``fastinit.threads``)."""
     import numba
 
+    from ..threads import limit_blas
+
     numba.set_num_threads(1)
-    return work(item)
+    with limit_blas(1):
+        return work(item)
 
 
 def in_process(work, items):
