@@ -86,3 +86,19 @@ def test_train_command_holds_the_setting_for_its_backend(tmp_path, monkeypatch, 
     assert len(seen) == 1
     assert set(seen[0].values()) == (inside or set(before.values()))
     assert threads.blas_threads() == before
+
+
+def _pools_in_worker(item):
+    import numba
+
+    return numba.get_num_threads(), sorted(set(threads.blas_threads().values()))
+
+
+def test_pool_workers_run_numba_and_blas_on_one_thread():
+    """A sweep's (and reproduce's) pool worker runs one item per core: neither pool may spin."""
+    from fastinit.experiments import executors
+
+    if max(threads.blas_threads().values(), default=1) < 2:
+        pytest.skip("BLAS already runs on one thread here: nothing to hold")
+    results = [r for _, r in executors.process_pool(_pools_in_worker, [0, 1], 2)]
+    assert results == [(1, [1]), (1, [1])]
