@@ -18,13 +18,14 @@ and figures go by default is :mod:`fastinit.outputs`'s choice.
 """
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
 
 from . import __version__
 from .errors import EXIT_FAILED, EXIT_USAGE, UsageError, exit_status_for, one_line_message
-from .outputs import DEFAULT_OUT, default_figure, results_file, why_unwritable, write_text
+from .outputs import DEFAULT_OUT, default_figure, why_unwritable, write_text
 from .signals import (
     Terminated,
     exit_status,
@@ -116,6 +117,12 @@ def _given_once(values, option):
     for i, value in enumerate(values):
         if value in values[:i]:
             raise UsageError(f"argument {option}: {value!r} is given twice")
+
+
+def _config(cls, args, **given):
+    """A config dataclass ``cls`` from the options of ``args`` named like its fields, and ``given``."""
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**dict(options, **given))
 
 
 def _progress_wanted(args):
@@ -271,36 +278,17 @@ def _figure(args, out, name, suffix=None):
 
 
 def _run_histogram(args):
-    from .backends import check_backend, require_cuda
-    from .experiments.histogram import format_table, run_histogram, write_histogram
-    from .store import open_results
+    from .experiments.histogram import HistogramConfig, format_table, run, write
+    from .store import open_results, results_file
 
     _given_once(args.init, "--init")
-    check_backend(args.backend)
-    if args.backend == "cuda":
-        require_cuda()
+    # An unknown init, or cuda without a GPU, fails before any file is touched.
+    config = _config(HistogramConfig, args, inits=tuple(args.init)).validate()
     out = results_file(args.out)
     plot = _figure(args, out, f"histogram-{args.activation}")
-
-    results = run_histogram(
-        args.activation,
-        args.init,
-        args.layers,
-        args.units,
-        args.samples,
-        args.seed,
-        args.backend,
-        args.dtype,
-        progress=_progress_wanted(args),
-        bias_std=args.bias_std,
-        gradients=args.gradients,
-    )
+    results = run(config, progress=_progress_wanted(args))
     with open_results(out) as f:
-        if args.backend == "cuda":
-            from .machine import gpu_name
-
-            f.attrs["gpu"] = gpu_name()
-        groups = write_histogram(f, results)
+        groups = write(f, results)
     _say(args, format_table(results))
     _say(args, f"wrote {len(groups)} group(s) under /histogram/{args.activation} to {out}")
     if plot is not None:
@@ -359,13 +347,17 @@ def _add_theory(sub):
 
 def _run_theory(args):
     from .experiments import meanfield
+    from .store import open_results, results_file
 
-    config = meanfield.TheoryConfig(args.activation, args.sb2, tuple(args.sw2 or meanfield.DEFAULT_SW2))
+    sw2 = tuple(args.sw2 or meanfield.DEFAULT_SW2)
+    config = meanfield.TheoryConfig(args.activation, args.sb2, sw2).validate()
     out = results_file(args.out) if args.out else None
     result = meanfield.run(config)
     _say(args, result.format_table())
     if out is not None:
-        _say(args, f"wrote {meanfield.write(out, result)} to {out}")
+        with open_results(out) as f:
+            where = meanfield.write(f, result)
+        _say(args, f"wrote {where} to {out}")
     return EXIT_OK
 
 
@@ -576,6 +568,7 @@ def _add_train(sub):
 
 def _run_train(args):
     from .experiments.train import TrainConfig, format_results, read_runs, read_snapshots, train
+    from .store import results_file
 
     _given_once(args.init, "--init")
     out = results_file(args.out)
@@ -734,9 +727,9 @@ def _add_profile(sub):
 
 
 def _run_profile(args):
-    from .experiments.profile import format_table, run_profile, write_json, write_profile
+    from .experiments.profile import ProfileConfig, format_table, run, write, write_json
     from .plots import check_figure_path, plot_profile
-    from .store import open_results
+    from .store import open_results, results_file
 
     _given_once(args.backends or (), "--backends")
     out = results_file(args.out)
@@ -744,18 +737,9 @@ def _run_profile(args):
         check_figure_path(args.plot)
     if args.json:
         _check_writable(args.json)
-    log = None if args.quiet else (lambda m: print(f"fastinit: profiling {m}", file=sys.stderr))
-    result = run_profile(
-        args.backends,
-        quick=args.quick,
-        dtype=args.dtype,
-        sizes=args.sizes,
-        budget=args.budget,
-        kernels=args.kernels,
-        log=log,
-    )
+    result = run(_config(ProfileConfig, args), progress=_progress_wanted(args))
     with open_results(out) as f:
-        paths = write_profile(f, result)
+        paths = write(f, result)
     _say(args, format_table(result))
     _say(args, f"wrote {', '.join(paths)} to {out}")
     if args.json:
@@ -907,6 +891,7 @@ def _run_sweep(args):
     from dataclasses import replace
 
     from .experiments.sweep import PRESETS, SweepConfig, format_summary, sweep
+    from .store import results_file
 
     config = SweepConfig(**PRESETS.get(args.preset, {}))
     given = {
@@ -1087,20 +1072,20 @@ def _add_spectrum(sub):
 
 
 def _run_spectrum(args):
-    from .store import open_results
+    from .store import open_results, results_file
 
     if args.q_star is not None and (args.sw2 is not None or args.sb2 is not None):
         raise UsageError("argument --q-star: not allowed with --sw2 or --sb2")
     if args.train:
         from .experiments.spectrum_training import format_training_summary as summary
-        from .experiments.spectrum_training import run_training as experiment
-        from .experiments.spectrum_training import write_training as write
+        from .experiments.spectrum_training import run as experiment
+        from .experiments.spectrum_training import write
 
         figure = "spectrum-training"
     else:
         from .experiments.spectrum import format_summary as summary
         from .experiments.spectrum import run as experiment
-        from .experiments.spectrum import write_spectrum as write
+        from .experiments.spectrum import write
 
         figure = "spectrum"
     try:

@@ -9,12 +9,9 @@ under the name ``fastinit reproduce`` gives it (``fastinit-results/histogram-sig
 import os
 from contextlib import contextmanager
 
-from .errors import UsageError
-
 __all__ = [
     "DEFAULT_DIR",
     "DEFAULT_OUT",
-    "results_file",
     "default_figure",
     "why_unwritable",
     "replacing",
@@ -25,39 +22,6 @@ __all__ = [
 DEFAULT_DIR = "fastinit-results"
 #: The results file in it.
 DEFAULT_OUT = os.path.join(DEFAULT_DIR, "fastinit.h5")
-
-
-def results_file(out):
-    """Check a results file before any work starts; the default folder is created on first use.
-
-    Parameters
-    ----------
-    out : str
-        The HDF5 results file (``DEFAULT_OUT`` or a path the user gave).
-
-    Returns
-    -------
-    str
-        `out`, checked by ``fastinit.store.check_output_path``.
-
-    Raises
-    ------
-    UsageError
-        If `out` is ``DEFAULT_OUT`` and its folder cannot be created here.
-    fastinit.store.StoreError
-        If `out` cannot be written (a folder, a missing or read-only folder, a file that is
-        not HDF5).
-    """
-    from .store import check_output_path
-
-    if out == DEFAULT_OUT:
-        try:
-            os.makedirs(DEFAULT_DIR, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create {DEFAULT_DIR}/ here: {exc.strerror}; pass --out FILE.h5"
-            ) from None
-    return check_output_path(out)
 
 
 def _stem(out):
@@ -99,14 +63,16 @@ def why_unwritable(path):
     Returns
     -------
     str or None
-        ``"<path> is a directory"`` or ``"cannot write <path>: folder <folder> does not
-        exist"``; None when neither is the case.
+        ``"<path> is a directory; ..."``, ``"cannot write <path>: folder <folder> does not
+        exist"`` or ``"... is not writable"``; None when none is the case.
     """
     if os.path.isdir(path):
-        return f"{path} is a directory"
+        return f"{path} is a directory; give the name of a file in it"
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         return f"cannot write {path}: folder {parent} does not exist"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write {path}: folder {parent} is not writable"
     return None
 
 

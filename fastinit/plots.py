@@ -169,7 +169,10 @@ for _function in (check_figure_path, save_figure):
     _function.__doc__ = fill_doc(_function.__doc__, cannot_write=_CANNOT_WRITE)
 
 _PATH = ("str or os.PathLike", "The figure file: .png, .pdf or .svg.")
-_HISTOGRAM_RESULTS = ("fastinit.experiments.histogram.HistogramResults", "What ``run_histogram`` returned.")
+_HISTOGRAM_RESULTS = (
+    "fastinit.experiments.histogram.HistogramResults",
+    "What ``fastinit.experiments.histogram.run`` returned.",
+)
 _RUNS = ("list of dict", "Run dicts of ``fastinit.experiments.train.read_runs``, several per name for seeds.")
 _SWEEP = ("fastinit.experiments.sweep.SweepResult", "What ``sweep`` returned.")
 _THRESHOLD = ("float, default 0.5", "Mean train accuracy from which a network counts as trainable.")
@@ -259,7 +262,7 @@ def _trend(std):
 _RESULTS_FIGURE_DOC = """Parameters
 ----------
 results : fastinit.experiments.histogram.HistogramResults
-    What ``run_histogram`` returned.
+    What ``fastinit.experiments.histogram.run`` returned.
 
 Returns
 -------
@@ -558,7 +561,7 @@ def gradient_histogram_figure(results):
     Parameters
     ----------
     results : fastinit.experiments.histogram.HistogramResults
-        What ``run_histogram(..., gradients=True)`` returned.
+        What ``fastinit.experiments.histogram.run`` returned with ``gradients=True``.
 
     Returns
     -------
@@ -572,7 +575,7 @@ def gradient_histogram_figure(results):
     """
     runs = [run for run in results.runs.values() if run.gradients is not None]
     if not runs:
-        raise ValueError("these results hold no gradients: run_histogram(..., gradients=True)")
+        raise ValueError("these results hold no gradients: run with HistogramConfig(gradients=True)")
     shown = _shown_layers(results.layers)
     rows, cols = len(runs), len(shown)
     fig = Figure(figsize=(1.9 * cols + 1.4, 1.55 * rows + 1.3), layout="constrained")
@@ -632,7 +635,7 @@ def plot_histogram_figures(results, path):
     Parameters
     ----------
     results : fastinit.experiments.histogram.HistogramResults
-        What ``run_histogram`` returned.
+        What ``fastinit.experiments.histogram.run`` returned.
     path : str or os.PathLike
         The histogram figure's file: .png, .pdf or .svg.
 
@@ -1259,7 +1262,11 @@ def profile_figure(records):
     return fig
 
 
-@_saves("profile_figure", records=("list of ProfileRecord", "What ``run_profile`` measured."), path=_PATH)
+@_saves(
+    "profile_figure",
+    records=("list of ProfileRecord", "What ``fastinit.experiments.profile.run`` measured."),
+    path=_PATH,
+)
 def plot_profile(records, path):
     return profile_figure(records)
 
@@ -1639,7 +1646,7 @@ def spectrum_training_figure(result):
     Parameters
     ----------
     result : fastinit.experiments.spectrum_training.TrainingResult
-        What ``run_training`` returned.
+        What ``spectrum_training.run`` returned.
 
     Returns
     -------
@@ -1714,7 +1721,10 @@ def spectrum_training_figure(result):
 
 @_saves(
     "spectrum_training_figure",
-    result=("fastinit.experiments.spectrum_training.TrainingResult", "What ``run_training`` returned."),
+    result=(
+        "fastinit.experiments.spectrum_training.TrainingResult",
+        "What ``spectrum_training.run`` returned.",
+    ),
     path=_PATH,
 )
 def plot_spectrum_training(result, path):

@@ -84,18 +84,21 @@ from datetime import datetime, timezone
 import h5py
 import numpy as np
 
-from .errors import FastinitError
+from .errors import FastinitError, UsageError
+from .outputs import DEFAULT_DIR, DEFAULT_OUT, why_unwritable
 
 __all__ = [
     "StoreError",
     "open_results",
     "check_output_path",
+    "results_file",
     "command_line_scope",
     "open_read",
     "replace_group",
     "copy_group",
     "finish_group",
     "mark_interrupted",
+    "record_gpu",
     "create_appendable",
     "append",
     "label",
@@ -240,15 +243,9 @@ def check_output_path(path):
     path = os.fspath(path)
     if not path:
         raise StoreError("results path is empty")
-    if os.path.isdir(path):
-        raise StoreError(
-            f"{path} is a directory; give a file name such as {os.path.join(path, 'results.h5')}"
-        )
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise StoreError(f"cannot write {path}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise StoreError(f"cannot write {path}: folder {parent} is not writable")
+    reason = why_unwritable(path)
+    if reason is not None:
+        raise StoreError(reason)
     if os.path.exists(path):
         if not os.access(path, os.R_OK):
             raise StoreError(f"cannot read {path}: permission denied")
@@ -258,6 +255,37 @@ def check_output_path(path):
                 "refusing to overwrite it (choose another output file)"
             )
     return path
+
+
+def results_file(out):
+    """Check a results file before any work starts; the default folder is created on first use.
+
+    Parameters
+    ----------
+    out : str
+        The HDF5 results file (``fastinit.outputs.DEFAULT_OUT`` or a path the user gave).
+
+    Returns
+    -------
+    str
+        `out`, checked by `check_output_path`.
+
+    Raises
+    ------
+    UsageError
+        If `out` is the default and its folder cannot be created here.
+    StoreError
+        If `out` cannot be written (a folder, a missing or read-only folder, a file that is
+        not HDF5).
+    """
+    if out == DEFAULT_OUT:
+        try:
+            os.makedirs(DEFAULT_DIR, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create {DEFAULT_DIR}/ here: {exc.strerror}; pass --out FILE.h5"
+            ) from None
+    return check_output_path(out)
 
 
 def _is_hdf5(path):
@@ -968,6 +996,22 @@ def finish_group(group, status="complete"):
     session, part = found
     session.finish_part(part, status)
     session.commit()
+
+
+def record_gpu(f, backend):
+    """Name the GPU of a cuda run in the ``gpu`` attr of the results' top file; nothing for other backends.
+
+    Parameters
+    ----------
+    f : h5py.File
+        The top file yielded by :func:`open_results`.
+    backend : str
+        The backend the results were computed on.
+    """
+    if backend == "cuda":
+        from .machine import gpu_name
+
+        f.attrs["gpu"] = gpu_name()
 
 
 def mark_interrupted(group, reason="interrupted by the user"):

@@ -52,6 +52,7 @@ __all__ = [
     "MeanField",
     "mean_field",
     "critical_sw2",
+    "check_parameters",
     "edge_of_chaos",
     "variance_by_layer",
     "gaussian_moments",
@@ -223,7 +224,28 @@ class MeanField:
     xi_q: float = math.nan
 
 
-def _check(activation, sw2, sb2):
+def check_parameters(activation, sw2, sb2):
+    """Check a network's activation and variances as the mean-field functions take them.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    sw2, sb2 : float
+        Weight variance (times 1/fan_in) and bias variance.
+
+    Returns
+    -------
+    tuple of float
+        ``(sw2, sb2)`` as floats.
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation, or a variance that is negative or not finite.
+    TypeError
+        For a variance that is not a real number.
+    """
     if activation not in ACTIVATIONS:
         raise _unknown(activation)
     for name, value in (("sw2", sw2), ("sb2", sb2)):
@@ -707,7 +729,7 @@ def mean_field(activation, sw2, sb2):
     TypeError
         For a variance that is not a number.
     """
-    sw2, sb2 = _check(activation, sw2, sb2)
+    sw2, sb2 = check_parameters(activation, sw2, sb2)
     q = _q_star(activation, sw2, sb2)
     chi1 = _chi1(q if math.isfinite(q) else 1.0, activation, sw2)
     chi_q = _chi_q(q if math.isfinite(q) else 1.0, activation, sw2)
@@ -750,7 +772,7 @@ def critical_sw2(activation, sb2=0.0):
     ValueError
         For an unknown activation or a bad ``sb2``, or when no edge lies below sw2 = 1e6.
     """
-    _, sb2 = _check(activation, 1.0, sb2)
+    _, sb2 = check_parameters(activation, 1.0, sb2)
     if activation == "relu":
         return 2.0
     if activation == "linear":
@@ -904,7 +926,7 @@ def variance_by_layer(activation, sw2, sb2, q0, depth):
     TypeError
         For a variance that is not a number.
     """
-    sw2, sb2 = _check(activation, sw2, sb2)
+    sw2, sb2 = check_parameters(activation, sw2, sb2)
     if not (math.isfinite(q0) and q0 >= 0):
         raise ValueError(f"q0 must be finite and >= 0, got {q0}")
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:

@@ -28,6 +28,24 @@ def tolerances(dtype, scale=1.0):
     return RTOL[d], ATOL[d] * max(1.0, scale)
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    """On the CUDA simulator, the cuda cases of tests marked ``slow_on_simulator`` become ``slow``
+    (CI runs them): the simulator runs each GPU thread in Python. On a GPU they stay."""
+    if not ON_SIMULATOR:
+        return
+    for item in items:
+        if item.get_closest_marker("slow_on_simulator") and _runs_cuda(item):
+            item.add_marker(pytest.mark.slow)
+
+
+def _runs_cuda(item):
+    """Whether ``item`` is a cuda case: its backend parameter is cuda, or it has none."""
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    backends = [getattr(v, "name", v) for k, v in params.items() if k in ("backend", "fast_backend")]
+    return not backends or "cuda" in backends
+
+
 def _kernel_backend_names():
     names = ["numpy", "cpu"]
     try:

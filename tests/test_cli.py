@@ -208,7 +208,7 @@ def test_ctrl_c_during_the_run_keeps_the_old_file(tmp_path, capsys, monkeypatch)
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(histogram_module, "run_histogram", interrupted)
+    monkeypatch.setattr(histogram_module, "run", interrupted)
     code, _, err = _run(capsys, "histogram", *SMALL, "--init", "he", "--out", str(out))
     assert code == 130 and "interrupted" in err and "Traceback" not in err
     assert out.read_bytes() == before and sorted(os.listdir(tmp_path / "r.h5.parts")) == parts
@@ -218,13 +218,13 @@ def test_ctrl_c_during_the_run_keeps_the_old_file(tmp_path, capsys, monkeypatch)
 def test_ctrl_c_while_writing_leaves_a_readable_file(tmp_path, capsys, monkeypatch):
     out = tmp_path / "r.h5"
     main(["histogram", *SMALL, "--init", "xavier", "--no-plot", "-q", "--out", str(out)])
-    real_write = histogram_module.write_histogram
+    real_write = histogram_module.write
 
     def write_then_interrupt(f, results):
         real_write(f, results)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(histogram_module, "write_histogram", write_then_interrupt)
+    monkeypatch.setattr(histogram_module, "write", write_then_interrupt)
     code, _, err = _run(capsys, "histogram", *SMALL, "--init", "he", "--no-plot", "--out", str(out))
     assert code == 130
     with open_read(out) as f:
@@ -243,7 +243,7 @@ def test_a_bug_while_writing_keeps_its_traceback_and_the_old_file(tmp_path, caps
         f.create_group("/half-written")
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(histogram_module, "write_histogram", broken)
+    monkeypatch.setattr(histogram_module, "write", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         main(["histogram", *SMALL, "--init", "he", "--no-plot", "--out", str(out)])
     assert out.read_bytes() == before and sorted(os.listdir(tmp_path / "r.h5.parts")) == parts

@@ -162,6 +162,7 @@ def test_a_seed_gives_bit_identical_weights(backend, spec):
         assert not np.array_equal(w, w3)
 
 
+@pytest.mark.slow_on_simulator
 @pytest.mark.parametrize("backend", [b for b in KERNEL_BACKENDS if b != "numpy"])
 @pytest.mark.parametrize("spec", SPECS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

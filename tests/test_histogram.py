@@ -7,14 +7,8 @@ import numpy as np
 import pytest
 
 from fastinit.backends import BackendError
-from fastinit.experiments.histogram import (
-    ACTIVATIONS,
-    read_histogram,
-    run_histogram,
-    saturated_fraction,
-    theory_std,
-    write_histogram,
-)
+from fastinit.experiments import histogram
+from fastinit.experiments.histogram import ACTIVATIONS, HistogramConfig, saturated_fraction, theory_std
 from fastinit.plots import PlotError, histogram_figure, plot_histogram
 from fastinit.store import open_read, open_results
 
@@ -25,8 +19,14 @@ needs_cpu = pytest.mark.skipif(not HAVE_CPU, reason="fastinit.kernels.cpu not av
 SMALL = dict(layers=3, units=16, samples=32)
 
 
+def _run(*args, **fields):
+    """``histogram.run`` of ``HistogramConfig(*args, **fields)``, on numpy unless ``backend`` is
+    given, with no progress."""
+    return histogram.run(HistogramConfig(*args, **dict(dict(backend="numpy"), **fields)), progress=False)
+
+
 def _defaults(activation, backend):
-    return run_histogram(activation, backend=backend, progress=False)
+    return _run(activation, backend=backend)
 
 
 @pytest.fixture(scope="module", params=["numpy", pytest.param("cpu", marks=needs_cpu)])
@@ -77,7 +77,7 @@ def test_stats_match_activations(sigmoid_defaults):
 
 
 def test_relu_xavier_shrinks_he_keeps():
-    res = run_histogram("relu", inits=("xavier", "he"), backend="numpy", progress=False)
+    res = _run("relu", inits=("xavier", "he"))
     xavier, he = res.runs["xavier"], res.runs["he"]
     assert xavier.std[-1] < 0.5 * xavier.std[0]
     assert 0.7 < he.std[-1] / he.std[0] < 1.5
@@ -90,7 +90,7 @@ def test_relu_xavier_shrinks_he_keeps():
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
 def test_theory_tracks_measurement(activation):
-    res = run_histogram(activation, inits=("xavier", "he", "std=0.01"), backend="numpy", progress=False)
+    res = _run(activation, inits=("xavier", "he", "std=0.01"))
     for run in res.runs.values():
         # 100 units: finite-width fluctuations of a few percent per layer, compounding.
         np.testing.assert_allclose(run.std, run.theory_std, rtol=0.15, err_msg=run.init)
@@ -138,9 +138,9 @@ def test_saturated_fraction_rules():
 
 
 def test_seed_reproducible_and_independent_of_other_inits():
-    a = run_histogram("tanh", inits=("std=1", "xavier"), backend="numpy", progress=False, **SMALL)
-    b = run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, **SMALL)
-    c = run_histogram("tanh", inits=("xavier",), seed=1, backend="numpy", progress=False, **SMALL)
+    a = _run("tanh", inits=("std=1", "xavier"), **SMALL)
+    b = _run("tanh", inits=("xavier",), **SMALL)
+    c = _run("tanh", inits=("xavier",), seed=1, **SMALL)
     np.testing.assert_array_equal(a.runs["xavier"].activations, b.runs["xavier"].activations)
     assert not np.allclose(b.runs["xavier"].activations, c.runs["xavier"].activations)
 
@@ -148,9 +148,7 @@ def test_seed_reproducible_and_independent_of_other_inits():
 def test_overflow_is_counted_and_reported():
     from fastinit.experiments.histogram import format_table
 
-    res = run_histogram(
-        "relu", inits=("std=10", "he"), layers=40, units=16, samples=8, backend="numpy", progress=False
-    )
+    res = _run("relu", inits=("std=10", "he"), layers=40, units=16, samples=8)
     blown, fine = res.runs["std=10"], res.runs["he"]
     first = blown.overflow_layer()
     assert first is not None and 10 < first <= 40
@@ -167,16 +165,14 @@ def test_overflow_is_counted_and_reported():
 
 
 def test_float64():
-    res = run_histogram(
-        "sigmoid", inits=("xavier",), dtype="float64", backend="numpy", progress=False, **SMALL
-    )
+    res = _run("sigmoid", inits=("xavier",), dtype="float64", **SMALL)
     assert res.runs["xavier"].activations.dtype == np.float64
 
 
 def _agree(activation, backend, **sizes):
     inits = ("std=1", "xavier", "he", "std=0.01")
-    ref = run_histogram(activation, inits=inits, backend="numpy", progress=False, **sizes)
-    got = run_histogram(activation, inits=inits, backend=backend, progress=False, **sizes)
+    ref = _run(activation, inits=inits, **sizes)
+    got = _run(activation, inits=inits, backend=backend, **sizes)
     for spec in inits:
         r, g = ref.runs[spec], got.runs[spec]
         scale = float(np.abs(r.activations).max()) or 1.0
@@ -191,6 +187,7 @@ def test_cpu_agrees_with_numpy(activation):
     _agree(activation, "cpu", layers=4, units=50, samples=100)
 
 
+@pytest.mark.slow_on_simulator
 @pytest.mark.skipif(not HAVE_CUDA, reason="fastinit.kernels.cuda not available")
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_cuda_agrees_with_numpy(activation):
@@ -215,30 +212,39 @@ def test_cuda_agrees_with_numpy(activation):
         (dict(dtype="int32"), ValueError, "dtype must be float32 or float64"),
         (dict(dtype="nonsense"), ValueError, "dtype must be float32 or float64"),
         (dict(backend="tpu"), BackendError, "unknown backend"),
+        (dict(bias_std=-1.0), ValueError, "bias_std must be a finite number >= 0"),
     ],
 )
 def test_bad_arguments(kwargs, error, match):
-    args = dict(SMALL, backend="numpy", progress=False)
+    args = dict(SMALL, backend="numpy")
     args.update(kwargs)
     with pytest.raises(error, match=match):
-        run_histogram(**args)
+        histogram.run(HistogramConfig(**args), progress=False)
+
+
+def test_config_validate_normalises_the_fields():
+    c = HistogramConfig("tanh", "xavier", layers=np.int64(2), dtype=np.float64, bias_std=1).validate()
+    assert c.inits == ("xavier",) and type(c.layers) is int and c.dtype == "float64"
+    assert c.bias_std == 1.0 and type(c.bias_std) is float
+    assert c.validate() == c
 
 
 def test_hdf5_round_trip_and_layout(tmp_path):
     path = tmp_path / "r.h5"
-    res = run_histogram("sigmoid", inits=("std=1", "xavier"), backend="numpy", progress=False, **SMALL)
+    res = _run("sigmoid", inits=("std=1", "xavier"), bias_std=0.25, **SMALL)
     with open_results(path, command_line="test") as f:
-        written = write_histogram(f, res)
+        written = histogram.write(f, res)
     assert written == ["/histogram/sigmoid/std=1", "/histogram/sigmoid/xavier"]
-    back = read_histogram(path, "sigmoid")
+    back = histogram.read(path, "sigmoid")
     assert back.inits == ["std=1", "xavier"]
-    assert (back.layers, back.units, back.samples, back.seed, back.backend, back.dtype) == (
+    assert (back.layers, back.units, back.samples, back.seed, back.backend, back.dtype, back.bias_std) == (
         3,
         16,
         32,
         0,
         "numpy",
         "float32",
+        0.25,
     )
     for spec, run in res.runs.items():
         other = back.runs[spec]
@@ -266,29 +272,27 @@ def test_hdf5_round_trip_and_layout(tmp_path):
 
 def test_rerun_replaces_only_its_groups(tmp_path):
     path = tmp_path / "r.h5"
-    first = run_histogram("sigmoid", inits=("std=1", "xavier"), backend="numpy", progress=False, **SMALL)
-    second = run_histogram("sigmoid", inits=("xavier",), seed=5, backend="numpy", progress=False, **SMALL)
-    relu = run_histogram("relu", inits=("he",), backend="numpy", progress=False, **SMALL)
+    first = _run("sigmoid", inits=("std=1", "xavier"), **SMALL)
+    second = _run("sigmoid", inits=("xavier",), seed=5, **SMALL)
+    relu = _run("relu", inits=("he",), **SMALL)
     with open_results(path) as f:
-        write_histogram(f, first)
+        histogram.write(f, first)
     with open_results(path) as f:
-        write_histogram(f, second)
-        write_histogram(f, relu)
-    back = read_histogram(path, "sigmoid")
+        histogram.write(f, second)
+        histogram.write(f, relu)
+    back = histogram.read(path, "sigmoid")
     np.testing.assert_array_equal(back.runs["std=1"].activations, first.runs["std=1"].activations)
     np.testing.assert_array_equal(back.runs["xavier"].activations, second.runs["xavier"].activations)
-    assert read_histogram(path, "relu").inits == ["he"]
+    assert histogram.read(path, "relu").inits == ["he"]
     with pytest.raises(KeyError, match="no histogram for 'tanh'"):
-        read_histogram(path, "tanh")
+        histogram.read(path, "tanh")
     with pytest.raises(KeyError, match="'lecun'"):
-        read_histogram(path, "sigmoid", inits=["lecun"])
+        histogram.read(path, "sigmoid", inits=["lecun"])
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_figure_has_a_panel_per_init_and_layer(tmp_path, activation):
-    res = run_histogram(
-        activation, inits=("std=1", "xavier", "std=0"), backend="numpy", progress=False, **SMALL
-    )
+    res = _run(activation, inits=("std=1", "xavier", "std=0"), **SMALL)
     fig = histogram_figure(res)
     axes = fig.get_axes()
     assert len(axes) == 3 * 3
@@ -310,9 +314,7 @@ def test_figure_has_a_panel_per_init_and_layer(tmp_path, activation):
 
 
 def test_figure_bad_paths(tmp_path):
-    res = run_histogram(
-        "sigmoid", inits=("xavier",), backend="numpy", progress=False, layers=1, units=4, samples=4
-    )
+    res = _run("sigmoid", inits=("xavier",), layers=1, units=4, samples=4)
     with pytest.raises(PlotError, match="must end in"):
         plot_histogram(res, tmp_path / "fig.gif")
     with pytest.raises(PlotError, match="does not exist"):
@@ -358,11 +360,9 @@ def test_deep_nets_get_a_depth_figure_and_at_most_ten_histogram_columns(tmp_path
     from fastinit.cli import main
     from fastinit.plots import depth_figure
 
-    res = run_histogram(
+    res = _run(
         "relu",
         inits=("he", "xavier", "std=0"),
-        backend="numpy",
-        progress=False,
         layers=30,
         units=32,
         samples=64,
@@ -404,50 +404,14 @@ def test_deep_nets_get_a_depth_figure_and_at_most_ten_histogram_columns(tmp_path
 def test_bias_std_draws_biases_and_the_theory_follows():
     """On a wide net the measured std tracks the theory with sb2 = bias_std^2 (here the biases
     dominate: sw2 = 400 * 0.03^2 = 0.36, sb2 = 0.25); bias_std=0 is the bias-free experiment, bit for bit."""
-    plain = run_histogram(
-        "tanh", inits=("xavier",), backend="numpy", progress=False, layers=4, units=64, samples=64
-    )
-    zero = run_histogram(
-        "tanh",
-        inits=("xavier",),
-        backend="numpy",
-        progress=False,
-        layers=4,
-        units=64,
-        samples=64,
-        bias_std=0.0,
-    )
+    small = dict(layers=4, units=64, samples=64)
+    plain, zero = _run("tanh", ("xavier",), **small), _run("tanh", ("xavier",), bias_std=0.0, **small)
     np.testing.assert_array_equal(plain.runs["xavier"].activations, zero.runs["xavier"].activations)
-    res = run_histogram(
-        "tanh",
-        inits=("std=0.03",),
-        backend="numpy",
-        progress=False,
-        layers=6,
-        units=400,
-        samples=1000,
-        bias_std=0.5,
-        dtype="float64",
-    )
-    run = res.runs["std=0.03"]
+    wide = dict(layers=6, units=400, dtype="float64")
+    run = _run("tanh", ("std=0.03",), samples=1000, bias_std=0.5, **wide).runs["std=0.03"]
     np.testing.assert_allclose(run.std, run.theory_std, rtol=0.05)
-    no_bias_theory = (
-        run_histogram(
-            "tanh",
-            inits=("std=0.03",),
-            backend="numpy",
-            progress=False,
-            layers=6,
-            units=400,
-            samples=10,
-            dtype="float64",
-        )
-        .runs["std=0.03"]
-        .theory_std
-    )
+    no_bias_theory = _run("tanh", ("std=0.03",), samples=10, **wide).runs["std=0.03"].theory_std
     assert np.all(run.theory_std[1:] > 1.5 * no_bias_theory[1:])  # the bias variance keeps deep layers alive
-    with pytest.raises(ValueError, match="bias_std"):
-        run_histogram("tanh", inits=("xavier",), backend="numpy", progress=False, bias_std=-1.0)
 
 
 def test_backpropagated_gradients_follow_the_mean_field_theory(tmp_path):
@@ -455,11 +419,9 @@ def test_backpropagated_gradients_follow_the_mean_field_theory(tmp_path):
     sqrt(chi) per layer: vanishing for std=0.01 and sigmoid + Xavier, about constant for He + ReLU."""
     from fastinit.plots import gradient_figure
 
-    tanh = run_histogram(
+    tanh = _run(
         "tanh",
         inits=("xavier", "std=0.01"),
-        backend="numpy",
-        progress=False,
         layers=8,
         units=200,
         samples=400,
@@ -469,9 +431,7 @@ def test_backpropagated_gradients_follow_the_mean_field_theory(tmp_path):
         assert run.grad_rms[-1] == run.grad_theory[-1] == 1.0
         np.testing.assert_allclose(run.grad_rms, run.grad_theory, rtol=0.12)
     assert tanh.runs["std=0.01"].grad_rms[0] < 1e-4  # vanished: about 0.14 per layer
-    relu = run_histogram(
-        "relu", inits=("he",), backend="numpy", progress=False, layers=8, units=200, samples=400
-    )
+    relu = _run("relu", inits=("he",), layers=8, units=200, samples=400)
     np.testing.assert_allclose(relu.runs["he"].grad_rms, 1.0, rtol=0.2)  # He: chi1 = 1
     np.testing.assert_allclose(relu.runs["he"].grad_theory, 1.0, rtol=1e-6)
     ax = gradient_figure(tanh).get_axes()[0]
@@ -495,16 +455,14 @@ def test_stored_gradients_are_the_finite_differences_of_the_loss(activation):
 
     phi = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}[activation]
     layers, units, samples, seed = 3, 4, 3, 7
-    res = run_histogram(
+    res = _run(
         activation,
         inits=("std=1",),
         layers=layers,
         units=units,
         samples=samples,
         seed=seed,
-        backend="numpy",
         dtype="float64",
-        progress=False,
     )
     grads = res.runs["std=1"].gradients
     assert grads.shape == (layers, samples, units) and grads.dtype == np.float64
@@ -534,20 +492,18 @@ def test_stored_gradients_are_the_finite_differences_of_the_loss(activation):
 
 def test_gradients_in_hdf5_and_only_when_asked(tmp_path):
     path = tmp_path / "r.h5"
-    res = run_histogram("relu", inits=("he",), backend="numpy", progress=False, **SMALL)
-    plain = run_histogram(
-        "relu", inits=("xavier",), backend="numpy", progress=False, gradients=False, **SMALL
-    )
+    res = _run("relu", inits=("he",), **SMALL)
+    plain = _run("relu", inits=("xavier",), gradients=False, **SMALL)
     assert plain.runs["xavier"].gradients is None and np.isfinite(plain.runs["xavier"].grad_rms).all()
     with open_results(path) as f:
-        write_histogram(f, res)
-        write_histogram(f, plain)
+        histogram.write(f, res)
+        histogram.write(f, plain)
     with open_read(path) as f:
         ds = f["/histogram/relu/he/gradients"]
         assert ds.shape == (3, 32, 16) and ds.dtype == np.float32 and ds.compression == "gzip"
         assert ds.attrs["units"] and "pre-activation" in ds.attrs["description"] and ds.attrs["init"] == "he"
         assert "gradients" not in f["/histogram/relu/xavier"]
-    back = read_histogram(path, "relu")
+    back = histogram.read(path, "relu")
     np.testing.assert_array_equal(back.runs["he"].gradients, res.runs["he"].gradients)
     np.testing.assert_array_equal(back.runs["he"].grad_theory, res.runs["he"].grad_theory)
     assert back.runs["xavier"].gradients is None
@@ -556,9 +512,7 @@ def test_gradients_in_hdf5_and_only_when_asked(tmp_path):
 def test_gradient_histogram_figure(tmp_path):
     from fastinit.plots import gradient_histogram_figure, plot_gradient_histogram
 
-    res = run_histogram(
-        "sigmoid", inits=("std=0.01", "xavier", "std=0"), backend="numpy", progress=False, **SMALL
-    )
+    res = _run("sigmoid", inits=("std=0.01", "xavier", "std=0"), **SMALL)
     axes = gradient_histogram_figure(res).get_axes()
     assert len(axes) == 3 * 3 and axes[0].get_title() == "layer 1"
     lo, hi = axes[0].get_xlim()
@@ -570,27 +524,19 @@ def test_gradient_histogram_figure(tmp_path):
     plot_gradient_histogram(res, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no gradients"):
-        gradient_histogram_figure(
-            run_histogram(
-                "sigmoid", inits=("xavier",), backend="numpy", progress=False, gradients=False, **SMALL
-            )
-        )
+        gradient_histogram_figure(_run("sigmoid", inits=("xavier",), gradients=False, **SMALL))
 
 
 def test_data_driven_inits_calibrate_on_the_samples():
     """lsuv computes its weights from the histogram's own Gaussian samples: every layer's
     pre-activation (arctanh of the stored tanh output) has variance 1 within lsuv's tol."""
-    from fastinit.experiments.histogram import run_histogram
-
-    res = run_histogram(
+    res = _run(
         "tanh",
         ("lsuv,tol=0.05", "pretrain,steps=20"),
         layers=3,
         units=16,
         samples=400,
-        backend="numpy",
         dtype="float64",
-        progress=False,
     )
     z = np.arctanh(res.runs["lsuv,tol=0.05"].activations)
     assert np.all(np.abs(z.var(axis=(1, 2)) - 1) <= 0.05)

@@ -135,6 +135,7 @@ def test_matmul_out_is_written_in_place(backend, dtype, trans_a, trans_b):
     _close(_host(backend, out), want, dtype, scale=k)
 
 
+@pytest.mark.slow_on_simulator
 @HYP
 @given(
     m=st.integers(1, 200),
@@ -305,6 +306,7 @@ def test_activation_in_place(act):
     _close(dy, want, np.float32)
 
 
+@pytest.mark.slow_on_simulator
 @HYP
 @given(n=st.integers(1, 5000), act=st.sampled_from(ACTS), f64=st.booleans(), seed=st.integers(0, 2**16))
 def test_activation_random_sizes(fast_backend, n, act, f64, seed):
@@ -875,6 +877,7 @@ def test_softmax_loss_is_taken_in_float64_near_the_float32_limits(fast_backend, 
     assert loss == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.slow_on_simulator
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator's scalar math overflows, as expected
 @HYP
 @given(values=st.lists(_VALUES, min_size=1, max_size=40), act=st.sampled_from(ACTS))

@@ -34,6 +34,7 @@ def _autograd_step(params, x, labels, activation, lr):
 # --------------------------------------------------------------------------- oracles
 
 
+@pytest.mark.slow_on_simulator
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_one_step_matches_autograd_in_float64(backend, activation):
     rng = np.random.default_rng(1)
@@ -130,6 +131,7 @@ def test_backends_agree_in_float32():
         np.testing.assert_allclose(norms, ref_norms, rtol=1e-4)
 
 
+@pytest.mark.slow_on_simulator
 def test_batch_size_changes_reuse_nothing_stale(fast_backend):
     """The compiled engines reallocate their workspace on a new batch size; results must not depend on it."""
     rng = np.random.default_rng(8)
@@ -144,6 +146,7 @@ def test_batch_size_changes_reuse_nothing_stale(fast_backend):
         np.testing.assert_allclose(b, rb, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.slow_on_simulator
 def test_steps_on_indices_equal_steps_on_gathered_batches(backend):
     """``set_dataset`` + ``train_step_indices`` is ``train_step(x[idx], labels[idx])``, bit for bit."""
     rng = np.random.default_rng(11)
@@ -233,6 +236,7 @@ def test_forward_record_shapes_and_consistency(backend, sizes):
     np.testing.assert_array_equal(logits, keep)
 
 
+@pytest.mark.slow_on_simulator
 def test_evaluate_is_the_loss_and_accuracy_whatever_the_chunk(backend):
     rng = np.random.default_rng(2)
     sizes = (6, 9, 4)
@@ -346,6 +350,7 @@ def test_draw_biases_replaces_the_biases_only(backend):
         assert b.dtype == np.float32 and np.any(b != 0)
 
 
+@pytest.mark.slow_on_simulator
 def test_readonly_inputs_are_accepted(backend):
     rng = np.random.default_rng(3)
     mlp = make_mlp(backend.name, (5, 4, 3), seed=0)

@@ -16,7 +16,7 @@ def _fast(**kw):
     kw.setdefault("quick", True)
     kw.setdefault("budget", 0.0)
     kw.setdefault("repeats", 1)
-    return prof.run_profile(**kw)
+    return prof.run(prof.ProfileConfig(**kw), progress=False)
 
 
 def test_records_cover_every_case_with_speedups_against_numpy():
@@ -52,6 +52,21 @@ def test_wrong_results_are_refused_before_timing(monkeypatch):
         _fast(backends=("cpu",), kernels=("relu",))
 
 
+def test_config_validate_fills_in_the_defaults():
+    c = prof.ProfileConfig(backends=("cpu", "numpy"), quick=True, dtype=np.float64, sizes=[8]).validate()
+    assert c.backends == ("numpy", "cpu") and c.dtype == "float64" and c.sizes == (8,)
+    assert (c.budget, c.repeats, c.kernels) == (0.02, 3, prof.KERNELS)
+    assert c.validate() == c
+
+
+def test_progress_lines_go_to_stderr_unless_turned_off(capsys):
+    config = prof.ProfileConfig(("numpy",), quick=True, kernels=("relu",), budget=0.0, repeats=1)
+    prof.run(config)
+    assert "fastinit: profiling relu 1024 elements on numpy" in capsys.readouterr().err
+    prof.run(config, progress=False, log=print)
+    assert capsys.readouterr() == ("", "")
+
+
 def test_argument_errors():
     from fastinit.backends import BackendError
 
@@ -70,9 +85,8 @@ def test_backends_are_timed_one_after_the_other_each_after_a_settle(monkeypatch)
     the records still come case by case, each case's backends side by side."""
     events = []
     monkeypatch.setattr(prof, "settle", lambda seconds: events.append(("settle", seconds)))
-    result = prof.run_profile(
-        ("numpy", "cpu"), sizes=(16,), kernels=("matmul",), budget=0.0, repeats=1, log=events.append
-    )
+    config = prof.ProfileConfig(("numpy", "cpu"), sizes=(16,), kernels=("matmul",), budget=0.0, repeats=1)
+    result = prof.run(config, log=events.append)
     kinds = [e if isinstance(e, tuple) else e.rsplit(" on ", 1)[1] for e in events]
     n_cases = len(result.records) // 2
     settle = ("settle", prof.SETTLE_S)
@@ -89,14 +103,17 @@ def test_hdf5_and_json_round_trip(tmp_path):
     result = _fast(backends=("numpy",), kernels=("sigmoid", "train_step"))
     path = tmp_path / "r.h5"
     with open_results(str(path)) as f:
-        paths = prof.write_profile(f, result)
+        paths = prof.write(f, result)
     assert paths == ["/profile/float32/numpy"]
     with h5py.File(path, "r") as f:
-        back = prof.read_profile(f)
         assert f["/profile/float32/numpy"].attrs["quick"]
-    assert [(r.kernel, r.case) for r in back] == [(r.kernel, r.case) for r in result.records]
-    np.testing.assert_allclose([r.time_s for r in back], [r.time_s for r in result.records])
-    train = [r for r in back if r.kernel == "train_step"]
+    back = prof.read(path)
+    assert (back.dtype, back.backends, back.quick, back.info) == ("float32", ("numpy",), True, result.info)
+    assert [(r.kernel, r.case) for r in back.records] == [(r.kernel, r.case) for r in result.records]
+    np.testing.assert_allclose([r.time_s for r in back.records], [r.time_s for r in result.records])
+    with pytest.raises(KeyError, match="no /profile/float64"):
+        prof.read(path, "float64")
+    train = [r for r in back.records if r.kernel == "train_step"]
     assert len(train) == 1 and train[0].unit == "GFLOP/s"
     jpath = tmp_path / "r.json"
     prof.write_json(str(jpath), result)

@@ -91,19 +91,21 @@ def test_check_and_label_catch_what_disagrees(tmp_path):
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """One results set with a small run of every experiment, each with all its optional datasets."""
-    from fastinit.experiments import meanfield, spectrum, spectrum_training, sweep, train
+    from fastinit.experiments import histogram, meanfield, spectrum, spectrum_training, sweep, train
     from fastinit.experiments import profile as prof
-    from fastinit.experiments.histogram import run_histogram, write_histogram
 
     path = tmp_path_factory.mktemp("schema") / "r.h5"
-    hist = run_histogram(
-        "tanh", inits=("xavier", "std=1"), layers=2, units=8, samples=16, backend="numpy", progress=False
+    hist = histogram.run(
+        histogram.HistogramConfig(
+            "tanh", ("xavier", "std=1"), layers=2, units=8, samples=16, backend="numpy"
+        ),
+        progress=False,
     )
     spec = spectrum.run(
         spectrum.SpectrumConfig(activations=("tanh",), depths=(1, 2), width=8, samples=2, backend="numpy"),
         progress=False,
     )
-    speed = spectrum_training.run_training(
+    speed = spectrum_training.run(
         spectrum_training.TrainingConfig(
             depths=(2,),
             width=8,
@@ -116,13 +118,17 @@ def written(tmp_path_factory):
         ),
         progress=False,
     )
-    timed = prof.run_profile(backends=("numpy",), kernels=("relu",), quick=True, budget=0.0, repeats=1)
+    timed = prof.run(
+        prof.ProfileConfig(backends=("numpy",), kernels=("relu",), quick=True, budget=0.0, repeats=1),
+        progress=False,
+    )
     with open_results(path) as f:
-        write_histogram(f, hist)
-        spectrum.write_spectrum(f, spec)
-        spectrum_training.write_training(f, speed)
-        prof.write_profile(f, timed)
-    meanfield.write(path, meanfield.run(meanfield.TheoryConfig(sw2=(1.0, 2.0))))
+        histogram.write(f, hist)
+        spectrum.write(f, spec)
+        spectrum_training.write(f, speed)
+        prof.write(f, timed)
+    with open_results(path) as f:
+        meanfield.write(f, meanfield.run(meanfield.TheoryConfig(sw2=(1.0, 2.0))))
     quiet = dict(progress=False, log=lambda message: None)
     data = synthetic()
     train.train(train.TrainConfig(**dict(TRAIN_SMALL, runs=("he",))), path, dataset=data, **quiet)

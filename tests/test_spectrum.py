@@ -11,9 +11,9 @@ from fastinit.experiments.spectrum import (
     SpectrumConfig,
     _singular_values,
     format_summary,
-    read_spectrum,
+    read,
     run,
-    write_spectrum,
+    write,
 )
 from fastinit.theory import edge_of_chaos, jacobian_spectrum, mean_field, phi
 
@@ -100,7 +100,7 @@ def test_hdf5_layout_roundtrip_and_summary(tmp_path):
     )
     path = tmp_path / "s.h5"
     with open_results(path) as f:
-        assert write_spectrum(f, res) == ["/spectrum/tanh-orthogonal"]
+        assert write(f, res) == ["/spectrum/tanh-orthogonal"]
     with h5py.File(path, "r") as f:
         ds = f["/spectrum/tanh-orthogonal/depth=3/singular_values"]
         assert ds.dtype == np.float64 and ds.shape == (16,)
@@ -111,7 +111,7 @@ def test_hdf5_layout_roundtrip_and_summary(tmp_path):
         mean, var = jacobian_spectrum("tanh", sw2, sb2, 3, "orthogonal")
         assert ds.attrs["theory_mean"] == pytest.approx(mean)
         assert ds.attrs["theory_variance"] == pytest.approx(var)
-    back = read_spectrum(str(path))
+    back = read(str(path))
     np.testing.assert_array_equal(
         back.runs["tanh-orthogonal"].singular_values[3], res.runs["tanh-orthogonal"].singular_values[3]
     )
@@ -232,7 +232,7 @@ def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_p
     from fastinit.store import open_results
 
     config = st.TrainingConfig(**TINY_TRAIN)
-    result = st.run_training(config, progress=False)
+    result = st.run(config, progress=False)
     assert set(result.runs) == {("orthogonal", 3), ("gaussian", 3)}
     for r in result.runs.values():
         for k in range(2):
@@ -242,7 +242,7 @@ def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_p
                 assert acc[e] >= 0.3 and np.all(acc[:e] < 0.3) and np.all(np.isnan(acc[e + 1 :]))
             else:
                 assert not np.any(acc >= 0.3)
-    again = st.run_training(config, progress=False)  # deterministic
+    again = st.run(config, progress=False)  # deterministic
     for key, r in result.runs.items():
         assert np.array_equal(r.train_accuracy, again.runs[key].train_accuracy, equal_nan=True)
     # at sw2 -> the same gain, orthogonal and Gaussian differ only in the weights: with a learning rate of
@@ -252,15 +252,15 @@ def test_training_runs_share_minibatches_stop_at_the_target_and_round_trip(tmp_p
     )
     out = str(tmp_path / "t.h5")
     with open_results(out) as f:
-        assert st.write_training(f, result) == "/spectrum/training"
-    back = st.read_training(out)
+        assert st.write(f, result) == "/spectrum/training"
+    back = st.read(out)
     assert back.sw2 == result.sw2 and back.config.seeds == (0, 1)
     for key, r in result.runs.items():
         assert np.array_equal(back.runs[key].steps_to_target, r.steps_to_target, equal_nan=True)
     text = st.format_training_summary(result)
     assert "steps to train accuracy >= 0.3" in text and "orthogonal" in text and "gaussian" in text
     with pytest.raises(KeyError, match="holds no /spectrum group"):
-        read_spectrum(out)  # the training group is not a spectrum run
+        read(out)  # the training group is not a spectrum run
 
 
 def test_same_seed_same_minibatches_for_both_weight_distributions(monkeypatch):
@@ -277,7 +277,7 @@ def test_same_seed_same_minibatches_for_both_weight_distributions(monkeypatch):
 
     monkeypatch.setattr(training, "batch_indices", spy)
     config = st.TrainingConfig(**dict(TINY_TRAIN, seeds=(5,), target=1.0, max_steps=10))
-    st.run_training(config, progress=False)
+    st.run(config, progress=False)
     half = len(seen) // 2
     assert half == 10 and seen[:half] == seen[half:]
 

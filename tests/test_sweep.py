@@ -12,7 +12,8 @@ import pytest
 from commands import argv
 
 from fastinit.experiments import sweep as sw
-from fastinit.experiments.sweep import Cell, SweepConfig, read_sweep, run_cell, sweep, trainable_depth
+from fastinit.experiments import sweep as sweep_module
+from fastinit.experiments.sweep import Cell, SweepConfig, run_cell, sweep, trainable_depth
 
 # Tiny cells: a fraction of a second each.
 TINY = dict(width=16, steps=30, batch_size=32, eval_samples=200, train_limit=500, lr=0.05)
@@ -64,6 +65,21 @@ def test_an_exploding_network_is_recorded_as_diverged():
     config = SweepConfig(**TINY, activation="relu").validate()
     result = run_cell(config, Cell(0, 0, 0, sw2=100.0, depth=40, seed=0))  # (100/2)^20: float32 overflows
     assert result["diverged"] == 1.0 and math.isnan(result["train_loss"])
+
+
+def test_run_gives_the_cells_sweep_stores_and_writes_no_file(tmp_path):
+    config = SweepConfig(sw2=(1.0, 3.0), depths=(2, 3), seeds=(0, 1), checkpoints=(10,), **TINY)
+    out = tmp_path / "s.h5"
+    stored = sweep(config, str(out), "g", executor="engine", progress=False)
+    before = set(os.listdir(tmp_path))
+    result = sw.run(config, name="g", executor="engine", progress=False)
+    assert set(os.listdir(tmp_path)) == before and result.complete and result.name == "g"
+    assert _same(result, stored) and _same(result, sweep_module.read(out, "g"))
+    for m in COMPARED:
+        assert np.array_equal(result.checkpoint_metrics[m], stored.checkpoint_metrics[m], equal_nan=True)
+    assert np.array_equal(result.trainable_depth(), stored.trainable_depth(), equal_nan=True)
+    with pytest.raises(ValueError, match="executor"):
+        sw.run(config, executor="threads", progress=False)
 
 
 def test_sweep_writes_the_grid_resumes_and_keeps_shared_cells(tmp_path, monkeypatch):
@@ -121,7 +137,7 @@ def test_an_interrupted_sweep_keeps_its_cells_and_resumes(tmp_path, monkeypatch)
     monkeypatch.setattr(sw, "run_cell", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
         sweep(config, out, "i", executor="engine", progress=False)
-    partial = read_sweep(out, "i")
+    partial = sweep_module.read(out, "i")
     assert partial.done.sum() == 2 and not partial.complete
     with h5py.File(out, "r") as f:
         assert f["/sweep/i"].attrs["status"] == "incomplete"
@@ -286,7 +302,7 @@ def test_sweep_with_checkpoints_stores_resumes_and_old_sweeps_still_read(tmp_pat
         assert g["checkpoints/train_accuracy"].shape == (2, 1, 1, 2)
         assert list(g["checkpoints/train_accuracy"].attrs["steps"]) == [5, 20]
         assert np.array_equal(g["checkpoints/train_accuracy"][..., -1], g["train_accuracy"][()])
-    back = read_sweep(out, "c")
+    back = sweep_module.read(out, "c")
     assert back.config.checkpoints == (5, 20)
     for m in COMPARED:
         assert np.array_equal(back.checkpoint_metrics[m], first.checkpoint_metrics[m], equal_nan=True)
@@ -307,7 +323,7 @@ def test_sweep_with_checkpoints_stores_resumes_and_old_sweeps_still_read(tmp_pat
         del cfg["checkpoints"]
         g.attrs["config"] = json.dumps(cfg)
         del g["xi_q"]
-    old = read_sweep(out, "old")
+    old = sweep_module.read(out, "old")
     assert old.checkpoint_metrics == {} and old.config.checkpoints == ()
     assert old.xi_q.shape == (1,) and np.array_equal(old.metrics["train_loss"], plain.metrics["train_loss"])
     assert "step     30:" in sw.format_summary(old)
@@ -386,7 +402,7 @@ def test_cli_sweep_with_checkpoints_prints_n_and_draws_both_figures(tmp_path, ca
     assert "step      5:" in text and "caveats" in text
     assert (tmp_path / "r-sweep-sweep.png").stat().st_size > 10_000
     assert (tmp_path / "r-sweep-sweep-steps.png").stat().st_size > 10_000
-    assert read_sweep(str(out), "sweep").config.steps == 10
+    assert sweep_module.read(str(out), "sweep").config.steps == 10
     assert main(args[:-2] + ["--steps", "8", "--out", str(tmp_path / "x.h5")]) == 2
     assert "beyond --steps 8" in capsys.readouterr().err
     assert main(["sweep", "--checkpoints", "0", "--out", str(tmp_path / "y.h5")]) == 2

@@ -328,3 +328,21 @@ def test_edge_of_chaos_and_the_jacobian_spectrum_theory():
     chi = mean_field("tanh", 3.0, 0.05).chi1
     mu1, mu2 = slope_moments(mean_field("tanh", 3.0, 0.05).q_star, "tanh")
     assert mean == pytest.approx(chi**5) and var == pytest.approx(5 * mu2 / mu1**2 * chi**10)
+
+
+@pytest.mark.parametrize(
+    "fields, error, match",
+    [
+        (dict(sw2=()), ValueError, "non-empty"),
+        (dict(activation="swish"), ValueError, "swish"),
+        (dict(sw2=(1.0, -1.0)), ValueError, "sw2 must be finite and >= 0"),
+        (dict(sb2=float("nan")), ValueError, "sb2 must be finite"),
+        (dict(sw2=(1.0, "2")), TypeError, "sw2 must be a number"),
+    ],
+)
+def test_theory_config_names_its_bad_field(fields, error, match):
+    from fastinit.experiments.meanfield import TheoryConfig
+
+    with pytest.raises(error, match=match):
+        TheoryConfig(**fields).validate()
+    assert TheoryConfig(sw2=[1, 2.5]).validate().sw2 == (1.0, 2.5)

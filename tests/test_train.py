@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from fastinit.data import MNIST
+from fastinit.experiments import train as train_module
 from fastinit.experiments.train import (
     RunResult,
     TrainConfig,
@@ -23,8 +24,10 @@ from fastinit.experiments.train import (
     read_runs,
     read_snapshots,
     seed_ranking,
+    seed_statistics,
     snapshot_choice,
     train,
+    write,
 )
 from fastinit.store import open_results, replace_group
 
@@ -195,6 +198,45 @@ def test_layout_and_attrs(tmp_path, backend):
         assert np.all(np.abs(acts) <= 1)  # tanh
         # Step-0 snapshot is the untrained network: changes once it trains.
         assert not np.allclose(acts[0], acts[-1])
+
+
+def test_run_in_memory_gives_the_curves_train_stores_bit_for_bit(tmp_path):
+    from fastinit.plots import plot_train_figures
+    from fastinit.schema import TRAIN_RUN
+
+    config = TrainConfig(**dict(SMALL, runs=("he", "xavier:tanh"), seeds=(0, 1)))
+    quiet = dict(progress=False, log=lambda m: None)
+    result = train_module.run(config, dataset=synthetic(), **quiet)
+    assert list(tmp_path.iterdir()) == []  # no file
+    stored = train(config, tmp_path / "t.h5", dataset=synthetic(), **quiet)
+    assert [r.label for r in result.runs] == [r.label for r in stored] == list(result.curves)
+    with open_results(tmp_path / "w.h5") as f:
+        assert write(f, result) == [f"/train/{r.label}" for r in stored]
+    for path in (tmp_path / "t.h5", tmp_path / "w.h5"):
+        with h5py.File(path, "r") as f:
+            for r in result.runs:
+                group, curves = f[f"train/{r.label}"], result.curves[r.label]
+                for entry in TRAIN_RUN.datasets:
+                    value = getattr(curves, entry.name)
+                    if entry.name not in group:
+                        assert value is None, entry.name
+                        continue
+                    disk = group[entry.name][()]
+                    assert (value.dtype, value.shape) == (disk.dtype, disk.shape), entry.name
+                    assert value.tobytes() == disk.tobytes(), entry.name
+                summary = ("status", "iterations_done", "final_train_loss", "final_test_accuracy", "seed")
+                assert tuple(group.attrs[k] for k in summary) == tuple(getattr(r, k) for k in summary)
+            assert f["train/he"].attrs["status"] == "complete"
+    assert result.curves["he/seed=1"].activations is None  # snapshots for the first seed only
+    assert result.statistics() == seed_statistics(stored)
+    assert result.ranking() == seed_ranking(stored)
+    # The figures from the result alone, as from the file.
+    from_file = read_snapshots(tmp_path / "t.h5", read_runs(tmp_path / "t.h5"))
+    for mine, theirs in zip(result.snapshots(), from_file, strict=True):
+        for key in ("activations", "gradients"):
+            assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(mine[key], theirs[key]))
+    files = plot_train_figures(result.run_dicts(), result.snapshots(), tmp_path / "m-loss.png")
+    assert all(Path(p).stat().st_size > 0 for p in files)
 
 
 def test_runs_see_the_same_batches(tmp_path):

@@ -17,26 +17,26 @@ differ only by scale. Values are drawn in float64 and cast to ``dtype``.
 
 Python use::
 
-    from fastinit.experiments.histogram import run_histogram, write_histogram
+    from fastinit.experiments.histogram import HistogramConfig, run, write
     from fastinit.store import open_results
 
-    res = run_histogram("tanh", inits=("std=1", "xavier"), progress=False)
+    res = run(HistogramConfig("tanh", inits=("std=1", "xavier")), progress=False)
     res.runs["xavier"].std          # per-layer std, shape (layers,)
     with open_results("results.h5") as f:
-        write_histogram(f, res)
+        write(f, res)
 
-HDF5 layout written by :func:`write_histogram`: one group ``/histogram/<activation>/<init>`` per
+HDF5 layout written by :func:`write`: one group ``/histogram/<activation>/<init>`` per
 init, its datasets, units and descriptions as :data:`fastinit.schema.HISTOGRAM_RUN` declares them
 (``docs/storage.md`` shows them all).
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .. import schema
-from ..backends import check_backend, kernels_for
+from ..backends import check_backend, kernels_for, require_cuda
 from ..init import parse_init
 from ..mlp import backprop_to_layers
 
@@ -44,12 +44,13 @@ __all__ = [
     "ACTIVATIONS",
     "DEFAULT_INITS",
     "SATURATION_RULES",
+    "HistogramConfig",
     "InitRun",
     "HistogramResults",
-    "run_histogram",
+    "run",
     "backprop",
-    "write_histogram",
-    "read_histogram",
+    "write",
+    "read",
     "saturated_fraction",
     "theory_std",
     "format_table",
@@ -152,6 +153,10 @@ def theory_std(activation, weight_stds, units, input_var=1.0, bias_var=0.0):
     return out
 
 
+#: The integer fields of :class:`HistogramConfig` and their lowest values.
+_LOWEST = {"layers": 1, "units": 1, "samples": 1, "seed": 0}
+
+
 def _check_int(name, value, low):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
@@ -160,27 +165,20 @@ def _check_int(name, value, low):
     return int(value)
 
 
-def _check_args(activation, inits, layers, units, samples, seed, backend, dtype):
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-    if isinstance(inits, str):
-        inits = (inits,)
-    inits = list(inits)
+def _check_inits(inits):
+    """``inits`` as a tuple of distinct, valid init specs (a single spec may be a str)."""
+    inits = (inits,) if isinstance(inits, str) else tuple(inits)
     if not inits:
         raise ValueError("inits must name at least one init scheme")
     if len(set(inits)) != len(inits):
         dup = next(i for i in inits if inits.count(i) > 1)
         raise ValueError(f"init {dup!r} is given twice")
-    schemes = [parse_init(spec) for spec in inits]  # raises ValueError listing valid names
+    for spec in inits:
+        parse_init(spec)  # raises ValueError listing valid names
     for spec in inits:
         if "/" in spec:
             raise ValueError(f"init {spec!r} must not contain '/'")
-    layers = _check_int("layers", layers, 1)
-    units = _check_int("units", units, 1)
-    samples = _check_int("samples", samples, 1)
-    seed = _check_int("seed", seed, 0)
-    check_backend(backend)
-    return inits, schemes, layers, units, samples, seed, _check_dtype(dtype)
+    return inits
 
 
 def _check_dtype(dtype):
@@ -191,6 +189,84 @@ def _check_dtype(dtype):
     if name not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     return name
+
+
+def _check_bias_std(bias_std):
+    number = isinstance(bias_std, (int, float, np.integer, np.floating)) and not isinstance(bias_std, bool)
+    if not (number and 0 <= bias_std < math.inf):
+        raise ValueError(f"bias_std must be a finite number >= 0, got {bias_std!r}")
+    return float(bias_std)
+
+
+@dataclass(frozen=True)
+class HistogramConfig:
+    """What :func:`run` measures.
+
+    Every layer maps ``units`` -> ``units`` with ``dense_forward(x, w, b, activation)`` of the
+    chosen ``backend``. Memory: the activations of every init are kept, ``len(inits) * layers *
+    samples * units`` values, twice that with ``gradients``.
+
+    Parameters
+    ----------
+    activation : {'sigmoid', 'tanh', 'relu'}
+        The activation of every layer.
+    inits : tuple of str
+        Init specs (see :mod:`fastinit.init`), one run each; a single spec may be a str.
+    layers, units, samples : int
+        Depth, width and input samples drawn from N(0, 1).
+    seed : int
+        Seed of the input and the weights (see the module docstring).
+    backend : {'numpy', 'cpu', 'cuda'}
+        Kernel backend.
+    dtype : {'float32', 'float64'}
+        Floating-point type of the activations.
+    bias_std : float
+        Biases are 0, or drawn from N(0, ``bias_std``**2) per layer (so the mean-field theory's
+        sigma_b^2 = ``bias_std``**2 can be matched), the same for every init.
+    gradients : bool
+        Also keep every layer's backpropagated gradient (:func:`backprop`,
+        ``InitRun.gradients``) for :func:`write` and the gradient-histogram figure; its RMS
+        (``grad_rms``) is always computed.
+    """
+
+    activation: str = "sigmoid"
+    inits: tuple = DEFAULT_INITS
+    layers: int = 5
+    units: int = 100
+    samples: int = 1000
+    seed: int = 0
+    backend: str = "cpu"
+    dtype: str = "float32"
+    bias_std: float = 0.0
+    gradients: bool = True
+
+    def validate(self):
+        """The config with normalised types (``inits`` a tuple, sizes int, ``dtype`` a name).
+
+        Returns
+        -------
+        HistogramConfig
+
+        Raises
+        ------
+        ValueError
+            For a bad activation, init spec, size, dtype or bias_std.
+        TypeError
+            For a non-integer size.
+        fastinit.backends.BackendError
+            For an unknown backend, or cuda without a GPU.
+        """
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        inits = _check_inits(self.inits)
+        sizes = {name: _check_int(name, getattr(self, name), low) for name, low in _LOWEST.items()}
+        check_backend(self.backend)
+        if self.backend == "cuda":
+            require_cuda()
+        dtype, bias_std = _check_dtype(self.dtype), _check_bias_std(self.bias_std)
+        return replace(
+            self, inits=inits, dtype=dtype, bias_std=bias_std, gradients=bool(self.gradients), **sizes
+        )
 
 
 class _Device:
@@ -208,94 +284,80 @@ class _Device:
             self.get = np.asarray
 
 
-def run_histogram(
-    activation="sigmoid",
-    inits=DEFAULT_INITS,
-    layers=5,
-    units=100,
-    samples=1000,
-    seed=0,
-    backend="cpu",
-    dtype="float32",
-    progress=True,
-    bias_std=0.0,
-    gradients=True,
-):
-    """Run the activation-histogram experiment; return :class:`HistogramResults`.
+def run(config, *, progress=True):
+    """Run the activation-histogram experiment of ``config``.
 
-    ``activation``: "sigmoid", "tanh" or "relu". ``inits``: init specs (see
-    :mod:`fastinit.init`), one run each. Every layer maps ``units`` -> ``units``
-    with ``dense_forward(x, w, b, activation)`` of the chosen ``backend``
-    ("numpy", "cpu" or "cuda"); ``dtype`` is "float32" or "float64". Biases
-    are 0, or drawn from N(0, ``bias_std``**2) per layer (so the mean-field
-    theory's sigma_b^2 = ``bias_std``**2 can be matched), the same for every init.
-    ``gradients``: also keep every layer's backpropagated gradient
-    (:func:`backprop`, ``InitRun.gradients``) for :func:`write_histogram` and
-    the gradient-histogram figure; its RMS (``grad_rms``) is always computed.
-    Memory: the activations of every init are kept, ``len(inits) * layers *
-    samples * units`` values, twice that with ``gradients``. ``progress``: a
-    bar on a terminal, else lines on stderr (``fastinit.progress``).
+    Parameters
+    ----------
+    config : HistogramConfig
+        What to measure, checked first (:meth:`HistogramConfig.validate`).
+    progress : bool, default True
+        A bar on a terminal, else heartbeat lines on stderr (``fastinit.progress``); False: none.
 
-    Raises ``ValueError`` for a bad activation, init spec, size or dtype,
-    ``TypeError`` for a non-integer size, ``fastinit.backends.BackendError``
-    for a backend that cannot run here.
+    Returns
+    -------
+    HistogramResults
+        One :class:`InitRun` per init, in ``config.inits`` order.
+
+    Raises
+    ------
+    ValueError, TypeError, fastinit.backends.BackendError
+        For a bad config (see :meth:`HistogramConfig.validate`), or a backend that cannot run here.
     """
-    inits, schemes, layers, units, samples, seed, dtype = _check_args(
-        activation, inits, layers, units, samples, seed, backend, dtype
-    )
-    if (
-        isinstance(bias_std, bool)
-        or not isinstance(bias_std, (int, float, np.integer, np.floating))
-        or not (0 <= bias_std < math.inf)
-    ):
-        raise ValueError(f"bias_std must be a finite number >= 0, got {bias_std!r}")
-    bias_std = float(bias_std)
-    dev = _Device(backend)
-    x0 = np.ascontiguousarray(np.random.default_rng(seed).standard_normal((samples, units)), dtype=dtype)
-    results = HistogramResults(activation, layers, units, samples, seed, backend, dtype, bias_std=bias_std)
     from ..progress import Progress
 
-    bar = Progress(len(inits) * layers, f"histogram {activation}", "layers", enabled=progress)
+    c = config.validate()
+    dev = _Device(c.backend)
+    x0 = np.ascontiguousarray(
+        np.random.default_rng(c.seed).standard_normal((c.samples, c.units)), dtype=c.dtype
+    )
+    results = HistogramResults(
+        c.activation, c.layers, c.units, c.samples, c.seed, c.backend, c.dtype, bias_std=c.bias_std
+    )
+    bar = Progress(len(c.inits) * c.layers, f"histogram {c.activation}", "layers", enabled=progress)
     done = False
     # Overflow (e.g. ReLU with std=10 through many layers) is expected here: it is
     # counted per layer (InitRun.nonfinite) and reported, not warned about.
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            for spec, scheme in zip(inits, schemes):
-                acts = np.empty((layers, samples, units), dtype=dtype)
-                w_nominal = np.empty(layers)
-                w_measured = np.empty(layers)
-                x = dev.put(x0)
-                weights = _weights(scheme, x0, layers, units, activation, seed, dtype, backend)
-                for layer in range(layers):
-                    w, b = weights(layer)
-                    w_measured[layer] = float(np.std(w, dtype=np.float64))
-                    # A data-driven init has no nominal std: the theory uses the measured one.
-                    w_nominal[layer] = w_measured[layer] if scheme.data_driven else scheme.std(units, units)
-                    if (
-                        b is None and bias_std > 0
-                    ):  # its own stream: the weights stay those of a bias-free run
-                        b = (
-                            bias_std * np.random.default_rng([seed, layer + 1, 1]).standard_normal(units)
-                        ).astype(dtype)
-                    if b is not None:
-                        b = dev.put(b)
-                    x = dev.k.dense_forward(x, dev.put(w), b, activation)
-                    acts[layer] = dev.get(x)
-                    bar.update(1, init=spec)
-                run = _summarise(spec, acts, w_nominal, w_measured, activation, units, bias_std)
-                grads = backprop(
-                    acts, lambda layer: weights(layer)[0], activation, np.random.default_rng([seed, 0, 2])
-                )
-                run.grad_rms = gradient_rms(grads)
-                run.grad_theory = gradient_theory(activation, w_nominal, units, bias_std)
-                if gradients:
-                    run.gradients = grads.astype(dtype)
-                results.runs[spec] = run
+            for spec in c.inits:
+                results.runs[spec] = _run_init(c, spec, x0, dev, bar)
         done = True
     finally:
-        bar.close(f"{len(inits)} inits x {layers} layers x {samples} samples" if done else None)
+        bar.close(f"{len(c.inits)} inits x {c.layers} layers x {c.samples} samples" if done else None)
     return results
+
+
+def _run_init(c, spec, x0, dev, bar):
+    """The :class:`InitRun` of init ``spec`` under the validated config ``c``, from the input ``x0``."""
+    scheme = parse_init(spec)
+    acts = np.empty((c.layers, c.samples, c.units), dtype=c.dtype)
+    w_nominal = np.empty(c.layers)
+    w_measured = np.empty(c.layers)
+    x = dev.put(x0)
+    weights = _weights(scheme, x0, c.layers, c.units, c.activation, c.seed, c.dtype, c.backend)
+    for layer in range(c.layers):
+        w, b = weights(layer)
+        w_measured[layer] = float(np.std(w, dtype=np.float64))
+        # A data-driven init has no nominal std: the theory uses the measured one.
+        w_nominal[layer] = w_measured[layer] if scheme.data_driven else scheme.std(c.units, c.units)
+        if b is None and c.bias_std > 0:  # its own stream: the weights stay those of a bias-free run
+            rng = np.random.default_rng([c.seed, layer + 1, 1])
+            b = (c.bias_std * rng.standard_normal(c.units)).astype(c.dtype)
+        if b is not None:
+            b = dev.put(b)
+        x = dev.k.dense_forward(x, dev.put(w), b, c.activation)
+        acts[layer] = dev.get(x)
+        bar.update(1, init=spec)
+    run = _summarise(spec, acts, w_nominal, w_measured, c.activation, c.units, c.bias_std)
+    grads = backprop(
+        acts, lambda layer: weights(layer)[0], c.activation, np.random.default_rng([c.seed, 0, 2])
+    )
+    run.grad_rms = gradient_rms(grads)
+    run.grad_theory = gradient_theory(c.activation, w_nominal, c.units, c.bias_std)
+    if c.gradients:
+        run.gradients = grads.astype(c.dtype)
+    return run
 
 
 def _weights(scheme, x0, layers, units, activation, seed, dtype, backend):
@@ -411,14 +473,27 @@ def group_path(activation, init):
     return schema.HISTOGRAM_RUN.at(activation=activation, init=init)
 
 
-def write_histogram(f, results):
+def write(f, results):
     """Write ``results`` into the open results file ``f`` (from :func:`fastinit.store.open_results`).
 
     Replaces ``/histogram/<activation>/<init>`` for each init that ran and
-    leaves every other group alone. Returns the list of group paths written.
-    """
-    from ..store import append, create_appendable, replace_group
+    leaves every other group alone. A cuda result also names the GPU in the file's attr ``gpu``.
 
+    Parameters
+    ----------
+    f : h5py.File
+        A results file open for writing.
+    results : HistogramResults
+        What :func:`run` returned.
+
+    Returns
+    -------
+    list of str
+        The group paths written.
+    """
+    from ..store import append, create_appendable, record_gpu, replace_group
+
+    record_gpu(f, results.backend)
     written = []
     for run in results.runs.values():
         attrs = _attrs(results, run)
@@ -437,13 +512,29 @@ def write_histogram(f, results):
     return written
 
 
-def read_histogram(path, activation="sigmoid", inits=None):
-    """Read one activation's runs back from the results file ``path`` into :class:`HistogramResults`.
+def read(path, activation="sigmoid", inits=None):
+    """Read one activation's runs back from the results file ``path``.
 
-    ``inits``: the init specs to read (default: all stored, in file order).
-    Global attrs (seed, sizes, backend, dtype) come from the first run read.
-    Raises ``fastinit.store.StoreError`` for a bad file, ``KeyError`` with a
-    clear message when the activation or an init is not in the file.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 results file.
+    activation : {'sigmoid', 'tanh', 'relu'}, default 'sigmoid'
+        Which histogram to read.
+    inits : sequence of str, optional
+        The init specs to read (default: all stored, in file order).
+
+    Returns
+    -------
+    HistogramResults
+        Its global attrs (seed, sizes, backend, dtype, bias_std) from the first run read.
+
+    Raises
+    ------
+    fastinit.store.StoreError
+        For a bad file.
+    KeyError
+        With a clear message when the activation or an init is not in the file.
     """
     from ..store import open_read
 
@@ -471,21 +562,10 @@ def read_histogram(path, activation="sigmoid", inits=None):
                     int(a["seed"]),
                     str(a["backend"]),
                     str(a["dtype"]),
+                    bias_std=float(a.get("bias_std", 0.0)),
                 )
-            optional = {
-                key: g[key][()] for key in ("nonfinite", "grad_rms", "grad_theory", "gradients") if key in g
-            }
-            results.runs[name] = InitRun(
-                name,
-                g["activations"][()],
-                g["weight_std"][()],
-                g["weight_std_measured"][()],
-                g["mean"][()],
-                g["std"][()],
-                g["saturated"][()],
-                g["theory_std"][()],
-                **optional,
-            )
+            stored = {e.name: g[e.name][()] for e in schema.HISTOGRAM_RUN.datasets if e.name in g}
+            results.runs[name] = InitRun(name, **stored)  # nonfinite and the gradients are optional
     return results
 
 

@@ -6,12 +6,12 @@ layout (:func:`write`, under ``/theory/<activation>/sb2=<sb2>``, as :data:`fasti
 declares it).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .. import schema
-from ..theory import critical_sw2, mean_field
+from ..theory import check_parameters, critical_sw2, mean_field
 
 __all__ = ["TheoryConfig", "TheoryResult", "run", "write", "group_path", "DEFAULT_SW2", "COLUMNS"]
 
@@ -39,6 +39,27 @@ class TheoryConfig:
     activation: str = "tanh"
     sb2: float = 0.05
     sw2: tuple = field(default=DEFAULT_SW2)
+
+    def validate(self):
+        """Check every field.
+
+        Returns
+        -------
+        TheoryConfig
+            This config, with ``sw2`` as a tuple of floats.
+
+        Raises
+        ------
+        ValueError
+            For an unknown activation, no weight variance, or a variance that is negative or
+            not finite.
+        TypeError
+            For a variance that is not a real number.
+        """
+        if isinstance(self.sw2, (str, bytes)) or not np.iterable(self.sw2) or len(self.sw2) == 0:
+            raise ValueError(f"sw2 must be a non-empty sequence of numbers, got {self.sw2!r}")
+        sw2 = tuple(check_parameters(self.activation, v, self.sb2)[0] for v in self.sw2)
+        return replace(self, sw2=sw2)
 
 
 @dataclass
@@ -113,7 +134,7 @@ def run(config=None):
     ValueError
         For an unknown activation or a variance that is negative or not finite.
     """
-    config = config or TheoryConfig()
+    config = (config or TheoryConfig()).validate()
     rows = [mean_field(config.activation, sw2, config.sb2) for sw2 in config.sw2]
     return TheoryResult(config, rows, critical_sw2(config.activation, config.sb2))
 
@@ -134,34 +155,28 @@ def group_path(config):
     return schema.THEORY.at(activation=config.activation, sb2=f"{config.sb2:g}")
 
 
-def write(path, result):
-    """Store ``result`` in the results file ``path`` (created or updated), one dataset per column.
+def write(f, result):
+    """Store ``result`` in an open results file, one dataset per column.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The HDF5 results file.
+    f : h5py.File
+        The results file, open for writing (``fastinit.store.open_results``).
     result : TheoryResult
         What to store.
 
     Returns
     -------
     str
-        The group written.
-
-    Raises
-    ------
-    fastinit.store.StoreError
-        If the file cannot be written.
+        The group written (:func:`group_path`), replacing one of the same config.
     """
-    from ..store import open_results, replace_group
+    from ..store import replace_group
 
     c = result.config
     where = group_path(c)
-    with open_results(path) as f:
-        g = replace_group(
-            f, where, attrs=dict(activation=c.activation, sb2=c.sb2, critical_sw2=result.critical_sw2)
-        )
-        for entry in schema.THEORY.datasets:
-            schema.label(g.create_dataset(entry.name, data=result.column(entry.name)), entry)
+    g = replace_group(
+        f, where, attrs=dict(activation=c.activation, sb2=c.sb2, critical_sw2=result.critical_sw2)
+    )
+    for entry in schema.THEORY.datasets:
+        schema.label(g.create_dataset(entry.name, data=result.column(entry.name)), entry)
     return where

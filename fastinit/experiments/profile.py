@@ -37,17 +37,25 @@ The CUDA backend is never profiled by default on Numba's simulator
 simulator timings are meaningless. Ask for it
 explicitly (``--backends cuda``) to exercise the code path.
 
-Results: :func:`run_profile` returns a :class:`ProfileResult`; it can be
+Results: :func:`run` of a :class:`ProfileConfig` returns a :class:`ProfileResult`; it can be
 printed (:func:`format_table`), written to HDF5 under
-``/profile/<dtype>/<backend>`` (:func:`write_profile`), to JSON
+``/profile/<dtype>/<backend>`` (:func:`write`, read back by :func:`read`), to JSON
 (:func:`write_json`) and drawn (``fastinit.plots.plot_profile``).
+
+Python use::
+
+    from fastinit.experiments.profile import ProfileConfig, format_table, run
+
+    result = run(ProfileConfig(backends=("numpy", "cpu"), kernels=("matmul",), quick=True))
+    print(format_table(result))
 """
 
 import json
 import math
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -55,18 +63,19 @@ from .. import schema
 from ..backends import BACKENDS, KernelBackend, check_backend
 from ..errors import FastinitError
 from ..formatting import format_time
-from ..outputs import write_text
+from ..outputs import why_unwritable, write_text
 from ..timing import SETTLE_S, settle, time_calls, timed_backends
 
 __all__ = [
     "ProfileError",
+    "ProfileConfig",
     "ProfileRecord",
     "ProfileResult",
-    "run_profile",
+    "run",
     "format_table",
-    "write_profile",
+    "write",
     "write_json",
-    "read_profile",
+    "read",
     "KERNELS",
     "MLP_SIZES",
 ]
@@ -137,7 +146,7 @@ class ProfileRecord:
 
 @dataclass
 class ProfileResult:
-    """What :func:`run_profile` measured.
+    """What :func:`run` measured.
 
     Parameters
     ----------
@@ -482,45 +491,103 @@ def _device_info(backends):
 KERNELS = ("matmul", "sigmoid", "tanh", "relu", "softmax_xent", "sgd_update", "train_step")
 
 
-def run_profile(
-    backends=None,
-    *,
-    quick=False,
-    dtype="float32",
-    sizes=None,
-    budget=None,
-    repeats=None,
-    kernels=None,
-    seed=0,
-    log=None,
-):
-    """Check, then time every kernel and the training step on each backend.
-
-    Each case is checked against the NumPy reference, then timed with
-    :func:`fastinit.timing.time_calls`; the backends are timed one after the other, each
-    after :func:`fastinit.timing.settle` (not with `quick`).
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What :func:`run` times.
 
     Parameters
     ----------
-    backends : sequence of {'numpy', 'cpu', 'cuda'}, optional
+    backends : tuple of {'numpy', 'cpu', 'cuda'}, optional
         The backends to profile; :func:`fastinit.timing.timed_backends` when None or empty
         (cuda only on a real GPU).
     quick : bool, default False
         Small sizes and short timings (tests, smoke runs).
     dtype : {'float32', 'float64'}, default 'float32'
         The arrays' dtype.
-    sizes : sequence of int, optional
+    sizes : tuple of int, optional
         The matmul squares n (n x n times n x n); default 1024 2048 4096, with `quick` 32 64.
     budget : float, optional
         Seconds of timing per case and backend; default 0.5, with `quick` 0.02.
     repeats : int, optional
         Timed batches per case, at least (the median is taken); default 5, with `quick` 3.
-    kernels : sequence of str, optional
+    kernels : tuple of str, optional
         Only these names of ``KERNELS``; all when None or empty.
     seed : int, default 0
         Seed of the random inputs (the same inputs on every backend).
+    """
+
+    backends: tuple = None
+    quick: bool = False
+    dtype: str = "float32"
+    sizes: tuple = None
+    budget: float = None
+    repeats: int = None
+    kernels: tuple = None
+    seed: int = 0
+
+    def validate(self):
+        """The config with its defaults filled in.
+
+        Returns
+        -------
+        ProfileConfig
+            ``backends`` in ``fastinit.backends.BACKENDS`` order, ``kernels`` a tuple, ``sizes``
+            a tuple of int (or None), ``budget`` and ``repeats`` set, ``dtype`` a name.
+
+        Raises
+        ------
+        fastinit.backends.BackendError
+            For an unknown backend.
+        ValueError
+            For a bad dtype, a repeated backend, a size < 1 or an unknown kernel.
+        """
+        dtype = np.dtype(self.dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        backends = tuple(timed_backends() if not self.backends else self.backends)
+        for name in backends:
+            check_backend(name)
+        if len(set(backends)) != len(backends):
+            raise ValueError(f"backends must not repeat, got {' '.join(backends)}")
+        sizes = self.sizes
+        if sizes is not None and (not sizes or any(int(s) < 1 for s in sizes)):
+            raise ValueError(f"sizes must be positive integers, got {sizes!r}")
+        kernels = tuple(KERNELS if not self.kernels else self.kernels)
+        unknown = [k for k in kernels if k not in KERNELS]
+        if unknown:
+            raise ValueError(f"unknown kernel {unknown[0]!r}; expected some of {', '.join(KERNELS)}")
+        return replace(
+            self,
+            backends=tuple(sorted(backends, key=BACKENDS.index)),
+            quick=bool(self.quick),
+            dtype=dtype.name,
+            sizes=tuple(int(s) for s in sizes) if sizes else None,
+            budget=self.budget if self.budget is not None else (0.02 if self.quick else 0.5),
+            repeats=self.repeats if self.repeats is not None else (3 if self.quick else 5),
+            kernels=kernels,
+        )
+
+
+def _stderr_line(message):
+    print(f"fastinit: profiling {message}", file=sys.stderr)
+
+
+def run(config, *, progress=True, log=None):
+    """Check, then time every kernel and the training step on each backend.
+
+    Each case is checked against the NumPy reference, then timed with
+    :func:`fastinit.timing.time_calls`; the backends are timed one after the other, each
+    after :func:`fastinit.timing.settle` (not with ``config.quick``).
+
+    Parameters
+    ----------
+    config : ProfileConfig
+        Validated here.
+    progress : bool, default True
+        Report each case and backend as it starts; False reports nothing.
     log : callable, optional
-        Called with a progress line (str) per case and backend.
+        Called with that report (str, e.g. ``"relu 1024 elements on cpu"``); default: the line
+        ``fastinit: profiling <report>`` on stderr.
 
     Returns
     -------
@@ -533,50 +600,29 @@ def run_profile(
     fastinit.backends.BackendError
         For an unknown backend, or cuda without a GPU.
     ValueError
-        For a bad dtype, a repeated backend, a size < 1 or an unknown kernel.
+        For a bad config (see :meth:`ProfileConfig.validate`).
     ProfileError
         If a backend's result disagrees with the NumPy reference (it is not timed).
     """
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    backends = tuple(timed_backends() if not backends else backends)
-    for name in backends:
-        check_backend(name)
-    if len(set(backends)) != len(backends):
-        raise ValueError(f"backends must not repeat, got {' '.join(backends)}")
-    if sizes is not None and (not sizes or any(int(s) < 1 for s in sizes)):
-        raise ValueError(f"sizes must be positive integers, got {sizes!r}")
-    kernels = tuple(KERNELS if not kernels else kernels)
-    unknown = [k for k in kernels if k not in KERNELS]
-    if unknown:
-        raise ValueError(f"unknown kernel {unknown[0]!r}; expected some of {', '.join(KERNELS)}")
-    budget = budget if budget is not None else (0.02 if quick else 0.5)
-    repeats = repeats if repeats is not None else (3 if quick else 5)
-    order = sorted(backends, key=BACKENDS.index)
-    bes = [KernelBackend(name) for name in order]  # BackendError before any work
-    cases = [
-        c
-        for c in _cases(quick, tuple(int(s) for s in sizes) if sizes else None, dtype)
-        if c.kernel in kernels
-    ]
+    c = config.validate()
+    log = (log or _stderr_line) if progress else (lambda message: None)
+    bes = [KernelBackend(name) for name in c.backends]  # BackendError before any work
+    cases = [case for case in _cases(c.quick, c.sizes, c.dtype) if case.kernel in c.kernels]
     records = []
     train_cache = {}
     for be in bes:
-        settle(0.0 if quick else SETTLE_S)  # the pool of the backend timed before goes idle
+        settle(0.0 if c.quick else SETTLE_S)  # the pool of the backend timed before goes idle
         for i, case in enumerate(cases):
-            if log:
-                log(f"{case.kernel} {case.case} on {be.name}")
-            host_inputs = case.make(np.random.default_rng([seed, i]), dtype)  # the same on every backend
-            records.append(_measure_case(case, be, host_inputs, dtype, budget, repeats))
-        if "train_step" in kernels:
-            if log:
-                log(f"train_step on {be.name}")
-            records.append(_train_records(be, quick, dtype, budget, repeats, train_cache))
-    position = {(c.kernel, c.case): i for i, c in enumerate(cases)}
-    records.sort(key=lambda r: (position.get((r.kernel, r.case), len(cases)), order.index(r.backend)))
+            log(f"{case.kernel} {case.case} on {be.name}")
+            host_inputs = case.make(np.random.default_rng([c.seed, i]), c.dtype)  # the same on every backend
+            records.append(_measure_case(case, be, host_inputs, c.dtype, c.budget, c.repeats))
+        if "train_step" in c.kernels:
+            log(f"train_step on {be.name}")
+            records.append(_train_records(be, c.quick, c.dtype, c.budget, c.repeats, train_cache))
+    position = {(case.kernel, case.case): i for i, case in enumerate(cases)}
+    records.sort(key=lambda r: (position.get((r.kernel, r.case), len(cases)), c.backends.index(r.backend)))
     _fill_speedups(records)
-    return ProfileResult(records, dtype.name, tuple(order), bool(quick), _device_info(order))
+    return ProfileResult(records, c.dtype, c.backends, c.quick, _device_info(c.backends))
 
 
 def _fill_speedups(records):
@@ -595,7 +641,7 @@ def format_table(result):
     Parameters
     ----------
     result : ProfileResult
-        What :func:`run_profile` measured.
+        What :func:`run` measured.
 
     Returns
     -------
@@ -634,7 +680,7 @@ def format_table(result):
 _COLUMNS = tuple(d.name for d in schema.PROFILE.datasets)
 
 
-def write_profile(f, result):
+def write(f, result):
     """Write `result` into an open results file under ``/profile/<dtype>/<backend>``.
 
     Each group holds one column per record field (``kernel``, ``case``,
@@ -648,7 +694,7 @@ def write_profile(f, result):
     f : h5py.File
         A results file open for writing (``fastinit.store.open_results``).
     result : ProfileResult
-        What :func:`run_profile` measured.
+        What :func:`run` measured.
 
     Returns
     -------
@@ -686,7 +732,7 @@ def write_json(path, result):
     path : str
         The JSON file.
     result : ProfileResult
-        What :func:`run_profile` measured.
+        What :func:`run` measured.
 
     Returns
     -------
@@ -696,41 +742,68 @@ def write_json(path, result):
     Raises
     ------
     ValueError
-        If the folder of `path` does not exist.
+        If `path` cannot be written (a folder, or a missing or read-only folder).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"cannot write {path}: folder {folder} does not exist")
+    reason = why_unwritable(path)
+    if reason is not None:
+        raise ValueError(reason)
     return write_text(path, json.dumps(result.to_dict(), indent=1))
 
 
-def read_profile(f, dtype="float32"):
-    """Read ``/profile/<dtype>/*`` back from an open results file.
+#: The attrs of a profile group that hold ``ProfileResult.info`` (see ``_device_info``).
+_INFO_KEYS = ("python", "machine", "cpu_count", "numba", "cuda_simulator", "gpu")
+
+
+def read(path, dtype="float32"):
+    """Read ``/profile/<dtype>/*`` back from a results file.
 
     Parameters
     ----------
-    f : h5py.File
-        An open results file.
+    path : str or os.PathLike
+        The HDF5 results file.
     dtype : {'float32', 'float64'}, default 'float32'
         Which profile to read.
 
     Returns
     -------
-    list of ProfileRecord
-        Every backend's records.
+    ProfileResult
+        Every stored backend's records, backend after backend in
+        ``fastinit.backends.BACKENDS`` order; ``quick`` and ``info`` from the first backend's
+        attrs.
+
+    Raises
+    ------
+    fastinit.store.StoreError
+        For a bad file.
+    KeyError
+        When the file holds no profile of `dtype`.
     """
+    from ..store import open_read
+
+    with open_read(path) as f:
+        if f"/profile/{dtype}" not in f:
+            raise KeyError(f"{path} holds no /profile/{dtype} group (run 'fastinit profile')")
+        group = f[f"/profile/{dtype}"]
+        backends = tuple(sorted(group, key=BACKENDS.index))
+        records = [record for backend in backends for record in _read_records(group[backend], backend)]
+        attrs = group[backends[0]].attrs
+        info = {
+            k: attrs[k].item() if hasattr(attrs[k], "item") else attrs[k] for k in _INFO_KEYS if k in attrs
+        }
+        return ProfileResult(records, dtype, backends, bool(attrs["quick"]), info)
+
+
+def _read_records(g, backend):
+    """The :class:`ProfileRecord` list of one ``/profile/<dtype>/<backend>`` group."""
+    cols = {c: g[c][()] for c in _COLUMNS}
     records = []
-    group = f[f"/profile/{dtype}"]
-    for backend in group:
-        g = group[backend]
-        cols = {c: g[c][()] for c in _COLUMNS}
-        for i in range(len(cols["kernel"])):
-            vals = {c: cols[c][i] for c in _COLUMNS}
-            for c in ("kernel", "case", "unit"):
-                v = vals[c]
-                vals[c] = v.decode() if isinstance(v, bytes) else str(v)
-            for c in ("size", "time_s", "time_xfer_s", "work", "throughput", "speedup"):
-                vals[c] = float(vals[c])
-            vals["inner"], vals["repeats"] = int(vals["inner"]), int(vals["repeats"])
-            records.append(ProfileRecord(backend=backend, **vals))
+    for i in range(len(cols["kernel"])):
+        vals = {c: cols[c][i] for c in _COLUMNS}
+        for c in ("kernel", "case", "unit"):
+            v = vals[c]
+            vals[c] = v.decode() if isinstance(v, bytes) else str(v)
+        for c in ("size", "time_s", "time_xfer_s", "work", "throughput", "speedup"):
+            vals[c] = float(vals[c])
+        vals["inner"], vals["repeats"] = int(vals["inner"]), int(vals["repeats"])
+        records.append(ProfileRecord(backend=backend, **vals))
     return records

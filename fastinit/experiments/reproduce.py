@@ -125,7 +125,7 @@ def reproduce(
     """
     from .. import plots
     from ..store import StoreError, open_results
-    from .histogram import run_histogram, write_histogram
+    from . import histogram
     from .train import read_runs
 
     config = TrainConfig(
@@ -136,6 +136,13 @@ def reproduce(
         data_dir=data_dir,
         **(_QUICK_TRAIN if quick else {}),
     ).validate()  # bad seeds fail before any work
+    histogram_config = histogram.HistogramConfig(
+        inits=HISTOGRAM_INITS,
+        seed=config.seeds[0],
+        backend=backend,
+        dtype=dtype,
+        **(_QUICK_HISTOGRAM if quick else {}),
+    ).validate()
     out_dir = os.fspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise StoreError(f"--out {out_dir} exists and is not a directory")
@@ -151,24 +158,13 @@ def reproduce(
     # 1. Activation histograms.
     histograms = {}
     t0 = time.perf_counter()
-    sizes = _QUICK_HISTOGRAM if quick else {}
     for activation in HISTOGRAM_ACTIVATIONS:
-        histograms[activation] = run_histogram(
-            activation,
-            HISTOGRAM_INITS,
-            seed=config.seeds[0],
-            backend=backend,
-            dtype=dtype,
-            progress=progress,
-            **sizes,
+        histograms[activation] = histogram.run(
+            replace(histogram_config, activation=activation), progress=progress
         )
     with open_results(h5_path) as f:
-        if backend == "cuda":
-            from ..machine import gpu_name
-
-            f.attrs["gpu"] = gpu_name()
         for res in histograms.values():
-            write_histogram(f, res)
+            histogram.write(f, res)  # on cuda, with the GPU's name
     times["histograms"] = time.perf_counter() - t0
     log(
         f"histograms: {', '.join(HISTOGRAM_ACTIVATIONS)} x {len(HISTOGRAM_INITS)} inits "
@@ -340,7 +336,7 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log, s
     import tempfile
     from functools import partial
 
-    from ..store import copy_group, finish_group, open_read, open_results, replace_group
+    from ..store import copy_group, finish_group, open_read, open_results, record_gpu, replace_group
     from .executors import in_process, process_pool
 
     backend = studies[0][1].backend
@@ -375,10 +371,7 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log, s
         else:
             done = in_process(_run_task, [(i, *task) for i, task in enumerate(tasks)])
         with open_results(h5_path) as f:
-            if backend == "cuda":
-                from ..machine import gpu_name
-
-                f.attrs["gpu"] = gpu_name()
+            record_gpu(f, backend)
             try:
                 for (i, _, _), out in done:
                     by_task[i] = out

@@ -25,16 +25,16 @@ Seeding: draw ``k`` uses ``numpy.random.default_rng([seed, k])`` for its
 input, weights and biases (in that order, layer by layer), the same for every
 activation and weight distribution, so runs differ only where they must.
 
-HDF5 layout written by :func:`write_spectrum`: ``/spectrum/<activation>-<weights>`` (attrs: the
+HDF5 layout written by :func:`write`: ``/spectrum/<activation>-<weights>`` (attrs: the
 config and the theory) with one ``depth=<L>/singular_values`` per depth, as
 :data:`fastinit.schema.SPECTRUM_RUN` and :data:`fastinit.schema.SPECTRUM_DEPTH` declare them
 (``docs/storage.md``). ``/spectrum/training``, written by ``fastinit spectrum --train``, is the
-learning-speed comparison of :mod:`fastinit.experiments.spectrum_training`; :func:`read_spectrum`
+learning-speed comparison of :mod:`fastinit.experiments.spectrum_training`; :func:`read`
 skips it.
 
 Python use::
 
-    from fastinit.experiments.spectrum import SpectrumConfig, run, write_spectrum
+    from fastinit.experiments.spectrum import SpectrumConfig, run, write
     result = run(SpectrumConfig(activations=("tanh",), depths=(8, 32), width=128))
     result.runs["tanh-orthogonal"].stats(32)     # measured and theory mean, variance
 """
@@ -56,8 +56,8 @@ __all__ = [
     "WEIGHTS",
     "DEFAULT_Q_STAR",
     "run",
-    "write_spectrum",
-    "read_spectrum",
+    "write",
+    "read",
     "format_summary",
     "group_path",
 ]
@@ -372,7 +372,7 @@ def _attrs(result, r):
     )
 
 
-def write_spectrum(f, result):
+def write(f, result):
     """Write ``result`` into the open results file ``f`` (from :func:`fastinit.store.open_results`).
 
     Replaces ``/spectrum/<activation>-<weights>`` for each run and leaves every other group alone.
@@ -414,7 +414,7 @@ def write_spectrum(f, result):
     return written
 
 
-def read_spectrum(path):
+def read(path):
     """Read every ``/spectrum`` run of the results file ``path`` back into a :class:`SpectrumResult`.
 
     Parameters
@@ -440,7 +440,7 @@ def read_spectrum(path):
         if "spectrum" not in f or not any(name != "training" for name in f["spectrum"]):
             raise KeyError(f"{path} holds no /spectrum group (run 'fastinit spectrum')")
         for name, g in f["spectrum"].items():
-            if name == "training":  # fastinit spectrum --train (spectrum_training.read_training)
+            if name == "training":  # fastinit spectrum --train (spectrum_training.read)
                 continue
             a = g.attrs
             first = first or dict(a)

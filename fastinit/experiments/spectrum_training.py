@@ -17,7 +17,7 @@ Seeding, as in :mod:`fastinit.experiments.sweep`: weights from ``default_rng(see
 ``fastinit.training.batch_indices(..., seed)``, so for one seed both weight distributions see the
 same biases and the same mini-batches.
 
-HDF5 layout written by :func:`write_training`: ``/spectrum/training`` (attrs: the config, sw2, sb2,
+HDF5 layout written by :func:`write`: ``/spectrum/training`` (attrs: the config, sw2, sb2,
 q_star) with one ``<weights>/depth=<L>`` group per run, as :data:`fastinit.schema.SPECTRUM_TRAINING`
 and :data:`fastinit.schema.SPECTRUM_TRAINING_DEPTH` declare them (``docs/storage.md``).
 """
@@ -34,6 +34,7 @@ from ..mlp import MLP
 from ..progress import Progress
 from ..theory import edge_of_chaos, mean_field
 from ..training import sgd
+from .config_checks import float_dtype, positive_int, positive_number, train_limit
 from .spectrum import DEFAULT_Q_STAR
 from .sweep import mnist_arrays
 
@@ -42,9 +43,9 @@ __all__ = [
     "TrainingRun",
     "TrainingResult",
     "WEIGHT_INITS",
-    "run_training",
-    "write_training",
-    "read_training",
+    "run",
+    "write",
+    "read",
     "format_training_summary",
     "GROUP",
 ]
@@ -56,7 +57,7 @@ GROUP = schema.SPECTRUM_TRAINING.path
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What :func:`run_training` trains.
+    """What :func:`run` trains.
 
     ``depths``: hidden tanh layers; ``width``: units per hidden layer; ``weights``: from
     :data:`WEIGHT_INITS`; ``seeds``: one run per seed, depth and weights. The point: ``q_star``
@@ -116,12 +117,8 @@ class TrainingConfig:
                 raise ValueError(f"{name} has repeated values: {out}")
             return tuple(out)
 
-        def positive(name, integer=True):
-            v = getattr(self, name)
-            kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-            if isinstance(v, bool) or not isinstance(v, kinds) or not (0 < v < math.inf):
-                raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
-            return int(v) if integer else float(v)
+        def positive(name):
+            return positive_int(name, getattr(self, name))
 
         def optional(name):
             v = getattr(self, name)
@@ -140,7 +137,7 @@ class TrainingConfig:
             raise ValueError(
                 f"weights must hold distinct values from {', '.join(WEIGHT_INITS)}, got {weights!r}"
             )
-        target = positive("target", integer=False)
+        target = positive_number("target", self.target)
         if target > 1:
             raise ValueError(f"target must be an accuracy in (0, 1], got {target}")
         q_star, sw2, sb2 = optional("q_star"), optional("sw2"), optional("sb2")
@@ -150,16 +147,11 @@ class TrainingConfig:
             raise ValueError("give sw2 and sb2 together (or q_star for a point of the edge of chaos)")
         if q_star == 0.0 or sw2 == 0.0:
             raise ValueError("q_star and sw2 must be > 0")
-        if self.dtype not in ("float32", "float64"):
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        float_dtype(self.dtype)
         if self.backend not in ("numpy", "cpu", "cuda"):
             raise ValueError(f"backend must be numpy, cpu or cuda, got {self.backend!r}")
         batch = positive("batch_size")
-        limit = self.train_limit
-        if limit is not None and (
-            not isinstance(limit, (int, np.integer)) or isinstance(limit, bool) or limit < batch
-        ):
-            raise ValueError(f"train_limit must be None or an integer >= batch_size, got {limit!r}")
+        train_limit(self.train_limit, batch)
         return replace(
             self,
             depths=ints("depths", 1),
@@ -169,7 +161,7 @@ class TrainingConfig:
             q_star=q_star,
             sw2=sw2,
             sb2=sb2,
-            lr=positive("lr", False),
+            lr=positive_number("lr", self.lr),
             batch_size=batch,
             target=target,
             eval_every=positive("eval_every"),
@@ -215,7 +207,7 @@ class TrainingRun:
 
 @dataclass
 class TrainingResult:
-    """What :func:`run_training` returns: the validated ``config``, the point (``sw2``, ``sb2``,
+    """What :func:`run` returns: the validated ``config``, the point (``sw2``, ``sb2``,
     ``q_star``, ``chi1``) and ``runs[(weights, depth)]`` of :class:`TrainingRun`."""
 
     config: TrainingConfig
@@ -252,7 +244,7 @@ def _train_one(config, weights, depth, seed, sw2, sb2, data):
     return acc, loss, reached, time.perf_counter() - t0
 
 
-def run_training(config, *, progress=True):
+def run(config, *, progress=True):
     """Train every (weights, depth, seed) of ``config``, one after the other in this process.
 
     Parameters
@@ -317,7 +309,7 @@ def run_training(config, *, progress=True):
     return result
 
 
-def write_training(f, result):
+def write(f, result):
     """Write ``result`` as ``/spectrum/training`` of the open results file ``f`` (replacing it).
 
     Parameters
@@ -363,7 +355,7 @@ def write_training(f, result):
     return g.name
 
 
-def read_training(path):
+def read(path):
     """Read ``/spectrum/training`` of the results file ``path`` back into a :class:`TrainingResult`.
 
     Parameters

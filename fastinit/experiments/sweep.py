@@ -49,6 +49,7 @@ from ..progress import Progress
 from ..theory import critical_sw2, mean_field
 from ..training import sgd
 from . import executors
+from .config_checks import float_dtype, positive_int, positive_number, train_limit
 from .executors import SweepError
 
 __all__ = [
@@ -58,9 +59,11 @@ __all__ = [
     "PRESETS",
     "METRICS",
     "run_cell",
+    "run",
     "sweep",
     "SweepResult",
-    "read_sweep",
+    "read",
+    "write",
     "trainable_depth",
     "seed_mean",
     "mnist_arrays",
@@ -179,19 +182,9 @@ class SweepConfig:
         depths = values("depths", int, lambda v: 1 <= v <= 10000, "integers from 1 to 10000")
         seeds = values("seeds", int, lambda v: 0 <= v < 2**63, "integers >= 0")
         for name in ("width", "steps", "batch_size", "eval_samples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.train_limit is not None and (
-            not isinstance(self.train_limit, (int, np.integer)) or self.train_limit < self.batch_size
-        ):
-            raise ValueError(
-                f"train_limit must be None or an integer >= batch_size, got {self.train_limit!r}"
-            )
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+            positive_int(name, getattr(self, name))
+        train_limit(self.train_limit, self.batch_size)
+        float_dtype(self.dtype)
         mean_field(self.activation, 1.0, self.sb2)  # checks the activation and sb2
         checkpoints = ()
         if (
@@ -211,7 +204,7 @@ class SweepConfig:
             depths=depths,
             seeds=seeds,
             sb2=float(self.sb2),
-            lr=float(self.lr),
+            lr=positive_number("lr", self.lr),
             width=int(self.width),
             steps=int(self.steps),
             batch_size=int(self.batch_size),
@@ -350,7 +343,7 @@ def run_cell(config, cell, backend="cpu"):
 
 @dataclass
 class SweepResult:
-    """A sweep's grid and measurements (see :func:`read_sweep`).
+    """A sweep's grid and measurements (see :func:`read`).
 
     ``metrics``: name -> float64 (n_sw2, n_depths, n_seeds), NaN where not
     done (with checkpoints: the values at the last one); ``done``: bool of the
@@ -439,7 +432,7 @@ def check_name(name):
     return name
 
 
-def read_sweep(path, name):
+def read(path, name):
     """The :class:`SweepResult` stored as ``/sweep/<name>`` in ``path``.
 
     Raises ``StoreError`` for a missing or unreadable file, ``KeyError`` (with
@@ -486,7 +479,7 @@ def _resume(path, name, config, restart):
     if restart or not os.path.exists(path):
         return result
     try:
-        old = read_sweep(path, name)
+        old = read(path, name)
     except KeyError:
         return result
     if old.config.identity() != config.identity():
@@ -516,8 +509,8 @@ def _resume(path, name, config, restart):
     return result
 
 
-def save(path, result, **attrs):
-    """Write ``result`` as ``/sweep/<name>`` of ``path`` (replacing it) in one atomic update.
+def write(f, result, **attrs):
+    """Write ``result`` as the group ``/sweep/<name>`` of an open results file (replacing it).
 
     The group holds ``sw2`` (n_sw2,), ``depths`` (n_depths,), ``seeds``
     (n_seeds,), ``xi_c`` and ``xi_q`` (n_sw2,), ``done`` (uint8) and one float64
@@ -526,53 +519,138 @@ def save(path, result, **attrs):
     (n_sw2, n_depths, n_seeds, n_checkpoints), each with a ``steps`` attribute.
     Attrs: ``config`` (JSON), every config field, ``critical_sw2``,
     ``cells_done``, ``cells_total`` and ``status`` ("complete" or
-    "incomplete"). A stop signal during the update leaves the file as it was."""
-    from ..store import open_results, replace_group
+    "incomplete").
+
+    Parameters
+    ----------
+    f : h5py.File
+        The results file, open for writing (``fastinit.store.open_results``).
+    result : SweepResult
+        What to store.
+    **attrs
+        More attrs of the group (``where`` the cells ran).
+
+    Returns
+    -------
+    str
+        The group written.
+    """
+    from ..store import replace_group
 
     config = result.config
+    fields = {
+        k: ("none" if v is None else v)
+        for k, v in asdict(config).items()
+        if k not in ("sw2", "depths", "seeds", "checkpoints")
+    }
+    if config.checkpoints:
+        fields["checkpoints"] = np.asarray(config.checkpoints, np.int64)
+    g = replace_group(
+        f,
+        schema.SWEEP.at(name=result.name),
+        attrs=dict(
+            fields,
+            config=_config_json(config),
+            critical_sw2=result.critical_sw2,
+            cells_done=int(result.done.sum()),
+            cells_total=int(result.done.size),
+            **attrs,
+        ),
+    )
+    for name, data in (
+        ("sw2", np.asarray(config.sw2, np.float64)),
+        ("depths", np.asarray(config.depths, np.int64)),
+        ("seeds", np.asarray(config.seeds, np.int64)),
+        ("xi_c", result.xi_c),
+        ("xi_q", result.xi_q),
+        ("done", result.done.astype(np.uint8)),
+    ) + tuple((m, result.metrics[m]) for m in METRICS):
+        schema.label(g.create_dataset(name, data=data), schema.SWEEP[name])
+    if result.checkpoint_metrics:
+        steps = np.asarray(config.checkpoints, np.int64)
+        sub = g.create_group("checkpoints")
+        schema.label(sub.create_dataset("steps", data=steps), schema.SWEEP_CHECKPOINTS["steps"])
+        for m in METRICS:
+            schema.label(
+                sub.create_dataset(m, data=result.checkpoint_metrics[m]),
+                schema.SWEEP_CHECKPOINTS[m],
+                steps=steps,
+            )
+    g.attrs["status"] = "complete" if result.complete else "incomplete"
+    return g.name
+
+
+def _save(path, result, **attrs):
+    """:func:`write` into the file ``path`` in one atomic update: a stop signal during it leaves
+    the file as it was."""
+    from ..store import open_results
+
     with open_results(path, keep_on_interrupt=False) as f:
-        fields = {
-            k: ("none" if v is None else v)
-            for k, v in asdict(config).items()
-            if k not in ("sw2", "depths", "seeds", "checkpoints")
-        }
-        if config.checkpoints:
-            fields["checkpoints"] = np.asarray(config.checkpoints, np.int64)
-        g = replace_group(
-            f,
-            schema.SWEEP.at(name=result.name),
-            attrs=dict(
-                fields,
-                config=_config_json(config),
-                critical_sw2=result.critical_sw2,
-                cells_done=int(result.done.sum()),
-                cells_total=int(result.done.size),
-                **attrs,
-            ),
-        )
-        for name, data in (
-            ("sw2", np.asarray(config.sw2, np.float64)),
-            ("depths", np.asarray(config.depths, np.int64)),
-            ("seeds", np.asarray(config.seeds, np.int64)),
-            ("xi_c", result.xi_c),
-            ("xi_q", result.xi_q),
-            ("done", result.done.astype(np.uint8)),
-        ) + tuple((m, result.metrics[m]) for m in METRICS):
-            schema.label(g.create_dataset(name, data=data), schema.SWEEP[name])
-        if result.checkpoint_metrics:
-            steps = np.asarray(config.checkpoints, np.int64)
-            sub = g.create_group("checkpoints")
-            schema.label(sub.create_dataset("steps", data=steps), schema.SWEEP_CHECKPOINTS["steps"])
-            for m in METRICS:
-                schema.label(
-                    sub.create_dataset(m, data=result.checkpoint_metrics[m]),
-                    schema.SWEEP_CHECKPOINTS[m],
-                    steps=steps,
-                )
-        g.attrs["status"] = "complete" if result.complete else "incomplete"
+        write(f, result, **attrs)
 
 
 # --------------------------------------------------------------------------- the sweep
+
+
+def run(
+    config=None,
+    *,
+    name="sweep",
+    backend="cpu",
+    executor="pool",
+    processes=None,
+    scheduler=None,
+    workers=None,
+    connect_timeout=10.0,
+    progress=True,
+    log=print,
+    **overrides,
+):
+    """Run every cell of ``config`` (plus keyword ``overrides``) and return the :class:`SweepResult`;
+    write nothing (:func:`sweep` is the stored, resumable form, :func:`save` stores a result).
+
+    Parameters
+    ----------
+    config : SweepConfig, optional
+        Validated here; default: ``SweepConfig()``.
+    name : str, default "sweep"
+        The result's name (its group ``/sweep/<name>`` once saved).
+    backend : {"cpu", "numpy", "cuda"}, default "cpu"
+    executor : {"pool", "engine"}, default "pool"
+        ``"pool"``: the cells run in ``processes`` local processes (default: one per core), one
+        single-threaded cell each; ``"engine"``: one cell at a time here on the engine's
+        parallel step.
+    processes : int, optional
+    scheduler : str, optional
+        ``tcp://HOST:PORT``: send the cells to that Dask cluster instead.
+    workers : int, optional
+        Start a local Dask cluster of that many processes instead.
+    connect_timeout : float, default 10.0
+        Seconds to wait for the ``scheduler``.
+    progress : bool, default True
+    log : callable, default print
+        Receives one-line messages.
+    **overrides
+        Fields of ``config`` to replace.
+
+    Returns
+    -------
+    SweepResult
+        Every cell done.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad config, name or executor.
+    SweepError
+        For an unreachable cluster or a broken pool.
+    """
+    config = replace(config or SweepConfig(), **overrides).validate()
+    check_name(name)
+    result = _empty(name, config)
+    where = _Where(backend, executor, processes, scheduler, workers, connect_timeout)
+    _fill(result, config.cells(), where, progress, log)
+    return result
 
 
 def sweep(
@@ -595,14 +673,10 @@ def sweep(
     """Run every cell of ``config`` (plus keyword ``overrides``) not yet in ``out``; return the
     :class:`SweepResult`.
 
-    Where the cells run: ``scheduler`` (``tcp://HOST:PORT``) sends them to that Dask
-    cluster; ``workers`` starts a local Dask cluster of that many processes; otherwise
-    ``executor="pool"`` (default) runs them in ``processes`` local processes (default: one
-    per core), one single-threaded cell each, and ``executor="engine"`` runs one cell at a
-    time here on the engine's parallel step. Only this process writes ``out``: the done
+    Where the cells run: as :func:`run`. Only this process writes ``out``: the done
     cells are saved at least every ``save_every`` seconds, at the end and when stopped,
     so a stopped sweep resumes where it was. ``restart`` discards a stored sweep of the
-    same name. ``connect_timeout``: seconds to wait for the ``scheduler``.
+    same name.
 
     Raises ``ValueError``/``TypeError`` for a bad config, ``StoreError`` for an
     unwritable file, :class:`SweepError` for an unreachable cluster or a broken pool.
@@ -612,8 +686,7 @@ def sweep(
     config = replace(config or SweepConfig(), **overrides).validate()
     check_name(name)
     check_output_path(out)
-    if executor not in ("pool", "engine"):
-        raise ValueError(f"executor must be 'pool' or 'engine', got {executor!r}")
+    _check_executor(executor)
     result = _resume(out, name, config, restart)
     pending = [c for c in config.cells() if not result.done[c.i, c.j, c.k]]
     if len(pending) < result.done.size:
@@ -621,56 +694,106 @@ def sweep(
             f"sweep {name}: {result.done.size - len(pending)} of {result.done.size} cells already in {out}; "
             f"running the other {len(pending)}"
         )
-    if pending and (
-        scheduler is not None or workers is not None or (executor == "pool" and len(pending) > 1)
-    ):
-        # Workers start cold and would compile the same functions into one cache directory
-        # at the same moment (numba#4807, #10128: mismatched symbols, segfaults). Compile here
-        # first, so that the workers on this machine only load; executors.dask warms the others.
-        compile_backend(backend, config.dtype, config.activation, parallel=False)
-    work = functools.partial(run_cell, config, backend=backend)
-    if scheduler is not None or workers is not None:
-        where = f"dask cluster at {scheduler}" if scheduler else f"local dask cluster of {workers} workers"
-        warm = functools.partial(compile_backend, backend, config.dtype, config.activation, False)
-        runs = executors.dask(
-            work,
-            pending,
-            scheduler,
-            workers,
-            warm=warm,
-            name="fastinit-sweep-cell",
-            log=log,
-            timeout=connect_timeout,
-        )
-    elif executor == "engine" or len(pending) <= 1:
-        where = "this process, parallel engine"
-        runs = executors.in_process(work, pending)
-    else:
-        processes = processes or os.cpu_count() or 1
-        where = f"{processes} local processes"
+    where = _Where(backend, executor, processes, scheduler, workers, connect_timeout)
+    _fill(result, pending, where, progress, log, _Saving(out, result, save_every))
+    return result
+
+
+def _check_executor(executor):
+    if executor not in ("pool", "engine"):
+        raise ValueError(f"executor must be 'pool' or 'engine', got {executor!r}")
+
+
+class _Saving:
+    """Saves a sweep's result to ``path`` at least every ``every`` seconds as cells are done, when
+    the sweep is stopped (if a cell was done since the last save) and at its end."""
+
+    def __init__(self, path, result, every):
+        self.path, self.result, self.every = path, result, every
+        self.last, self.unsaved = time.monotonic(), 0
+
+    def cell_done(self, where):
+        self.unsaved += 1
+        if time.monotonic() - self.last >= self.every:
+            self.save(where)
+
+    def stopped(self, where):
+        if self.unsaved:  # keep what finished; a sweep that never started writes nothing
+            self.save(where)
+
+    def save(self, where):
+        _save(self.path, self.result, where=where)
+        self.last, self.unsaved = time.monotonic(), 0
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where the cells run: the arguments of :func:`run` that say it."""
+
+    backend: str
+    executor: str
+    processes: int
+    scheduler: str
+    workers: int
+    timeout: float
+
+    def start(self, config, pending, log):
+        """Start running the ``pending`` cells of ``config``; return a description of where and the
+        iterator of ``(cell, metrics)`` from :mod:`fastinit.experiments.executors`."""
+        _check_executor(self.executor)
+        backend, cluster = self.backend, self.scheduler is not None or self.workers is not None
+        if pending and (cluster or (self.executor == "pool" and len(pending) > 1)):
+            # Workers start cold and would compile the same functions into one cache directory
+            # at the same moment (numba#4807, #10128: mismatched symbols, segfaults). Compile here
+            # first, so that the workers on this machine only load; executors.dask warms the others.
+            compile_backend(backend, config.dtype, config.activation, parallel=False)
+        work = functools.partial(run_cell, config, backend=backend)
+        if cluster:
+            warm = functools.partial(compile_backend, backend, config.dtype, config.activation, False)
+            runs = executors.dask(
+                work,
+                pending,
+                self.scheduler,
+                self.workers,
+                warm=warm,
+                name="fastinit-sweep-cell",
+                log=log,
+                timeout=self.timeout,
+            )
+            if self.scheduler:
+                return f"dask cluster at {self.scheduler}", runs
+            return f"local dask cluster of {self.workers} workers", runs
+        if self.executor == "engine" or len(pending) <= 1:
+            return "this process, parallel engine", executors.in_process(work, pending)
+        processes = self.processes or os.cpu_count() or 1
         runs = executors.process_pool(work, pending, min(processes, len(pending)))
-    bar = Progress(len(pending), f"sweep {name}", "cell", enabled=progress)
-    last_save, unsaved = time.monotonic(), 0
+        return f"{processes} local processes", runs
+
+
+def _fill(result, pending, placement, progress, log, saving=None):
+    """Run the ``pending`` cells of ``result`` where ``placement`` (a :class:`_Where`) says, storing
+    each into ``result`` as it comes; ``saving`` (a :class:`_Saving`) is told of each cell, of a stop
+    and of the end."""
+    where, runs = placement.start(result.config, pending, log)
+    bar = Progress(len(pending), f"sweep {result.name}", "cell", enabled=progress)
     try:
         for cell, metrics in runs:
             _store_cell(result, cell, metrics)
-            unsaved += 1
             bar.update(
                 1, last=f"sw2={cell.sw2:g} depth={cell.depth}: acc {100 * metrics['train_accuracy']:.0f}%"
             )
-            if time.monotonic() - last_save >= save_every:
-                save(out, result, where=where)
-                last_save, unsaved = time.monotonic(), 0
+            if saving is not None:
+                saving.cell_done(where)
     except BaseException:
         bar.close()
-        if unsaved:  # keep what finished; a sweep that never started writes nothing
-            save(out, result, where=where)
+        if saving is not None:
+            saving.stopped(where)
         raise
     finally:
         runs.close()
-    save(out, result, where=where)
+    if saving is not None:
+        saving.save(where)
     bar.close(f"{int(result.done.sum())}/{result.done.size} cells on {where}")
-    return result
 
 
 # --------------------------------------------------------------------------- reading it
@@ -684,10 +807,9 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=N
     result : SweepResult
     threshold : float, optional
     metric : str, optional
-        One of :data:`METRICS`.
+        One of :data:`METRICS`: its mean over seeds (:func:`seed_mean`) is compared with ``threshold``.
     checkpoint : int, optional
-        Index into ``result.config.checkpoints`` (negative counts from the end); ``None``: the
-        values after all ``steps``.
+        As in :func:`seed_mean`.
 
     Returns
     -------
@@ -710,6 +832,29 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=N
 
 
 def seed_mean(result, metric, checkpoint=None):
+    """The mean of ``metric`` over the done seeds of each (sw2, depth) cell of the grid.
+
+    Parameters
+    ----------
+    result : SweepResult
+    metric : str
+        One of :data:`METRICS`.
+    checkpoint : int, optional
+        Index into ``result.config.checkpoints`` (negative counts from the end); ``None``: the
+        values after all ``steps``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 (n_sw2, n_depths): NaN where no seed of the cell is done.
+
+    Raises
+    ------
+    IndexError
+        For a ``checkpoint`` the sweep does not have.
+    KeyError
+        For an unknown ``metric``.
+    """
     if checkpoint is None:
         source = result.metrics[metric]
     else:
@@ -865,11 +1010,14 @@ def caveats(result, threshold=0.5):
     Parameters
     ----------
     result : SweepResult
+        The sweep the caveats are about: its config gives the numbers they quote.
     threshold : float, optional
+        The mean train accuracy from which a cell counts as trainable, quoted in the first line.
 
     Returns
     -------
     list of str
+        One caveat per line, each starting with ``"- "``.
     """
     c = result.config
     q1 = [s * MNIST_MEAN_SQUARE + c.sb2 for s in (min(c.sw2), max(c.sw2))]
@@ -906,11 +1054,14 @@ def format_summary(result, threshold=0.5):
     Parameters
     ----------
     result : SweepResult
+        A sweep, complete or not (the summary counts the cells done).
     threshold : float, optional
+        Mean train accuracy over seeds from which a depth counts as trainable.
 
     Returns
     -------
     str
+        Lines joined by newlines, without a trailing one.
     """
     c = result.config
     cps = tuple(c.checkpoints)

@@ -51,8 +51,17 @@ A run's *label* is its group path under ``/train``: ``<spec>`` or
 ``<spec>/seed=<s>``; :func:`read_activations` and :func:`snapshot_choice`
 take it, :func:`read_runs` reads both layouts.
 
-Datasets are chunked, compressed (gzip with shuffle) and appended while the
-run goes; everything goes through :func:`fastinit.store.open_results`: each
+:func:`run` trains in memory and returns a :class:`TrainResult` (each run's
+:class:`RunResult` and :class:`RunCurves`, the datasets above), from which the
+statistics and the figures come; :func:`write` stores it. :func:`train` runs
+the same loop: a run records its curves into a small in-memory record, and its
+group gets them when the run ends or is interrupted. One recorder rather than
+one per destination, because a run's part file is held in memory until the
+run ends anyway (streaming into it bought no safety), and so :func:`run` and
+:func:`train` cannot differ.
+
+Datasets are chunked, compressed (gzip with shuffle) and can grow;
+everything goes through :func:`fastinit.store.open_results`: each
 run (each seed) is its own part file, written once when the run ends
 (:func:`fastinit.store.finish_group`), so a run finished is kept even if the
 process is killed later, and Ctrl-C leaves a readable file with the current
@@ -75,17 +84,21 @@ from .. import schema
 from ..backends import check_backend, require_cuda
 from ..data import load_mnist
 from ..init import parse_init
-from ..machine import gpu_name
 from ..mlp import MLP, compile_backend
 from ..progress import Progress
 from ..training import sgd
+from .config_checks import positive_int, positive_number
 
 __all__ = [
     "TrainConfig",
     "RunSpec",
     "RunResult",
+    "RunCurves",
+    "TrainResult",
     "parse_run",
+    "run",
     "train",
+    "write",
     "train_run",
     "read_runs",
     "read_activations",
@@ -101,7 +114,6 @@ __all__ = [
 DEFAULT_INITS = ("std=0.01", "xavier", "he")
 CLASSIC_ORDER = ("he", "xavier", "std=0.01")  # best to worst final train loss in the classic figure
 DEFAULT_SIZES = (784, 100, 100, 100, 100, 10)
-_FLUSH_ROWS = 100  # loss/grad_norm rows buffered before each append
 _SEED_MAX = 2**63 - 1  # stored as an int64 attr
 SNAPSHOT_SEEDS = ("first", "all", "none")
 
@@ -183,11 +195,6 @@ class TrainConfig:
 
     def validate(self):
         """Check every field; raise ``ValueError``/``TypeError`` naming the bad one. Returns self."""
-
-        def positive_int(name, value, minimum=1):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
         if isinstance(self.runs, str) or not self.runs:
             raise ValueError(f"runs must be a non-empty sequence of run specs, got {self.runs!r}")
         specs = [parse_run(r, self.activation) for r in self.runs]
@@ -202,8 +209,7 @@ class TrainConfig:
             positive_int("each of sizes", s)
         if self.sizes[-1] < 2:
             raise ValueError(f"the last size is the number of classes and must be >= 2, got {self.sizes[-1]}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        positive_number("lr", self.lr)
         positive_int("batch_size", self.batch_size)
         positive_int("iterations", self.iterations)
         positive_int("eval_every", self.eval_every)
@@ -267,7 +273,7 @@ def _spread(n, count):
 
 @dataclass
 class RunResult:
-    """What one run ended with (the full curves are in the HDF5 file)."""
+    """What one run ended with (its curves: :class:`RunCurves`, or the run's HDF5 group)."""
 
     name: str
     init: str
@@ -279,7 +285,7 @@ class RunResult:
     wall_time_s: float
     diverged_step: int = -1
     group: str = ""
-    extra: dict = field(default_factory=dict)
+    init_info: dict = field(default_factory=dict)  # a data-driven init's per-layer measurements
     seed: int = 0
     init_seconds: float = 0.0  # what drawing (or computing) the initial weights took
 
@@ -287,6 +293,115 @@ class RunResult:
     def label(self):
         """The run's group path under /train: ``<spec>``, or ``<spec>/seed=<s>`` with several seeds."""
         return self.group.removeprefix("/train/") or self.name
+
+
+@dataclass
+class RunCurves:
+    """What one run recorded as it trained: the datasets of its group (module docstring).
+
+    ``loss`` (iterations done,) and ``grad_norm`` (iterations done, layers), float64;
+    ``eval_steps`` (evals,) int64 and ``test_accuracy`` (evals,) float64; ``snapshot_steps``
+    (snapshots,) int64 (empty for a run without snapshots); ``activations`` (snapshots, hidden
+    layers, probe samples, units) in the config's dtype, NaN-padded, None where not recorded;
+    ``gradients`` and ``gradient_steps`` the same at the gradient snapshots, None where not
+    recorded."""
+
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    eval_steps: np.ndarray
+    test_accuracy: np.ndarray
+    snapshot_steps: np.ndarray
+    activations: np.ndarray = None
+    gradient_steps: np.ndarray = None
+    gradients: np.ndarray = None
+
+
+@dataclass
+class TrainResult:
+    """What :func:`run` returns: the validated ``config``, each run and seed's :class:`RunResult`
+    in ``runs`` (in the order of :func:`train`) and its :class:`RunCurves` in ``curves``, keyed by
+    the run's label (``<spec>`` or ``<spec>/seed=<s>``)."""
+
+    config: TrainConfig
+    runs: list = field(default_factory=list)
+    curves: dict = field(default_factory=dict)
+
+    def statistics(self):
+        """Final loss and test accuracy of each run spec over its seeds; see :func:`seed_statistics`."""
+        return seed_statistics(self.runs)
+
+    def ranking(self):
+        """How the run specs rank by final train loss across seeds; see :func:`seed_ranking`."""
+        return seed_ranking(self.runs)
+
+    def table(self):
+        """The plain-text table of the runs; see :func:`format_results`."""
+        return format_results(self.runs)
+
+    def run_dicts(self):
+        """The runs as :func:`read_runs` reads them from a file, for the figures of :mod:`fastinit.plots`.
+
+        Returns
+        -------
+        list of dict
+            One per run and seed: ``name``, ``label``, ``seed``, the curves ``loss``, ``grad_norm``,
+            ``test_accuracy``, ``eval_steps``, ``snapshot_steps`` and ``attrs`` (the run's
+            ``init``, ``activation``, ``seed``, ``status``, ``iterations_done``,
+            ``final_train_loss``, ``final_test_accuracy``, ``wall_time_s``, ``init_seconds`` and
+            ``diverged_step``).
+        """
+        out = []
+        for r in self.runs:
+            c = self.curves[r.label]
+            attrs = {key: getattr(r, key) for key in _SUMMARY_ATTRS}
+            attrs.update(init=r.init, activation=r.activation, seed=r.seed)
+            run = dict(name=r.name, label=r.label, seed=r.seed, attrs=attrs)
+            run.update((key, getattr(c, key)) for key in _READ_CURVES)
+            out.append(run)
+        return out
+
+    def snapshots(self, count=4):
+        """The probe snapshots the training figures draw, as :func:`read_snapshots` reads them.
+
+        Parameters
+        ----------
+        count : int, default 4
+            Snapshots per run, spread from the first to the last.
+
+        Returns
+        -------
+        list of dict
+            One per run name, for its first seed: ``name``, ``label``, ``activation`` and, for
+            ``activations`` and ``gradients``, ``(values, steps)`` of the chosen snapshots, or
+            None where the run recorded none.
+        """
+        first_seed = {}
+        for r in self.runs:
+            first_seed.setdefault(r.name, r)
+        out = []
+        for r in first_seed.values():
+            c = self.curves[r.label]
+            snap = dict(name=r.name, label=r.label, activation=r.activation)
+            for dataset, steps in (("activations", c.snapshot_steps), ("gradients", c.gradient_steps)):
+                values = getattr(c, dataset)
+                chosen = _spread(0 if values is None else len(steps), count)
+                snap[dataset] = (values[chosen], steps[chosen]) if chosen else None
+            out.append(snap)
+        return out
+
+
+#: The attrs that :meth:`RunResult` fields give a run's group when it ends.
+_SUMMARY_ATTRS = (
+    "status",
+    "iterations_done",
+    "final_train_loss",
+    "final_test_accuracy",
+    "wall_time_s",
+    "init_seconds",
+    "diverged_step",
+)
+#: The curves :func:`read_runs` reads.
+_READ_CURVES = ("loss", "grad_norm", "test_accuracy", "eval_steps", "snapshot_steps")
 
 
 def seed_statistics(results):
@@ -420,6 +535,52 @@ def format_results(results):
 # --------------------------------------------------------------------------- the run
 
 
+def run(config=None, *, dataset=None, progress=True, log=print, **overrides):
+    """Run the training study described by ``config`` (plus keyword ``overrides``) in memory.
+
+    The same runs as :func:`train`, in the same order and with the same numbers, but no file
+    is written: every run's curves come back in the result (:func:`write` stores it).
+
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        Validated here; default: the classic experiment.
+    dataset : fastinit.data.MNIST, optional
+        Default: ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
+    progress : bool, default True
+        A bar per run on a terminal, else a heartbeat and a result line per run on stderr
+        (``fastinit.progress``).
+    log : callable, default print
+        Receives one-line messages (a run that diverged).
+    **overrides
+        Fields of ``config`` to replace.
+
+    Returns
+    -------
+    TrainResult
+        Every run and seed with its :class:`RunResult` and :class:`RunCurves`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad config.
+    fastinit.data.DataError
+        For bad data.
+    fastinit.backends.BackendError
+        For a backend that cannot run.
+    """
+    config, dataset = _prepare(config, dataset, overrides)
+    result = TrainResult(config)
+    for spec in config.run_specs:
+        for seed in config.seeds:
+            path = _group_path("train", config, spec, seed)
+            record = _Record(config, spec, seed, path, _probe_rows(config, dataset))
+            done = _train(record, dataset, progress=progress, log=log)
+            result.runs.append(done)
+            result.curves[done.label] = record.curves()
+    return result
+
+
 def train(
     config=None,
     out="fastinit-results.h5",
@@ -430,24 +591,69 @@ def train(
     log=print,
     **overrides,
 ):
-    """Run the training study described by ``config`` (plus keyword ``overrides``).
+    """Run the training study described by ``config`` (plus keyword ``overrides``) into a file.
 
     Writes one group per run and seed to the HDF5 file ``out`` (layout in
     the module docstring, under ``/<root>`` instead of ``/train`` when
     ``root`` is given; other groups in it are kept) and returns a list of
     :class:`RunResult`, one per run and seed, run by run and seed by seed
-    within a run, in the given orders. ``dataset`` defaults to
-    ``fastinit.data.load_mnist(config.data_dir, dtype=config.dtype)``.
-    ``progress``: a bar per run on a terminal, else a heartbeat and a result line per
-    run on stderr (``fastinit.progress``); ``log`` receives one-line messages.
+    within a run, in the given orders. Each run is on disk once it ends.
+    ``dataset``, ``progress`` and ``log``: as :func:`run`.
 
     Raises ``ValueError``/``TypeError`` for a bad config, ``DataError`` for bad
     data, ``StoreError`` for an unwritable file, ``BackendError`` for a backend
     that cannot run. ``KeyboardInterrupt`` propagates after the file is saved
     with the current run marked interrupted.
     """
-    from ..store import finish_group, open_results, replace_group
+    from ..store import open_results, record_gpu
 
+    config, dataset = _prepare(config, dataset, overrides)
+    with open_results(out) as f:
+        record_gpu(f, config.backend)
+
+        def trained(group, spec, seed):
+            return train_run(group, spec, config, dataset, seed=seed, progress=progress, log=log)
+
+        return _each_group(f, root, config, trained)
+
+
+def write(f, result, root="train"):
+    """Write a :class:`TrainResult` into the open results file ``f``, as :func:`train` writes its runs.
+
+    Parameters
+    ----------
+    f : h5py.File
+        From :func:`fastinit.store.open_results`.
+    result : TrainResult
+        From :func:`run`.
+    root : str, default "train"
+        The runs go under ``/<root>``.
+
+    Returns
+    -------
+    list of str
+        The group paths of the runs written.
+
+    Raises
+    ------
+    fastinit.store.StoreError
+        If the file cannot be written.
+    """
+    runs = {(r.name, r.seed): r for r in result.runs}
+    paths = []
+
+    def stored(group, spec, seed):
+        done = runs[spec.name, seed]
+        _write_run(group, result.config, spec, done, result.curves[done.label])
+        paths.append(group.name)
+        return done
+
+    _each_group(f, root, result.config, stored)
+    return paths
+
+
+def _prepare(config, dataset, overrides):
+    """The validated config (with ``overrides``) and the data set; the backend compiled."""
     config = replace(config or TrainConfig(), **overrides).validate()
     if config.backend == "cuda":
         require_cuda()
@@ -455,31 +661,37 @@ def train(
     if dataset is None:
         dataset = load_mnist(config.data_dir, dtype=config.dtype)
     compiling.join()
-    results = []
-    with open_results(out) as f:
-        if config.backend == "cuda":
-            f.attrs["gpu"] = gpu_name()
-        for spec in config.run_specs:
-            if len(config.seeds) == 1:
-                group = replace_group(f, f"/{root}/{spec.name}")
-                results.append(train_run(group, spec, config, dataset, progress=progress, log=log))
-                finish_group(group)  # on disk now: kept even if a later run is killed
-                continue
-            # The parent holds only attrs (in the results' top file); each seed is its own part.
-            parent = replace_group(
-                f,
-                f"/{root}/{spec.name}",
-                dict(init=spec.init, activation=spec.activation, seeds=np.asarray(config.seeds, np.int64)),
-                part=False,
-            )
-            seeded = []
-            for seed in config.seeds:
-                group = replace_group(f, f"{parent.name}/seed={seed}")
-                seeded.append(train_run(group, spec, config, dataset, seed=seed, progress=progress, log=log))
-                finish_group(group)
+    return config, dataset
+
+
+def _group_path(root, config, spec, seed):
+    """The group of one run and seed: ``/<root>/<spec>``, or ``/<root>/<spec>/seed=<s>`` with several
+    seeds."""
+    return f"/{root}/{spec.name}" + (f"/seed={seed}" if len(config.seeds) > 1 else "")
+
+
+def _each_group(f, root, config, fill):
+    """Make the group of each run and seed of ``config`` under ``/<root>`` of the open results ``f``,
+    in order, let ``fill(group, spec, seed)`` write it and finish it (on disk then: kept even if a
+    later run is killed). With several seeds a run's parent group holds only attrs (in the results'
+    top file). ``fill`` returns the run's :class:`RunResult`; returns them all, in order."""
+    from ..store import finish_group, replace_group
+
+    out = []
+    for spec in config.run_specs:
+        parent = None
+        if len(config.seeds) > 1:
+            attrs = dict(init=spec.init, activation=spec.activation, seeds=np.asarray(config.seeds, np.int64))
+            parent = replace_group(f, f"/{root}/{spec.name}", attrs, part=False)
+        seeded = []
+        for seed in config.seeds:
+            group = replace_group(f, _group_path(root, config, spec, seed))
+            seeded.append(fill(group, spec, seed))
+            finish_group(group)
+        if parent is not None:
             parent.attrs["status"] = "diverged" if any(r.status == "diverged" for r in seeded) else "complete"
-            results += seeded
-    return results
+        out += seeded
+    return out
 
 
 def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=print, snapshots=None):
@@ -489,34 +701,90 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
     first of ``config.seeds``) draws the weights and the mini-batch order.
     ``snapshots``: whether to record the probe snapshots (default: as
     ``config.snapshot_seeds`` says for this seed).
-    Datasets are created in ``group`` and appended as the run goes. A NaN/Inf
-    loss ends the run with status ``diverged``. On ``KeyboardInterrupt`` what
-    was computed is flushed, the group is marked ``interrupted`` and the
-    interrupt re-raised.
+    The run is recorded in memory, then written into ``group`` (layout in the module
+    docstring). A NaN/Inf loss ends the run with status ``diverged``. On
+    ``KeyboardInterrupt`` what was computed is written, the group is marked
+    ``interrupted`` and the interrupt re-raised.
     """
-    from ..store import append, mark_interrupted
+    from ..store import mark_interrupted
 
+    record = _Record(config, spec, seed, group.name, _probe_rows(config, dataset), snapshots)
+    try:
+        result = _train(record, dataset, progress=progress, log=log)
+    except KeyboardInterrupt:
+        _write_run(group, config, spec, record.result("interrupted"), record.curves())
+        mark_interrupted(group)
+        raise
+    _write_run(group, config, spec, result, record.curves())
+    return result
+
+
+class _Record:
+    """One run as recorded so far: its curves, row by row, and what its summary needs."""
+
+    def __init__(self, config, spec, seed, group, probe_rows, snapshots=None):
+        self.config, self.spec, self.group = config, spec, group
+        self.seed = int(config.seeds[0] if seed is None else seed)
+        if snapshots is None:
+            snapshots = config.snapshot_seeds == "all" or (
+                config.snapshot_seeds == "first" and self.seed == int(config.seeds[0])
+            )
+        self.shapes = _curve_shapes(config, probe_rows, snapshots)
+        self.rows = {name: [] for name in self.shapes}
+        self.tail = deque(maxlen=config.final_window)
+        self.done, self.last_acc, self.diverged_step = 0, math.nan, -1
+        self.t0 = time.perf_counter()
+        self.init_seconds, self.init_info = 0.0, {}
+
+    def add(self, name, row):
+        """Append one row to the curve ``name``."""
+        self.rows[name].append(row)
+
+    def curves(self):
+        """The :class:`RunCurves` recorded so far."""
+        return RunCurves(
+            **{
+                name: np.asarray(self.rows[name], dtype).reshape((len(self.rows[name]),) + shape)
+                for name, (shape, dtype) in self.shapes.items()
+            }
+        )
+
+    def result(self, status):
+        """The :class:`RunResult` of the run ending now with ``status``."""
+        return RunResult(
+            name=self.spec.name,
+            init=self.spec.init,
+            activation=self.spec.activation,
+            status=status,
+            iterations_done=self.done,
+            final_train_loss=float(np.mean(self.tail)) if self.tail else math.nan,
+            final_test_accuracy=float(self.last_acc),
+            wall_time_s=time.perf_counter() - self.t0,
+            diverged_step=self.diverged_step,
+            group=self.group,
+            init_info=self.init_info,
+            seed=self.seed,
+            init_seconds=self.init_seconds,
+        )
+
+
+def _train(record, dataset, *, progress, log):
+    """Train the run of ``record`` (its spec and seed), recording its curves into it; return its
+    :class:`RunResult`. On ``KeyboardInterrupt`` the record keeps what was computed."""
+    config, spec, seed = record.config, record.spec, record.seed
     dtype = np.dtype(config.dtype)
     x_train, y_train, x_test, y_test = _split(dataset, config, dtype)
-    sizes = tuple(int(s) for s in config.sizes)
-    hidden = sizes[1:-1]
+    hidden = tuple(int(s) for s in config.sizes[1:-1])
     units = max(hidden) if hidden else 0
     probe = np.ascontiguousarray(x_test[: config.probe_samples])
     probe_labels = y_test[: config.probe_samples]
-    seed = int(config.seeds[0] if seed is None else seed)
-    run_label = group.name.removeprefix("/train/")
-    if snapshots is None:
-        snapshots = config.snapshot_seeds == "all" or (
-            config.snapshot_seeds == "first" and seed == int(config.seeds[0])
-        )
+    run_label = record.group.removeprefix("/train/")
     grad_at = set(gradient_steps(config))
 
-    ds = _create_datasets(group, config, spec, seed, probe.shape[0], snapshots)
-
-    t0 = time.perf_counter()
+    record.t0 = time.perf_counter()
     # A data-driven init (lsuv, pretrain) calibrates on the training images, never the test set.
     model = MLP(
-        list(sizes),
+        [int(s) for s in config.sizes],
         activation=spec.activation,
         init=spec.init,
         backend=config.backend,
@@ -524,60 +792,40 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
         seed=seed,
         data=x_train,
     )
-    group.attrs["init_seconds"] = float(model.init_seconds)
-    if model.init_info:
-        group.attrs["init_info"] = json.dumps(model.init_info, sort_keys=True, default=_plain_number)
+    record.init_seconds, record.init_info = float(model.init_seconds), dict(model.init_info or {})
 
-    loss_rows, grad_rows = [], []
-    tail = deque(maxlen=config.final_window)
-    last_acc = float("nan")
-    status = "complete"
-    diverged_step = -1
-    done = 0
-
-    def flush():
-        if loss_rows:
-            append(ds["loss"], np.asarray(loss_rows))
-            append(ds["grad_norm"], np.asarray(grad_rows))
-            loss_rows.clear()
-            grad_rows.clear()
-
-    def record(step, loss):
-        nonlocal done
-        loss_rows.append(loss)
-        grad_rows.append(model.grad_norms())
-        done = step
+    def on_step(step, loss):
+        record.add("loss", loss)
+        record.add("grad_norm", model.grad_norms())
+        record.done = step
         if math.isfinite(loss):
-            tail.append(loss)
-        if len(loss_rows) >= _FLUSH_ROWS:
-            flush()
+            record.tail.append(loss)
 
     def evaluate(step):
-        nonlocal last_acc
-        last_acc = model.evaluate(x_test, y_test, chunk=2000)[1]
-        append(ds["test_accuracy"], last_acc)
-        append(ds["eval_steps"], step)
+        record.last_acc = model.evaluate(x_test, y_test, chunk=2000)[1]
+        record.add("test_accuracy", record.last_acc)
+        record.add("eval_steps", step)
 
     def snapshot(step):
-        if ds["activations"] is None:
+        if "activations" not in record.shapes:
             return
-        gradients = ds["gradients"] is not None and step in grad_at
+        gradients = "gradients" in record.shapes and step in grad_at
         if gradients:
             acts, grads = model.per_sample_gradients(probe, probe_labels)
         else:
             _, acts = model.forward(probe, record=True)
 
-        def put(ds, layers):
+        def padded(layers):
             row = np.full((len(hidden), probe.shape[0], units), np.nan, dtype=dtype)
             for i, a in enumerate(layers):
                 row[i, :, : a.shape[1]] = a
-            append(ds, row)
+            return row
 
-        put(ds["activations"], acts)
-        append(ds["snapshot_steps"], step)
+        record.add("activations", padded(acts))
+        record.add("snapshot_steps", step)
         if gradients:
-            put(ds["gradients"], grads)
-            append(ds["gradient_steps"], step)
+            record.add("gradients", padded(grads))
+            record.add("gradient_steps", step)
 
     bar = Progress(config.iterations, f"train {run_label}", "it", enabled=progress)
     iterations = config.iterations
@@ -594,51 +842,35 @@ def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=pri
         batch_size=config.batch_size,
         seed=seed,
         stops=stops,
-        on_step=record,
+        on_step=on_step,
     )
     loss = float("nan")
+    status = "complete"
     # Overflow is expected when a run diverges (std=10): it is detected from the loss, not warned about.
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for stop in steps:
                 step, loss = stop.step, stop.loss
                 if stop.diverged:
-                    status, diverged_step = "diverged", step
+                    status, record.diverged_step = "diverged", step
                     break
                 if evaluated[step]:
                     evaluate(step)
                 if snapshotted[step]:
                     snapshot(step)
                 if shown[step]:
-                    bar.update(step - bar.n, loss=f"{loss:.4f}", acc=f"{100 * last_acc:.1f}%")
+                    bar.update(step - bar.n, loss=f"{loss:.4f}", acc=f"{100 * record.last_acc:.1f}%")
     except KeyboardInterrupt:
-        flush()
-        _finish(group, "interrupted", done, tail, last_acc, time.perf_counter() - t0, diverged_step)
-        mark_interrupted(group)
         bar.close()
         raise
-    flush()
-    wall = time.perf_counter() - t0
-    final_loss = float(np.mean(tail)) if tail else float("nan")
-    bar.close(f"{status}, {done} it, loss {final_loss:.3f}, acc {100 * last_acc:.1f}%")
-    _finish(group, status, done, tail, last_acc, wall, diverged_step)
-    result = RunResult(
-        name=spec.name,
-        init=spec.init,
-        activation=spec.activation,
-        status=status,
-        iterations_done=done,
-        final_train_loss=final_loss,
-        final_test_accuracy=last_acc,
-        wall_time_s=wall,
-        diverged_step=diverged_step,
-        group=group.name,
-        seed=seed,
-        init_seconds=float(model.init_seconds),
+    result = record.result(status)
+    bar.close(
+        f"{status}, {result.iterations_done} it, loss {result.final_train_loss:.3f}, "
+        f"acc {100 * result.final_test_accuracy:.1f}%"
     )
     if status == "diverged":
         log(
-            f"run {run_label}: diverged at step {done} (loss {loss}); run stopped, "
+            f"run {run_label}: diverged at step {result.iterations_done} (loss {loss}); run stopped, "
             "its last test accuracy is from before the divergence"
         )
     return result
@@ -717,90 +949,73 @@ def _attrs(config, spec, seed):
     return attrs
 
 
-def _create_datasets(group, config, spec, seed, probe_rows, snapshots):
-    """Write a run's attrs into ``group`` and create its datasets, empty and appendable: the
-    layout of the module docstring. ``probe_rows``: images in the probe batch; ``snapshots``:
-    whether this run records the probe snapshots. Returns ``{name: h5py.Dataset}`` with every
-    dataset name, None for the snapshot datasets not recorded."""
+def _probe_rows(config, dataset):
+    """Images in the probe batch: the first ``probe_samples`` of the (limited) test set."""
+    return len(dataset.test_labels[: config.test_limit][: config.probe_samples])
+
+
+def _curve_shapes(config, probe_rows, snapshots):
+    """``{name: (row shape, dtype)}`` of the curves a run of ``config`` records, in the layout's
+    order: the probe snapshots only where ``snapshots`` and the network has hidden layers, the
+    gradients only where ``config.gradient_snapshots`` asks for them."""
+    sizes = [int(s) for s in config.sizes]
+    hidden = sizes[1:-1]
+    shapes = {
+        "loss": ((), "float64"),
+        "grad_norm": ((len(sizes) - 1,), "float64"),
+        "test_accuracy": ((), "float64"),
+        "eval_steps": ((), "int64"),
+        "snapshot_steps": ((), "int64"),
+    }
+    probe = ((len(hidden), probe_rows, max(hidden)), config.dtype) if hidden else None
+    if probe and snapshots:
+        shapes["activations"] = probe
+        if gradient_steps(config):
+            shapes["gradients"] = probe
+            shapes["gradient_steps"] = ((), "int64")
+    return shapes
+
+
+def _write_run(group, config, spec, result, curves):
+    """Write one run into ``group``: its attrs and its curves as chunked, compressed datasets
+    that can grow (the layout of the module docstring)."""
     import h5py
 
-    from ..store import create_appendable
+    from ..store import append, create_appendable
 
-    sizes = tuple(int(s) for s in config.sizes)
-    hidden = sizes[1:-1]
-    units = max(hidden) if hidden else 0
-    grad_at = gradient_steps(config)
-    for key, value in _attrs(config, spec, seed).items():
+    attrs = _attrs(config, spec, result.seed)
+    attrs.update(
+        init_seconds=float(result.init_seconds),
+        status=result.status,
+        iterations_done=int(result.iterations_done),
+        final_train_loss=float(result.final_train_loss),
+        final_test_accuracy=float(result.final_test_accuracy),
+        wall_time_s=float(result.wall_time_s),
+        diverged_step=int(result.diverged_step),
+    )
+    if result.init_info:
+        attrs["init_info"] = json.dumps(result.init_info, sort_keys=True, default=_plain_number)
+    for key, value in attrs.items():
         group.attrs[key] = value
-    group.attrs["diverged_step"] = -1
-
-    ds_loss = schema.label(
-        create_appendable(group, "loss", (), "float64"),
-        schema.TRAIN_RUN["loss"],
-    )
+    sizes = [int(s) for s in config.sizes]
     columns = [f"layer {i + 1} ({a}->{b})" for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
-    ds_grad = schema.label(
-        create_appendable(group, "grad_norm", (len(sizes) - 1,), "float64"),
-        schema.TRAIN_RUN["grad_norm"],
-        columns=np.array(columns, dtype=h5py.string_dtype()),
-    )
-    ds_acc = schema.label(
-        create_appendable(group, "test_accuracy", (), "float64"),
-        schema.TRAIN_RUN["test_accuracy"],
-    )
-    ds_eval = schema.label(
-        create_appendable(group, "eval_steps", (), "int64"),
-        schema.TRAIN_RUN["eval_steps"],
-    )
-    ds_snap_steps = schema.label(
-        create_appendable(group, "snapshot_steps", (), "int64"),
-        schema.TRAIN_RUN["snapshot_steps"],
-    )
-    ds_act = ds_probe_grad = ds_grad_steps = None
-    if hidden and snapshots:
-        ds_act = schema.label(
-            create_appendable(
-                group, "activations", (len(hidden), probe_rows, units), config.dtype, chunk_rows=1
-            ),
-            schema.TRAIN_RUN["activations"],
-            layers=np.arange(1, len(hidden) + 1),
-            probe=f"the first {probe_rows} test images",
+    extra = {"grad_norm": dict(columns=np.array(columns, dtype=h5py.string_dtype()))}
+    if curves.activations is not None:
+        snapshot = dict(
+            layers=np.arange(1, len(sizes) - 1),
+            probe=f"the first {curves.activations.shape[2]} test images",
             padding="NaN where a layer is narrower than the widest hidden layer",
         )
-    if ds_act is not None and grad_at:
-        ds_probe_grad = schema.label(
-            create_appendable(
-                group, "gradients", (len(hidden), probe_rows, units), config.dtype, chunk_rows=1
-            ),
-            schema.TRAIN_RUN["gradients"],
-            layers=np.arange(1, len(hidden) + 1),
-            probe=f"the first {probe_rows} test images",
-            padding="NaN where a layer is narrower than the widest hidden layer",
+        extra.update(activations=snapshot, gradients=snapshot)
+    for entry in schema.TRAIN_RUN.datasets:
+        data = getattr(curves, entry.name)
+        if data is None:
+            continue
+        ds = create_appendable(
+            group, entry.name, data.shape[1:], data.dtype, chunk_rows=1 if data.ndim > 2 else None
         )
-        ds_grad_steps = schema.label(
-            create_appendable(group, "gradient_steps", (), "int64"),
-            schema.TRAIN_RUN["gradient_steps"],
-        )
-
-    return {
-        "loss": ds_loss,
-        "grad_norm": ds_grad,
-        "test_accuracy": ds_acc,
-        "eval_steps": ds_eval,
-        "snapshot_steps": ds_snap_steps,
-        "activations": ds_act,
-        "gradients": ds_probe_grad,
-        "gradient_steps": ds_grad_steps,
-    }
-
-
-def _finish(group, status, done, tail, acc, wall, diverged_step):
-    group.attrs["status"] = status
-    group.attrs["iterations_done"] = int(done)
-    group.attrs["final_train_loss"] = float(np.mean(tail)) if tail else float("nan")
-    group.attrs["final_test_accuracy"] = float(acc)
-    group.attrs["wall_time_s"] = float(wall)
-    group.attrs["diverged_step"] = int(diverged_step)
+        append(ds, data)
+        schema.label(ds, entry, **extra.get(entry.name, {}))
 
 
 def _seed_groups(group):
