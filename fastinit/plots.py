@@ -136,12 +136,33 @@ def save_figure(fig, path, dpi=120):
     """
     path = check_figure_path(path)
     ext = os.path.splitext(path)[1].lower().lstrip(".")
+    engine = _lay_out(fig, dpi) if ext == "png" else None
     try:
         with replacing(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=dpi)
     except OSError as exc:
         raise PlotError(f"cannot write figure {path}: {exc.strerror or exc}") from None
+    finally:
+        if engine is not None:
+            fig.set_layout_engine(engine)
     return path
+
+
+def _lay_out(fig, dpi):
+    """Run the layout engine of ``fig`` (if any) once at ``dpi`` for a PNG, as ``savefig`` would,
+    and take it off the figure; return it (None when there is none). ``savefig`` with an engine
+    draws the whole figure twice, once only to lay it out; the PNG is the same byte for byte."""
+    engine = fig.get_layout_engine()
+    if engine is None:
+        return None
+    original = fig.dpi
+    fig.set_dpi(dpi)
+    try:
+        engine.execute(fig)
+    finally:
+        fig.set_dpi(original)
+    fig.set_layout_engine(None)
+    return engine
 
 
 for _function in (check_figure_path, save_figure):

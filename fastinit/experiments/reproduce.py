@@ -17,9 +17,9 @@
    in its own file under ``DIR/fastinit.h5.parts/``); the figures to ``DIR/*.png``; and
    ``DIR/summary.md`` states the numbers and, in plain words, what they show.
 
-``quick=True`` shrinks every size (few samples, a few dozen steps on a
-subset of MNIST) so the whole thing runs in seconds: a smoke test, not a
-result.
+``quick=True`` shrinks every size (few samples and layers, a few dozen steps on a
+subset of MNIST, as many pre-training steps per layer) so the whole thing runs in
+seconds: a smoke test, not a result.
 """
 
 import math
@@ -56,16 +56,19 @@ RESCUED_LOSS = 2.0  # final loss below this (ln 10 = 2.303 is guessing): the net
 REPRODUCE_SEEDS = (0, 1, 2)
 LN10 = math.log(10.0)
 
-_QUICK_HISTOGRAM = dict(layers=5, units=50, samples=100)
+# --quick: every size small, down to the figures (3 layer columns; 2 snapshot rows, init and end).
+_QUICK_HISTOGRAM = dict(layers=3, units=50, samples=100)
 _QUICK_TRAIN = dict(
     iterations=40,
     train_limit=2000,
     test_limit=500,
     eval_every=10,
-    snapshot_every=20,
+    snapshot_every=40,
     probe_samples=50,
     final_window=10,
 )
+#: --quick pre-trains each layer for as many SGD steps as the runs train (the full study: 500).
+_QUICK_PRETRAIN_STEPS = _QUICK_TRAIN["iterations"]
 
 
 @dataclass
@@ -178,7 +181,8 @@ def reproduce(
         for activation, res in histograms.items()
     ]
     loss_plot = os.path.join(out_dir, "mnist-loss.png")
-    done = _train_studies(studies, h5_path, drawings, loss_plot, processes, progress, log)
+    spec_for = _quick_spec if quick else None
+    done = _train_studies(studies, h5_path, drawings, loss_plot, processes, progress, log, spec_for)
     runs, lr_probe = done.results[0], dict(zip(HISTORY_LRS, done.results[1:]))
     times["training"] = done.main_done - t0
     log(
@@ -223,20 +227,29 @@ def reproduce(
 _DATASETS = {}
 
 
-def _train_one(config, name, seed, group, scratch, progress, plot):
-    """Train run ``name`` of ``config`` for ``seed`` into the group ``group`` of a results set of
-    its own, ``scratch`` (what a worker process of :func:`_train_studies` does), and draw its
-    probe-batch figures beside ``plot`` unless that is None. Returns the ``RunResult``, the
-    messages the run logged and the figures drawn."""
+def _quick_spec(spec):
+    """The run ``spec`` (a ``RunSpec``) as ``--quick`` trains it: layer-wise pre-training for
+    ``_QUICK_PRETRAIN_STEPS`` steps per layer (its init then names them), any other init as it is."""
+    from ..init import parse_init
+
+    if parse_init(spec.init).kind != "pretrain":
+        return spec
+    return replace(spec, init=f"{spec.init},steps={_QUICK_PRETRAIN_STEPS}")
+
+
+def _train_one(config, spec, seed, group, scratch, progress, plot):
+    """Train run ``spec`` (a ``RunSpec``) of ``config`` for ``seed`` into the group ``group`` of a
+    results set of its own, ``scratch`` (what a worker process of :func:`_train_studies` does), and
+    draw its probe-batch figures beside ``plot`` unless that is None. Returns the ``RunResult``,
+    the messages the run logged and the figures drawn."""
     from .. import plots
     from ..data import load_mnist
     from ..store import finish_group, open_results, replace_group
-    from .train import parse_run, read_runs, read_snapshots, train_run
+    from .train import read_runs, read_snapshots, train_run
 
     key = (config.data_dir, config.dtype)
     if key not in _DATASETS:
         _DATASETS[key] = load_mnist(config.data_dir, dtype=config.dtype)
-    spec = parse_run(name, config.activation)
     messages = []
     with open_results(scratch) as f:
         if len(config.seeds) > 1:  # as train writes it, so that read_runs reads this seed
@@ -249,7 +262,7 @@ def _train_one(config, name, seed, group, scratch, progress, plot):
         finish_group(target)
     figures = []
     if plot is not None:
-        (snap,) = read_snapshots(scratch, read_runs(scratch, [name]))
+        (snap,) = read_snapshots(scratch, read_runs(scratch, [spec.name]))
         figures = plots.plot_run_snapshots(snap, plot)
     return result, messages, figures
 
@@ -304,11 +317,12 @@ class _Trained:
     all_done: float
 
 
-def _train_studies(studies, h5_path, drawings, plot, processes, progress, log):
+def _train_studies(studies, h5_path, drawings, plot, processes, progress, log, spec_for=None):
     """Train every run and seed of each ``(root, config)`` of ``studies`` into ``h5_path``, draw
     each ``(plot_function, args)`` of ``drawings`` (each returns a list of files), and the
     probe-batch figures of each run's first seed of the first study beside ``plot``; return a
-    :class:`_Trained`.
+    :class:`_Trained`. ``spec_for``, when given, maps each run's ``RunSpec`` to the one trained
+    (``--quick``: :func:`_quick_spec`).
 
     The runs are independent: with ``processes`` > 1 (and a backend other than cuda) they and the
     drawings run in that many single-threaded processes (the longest first), each run into a
@@ -332,17 +346,18 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log):
     for s, (root, config) in enumerate(studies):
         several = len(config.seeds) > 1
         for spec in config.run_specs:
+            spec = spec if spec_for is None else spec_for(spec)
             for seed in config.seeds:
                 group = f"/{root}/{spec.name}" + (f"/seed={seed}" if several else "")
                 part = os.path.join(scratch, f"{len(tasks)}.h5")
                 figures = plot if s == 0 and seed == config.seeds[0] else None
-                args = (config, spec.name, int(seed), group, part, progress and not pooled, figures)
+                args = (config, spec, int(seed), group, part, progress and not pooled, figures)
                 tasks.append((_train_one, args))
                 slots.append((s, spec, group, part))
     tasks += drawings
     slots += [None] * len(drawings)
-    # Longest first, so that the two processes end together: pre-training, the other runs, drawings.
-    order = sorted(range(len(tasks)), key=lambda i: (slots[i] is None, not _pretrains(slots[i])))
+    # Longest first, so that the processes end together on short runs (sorted is stable).
+    order = sorted(range(len(tasks)), key=lambda i: _length_rank(slots[i], tasks[i]))
     by_task = [None] * len(tasks)
     left = [sum(1 for slot in slots if slot and slot[0] == s) for s in range(len(studies))]
     parents = {}  # /<root>/<run> of a run with several seeds -> its group (attrs only) and results
@@ -409,10 +424,15 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log):
     )
 
 
-def _pretrains(slot):
-    """Whether the task of ``slot`` (None for a drawing) trains a run with layer-wise pre-training,
-    the longest kind of run."""
-    return slot is not None and slot[1].init.split(",")[0] == "pretrain"
+def _length_rank(slot, task):
+    """0 for the longest kind of task of :func:`_train_studies`, 3 for the shortest: a drawing
+    (``slot`` None; a grid of histograms), a run with layer-wise pre-training, a run that draws its
+    probe-batch figures (``task``'s last argument), any other run."""
+    if slot is None:
+        return 0
+    if slot[1].init.split(",")[0] == "pretrain":
+        return 1
+    return 2 if task[1][-1] is not None else 3
 
 
 def _first_seeds(runs):
@@ -693,7 +713,7 @@ def _train_findings(runs, quick):
     return out
 
 
-def _history_section(runs, lr_probe, config):
+def _history_section(runs, lr_probe, config, quick=False):
     """The data-driven inits against Xavier and He: cost, loss and accuracy, and plainly whether
     pre-training or LSUV make the sigmoid network learn at the study's lr, else at which lr."""
     by = {r.name: r for r in _mean_runs(runs)}
@@ -734,7 +754,7 @@ def _history_section(runs, lr_probe, config):
                 f"| {lr:g} | {r.name} | {_f(r.final_train_loss)} | {100 * r.final_test_accuracy:.2f}% | "
                 f"{r.init_seconds:.2f} |"
             )
-    lines += ["", *_history_findings(by, lr_probe, config), ""]
+    lines += ["", *_history_findings(by, lr_probe, config, quick), ""]
     return lines
 
 
@@ -742,11 +762,22 @@ def _learns(run):
     return run.status == "complete" and run.final_train_loss < RESCUED_LOSS
 
 
-def _history_findings(by, lr_probe, config):
+def _history_findings(by, lr_probe, config, quick=False):
+    """Bullets on the history runs: whether pre-training and LSUV rescue the sigmoid network (not
+    judged in a quick run, whose runs and pre-training are too short) and LSUV against He."""
+    from ..init import parse_init
+
     out = []
     base = by.get("xavier:sigmoid")
+    if quick:
+        steps = dict(parse_init("pretrain").options)["steps"]
+        out.append(
+            f"- Quick run: {config.iterations} training steps, and {_QUICK_PRETRAIN_STEPS} pre-training "
+            f"steps per layer instead of {steps}, are too few to judge whether layer-wise pre-training or "
+            "LSUV rescue the sigmoid network; run without --quick."
+        )
     for n, what in (("pretrain:sigmoid", "Layer-wise pre-training"), ("lsuv:sigmoid", "LSUV")):
-        if n not in by:
+        if n not in by or quick:
             continue
         r = by[n]
         verdict = "rescues" if _learns(r) else "does NOT rescue"
@@ -807,7 +838,7 @@ def summary_markdown(result, config, quick=False):
         *_histogram_section(result.histograms),
         *_train_section(result.runs, config, quick),
         *_train_activation_section(_first_seeds(result.runs), result.activation_stats),
-        *_history_section(result.runs, result.lr_probe, config),
+        *_history_section(result.runs, result.lr_probe, config, quick),
     ]
     return "\n".join(lines).rstrip() + "\n"
 
