@@ -267,16 +267,11 @@ def _train_one(config, spec, seed, group, scratch, progress, plot):
     return result, messages, figures
 
 
-def _run_task(item, blas_threads=None):
-    """Run ``function(*args)`` of the task ``item`` = ``(index, function, args)``, with the BLAS
-    libraries held to ``blas_threads`` threads when given (a worker of the pool: one core each)."""
+def _run_task(item):
+    """Run ``function(*args)`` of the task ``item`` = ``(index, function, args)`` (in a worker of
+    the pool, Numba and BLAS run on one thread: ``executors.process_pool``)."""
     _, function, args = item
-    if blas_threads is None:
-        return function(*args)
-    from ..threads import limit_blas
-
-    with limit_blas(blas_threads):
-        return function(*args)
+    return function(*args)
 
 
 def _warm_up(studies):
@@ -334,7 +329,6 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log, s
     import shutil
     import sys
     import tempfile
-    from functools import partial
 
     from ..store import copy_group, finish_group, open_read, open_results, record_gpu, replace_group
     from .executors import in_process, process_pool
@@ -367,7 +361,7 @@ def _train_studies(studies, h5_path, drawings, plot, processes, progress, log, s
         if pooled:
             _warm_up(studies)
             items = [(i, *tasks[i]) for i in order]
-            done = process_pool(partial(_run_task, blas_threads=1), items, processes)
+            done = process_pool(_run_task, items, processes)
         else:
             done = in_process(_run_task, [(i, *task) for i, task in enumerate(tasks)])
         with open_results(h5_path) as f:
