@@ -173,12 +173,12 @@ class SpectrumConfig:
         Parameters
         ----------
         activation : str
-            One of :data:`ACTIVATIONS`.
+            An activation of :data:`ACTIVATIONS`.
 
         Returns
         -------
         tuple of float
-            ``(sw2, sb2)``.
+            The weight and bias variances.
 
         Raises
         ------

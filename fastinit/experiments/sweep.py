@@ -838,11 +838,11 @@ def sweep(
     connect_timeout : float, default 10.0
         As in :func:`run`.
     progress : bool, default True
-        Show a progress bar (``fastinit.progress``).
+        As in :func:`run`.
     log : callable, default print
-        Receives one-line messages.
+        As in :func:`run`.
     **overrides
-        Fields of ``config`` to replace.
+        As in :func:`run`.
 
     Returns
     -------

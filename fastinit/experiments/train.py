@@ -607,7 +607,7 @@ def seed_ranking(results):
     Parameters
     ----------
     results : iterable of RunResult
-        The runs, several per name for its seeds.
+        As in :func:`seed_statistics`.
 
     Returns
     -------
@@ -802,14 +802,10 @@ def train(
 
     Raises
     ------
-    ValueError, TypeError
-        For a bad config.
-    fastinit.data.DataError
-        For bad data.
     fastinit.store.StoreError
         For an unwritable file.
-    fastinit.backends.BackendError
-        For a backend that cannot run.
+    ValueError, TypeError, fastinit.data.DataError, fastinit.backends.BackendError
+        As in :func:`run`.
     """
     from ..store import open_results, record_gpu
 
