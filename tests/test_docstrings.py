@@ -53,6 +53,15 @@ DOCUMENTED_MODULES = (
     "fastinit.timing",
     "fastinit.experiments.profile",
     "fastinit.plots",
+    "fastinit.experiments.histogram",
+    "fastinit.experiments.train",
+    "fastinit.experiments.sweep",
+    "fastinit.experiments.spectrum",
+    "fastinit.experiments.spectrum_training",
+    "fastinit.experiments.config_checks",
+    "fastinit.experiments.reproduce",
+    "fastinit.experiments.meanfield",
+    "fastinit.threads",
 )
 
 #: The numpydoc error codes that fail the test. Left out on purpose: summary and

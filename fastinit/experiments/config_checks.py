@@ -23,16 +23,19 @@ def positive_int(name, value, minimum=1):
     name : str
         The field, for the message.
     value : object
+        The value to check.
     minimum : int, default 1
+        The smallest value allowed.
 
     Returns
     -------
     int
+        ``value`` as a Python int.
 
     Raises
     ------
     ValueError
-        Otherwise.
+        If ``value`` is a bool, not an integer, or below ``minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
@@ -48,15 +51,17 @@ def positive_number(name, value):
     name : str
         The field, for the message.
     value : object
+        The value to check.
 
     Returns
     -------
     float
+        ``value`` as a Python float.
 
     Raises
     ------
     ValueError
-        Otherwise.
+        If ``value`` is a bool, not a number, not finite, or not above 0.
     """
     number = (int, float, np.integer, np.floating)
     if isinstance(value, bool) or not isinstance(value, number) or not 0 < value < math.inf:
@@ -72,17 +77,19 @@ def optional_number(name, value, positive=False):
     name : str
         The field, for the message.
     value : object
+        The value to check, or None.
     positive : bool, default False
         Refuse 0 too.
 
     Returns
     -------
     float or None
+        ``value`` as a Python float, or None if ``value`` is None.
 
     Raises
     ------
     ValueError
-        Otherwise.
+        If ``value`` is a bool, not a number, not finite, below 0, or 0 with ``positive``.
     """
     if value is None:
         return None
@@ -115,7 +122,9 @@ def integers(name, value, minimum):
     name : str
         The field, for the message.
     value : int or sequence of int
+        The value or values to check.
     minimum : int
+        The smallest value allowed.
 
     Returns
     -------
@@ -138,7 +147,9 @@ def choices(name, value, allowed):
     name : str
         The field, for the message.
     value : str or sequence of str
+        The value or values to check.
     allowed : sequence of str
+        The values allowed.
 
     Returns
     -------
@@ -163,15 +174,17 @@ def float_dtype(value):
     Parameters
     ----------
     value : object
+        The dtype name to check.
 
     Returns
     -------
     str
+        ``value``, unchanged.
 
     Raises
     ------
     TypeError
-        Otherwise.
+        If ``value`` is neither ``"float32"`` nor ``"float64"``.
     """
     if value not in ("float32", "float64"):
         raise TypeError(f"dtype must be 'float32' or 'float64', got {value!r}")
@@ -186,15 +199,17 @@ def train_limit(value, batch_size):
     value : object
         None, or an integer of at least ``batch_size``.
     batch_size : int
+        The training batch size, the smallest limit allowed.
 
     Returns
     -------
     int or None
+        ``value`` as a Python int, or None if ``value`` is None.
 
     Raises
     ------
     ValueError
-        Otherwise.
+        If ``value`` is not None and is a bool, not an integer, or below ``batch_size``.
     """
     if value is None:
         return None

@@ -69,7 +69,33 @@ SATURATION_RULES = {
 
 @dataclass
 class InitRun:
-    """The result for one init scheme. Arrays are NumPy; per-layer arrays have shape (layers,)."""
+    """The result for one init scheme. Arrays are NumPy; per-layer arrays have shape (layers,).
+
+    Parameters
+    ----------
+    init : str
+        The init spec.
+    activations : numpy.ndarray
+        (layers, samples, units), the run's dtype: every layer's outputs.
+    weight_std : numpy.ndarray
+        Nominal std of each layer's weights (the scheme's formula).
+    weight_std_measured : numpy.ndarray
+        Std of the weights actually drawn.
+    mean, std : numpy.ndarray
+        Mean and std of each layer's outputs (NaN/Inf values skipped).
+    saturated : numpy.ndarray
+        Fraction of saturated (or dead) values per layer (:data:`SATURATION_RULES`).
+    theory_std : numpy.ndarray
+        Mean-field (infinite-width) prediction of ``std`` (:func:`theory_std`).
+    nonfinite : numpy.ndarray, optional
+        Fraction of NaN/Inf values per layer (overflow); default zeros.
+    grad_rms : numpy.ndarray, optional
+        RMS of the gradient backpropagated to each layer's pre-activation; default NaN.
+    grad_theory : numpy.ndarray, optional
+        Its mean-field prediction (see ``gradient_theory``); default NaN.
+    gradients : numpy.ndarray, optional
+        (layers, samples, units), the run's dtype: that gradient (see :func:`backprop`), if kept.
+    """
 
     init: str
     activations: np.ndarray  # (layers, samples, units), the run's dtype
@@ -95,14 +121,38 @@ class InitRun:
             self.grad_theory = np.full(len(self.mean), np.nan)
 
     def overflow_layer(self):
-        """The first layer (1-based) with NaN/Inf values, or None."""
+        """The first layer (1-based) with NaN/Inf values, or None.
+
+        Returns
+        -------
+        int or None
+            The layer number, or None when every value is finite.
+        """
         bad = np.flatnonzero(self.nonfinite > 0)
         return int(bad[0]) + 1 if bad.size else None
 
 
 @dataclass
 class HistogramResults:
-    """Everything one experiment produced; ``runs`` maps init spec -> :class:`InitRun` in run order."""
+    """Everything one experiment produced.
+
+    Parameters
+    ----------
+    activation : str
+        The activation of every layer.
+    layers, units, samples : int
+        Depth, width and number of input samples.
+    seed : int
+        Seed of the input and the weights.
+    backend : str
+        The kernel backend that ran.
+    dtype : str
+        ``"float32"`` or ``"float64"``.
+    runs : dict, optional
+        Init spec -> :class:`InitRun`, in run order.
+    bias_std : float, default 0.0
+        Std of the biases (0: no bias).
+    """
 
     activation: str
     layers: int
@@ -116,11 +166,30 @@ class HistogramResults:
 
     @property
     def inits(self):
+        """The init specs of ``runs``, in run order."""
         return list(self.runs)
 
 
 def saturated_fraction(y, activation):
-    """Fraction of the values of ``y`` that are saturated for ``activation`` (see SATURATION_RULES)."""
+    """Fraction of the values of ``y`` that are saturated for ``activation``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Activation outputs, any shape.
+    activation : {'sigmoid', 'tanh', 'relu'}
+        Selects the rule of :data:`SATURATION_RULES`.
+
+    Returns
+    -------
+    float
+        The fraction in [0, 1] (0 for an empty ``y``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown activation.
+    """
     if activation == "sigmoid":
         bad = (y < 0.01) | (y > 0.99)
     elif activation == "tanh":
@@ -141,7 +210,24 @@ def theory_std(activation, weight_stds, units, input_var=1.0, bias_var=0.0):
     (He et al. 2015; Poole et al. 2016), with the Gaussian moments of
     :func:`fastinit.theory.gaussian_moments` (closed forms for ReLU). Exact in the
     infinite-width limit; at 100 units expect a few percent of deviation.
-    Returns a float64 array of shape (len(weight_stds),).
+
+    Parameters
+    ----------
+    activation : {'sigmoid', 'tanh', 'relu'}
+        The activation of every layer.
+    weight_stds : sequence of float
+        Each layer's weight std ``s_l``.
+    units : int
+        Width of every layer (its fan-in).
+    input_var : float, default 1.0
+        ``E[x**2]`` of the network input.
+    bias_var : float, default 0.0
+        Variance of the biases.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape (len(weight_stds),): the predicted std of each layer's outputs.
     """
     from ..theory import gaussian_moments
 
@@ -246,6 +332,7 @@ class HistogramConfig:
         Returns
         -------
         HistogramConfig
+            A checked copy.
 
         Raises
         ------
@@ -386,8 +473,23 @@ def backprop(acts, weights, activation, rng):
     ``d_l = (d_{l+1} @ W_{l+1}.T) * phi'(z_l)``, with ``phi'`` from the saved
     outputs ``acts`` (layers, samples, units) and ``weights(l)`` layer l's
     weights (drawn again, in float64), by :func:`fastinit.mlp.backprop_to_layers`.
-    Returns float64 (layers, samples, units); NaN where an activation is NaN
-    (overflow) and below it."""
+
+    Parameters
+    ----------
+    acts : numpy.ndarray
+        (layers, samples, units): every layer's saved outputs.
+    weights : callable
+        ``weights(l)`` returns layer ``l``'s weights, (units, units).
+    activation : {'sigmoid', 'tanh', 'relu'}
+        The activation of every layer.
+    rng : numpy.random.Generator
+        Draws ``G``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, (layers, samples, units); NaN where an activation is NaN (overflow) and below it.
+    """
     grads = np.empty(acts.shape)
     grads[-1] = rng.standard_normal(acts.shape[1:])
     below = backprop_to_layers(
@@ -469,7 +571,20 @@ def _attrs(results, run):
 
 
 def group_path(activation, init):
-    """The HDF5 group that holds one init's run (:data:`fastinit.schema.HISTOGRAM_RUN`)."""
+    """The HDF5 group that holds one init's run (:data:`fastinit.schema.HISTOGRAM_RUN`).
+
+    Parameters
+    ----------
+    activation : str
+        The activation.
+    init : str
+        The init spec.
+
+    Returns
+    -------
+    str
+        ``/histogram/<activation>/<init>``.
+    """
     return schema.HISTOGRAM_RUN.at(activation=activation, init=init)
 
 
@@ -578,7 +693,18 @@ def _num(v, width=9):
 
 
 def format_table(results):
-    """A plain-text per-layer table: mean, std (theory), saturated % for every init."""
+    """A plain-text per-layer table: mean, std (theory), saturated % for every init.
+
+    Parameters
+    ----------
+    results : HistogramResults
+        From :func:`run` or :func:`read`.
+
+    Returns
+    -------
+    str
+        The table, with a warning line per init whose activations overflowed.
+    """
     sat_name = "dead" if results.activation == "relu" else "sat"
     head = f"{'init':<14} {'layer':>5} {'w std':>9} {'mean':>9} {'std':>9} {'theory':>9} {sat_name + ' %':>7}"
     lines = [

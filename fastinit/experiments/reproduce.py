@@ -73,7 +73,29 @@ _QUICK_PRETRAIN_STEPS = _QUICK_TRAIN["iterations"]
 
 @dataclass
 class ReproduceResult:
-    """What :func:`reproduce` wrote and measured."""
+    """What :func:`reproduce` wrote and measured.
+
+    Parameters
+    ----------
+    out_dir : str
+        The output directory.
+    h5_path : str
+        The results file, ``<out_dir>/fastinit.h5``.
+    summary_path : str
+        The summary, ``<out_dir>/summary.md``.
+    figures : list of str
+        The paths of the figures drawn.
+    histograms : dict
+        Activation name -> its :class:`fastinit.experiments.histogram.HistogramResults`.
+    runs : list
+        One :class:`fastinit.experiments.train.RunResult` per MNIST run and seed.
+    wall_times : dict, optional
+        Phase name -> wall time in seconds.
+    activation_stats : dict, optional
+        Run name -> ``{"steps", "std", "saturated"}`` for its first and last snapshot.
+    lr_probe : dict, optional
+        Learning rate -> the ``RunResult`` list of the sigmoid history runs at that rate.
+    """
 
     out_dir: str
     h5_path: str
@@ -87,6 +109,7 @@ class ReproduceResult:
 
     @property
     def diverged(self):
+        """The labels of the runs whose status is ``diverged``."""
         return [r.label for r in self.runs if r.status == "diverged"]
 
 
@@ -104,24 +127,53 @@ def reproduce(
 ):
     """Run the histogram study and the MNIST comparison; write results, figures and summary.
 
-    ``seeds``: the MNIST runs are trained once per seed (distinct
-    non-negative ints); the histograms use the first seed.
-
     ``out_dir`` is created if needed; ``DIR/fastinit.h5`` is updated
     run by run (:mod:`fastinit.store`; groups of other commands in it stay), the figures are
     ``histogram-<activation>.png`` with ``-depth``, ``-gradients`` (RMS
     against depth) and ``-gradient-histogram`` beside it, ``mnist-loss.png``,
     ``mnist-accuracy.png``, ``mnist-activations-<run>.png`` and ``mnist-gradients-<run>.png``, and
-    ``summary.md`` holds the tables and findings. Returns a
-    :class:`ReproduceResult`.
+    ``summary.md`` holds the tables and findings.
 
-    ``processes``: how many runs train at once, each in a single-threaded process of its own
-    (default: one per core; 1 trains them one after the other in this process on every core, as
-    does the cuda backend). On the cpu backend every run's numbers are the same either way.
+    Parameters
+    ----------
+    out_dir : str or os.PathLike, default DEFAULT_OUT
+        The output directory.
+    quick : bool, default False
+        Shrink every size so the whole study runs in seconds (a smoke test, not a result).
+    backend : str, default "cpu"
+        The backend every network runs on.
+    dtype : {"float32", "float64"}, default "float32"
+        The floating-point type.
+    seeds : sequence of int, default REPRODUCE_SEEDS
+        The MNIST runs are trained once per seed (distinct non-negative ints); the
+        histograms use the first seed.
+    data_dir : str, optional
+        Where the MNIST files are (default: as :func:`fastinit.data.load_mnist` finds them).
+    progress : bool, default True
+        Show progress bars.
+    log : callable, default print
+        Receives one-line messages.
+    processes : int, optional
+        How many runs train at once, each in a single-threaded process of its own
+        (default: one per core; 1 trains them one after the other in this process on every
+        core, as does the cuda backend). On the cpu backend every run's numbers are the
+        same either way.
 
-    Raises ``ValueError`` for a bad option, ``DataError`` for bad MNIST files,
-    ``StoreError`` when ``out_dir`` cannot be written, ``BackendError`` for a
-    backend that cannot run.
+    Returns
+    -------
+    ReproduceResult
+        What was written and measured.
+
+    Raises
+    ------
+    ValueError
+        For a bad option.
+    fastinit.data.DataError
+        For bad MNIST files.
+    fastinit.store.StoreError
+        When ``out_dir`` cannot be written.
+    fastinit.backends.BackendError
+        For a backend that cannot run.
     """
     from .. import plots
     from ..store import StoreError, open_results

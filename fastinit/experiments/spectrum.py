@@ -71,7 +71,20 @@ ZERO_FRACTION = 1e-24
 
 
 def group_path(activation, weights):
-    """The HDF5 group of one run: ``/spectrum/<activation>-<weights>`` (``fastinit.schema.SPECTRUM_RUN``)."""
+    """The HDF5 group of one run (``fastinit.schema.SPECTRUM_RUN``).
+
+    Parameters
+    ----------
+    activation : str
+        The activation.
+    weights : str
+        The weight distribution, one of :data:`WEIGHTS`.
+
+    Returns
+    -------
+    str
+        ``/spectrum/<activation>-<weights>``.
+    """
     return schema.SPECTRUM_RUN.at(activation=activation, weights=weights)
 
 
@@ -84,7 +97,31 @@ class SpectrumConfig:
     for sigmoid (whose edge needs a large ``q*``), ``(2, 0)`` for ReLU (He's init)
     and ``(1, 0)`` for linear units. Only ``sb2`` given: the critical ``sw2`` for it.
     Only ``sw2`` given: ``sb2 = 0``. Both: taken as they are (off the edge too).
-    ``q_star`` cannot be combined with ``sw2`` or ``sb2``."""
+    ``q_star`` cannot be combined with ``sw2`` or ``sb2``.
+
+    Parameters
+    ----------
+    activations : tuple of str
+        Activations from :data:`ACTIVATIONS`, one run per activation and weight distribution.
+    weights : tuple of str
+        Weight distributions from :data:`WEIGHTS`.
+    depths : tuple of int
+        Depths at which the singular values are taken (sorted by ``validate``).
+    width : int
+        Units of every square layer.
+    sw2 : float or None
+        Weight variance sigma_w^2.
+    sb2 : float or None
+        Bias variance sigma_b^2.
+    q_star : float or None
+        The fixed point at which the edge of chaos is sought.
+    samples : int
+        Independent draws of network and input.
+    seed : int
+        Seed of the draws (see the module docstring).
+    backend : {"numpy", "cpu"}
+        Kernel backend of the matmuls (cuda is refused).
+    """
 
     activations: tuple = ("tanh", "relu")
     weights: tuple = WEIGHTS
@@ -103,11 +140,14 @@ class SpectrumConfig:
         Returns
         -------
         SpectrumConfig
+            A checked copy, ``depths`` sorted.
 
         Raises
         ------
         ValueError
-            Naming the bad field.
+            Naming the bad field (the cuda backend included).
+        fastinit.backends.BackendError
+            For an unknown backend.
         """
         depths = integers("depths", self.depths, 1)
         q_star = optional_number("q_star", self.q_star, positive=True)
@@ -128,7 +168,23 @@ class SpectrumConfig:
         )
 
     def point(self, activation):
-        """``(sw2, sb2)`` for ``activation`` under this config (see the class docstring)."""
+        """The point ``(sw2, sb2)`` for ``activation`` under this config (see the class docstring).
+
+        Parameters
+        ----------
+        activation : str
+            An activation of :data:`ACTIVATIONS`.
+
+        Returns
+        -------
+        tuple of float
+            The weight and bias variances.
+
+        Raises
+        ------
+        ValueError
+            For an edge of chaos that does not exist for ``activation`` at the config's values.
+        """
         from ..theory import critical_sw2, edge_of_chaos
 
         if self.sw2 is not None:
@@ -149,12 +205,24 @@ def _no_cuda():
 
 @dataclass(frozen=True)
 class SpectrumStats:
-    """Statistics of the squared singular values ``lam = s^2`` at one depth: measured ``mean``,
-    ``variance`` (over all draws' values together) and their standard errors ``mean_se``,
-    ``variance_se`` (jackknife over the draws; NaN for one draw), the theory's mean and
-    variance, the fraction ``zero`` below :data:`ZERO_FRACTION` of the largest (exact zeros of
-    ReLU, and values below float64's resolution) and the 5th, 50th and 95th percentiles of
-    the rest."""
+    """Statistics of the squared singular values ``lam = s^2`` at one depth.
+
+    Parameters
+    ----------
+    depth : int
+        The depth.
+    mean, variance : float
+        Measured, over all draws' values together.
+    mean_se, variance_se : float
+        Their standard errors (jackknife over the draws; NaN for one draw).
+    theory_mean, theory_variance : float
+        The theory's mean and variance (large width).
+    zero : float
+        The fraction below :data:`ZERO_FRACTION` of the largest (exact zeros of ReLU, and
+        values below float64's resolution).
+    p5, median, p95 : float
+        The 5th, 50th and 95th percentiles of the rest (NaN when none is left).
+    """
 
     depth: int
     mean: float
@@ -171,9 +239,28 @@ class SpectrumStats:
 
 @dataclass
 class SpectrumRun:
-    """One activation and weight distribution: the point ``sw2``, ``sb2``, the theory
-    (``q_star``, ``chi1``, ``mu1``, ``mu2``) and ``singular_values[depth]``, float64 arrays
-    of shape (samples * width,)."""
+    """One activation and weight distribution: its point, its theory and its singular values.
+
+    Parameters
+    ----------
+    activation : str
+        The activation.
+    weights : str
+        The weight distribution.
+    sw2, sb2 : float
+        The point: weight and bias variances.
+    q_star : float
+        The theory's fixed point of the pre-activation variance.
+    chi1 : float
+        The theory's chi1.
+    mu1, mu2 : float
+        The theory's ``mu_k = E[phi'(h)^(2k)]``, ``h ~ N(0, q_star)`` (``q = 1`` where ``q_star``
+        is not finite).
+    width : int, default 0
+        Units per layer (0: unknown, the draws are then taken together).
+    singular_values : dict, optional
+        Depth -> float64 array of shape (samples * width,).
+    """
 
     activation: str
     weights: str
@@ -188,17 +275,45 @@ class SpectrumRun:
 
     @property
     def name(self):
+        """``<activation>-<weights>``, the run's key in :class:`SpectrumResult`."""
         return f"{self.activation}-{self.weights}"
 
     def theory(self, depth):
-        """``(mean, variance)`` of the squared singular values at ``depth`` (large width)."""
+        """The theory's mean and variance of the squared singular values at ``depth`` (large width).
+
+        Parameters
+        ----------
+        depth : int
+            The number of layers.
+
+        Returns
+        -------
+        tuple of float
+            ``(mean, variance)``.
+        """
         from ..theory import WEIGHTS as S1
 
         chi = self.sw2 * self.mu1
         return chi**depth, depth * (self.mu2 / self.mu1**2 - 1.0 - S1[self.weights]) * chi ** (2 * depth)
 
     def stats(self, depth):
-        """The :class:`SpectrumStats` at ``depth``."""
+        """The statistics of the squared singular values at ``depth``.
+
+        Parameters
+        ----------
+        depth : int
+            A depth of ``singular_values``.
+
+        Returns
+        -------
+        SpectrumStats
+            Measured and theory values at ``depth``.
+
+        Raises
+        ------
+        KeyError
+            For a depth that was not measured.
+        """
         lam = np.square(self.singular_values[depth])
         nonzero = lam[lam > ZERO_FRACTION * lam.max()] if lam.size and lam.max() > 0 else lam[:0]
         p5, median, p95 = np.percentile(nonzero, [5, 50, 95]) if nonzero.size else (math.nan,) * 3
@@ -230,8 +345,15 @@ class SpectrumRun:
 
 @dataclass
 class SpectrumResult:
-    """What :func:`run` returns: the validated ``config`` and one :class:`SpectrumRun` per
-    ``<activation>-<weights>`` in ``runs``."""
+    """What :func:`run` returns.
+
+    Parameters
+    ----------
+    config : SpectrumConfig
+        The validated config.
+    runs : dict
+        ``<activation>-<weights>`` -> :class:`SpectrumRun`.
+    """
 
     config: SpectrumConfig
     runs: dict
@@ -280,6 +402,7 @@ def run(config, *, progress=True):
     Returns
     -------
     SpectrumResult
+        One run per activation and weight distribution.
 
     Raises
     ------
@@ -343,7 +466,9 @@ def write(f, result):
     Parameters
     ----------
     f : h5py.File
+        A results file open for writing.
     result : SpectrumResult
+        What :func:`run` returned.
 
     Returns
     -------
@@ -382,7 +507,8 @@ def read(path):
 
     Parameters
     ----------
-    path : str
+    path : str or os.PathLike
+        The HDF5 results file.
 
     Returns
     -------
@@ -436,8 +562,19 @@ def read(path):
 
 
 def format_summary(result):
-    """A table: per run and depth, the measured and theory mean and variance of the squared
-    singular values, the fraction at 0 and the 5-95 % range of the rest."""
+    """A table of the squared singular values per run and depth.
+
+    Parameters
+    ----------
+    result : SpectrumResult
+        From :func:`run` or :func:`read`.
+
+    Returns
+    -------
+    str
+        Per run and depth, the measured and theory mean and variance of the squared singular
+        values, the fraction at 0 and the 5-95 % range of the rest.
+    """
     c = result.config
     lines = [
         f"Jacobian spectrum at init: width {c.width}, {c.samples} draws, seed {c.seed} "

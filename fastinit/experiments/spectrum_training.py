@@ -67,13 +67,43 @@ GROUP = schema.SPECTRUM_TRAINING.path
 class TrainingConfig:
     """What :func:`run` trains.
 
-    ``depths``: hidden tanh layers; ``width``: units per hidden layer; ``weights``: from
-    :data:`WEIGHT_INITS`; ``seeds``: one run per seed, depth and weights. The point: ``q_star``
-    (default 1/64, as in Pennington et al.) picks the edge of chaos with that fixed point;
-    ``sw2`` and ``sb2`` given instead take that point as it is. ``lr``, ``batch_size``: plain SGD;
-    ``target``: the train accuracy to reach, measured on the first ``eval_samples`` training
-    images every ``eval_every`` steps; ``max_steps``: where a run gives up; ``train_limit``: SGD on
-    the first n training images only (tests); ``data_dir``: MNIST files (default: fastinit's copy).
+    The point: ``q_star`` (default 1/64, as in Pennington et al.) picks the edge of chaos with
+    that fixed point; ``sw2`` and ``sb2`` given instead take that point as it is.
+
+    Parameters
+    ----------
+    depths : tuple of int
+        Numbers of hidden tanh layers.
+    width : int
+        Units per hidden layer.
+    weights : tuple of str
+        Weight distributions, from :data:`WEIGHT_INITS`.
+    seeds : tuple of int
+        One run per seed, depth and weights.
+    q_star : float or None
+        The fixed point of the edge of chaos to train at.
+    sw2, sb2 : float or None
+        The point as it is (both or neither; not with ``q_star``).
+    lr : float
+        Plain SGD learning rate.
+    batch_size : int
+        Images per mini-batch.
+    target : float
+        The train accuracy to reach, in (0, 1].
+    eval_every : int
+        Steps between measurements of the train accuracy.
+    eval_samples : int
+        The train accuracy is measured on the first ``eval_samples`` training images.
+    max_steps : int
+        Where a run gives up.
+    backend : {"numpy", "cpu", "cuda"}
+        The engine.
+    dtype : {"float32", "float64"}
+        Floating-point type.
+    train_limit : int or None
+        SGD on the first n training images only (tests).
+    data_dir : str or None
+        MNIST files (default: fastinit's copy).
     """
 
     depths: tuple = (32, 64)
@@ -100,6 +130,7 @@ class TrainingConfig:
         Returns
         -------
         TrainingConfig
+            A checked copy.
 
         Raises
         ------
@@ -146,7 +177,14 @@ class TrainingConfig:
         )
 
     def point(self):
-        """``(sw2, sb2)``: as given, or the tanh edge of chaos with fixed point ``q_star`` (default 1/64)."""
+        """The point ``(sw2, sb2)`` the networks train at.
+
+        Returns
+        -------
+        tuple of float
+            ``(sw2, sb2)`` as given, or the tanh edge of chaos with fixed point ``q_star``
+            (default 1/64).
+        """
         if self.sw2 is not None:
             return self.sw2, self.sb2
         return edge_of_chaos("tanh", self.q_star or DEFAULT_Q_STAR)
@@ -162,8 +200,25 @@ class TrainingConfig:
 
 @dataclass
 class TrainingRun:
-    """One weight distribution at one depth: per seed (rows) the train accuracy and loss at
-    ``eval_steps`` (NaN after the run stopped) and ``steps_to_target`` (NaN where not reached)."""
+    """One weight distribution at one depth, one row per seed.
+
+    Parameters
+    ----------
+    weights : str
+        The weight distribution.
+    depth : int
+        Hidden layers.
+    seeds : tuple of int
+        The seeds, one row each.
+    eval_steps : numpy.ndarray
+        int64 (n_evals,): the steps of the measurements.
+    train_accuracy, train_loss : numpy.ndarray
+        float64 (n_seeds, n_evals) at ``eval_steps``; NaN after the run stopped.
+    steps_to_target : numpy.ndarray
+        float64 (n_seeds,): the step at which the target was reached; NaN where not reached.
+    wall_time_s : numpy.ndarray, optional
+        float64 (n_seeds,): each run's wall time in seconds.
+    """
 
     weights: str
     depth: int
@@ -176,15 +231,28 @@ class TrainingRun:
 
     @property
     def median_steps(self):
-        """Median over seeds of ``steps_to_target``, counting a run that never reached it as
-        ``inf`` (so a median of inf means most did not)."""
+        """Median over seeds of ``steps_to_target``, a run that never reached it counted as ``inf``.
+
+        A median of inf means most did not reach it.
+        """
         return float(np.median(np.where(np.isnan(self.steps_to_target), np.inf, self.steps_to_target)))
 
 
 @dataclass
 class TrainingResult:
-    """What :func:`run` returns: the validated ``config``, the point (``sw2``, ``sb2``,
-    ``q_star``, ``chi1``) and ``runs[(weights, depth)]`` of :class:`TrainingRun`."""
+    """What :func:`run` returns.
+
+    Parameters
+    ----------
+    config : TrainingConfig
+        The validated config.
+    sw2, sb2 : float
+        The point.
+    q_star, chi1 : float
+        The theory's fixed point and chi1 there.
+    runs : dict, optional
+        ``(weights, depth)`` -> :class:`TrainingRun`.
+    """
 
     config: TrainingConfig
     sw2: float
@@ -233,6 +301,7 @@ def run(config, *, progress=True):
     Returns
     -------
     TrainingResult
+        One run per weight distribution and depth.
 
     Raises
     ------
@@ -293,6 +362,7 @@ def write(f, result):
     f : h5py.File
         From :func:`fastinit.store.open_results`.
     result : TrainingResult
+        What :func:`run` returned.
 
     Returns
     -------
@@ -336,11 +406,13 @@ def read(path):
 
     Parameters
     ----------
-    path : str
+    path : str or os.PathLike
+        The HDF5 results file.
 
     Returns
     -------
     TrainingResult
+        Its config rebuilt from the stored ``config`` attr (JSON).
 
     Raises
     ------
@@ -376,16 +448,18 @@ def read(path):
 
 
 def format_training_summary(result):
-    """A table: per depth and weight distribution, the steps each seed took to reach the target
-    train accuracy, their median, and the Gaussian/orthogonal ratio of the medians.
+    """A table of how many steps each run took to reach the target train accuracy.
 
     Parameters
     ----------
     result : TrainingResult
+        From :func:`run` or :func:`read`.
 
     Returns
     -------
     str
+        Per depth and weight distribution, the steps each seed took to reach the target train
+        accuracy, their median, and the Gaussian/orthogonal ratio of the medians.
     """
     c = result.config
     lines = [

@@ -17,7 +17,7 @@ computed after training in a fixed order, so a cell gives bit-identical
 numbers in any process, on any worker, in any order. Where the cells run:
 :mod:`fastinit.experiments.executors`.
 
-Results live in the HDF5 group ``/sweep/<name>/`` (see :func:`save`): one
+Results live in the HDF5 group ``/sweep/<name>/`` (see :func:`write`): one
 float64 dataset per metric shaped (n_sw2, n_depths, n_seeds), the grid, the
 theory's xi_c and xi_q per sw2, a ``done`` mask and the config as attributes.
 
@@ -112,7 +112,19 @@ PRESETS["schoenholz-time"] = dict(
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid point: indices into the grid and the values they stand for."""
+    """One grid point: indices into the grid and the values they stand for.
+
+    Parameters
+    ----------
+    i, j, k : int
+        Indices into ``sw2``, ``depths`` and ``seeds`` of the config.
+    sw2 : float
+        The weight variance sigma_w^2.
+    depth : int
+        The number of hidden layers.
+    seed : int
+        The seed of the weights, biases and mini-batches.
+    """
 
     i: int
     j: int
@@ -129,15 +141,39 @@ class Cell:
 class SweepConfig:
     """A grid of training runs (defaults: a small tanh grid that runs in about a minute).
 
-    ``sw2``: weight variances sigma_w^2 (weights N(0, sw2 / fan_in)); ``depths``:
-    numbers of hidden layers; ``seeds``: one run per seed; ``sb2``: bias variance;
-    ``steps``, ``lr``, ``batch_size``: plain SGD; ``eval_samples``: training and
-    test images the metrics are measured on; ``train_limit``: use only the
-    first n training images for SGD (tests); ``data_dir``: MNIST files (default:
-    the copy shipped with fastinit; on a cluster the folder must exist on the workers);
-    ``checkpoints``: steps (each from 1 to ``steps``) after which every cell is also
-    evaluated, within the same run; ``validate`` sorts them and adds ``steps`` as the last.
-    ``()`` (default): evaluated once, after ``steps``.
+    Parameters
+    ----------
+    sw2 : tuple of float
+        Weight variances sigma_w^2 (weights N(0, sw2 / fan_in)).
+    depths : tuple of int
+        Numbers of hidden layers.
+    seeds : tuple of int
+        One run per seed.
+    sb2 : float
+        Bias variance.
+    activation : str
+        The activation of every hidden layer.
+    width : int
+        Units per hidden layer.
+    steps : int
+        Plain SGD steps.
+    lr : float
+        SGD learning rate.
+    batch_size : int
+        Images per mini-batch.
+    dtype : {"float32", "float64"}
+        Floating-point type.
+    eval_samples : int
+        Training and test images the metrics are measured on.
+    train_limit : int or None
+        Use only the first n training images for SGD (tests).
+    data_dir : str or None
+        MNIST files (default: the copy shipped with fastinit; on a cluster the folder must
+        exist on the workers).
+    checkpoints : tuple of int
+        Steps (each from 1 to ``steps``) after which every cell is also evaluated, within the
+        same run; ``validate`` sorts them and adds ``steps`` as the last. ``()`` (default):
+        evaluated once, after ``steps``.
     """
 
     sw2: tuple = (1.0, 1.75, 2.5, 4.0)
@@ -156,7 +192,18 @@ class SweepConfig:
     checkpoints: tuple = ()
 
     def validate(self):
-        """Return the config with normalised types; raise ``ValueError``/``TypeError`` naming a bad field."""
+        """The config with normalised types.
+
+        Returns
+        -------
+        SweepConfig
+            A checked copy: tuples of float/int, ``checkpoints`` sorted and ending at ``steps``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming a bad field.
+        """
 
         def values(name, cast, ok, what):
             raw = getattr(self, name)
@@ -223,7 +270,13 @@ class SweepConfig:
         return tuple(self.checkpoints) or (self.steps,)
 
     def cells(self):
-        """Every :class:`Cell`, deepest first (long cells start early, so a pool ends evenly)."""
+        """Every :class:`Cell`, deepest first (long cells start early, so a pool ends evenly).
+
+        Returns
+        -------
+        list of Cell
+            Sorted by depth (deepest first), then sw2 and seed index.
+        """
         out = [
             Cell(i, j, k, s, d, seed)
             for i, s in enumerate(self.sw2)
@@ -233,7 +286,13 @@ class SweepConfig:
         return sorted(out, key=lambda c: (-c.depth, c.i, c.k))
 
     def identity(self):
-        """What a cell's numbers depend on besides its grid values (resuming needs these equal)."""
+        """What a cell's numbers depend on besides its grid values (resuming needs these equal).
+
+        Returns
+        -------
+        dict
+            Every field but ``sw2``, ``depths`` and ``seeds``.
+        """
         d = asdict(self)
         for axis in ("sw2", "depths", "seeds"):
             d.pop(axis)
@@ -277,7 +336,9 @@ def run_cell(config, cell, backend="cpu"):
     config : SweepConfig
         Validated (:meth:`SweepConfig.validate`).
     cell : Cell
-    backend : {"cpu", "numpy", "cuda"}, optional
+        The grid point to train.
+    backend : {"cpu", "numpy", "cuda"}, default "cpu"
+        The engine.
 
     Returns
     -------
@@ -345,12 +406,27 @@ def run_cell(config, cell, backend="cpu"):
 class SweepResult:
     """A sweep's grid and measurements (see :func:`read`).
 
-    ``metrics``: name -> float64 (n_sw2, n_depths, n_seeds), NaN where not
-    done (with checkpoints: the values at the last one); ``done``: bool of the
-    same shape; ``xi_c`` and ``xi_q`` (n_sw2,) from the theory (correlation and
-    variance depth scales); ``critical_sw2``: the edge of chaos;
-    ``checkpoint_metrics``: name -> float64 (n_sw2, n_depths, n_seeds,
-    n_checkpoints) at ``config.checkpoints`` (empty without checkpoints)."""
+    Parameters
+    ----------
+    name : str
+        The sweep's name (its group ``/sweep/<name>``).
+    config : SweepConfig
+        The validated grid.
+    metrics : dict
+        Name -> float64 (n_sw2, n_depths, n_seeds), NaN where not done (with checkpoints: the
+        values at the last one).
+    done : numpy.ndarray
+        bool (n_sw2, n_depths, n_seeds): which cells are done.
+    xi_c : numpy.ndarray
+        float64 (n_sw2,): the theory's correlation depth scale.
+    critical_sw2 : float
+        The edge of chaos.
+    checkpoint_metrics : dict, optional
+        Name -> float64 (n_sw2, n_depths, n_seeds, n_checkpoints) at ``config.checkpoints``
+        (empty without checkpoints).
+    xi_q : numpy.ndarray, optional
+        float64 (n_sw2,): the theory's variance depth scale; computed from ``config`` when None.
+    """
 
     name: str
     config: SweepConfig
@@ -373,15 +449,56 @@ class SweepResult:
     # The result's own statistics, so that figures (fastinit.plots) need only the result.
 
     def seed_mean(self, metric, checkpoint=None):
-        """The mean of ``metric`` over the done seeds of each cell; see :func:`seed_mean`."""
+        """The mean of ``metric`` over the done seeds of each cell.
+
+        Parameters
+        ----------
+        metric : str
+            One of :data:`METRICS`.
+        checkpoint : int, optional
+            As in :func:`seed_mean`.
+
+        Returns
+        -------
+        numpy.ndarray
+            As :func:`seed_mean` returns it.
+        """
         return seed_mean(self, metric, checkpoint)
 
     def trainable_depth(self, threshold=0.5, metric="train_accuracy", checkpoint=None):
-        """The deepest depth that trains at each sw2; see :func:`trainable_depth`."""
+        """The deepest depth that trains at each sw2.
+
+        Parameters
+        ----------
+        threshold : float, default 0.5
+            As in :func:`trainable_depth`.
+        metric : str, default "train_accuracy"
+            As in :func:`trainable_depth`.
+        checkpoint : int, optional
+            As in :func:`seed_mean`.
+
+        Returns
+        -------
+        numpy.ndarray
+            As :func:`trainable_depth` returns it.
+        """
         return trainable_depth(self, threshold, metric, checkpoint)
 
     def fit_multiplier(self, threshold=0.5, checkpoint=None):
-        """n in "deepest trainable depth = n xi" per phase; see :func:`fit_multiplier`."""
+        """n in "deepest trainable depth = n xi" per phase.
+
+        Parameters
+        ----------
+        threshold : float, default 0.5
+            As in :func:`fit_multiplier`.
+        checkpoint : int, optional
+            As in :func:`fit_multiplier`.
+
+        Returns
+        -------
+        dict
+            As :func:`fit_multiplier` returns it.
+        """
         return fit_multiplier(self, threshold, checkpoint)
 
 
@@ -435,8 +552,25 @@ def check_name(name):
 def read(path, name):
     """The :class:`SweepResult` stored as ``/sweep/<name>`` in ``path``.
 
-    Raises ``StoreError`` for a missing or unreadable file, ``KeyError`` (with
-    the sweeps the file has) for a missing sweep."""
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 results file.
+    name : str
+        The sweep's name.
+
+    Returns
+    -------
+    SweepResult
+        As stored (``xi_q`` computed for sweeps stored before it was).
+
+    Raises
+    ------
+    fastinit.store.StoreError
+        For a missing or unreadable file.
+    KeyError
+        For a missing sweep (the message lists the sweeps the file has).
+    """
     from ..store import open_read
 
     with open_read(path) as f:
@@ -606,8 +740,9 @@ def run(
     log=print,
     **overrides,
 ):
-    """Run every cell of ``config`` (plus keyword ``overrides``) and return the :class:`SweepResult`;
-    write nothing (:func:`sweep` is the stored, resumable form, :func:`save` stores a result).
+    """Run every cell of ``config`` (plus keyword ``overrides``) in memory; write nothing.
+
+    :func:`sweep` is the stored, resumable form; :func:`write` stores a result.
 
     Parameters
     ----------
@@ -616,11 +751,13 @@ def run(
     name : str, default "sweep"
         The result's name (its group ``/sweep/<name>`` once saved).
     backend : {"cpu", "numpy", "cuda"}, default "cpu"
+        The engine every cell trains on.
     executor : {"pool", "engine"}, default "pool"
         ``"pool"``: the cells run in ``processes`` local processes (default: one per core), one
         single-threaded cell each; ``"engine"``: one cell at a time here on the engine's
         parallel step.
     processes : int, optional
+        How many local processes the ``"pool"`` executor uses.
     scheduler : str, optional
         ``tcp://HOST:PORT``: send the cells to that Dask cluster instead.
     workers : int, optional
@@ -628,6 +765,7 @@ def run(
     connect_timeout : float, default 10.0
         Seconds to wait for the ``scheduler``.
     progress : bool, default True
+        Show a progress bar (``fastinit.progress``).
     log : callable, default print
         Receives one-line messages.
     **overrides
@@ -670,16 +808,56 @@ def sweep(
     log=print,
     **overrides,
 ):
-    """Run every cell of ``config`` (plus keyword ``overrides``) not yet in ``out``; return the
-    :class:`SweepResult`.
+    """Run every cell of ``config`` (plus keyword ``overrides``) not yet in ``out``.
 
-    Where the cells run: as :func:`run`. Only this process writes ``out``: the done
-    cells are saved at least every ``save_every`` seconds, at the end and when stopped,
-    so a stopped sweep resumes where it was. ``restart`` discards a stored sweep of the
-    same name.
+    Only this process writes ``out``: the done cells are saved at least every ``save_every``
+    seconds, at the end and when stopped, so a stopped sweep resumes where it was.
 
-    Raises ``ValueError``/``TypeError`` for a bad config, ``StoreError`` for an
-    unwritable file, :class:`SweepError` for an unreachable cluster or a broken pool.
+    Parameters
+    ----------
+    config : SweepConfig, optional
+        Validated here; default: ``SweepConfig()``.
+    out : str or os.PathLike, default "fastinit-results.h5"
+        The HDF5 results file.
+    name : str, default "sweep"
+        The sweep's group, ``/sweep/<name>``.
+    scheduler : str, optional
+        As in :func:`run`.
+    workers : int, optional
+        As in :func:`run`.
+    processes : int, optional
+        As in :func:`run`.
+    executor : {"pool", "engine"}, default "pool"
+        As in :func:`run`.
+    backend : {"cpu", "numpy", "cuda"}, default "cpu"
+        As in :func:`run`.
+    restart : bool, default False
+        Discard a stored sweep of the same name.
+    save_every : float, default 10.0
+        Seconds between saves at most, while cells are done.
+    connect_timeout : float, default 10.0
+        As in :func:`run`.
+    progress : bool, default True
+        As in :func:`run`.
+    log : callable, default print
+        As in :func:`run`.
+    **overrides
+        As in :func:`run`.
+
+    Returns
+    -------
+    SweepResult
+        Every cell done, those stored before included.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad config, name or executor, or a stored sweep of the same name with other
+        settings (unless ``restart``).
+    fastinit.store.StoreError
+        For an unwritable file.
+    SweepError
+        For an unreachable cluster or a broken pool.
     """
     from ..store import check_output_path
 
@@ -805,8 +983,10 @@ def trainable_depth(result, threshold=0.5, metric="train_accuracy", checkpoint=N
     Parameters
     ----------
     result : SweepResult
-    threshold : float, optional
-    metric : str, optional
+        The sweep.
+    threshold : float, default 0.5
+        The mean from which a depth counts as trainable.
+    metric : str, default "train_accuracy"
         One of :data:`METRICS`: its mean over seeds (:func:`seed_mean`) is compared with ``threshold``.
     checkpoint : int, optional
         As in :func:`seed_mean`.
@@ -837,6 +1017,7 @@ def seed_mean(result, metric, checkpoint=None):
     Parameters
     ----------
     result : SweepResult
+        The sweep.
     metric : str
         One of :data:`METRICS`.
     checkpoint : int, optional
@@ -879,6 +1060,7 @@ def depth_scales(result):
     Parameters
     ----------
     result : SweepResult
+        The sweep.
 
     Returns
     -------
@@ -896,12 +1078,15 @@ def depth_scales(result):
 
 
 def phases(result):
-    """Each row's phase by the theory's chi1: ``"ordered"`` (chi1 < 1), ``"chaotic"`` (chi1 > 1;
-    for unbounded activations the theory calls it exploding) or ``"critical"``.
+    """Each row's phase by the theory's chi1.
+
+    ``"ordered"`` (chi1 < 1), ``"chaotic"`` (chi1 > 1; for unbounded activations the theory
+    calls it exploding) or ``"critical"``.
 
     Parameters
     ----------
     result : SweepResult
+        The sweep.
 
     Returns
     -------
@@ -917,13 +1102,31 @@ def phases(result):
 class MultiplierFit:
     """n in "deepest trainable depth = n xi" for one phase at one checkpoint (see :func:`fit_multiplier`).
 
-    ``n``: geometric mean of D / xi over the rows used, D the deepest grid depth that trains;
-    ``n_upper``: the same with D replaced by the next grid depth (which does not train), so the
-    boundary's multiplier lies in [n, n_upper) up to the grid's resolution; ``ratios``: D / xi
-    per row used; ``sw2``: those rows; ``above``: rows where the deepest grid depth trains
-    (boundary beyond the grid, only a lower bound); ``below``: rows where no depth trains;
-    ``scale``: the depth scale compared with (``xi_c``, or ``xi_q`` where ``xi_c`` is infinite).
-    ``n`` and ``n_upper`` are NaN when no row is usable."""
+    Parameters
+    ----------
+    phase : {"ordered", "chaotic"}
+        The phase.
+    step : int
+        The SGD step of the checkpoint.
+    n : float
+        Geometric mean of D / xi over the rows used, D the deepest grid depth that trains;
+        NaN when no row is usable.
+    n_upper : float
+        The same with D replaced by the next grid depth (which does not train), so the
+        boundary's multiplier lies in [n, n_upper) up to the grid's resolution; NaN when no
+        row is usable.
+    ratios : tuple of float
+        D / xi per row used.
+    sw2 : tuple of float
+        Those rows.
+    above : tuple of float
+        The sw2 of rows where the deepest grid depth trains (boundary beyond the grid, only a
+        lower bound).
+    below : tuple of float
+        The sw2 of rows where no depth trains.
+    scale : str
+        The depth scale compared with (``xi_c``, or ``xi_q`` where ``xi_c`` is infinite).
+    """
 
     phase: str
     step: int
@@ -946,7 +1149,8 @@ def fit_multiplier(result, threshold=0.5, checkpoint=None):
     Parameters
     ----------
     result : SweepResult
-    threshold : float, optional
+        The sweep.
+    threshold : float, default 0.5
         Mean train accuracy from which a network counts as trainable.
     checkpoint : int, optional
         Index into ``result.config.checkpoints``; ``None``: after all ``steps``.
@@ -1047,9 +1251,11 @@ def caveats(result, threshold=0.5):
 
 
 def format_summary(result, threshold=0.5):
-    """A few lines: per sw2 the deepest depth that trains (mean train accuracy >= ``threshold``) against
-    the theory's 6 xi_c, at each checkpoint if the sweep has them, n in "deepest = n xi_c" per phase,
-    and the caveats.
+    """A few lines comparing the deepest depth that trains with the theory's 6 xi_c.
+
+    Per sw2 the deepest depth that trains (mean train accuracy >= ``threshold``) against the
+    theory's 6 xi_c, at each checkpoint if the sweep has them, n in "deepest = n xi_c" per
+    phase, and the caveats.
 
     Parameters
     ----------

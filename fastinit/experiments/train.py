@@ -123,7 +123,17 @@ SNAPSHOT_SEEDS = ("first", "all", "none")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: an init spec and the activation it trains with; ``name`` is the HDF5 group."""
+    """One run: an init spec and the activation it trains with.
+
+    Parameters
+    ----------
+    name : str
+        The run spec as given, ``INIT`` or ``INIT:ACTIVATION``; its HDF5 group's name.
+    init : str
+        The init spec.
+    activation : str
+        The activation it trains with.
+    """
 
     name: str
     init: str
@@ -134,8 +144,24 @@ def parse_run(spec, default_activation="relu"):
     """Parse ``INIT`` or ``INIT:ACTIVATION`` into a :class:`RunSpec`.
 
     The init part is validated with :func:`fastinit.init.parse_init`; the
-    activation must be one of linear, sigmoid, tanh, relu. Raises ``ValueError``
-    naming the bad part.
+    activation must be one of linear, sigmoid, tanh, relu.
+
+    Parameters
+    ----------
+    spec : str
+        ``INIT`` or ``INIT:ACTIVATION``.
+    default_activation : str, default "relu"
+        The activation of a spec that names none.
+
+    Returns
+    -------
+    RunSpec
+        ``name`` is ``spec`` stripped; the activation lower-cased.
+
+    Raises
+    ------
+    ValueError
+        Naming the bad part: an empty spec, an unknown activation or init, or an init with '/'.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"run spec must be a non-empty string like 'he' or 'xavier:sigmoid', got {spec!r}")
@@ -158,20 +184,45 @@ def parse_run(spec, default_activation="relu"):
 class TrainConfig:
     """Everything that defines a training study (defaults: the classic experiment).
 
-    ``runs``: run specs (``INIT`` or ``INIT:ACTIVATION``); ``activation``: the
-    default activation; ``sizes``: layer widths, input first (must match the
-    data's features) and classes last; ``eval_every``: steps between test
-    accuracy evaluations; ``snapshot_every``: steps between activation
-    snapshots; ``probe_samples``: test images in the probe batch;
-    ``final_window``: steps averaged for ``final_train_loss``;
-    ``snapshot_seeds``: which seeds record the probe snapshots, ``"first"``
-    (the first of ``seeds``: what the figures read), ``"all"`` or ``"none"``;
-    ``gradient_snapshots``: how many of those snapshots, spread from the
-    first to the last, also record the per-image gradients (0: none); ``seeds``:
-    distinct non-negative ints, each run is trained once per seed (the
-    weights and the mini-batch order come from the seed);
-    ``train_limit`` / ``test_limit``: use only the first n images (for
-    quick runs and tests; ``None`` uses all).
+    Parameters
+    ----------
+    runs : tuple of str
+        Run specs (``INIT`` or ``INIT:ACTIVATION``).
+    activation : str
+        The default activation.
+    sizes : tuple of int
+        Layer widths, input first (must match the data's features) and classes last.
+    lr : float
+        SGD learning rate.
+    batch_size : int
+        Images per mini-batch.
+    iterations : int
+        SGD steps per run.
+    seeds : tuple of int
+        Distinct non-negative ints; each run is trained once per seed (the weights and the
+        mini-batch order come from the seed).
+    backend : str
+        Kernel backend.
+    dtype : {"float32", "float64"}
+        Floating-point type.
+    eval_every : int
+        Steps between test accuracy evaluations.
+    snapshot_every : int
+        Steps between activation snapshots.
+    probe_samples : int
+        Test images in the probe batch.
+    final_window : int
+        Steps averaged for ``final_train_loss``.
+    snapshot_seeds : {"first", "all", "none"}
+        Which seeds record the probe snapshots; ``"first"`` (the first of ``seeds``) is what
+        the figures read.
+    gradient_snapshots : int
+        How many of those snapshots, spread from the first to the last, also record the
+        per-image gradients (0: none).
+    train_limit, test_limit : int or None
+        Use only the first n images (for quick runs and tests; ``None`` uses all).
+    data_dir : str or None
+        Where the MNIST files are (:func:`fastinit.data.load_mnist`).
     """
 
     runs: tuple = DEFAULT_INITS
@@ -194,7 +245,20 @@ class TrainConfig:
     data_dir: str = None
 
     def validate(self):
-        """Check every field; raise ``ValueError``/``TypeError`` naming the bad one. Returns self."""
+        """Check every field.
+
+        Returns
+        -------
+        TrainConfig
+            ``self``.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Naming the bad field.
+        fastinit.backends.BackendError
+            For an unknown backend.
+        """
         if isinstance(self.runs, str) or not self.runs:
             raise ValueError(f"runs must be a non-empty sequence of run specs, got {self.runs!r}")
         specs = [parse_run(r, self.activation) for r in self.runs]
@@ -238,9 +302,17 @@ class TrainConfig:
 
     @property
     def run_specs(self):
+        """The :class:`RunSpec` of each of ``runs``, in order."""
         return [parse_run(r, self.activation) for r in self.runs]
 
     def to_json(self):
+        """The config as JSON, keys sorted (the ``config`` attr of a run's group).
+
+        Returns
+        -------
+        str
+            One JSON object, one key per field.
+        """
         d = asdict(self)
         d["runs"] = list(self.runs)
         d["sizes"] = list(self.sizes)
@@ -253,8 +325,18 @@ def gradient_steps(config):
 
     The ``config.gradient_snapshots`` snapshots spread from the first (step 0)
     to the last planned one, chosen as :func:`snapshot_choice` chooses the
-    snapshots the figures draw. Returns a list of int (empty when
-    ``gradient_snapshots`` is 0)."""
+    snapshots the figures draw.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The study.
+
+    Returns
+    -------
+    list of int
+        The steps, ascending; empty when ``gradient_snapshots`` is 0.
+    """
     n = config.iterations // config.snapshot_every + 1
     return [i * config.snapshot_every for i in _spread(n, config.gradient_snapshots)]
 
@@ -273,7 +355,37 @@ def _spread(n, count):
 
 @dataclass
 class RunResult:
-    """What one run ended with (its curves: :class:`RunCurves`, or the run's HDF5 group)."""
+    """What one run ended with (its curves: :class:`RunCurves`, or the run's HDF5 group).
+
+    Parameters
+    ----------
+    name : str
+        The run spec.
+    init : str
+        The init spec.
+    activation : str
+        The activation it trained with.
+    status : {"complete", "interrupted", "diverged"}
+        How the run ended.
+    iterations_done : int
+        SGD steps taken.
+    final_train_loss : float
+        Mean mini-batch loss over the last ``final_window`` steps.
+    final_test_accuracy : float
+        Accuracy on the test set after the last step, in [0, 1].
+    wall_time_s : float
+        Wall time of the run in seconds.
+    diverged_step : int, default -1
+        The step whose loss was NaN/Inf, or -1.
+    group : str, default ""
+        The run's HDF5 group path (empty when it was not written).
+    init_info : dict, optional
+        A data-driven init's per-layer measurements.
+    seed : int, default 0
+        The seed of the weights and the mini-batch order.
+    init_seconds : float, default 0.0
+        What drawing (or computing) the initial weights took, in seconds (part of the wall time).
+    """
 
     name: str
     init: str
@@ -299,12 +411,26 @@ class RunResult:
 class RunCurves:
     """What one run recorded as it trained: the datasets of its group (module docstring).
 
-    ``loss`` (iterations done,) and ``grad_norm`` (iterations done, layers), float64;
-    ``eval_steps`` (evals,) int64 and ``test_accuracy`` (evals,) float64; ``snapshot_steps``
-    (snapshots,) int64 (empty for a run without snapshots); ``activations`` (snapshots, hidden
-    layers, probe samples, units) in the config's dtype, NaN-padded, None where not recorded;
-    ``gradients`` and ``gradient_steps`` the same at the gradient snapshots, None where not
-    recorded."""
+    Parameters
+    ----------
+    loss : numpy.ndarray
+        float64, (iterations done,): the mini-batch loss of every step.
+    grad_norm : numpy.ndarray
+        float64, (iterations done, layers): the L2 norm of each weight gradient.
+    eval_steps : numpy.ndarray
+        int64, (evals,): the steps of the test accuracy evaluations.
+    test_accuracy : numpy.ndarray
+        float64, (evals,).
+    snapshot_steps : numpy.ndarray
+        int64, (snapshots,); empty for a run without snapshots.
+    activations : numpy.ndarray, optional
+        (snapshots, hidden layers, probe samples, units) in the config's dtype, NaN-padded;
+        None where not recorded.
+    gradient_steps : numpy.ndarray, optional
+        int64, (gradient snapshots,); None where not recorded.
+    gradients : numpy.ndarray, optional
+        Like ``activations``, at ``gradient_steps``; None where not recorded.
+    """
 
     loss: np.ndarray
     grad_norm: np.ndarray
@@ -318,24 +444,50 @@ class RunCurves:
 
 @dataclass
 class TrainResult:
-    """What :func:`run` returns: the validated ``config``, each run and seed's :class:`RunResult`
-    in ``runs`` (in the order of :func:`train`) and its :class:`RunCurves` in ``curves``, keyed by
-    the run's label (``<spec>`` or ``<spec>/seed=<s>``)."""
+    """What :func:`run` returns.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The validated config.
+    runs : list of RunResult, optional
+        Each run and seed's result, in the order of :func:`train`.
+    curves : dict, optional
+        Each run's :class:`RunCurves`, keyed by its label (``<spec>`` or ``<spec>/seed=<s>``).
+    """
 
     config: TrainConfig
     runs: list = field(default_factory=list)
     curves: dict = field(default_factory=dict)
 
     def statistics(self):
-        """Final loss and test accuracy of each run spec over its seeds; see :func:`seed_statistics`."""
+        """Final loss and test accuracy of each run spec over its seeds.
+
+        Returns
+        -------
+        dict
+            As :func:`seed_statistics` returns it.
+        """
         return seed_statistics(self.runs)
 
     def ranking(self):
-        """How the run specs rank by final train loss across seeds; see :func:`seed_ranking`."""
+        """How the run specs rank by final train loss across seeds.
+
+        Returns
+        -------
+        str
+            As :func:`seed_ranking` returns it.
+        """
         return seed_ranking(self.runs)
 
     def table(self):
-        """The plain-text table of the runs; see :func:`format_results`."""
+        """The plain-text table of the runs.
+
+        Returns
+        -------
+        str
+            As :func:`format_results` returns it.
+        """
         return format_results(self.runs)
 
     def run_dicts(self):
@@ -407,11 +559,18 @@ _READ_CURVES = ("loss", "grad_norm", "test_accuracy", "eval_steps", "snapshot_st
 def seed_statistics(results):
     """Final train loss and test accuracy of each run spec over its seeds.
 
-    ``results``: :class:`RunResult` objects. Returns ``{name: dict}`` in the
-    order of first appearance, each with ``seeds`` (list of int),
-    ``complete`` (how many runs completed), ``loss_mean``, ``loss_std``,
-    ``acc_mean``, ``acc_std`` (floats, over the complete runs only; std is the
-    sample std, ddof=1, and 0 for one run; NaN when no run completed).
+    Parameters
+    ----------
+    results : iterable of RunResult
+        The runs, several per name for its seeds.
+
+    Returns
+    -------
+    dict
+        ``{name: dict}`` in the order of first appearance, each with ``seeds`` (list of int),
+        ``complete`` (how many runs completed), ``loss_mean``, ``loss_std``, ``acc_mean``,
+        ``acc_std`` (floats, over the complete runs only; std is the sample std, ddof=1, and 0
+        for one run; NaN when no run completed).
     """
     groups = {}
     for r in results:
@@ -441,13 +600,22 @@ def _mean_std(values):
 
 
 def seed_ranking(results):
-    """One plain sentence (str) on how the run specs of ``results`` rank by final train loss across seeds.
+    """One plain sentence on how the run specs of ``results`` rank by final train loss across seeds.
 
-    When ``he``, ``xavier`` and ``std=0.01`` are all among the runs: whether
-    he < xavier < std=0.01 holds for every seed (naming the seeds where it
-    fails). Otherwise: the ranking by mean final loss and whether every seed
-    ranks the runs the same way. A run that did not complete ranks last for
-    its seed.
+    A run that did not complete ranks last for its seed.
+
+    Parameters
+    ----------
+    results : iterable of RunResult
+        As in :func:`seed_statistics`.
+
+    Returns
+    -------
+    str
+        When ``he``, ``xavier`` and ``std=0.01`` are all among the runs: whether
+        he < xavier < std=0.01 holds for every seed (naming the seeds where it fails).
+        Otherwise: the ranking by mean final loss and whether every seed ranks the runs
+        the same way.
     """
     loss = {}  # seed -> name -> final loss
     for r in results:
@@ -493,9 +661,18 @@ def _loss_text(loss):
 def format_results(results):
     """A plain-text table of :class:`RunResult` (status, final loss, test accuracy, wall time).
 
-    With several seeds, each run's final loss and test accuracy follow as
-    mean ± std over its seeds (:func:`seed_statistics`), then how the inits
-    rank across seeds (:func:`seed_ranking`)."""
+    Parameters
+    ----------
+    results : sequence of RunResult
+        The runs, one per run and seed.
+
+    Returns
+    -------
+    str
+        The table; with several seeds, each run's final loss and test accuracy follow as
+        mean ± std over its seeds (:func:`seed_statistics`), then how the inits rank across
+        seeds (:func:`seed_ranking`).
+    """
     width = max([18] + [len(r.label) for r in results])
     head = f"{'run':<{width}} {'status':<22} {'final loss':>10} {'test acc':>9} {'wall s':>8} {'init s':>7}"
     lines = [head, "-" * len(head)]
@@ -598,12 +775,37 @@ def train(
     ``root`` is given; other groups in it are kept) and returns a list of
     :class:`RunResult`, one per run and seed, run by run and seed by seed
     within a run, in the given orders. Each run is on disk once it ends.
-    ``dataset``, ``progress`` and ``log``: as :func:`run`.
+    ``KeyboardInterrupt`` propagates after the file is saved with the current run marked
+    interrupted.
 
-    Raises ``ValueError``/``TypeError`` for a bad config, ``DataError`` for bad
-    data, ``StoreError`` for an unwritable file, ``BackendError`` for a backend
-    that cannot run. ``KeyboardInterrupt`` propagates after the file is saved
-    with the current run marked interrupted.
+    Parameters
+    ----------
+    config : TrainConfig, optional
+        Validated here; default: the classic experiment.
+    out : str or os.PathLike, default "fastinit-results.h5"
+        The HDF5 results file.
+    dataset : fastinit.data.MNIST, optional
+        As in :func:`run`.
+    root : str, default "train"
+        The runs go under ``/<root>``.
+    progress : bool, default True
+        As in :func:`run`.
+    log : callable, default print
+        As in :func:`run`.
+    **overrides
+        Fields of ``config`` to replace.
+
+    Returns
+    -------
+    list of RunResult
+        One per run and seed.
+
+    Raises
+    ------
+    fastinit.store.StoreError
+        For an unwritable file.
+    ValueError, TypeError, fastinit.data.DataError, fastinit.backends.BackendError
+        As in :func:`run`.
     """
     from ..store import open_results, record_gpu
 
@@ -695,16 +897,37 @@ def _each_group(f, root, config, fill):
 
 
 def train_run(group, spec, config, dataset, *, seed=None, progress=True, log=print, snapshots=None):
-    """Train one run into the (already created) HDF5 ``group``; return a :class:`RunResult`.
+    """Train one run into the (already created) HDF5 ``group``.
 
-    ``dataset`` is a :class:`fastinit.data.MNIST`; ``seed`` (default: the
-    first of ``config.seeds``) draws the weights and the mini-batch order.
-    ``snapshots``: whether to record the probe snapshots (default: as
-    ``config.snapshot_seeds`` says for this seed).
     The run is recorded in memory, then written into ``group`` (layout in the module
     docstring). A NaN/Inf loss ends the run with status ``diverged``. On
     ``KeyboardInterrupt`` what was computed is written, the group is marked
     ``interrupted`` and the interrupt re-raised.
+
+    Parameters
+    ----------
+    group : h5py.Group
+        The run's group, already created.
+    spec : RunSpec
+        The run.
+    config : TrainConfig
+        The validated study.
+    dataset : fastinit.data.MNIST
+        The data.
+    seed : int, optional
+        Draws the weights and the mini-batch order (default: the first of ``config.seeds``).
+    progress : bool, default True
+        As in :func:`run`.
+    log : callable, default print
+        As in :func:`run`.
+    snapshots : bool, optional
+        Whether to record the probe snapshots (default: as ``config.snapshot_seeds`` says
+        for this seed).
+
+    Returns
+    -------
+    RunResult
+        What the run ended with.
     """
     from ..store import mark_interrupted
 
@@ -1029,14 +1252,30 @@ def _seed_groups(group):
 def read_runs(path, names=None):
     """Read the ``/train`` runs of a results file into plain dicts, in file order, seeds in run order.
 
-    One dict per run and seed, with ``name`` (the run spec), ``label`` (the
-    group path under /train: ``<spec>`` or ``<spec>/seed=<s>``), ``seed``
-    (int), ``loss``, ``grad_norm``, ``test_accuracy``, ``eval_steps``,
-    ``snapshot_steps`` (NumPy arrays) and ``attrs`` (dict); ``activations``
-    is left in the file (it can be large): read it with
-    :func:`read_activations`. ``names`` selects run specs (every seed of
-    each). Raises ``StoreError`` for an unreadable file and ``KeyError`` when
-    a named run is missing.
+    ``activations`` is left in the file (it can be large): read it with
+    :func:`read_activations`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 results file.
+    names : sequence of str, optional
+        The run specs to read (every seed of each); default all.
+
+    Returns
+    -------
+    list of dict
+        One per run and seed, with ``name`` (the run spec), ``label`` (the group path under
+        /train: ``<spec>`` or ``<spec>/seed=<s>``), ``seed`` (int), ``loss``, ``grad_norm``,
+        ``test_accuracy``, ``eval_steps``, ``snapshot_steps`` (NumPy arrays) and ``attrs``
+        (dict); empty when the file has no ``/train`` and no ``names`` are given.
+
+    Raises
+    ------
+    fastinit.store.StoreError
+        For an unreadable file.
+    KeyError
+        When a named run (or ``/train`` itself) is missing.
     """
     from ..store import open_read, plain
 
@@ -1071,10 +1310,32 @@ def _steps_key(group, dataset):
 def read_activations(path, name, snapshots=None, dataset="activations"):
     """Read ``/train/<name>/activations`` (or the snapshot indices ``snapshots``) and their steps.
 
-    ``name`` is a run's label: ``<spec>``, or ``<spec>/seed=<s>`` for a run with several seeds;
-    ``dataset="gradients"`` reads the probe batch's gradients instead (at their own steps,
-    ``gradient_steps``; indices count those snapshots). Raises ``KeyError`` when the run
-    has no such snapshots."""
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 results file.
+    name : str
+        A run's label: ``<spec>``, or ``<spec>/seed=<s>`` for a run with several seeds.
+    snapshots : sequence of int, optional
+        Indices of the snapshots to read (sorted here); default all.
+    dataset : {"activations", "gradients"}, default "activations"
+        ``"gradients"`` reads the probe batch's gradients instead (at their own steps,
+        ``gradient_steps``; indices count those snapshots).
+
+    Returns
+    -------
+    values : numpy.ndarray
+        (snapshots, hidden layers, probe samples, units), as stored.
+    steps : numpy.ndarray
+        (snapshots,) int: the step of each.
+
+    Raises
+    ------
+    KeyError
+        When the run has no such snapshots.
+    fastinit.store.StoreError
+        For an unreadable file.
+    """
     from ..store import open_read
 
     with open_read(path) as f:
@@ -1090,8 +1351,29 @@ def read_activations(path, name, snapshots=None, dataset="activations"):
 
 
 def snapshot_choice(path, name, count=4, dataset="activations"):
-    """Indices of up to ``count`` snapshots of run ``name`` (a label, as in :func:`read_activations`),
-    spread from the first to the last; ``dataset="gradients"`` counts the gradient snapshots."""
+    """Indices of up to ``count`` snapshots of a run, spread from the first to the last.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 results file.
+    name : str
+        The run's label, as in :func:`read_activations`.
+    count : int, default 4
+        How many snapshots at most.
+    dataset : {"activations", "gradients"}, default "activations"
+        ``"gradients"`` counts the gradient snapshots.
+
+    Returns
+    -------
+    list of int
+        Ascending indices; empty when the run has no such snapshots.
+
+    Raises
+    ------
+    fastinit.store.StoreError
+        For an unreadable file.
+    """
     from ..store import open_read
 
     with open_read(path) as f:
