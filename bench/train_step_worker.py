@@ -82,9 +82,9 @@ def main(backend):
     for _ in range(WARMUP):
         step()
     if backend == "cpu":
-        from fastinit.engines.cpu import wait_compiled
+        from fastinit.engines import engine_class
 
-        wait_compiled()
+        engine_class("cpu").wait_compiled()
         step()
     print(json.dumps({"ready": backend, "first_loss": first, "machine": describe()}), flush=True)
     for line in sys.stdin:
