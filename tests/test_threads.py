@@ -88,6 +88,31 @@ def test_train_command_holds_the_setting_for_its_backend(tmp_path, monkeypatch, 
     assert threads.blas_threads() == before
 
 
+@pytest.mark.parametrize("backend, inside", [("cpu", {1}), ("numpy", None)])
+def test_train_run_holds_the_setting_for_its_backend(monkeypatch, backend, inside):
+    """The library's ``train.run`` holds what the command holds, only while it runs."""
+    from types import SimpleNamespace
+
+    from test_train import synthetic
+
+    import fastinit.experiments.train as train_module
+
+    before = _blas()
+    if not before:
+        pytest.skip("no BLAS library with a thread pool is loaded")
+    seen = []
+
+    def fake_train(record, dataset, **kwargs):
+        seen.append(threads.blas_threads())
+        return SimpleNamespace(label="he")
+
+    monkeypatch.setattr(train_module, "_train", fake_train)
+    train_module.run(train_module.TrainConfig(runs=("he",), backend=backend), dataset=synthetic())
+    assert len(seen) == 1 and set(seen[0].values()) == (inside or set(before.values()))
+    after = threads.blas_threads()  # (a library loaded meanwhile keeps its own count)
+    assert {path: after[path] for path in before} == before
+
+
 def _pools_in_worker(item):
     import numba
 

@@ -86,6 +86,7 @@ from ..data import load_mnist
 from ..init import parse_init
 from ..mlp import MLP, compile_backend
 from ..progress import Progress
+from ..threads import pools_for
 from ..training import sgd
 from .config_checks import positive_int, positive_number
 
@@ -718,6 +719,9 @@ def run(config=None, *, dataset=None, progress=True, log=print, **overrides):
     The same runs as :func:`train`, in the same order and with the same numbers, but no file
     is written: every run's curves come back in the result (:func:`write` stores it).
 
+    On the cpu backend BLAS is held to one thread while the runs train
+    (``fastinit.threads.pools_for``), as ``fastinit train`` does, and restored after.
+
     Parameters
     ----------
     config : TrainConfig, optional
@@ -748,13 +752,14 @@ def run(config=None, *, dataset=None, progress=True, log=print, **overrides):
     """
     config, dataset = _prepare(config, dataset, overrides)
     result = TrainResult(config)
-    for spec in config.run_specs:
-        for seed in config.seeds:
-            path = _group_path("train", config, spec, seed)
-            record = _Record(config, spec, seed, path, _probe_rows(config, dataset))
-            done = _train(record, dataset, progress=progress, log=log)
-            result.runs.append(done)
-            result.curves[done.label] = record.curves()
+    with pools_for(config.backend):
+        for spec in config.run_specs:
+            for seed in config.seeds:
+                path = _group_path("train", config, spec, seed)
+                record = _Record(config, spec, seed, path, _probe_rows(config, dataset))
+                done = _train(record, dataset, progress=progress, log=log)
+                result.runs.append(done)
+                result.curves[done.label] = record.curves()
     return result
 
 
@@ -810,7 +815,7 @@ def train(
     from ..store import open_results, record_gpu
 
     config, dataset = _prepare(config, dataset, overrides)
-    with open_results(out) as f:
+    with open_results(out) as f, pools_for(config.backend):
         record_gpu(f, config.backend)
 
         def trained(group, spec, seed):
