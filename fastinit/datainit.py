@@ -24,35 +24,48 @@ strings and options are parsed, with the other schemes, by
     Each hidden layer in turn is the encoder of a one-hidden-layer autoencoder
     ``r = act(x @ W + b) @ V + c``, trained on the previous layer's codes (the
     first on the data): ``steps`` plain SGD steps of learning rate ``lr`` on
-    ``batch`` rows drawn with replacement, on the mean squared error
-    ``mean((r - x)**2)`` over every entry (the ``mean_squared_error`` kernel).
-    The code layer uses the network's activation, the decoder is linear (codes
-    and data may take any real value). Weights are *not* tied (``V`` is not
-    ``W.T``): the gradient is then exactly two ``dense_backward`` calls, and
-    the decoder, thrown away afterwards, may scale freely. The encoders'
-    weights and biases become the hidden layers' init. Encoders and the output
-    layer start from ``he`` for relu networks and ``xavier`` (Glorot)
-    otherwise, decoders from ``xavier``, all biases from zero; the output
-    layer is not pre-trained (it keeps that draw and a zero bias). The default
-    ``lr=1.0`` suits the mean over all entries, whose gradient is
-    ``2 (r - x) / (batch * width)``: on MNIST it is stable for sigmoid, tanh
-    and relu (tanh diverged at 10).
+    mini-batches of ``batch`` rows (all rows when there are fewer), on the mean
+    squared error ``mean((r - x)**2)`` over every entry (the
+    ``mean_squared_error`` kernel). The code layer uses the network's
+    activation, the decoder is linear (codes and data may take any real
+    value). Weights are *not* tied (``V`` is not ``W.T``): the gradient is
+    then exactly two ``dense_backward`` calls, and the decoder, thrown away
+    afterwards, may scale freely. The encoders' weights and biases become the
+    hidden layers' init. Encoders and the output layer start from ``he`` for
+    relu networks and ``xavier`` (Glorot) otherwise, decoders from
+    ``xavier``, all biases from zero; the output layer is not pre-trained (it
+    keeps that draw and a zero bias). The default ``lr=1.0`` suits the mean
+    over all entries, whose gradient is ``2 (r - x) / (batch * width)``: on
+    MNIST it is stable for sigmoid, tanh and relu (tanh diverged at 10).
+
+    Each autoencoder trains through ``fastinit.training.sgd``, the loop that
+    trains the MLPs: its mini-batches are epochs of the rows, sampled without
+    replacement (``fastinit.training.batch_indices``), their order seeded by
+    one number drawn per layer from the caller's generator. An autoencoder
+    whose loss turns NaN or Inf stops there: its layer keeps the weights it
+    has, gets a ``RuntimeWarning``, and ``info["diverged"]`` records True for
+    it (``info["steps_done"]`` the steps it took); nothing raises.
 
 Both run on the MLP's backend through its kernel module (``fastinit.kernels.reference``,
 ``fastinit.kernels.cpu``, ``fastinit.kernels.cuda``): dense_forward, dense_backward,
 mean_squared_error, sgd_update; on cuda the data and the autoencoder stay on
-the device and mini-batches are gathered there. Randomness comes from the
+the device, each step copies its row numbers there and gathers its mini-batch
+there, and reads back only its loss. Randomness comes from the
 caller's ``numpy.random.Generator`` only, so a seed gives the same weights on
 every run (and, within float rounding, on every backend).
 """
 
 import math
 import warnings
+from collections.abc import Callable
+from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 
 from .backends import kernels_for
 from .init import init_weights, parse_init
+from .training import sgd
 
 __all__ = ["initialise", "check_data"]
 
@@ -133,7 +146,8 @@ def initialise(init, sizes, activation, data, rng, dtype, backend):
         Per-layer lists: for lsuv ``variance_before``, ``variance``, ``iterations``,
         ``converged`` (every layer); for pretrain ``loss_before``, ``loss_after``
         (each hidden layer's reconstruction error on up to ``EVAL_ROWS`` rows of its
-        input).
+        input), ``steps_done`` (its SGD steps) and ``diverged`` (whether its loss
+        turned NaN or Inf, which ended its training early).
 
     Raises
     ------
@@ -143,7 +157,8 @@ def initialise(init, sizes, activation, data, rng, dtype, backend):
     Warns
     -----
     RuntimeWarning
-        From lsuv, naming a layer left unconverged (see the module docstring).
+        From lsuv, naming a layer left unconverged; from pretrain, naming a layer whose
+        autoencoder diverged (see the module docstring).
     """
     scheme = parse_init(init)
     if not scheme.data_driven:
@@ -152,23 +167,35 @@ def initialise(init, sizes, activation, data, rng, dtype, backend):
     return run(tuple(sizes), activation, data, rng, np.dtype(dtype), backend, **dict(scheme.options))
 
 
-def _device(backend, dtype):
-    """(kernel module, put, get, take, empty) for ``backend``: ``put`` makes a host array
-    usable by the kernels, ``get`` returns a host copy, ``take(x, idx, out)`` gathers rows
-    ``idx`` (already ``put``) of ``x`` into ``out``, ``empty(shape)`` allocates a buffer."""
-    k = kernels_for(backend)
-    if backend == "cuda":
-        from numba import cuda
+class _Device(NamedTuple):
+    """A backend's kernel module and the four ways data-driven inits handle its arrays."""
 
-        return (
-            k,
-            k.as_device,
-            lambda a: a.copy_to_host(),
-            k.gather_rows_into,
-            lambda s: cuda.device_array(s, dtype),
-        )
-    take = lambda x, idx, out: np.take(x, idx, axis=0, out=out)  # noqa: E731
-    return k, np.ascontiguousarray, np.array, take, lambda s: np.empty(s, dtype)
+    k: ModuleType  #: the kernel module
+    put: Callable  #: ``put(a)``: a host array as an array the kernels take
+    get: Callable  #: ``get(a)``: a host copy
+    take: Callable  #: ``take(x, idx, out)``: gather the rows ``idx`` (host ints) of ``x`` into ``out``
+    empty: Callable  #: ``empty(shape)``: a buffer of the dtype
+
+
+def _device(backend, dtype):
+    """The :class:`_Device` of ``backend`` for arrays of ``dtype``; on cuda, ``take`` copies
+    the row numbers into a device buffer kept per number of rows and gathers there."""
+    k = kernels_for(backend)
+    if backend != "cuda":
+        take = lambda x, idx, out: np.take(x, idx, axis=0, out=out)  # noqa: E731
+        return _Device(k, np.ascontiguousarray, np.array, take, lambda s: np.empty(s, dtype))
+    from numba import cuda
+
+    rows = {}  # number of rows -> the device buffer of their numbers
+
+    def take(x, idx, out):
+        idx = np.ascontiguousarray(idx, dtype=np.int64)
+        if idx.size not in rows:
+            rows[idx.size] = cuda.device_array(idx.size, np.int64)
+        rows[idx.size].copy_to_device(idx)
+        return k.gather_rows_into(x, rows[idx.size], out)
+
+    return _Device(k, k.as_device, lambda a: a.copy_to_host(), take, lambda s: cuda.device_array(s, dtype))
 
 
 # --------------------------------------------------------------------------- lsuv
@@ -212,50 +239,83 @@ def _lsuv(sizes, activation, data, rng, dtype, backend, *, tol, batch, max_iter)
 
 
 def _pretrain(sizes, activation, data, rng, dtype, backend, *, steps, lr, batch):
-    k, put, get, take, empty = _device(backend, dtype)
+    dev = _device(backend, dtype)
     base = "he" if activation == "relu" else "xavier"
     n = data.shape[0]
-    x = put(data)
-    eval_rows = put(rng.choice(n, size=min(n, EVAL_ROWS), replace=False))
+    x = dev.put(data)
+    eval_rows = rng.choice(n, size=min(n, EVAL_ROWS), replace=False)
     weights, biases = [], []
-    info = {"loss_before": [], "loss_after": []}
-    for fi, fo in zip(sizes[:-2], sizes[1:-1]):
-        enc = (put(init_weights(base, fi, fo, rng, dtype)), put(np.zeros(fo, dtype)))
-        dec = (put(init_weights("xavier", fo, fi, rng, dtype)), put(np.zeros(fi, dtype)))
-        x_eval = take(x, eval_rows, empty((eval_rows.shape[0], fi)))
-        info["loss_before"].append(_reconstruction_error(k, x_eval, enc, dec, activation))
-        _train_autoencoder(
-            k, take, empty, x, put(rng.integers(0, n, size=(steps, batch))), enc, dec, activation, lr
-        )
-        info["loss_after"].append(_reconstruction_error(k, x_eval, enc, dec, activation))
-        weights.append(get(enc[0]))
-        biases.append(get(enc[1]))
-        x = k.dense_forward(x, enc[0], enc[1], activation)  # the codes: the next autoencoder's data
+    info = {"loss_before": [], "loss_after": [], "steps_done": [], "diverged": []}
+    for i, (fi, fo) in enumerate(zip(sizes[:-2], sizes[1:-1])):
+        enc = (dev.put(init_weights(base, fi, fo, rng, dtype)), dev.put(np.zeros(fo, dtype)))
+        dec = (dev.put(init_weights("xavier", fo, fi, rng, dtype)), dev.put(np.zeros(fi, dtype)))
+        autoencoder = _Autoencoder(dev, enc, dec, activation)
+        x_eval = dev.take(x, eval_rows, dev.empty((eval_rows.size, fi)))
+        info["loss_before"].append(autoencoder.reconstruction_error(x_eval))
+        seed = int(rng.integers(2**63))  # the mini-batches' order
+        (stop,) = sgd(autoencoder, x, None, lr=lr, batch_size=min(batch, n), seed=seed, stops=[steps])
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged autoencoder's error is not finite
+            info["loss_after"].append(autoencoder.reconstruction_error(x_eval))
+            codes = dev.k.dense_forward(x, enc[0], enc[1], activation)  # the next autoencoder's data
+        info["steps_done"].append(stop.step)
+        info["diverged"].append(stop.diverged)
+        if stop.diverged:
+            warnings.warn(
+                f"pretrain: the autoencoder of layer {i} ({fi} -> {fo}) diverged at step {stop.step} of "
+                f"{steps} (loss {stop.loss:.6g}); its weights are kept as they are "
+                f"(MLP.init_info['diverged']): try a smaller lr",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        weights.append(dev.get(enc[0]))
+        biases.append(dev.get(enc[1]))
+        x = codes
     weights.append(init_weights(base, sizes[-2], sizes[-1], rng, dtype))
     biases.append(np.zeros(sizes[-1], dtype))
     return weights, biases, info
 
 
-def _reconstruction_error(k, x, enc, dec, activation):
-    """Mean squared error of the autoencoder ``enc``, ``dec`` ((W, b) pairs) on the rows ``x``."""
-    h = k.dense_forward(x, enc[0], enc[1], activation)
-    return k.mean_squared_error(k.dense_forward(h, dec[0], dec[1], "linear"), x)[0]
+class _Autoencoder:
+    """The autoencoder ``r = act(x @ W + b) @ V + c`` of one hidden layer, as a model that
+    :func:`fastinit.training.sgd` trains: its targets are its inputs.
 
+    ``enc`` = (W, b) and ``dec`` = (V, c) are arrays of the kernels of ``dev`` (a
+    :class:`_Device`), updated in place; a step's buffers are allocated once per batch size.
+    """
 
-def _train_autoencoder(k, take, empty, x, idx, enc, dec, activation, lr):
-    """SGD on ``mean((act(xb @ W + b) @ V + c - xb)**2)``, one step per row of ``idx``
-    (steps, batch), ``xb`` the rows ``idx[s]`` of ``x``; ``enc`` = (W, b) and
-    ``dec`` = (V, c) are updated in place, all in the kernels' arrays."""
-    (w, b), (v, c) = enc, dec
-    batch, (fi, fo) = idx.shape[1], w.shape
-    xb, h, r, dr, dh = (empty(s) for s in ((batch, fi), (batch, fo), (batch, fi), (batch, fi), (batch, fo)))
-    grads = [empty(p.shape) for p in (w, b, v, c)]
-    for s in range(idx.shape[0]):
-        take(x, idx[s], xb)
-        k.dense_forward(xb, w, b, activation, out=h)
+    def __init__(self, dev, enc, dec, activation):
+        self._dev, self._enc, self._dec, self._activation = dev, enc, dec, activation
+        self._x = self._buffers = None
+
+    def set_dataset(self, x, labels=None):
+        """Keep the inputs ``x`` (N, fan_in), an array of the kernels; `labels` is ignored."""
+        self._x = x
+
+    def train_step_indices(self, idx, lr):
+        """One SGD step on ``mean((r - xb)**2)``, ``xb`` the rows `idx` (host ints) of the
+        inputs; returns that loss before the update, a float."""
+        k, (w, b), (v, c) = self._dev.k, self._enc, self._dec
+        xb, h, r, dr, dh, grads = self._workspace(idx.size)
+        self._dev.take(self._x, idx, xb)
+        k.dense_forward(xb, w, b, self._activation, out=h)
         k.dense_forward(h, v, c, "linear", out=r)
-        k.mean_squared_error(r, xb, grad=dr)
+        loss, _ = k.mean_squared_error(r, xb, grad=dr)
         k.dense_backward(h, v, r, dr, "linear", dx=dh, dw=grads[2], db=grads[3])
-        k.dense_backward(xb, w, h, dh, activation, dw=grads[0], db=grads[1], compute_dx=False)
+        k.dense_backward(xb, w, h, dh, self._activation, dw=grads[0], db=grads[1], compute_dx=False)
         for p, g in zip((w, b, v, c), grads):
             k.sgd_update(p, g, lr)
+        return loss
+
+    def reconstruction_error(self, x):
+        """The mean squared error of the autoencoder on the rows ``x``, a float."""
+        k, (w, b), (v, c) = self._dev.k, self._enc, self._dec
+        h = k.dense_forward(x, w, b, self._activation)
+        return k.mean_squared_error(k.dense_forward(h, v, c, "linear"), x)[0]
+
+    def _workspace(self, batch):
+        """(xb, h, r, dr, dh, [dW, db, dV, dc]) for mini-batches of ``batch`` rows."""
+        if self._buffers is None or self._buffers[0].shape[0] != batch:
+            empty, (fi, fo) = self._dev.empty, self._enc[0].shape
+            acts = [empty(s) for s in ((batch, fi), (batch, fo), (batch, fi), (batch, fi), (batch, fo))]
+            self._buffers = (*acts, [empty(p.shape) for p in (*self._enc, *self._dec)])
+        return self._buffers

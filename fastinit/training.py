@@ -1,10 +1,11 @@
-"""The one SGD loop of every experiment that trains an MLP: seeded mini-batches, divergence, stops.
+"""The one SGD loop of every experiment that trains a model: seeded mini-batches, divergence, stops.
 
 ``batch_indices`` draws the sequence of mini-batches (each epoch a fresh seeded
-permutation); ``sgd`` runs an MLP's training steps over that sequence and hands
+permutation); ``sgd`` runs a model's (an MLP's) training steps over that sequence and hands
 control back at the steps the caller asks for, so that the caller evaluates,
-snapshots or stops early there (``fastinit train``, the sweep's cells and
-``fastinit spectrum --train`` all train through it). A step whose mini-batch
+snapshots or stops early there (``fastinit train``, the sweep's cells,
+``fastinit spectrum --train`` and the layer-wise pre-training of
+``fastinit.datainit`` all train through it). A step whose mini-batch
 loss is NaN or Inf ends the training: the network has diverged.
 
 The same model, data, learning rate, batch size and seed always give the same
@@ -97,11 +98,14 @@ def sgd(model, x, labels, *, lr, batch_size, seed, stops, on_step=None):
     Parameters
     ----------
     model : fastinit.MLP
-        The network, updated in place.
+        The network, updated in place; or any model with its ``set_dataset`` and
+        ``train_step_indices(idx, lr)`` (which returns the mini-batch loss).
     x : ndarray, shape (N, sizes[0]), the MLP's dtype
-        The training inputs, C-contiguous.
-    labels : ndarray, shape (N,), int32 or int64
-        Their classes.
+        The training inputs, C-contiguous (or an array of the model's own kind, with
+        ``shape``).
+    labels : ndarray, shape (N,), int32 or int64, or None
+        Their classes; None for a model whose targets are its inputs (an autoencoder),
+        passed to ``set_dataset`` as it is.
     lr : float
         Learning rate.
     batch_size : int

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from conftest import DTYPES, KERNEL_BACKENDS, make_mlp
 
-from fastinit import MLP
+from fastinit import MLP, datainit
 from fastinit.init import INIT_NAMES, init_weights, parse_init
+from fastinit.training import sgd
 
 SIZES = (12, 10, 8, 6, 4)  # input, three hidden layers, output
 
@@ -87,6 +88,14 @@ def test_lsuv_warns_when_max_iter_is_hit():
 # --------------------------------------------------------------------------- pretrain
 
 
+def _epoch_batches(n, batch, steps, seed):
+    """(steps, batch) row numbers: seeded permutations of range(n), one after the other, cut
+    into consecutive mini-batches (sampling without replacement within an epoch)."""
+    order = np.random.default_rng(seed)
+    rows = np.concatenate([order.permutation(n) for _ in range(-(-steps * batch // n))])
+    return rows[: steps * batch].reshape(steps, batch)
+
+
 def _numpy_pretrain(sizes, activation, x, seed, steps, lr, batch):
     """The documented algorithm, written out in float64 NumPy: the same draws from one
     generator in the same order, untied weights, linear decoder, MSE over every entry."""
@@ -103,7 +112,7 @@ def _numpy_pretrain(sizes, activation, x, seed, steps, lr, batch):
             return np.mean((_act(xe @ w + b, activation) @ v + c - xe) ** 2)
 
         before = loss()
-        for rows in rng.integers(0, len(x), size=(steps, batch)):
+        for rows in _epoch_batches(len(x), min(batch, len(x)), steps, int(rng.integers(2**63))):
             xb = x[rows]
             h = _act(xb @ w + b, activation)
             g = 2 * (h @ v + c - xb) / xb.size
@@ -137,7 +146,62 @@ def test_pretrain_without_hidden_layers_is_the_base_init():
     np.testing.assert_array_equal(
         mlp.params[0][0], init_weights("he", 12, 4, _rng_after_eval_draw(0, 48), np.float32)
     )
-    assert mlp.init_info == {"loss_before": [], "loss_after": []}
+    assert mlp.init_info == {"loss_before": [], "loss_after": [], "steps_done": [], "diverged": []}
+
+
+def test_pretrain_trains_each_layer_through_the_sgd_loop(monkeypatch):
+    calls = []
+
+    def spy(model, x, labels, **kwargs):
+        batches = []
+        original_step = model.train_step_indices
+        monkeypatch.setattr(
+            model, "train_step_indices", lambda idx, lr: batches.append(idx) or original_step(idx, lr)
+        )
+        calls.append((x.shape, labels, kwargs, batches))
+        return sgd(model, x, labels, **kwargs)
+
+    monkeypatch.setattr(datainit, "sgd", spy)
+    x = _data()  # 48 rows: batch 16 makes three mini-batches an epoch
+    mlp = MLP(SIZES, "tanh", "pretrain,steps=7,lr=0.5,batch=16", backend="numpy", seed=2, data=x)
+    assert [shape for shape, *_ in calls] == [
+        (48, w) for w in SIZES[:-2]
+    ]  # the data, then each layer's codes
+    seeds = set()
+    for _, labels, kwargs, batches in calls:
+        assert (
+            labels is None and kwargs["stops"] == [7] and kwargs["batch_size"] == 16 and kwargs["lr"] == 0.5
+        )
+        seeds.add(kwargs["seed"])
+        assert len(batches) == 7  # steps mini-batches per layer
+        for epoch in (batches[0:3], batches[3:6]):  # each epoch a permutation of the rows
+            np.testing.assert_array_equal(np.sort(np.concatenate(epoch)), np.arange(48))
+    assert len(seeds) == 3  # a fresh order per layer
+    assert mlp.init_info["steps_done"] == [7, 7, 7] and mlp.init_info["diverged"] == [False] * 3
+
+
+def test_pretrain_uses_every_row_when_the_batch_is_larger_than_the_data():
+    x = _data(n=10)
+    mlp = MLP(
+        SIZES, "tanh", "pretrain,steps=4,lr=0.5,batch=128", backend="numpy", dtype="float64", seed=1, data=x
+    )
+    want, _ = _numpy_pretrain(SIZES, "tanh", x, 1, steps=4, lr=0.5, batch=128)
+    for (w, _), (ww, _) in zip(mlp.params, want):
+        np.testing.assert_allclose(w, ww, rtol=1e-10, atol=1e-12)
+
+
+def test_a_diverging_autoencoder_stops_its_layer_and_is_recorded():
+    with pytest.warns(RuntimeWarning) as record:  # no exception: the init goes on
+        mlp = MLP(SIZES, "relu", "pretrain,steps=50,lr=1e4,batch=8", backend="numpy", seed=0, data=_data())
+    info = mlp.init_info
+    assert info["diverged"][0] and 1 <= info["steps_done"][0] < 50  # it stopped early
+    assert str(record[0].message).startswith(
+        f"pretrain: the autoencoder of layer 0 (12 -> 10) diverged at step {info['steps_done'][0]} of 50"
+    )
+    # The layers above train on the diverged codes: they stop at their first step.
+    assert info["diverged"] == [True] * 3 and info["steps_done"][1:] == [1, 1] and len(record) == 3
+    assert np.isfinite(info["loss_before"][0]) and not np.isfinite(info["loss_after"][0])
+    assert len(info["loss_after"]) == len(SIZES) - 2
 
 
 def _rng_after_eval_draw(seed, n):
