@@ -29,8 +29,9 @@ inputs, so they only work through ``MLP(sizes, init=..., data=x)`` (see
         batch >= 2, max_iter >= 1.
     pretrain,steps=500,lr=1.0,batch=128
         greedy layer-wise autoencoder pre-training of the hidden layers:
-        ``steps`` SGD steps of learning rate ``lr`` on ``batch`` rows each
-        (Hinton & Salakhutdinov 2006, simplified). steps >= 1, lr > 0, batch >= 1.
+        ``steps`` SGD steps of learning rate ``lr`` on ``batch`` rows each,
+        epochs of the rows without replacement (Hinton & Salakhutdinov 2006,
+        simplified). steps >= 1, lr > 0, batch >= 1.
 
 Note on names: the "Deep Learning from Scratch" book code calls
 ``sqrt(1 / fan_in)`` "Xavier"; that is LeCun's scaling (``lecun`` here).
