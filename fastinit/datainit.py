@@ -260,19 +260,24 @@ def _pretrain(sizes, activation, data, rng, dtype, backend, *, steps, lr, batch)
         info["steps_done"].append(stop.step)
         info["diverged"].append(stop.diverged)
         if stop.diverged:
-            warnings.warn(
-                f"pretrain: the autoencoder of layer {i} ({fi} -> {fo}) diverged at step {stop.step} of "
-                f"{steps} (loss {stop.loss:.6g}); its weights are kept as they are "
-                f"(MLP.init_info['diverged']): try a smaller lr",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            _warn_diverged(i, (fi, fo), stop, steps)
         weights.append(dev.get(enc[0]))
         biases.append(dev.get(enc[1]))
         x = codes
     weights.append(init_weights(base, sizes[-2], sizes[-1], rng, dtype))
     biases.append(np.zeros(sizes[-1], dtype))
     return weights, biases, info
+
+
+def _warn_diverged(layer, shape, stop, steps):
+    """Warn that the autoencoder of ``layer`` (``shape`` its encoder's) diverged at ``stop``."""
+    warnings.warn(
+        f"pretrain: the autoencoder of layer {layer} ({shape[0]} -> {shape[1]}) diverged at step "
+        f"{stop.step} of {steps} (loss {stop.loss:.6g}); its weights are kept as they are "
+        f"(MLP.init_info['diverged']): try a smaller lr",
+        RuntimeWarning,
+        stacklevel=5,  # the caller of MLP(...)
+    )
 
 
 class _Autoencoder:
