@@ -19,9 +19,11 @@ moment later (every ``DELIVER_AGAIN_S`` seconds until it can land):
   cache). Other threads need no watch: Python runs signal handlers in the main thread
   only, and fastinit's background compile thread is not a daemon, so the interpreter lets
   it finish before the process exits;
-- while Numba is imported (:func:`numba_compiles_hold_stops` imports it): its C extensions
-  turn an exception raised in their import into an ImportError, which would end the
-  command with a traceback, or be swallowed by a caller and lose the stop;
+- while a module is imported (Numba, h5py, matplotlib are imported when a command needs
+  them): an exception raised in a module's top-level code may come out changed (Numba's C
+  extensions turn it into an ImportError, which would end the command with a traceback or be
+  swallowed by a caller; a class body's ``__set_name__`` wraps it in a RuntimeError). The
+  import system's frames (``<frozen importlib._bootstrap>``) on the interrupted stack tell;
 - inside a finalizer (``__del__``) or a weakref callback, where Python prints an exception
   as "Exception ignored" and carries on: the stop would be lost.
 """
@@ -84,8 +86,6 @@ def exit_status(exc):
 
 class _State:
     numba_lock_depth = 0  # how deep the main thread is in Numba's compiler lock (it is reentrant)
-    importing_numba = False  # Numba's C extensions turn an exception raised in their import into
-    # an ImportError that callers may swallow: the stop would be lost and Numba left half-imported
     deferred = []  # timers that send a held-back stop signal again (cancelled on leaving)
 
 
@@ -97,8 +97,20 @@ def _in_finalizer(frame):
     )
 
 
+def _importing(frame):
+    """Whether ``frame`` runs inside an import: the import system's frames
+    (``<frozen importlib._bootstrap>``) are below it on the stack. An exception raised in a
+    module's top-level code may come out changed (a class body's ``__set_name__`` wraps it in
+    a RuntimeError, a C extension's import in an ImportError that a caller may swallow)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_stop_signal(signum, frame):
-    if _State.numba_lock_depth > 0 or _State.importing_numba or _in_finalizer(frame):  # again in a moment
+    if _State.numba_lock_depth > 0 or _importing(frame) or _in_finalizer(frame):  # again in a moment
         timer = threading.Timer(DELIVER_AGAIN_S, os.kill, (os.getpid(), signum))
         timer.daemon = True
         _State.deferred.append(timer)
@@ -114,8 +126,8 @@ def stop_signals_raise():
     """Make the stop signals raise for a ``with`` block (held back where that would do damage).
 
     SIGINT raises ``KeyboardInterrupt``, SIGTERM and SIGHUP :class:`Terminated`; inside a
-    finalizer, and inside :func:`numba_compiles_hold_stops` while the main thread holds
-    Numba's compiler lock, the signal is held back and sent again a moment later. On
+    finalizer, during an import, and inside :func:`numba_compiles_hold_stops` while the main
+    thread holds Numba's compiler lock, the signal is held back and sent again a moment later. On
     leaving, held-back signals are dropped (the block has nothing left to stop) and the
     previous handlers come back. Handlers can only be set in the main thread: elsewhere,
     and for a signal the platform refuses, nothing changes.
@@ -160,21 +172,16 @@ def numba_compiles_hold_stops():
 
     Numba loads and writes its on-disk cache under that lock; a stop signal that lands then
     is sent again once the lock is released (see the module docstring). Listens to the
-    lock's ``"numba:compiler_lock"`` events (``numba.core.event``) and imports Numba, which
-    takes a few tenths of a second, with stops held back too (an exception raised inside
-    the import of Numba's C extensions comes out as an ImportError): enter it where Numba
-    may compile, inside :func:`stop_signals_raise`.
+    lock's ``"numba:compiler_lock"`` events (``numba.core.event``), which imports Numba (a few
+    tenths of a second; a stop then waits for the import, as during any import): enter it
+    where Numba may compile, inside :func:`stop_signals_raise`.
 
     Yields
     ------
     None
         Nothing; the lock is watched inside the block.
     """
-    _State.importing_numba = True
-    try:
-        from numba.core import event
-    finally:
-        _State.importing_numba = False
+    from numba.core import event  # a stop during the import is held back like any import's
 
     class Watch(event.Listener):
         def on_start(self, ev):  # broadcast just before the lock is taken
