@@ -8,7 +8,8 @@ L1 and the columns into blocks that stay in L2. Each output ends with a horizont
 vector register, which costs about as much as the multiply-adds when the depth is short;
 ``dot_nn_into`` avoids it for short depths and long output rows (outer products, vectorised
 along the output rows, 4 rows of ``b`` per pass). ``matmul_into`` packs an operand into that
-layout (one transposed copy) when it is not already, and cuts the output into one tile per
+layout (one transposed copy) when it is not already, computes ``a.T @ b`` with short output
+rows and long columns as its transpose in that form, and cuts the output into one tile per
 thread. Small products run on the calling thread: a fork/join costs more than the work, and
 much more on a busy machine.
 
@@ -447,8 +448,11 @@ def matmul_into(a, b, out, trans_a, trans_b, threads, blocks):
     columns) or, where `outer_form` says so, as outer products (`dot_nn_into`: ``op(b)``
     read along its rows). An operand not in the layout its form reads is first packed into a
     transposed copy (allocated here): `a` with `trans_a`, and `b` with `trans_b` for outer
-    products or without it for dot products. One tile per thread for `threads` threads (see
-    `product_tiles`).
+    products or without it for dot products. With `trans_a`, where `outer_form` rejects the
+    output's rows (N) but takes its columns (M), e.g. a first layer's weight gradient
+    ``x.T @ delta`` (784 x 100, depth 128), the transpose ``op(b).T @ a`` is computed instead,
+    as outer products that read `a` as it is, into a buffer then transposed into `out`.
+    One tile per thread for `threads` threads (see `product_tiles`).
 
     Parameters
     ----------
@@ -471,12 +475,24 @@ def matmul_into(a, b, out, trans_a, trans_b, threads, blocks):
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
         return
+    outer = outer_form(n, k, blocks)
+    if trans_a and not outer and outer_form(m, k, blocks):
+        # Short output rows but long columns, and a stored (k, m): compute out.T = op(b).T @ a
+        # as outer products along rows of m elements, reading a as it is, then transpose it.
+        if trans_b:
+            bp = b
+        else:
+            bp = np.empty((n, k), b.dtype)
+            transpose_into(b, bp, 0, k)
+        out_t = np.empty((n, m), out.dtype)
+        _product_all(bp, a, out_t, k, threads, blocks, True)
+        transpose_into(out_t, out, 0, n)
+        return
     if trans_a:
         ap = np.empty((m, k), a.dtype)
         transpose_into(a, ap, 0, k)
     else:
         ap = a
-    outer = outer_form(n, k, blocks)
     if trans_b == outer:  # b is (n, k) and outer products read it as (k, n), or the reverse
         bp = np.empty((k, n) if outer else (n, k), b.dtype)
         transpose_into(b, bp, 0, b.shape[0])

@@ -283,3 +283,26 @@ def test_block_sizes_are_not_frozen_into_the_cache(tmp_path):
     kc, nc, hits = runs[1]
     assert (kc, nc) == product_blocks(np.float64, *cache_sizes()[:2]), runs
     assert hits >= 1, "the second process should have loaded matmul_into from the cache"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_into_right_as_its_transpose(dtype):
+    """``a.T @ op(b)`` whose output rows are too short for outer products but whose columns
+    are long (a first layer's weight gradient, 784 x 100 at depth 128) is computed as its
+    transpose in outer form: the reference's numbers for both ``op(b)``, on one thread and
+    split over two, and for a zero depth."""
+    from fastinit.kernels import cpu
+    from fastinit.kernels.cpu_products import outer_form
+
+    rng = np.random.default_rng(12)
+    blocks = (1024, 192)
+    for m, k, n in ((784, 128, 100), (64, 3, 2), (301, 257, 65), (40, 0, 7)):
+        assert outer_form(m, k, blocks) and not outer_form(n, k, blocks)
+        for trans_b in (False, True):
+            a, b = _operands(rng, m, k, n, dtype, True, trans_b)
+            want = ref.matmul(a.astype(np.float64), b.astype(np.float64), trans_a=True, trans_b=trans_b)
+            rtol, atol = tolerances(dtype, scale=max(k, 1))
+            for threads in (1, 2):
+                out = np.full((m, n), np.nan, dtype)
+                cpu.matmul_into(a, b, out, True, trans_b, threads, blocks)
+                np.testing.assert_allclose(out, want, rtol=rtol, atol=atol, err_msg=f"{m, k, n, threads}")
