@@ -21,9 +21,12 @@ import functools
 import inspect
 import os
 import re
+import textwrap
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 
 from fastinit.kernels.checks import fill_doc, with_doc
@@ -333,11 +336,11 @@ def histogram_figure(results):
         "tanh": "saturated: |y|>0.99",
         "relu": "x: log10 of the non-zero activations, zeros (dead) not drawn",
     }[results.activation]
-    fig.suptitle(
+    title = (
         f"{results.activation} activations per layer: {results.layers} layers x {results.units} units, "
-        f"{results.samples} samples, seed {results.seed} ({rule})",
-        fontsize=10,
+        f"{results.samples} samples, seed {results.seed} ({rule})"
     )
+    fig.suptitle(_fitted(fig, title, 10), fontsize=10)
     note = (
         "theory: the mean-field variance recursion (its Gaussian integrals exact at any variance) "
         "for infinitely wide layers with Gaussian, independent pre-activations;\n"
@@ -350,7 +353,7 @@ def histogram_figure(results):
             "one seed:\nthey share the random directions and differ only in scale, and a ReLU's sign does "
             "not depend on scale."
         )
-    fig.supxlabel(note, fontsize=7, color="0.35")
+    fig.supxlabel(_fitted(fig, note, 7), fontsize=7, color="0.35")
     return fig
 
 
@@ -475,6 +478,30 @@ def _bars(ax, values, value_range, scale, color):
     # In float64: float32 bin edges near float32's largest values overflow (a blown-up std=10 net).
     counts, edges = np.histogram(np.asarray(values, dtype=np.float64), bins=_HIST_BINS, range=value_range)
     ax.stairs(counts * scale, edges, fill=True, color=color)
+
+
+_TEXT_PATHS = TextToPath()
+
+
+def _fitted(fig, text, fontsize):
+    """``text`` with each line too wide for ``fig`` at ``fontsize`` (points) wrapped at spaces
+    into the fewest lines of about equal length that fit, so that the title or note of a
+    narrow grid (few layer columns) is not cut off at its edges; lines that fit stay as they
+    are."""
+    room = 0.97 * 72 * fig.get_figwidth()
+    prop = FontProperties(size=fontsize)
+
+    def fits(line):
+        return _TEXT_PATHS.get_text_width_height_descent(line, prop, ismath=False)[0] <= room
+
+    lines = []
+    for line in text.split("\n"):
+        parts, pieces = [line], 1
+        while not all(fits(part) for part in parts) and pieces < len(line):
+            pieces += 1
+            parts = textwrap.wrap(line, -(-len(line) // pieces) + 4)
+        lines += parts
+    return "\n".join(lines)
 
 
 def _label_panel(ax, note, where, layer, ylabel, xlabel):
@@ -603,20 +630,19 @@ def gradient_histogram_figure(results):
                 f"{run.init}\nfraction" + (f"\n({trend})" if trend else ""),
                 "log10 |dL/dz|",
             )
-    fig.suptitle(
+    title = (
         f"{results.activation} gradients at init, dL/dz of each layer's pre-activation: "
         f"{results.layers} layers x {results.units} units, {results.samples} samples, seed {results.seed} "
-        "(x: log10 |dL/dz|, zeros not drawn)",
-        fontsize=10,
+        "(x: log10 |dL/dz|, zeros not drawn)"
     )
-    fig.supxlabel(
+    fig.suptitle(_fitted(fig, title, 10), fontsize=10)
+    note = (
         f"L = sum(G * z) on layer {results.layers} with G ~ N(0, 1), the same G for every init: the last "
         "column is G itself, and each layer down multiplies by W.T and the activation's slope.\nzero: "
         "exactly 0 (a dead ReLU, or a sigmoid/tanh unit saturated to its float limit); theory: the "
-        "mean-field RMS (product of sqrt(chi) per layer); vanishing/exploding: RMS per layer going down.",
-        fontsize=7,
-        color="0.35",
+        "mean-field RMS (product of sqrt(chi) per layer); vanishing/exploding: RMS per layer going down."
     )
+    fig.supxlabel(_fitted(fig, note, 7), fontsize=7, color="0.35")
     return fig
 
 
@@ -954,9 +980,8 @@ def train_activations_figure(activations, steps, name, activation):
                 note += f"\ndead {100 * dead / total:.0f}%"
             xlabel = "activation (zeros not drawn)" if relu else "activation"
             _label_panel(ax, note, (r, c, rows), c, f"step {int(steps[r])}\nfraction", xlabel)
-    fig.suptitle(
-        f"MNIST run {name}: {activation} activations of the probe batch during training", fontsize=10
-    )
+    title = f"MNIST run {name}: {activation} activations of the probe batch during training"
+    fig.suptitle(_fitted(fig, title, 10), fontsize=10)
     return fig
 
 
@@ -995,10 +1020,8 @@ def train_gradients_figure(gradients, steps, name, activation):
                 f"step {int(steps[r])}\nfraction",
                 "log10 |dloss_i/dz|",
             )
-    fig.suptitle(
-        f"MNIST run {name}: {activation} gradients of each probe image's loss per layer during training",
-        fontsize=10,
-    )
+    title = f"MNIST run {name}: {activation} gradients of each probe image's loss per layer during training"
+    fig.suptitle(_fitted(fig, title, 10), fontsize=10)
     return fig
 
 

@@ -542,3 +542,20 @@ def test_data_driven_inits_calibrate_on_the_samples():
     assert np.all(np.abs(z.var(axis=(1, 2)) - 1) <= 0.05)
     pre = res.runs["pretrain,steps=20"]
     assert np.all(np.isfinite(pre.grad_rms)) and pre.activations.shape == (3, 400, 16)
+
+
+@pytest.mark.parametrize("layers", [1, 3, 5])
+def test_titles_and_notes_fit_the_figure(layers):
+    """A grid of few layer columns is narrow: its title and its note are wrapped so that no
+    line runs past the figure's edges (they were cut off at 3 columns)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fastinit.plots import gradient_histogram_figure
+
+    res = _run("relu", inits=("std=0.01", "he"), layers=layers, units=8, samples=20)
+    for fig in (histogram_figure(res), gradient_histogram_figure(res)):
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        assert len(fig.texts) == 2  # the title and the note
+        for text in fig.texts:
+            assert len(text.get_text()) > 60
+            assert text.get_window_extent(renderer).width <= fig.bbox.width, (layers, text.get_text())
